@@ -1,0 +1,167 @@
+// Environment configuration, parsed once at start. Every bad variable is listed in one error.
+import os from 'node:os';
+import path from 'node:path';
+
+export interface GraftConfig {
+  host: string;
+  port: number;
+  dataDir: string;
+  redisUrl: string;
+  /** Whether REDIS_URL was given explicitly (npm start only embeds a redis-server when it was not). */
+  redisUrlExplicit: boolean;
+  queuePrefix: string;
+  s3: {
+    endpoint: string | null;
+    bucket: string;
+    region: string;
+    accessKeyId: string;
+    secretAccessKey: string;
+    forcePathStyle: boolean;
+  };
+  backbones: string;
+  apiKeys: { tenant: string; key: string }[];
+  workerConcurrency: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  limits: {
+    uploadBytes: number;
+    archiveEntries: number;
+    uncompressedBytes: number;
+    entryBytes: number;
+    compressionRatio: number;
+    imagePixels: number;
+    predictImages: number;
+    predictBodyBytes: number;
+    rateLimitPerMinute: number;
+  };
+  predict: { maxBatch: number; maxWaitMs: number; cacheBytes: number };
+  jobAttempts: number;
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** The public hosting of the TensorFlow.js MobileNet weights (`<base>/<name>/model.json`). */
+export const DEFAULT_BACKBONES_URL = 'https://storage.googleapis.com/tfjs-models/tfjs';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+type Env = Record<string, string | undefined>;
+
+export function loadConfig(env: Env = process.env): GraftConfig {
+  const problems: string[] = [];
+  const str = (name: string, def: string) => {
+    const v = env[name];
+    return v === undefined || v === '' ? def : v;
+  };
+  const int = (name: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return def;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name}=${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
+      return def;
+    }
+    return n;
+  };
+  const bool = (name: string, def: boolean) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return def;
+    if (/^(1|true|yes|on)$/i.test(raw)) return true;
+    if (/^(0|false|no|off)$/i.test(raw)) return false;
+    problems.push(`${name}=${JSON.stringify(raw)}: expected true or false`);
+    return def;
+  };
+  const url = (name: string, def: string | null, protocols: string[]) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return def;
+    try {
+      const u = new URL(raw);
+      if (!protocols.includes(u.protocol)) throw new Error();
+      return raw.replace(/\/+$/, '');
+    } catch {
+      problems.push(`${name}=${JSON.stringify(raw)}: expected a URL starting with ${protocols.join(' or ')}//`);
+      return def;
+    }
+  };
+
+  const apiKeys: GraftConfig['apiKeys'] = [];
+  for (const item of str('GRAFT_API_KEYS', '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const i = item.indexOf(':');
+    const tenant = item.slice(0, i);
+    const key = item.slice(i + 1);
+    if (i <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(tenant) || key.length < 8) {
+      problems.push(
+        `GRAFT_API_KEYS: entry ${JSON.stringify(item.replace(/:.*/, ':…'))} must be tenant:key, tenant of letters, digits, . _ -, key at least 8 characters`,
+      );
+      continue;
+    }
+    if (apiKeys.some((k) => k.key === key)) problems.push(`GRAFT_API_KEYS: a key is given twice (tenant ${tenant})`);
+    apiKeys.push({ tenant, key });
+  }
+
+  const logLevel = str('LOG_LEVEL', 'info');
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)}: expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const bucket = str('S3_BUCKET', 'graft');
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    problems.push(`S3_BUCKET=${JSON.stringify(bucket)}: not a valid bucket name (3-63 lowercase letters, digits, . and -)`);
+  }
+  const queuePrefix = str('GRAFT_QUEUE_PREFIX', 'graft');
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(queuePrefix)) {
+    problems.push(`GRAFT_QUEUE_PREFIX=${JSON.stringify(queuePrefix)}: letters, digits, _ and - only`);
+  }
+  const backbonesRaw = str('GRAFT_BACKBONES', DEFAULT_BACKBONES_URL);
+  let backbones = backbonesRaw;
+  if (/^https?:\/\//.test(backbonesRaw) || backbonesRaw.startsWith('s3://')) {
+    backbones = backbonesRaw.replace(/\/+$/, '');
+  } else {
+    backbones = path.resolve(backbonesRaw.replace(/^file:\/\//, ''));
+  }
+
+  const config: GraftConfig = {
+    host: str('HOST', '127.0.0.1'),
+    port: int('PORT', 8080, 0, 65535),
+    dataDir: path.resolve(str('GRAFT_DATA_DIR', './.graft')),
+    redisUrl: url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'])!,
+    redisUrlExplicit: !!env.REDIS_URL,
+    queuePrefix,
+    s3: {
+      endpoint: url('S3_ENDPOINT', null, ['http:', 'https:']),
+      bucket,
+      region: str('S3_REGION', 'us-east-1'),
+      accessKeyId: str('AWS_ACCESS_KEY_ID', 'S3RVER'),
+      secretAccessKey: str('AWS_SECRET_ACCESS_KEY', 'S3RVER'),
+      forcePathStyle: bool('S3_FORCE_PATH_STYLE', true),
+    },
+    backbones,
+    apiKeys,
+    workerConcurrency: int('WORKER_CONCURRENCY', 1, 1, 64),
+    logLevel: logLevel as GraftConfig['logLevel'],
+    limits: {
+      uploadBytes: int('GRAFT_MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1024),
+      archiveEntries: int('GRAFT_MAX_ARCHIVE_ENTRIES', 100_000, 1),
+      uncompressedBytes: int('GRAFT_MAX_UNCOMPRESSED_BYTES', 8 * 1024 ** 3, 1024),
+      entryBytes: int('GRAFT_MAX_ENTRY_BYTES', 50 * 1024 ** 2, 1024),
+      compressionRatio: int('GRAFT_MAX_COMPRESSION_RATIO', 100, 1),
+      imagePixels: int('GRAFT_MAX_IMAGE_PIXELS', 40_000_000, 1),
+      predictImages: int('GRAFT_MAX_PREDICT_IMAGES', 64, 1, 10_000),
+      predictBodyBytes: int('GRAFT_MAX_PREDICT_BYTES', 32 * 1024 ** 2, 1024),
+      rateLimitPerMinute: int('GRAFT_RATE_LIMIT', 6000, 0),
+    },
+    predict: {
+      maxBatch: int('GRAFT_PREDICT_MAX_BATCH', 16, 1, 1024),
+      maxWaitMs: int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
+      cacheBytes: int('GRAFT_MODEL_CACHE_BYTES', 1024 ** 3, 1024 ** 2),
+    },
+    jobAttempts: int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
+  };
+  if (problems.length) throw new ConfigError(problems);
+  return config;
+}
+
+export const cpuCount = () => os.availableParallelism?.() ?? os.cpus().length;

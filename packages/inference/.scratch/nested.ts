@@ -1,0 +1,12 @@
+import * as tf from '@tensorflow/tfjs';
+await tf.setBackend('cpu');
+const inp = tf.input({ shape: [8, 8, 3] });
+const c = tf.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same' }).apply(inp) as tf.SymbolicTensor;
+const b = tf.layers.batchNormalization().apply(c) as tf.SymbolicTensor;
+const backbone = tf.model({ inputs: inp, outputs: b, name: 'backbone' });
+const m = tf.sequential({ layers: [backbone, tf.layers.globalAveragePooling2d({}), tf.layers.dense({ units: 5, activation: 'relu' }), tf.layers.dropout({ rate: 0.5 }), tf.layers.dense({ units: 1, activation: 'sigmoid' })] });
+let art: tf.io.ModelArtifacts | undefined;
+await m.save(tf.io.withSaveHandler(async (a) => { art = a; return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } }; }));
+console.log(JSON.stringify(art!.modelTopology, null, 1).slice(0, 6000));
+console.log(JSON.stringify(art!.weightSpecs));
+console.log(art!.weightData instanceof ArrayBuffer, Array.isArray(art!.weightData));

@@ -1,0 +1,7 @@
+export * from './names';
+export * from './payloads';
+export * from './connection';
+export * from './job-store';
+export * from './train-queue';
+export * from './embedded-redis';
+export { UnrecoverableError, Worker, type Job } from 'bullmq';

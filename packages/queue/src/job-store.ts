@@ -1,0 +1,157 @@
+// The job records that the API serves: one Redis hash per job plus a list of history rows,
+// a per-tenant index, and a pub/sub channel per job for live events.
+import type { Redis } from 'ioredis';
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+
+export interface HistoryRow {
+  phase: string;
+  epoch: number;
+  attempt: number;
+  loss: number;
+  accuracy: number;
+  valLoss: number | null;
+  valAccuracy: number | null;
+  seconds: number;
+}
+
+export interface JobRecord {
+  id: string;
+  tenant: string;
+  datasetId: string;
+  state: JobState;
+  phase: string | null;
+  progress: number;
+  epoch: number | null;
+  epochs: number | null;
+  etaSeconds: number | null;
+  config: Record<string, unknown>;
+  history: HistoryRow[];
+  test: Record<string, unknown> | null;
+  validation: Record<string, unknown> | null;
+  modelId: string | null;
+  error: { code: string; message: string } | null;
+  attempts: number;
+  backend: string | null;
+  cancelRequested: boolean;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export type JobEvent =
+  | { type: 'progress'; data: Partial<JobRecord> }
+  | { type: 'epoch'; data: HistoryRow }
+  | { type: 'state'; data: Partial<JobRecord> };
+
+
+export class JobStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+  ) {}
+
+  private key = (id: string) => `${this.prefix}:job:${id}`;
+  private historyKey = (id: string) => `${this.prefix}:job:${id}:history`;
+  private tenantKey = (t: string) => `${this.prefix}:tenant:${t}:jobs`;
+  private datasetKey = (t: string, ds: string) => `${this.prefix}:tenant:${t}:dataset:${ds}:jobs`;
+  eventsChannel = (id: string) => `${this.prefix}:events:${id}`;
+  get cancelChannel() {
+    return `${this.prefix}:cancel`;
+  }
+
+  async create(rec: JobRecord): Promise<void> {
+    const t = Date.parse(rec.createdAt);
+    await this.redis
+      .multi()
+      .hset(this.key(rec.id), this.encode(rec))
+      .zadd(this.tenantKey(rec.tenant), t, rec.id)
+      .sadd(this.datasetKey(rec.tenant, rec.datasetId), rec.id)
+      .exec();
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    const [[, h], [, rows]] = (await this.redis.multi().hgetall(this.key(id)).lrange(this.historyKey(id), 0, -1).exec())! as [
+      [unknown, Record<string, string>],
+      [unknown, string[]],
+    ];
+    if (!h || !h.id) return null;
+    return this.decode(h, rows);
+  }
+
+  /** The tenant's job, or null where it does not exist or belongs to another tenant. */
+  async getForTenant(tenant: string, id: string): Promise<JobRecord | null> {
+    const rec = await this.get(id);
+    return rec && rec.tenant === tenant ? rec : null;
+  }
+
+  async list(tenant: string, opts: { state?: JobState; limit: number; offset: number }): Promise<{ items: JobRecord[]; total: number }> {
+    const ids = await this.redis.zrevrange(this.tenantKey(tenant), 0, -1);
+    const recs: JobRecord[] = [];
+    for (const id of ids) {
+      const r = await this.get(id);
+      if (r && (!opts.state || r.state === opts.state)) recs.push(r);
+    }
+    return { items: recs.slice(opts.offset, opts.offset + opts.limit), total: recs.length };
+  }
+
+  /** Ids of the tenant's jobs that use a dataset. */
+  async jobsOfDataset(tenant: string, datasetId: string): Promise<string[]> {
+    return this.redis.smembers(this.datasetKey(tenant, datasetId));
+  }
+
+  async update(id: string, patch: Partial<JobRecord>, event?: JobEvent['type']): Promise<void> {
+    const enc = this.encode(patch);
+    if (Object.keys(enc).length) await this.redis.hset(this.key(id), enc);
+    if (event) await this.publish(id, { type: event, data: patch } as JobEvent);
+  }
+
+  /** Sets the state only where the job is not yet in a terminal state; answers whether it did. */
+  async transition(id: string, patch: Partial<JobRecord> & { state: JobState }): Promise<boolean> {
+    const script = `
+      local s = redis.call('HGET', KEYS[1], 'state')
+      if not s then return 0 end
+      if s == '"succeeded"' or s == '"failed"' or s == '"cancelled"' then return 0 end
+      for i = 1, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+      return 1`;
+    const args = Object.entries(this.encode(patch)).flat();
+    const ok = (await this.redis.eval(script, 1, this.key(id), ...args)) === 1;
+    if (ok) await this.publish(id, { type: 'state', data: patch });
+    return ok;
+  }
+
+  async appendHistory(id: string, row: HistoryRow): Promise<void> {
+    await this.redis.rpush(this.historyKey(id), JSON.stringify(row));
+    await this.publish(id, { type: 'epoch', data: row });
+  }
+
+  async publish(id: string, ev: JobEvent): Promise<void> {
+    await this.redis.publish(this.eventsChannel(id), JSON.stringify(ev));
+  }
+
+  async delete(rec: JobRecord): Promise<void> {
+    await this.redis
+      .multi()
+      .del(this.key(rec.id), this.historyKey(rec.id))
+      .zrem(this.tenantKey(rec.tenant), rec.id)
+      .srem(this.datasetKey(rec.tenant, rec.datasetId), rec.id)
+      .exec();
+  }
+
+  private encode(rec: Partial<JobRecord>): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(rec)) {
+      if (k === 'history' || v === undefined) continue;
+      out[k] = JSON.stringify(v);
+    }
+    return out;
+  }
+
+  private decode(h: Record<string, string>, rows: string[]): JobRecord {
+    const r: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(h)) r[k] = JSON.parse(v);
+    r.history = rows.map((x) => JSON.parse(x));
+    return r as unknown as JobRecord;
+  }
+}
