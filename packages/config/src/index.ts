@@ -165,3 +165,4 @@ export function loadConfig(env: Env = process.env): GraftConfig {
 }
 
 export const cpuCount = () => os.availableParallelism?.() ?? os.cpus().length;
+export * from './logger';

@@ -126,6 +126,18 @@ export class JobStore {
     await this.publish(id, { type: 'epoch', data: row });
   }
 
+  /** Replaces the history rows (a resumed attempt keeps exactly the rows its checkpoint holds). */
+  async replaceHistory(id: string, rows: HistoryRow[]): Promise<void> {
+    const m = this.redis.multi().del(this.historyKey(id));
+    if (rows.length) m.rpush(this.historyKey(id), ...rows.map((r) => JSON.stringify(r)));
+    await m.exec();
+  }
+
+  /** Counts one more attempt at running the job and answers its number. */
+  async nextAttempt(id: string): Promise<number> {
+    return this.redis.hincrby(this.key(id), 'attempts', 1);
+  }
+
   async publish(id: string, ev: JobEvent): Promise<void> {
     await this.redis.publish(this.eventsChannel(id), JSON.stringify(ev));
   }

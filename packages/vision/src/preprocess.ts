@@ -1,0 +1,133 @@
+// From encoded image bytes to the network's input: decode (JPEG, PNG, WebP) with sharp, turn by the EXIF
+// orientation, force 3-channel 8-bit RGB, and resize to size x size. The resize stretches the image to the square
+// without keeping the aspect ratio, as Keras's `load_img(target_size=...)` does, so a model sees the whole image
+// (no crop) exactly as the Keras recipe trained it. Then the pixels are normalised per the backbone's
+// preprocessing: (pixel - mean) / std per channel, in RGB or BGR order.
+import sharp from 'sharp';
+import { ImageDecodeError, throwIfAborted } from './errors';
+
+export interface Preprocessing {
+  /** Keras's name of the scheme: 'tf' ([-1, 1]), 'unit' ([0, 1]), 'caffe' (BGR, ImageNet means), 'torch'. */
+  mode: 'tf' | 'unit' | 'caffe' | 'torch';
+  /** Channel order the network expects. */
+  channelOrder: 'rgb' | 'bgr';
+  /** Per channel, in the network's channel order, in pixel units (0..255). */
+  mean: [number, number, number];
+  std: [number, number, number];
+}
+
+export const PREPROCESSING: Record<Preprocessing['mode'], Preprocessing> = {
+  tf: { mode: 'tf', channelOrder: 'rgb', mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] },
+  unit: { mode: 'unit', channelOrder: 'rgb', mean: [0, 0, 0], std: [255, 255, 255] },
+  caffe: { mode: 'caffe', channelOrder: 'bgr', mean: [103.939, 116.779, 123.68], std: [1, 1, 1] },
+  torch: {
+    mode: 'torch',
+    channelOrder: 'rgb',
+    mean: [0.485 * 255, 0.456 * 255, 0.406 * 255],
+    std: [0.229 * 255, 0.224 * 255, 0.225 * 255],
+  },
+};
+
+/** How many images sharp decodes at once (it runs each on its own libuv/libvips threads). */
+export const DEFAULT_DECODE_CONCURRENCY = 4;
+
+/**
+ * Decodes one image to size x size x 3 RGB bytes (row-major, channels last). Throws on bytes that are not a
+ * decodable image.
+ */
+export async function decodeImage(bytes: Uint8Array, size: number): Promise<Uint8Array> {
+  const { data, info } = await sharp(bytes, { failOn: 'error' })
+    .rotate() // EXIF orientation
+    .removeAlpha()
+    .toColourspace('srgb')
+    .resize(size, size, { fit: 'fill' })
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || info.width !== size || info.height !== size) {
+    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * Normalises RGB pixels (0..255, channels last) per p into out (a new buffer by default). Works on any
+ * number of pixels, so a whole batch can be done at once.
+ */
+export function normalizePixels(src: ArrayLike<number>, p: Preprocessing, out?: Float32Array): Float32Array {
+  const n = src.length;
+  const dst = out ?? new Float32Array(n);
+  const bgr = p.channelOrder === 'bgr';
+  const [m0, m1, m2] = p.mean;
+  const [s0, s1, s2] = [1 / p.std[0], 1 / p.std[1], 1 / p.std[2]];
+  for (let i = 0; i < n; i += 3) {
+    const r = src[i]!;
+    const g = src[i + 1]!;
+    const b = src[i + 2]!;
+    dst[i] = ((bgr ? b : r) - m0) * s0;
+    dst[i + 1] = (g - m1) * s1;
+    dst[i + 2] = ((bgr ? r : b) - m2) * s2;
+  }
+  return dst;
+}
+
+/** Decodes and normalises one image: the network's input for it. */
+export async function preprocessImage(bytes: Uint8Array, size: number, p: Preprocessing): Promise<Float32Array> {
+  return normalizePixels(await decodeImage(bytes, size), p);
+}
+
+/** Runs fn over items with at most `limit` calls in flight; results keep the order of items. */
+export async function mapConcurrent<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T, index: number) => Promise<R>,
+  signal?: AbortSignal,
+): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      throwIfAborted(signal);
+      const i = next++;
+      results[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+  return results;
+}
+
+export interface DecodeManyOptions {
+  concurrency?: number;
+  signal?: AbortSignal;
+  /** Called after each image with the number done so far. */
+  onProgress?(done: number, total: number): void;
+}
+
+/**
+ * Decodes many images concurrently. An image that fails to decode yields an ImageDecodeError (with its index)
+ * in its place; reading errors are thrown.
+ */
+export async function decodeImages(
+  count: number,
+  read: (index: number) => Promise<Uint8Array>,
+  size: number,
+  opts: DecodeManyOptions = {},
+): Promise<(Uint8Array | ImageDecodeError)[]> {
+  let done = 0;
+  const indices = Array.from({ length: count }, (_, i) => i);
+  return mapConcurrent(
+    indices,
+    opts.concurrency ?? DEFAULT_DECODE_CONCURRENCY,
+    async (i) => {
+      const bytes = await read(i);
+      let result: Uint8Array | ImageDecodeError;
+      try {
+        result = await decodeImage(bytes, size);
+      } catch (err) {
+        result = new ImageDecodeError(i, err);
+      }
+      opts.onProgress?.(++done, count);
+      return result;
+    },
+    opts.signal,
+  );
+}

@@ -1,0 +1,70 @@
+// The API as a Fastify plugin tree, without listen(): server.ts listens, tests use app.inject().
+import Fastify, { type FastifyInstance } from 'fastify';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import rateLimit from '@fastify/rate-limit';
+import type { Logger } from '@graft/config';
+import type { ApiDeps } from './deps';
+import errors from './plugins/errors';
+import auth from './plugins/auth';
+import metrics from './plugins/metrics';
+import healthRoutes from './routes/health';
+import datasetRoutes from './routes/datasets';
+import jobRoutes from './routes/jobs';
+import modelRoutes from './routes/models';
+import backboneRoutes from './routes/backbones';
+import { DatasetService } from './datasets/service';
+import { ModelService } from './models/service';
+import { Predictor } from './models/predictor';
+import { ApiError } from './errors';
+
+export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: opts.logger,
+    disableRequestLogging: false,
+    bodyLimit: deps.config.limits.predictBodyBytes,
+    ajv: { customOptions: { removeAdditional: false, useDefaults: true, coerceTypes: 'array', allErrors: true } },
+    requestTimeout: 0,
+  });
+  await app.register(errors);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Graft API',
+        version: '1',
+        description: 'Train image classifiers from small datasets by transfer learning, and serve predictions.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: deps.config.apiKeys.length ? [{ bearer: [] }] : [],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(auth, { keys: deps.config.apiKeys });
+  if (deps.config.limits.rateLimitPerMinute > 0) {
+    await app.register(rateLimit, {
+      max: deps.config.limits.rateLimitPerMinute,
+      timeWindow: 60_000,
+      keyGenerator: (req) => req.tenant || req.ip,
+      allowList: (req) => /^\/(healthz|readyz|metrics)/.test(req.url),
+      errorResponseBuilder: (_req, ctx) =>
+        Object.assign(new ApiError('RATE_LIMITED', `rate limit of ${ctx.max} requests a minute exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`), {
+          statusCode: 429,
+        }),
+    });
+  }
+  await app.register(multipart, { limits: { fields: 10, parts: 1000 } });
+  await app.register(metrics, { queue: deps.queue });
+
+  const datasets = new DatasetService(deps.storage, deps.config);
+  const models = new ModelService(deps.storage);
+  const predictor = new Predictor(models, deps.config.predict.cacheBytes);
+  app.addHook('onClose', async () => predictor.close());
+
+  await app.register(healthRoutes, { deps });
+  await app.register(datasetRoutes, { deps, datasets });
+  await app.register(jobRoutes, { deps, datasets });
+  await app.register(modelRoutes, { deps, models, predictor });
+  await app.register(backboneRoutes, { deps });
+  return app as unknown as FastifyInstance;
+}

@@ -1,0 +1,148 @@
+// Datasets: an archive spooled to disk, ingested image by image into S3, then a manifest written last.
+// A dataset exists once its manifest exists; a failed upload leaves nothing behind.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform, type Readable } from 'node:stream';
+import { randomBytes } from 'node:crypto';
+import type { GraftConfig } from '@graft/config';
+import { keys, type Storage } from '@graft/storage';
+import { ApiError } from '../errors';
+import { newId } from '../ids';
+import { ingestArchive, IngestError, type ArchiveFormat, type IngestedImage } from './ingest';
+
+export interface DatasetManifest {
+  id: string;
+  name: string;
+  status: 'ready';
+  classes: string[];
+  splits: Record<string, Record<string, number>>;
+  imageCount: number;
+  bytes: number;
+  rejected: { path: string; reason: string }[];
+  duplicates: number;
+  warnings: string[];
+  createdAt: string;
+}
+
+/** The per-image index the worker trains from (kept apart from the manifest, which lists cheaply). */
+export interface DatasetIndex {
+  images: { split: IngestedImage['split']; label: string; key: string; width: number; height: number }[];
+}
+
+export const EXT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp' };
+
+export const indexKey = (tenant: string, id: string) => `${keys.dataset(tenant, id)}index.json`;
+
+/** Streams a body to a temporary file, failing with 413 past the byte limit. */
+export async function spool(body: Readable, limit: number): Promise<{ file: string; bytes: number; head: Buffer; cleanup(): void }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graft-upload-'));
+  const file = path.join(dir, `upload-${randomBytes(4).toString('hex')}`);
+  let bytes = 0;
+  let head = Buffer.alloc(0);
+  const counter = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      bytes += chunk.length;
+      if (head.length < 512) head = Buffer.concat([head, chunk.subarray(0, 512 - head.length)]);
+      if (bytes > limit) {
+        cb(new ApiError('PAYLOAD_TOO_LARGE', `the upload exceeds the limit of ${limit} bytes (GRAFT_MAX_UPLOAD_BYTES)`));
+        return;
+      }
+      cb(null, chunk);
+    },
+  });
+  const cleanup = () => fs.rmSync(dir, { recursive: true, force: true });
+  try {
+    await pipeline(body, counter, fs.createWriteStream(file));
+  } catch (err) {
+    cleanup();
+    if ((body as any).truncated) {
+      throw new ApiError('PAYLOAD_TOO_LARGE', `the upload exceeds the limit of ${limit} bytes (GRAFT_MAX_UPLOAD_BYTES)`);
+    }
+    throw err;
+  }
+  if ((body as any).truncated) {
+    cleanup();
+    throw new ApiError('PAYLOAD_TOO_LARGE', `the upload exceeds the limit of ${limit} bytes (GRAFT_MAX_UPLOAD_BYTES)`);
+  }
+  return { file, bytes, head, cleanup };
+}
+
+export class DatasetService {
+  constructor(
+    private readonly storage: Storage,
+    private readonly config: GraftConfig,
+  ) {}
+
+  async create(tenant: string, name: string | undefined, file: string, format: ArchiveFormat): Promise<DatasetManifest> {
+    const id = newId('ds');
+    const prefix = keys.dataset(tenant, id);
+    const written = new Set<string>();
+    try {
+      const l = this.config.limits;
+      const result = await ingestArchive(file, format, {
+        limits: {
+          maxEntries: l.archiveEntries,
+          maxTotalBytes: l.uncompressedBytes,
+          maxEntryBytes: l.entryBytes,
+          maxCompressionRatio: l.compressionRatio,
+          maxImagePixels: l.imagePixels,
+        },
+        put: async ({ sha256, format: fmt }, data) => {
+          const key = keys.datasetImage(tenant, id, sha256, EXT[fmt] ?? fmt);
+          written.add(key);
+          await this.storage.put(key, data, `image/${fmt}`);
+        },
+      });
+      const index: DatasetIndex = {
+        images: result.images.map((im) => ({
+          split: im.split,
+          label: im.label,
+          key: keys.datasetImage(tenant, id, im.sha256, EXT[im.format] ?? im.format),
+          width: im.width,
+          height: im.height,
+        })),
+      };
+      const manifest: DatasetManifest = {
+        id,
+        name: name?.trim() || id,
+        status: 'ready',
+        classes: result.classes,
+        splits: result.splits,
+        imageCount: result.imageCount,
+        bytes: result.bytes,
+        rejected: result.rejected,
+        duplicates: result.duplicates,
+        warnings: result.warnings,
+        createdAt: new Date().toISOString(),
+      };
+      await this.storage.putJson(indexKey(tenant, id), index);
+      await this.storage.putJson(keys.datasetManifest(tenant, id), manifest);
+      return manifest;
+    } catch (err) {
+      // Nothing of a rejected upload stays: remove what was written under the dataset's prefix.
+      await this.storage.deletePrefix(prefix).catch(() => {});
+      if (err instanceof IngestError) throw new ApiError(err.code, err.message, err.details as any, err.status);
+      throw err;
+    }
+  }
+
+  async get(tenant: string, id: string): Promise<DatasetManifest | null> {
+    return this.storage.getJsonOrNull<DatasetManifest>(keys.datasetManifest(tenant, id));
+  }
+
+  async list(tenant: string): Promise<DatasetManifest[]> {
+    const prefixes = await this.storage.listPrefixes(keys.datasets(tenant));
+    const all = await Promise.all(
+      prefixes.map((p) => this.storage.getJsonOrNull<DatasetManifest>(`${p}manifest.json`)),
+    );
+    return all.filter((m): m is DatasetManifest => !!m).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
+  async delete(tenant: string, id: string): Promise<void> {
+    // The manifest goes first, so a half-deleted dataset is already invisible.
+    await this.storage.deleteKeys([keys.datasetManifest(tenant, id)]);
+    await this.storage.deletePrefix(keys.dataset(tenant, id));
+  }
+}

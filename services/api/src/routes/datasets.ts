@@ -1,0 +1,131 @@
+// Datasets: upload (multipart or raw archive body), list, get, delete.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { Type } from '@sinclair/typebox';
+import type { ApiDeps } from '../deps';
+import { ApiError, notFound } from '../errors';
+import { ID_PATTERN } from '../ids';
+import { IdParams } from '../schemas/common';
+import { spool, type DatasetService } from '../datasets/service';
+import { detectArchiveFormat } from '../datasets/ingest';
+
+export const ARCHIVE_TYPES = [
+  'application/zip',
+  'application/x-zip-compressed',
+  'application/x-tar',
+  'application/gzip',
+  'application/x-gzip',
+  'application/x-gtar',
+  'application/x-compressed-tar',
+  'application/octet-stream',
+];
+
+const NameQuery = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) });
+
+export default async function datasetRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
+  const { deps, datasets } = opts;
+  const limit = deps.config.limits.uploadBytes;
+
+  // Archives arrive as streams; the route spools them to disk with its own byte limit.
+  app.addContentTypeParser(ARCHIVE_TYPES, { bodyLimit: limit }, (_req, payload, done) => done(null, payload));
+
+  const receive = async (req: FastifyRequest): Promise<{ name?: string; upload: Awaited<ReturnType<typeof spool>> }> => {
+    const query = req.query as { name?: string };
+    if (!req.isMultipart()) {
+      if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
+        throw new ApiError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          `send the archive as multipart/form-data (field 'file') or as a raw body with Content-Type ${ARCHIVE_TYPES.slice(0, 4).join(', ')}`,
+        );
+      }
+      return { name: query.name, upload: await spool(req.body as Readable, limit) };
+    }
+    let name = query.name;
+    let upload: Awaited<ReturnType<typeof spool>> | undefined;
+    try {
+      for await (const part of req.parts({ limits: { fileSize: limit, files: 1, fields: 10 } })) {
+        if (part.type === 'file') {
+          if (part.fieldname !== 'file' || upload) {
+            part.file.resume();
+            throw new ApiError('VALIDATION_FAILED', `unexpected file field '${part.fieldname}': send one archive in field 'file'`);
+          }
+          upload = await spool(part.file, limit);
+        } else if (part.fieldname === 'name') {
+          name = String(part.value);
+        }
+      }
+    } catch (err) {
+      upload?.cleanup();
+      throw err;
+    }
+    if (!upload) throw new ApiError('VALIDATION_FAILED', "multipart body has no file field 'file'");
+    return { name, upload };
+  };
+
+  app.post(
+    '/v1/datasets',
+    {
+      schema: {
+        tags: ['datasets'],
+        summary: 'Upload a labelled image set (zip, tar or tar.gz)',
+        description:
+          "multipart/form-data with a file field 'file' (and optional 'name'), or a raw archive body with Content-Type application/zip, application/x-tar or application/gzip and an optional ?name=. Layout: <class>/<image> or <split>/<class>/<image>.",
+        querystring: NameQuery,
+      },
+    },
+    async (req, reply) => {
+      const { name, upload } = await receive(req);
+      try {
+        if (upload.bytes === 0) throw new ApiError('INVALID_ARCHIVE', 'the upload is empty');
+        const format = detectArchiveFormat(upload.head, req.headers['content-type']);
+        if (!format) {
+          throw new ApiError('INVALID_ARCHIVE', 'the upload is not a zip, tar or tar.gz archive', {
+            contentType: req.headers['content-type'] ?? null,
+          });
+        }
+        const manifest = await datasets.create(req.tenant, name, upload.file, format);
+        reply.code(201).header('location', `/v1/datasets/${manifest.id}`);
+        return manifest;
+      } finally {
+        upload.cleanup();
+      }
+    },
+  );
+
+  app.get('/v1/datasets', { schema: { tags: ['datasets'], summary: 'List datasets, newest first' } }, async (req) => {
+    const items = await datasets.list(req.tenant);
+    return { items, total: items.length };
+  });
+
+  app.get(
+    '/v1/datasets/:id',
+    { schema: { tags: ['datasets'], summary: 'A dataset', params: IdParams(ID_PATTERN.ds) } },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const ds = await datasets.get(req.tenant, id);
+      if (!ds) throw notFound('dataset', id);
+      return ds;
+    },
+  );
+
+  app.delete(
+    '/v1/datasets/:id',
+    { schema: { tags: ['datasets'], summary: 'Delete a dataset (409 while a queued or running job uses it)', params: IdParams(ID_PATTERN.ds) } },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const ds = await datasets.get(req.tenant, id);
+      if (!ds) throw notFound('dataset', id);
+      const jobIds = await deps.queue.jobs.jobsOfDataset(req.tenant, id);
+      for (const jid of jobIds) {
+        const j = await deps.queue.jobs.get(jid);
+        if (j && (j.state === 'queued' || j.state === 'running')) {
+          throw new ApiError('DATASET_IN_USE', `dataset '${id}' is used by ${j.state} job '${jid}'; cancel it first`, {
+            jobId: jid,
+          });
+        }
+      }
+      await datasets.delete(req.tenant, id);
+      reply.code(204);
+    },
+  );
+}

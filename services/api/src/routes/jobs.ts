@@ -1,0 +1,205 @@
+// Training jobs: create, list, get, live events (SSE), cancel.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { TERMINAL_STATES, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
+import { keys } from '@graft/storage';
+import type { ApiDeps } from '../deps';
+import { ApiError, notFound } from '../errors';
+import { ID_PATTERN, newId } from '../ids';
+import { IdParams, Pagination } from '../schemas/common';
+import type { DatasetService } from '../datasets/service';
+import { findBackbone } from '../backbones';
+
+const CreateJobBody = Type.Object(
+  {
+    datasetId: Type.String({ pattern: ID_PATTERN.ds, description: 'a dataset id from POST /v1/datasets' }),
+    config: Type.Optional(TrainingConfigSchema),
+  },
+  { additionalProperties: false },
+);
+
+const JobStateSchema = Type.Union(
+  ['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
+);
+
+export function jobView(r: JobRecord) {
+  const { tenant: _t, cancelRequested: _c, ...rest } = r;
+  return rest;
+}
+
+export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
+  const { deps, datasets } = opts;
+  const store = deps.queue.jobs;
+
+  const load = async (tenant: string, id: string) => {
+    const rec = await store.getForTenant(tenant, id);
+    if (!rec) throw notFound('job', id);
+    return rec;
+  };
+
+  app.post(
+    '/v1/jobs',
+    { schema: { tags: ['jobs'], summary: 'Start a training job', body: CreateJobBody } },
+    async (req, reply) => {
+      const body = req.body as Static<typeof CreateJobBody>;
+      const ds = await datasets.get(req.tenant, body.datasetId);
+      if (!ds) throw notFound('dataset', body.datasetId);
+      const config = resolveConfig((body.config ?? {}) as TrainingConfigInput);
+      if (config.method !== 'scratch') {
+        const bb = findBackbone(config.backbone);
+        if (!bb) {
+          throw new ApiError('UNKNOWN_BACKBONE', `config.backbone: unknown backbone '${config.backbone}'; see GET /v1/backbones`, {
+            field: 'config.backbone',
+          });
+        }
+        if (config.inputSize !== null && bb.minInputSize && config.inputSize < bb.minInputSize) {
+          throw new ApiError('INVALID_CONFIG', `config.inputSize: ${bb.name} needs at least ${bb.minInputSize}`, {
+            field: 'config.inputSize',
+          });
+        }
+      }
+      if (config.fineTuning.fromLayer !== null && config.method !== 'fine_tuning') {
+        throw new ApiError('INVALID_CONFIG', 'config.fineTuning.fromLayer applies only to method "fine_tuning"', {
+          field: 'config.fineTuning.fromLayer',
+        });
+      }
+      const trainClasses = Object.keys(ds.splits.train ?? {});
+      if (trainClasses.length < 2) {
+        throw new ApiError('INVALID_CONFIG', `dataset '${ds.id}' has fewer than two classes in its train split`, {
+          field: 'datasetId',
+        });
+      }
+      const now = new Date().toISOString();
+      const epochs =
+        config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
+      const rec: JobRecord = {
+        id: newId('job'),
+        tenant: req.tenant,
+        datasetId: ds.id,
+        state: 'queued',
+        phase: null,
+        progress: 0,
+        epoch: null,
+        epochs,
+        etaSeconds: null,
+        config: config as unknown as Record<string, unknown>,
+        history: [],
+        test: null,
+        validation: null,
+        modelId: null,
+        error: null,
+        attempts: 0,
+        backend: null,
+        cancelRequested: false,
+        createdAt: now,
+        startedAt: null,
+        finishedAt: null,
+      };
+      await deps.queue.enqueue(rec, {
+        jobId: rec.id,
+        tenant: req.tenant,
+        datasetId: ds.id,
+        manifestKey: keys.datasetManifest(req.tenant, ds.id),
+        config: body.config ?? {},
+      });
+      reply.code(202).header('location', `/v1/jobs/${rec.id}`);
+      return jobView(rec);
+    },
+  );
+
+  app.get(
+    '/v1/jobs',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'List jobs, newest first',
+        querystring: Type.Intersect([Pagination, Type.Object({ state: Type.Optional(JobStateSchema) })]),
+      },
+    },
+    async (req) => {
+      const q = req.query as { limit?: number; offset?: number; state?: JobState };
+      const limit = q.limit ?? 50;
+      const offset = q.offset ?? 0;
+      const { items, total } = await store.list(req.tenant, { state: q.state, limit, offset });
+      return { items: items.map(jobView), total, limit, offset };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id',
+    { schema: { tags: ['jobs'], summary: 'A job: state, progress, history, metrics', params: IdParams(ID_PATTERN.job) } },
+    async (req) => jobView(await load(req.tenant, (req.params as { id: string }).id)),
+  );
+
+  app.post(
+    '/v1/jobs/:id/cancel',
+    { schema: { tags: ['jobs'], summary: 'Cancel a queued or running job', params: IdParams(ID_PATTERN.job) } },
+    async (req, reply) => {
+      const rec = await load(req.tenant, (req.params as { id: string }).id);
+      if (TERMINAL_STATES.includes(rec.state)) {
+        throw new ApiError('JOB_FINISHED', `job '${rec.id}' has already ${rec.state}`, { state: rec.state });
+      }
+      const outcome = await deps.queue.cancel(rec);
+      reply.code(202);
+      return { id: rec.id, state: outcome === 'cancelled' ? 'cancelled' : rec.state, cancelRequested: true };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id/events',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Server-Sent Events: progress, epoch, state; ends with the final state',
+        params: IdParams(ID_PATTERN.job),
+      },
+    },
+    async (req, reply) => {
+      const rec = await load(req.tenant, (req.params as { id: string }).id);
+      streamEvents(deps, rec, reply);
+    },
+  );
+}
+
+/** Streams a job's events over SSE, starting with a snapshot and ending after a terminal state. */
+function streamEvents(deps: ApiDeps, rec: JobRecord, reply: FastifyReply): void {
+  const store = deps.queue.jobs;
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  const send = (event: string, data: unknown) => res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  let done = false;
+  let unsubscribe = () => {};
+  const finish = () => {
+    if (done) return;
+    done = true;
+    clearInterval(heartbeat);
+    unsubscribe();
+    res.end();
+  };
+  const heartbeat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+  res.on('close', finish);
+  deps.events
+    .subscribe(store.eventsChannel(rec.id), (message) => {
+      if (done) return;
+      const ev = JSON.parse(message) as JobEvent;
+      send(ev.type, ev.data);
+      if (ev.type === 'state' && TERMINAL_STATES.includes((ev.data as JobRecord).state)) finish();
+    })
+    .then(async (unsub) => {
+      unsubscribe = unsub;
+      if (done) return unsub();
+      // The snapshot is read after subscribing, so no event between the two is missed.
+      const now = await store.get(rec.id);
+      if (!now) return finish();
+      send('state', jobView(now));
+      if (TERMINAL_STATES.includes(now.state)) finish();
+    })
+    .catch(finish);
+}

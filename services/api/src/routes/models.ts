@@ -1,0 +1,161 @@
+// Trained models: records, artifacts, prediction.
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { ApiDeps } from '../deps';
+import { ApiError, notFound } from '../errors';
+import { ID_PATTERN } from '../ids';
+import { IdParams } from '../schemas/common';
+import type { ModelService } from '../models/service';
+import type { Predictor } from '../models/predictor';
+import { ObjectNotFoundError } from '@graft/storage';
+
+const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
+const PredictQuery = Type.Object({ topK: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5 })) });
+const ArtifactParams = Type.Object({
+  id: Type.String({ pattern: ID_PATTERN.mdl }),
+  file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$' }),
+});
+
+export default async function modelRoutes(
+  app: FastifyInstance,
+  opts: { deps: ApiDeps; models: ModelService; predictor: Predictor },
+) {
+  const { deps, models, predictor } = opts;
+  const limits = deps.config.limits;
+
+  app.addContentTypeParser(IMAGE_TYPES, { parseAs: 'buffer', bodyLimit: limits.predictBodyBytes }, (_req, body, done) =>
+    done(null, body),
+  );
+
+  const load = async (tenant: string, id: string) => {
+    const m = await models.get(tenant, id);
+    if (!m) throw notFound('model', id);
+    return m;
+  };
+
+  const readImages = async (req: FastifyRequest): Promise<Uint8Array[]> => {
+    const images: Uint8Array[] = [];
+    const tooMany = () =>
+      new ApiError('TOO_MANY_IMAGES', `at most ${limits.predictImages} images per request (GRAFT_MAX_PREDICT_IMAGES)`);
+    if (req.isMultipart()) {
+      for await (const part of req.parts({ limits: { fileSize: limits.predictBodyBytes, files: limits.predictImages + 1 } })) {
+        if (part.type !== 'file') continue;
+        if (part.fieldname !== 'image') {
+          part.file.resume();
+          throw new ApiError('VALIDATION_FAILED', `unexpected file field '${part.fieldname}': send images in fields named 'image'`);
+        }
+        const buf = await part.toBuffer();
+        if (images.length >= limits.predictImages) throw tooMany();
+        images.push(buf);
+      }
+    } else if (Buffer.isBuffer(req.body)) {
+      images.push(req.body);
+    } else if (req.body && typeof req.body === 'object') {
+      const list = (req.body as { images?: unknown }).images;
+      if (!Array.isArray(list) || list.some((s) => typeof s !== 'string')) {
+        throw new ApiError('VALIDATION_FAILED', 'images must be an array of base64 strings');
+      }
+      if (list.length > limits.predictImages) throw tooMany();
+      list.forEach((s: string, i: number) => {
+        const clean = s.replace(/^data:[^,]*,/, '');
+        if (!/^[A-Za-z0-9+/=\s_-]*$/.test(clean)) {
+          throw new ApiError('INVALID_IMAGE', `images[${i}] is not base64`, { index: i });
+        }
+        images.push(Buffer.from(clean, 'base64'));
+      });
+    } else {
+      throw new ApiError(
+        'UNSUPPORTED_MEDIA_TYPE',
+        'send images as multipart/form-data (fields named image), a raw image/jpeg, image/png or image/webp body, or JSON {"images": ["<base64>"]}',
+      );
+    }
+    if (!images.length) throw new ApiError('VALIDATION_FAILED', 'no image in the request');
+    images.forEach((b, i) => {
+      if (b.length === 0) throw new ApiError('INVALID_IMAGE', `image ${i} is empty`, { index: i });
+    });
+    return images;
+  };
+
+  app.get('/v1/models', { schema: { tags: ['models'], summary: 'List models, newest first' } }, async (req) => {
+    const items = await models.list(req.tenant);
+    return { items, total: items.length };
+  });
+
+  app.get(
+    '/v1/models/:id',
+    { schema: { tags: ['models'], summary: 'A model', params: IdParams(ID_PATTERN.mdl) } },
+    async (req) => load(req.tenant, (req.params as { id: string }).id),
+  );
+
+  app.get(
+    '/v1/models/:id/artifacts',
+    { schema: { tags: ['models'], summary: "The model's files", params: IdParams(ID_PATTERN.mdl) } },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      await load(req.tenant, id);
+      const files = await models.artifacts(req.tenant, id);
+      return { items: files.map((f) => ({ ...f, url: `/v1/models/${id}/artifacts/${f.name}` })) };
+    },
+  );
+
+  app.get(
+    '/v1/models/:id/artifacts/:file',
+    { schema: { tags: ['models'], summary: 'One model file', params: ArtifactParams } },
+    async (req, reply) => {
+      const { id, file } = req.params as { id: string; file: string };
+      await load(req.tenant, id);
+      try {
+        const obj = await models.artifact(req.tenant, id, file);
+        reply.header('content-type', obj.contentType ?? 'application/octet-stream');
+        if (obj.contentLength !== undefined) reply.header('content-length', obj.contentLength);
+        return reply.send(obj.body);
+      } catch (err) {
+        if (err instanceof ObjectNotFoundError) throw notFound('artifact', file);
+        throw err;
+      }
+    },
+  );
+
+  app.post(
+    '/v1/models/:id/predict',
+    {
+      bodyLimit: limits.predictBodyBytes,
+      schema: {
+        tags: ['models'],
+        summary: 'Classify one or more images',
+        description:
+          "multipart/form-data with file fields 'image', a raw image/jpeg|png|webp body, or JSON {\"images\": [\"<base64>\", …]}. One result per image, in the order sent.",
+        params: IdParams(ID_PATTERN.mdl),
+        querystring: PredictQuery,
+      },
+    },
+    async (req) => {
+      const started = performance.now();
+      const { id } = req.params as { id: string };
+      const topKAsked = (req.query as { topK?: number }).topK ?? 5;
+      const model = await load(req.tenant, id);
+      const images = await readImages(req);
+      const topK = Math.min(topKAsked, model.labels.length);
+      const predictions = await predictor.predict(req.tenant, id, images, topK);
+      const totalMs = performance.now() - started;
+      app.metrics.predictSeconds.observe({ model: id }, totalMs / 1000);
+      return {
+        modelId: id,
+        results: predictions.map((p) => ({ predictions: p })),
+        timing: { totalMs: Math.round(totalMs * 100) / 100 },
+      };
+    },
+  );
+
+  app.delete(
+    '/v1/models/:id',
+    { schema: { tags: ['models'], summary: 'Delete a model', params: IdParams(ID_PATTERN.mdl) } },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      await load(req.tenant, id);
+      await models.delete(req.tenant, id);
+      predictor.forget(req.tenant, id);
+      reply.code(204);
+    },
+  );
+}

@@ -1,0 +1,42 @@
+// Starts the API: configuration, clients, listen, graceful close on SIGTERM/SIGINT.
+import { loadConfig, createLogger, ConfigError } from '@graft/config';
+import { initBackend } from '@graft/vision';
+import { createDeps } from './deps';
+import { buildApp } from './app';
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel, 'graft-api');
+  const deps = createDeps(config);
+  await deps.storage.ensureBucket().catch((err) => log.warn({ err: err.message }, 'could not ensure the bucket yet'));
+  await initBackend({ log: (obj, msg) => log.info(obj, msg) });
+  const app = await buildApp(deps, { logger: log });
+  await app.listen({ host: config.host, port: config.port });
+  let closing = false;
+  const shutdown = async (signal: string) => {
+    if (closing) return;
+    closing = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(1), 10_000);
+    force.unref();
+    await app.close();
+    await deps.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,73 @@
+// The training worker: takes jobs from the queue, runs each in a training child process, listens for
+// cancellations from any API process, and on SIGTERM checkpoints and releases its jobs before exiting.
+import { Worker } from 'bullmq';
+import { loadConfig, createLogger, ConfigError } from '@graft/config';
+import { Storage } from '@graft/storage';
+import { JobStore, TRAIN_QUEUE, createRedis } from '@graft/queue';
+import { createProcessor } from './processor';
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel, 'graft-worker');
+  const connection = createRedis(config.redisUrl);
+  const subscriber = createRedis(config.redisUrl);
+  connection.on('error', (err) => log.warn({ err: err.message }, 'redis connection error'));
+  subscriber.on('error', () => {});
+  const storage = new Storage(config.s3);
+  await storage.ensureBucket().catch((err) => log.warn({ err: err.message }, 'could not ensure the bucket yet'));
+  const store = new JobStore(connection, config.queuePrefix);
+  let shuttingDown = false;
+
+  const worker = new Worker(TRAIN_QUEUE, createProcessor({ config, store, storage, log, shuttingDown: () => shuttingDown }), {
+    connection,
+    prefix: config.queuePrefix,
+    concurrency: config.workerConcurrency,
+    lockDuration: 30_000,
+    stalledInterval: 15_000,
+    maxStalledCount: 3,
+  });
+  worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
+  worker.on('failed', (job, err) => log.info({ jobId: job?.id, err: err.message }, 'job attempt ended with an error'));
+
+  // Cancellation reaches whichever worker holds the job: every worker listens on one channel.
+  await subscriber.subscribe(store.cancelChannel);
+  subscriber.on('message', (_ch, message) => {
+    try {
+      const { jobId } = JSON.parse(message) as { jobId: string };
+      if (worker.cancelJob(jobId, 'cancelled')) log.info({ jobId }, 'cancelling job');
+    } catch {
+      // Not a message of ours.
+    }
+  });
+  log.info({ queue: TRAIN_QUEUE, prefix: config.queuePrefix, concurrency: config.workerConcurrency }, 'worker ready');
+
+  const shutdown = async (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ signal }, 'stopping: no new jobs; running ones checkpoint and go back to the queue');
+    const force = setTimeout(() => process.exit(1), 20_000);
+    force.unref();
+    worker.cancelAllJobs('shutdown');
+    await worker.close();
+    subscriber.disconnect();
+    await connection.quit().catch(() => {});
+    storage.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

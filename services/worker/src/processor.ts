@@ -1,0 +1,193 @@
+// The BullMQ processor for training jobs. Thin: it forks a training child per attempt, relays its events
+// into the job record, and turns the outcome into the job's final state.
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import type { GraftConfig, Logger } from '@graft/config';
+import { keys, type Storage } from '@graft/storage';
+import { parseTrainJobPayload, PayloadError, type JobStore, type JobRecord } from '@graft/queue';
+import type { ChildMessage, ParentMessage } from './messages';
+import { modelIdFor } from './model-id';
+
+const CHILD = fileURLToPath(new URL('./train-child.ts', import.meta.url));
+const KILL_GRACE_MS = 4_000;
+
+export interface ProcessorDeps {
+  config: GraftConfig;
+  store: JobStore;
+  storage: Storage;
+  log: Logger;
+  /** Set on SIGTERM: running jobs checkpoint and go back to the queue. */
+  shuttingDown: () => boolean;
+}
+
+export function createProcessor(deps: ProcessorDeps) {
+  const { store, storage, log } = deps;
+
+  return async function processTrainJob(job: Job, token?: string, signal?: AbortSignal): Promise<{ modelId: string }> {
+    let payload;
+    try {
+      payload = parseTrainJobPayload(job.data);
+    } catch (err) {
+      if (err instanceof PayloadError) throw new UnrecoverableError(err.message);
+      throw err;
+    }
+    const jobLog = log.child({ jobId: payload.jobId });
+    const rec = await store.get(payload.jobId);
+    if (!rec) throw new UnrecoverableError(`job record ${payload.jobId} is missing`);
+    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') {
+      jobLog.warn({ state: rec.state }, 'job already finished; nothing to do');
+      return { modelId: rec.modelId ?? '' };
+    }
+    if (rec.cancelRequested) {
+      await finishCancelled(payload.tenant, payload.jobId);
+      throw new UnrecoverableError('cancelled');
+    }
+
+    const attempt = await store.nextAttempt(payload.jobId);
+    await store.transition(payload.jobId, {
+      state: 'running',
+      phase: 'preparing',
+      attempts: attempt,
+      error: null,
+      ...(rec.startedAt ? {} : { startedAt: new Date().toISOString() }),
+    });
+    jobLog.info({ attempt }, 'training started');
+
+    const outcome = await runChild(job, attempt, payload, signal, jobLog);
+
+    if (outcome.type === 'done') {
+      const m = outcome.model;
+      await store.transition(payload.jobId, {
+        state: 'succeeded',
+        phase: null,
+        progress: 1,
+        etaSeconds: 0,
+        modelId: m.modelId,
+        test: m.test,
+        validation: m.validation,
+        finishedAt: new Date().toISOString(),
+      });
+      jobLog.info({ modelId: m.modelId, test: m.test?.accuracy }, 'training succeeded');
+      return { modelId: m.modelId };
+    }
+
+    if (outcome.aborted === 'cancelled') {
+      await finishCancelled(payload.tenant, payload.jobId);
+      throw new UnrecoverableError('cancelled');
+    }
+    if (outcome.aborted === 'shutdown' || (outcome.code === 'CHILD_EXITED' && deps.shuttingDown())) {
+      // Back to the queue without spending an attempt; the next worker resumes from the checkpoint.
+      await store.update(payload.jobId, { state: 'queued', phase: null }, 'state');
+      await job.moveToDelayed(Date.now() + 1_000, token);
+      throw new DelayedError();
+    }
+    const error = { code: outcome.code, message: outcome.message };
+    const attemptsAllowed = job.opts.attempts ?? 1;
+    const final = outcome.permanent || job.attemptsMade + 1 >= attemptsAllowed;
+    if (final) {
+      await store.transition(payload.jobId, { state: 'failed', phase: null, error, finishedAt: new Date().toISOString() });
+      jobLog.warn({ error }, 'training failed');
+      await storage.deletePrefix(keys.checkpoint(payload.tenant, payload.jobId)).catch(() => {});
+      if (outcome.permanent) throw new UnrecoverableError(outcome.message);
+      throw new Error(outcome.message);
+    }
+    await store.update(payload.jobId, { state: 'queued', phase: null, error }, 'state');
+    jobLog.warn({ error, attempt }, 'training attempt failed; it will be retried');
+    throw new Error(outcome.message);
+  };
+
+  async function finishCancelled(tenant: string, jobId: string) {
+    // Partial artifacts go: the model's files (unless its record was published) and the checkpoints.
+    const modelId = modelIdFor(jobId);
+    if (!(await storage.exists(keys.modelRecord(tenant, modelId)).catch(() => false))) {
+      await storage.deletePrefix(keys.model(tenant, modelId)).catch(() => {});
+    }
+    await storage.deletePrefix(keys.job(tenant, jobId)).catch(() => {});
+    await store.transition(jobId, { state: 'cancelled', phase: null, finishedAt: new Date().toISOString() });
+  }
+
+  function runChild(
+    job: Job,
+    attempt: number,
+    payload: ReturnType<typeof parseTrainJobPayload>,
+    signal: AbortSignal | undefined,
+    jobLog: Logger,
+  ): Promise<Extract<ChildMessage, { type: 'done' }> | (Extract<ChildMessage, { type: 'error' }>)> {
+    return new Promise((resolve) => {
+      const child: ChildProcess = fork(CHILD, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      let settled = false;
+      let killTimer: NodeJS.Timeout | undefined;
+      let lastProgressWrite = 0;
+      let chain: Promise<unknown> = Promise.resolve();
+      // Record updates run in order, one after another.
+      const enqueue = (f: () => Promise<unknown>) => (chain = chain.then(f).catch((err) => jobLog.warn({ err: err.message }, 'job record update failed')));
+
+      const settle = (m: Extract<ChildMessage, { type: 'done' | 'error' }>) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(killTimer);
+        signal?.removeEventListener('abort', onAbort);
+        void chain.then(() => resolve(m));
+      };
+      const abort = (reason: 'cancelled' | 'shutdown') => {
+        if (!child.connected) return;
+        child.send({ type: 'abort', reason } satisfies ParentMessage);
+        killTimer = setTimeout(() => {
+          child.kill('SIGKILL');
+          settle({ type: 'error', code: 'ABORTED', message: reason, permanent: false, aborted: reason });
+        }, KILL_GRACE_MS);
+      };
+      const onAbort = () => abort(deps.shuttingDown() ? 'shutdown' : 'cancelled');
+      if (signal?.aborted) onAbort();
+      signal?.addEventListener('abort', onAbort);
+
+      child.on('message', (m: ChildMessage) => {
+        switch (m.type) {
+          case 'backend':
+            enqueue(() => store.update(payload.jobId, { backend: m.backend }));
+            break;
+          case 'resumed':
+            enqueue(() => store.replaceHistory(payload.jobId, m.history));
+            break;
+          case 'event': {
+            const e = m.event;
+            if (e.type === 'epoch') enqueue(() => store.appendHistory(payload.jobId, e.row));
+            else if (e.type === 'phase') enqueue(() => store.update(payload.jobId, { phase: e.phase }, 'progress'));
+            else if (e.type === 'progress') {
+              const now = Date.now();
+              if (now - lastProgressWrite < 500 && e.progress < 1) break;
+              lastProgressWrite = now;
+              const patch: Partial<JobRecord> = {
+                phase: e.phase,
+                progress: Math.round(e.progress * 1000) / 1000,
+                ...(e.epoch !== undefined ? { epoch: e.epoch } : {}),
+                ...(e.epochs !== undefined ? { epochs: e.epochs } : {}),
+                ...(e.etaSeconds !== undefined ? { etaSeconds: e.etaSeconds === null ? null : Math.round(e.etaSeconds) } : {}),
+              };
+              enqueue(async () => {
+                await store.update(payload.jobId, patch, 'progress');
+                await job.updateProgress(patch.progress ?? 0);
+              });
+            }
+            break;
+          }
+          case 'done':
+          case 'error':
+            settle(m);
+            break;
+        }
+      });
+      child.on('exit', (code, sig) => {
+        settle({
+          type: 'error',
+          code: 'CHILD_EXITED',
+          message: `the training process exited unexpectedly (${sig ?? code})`,
+          permanent: false,
+          aborted: signal?.aborted ? (deps.shuttingDown() ? 'shutdown' : 'cancelled') : undefined,
+        });
+      });
+      child.send({ type: 'start', payload, attempt, config: deps.config } satisfies ParentMessage);
+    });
+  }
+}

@@ -1,0 +1,149 @@
+// The training child process: one per job attempt, so the worker's event loop (and its BullMQ lock
+// renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
+// and publishes the model's artifacts. Talks to its parent only through IPC messages.
+import { keys, Storage } from '@graft/storage';
+import { initBackend, train, type Checkpoint, type TrainEvent } from '@graft/vision';
+import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { createLogger } from '@graft/config';
+import type { ChildMessage, ParentMessage, StartMessage } from './messages';
+import { modelIdFor } from './model-id';
+
+const send = (m: ChildMessage) => process.send?.(m);
+
+class PermanentError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+interface DatasetManifest {
+  id: string;
+  classes: string[];
+}
+interface DatasetIndex {
+  images: { split: 'train' | 'validation' | 'test'; label: string; key: string }[];
+}
+
+const controller = new AbortController();
+let abortReason: 'cancelled' | 'shutdown' | undefined;
+
+process.on('message', (m: ParentMessage) => {
+  if (m.type === 'start') void run(m);
+  if (m.type === 'abort') {
+    abortReason = m.reason;
+    controller.abort(new Error(m.reason));
+  }
+});
+process.on('disconnect', () => {
+  // The parent is gone: stop, the job will be picked up again from its checkpoint.
+  controller.abort(new Error('parent exited'));
+  setTimeout(() => process.exit(1), 2_000).unref();
+});
+
+async function loadCheckpoint(storage: Storage, prefix: string): Promise<Checkpoint | null> {
+  const meta = await storage.getJsonOrNull<Checkpoint['meta'] & { files: string[] }>(`${prefix}meta.json`);
+  if (!meta) return null;
+  const files: Record<string, Uint8Array> = {};
+  for (const name of meta.files) files[name] = await storage.getBuffer(`${prefix}files/${name}`);
+  return { meta, files };
+}
+
+async function saveCheckpoint(storage: Storage, prefix: string, c: Checkpoint): Promise<void> {
+  const names = Object.keys(c.files);
+  await Promise.all(names.map((n) => storage.put(`${prefix}files/${n}`, c.files[n])));
+  // meta.json last: a checkpoint is complete once its meta exists.
+  await storage.putJson(`${prefix}meta.json`, { ...c.meta, files: names });
+}
+
+async function run({ payload, attempt, config }: StartMessage) {
+  const log = createLogger(config.logLevel, 'graft-train').child({ jobId: payload.jobId, attempt });
+  const storage = new Storage(config.s3);
+  try {
+    const backend = await initBackend({ log: (obj, msg) => log.info(obj, msg) });
+    send({ type: 'backend', backend });
+    const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
+    if (!manifest) throw new PermanentError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists`);
+    const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
+    if (!index) throw new PermanentError('DATASET_CORRUPT', `dataset '${payload.datasetId}' has no image index`);
+
+    const labels = [...manifest.classes];
+    const labelOf = new Map(labels.map((l, i) => [l, i]));
+    const splits = { train: [], validation: [], test: [] } as Record<'train' | 'validation' | 'test', { key: string; label: number }[]>;
+    for (const im of index.images) {
+      const label = labelOf.get(im.label);
+      if (label === undefined) continue;
+      splits[im.split].push({ key: im.key, label });
+    }
+    const trainClasses = new Set(splits.train.map((s) => s.label));
+    if (trainClasses.size < 2) {
+      throw new PermanentError('INVALID_DATASET', 'the training split needs images of at least two classes');
+    }
+
+    const config_ = resolveConfig(payload.config as TrainingConfigInput);
+    const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
+    const resume = await loadCheckpoint(storage, ckptPrefix);
+    if (resume) {
+      log.info({ phase: resume.meta.phase, epoch: resume.meta.epoch }, 'resuming from checkpoint');
+      send({ type: 'resumed', history: resume.meta.history ?? [], phase: resume.meta.phase, epoch: resume.meta.epoch });
+    }
+
+    const result = await train({
+      config: config_,
+      labels,
+      splits,
+      readImage: (key) => storage.getBuffer(key),
+      backbones: config.backbones,
+      signal: controller.signal,
+      attempt,
+      resume,
+      onEvent: (event: TrainEvent) => send({ type: 'event', event }),
+      onCheckpoint: (c) => saveCheckpoint(storage, ckptPrefix, c),
+      log: (obj, msg) => log.info(obj, msg),
+    });
+
+    const modelId = modelIdFor(payload.jobId);
+    const artifacts: Record<string, Uint8Array | string> = { ...result.artifacts };
+    const metrics = { test: result.test, validation: result.validation, history: result.history };
+    artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
+    for (const [name, data] of Object.entries(artifacts)) {
+      const type = name.endsWith('.json') ? 'application/json' : 'application/octet-stream';
+      await storage.put(keys.modelArtifact(payload.tenant, modelId, name), data as Uint8Array, type);
+    }
+    const graft = result.graft as unknown as { inputSize: number; backbone?: string | null; method?: string };
+    // record.json last: the model exists once its record does.
+    await storage.putJson(keys.modelRecord(payload.tenant, modelId), {
+      id: modelId,
+      jobId: payload.jobId,
+      datasetId: payload.datasetId,
+      labels: result.labels,
+      backbone: config_.method === 'scratch' ? null : config_.backbone,
+      method: config_.method,
+      inputSize: graft.inputSize,
+      metrics: { test: result.test, validation: result.validation },
+      artifacts: Object.keys(artifacts),
+      createdAt: new Date().toISOString(),
+    });
+    await storage.deletePrefix(ckptPrefix).catch(() => {});
+    send({
+      type: 'done',
+      model: { modelId, test: result.test as any, validation: result.validation as any, backend },
+    });
+  } catch (err: any) {
+    const aborted = controller.signal.aborted ? abortReason ?? 'shutdown' : undefined;
+    const permanent = err instanceof PermanentError || err?.permanent === true || err?.name === 'ConfigError';
+    log.warn({ err: err?.message, aborted, permanent }, 'training stopped');
+    send({
+      type: 'error',
+      code: err?.code ?? (aborted ? 'ABORTED' : 'TRAINING_FAILED'),
+      message: String(err?.message ?? err),
+      permanent,
+      aborted,
+    });
+  } finally {
+    storage.close();
+    setTimeout(() => process.exit(0), 100).unref();
+  }
+}
