@@ -1,0 +1,15 @@
+# Graft worker on NVIDIA GPUs: TensorFlow.js with tfjs-node-gpu (libtensorflow 2.x needs CUDA 11.x + cuDNN 8).
+FROM nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04
+ENV NODE_ENV=production DEBIAN_FRONTEND=noninteractive
+RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates python3 make g++ \
+ && curl -fsSL https://deb.nodesource.com/setup_20.x | bash - \
+ && apt-get install -y --no-install-recommends nodejs && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json .npmrc tsconfig.base.json ./
+COPY packages ./packages
+COPY services ./services
+COPY scripts ./scripts
+# onnxruntime-node fetches its CUDA provider here (this image has network at build time).
+RUN npm ci --omit=dev && npm install --no-save @tensorflow/tfjs-node-gpu@4.22.0 && npm cache clean --force
+ENV GRAFT_TF_BACKEND=tensorflow
+CMD ["npm", "run", "worker"]

@@ -1,0 +1,242 @@
+// The registry of pretrained backbones: ImageNet convnets as TensorFlow.js layers models, each with its input
+// size, preprocessing, the layer whose output is the feature map (the headless model ends there) and the first
+// layer of its top block (where fine-tuning starts by default). Weights are read from a source: a folder, a
+// file:// URL or an http(s):// URL base holding `<name>/model.json` and its shards. More architectures are added
+// with registerBackbone(), optionally with their own loader and builder.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { VisionError } from './errors';
+import { disposeWeights, headlessModel } from './graph';
+import { loadLayersModelFrom, parseJsonFile, readerFor } from './model-files';
+import { PREPROCESSING, type Preprocessing } from './preprocess';
+
+export interface BackboneSpec {
+  name: string;
+  /** The input size the weights were trained at, used when a config gives none. */
+  inputSize: number;
+  /** The smallest input size the architecture takes. */
+  minInputSize?: number;
+  preprocessing: Preprocessing;
+  /** Output layer of the headless model. */
+  featureLayer: string;
+  /** First layer (in model.layers order) of the block that fine-tuning unfreezes by default. */
+  topBlockStart: string;
+  description?: string;
+  /** URL base where the weights are published as `<name>/model.json`: the source when none is given. */
+  publicSource?: string;
+  /**
+   * Loads the headless pretrained model from source at inputSize, instead of reading `<source>/<name>/model.json`.
+   */
+  load?(source: string, inputSize: number): Promise<tf.LayersModel>;
+  /** Whether source holds this backbone's weights, instead of looking for `<source>/<name>/model.json`. */
+  available?(source: string): Promise<boolean>;
+  /** Builds the headless architecture with untrained weights (for shapes and parameter counts). */
+  build?(inputSize: number): tf.LayersModel;
+}
+
+const registry = new Map<string, BackboneSpec>();
+
+/** Adds (or replaces) a backbone in the registry. */
+export function registerBackbone(spec: BackboneSpec): void {
+  registry.set(spec.name, spec);
+}
+
+export function backboneNames(): string[] {
+  return [...registry.keys()];
+}
+
+export function getBackboneSpec(name: string): BackboneSpec {
+  const spec = registry.get(name);
+  if (!spec) {
+    throw new VisionError('BACKBONE_NOT_FOUND', `unknown backbone '${name}'; known backbones: ${backboneNames().join(', ')}`, true, {
+      backbones: backboneNames(),
+    });
+  }
+  return spec;
+}
+
+const GOOGLE_TFJS_MODELS = 'https://storage.googleapis.com/tfjs-models/tfjs';
+
+registerBackbone({
+  name: 'mobilenet_v1_0.75_224',
+  inputSize: 224,
+  minInputSize: 32,
+  preprocessing: PREPROCESSING.tf,
+  featureLayer: 'conv_pw_13_relu',
+  topBlockStart: 'conv_dw_13',
+  description: 'MobileNet v1, width 0.75, ImageNet (2.6 M parameters); features 7x7x768 at 224',
+  publicSource: GOOGLE_TFJS_MODELS,
+});
+
+registerBackbone({
+  name: 'mobilenet_v1_0.25_224',
+  inputSize: 224,
+  minInputSize: 32,
+  preprocessing: PREPROCESSING.tf,
+  featureLayer: 'conv_pw_13_relu',
+  topBlockStart: 'conv_dw_13',
+  description: 'MobileNet v1, width 0.25, ImageNet (0.48 M parameters); features 7x7x256 at 224',
+  publicSource: GOOGLE_TFJS_MODELS,
+});
+
+registerBackbone({
+  name: 'darknettiny',
+  inputSize: 224,
+  minInputSize: 32,
+  preprocessing: PREPROCESSING.unit,
+  // The last 1x1 convolution before the 1000-class convolution and its global pooling: 14x14x128 at 224.
+  featureLayer: 'leaky_re_lu_15',
+  // The last 1x1-3x3 pair and the projection: conv2d_13 .. leaky_re_lu_15.
+  topBlockStart: 'conv2d_13',
+  description: 'Darknet reference "tiny" classifier, ImageNet (1.05 M parameters); features 14x14x128 at 224',
+});
+
+/** `<source>/<name>` for a folder, file:// or http(s):// source. */
+export function backboneLocation(source: string, name: string): string {
+  if (/^https?:\/\//i.test(source)) return `${source.replace(/\/+$/, '')}/${encodeURIComponent(name)}/`;
+  const dir = source.startsWith('file://') ? fileURLToPath(source) : source;
+  return join(dir, name);
+}
+
+function sourceFor(spec: BackboneSpec, source: string | undefined): string {
+  const s = source ?? spec.publicSource;
+  if (!s) {
+    throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `backbone '${spec.name}' has no public weights; give a source folder or URL`);
+  }
+  return s;
+}
+
+/** Rewrites every 4-D batch input shape of a Keras topology to size x size. */
+export function setTopologyInputSize(topology: any, size: number): any {
+  const visit = (o: any) => {
+    if (!o || typeof o !== 'object') return;
+    for (const key of ['batch_input_shape', 'batchInputShape']) {
+      const s = o[key];
+      if (Array.isArray(s) && s.length === 4) o[key] = [s[0], size, size, s[3]];
+    }
+    for (const v of Object.values(o)) visit(v);
+  };
+  visit(topology);
+  return topology;
+}
+
+function checkInputSize(spec: BackboneSpec, size: number): void {
+  if (!Number.isInteger(size) || size < (spec.minInputSize ?? 32)) {
+    throw new VisionError('INVALID_INPUT_SIZE', `backbone '${spec.name}' needs an integer input size of at least ${spec.minInputSize ?? 32} (got ${size})`);
+  }
+}
+
+export interface LoadBackboneOptions {
+  /** Input size to build the model at (a fully convolutional base takes any); default: the backbone's own. */
+  inputSize?: number;
+}
+
+/**
+ * Loads the headless pretrained model of a backbone: a tf.LayersModel from the image input (size x size x 3,
+ * already preprocessed) to the feature layer. The caller owns it (free it with disposeWeights or dispose()).
+ */
+export async function loadBackbone(name: string, source?: string, opts: LoadBackboneOptions = {}): Promise<tf.LayersModel> {
+  const spec = getBackboneSpec(name);
+  const size = opts.inputSize ?? spec.inputSize;
+  checkInputSize(spec, size);
+  const src = sourceFor(spec, source);
+  if (spec.load) return spec.load(src, size);
+  const location = backboneLocation(src, name);
+  let full: tf.LayersModel;
+  try {
+    full = await loadLayersModelFrom(readerFor(location), {
+      patchTopology: size === spec.inputSize ? undefined : (t) => setTopologyInputSize(t, size),
+    });
+  } catch (err) {
+    throw new VisionError(
+      'BACKBONE_WEIGHTS_UNAVAILABLE',
+      `cannot load backbone '${name}' from ${location}: ${(err as Error).message}`,
+      false,
+    );
+  }
+  const headless = headlessModel(full, spec.featureLayer, name);
+  // The classification layers past the feature layer are not part of the headless model: free them now.
+  const kept = new Set(headless.layers);
+  disposeWeights(...full.layers.filter((l) => !kept.has(l)));
+  return headless;
+}
+
+async function weightsAvailable(spec: BackboneSpec, source: string): Promise<boolean> {
+  if (spec.available) return spec.available(source);
+  const location = backboneLocation(source, spec.name);
+  if (/^https?:\/\//i.test(location)) {
+    try {
+      const res = await fetch(new URL('model.json', location), { method: 'HEAD', signal: AbortSignal.timeout(5000) });
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+  return existsSync(join(location, 'model.json'));
+}
+
+export interface BackboneListing {
+  name: string;
+  inputSize: number;
+  preprocessing: Preprocessing['mode'];
+  featureLayer: string;
+  topBlockStart: string;
+  description?: string;
+  weights: { available: boolean; source: string | null };
+}
+
+/** Every registered backbone, with whether its weights are available at source (or its public source). */
+export async function listBackbones(source?: string): Promise<BackboneListing[]> {
+  return Promise.all(
+    [...registry.values()].map(async (spec) => {
+      const src = source ?? spec.publicSource ?? null;
+      const available = src ? await weightsAvailable(spec, src) : false;
+      return {
+        name: spec.name,
+        inputSize: spec.inputSize,
+        preprocessing: spec.preprocessing.mode,
+        featureLayer: spec.featureLayer,
+        topBlockStart: spec.topBlockStart,
+        description: spec.description,
+        weights: { available, source: src ? backboneLocation(src, spec.name) : null },
+      };
+    }),
+  );
+}
+
+export interface BackboneDescription {
+  name: string;
+  inputSize: number;
+  params: number;
+  featureShape: number[];
+}
+
+/**
+ * Builds the headless architecture at inputSize (untrained: from spec.build, or from the topology in
+ * `<source>/<name>/model.json` without its weights) and reports its parameter count and feature shape.
+ */
+export async function describeBackbone(name: string, source?: string, inputSize?: number): Promise<BackboneDescription> {
+  const spec = getBackboneSpec(name);
+  const size = inputSize ?? spec.inputSize;
+  checkInputSize(spec, size);
+  let model: tf.LayersModel;
+  if (spec.build) {
+    model = spec.build(size);
+  } else {
+    const location = backboneLocation(sourceFor(spec, source), name);
+    const json = parseJsonFile(await readerFor(location)('model.json'), 'model.json');
+    const topology = setTopologyInputSize(structuredClone(json.modelTopology), size);
+    const full = await tf.models.modelFromJSON({ modelTopology: topology });
+    model = headlessModel(full, spec.featureLayer, name);
+    const kept = new Set(model.layers);
+    disposeWeights(...full.layers.filter((l) => !kept.has(l)));
+  }
+  try {
+    const featureShape = (model.outputs[0]!.shape as number[]).slice(1);
+    return { name, inputSize: size, params: model.countParams(), featureShape };
+  } finally {
+    disposeWeights(model);
+  }
+}

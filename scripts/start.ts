@@ -1,0 +1,85 @@
+// `npm start`: the whole service on one machine. An embedded S3-protocol server unless S3_ENDPOINT is set;
+// Redis at REDIS_URL, or a local redis-server where nothing answers there; then the API and one worker.
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig, createLogger, ConfigError } from '@graft/config';
+import { startEmbeddedS3, stopChild } from '@graft/storage/embedded';
+import { redisServerAvailable, startRedisServer } from '@graft/queue/embedded-redis';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+const answers = (url: string) =>
+  new Promise<boolean>((resolve) => {
+    const u = new URL(url);
+    const s = net.connect(Number(u.port || 6379), u.hostname);
+    s.setTimeout(1_000, () => (s.destroy(), resolve(false)));
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+
+async function main() {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel, 'graft');
+  const env: Record<string, string> = { ...(process.env as Record<string, string>) };
+  const stops: (() => Promise<void>)[] = [];
+
+  if (!config.s3.endpoint) {
+    const s3 = await startEmbeddedS3({ dir: path.join(config.dataDir, 's3'), port: Number(process.env.GRAFT_S3_PORT) || 0 });
+    stops.push(s3.stop);
+    env.S3_ENDPOINT = s3.endpoint;
+    log.info({ endpoint: s3.endpoint, dir: path.join(config.dataDir, 's3') }, 'embedded S3-protocol server started');
+  }
+  if (!(await answers(config.redisUrl))) {
+    if (config.redisUrlExplicit || !redisServerAvailable()) {
+      console.error(
+        `Nothing answers at ${config.redisUrl}${config.redisUrlExplicit ? '' : ' and redis-server is not installed (apt-get install redis-server)'}.`,
+      );
+      process.exit(2);
+    }
+    const redis = await startRedisServer({ dir: path.join(config.dataDir, 'redis') });
+    stops.push(redis.stop);
+    env.REDIS_URL = redis.url;
+    log.info({ url: redis.url }, 'local redis-server started');
+  }
+
+  const children: ChildProcess[] = [];
+  const run = (name: string, file: string) => {
+    const child = spawn(process.execPath, [...process.execArgv, path.join(root, file)], { env, stdio: 'inherit' });
+    child.on('exit', (code, sig) => {
+      if (!stopping) {
+        log.error({ service: name, code, sig }, 'service exited; stopping');
+        void stop(1);
+      }
+    });
+    children.push(child);
+  };
+  run('api', 'services/api/src/server.ts');
+  run('worker', 'services/worker/src/main.ts');
+
+  let stopping = false;
+  const stop = async (code = 0) => {
+    if (stopping) return;
+    stopping = true;
+    await Promise.all(children.map((c) => stopChild(c, 25_000)));
+    for (const s of stops.reverse()) await s();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop());
+  process.on('SIGTERM', () => void stop());
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
