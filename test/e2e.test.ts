@@ -1,0 +1,151 @@
+// End to end: the API and a worker as processes, a real Redis and S3; upload, train, follow, predict, cancel.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configEnv, testConfig } from './support/services';
+import { patternDataset, zipOf, type Entry } from './support/images';
+import { runService, startApi, waitFor, type Service } from './support/processes';
+
+const KEY = 'e2e-key-0123456789';
+const H = { authorization: `Bearer ${KEY}` };
+
+describe('end to end', () => {
+  let api: Service & { url: string };
+  let worker: Service;
+  let testImages: Entry[];
+  let datasetId: string;
+
+  beforeAll(async () => {
+    const env = { ...configEnv(testConfig()), GRAFT_API_KEYS: `e2e:${KEY}` };
+    [api] = await Promise.all([startApi(env)]);
+    worker = runService('services/worker/src/main.ts', env);
+    const entries = await patternDataset({ train: 16, validation: 6, test: 10 }, 3);
+    testImages = entries.filter((e) => e.path.startsWith('test/'));
+    const res = await fetch(`${api.url}/v1/datasets?name=patterns`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'application/zip' },
+      body: await zipOf(entries.filter((e) => !e.path.startsWith('test/'))),
+    });
+    expect(res.status).toBe(201);
+    datasetId = (await res.json()).id;
+  });
+  afterAll(async () => {
+    await Promise.all([api?.stop(), worker?.stop()]);
+  });
+
+  const get = async (path: string) => (await fetch(`${api.url}${path}`, { headers: H })).json();
+  const createJob = async (config: object) => {
+    const r = await fetch(`${api.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'application/json' },
+      body: JSON.stringify({ datasetId, config }),
+    });
+    expect(r.status).toBe(202);
+    return (await r.json()).id as string;
+  };
+
+  it('trains a frozen-base classifier, streams its events, and serves predictions', async () => {
+    const jobId = await createJob({
+      method: 'feature_extraction',
+      backbone: 'mobilenet_v1_0.25_224',
+      inputSize: 96,
+      augmentation: { copies: 1 },
+      featureExtraction: { epochs: 6, learningRate: 0.001 },
+      earlyStopping: false,
+    });
+    // Follow the job over SSE until its final state.
+    const events: { event: string; data: any }[] = [];
+    const sse = await fetch(`${api.url}/v1/jobs/${jobId}/events`, { headers: H });
+    expect(sse.headers.get('content-type')).toContain('text/event-stream');
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of sse.body as any as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        const ev = /^event: (.*)$/m.exec(block)?.[1];
+        const data = /^data: (.*)$/m.exec(block)?.[1];
+        if (ev && data) events.push({ event: ev, data: JSON.parse(data) });
+      }
+    }
+    const last = events.at(-1)!;
+    expect(last.event, worker.output().slice(-3000)).toBe('state');
+    expect(last.data.state, worker.output().slice(-3000)).toBe('succeeded');
+    expect(events.filter((e) => e.event === 'epoch').length).toBeGreaterThanOrEqual(1);
+    expect(events.some((e) => e.event === 'progress')).toBe(true);
+
+    const job = await get(`/v1/jobs/${jobId}`);
+    expect(job.state).toBe('succeeded');
+    expect(job.progress).toBe(1);
+    expect(job.attempts).toBe(1);
+    expect(job.history.length).toBe(6);
+    expect(job.history[0]).toMatchObject({ phase: 'training_head', epoch: 1, attempt: 1 });
+    expect(job.history[0].valAccuracy).not.toBeNull();
+    expect(job.modelId).toMatch(/^mdl_/);
+
+    const model = await get(`/v1/models/${job.modelId}`);
+    expect(model.labels).toEqual(['dots', 'stripes']);
+    expect(model.jobId).toBe(jobId);
+    const files = (await get(`/v1/models/${job.modelId}/artifacts`)).items.map((f: any) => f.name);
+    expect(files).toEqual(expect.arrayContaining(['model.json', 'graft.json', 'metrics.json']));
+    const graft = await get(`/v1/models/${job.modelId}/artifacts/graft.json`);
+    expect(graft.labels).toEqual(['dots', 'stripes']);
+
+    // Held-out images the training never saw, one request each (raw body), then all at once (multipart).
+    let right = 0;
+    for (const img of testImages) {
+      const r = await fetch(`${api.url}/v1/models/${job.modelId}/predict?topK=1`, {
+        method: 'POST',
+        headers: { ...H, 'content-type': 'image/jpeg' },
+        body: img.data,
+      });
+      expect(r.status).toBe(200);
+      const body = await r.json();
+      expect(body.results).toHaveLength(1);
+      expect(body.results[0].predictions).toHaveLength(1);
+      expect(body.timing.totalMs).toBeGreaterThan(0);
+      if (img.path.includes(`/${body.results[0].predictions[0].label}/`)) right++;
+    }
+    expect(right / testImages.length).toBeGreaterThanOrEqual(0.8);
+
+    const form = new FormData();
+    for (const img of testImages.slice(0, 3)) form.append('image', new Blob([img.data], { type: 'image/jpeg' }), 'x.jpg');
+    const multi = await (await fetch(`${api.url}/v1/models/${job.modelId}/predict`, { method: 'POST', headers: H, body: form })).json();
+    expect(multi.results).toHaveLength(3);
+    const probs = multi.results[0].predictions.map((p: any) => p.probability);
+    expect(probs.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
+
+    const b64 = await fetch(`${api.url}/v1/models/${job.modelId}/predict`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'application/json' },
+      body: JSON.stringify({ images: [testImages[0].data.toString('base64'), Buffer.from('garbage').toString('base64')] }),
+    });
+    expect(b64.status).toBe(400);
+    const err = await b64.json();
+    expect(err.error.code).toBe('INVALID_IMAGE');
+    expect(err.error.details.index).toBe(1);
+  });
+
+  it('cancels a running job on the worker within seconds and removes its partial artifacts', async () => {
+    const jobId = await createJob({
+      method: 'feature_extraction',
+      backbone: 'mobilenet_v1_0.25_224',
+      inputSize: 96,
+      augmentation: { copies: 1 },
+      featureExtraction: { epochs: 400, learningRate: 0.0001 },
+      earlyStopping: false,
+    });
+    await waitFor('the job to train', async () => {
+      const j = await get(`/v1/jobs/${jobId}`);
+      return j.state === 'running' && j.history.length >= 1;
+    }, 120_000);
+    const asked = Date.now();
+    const r = await fetch(`${api.url}/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: H });
+    expect(r.status).toBe(202);
+    await waitFor('the job to be cancelled', async () => (await get(`/v1/jobs/${jobId}`)).state === 'cancelled', 10_000, 100);
+    expect(Date.now() - asked).toBeLessThan(5_000);
+    const job = await get(`/v1/jobs/${jobId}`);
+    expect(job.modelId).toBeNull();
+    expect((await fetch(`${api.url}/v1/models/mdl_${jobId.slice(4)}`, { headers: H })).status).toBe(404);
+  });
+});
