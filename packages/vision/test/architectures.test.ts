@@ -107,14 +107,19 @@ describe('the registry', () => {
   });
 
   it('has Keras minimum input sizes', () => {
-    const mins = Object.fromEntries(['vgg16', 'resnet50', 'inception_v3', 'xception', 'mobilenet_v1_1.0'].map((n) => [n, ARCHITECTURES[n].minInputSize]));
+    const mins = Object.fromEntries(
+      ['vgg16', 'resnet50', 'inception_v3', 'xception', 'mobilenet_v1_1.0'].map((n) => [
+        n,
+        ARCHITECTURES[n].minInputSize,
+      ]),
+    );
     expect(mins).toEqual({ vgg16: 32, resnet50: 32, inception_v3: 75, xception: 71, 'mobilenet_v1_1.0': 32 });
   });
 
   // The top block starts right after a single boundary layer: every layer from topBlockFirstLayer on takes its
   // inputs from the top block or from the layer just before it, so freezing model.layers[0 .. i-1] freezes
   // exactly the layers below the top block.
-  it.each(Object.keys(ARCHITECTURES))('%s: the top block is cut off by one layer and ends at the feature layer', (name) => {
+  it.each(Object.keys(ARCHITECTURES))('%s: one layer cuts off the top block, which ends at the features', (name) => {
     const spec = ARCHITECTURES[name];
     const model = spec.build(spec.minInputSize, { zeroInit: true });
     try {
@@ -125,7 +130,9 @@ describe('the registry', () => {
       const allowed = new Set([...names.slice(first), boundary]);
       for (const layer of model.layers.slice(first)) {
         for (const node of layer.inboundNodes) {
-          for (const inbound of node.inboundLayers) expect(allowed, `${layer.name} <- ${inbound.name}`).toContain(inbound.name);
+          for (const inbound of node.inboundLayers) {
+            expect(allowed, `${layer.name} <- ${inbound.name}`).toContain(inbound.name);
+          }
         }
       }
       expect(names.at(-1)).toBe(spec.featureLayer);

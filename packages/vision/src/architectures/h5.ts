@@ -12,13 +12,13 @@ import type { Dataset, File as H5File, Group } from 'h5wasm/node';
 
 type H5wasm = typeof import('h5wasm/node').default;
 
-let h5wasmModule: Promise<H5wasm> | undefined;
+let h5wasmModule: Promise<{ h5wasm: H5wasm; floatClass: number }> | undefined;
 
-/** h5wasm (the HDF5 library compiled to WebAssembly), loaded on first use. */
-function loadH5wasm(): Promise<H5wasm> {
+/** h5wasm (the HDF5 library compiled to WebAssembly), loaded on first use, and HDF5's float type class. */
+function loadH5wasm(): Promise<{ h5wasm: H5wasm; floatClass: number }> {
   h5wasmModule ??= import('h5wasm/node').then(async (m) => {
-    await m.default.ready;
-    return m.default;
+    const module = await m.default.ready;
+    return { h5wasm: m.default, floatClass: module.H5T_class_t.H5T_FLOAT.value };
   });
   return h5wasmModule;
 }
@@ -59,15 +59,26 @@ interface FileLayer {
 
 const textDecoder = new TextDecoder();
 
-/** An HDF5 string-array attribute as JS strings (fixed-length byte strings may come back as bytes). */
-function readStrings(group: Group, attr: string): string[] | undefined {
-  if (!(attr in group.attrs)) return undefined;
-  const value = group.get_attribute(attr, false);
+/** Fixed-length byte strings may come back as bytes; padding is dropped. */
+function decodeStrings(value: unknown): string[] {
   const items = Array.isArray(value) ? value : [value];
   return items
     .map((v) => (v instanceof Uint8Array ? textDecoder.decode(v) : String(v)))
-    .map((s) => s.replace(/\0+$/, ''))
+    .map((s) => s.replace(/[\0 ]+$/, ''))
     .filter((s) => s.length > 0);
+}
+
+/**
+ * An HDF5 string-array attribute as JS strings. Keras splits attributes larger than the 64 KiB HDF5 object
+ * header limit into `<name>0`, `<name>1`, ...; those chunks are joined.
+ */
+function readStrings(group: Group, attr: string): string[] | undefined {
+  const attrs = group.attrs;
+  if (attr in attrs) return decodeStrings(group.get_attribute(attr, false));
+  if (!(`${attr}0` in attrs)) return undefined;
+  const out: string[] = [];
+  for (let i = 0; `${attr}${i}` in attrs; i++) out.push(...decodeStrings(group.get_attribute(`${attr}${i}`, false)));
+  return out;
 }
 
 function readLayers(h5wasm: H5wasm, file: H5File): FileLayer[] {
@@ -98,6 +109,24 @@ function dataset(h5wasm: H5wasm, layer: FileLayer, weightName: string): Dataset 
     throw new KerasH5Error(`layer "${layer.name}": weight "${weightName}" is listed but not stored in the file`);
   }
   return d;
+}
+
+const HDF5_SIGNATURE = Buffer.from([0x89, 0x48, 0x44, 0x46, 0x0d, 0x0a, 0x1a, 0x0a]);
+
+/** Whether a file starts with the HDF5 superblock signature (at byte 0, or 512, 1024, 2048, ... after a user block). */
+function hasHdf5Signature(filePath: string): boolean {
+  const fd = fs.openSync(filePath, 'r');
+  try {
+    const size = fs.fstatSync(fd).size;
+    const buf = Buffer.alloc(HDF5_SIGNATURE.length);
+    for (let offset = 0; offset + buf.length <= size; offset = offset === 0 ? 512 : offset * 2) {
+      fs.readSync(fd, buf, 0, buf.length, offset);
+      if (buf.equals(HDF5_SIGNATURE)) return true;
+    }
+    return false;
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 const fmt = (shape: readonly (number | null)[]) => `[${shape.join(', ')}]`;
@@ -137,7 +166,7 @@ export async function loadKerasH5Weights(
   h5: Uint8Array | string,
   options: KerasH5LoadOptions = {},
 ): Promise<KerasH5LoadResult> {
-  const h5wasm = await loadH5wasm();
+  const { h5wasm, floatClass } = await loadH5wasm();
   let tmpDir: string | undefined;
   let filePath: string;
   if (typeof h5 === 'string') {
@@ -151,11 +180,11 @@ export async function loadKerasH5Weights(
   }
   let file: H5File | undefined;
   try {
-    try {
-      file = new h5wasm.File(filePath, 'r');
-    } catch (err) {
-      throw new KerasH5Error(`cannot open ${typeof h5 === 'string' ? h5 : 'the given bytes'} as HDF5: ${String(err)}`);
-    }
+    const what = typeof h5 === 'string' ? h5 : 'the given bytes';
+    if (!hasHdf5Signature(filePath)) throw new KerasH5Error(`${what} is not an HDF5 file`);
+    const opened = new h5wasm.File(filePath, 'r');
+    if (opened.file_id < 0n) throw new KerasH5Error(`cannot open ${what} as HDF5`);
+    file = opened;
     const fileLayers = readLayers(h5wasm, file).filter((l) => l.weightNames.length > 0);
     const modelLayers = model.layers.filter((l) => l.weights.length > 0);
     const { pairs, matchedBy } = pairLayers(modelLayers, fileLayers, options.match ?? 'auto');
@@ -171,6 +200,9 @@ export async function loadKerasH5Weights(
       }
       return fileLayer.weightNames.map((weightName, i) => {
         const d = dataset(h5wasm, fileLayer, weightName);
+        if (d.metadata.type !== floatClass) {
+          throw new KerasH5Error(`layer "${layer.name}": weight "${weightName}" is not a float array`);
+        }
         const shape = d.shape ?? [];
         const want = expected[i].shape;
         if (shape.length !== want.length || shape.some((s, j) => s !== want[j])) {
@@ -184,16 +216,10 @@ export async function loadKerasH5Weights(
     });
 
     pairs.forEach(([layer], i) => {
+      // float32 as stored by Keras; float64 or float16 weights are converted.
       const values = datasets[i].map((d) => {
         const v = d.value;
-        if (v instanceof Float32Array) return v;
-        if (
-          ArrayBuffer.isView(v) &&
-          !(v instanceof DataView || v instanceof BigInt64Array || v instanceof BigUint64Array)
-        ) {
-          return Float32Array.from(v as unknown as ArrayLike<number>);
-        }
-        throw new KerasH5Error(`layer "${layer.name}": weight "${d.path}" is not numeric (dtype ${String(d.dtype)})`);
+        return v instanceof Float32Array ? v : Float32Array.from(v as unknown as ArrayLike<number>);
       });
       tf.tidy(() => layer.setWeights(values.map((v, j) => tf.tensor(v, datasets[i][j].shape ?? [], 'float32'))));
     });

@@ -37,7 +37,7 @@ const vgg = (depth: 'vgg16' | 'vgg19', topBlockFirstLayer: string): Architecture
   build: (inputSize, opts) => buildVgg(depth, inputSize, opts),
 });
 
-/** Keras publishes MobileNet v1 weights for input sizes 128, 160, 192 and 224; the alpha is written 1_0, 7_5, 5_0, 2_5. */
+/** Keras publishes MobileNet v1 weights for inputs of 128, 160, 192 and 224, alpha written 1_0, 7_5, 5_0, 2_5. */
 const mobileNet = (alpha: MobileNetAlpha): ArchitectureSpec => ({
   family: 'mobilenet',
   defaultInputSize: 224,
