@@ -22,7 +22,7 @@ describe('end to end', () => {
     const res = await fetch(`${api.url}/v1/datasets?name=patterns`, {
       method: 'POST',
       headers: { ...H, 'content-type': 'application/zip' },
-      body: await zipOf(entries.filter((e) => !e.path.startsWith('test/'))),
+      body: new Uint8Array(await zipOf(entries.filter((e) => !e.path.startsWith('test/')))),
     });
     expect(res.status).toBe(201);
     datasetId = (await res.json()).id;
@@ -97,7 +97,7 @@ describe('end to end', () => {
       const r = await fetch(`${api.url}/v1/models/${job.modelId}/predict?topK=1`, {
         method: 'POST',
         headers: { ...H, 'content-type': 'image/jpeg' },
-        body: img.data,
+        body: new Uint8Array(img.data),
       });
       expect(r.status).toBe(200);
       const body = await r.json();
@@ -109,7 +109,7 @@ describe('end to end', () => {
     expect(right / testImages.length).toBeGreaterThanOrEqual(0.8);
 
     const form = new FormData();
-    for (const img of testImages.slice(0, 3)) form.append('image', new Blob([img.data], { type: 'image/jpeg' }), 'x.jpg');
+    for (const img of testImages.slice(0, 3)) form.append('image', new Blob([new Uint8Array(img.data)], { type: 'image/jpeg' }), 'x.jpg');
     const multi = await (await fetch(`${api.url}/v1/models/${job.modelId}/predict`, { method: 'POST', headers: H, body: form })).json();
     expect(multi.results).toHaveLength(3);
     const probs = multi.results[0].predictions.map((p: any) => p.probability);

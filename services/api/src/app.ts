@@ -22,9 +22,8 @@ import { ApiError } from './errors';
 export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: opts.logger,
-    disableRequestLogging: false,
     bodyLimit: deps.config.limits.predictBodyBytes,
-    ajv: { customOptions: { removeAdditional: false, useDefaults: true, coerceTypes: 'array', allErrors: true } },
+    ajv: { customOptions: { removeAdditional: false, useDefaults: true, coerceTypes: 'array', allErrors: true, strict: false } },
     requestTimeout: 0,
   });
   await app.register(errors);
