@@ -1,0 +1,96 @@
+// Trains on a folder of <split>/<class>/*.jpg through a running Graft service, as a user would, and reports
+// the job's timing and the accuracy of /predict on a split's images.
+// Usage: tsx bench/dataset-e2e.ts <dataset folder> [--url http://127.0.0.1:8080] [--config '{"method":…}']
+//        [--upload train,validation] [--eval validation] [--key API_KEY]
+import fs from 'node:fs';
+import path from 'node:path';
+import yazl from 'yazl';
+import { buffer } from 'node:stream/consumers';
+import type { Readable } from 'node:stream';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const folder = args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+if (!folder) {
+  console.error('usage: tsx bench/dataset-e2e.ts <dataset folder> [--url URL] [--config JSON] [--upload splits] [--eval split]');
+  process.exit(2);
+}
+const url = opt('url', process.env.GRAFT_URL ?? 'http://127.0.0.1:8080');
+const key = opt('key', process.env.GRAFT_API_KEY ?? '');
+const config = JSON.parse(opt('config', '{}'));
+const uploadSplits = opt('upload', 'train,validation').split(',');
+const evalSplit = opt('eval', 'validation');
+const H: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
+
+const files = (split: string) =>
+  fs.existsSync(path.join(folder, split))
+    ? fs.readdirSync(path.join(folder, split)).flatMap((cls) =>
+        fs.readdirSync(path.join(folder, split, cls)).map((f) => ({ split, cls, file: path.join(folder, split, cls, f) })),
+      )
+    : [];
+
+async function main() {
+  const t0 = Date.now();
+  const zip = new yazl.ZipFile();
+  for (const s of uploadSplits) for (const f of files(s)) zip.addFile(f.file, `${f.split}/${f.cls}/${path.basename(f.file)}`);
+  zip.end();
+  const body = await buffer(zip.outputStream as unknown as Readable);
+  const up = await fetch(`${url}/v1/datasets?name=${encodeURIComponent(path.basename(folder))}`, {
+    method: 'POST',
+    headers: { ...H, 'content-type': 'application/zip' },
+    body: new Uint8Array(body),
+  });
+  const ds = await up.json();
+  if (up.status !== 201) throw new Error(`upload failed: ${JSON.stringify(ds)}`);
+  const tUp = Date.now();
+  console.log(`uploaded ${ds.imageCount} images (${(body.length / 1e6).toFixed(1)} MB) in ${((tUp - t0) / 1000).toFixed(1)} s: ${JSON.stringify(ds.splits)}`);
+
+  const jr = await fetch(`${url}/v1/jobs`, {
+    method: 'POST',
+    headers: { ...H, 'content-type': 'application/json' },
+    body: JSON.stringify({ datasetId: ds.id, config }),
+  });
+  let job = await jr.json();
+  if (jr.status !== 202) throw new Error(`job failed to start: ${JSON.stringify(job)}`);
+  let lastLine = '';
+  while (!['succeeded', 'failed', 'cancelled'].includes(job.state)) {
+    await new Promise((r) => setTimeout(r, 2000));
+    job = await (await fetch(`${url}/v1/jobs/${job.id}`, { headers: H })).json();
+    const last = job.history.at(-1);
+    const line = `${job.state} ${job.phase ?? ''} ${(job.progress * 100).toFixed(0)}% epoch ${job.epoch ?? '-'} eta ${job.etaSeconds ?? '-'}s` +
+      (last ? ` | ${last.phase} #${last.epoch} loss ${last.loss.toFixed(3)} acc ${last.accuracy.toFixed(3)} val ${last.valAccuracy?.toFixed(3)}` : '');
+    if (line !== lastLine) console.log(`[${((Date.now() - tUp) / 1000).toFixed(0)}s] ${line}`);
+    lastLine = line;
+  }
+  const tJob = Date.now();
+  if (job.state !== 'succeeded') throw new Error(`job ${job.state}: ${JSON.stringify(job.error)}`);
+  console.log(`job ${job.id} succeeded in ${((tJob - tUp) / 1000).toFixed(1)} s on ${job.backend}; validation ${JSON.stringify(job.validation)}`);
+
+  const evalFiles = files(evalSplit);
+  let right = 0;
+  const lat: number[] = [];
+  for (const f of evalFiles) {
+    const s = performance.now();
+    const r = await fetch(`${url}/v1/models/${job.modelId}/predict?topK=1`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'image/jpeg' },
+      body: new Uint8Array(fs.readFileSync(f.file)),
+    });
+    lat.push(performance.now() - s);
+    const p = await r.json();
+    if (p.results?.[0]?.predictions?.[0]?.label === f.cls) right++;
+  }
+  lat.sort((a, b) => a - b);
+  console.log(
+    `predict on ${evalFiles.length} ${evalSplit} images: accuracy ${(right / evalFiles.length * 100).toFixed(2)}% ` +
+      `(p50 ${lat[Math.floor(lat.length / 2)]?.toFixed(1)} ms); total ${((Date.now() - t0) / 1000).toFixed(0)} s`,
+  );
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
