@@ -91,7 +91,7 @@ export async function walkTar(file: string, gzip: boolean, opts: WalkOptions, vi
           if (used) throw new Error(`'${rawPath}' was already read`);
           used = true;
           if (header.size > limits.maxEntryBytes) throw entryTooLarge(rawPath, header.size, limits.maxEntryBytes);
-          return collectEntryData(entry, {
+          return collectEntryData(entry as unknown as AsyncIterable<Uint8Array>, {
             path: rawPath,
             meter,
             maxBytes: limits.maxEntryBytes,
@@ -102,7 +102,7 @@ export async function walkTar(file: string, gzip: boolean, opts: WalkOptions, vi
         },
       });
       if (!used) {
-        await collectEntryData(entry, {
+        await collectEntryData(entry as unknown as AsyncIterable<Uint8Array>, {
           path: rawPath,
           meter,
           maxBytes: Infinity,
@@ -120,6 +120,10 @@ export async function walkTar(file: string, gzip: boolean, opts: WalkOptions, vi
     signal?.removeEventListener('abort', onAbort);
     if (!extract.destroyed) extract.destroy();
     gunzip?.destroy();
-    source.destroy();
+    if (!source.closed) {
+      const closed = new Promise<void>((resolve) => source.once('close', () => resolve()));
+      source.destroy();
+      await closed;
+    }
   }
 }

@@ -152,6 +152,12 @@ export async function walkZip(file: string, opts: WalkOptions, visit: ArchiveVis
       });
     }
   } finally {
-    zip.close();
+    // The file descriptor closes once the last entry stream has let go of it; wait for that, so that the caller
+    // may delete the file as soon as this settles.
+    if (zip.isOpen) {
+      const closed = new Promise((resolve) => zip.once('close', resolve));
+      zip.close();
+      await closed;
+    }
   }
 }

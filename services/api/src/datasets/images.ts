@@ -38,6 +38,49 @@ export function sniffImageFormat(buf: Uint8Array): string | null {
 
 const ACCEPTED = new Set<string>(['jpeg', 'png', 'webp']);
 
+/**
+ * Width and height from the header of a JPEG (first SOF marker), PNG (IHDR) or WebP (VP8, VP8L or VP8X chunk),
+ * without libvips; null when the header cannot be read this way. Used to refuse over-limit images and to weigh the
+ * decode budget; the decode itself enforces the pixel limit again on what libvips finds.
+ */
+export function headerDimensions(buf: Buffer, format: ImageFormat): { width: number; height: number } | null {
+  const dims = (width: number, height: number) => (width > 0 && height > 0 ? { width, height } : null);
+  try {
+    if (format === 'png') return at(buf, 12, 'IHDR') ? dims(buf.readUInt32BE(16), buf.readUInt32BE(20)) : null;
+    if (format === 'webp') {
+      if (at(buf, 12, 'VP8 ') && at(buf, 23, [0x9d, 0x01, 0x2a])) {
+        return dims(buf.readUInt16LE(26) & 0x3fff, buf.readUInt16LE(28) & 0x3fff);
+      }
+      if (at(buf, 12, 'VP8L') && buf[20] === 0x2f) {
+        const bits = buf.readUInt32LE(21);
+        return dims((bits & 0x3fff) + 1, ((bits >>> 14) & 0x3fff) + 1);
+      }
+      if (at(buf, 12, 'VP8X')) return dims(buf.readUIntLE(24, 3) + 1, buf.readUIntLE(27, 3) + 1);
+      return null;
+    }
+    let i = 2;
+    while (i + 9 < buf.length) {
+      if (buf[i] !== 0xff) return null;
+      const marker = buf[i + 1]!;
+      if (marker === 0xff) {
+        i += 1;
+        continue;
+      }
+      if (marker === 0x01 || (marker >= 0xd0 && marker <= 0xd8)) {
+        i += 2;
+        continue;
+      }
+      if (marker >= 0xc0 && marker <= 0xcf && marker !== 0xc4 && marker !== 0xc8 && marker !== 0xcc) {
+        return dims(buf.readUInt16BE(i + 7), buf.readUInt16BE(i + 5));
+      }
+      i += 2 + buf.readUInt16BE(i + 2);
+    }
+    return null;
+  } catch {
+    return null;
+  }
+}
+
 /** Waits while more than `budget` pixels are being decoded at once; one image alone always proceeds. */
 class PixelBudget {
   private inUse = 0;
@@ -66,7 +109,7 @@ class PixelBudget {
 
 function shortMessage(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
-  return text.split('\n')[0]!.replace(/^Vips\w*:\s*|^vips\w*:\s*/i, '').trim();
+  return text.split('\n')[0]!.replace(/^vips\w*:\s*/i, '').trim();
 }
 
 export interface ImageInspectorOptions {
@@ -97,19 +140,17 @@ export class ImageInspector {
     if (!ACCEPTED.has(sniffed)) return { ok: false, reason: `unsupported image format '${sniffed}'` };
     const format = sniffed as ImageFormat;
 
-    let width: number;
-    let height: number;
-    try {
-      // Header only: cheap, and gives the size for a useful message before the pixel limit is applied.
-      const meta = await sharp(data, { limitInputPixels: false }).metadata();
-      if (meta.format !== format || !meta.width || !meta.height) {
-        return { ok: false, reason: 'not a decodable image' };
+    let header = headerDimensions(data, format);
+    if (!header) {
+      try {
+        const meta = await sharp(data, { limitInputPixels: false }).metadata();
+        if (meta.format !== format || !meta.width || !meta.height) return { ok: false, reason: 'not a decodable image' };
+        header = { width: meta.width, height: meta.height };
+      } catch (err) {
+        return { ok: false, reason: `not a decodable image (${shortMessage(err)})` };
       }
-      width = meta.width;
-      height = meta.height;
-    } catch (err) {
-      return { ok: false, reason: `not a decodable image (${shortMessage(err)})` };
     }
+    const { width, height } = header;
     const pixels = width * height;
     if (pixels > this.maxPixels) {
       const mp = (n: number) => `${(n / 1e6).toFixed(1)} megapixels`;

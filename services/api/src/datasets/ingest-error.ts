@@ -47,7 +47,8 @@ export interface IngestErrorDetails {
   /**
    * Every key `put` was called with before the failure, whether or not that call resolved. `ingestArchive` settles
    * every `put` it started before it throws, so after the throw nothing more is written: deleting these keys
-   * removes everything the failed ingest stored.
+   * removes everything the failed ingest stored. Set by `ingestArchive` on every error it throws, as a
+   * non-enumerable property, so that handing `details` to a response body does not list every stored key.
    */
   written?: StoredImageKey[];
   [key: string]: unknown;

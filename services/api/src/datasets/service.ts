@@ -123,7 +123,9 @@ export class DatasetService {
     } catch (err) {
       // Nothing of a rejected upload stays: remove what was written under the dataset's prefix.
       await this.storage.deletePrefix(prefix).catch(() => {});
-      if (err instanceof IngestError) throw new ApiError(err.code, err.message, err.details as any, err.status);
+      if (err instanceof IngestError && err.status < 500) {
+        throw new ApiError(err.code, err.message, err.details as Record<string, unknown> | undefined, err.status);
+      }
       throw err;
     }
   }

@@ -1,0 +1,359 @@
+import { createHash } from 'node:crypto';
+import { hasImageName, isJunkPath } from './archive-path';
+import { walkArchive, type ArchiveFormat } from './archive';
+import { ImageInspector, type ImageFormat } from './images';
+import { IngestError, type StoredImageKey } from './ingest-error';
+import { resolveLimits, type IngestLimits } from './ingest-limits';
+import { planLayout, type LayoutFile, type Placement, type Split } from './ingest-layout';
+
+export { detectArchiveFileFormat, detectArchiveFormat, type ArchiveFormat } from './archive';
+export { IngestError, type IngestErrorCode, type IngestErrorDetails, type StoredImageKey } from './ingest-error';
+export { DEFAULT_INGEST_LIMITS, type IngestLimits } from './ingest-limits';
+
+export interface IngestedImage {
+  split: Split;
+  label: string;
+  /** Path inside the archive. */
+  path: string;
+  sha256: string;
+  format: ImageFormat;
+  /** Size of the stored pixel grid (before any EXIF orientation). */
+  width: number;
+  height: number;
+  bytes: number;
+}
+
+export interface IngestResult {
+  /** Classes of the train split, sorted. */
+  classes: string[];
+  /** Accepted unique images per split and class. */
+  splits: Record<string, Record<string, number>>;
+  /** Accepted unique images, in archive order. */
+  images: IngestedImage[];
+  imageCount: number;
+  /** Bytes of the accepted images as stored. */
+  bytes: number;
+  /** Files that were read and refused, in archive order (the first 1000; a warning gives the full count). */
+  rejected: { path: string; reason: string }[];
+  /** Files whose bytes repeat an earlier file's; each image is kept once, at its first path. */
+  duplicates: number;
+  warnings: string[];
+}
+
+export interface IngestOptions {
+  limits?: Partial<IngestLimits>;
+  /** Stores one accepted image's original bytes. Called once per unique image, up to `concurrency` at a time. */
+  put(key: StoredImageKey, data: Buffer): Promise<void>;
+  signal?: AbortSignal;
+  /** Images decoded (and stored) at the same time; default 4. */
+  concurrency?: number;
+}
+
+export const DEFAULT_INGEST_CONCURRENCY = 4;
+export const MIN_IMAGES_PER_CLASS = 20;
+/** Largest / smallest class in train at or above which a warning is given. */
+export const IMBALANCE_WARNING_RATIO = 3;
+const MAX_LISTED_REJECTIONS = 1000;
+/** Bytes of images read ahead while every decoder is busy. */
+const READ_AHEAD_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Runs at most `size` tasks at a time, with up to `backlog` more (and `backlogBytes` of their data) waiting for a
+ * slot, so that the archive reader keeps reading ahead while every decoder is busy. Remembers the first task that
+ * throws.
+ */
+class TaskPool {
+  private readonly pending = new Set<Promise<void>>();
+  private active = 0;
+  private waitingBytes = 0;
+  private readonly slots: (() => void)[] = [];
+  failure: { error: unknown } | null = null;
+
+  constructor(
+    private readonly size: number,
+    private readonly backlog: number,
+    private readonly backlogBytes: number,
+  ) {}
+
+  async run(bytes: number, task: () => Promise<void>): Promise<void> {
+    while (
+      this.pending.size >= this.size + this.backlog ||
+      (this.pending.size >= this.size && this.waitingBytes + bytes > this.backlogBytes)
+    ) {
+      await Promise.race(this.pending);
+    }
+    if (this.failure) throw this.failure.error;
+    const p: Promise<void> = this.inSlot(bytes, task)
+      .catch((error: unknown) => {
+        this.failure ??= { error };
+      })
+      .finally(() => this.pending.delete(p));
+    this.pending.add(p);
+  }
+
+  private async inSlot(bytes: number, task: () => Promise<void>): Promise<void> {
+    if (this.active >= this.size) {
+      this.waitingBytes += bytes;
+      await new Promise<void>((go) => this.slots.push(go));
+      this.waitingBytes -= bytes;
+    } else {
+      this.active++;
+    }
+    try {
+      await task();
+    } finally {
+      const next = this.slots.shift();
+      if (next) next();
+      else this.active--;
+    }
+  }
+
+  async drain(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled([...this.pending]);
+  }
+}
+
+function toIngestError(err: unknown, signal: AbortSignal | undefined): IngestError {
+  if (err instanceof IngestError) return err;
+  if (signal?.aborted) return new IngestError('ABORTED', 'the ingest was aborted', {}, { cause: err });
+  const message = err instanceof Error ? err.message : String(err);
+  return new IngestError('INGEST_FAILED', `the ingest failed: ${message}`, {}, { cause: err });
+}
+
+/**
+ * Ingests an uploaded dataset archive that lies in a local file.
+ *
+ * Two passes over the archive. The first reads only names (zip: the central directory; tar: headers, draining the
+ * data) and refuses the whole upload for an unsafe entry, a broken limit or a bad layout before anything is
+ * decoded or stored. The second reads each image file of the dataset into memory (up to `maxEntryBytes` each, a few
+ * ahead of the decoders), hashes it, skips repeats, decodes every pixel (`concurrency` at a time) and hands the
+ * original bytes of each accepted image to `put`.
+ *
+ * What is read: files whose names end like an image (.jpg, .png, .webp, .gif, …) inside class folders. Other files
+ * in class folders are ignored with a warning; junk (`__MACOSX/`, dotfiles, Thumbs.db) and files beside the class
+ * folders are skipped. Which image files are refused (listed in `rejected`, the upload goes on): formats other
+ * than JPEG, PNG and WebP, files that do not decode to the last pixel, images over `maxImagePixels`. Which refuse
+ * the whole upload: see IngestErrorCode; in particular a train class left with no usable image is EMPTY_CLASS.
+ *
+ * Every failure is an IngestError whose `details.written` lists the keys `put` was called with; by the time it
+ * is thrown the archive is closed and no `put` is still running, so the caller can delete exactly those.
+ */
+export async function ingestArchive(file: string, format: ArchiveFormat, opts: IngestOptions): Promise<IngestResult> {
+  const written: StoredImageKey[] = [];
+  try {
+    return await ingest(file, format, opts, written);
+  } catch (err) {
+    const error = toIngestError(err, opts.signal);
+    const details = { ...error.details };
+    Object.defineProperty(details, 'written', { value: [...written], enumerable: false, writable: true, configurable: true });
+    error.details = details;
+    throw error;
+  }
+}
+
+interface Accepted {
+  order: number;
+  image: IngestedImage;
+}
+
+async function ingest(
+  file: string,
+  format: ArchiveFormat,
+  opts: IngestOptions,
+  written: StoredImageKey[],
+): Promise<IngestResult> {
+  const limits = resolveLimits(opts.limits);
+  const { signal } = opts;
+  const wanted = Math.floor(opts.concurrency ?? DEFAULT_INGEST_CONCURRENCY);
+  const concurrency = Number.isFinite(wanted) ? Math.max(1, Math.min(32, wanted)) : DEFAULT_INGEST_CONCURRENCY;
+
+  // Pass 1: names only.
+  const candidates: (LayoutFile & { size: number })[] = [];
+  const others: LayoutFile[] = [];
+  await walkArchive(file, format, { limits, signal }, async (entry) => {
+    if (entry.kind === 'directory' || isJunkPath(entry.segments)) return;
+    const file = { path: entry.rawPath, segments: entry.segments, size: entry.declaredSize };
+    (hasImageName(entry.segments[entry.segments.length - 1]!) ? candidates : others).push(file);
+  });
+  const plan = planLayout(candidates);
+  if (plan.classes.length < 2) {
+    throw new IngestError(
+      'SINGLE_CLASS',
+      `the archive has ${plan.classes.length === 1 ? `only one class ('${plan.classes[0]}')` : 'no classes'} in train; ` +
+        'at least 2 are needed to train a classifier',
+      { classes: plan.classes },
+    );
+  }
+  let declaredTotal = 0;
+  for (const c of candidates) {
+    if (!plan.place(c.segments)) continue;
+    if (c.size > limits.maxEntryBytes) {
+      throw new IngestError('ENTRY_TOO_LARGE', `'${c.path}' is larger than the per-file limit of ${limits.maxEntryBytes} bytes`, {
+        path: c.path,
+        limit: limits.maxEntryBytes,
+        size: c.size,
+      });
+    }
+    declaredTotal += c.size;
+  }
+  if (declaredTotal > limits.maxTotalBytes) {
+    throw new IngestError('ARCHIVE_TOO_LARGE', `the images in the archive hold more than ${limits.maxTotalBytes} bytes`, {
+      limit: limits.maxTotalBytes,
+    });
+  }
+  const strays = others.filter((f) => plan.place(f.segments));
+
+  // Pass 2: read, hash, decode, store.
+  const inspector = new ImageInspector({ maxImagePixels: limits.maxImagePixels });
+  const pool = new TaskPool(concurrency, concurrency, READ_AHEAD_BYTES);
+  const accepted: Accepted[] = [];
+  const rejected: { order: number; path: string; reason: string; label: string }[] = [];
+  const seen = new Map<string, Placement & { path: string }>();
+  const crossDuplicates: { path: string; first: string }[] = [];
+  let duplicates = 0;
+  let order = 0;
+  let stopping = false;
+
+  const processImage = async (n: number, path: string, placement: Placement, sha256: string, data: Buffer) => {
+    if (stopping || pool.failure || signal?.aborted) return;
+    const inspected = await inspector.inspect(data);
+    if (!inspected.ok) {
+      rejected.push({ order: n, path, reason: inspected.reason, label: placement.label });
+      return;
+    }
+    if (stopping || pool.failure || signal?.aborted) return;
+    const key = { sha256, format: inspected.format };
+    written.push(key);
+    try {
+      await opts.put(key, data);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      throw new IngestError('STORAGE_FAILED', `storing '${path}' failed: ${message}`, { path }, { cause: err });
+    }
+    accepted.push({
+      order: n,
+      image: {
+        ...placement,
+        path,
+        sha256,
+        format: inspected.format,
+        width: inspected.width,
+        height: inspected.height,
+        bytes: data.length,
+      },
+    });
+  };
+
+  try {
+    await walkArchive(file, format, { limits, signal }, async (entry) => {
+      if (pool.failure) throw pool.failure.error;
+      if (entry.kind === 'directory' || isJunkPath(entry.segments)) return;
+      if (!hasImageName(entry.segments[entry.segments.length - 1]!)) return;
+      const placement = plan.place(entry.segments);
+      if (!placement) return;
+      const n = order++;
+      const path = entry.rawPath;
+      if (entry.unreadable) {
+        rejected.push({ order: n, path, reason: `cannot be read: ${entry.unreadable}`, label: placement.label });
+        return;
+      }
+      const data = await entry.read();
+      const sha256 = createHash('sha256').update(data).digest('hex');
+      const first = seen.get(sha256);
+      if (first) {
+        duplicates++;
+        if (first.split !== placement.split || first.label !== placement.label) {
+          crossDuplicates.push({ path, first: first.path });
+        }
+        return;
+      }
+      seen.set(sha256, { ...placement, path });
+      await pool.run(data.length, () => processImage(n, path, placement, sha256, data));
+    });
+  } catch (err) {
+    stopping = true;
+    await pool.drain();
+    throw err;
+  }
+  await pool.drain();
+  if (pool.failure) throw pool.failure.error;
+
+  accepted.sort((a, b) => a.order - b.order);
+  rejected.sort((a, b) => a.order - b.order);
+  const images = accepted.map((a) => a.image);
+
+  if (images.length === 0) {
+    const example = rejected[0] ? ` (e.g. '${rejected[0].path}': ${rejected[0].reason})` : '';
+    throw new IngestError('NO_IMAGES', `the archive contains no usable images; ${rejected.length} were rejected${example}`, {
+      rejected: rejected.slice(0, 20).map(({ path, reason }) => ({ path, reason })),
+    });
+  }
+
+  const splits: Record<string, Record<string, number>> = {};
+  for (const split of ['train', 'validation', 'test'] as const) {
+    const counts: Record<string, number> = {};
+    if (split === 'train') for (const c of plan.classes) counts[c] = 0;
+    for (const image of images) if (image.split === split) counts[image.label] = (counts[image.label] ?? 0) + 1;
+    if (Object.values(counts).some((n) => n > 0)) {
+      splits[split] = Object.fromEntries(Object.entries(counts).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    }
+  }
+  const train = splits.train ?? {};
+  const empty = plan.classes.filter((c) => !train[c]);
+  if (empty.length > 0) {
+    const bad = rejected.find((r) => r.label === empty[0]);
+    throw new IngestError(
+      'EMPTY_CLASS',
+      `class '${empty[0]}' has no usable training images` + (bad ? ` (e.g. '${bad.path}': ${bad.reason})` : ''),
+      { classes: empty },
+    );
+  }
+
+  const warnings = [...plan.warnings];
+  if (strays.length > 0) {
+    warnings.push(
+      `ignored ${strays.length} file${strays.length === 1 ? '' : 's'} in class folders that ` +
+        `${strays.length === 1 ? 'is' : 'are'} not an image by name (e.g. '${strays[0]!.path}')`,
+    );
+  }
+  for (const c of plan.classes) {
+    if (train[c]! < MIN_IMAGES_PER_CLASS) {
+      warnings.push(`class '${c}' has ${train[c]} images; at least ${MIN_IMAGES_PER_CLASS} per class is recommended`);
+    }
+  }
+  const sizes = plan.classes.map((c) => [c, train[c]!] as const).sort((a, b) => b[1] - a[1]);
+  const [largest, smallest] = [sizes[0]!, sizes[sizes.length - 1]!];
+  if (largest[1] >= IMBALANCE_WARNING_RATIO * smallest[1]) {
+    warnings.push(
+      `classes are imbalanced: '${largest[0]}' has ${largest[1]} training images but '${smallest[0]}' has ` +
+        `${smallest[1]} (${(largest[1] / smallest[1]).toFixed(1)}x); consider balancing them`,
+    );
+  }
+  for (const split of ['validation', 'test'] as const) {
+    const counts = splits[split];
+    if (!counts) continue;
+    const missing = plan.classes.filter((c) => !counts[c]);
+    if (missing.length > 0) warnings.push(`${split} has no images of ${missing.map((c) => `'${c}'`).join(', ')}`);
+  }
+  if (crossDuplicates.length > 0) {
+    const d = crossDuplicates[0]!;
+    warnings.push(
+      `${crossDuplicates.length} image${crossDuplicates.length === 1 ? '' : 's'} also appear under another class ` +
+        `or split (e.g. '${d.path}' repeats '${d.first}'); each was kept once, at its first path`,
+    );
+  }
+  if (rejected.length > MAX_LISTED_REJECTIONS) {
+    warnings.push(`${rejected.length} files were rejected; only the first ${MAX_LISTED_REJECTIONS} are listed`);
+  }
+
+  return {
+    classes: plan.classes,
+    splits,
+    images,
+    imageCount: images.length,
+    bytes: images.reduce((sum, image) => sum + image.bytes, 0),
+    rejected: rejected.slice(0, MAX_LISTED_REJECTIONS).map(({ path, reason }) => ({ path, reason })),
+    duplicates,
+    warnings,
+  };
+}

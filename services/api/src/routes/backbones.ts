@@ -1,0 +1,53 @@
+// Backbones: the pretrained bases a job can use, with their parameter counts and feature shapes.
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import { listBackbones } from '@graft/vision';
+import type { ApiDeps } from '../deps';
+import { ApiError, notFound } from '../errors';
+import { describeCached, findBackbone } from '../backbones';
+
+export default async function backboneRoutes(app: FastifyInstance, opts: { deps: ApiDeps }) {
+  const source = opts.deps.config.backbones;
+
+  const describe = async (name: string, inputSize?: number) => {
+    try {
+      return await describeCached(name, source, inputSize);
+    } catch (err: any) {
+      if (err?.code === 'INVALID_INPUT_SIZE') throw new ApiError('VALIDATION_FAILED', err.message, { field: 'inputSize' });
+      return null;
+    }
+  };
+
+  app.get('/v1/backbones', { schema: { tags: ['backbones'], summary: 'Pretrained backbones' } }, async () => {
+    const all = await listBackbones(source);
+    return Promise.all(
+      all.map(async (b) => {
+        const d = await describe(b.name);
+        return { ...b, params: d?.params ?? null, featureShape: d?.featureShape ?? null };
+      }),
+    );
+  });
+
+  app.get(
+    '/v1/backbones/:name',
+    {
+      schema: {
+        tags: ['backbones'],
+        summary: 'One backbone built at an input size: parameters and feature shape',
+        params: Type.Object({ name: Type.String({ minLength: 1, maxLength: 100 }) }),
+        querystring: Type.Object({ inputSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 2048 })) }),
+      },
+    },
+    async (req) => {
+      const { name } = req.params as { name: string };
+      const { inputSize } = req.query as { inputSize?: number };
+      if (!findBackbone(name)) throw notFound('backbone', name);
+      const listing = (await listBackbones(source)).find((b) => b.name === name)!;
+      const d = await describeCached(name, source, inputSize).catch((err: any) => {
+        if (err?.code === 'INVALID_INPUT_SIZE') throw new ApiError('VALIDATION_FAILED', err.message, { field: 'inputSize' });
+        throw new ApiError('BACKBONE_NOT_FOUND', `backbone '${name}' cannot be built: ${err.message}`, undefined, 404);
+      });
+      return { ...listing, inputSize: d.inputSize, params: d.params, featureShape: d.featureShape };
+    },
+  );
+}
