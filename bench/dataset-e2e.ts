@@ -13,11 +13,12 @@ const opt = (name: string, def: string) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : def;
 };
-const folder = args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
-if (!folder) {
+const folderArg = args.find((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
+if (folderArg === undefined) {
   console.error('usage: tsx bench/dataset-e2e.ts <dataset folder> [--url URL] [--config JSON] [--upload splits] [--eval split]');
   process.exit(2);
 }
+const folder: string = folderArg;
 const url = opt('url', process.env.GRAFT_URL ?? 'http://127.0.0.1:8080');
 const key = opt('key', process.env.GRAFT_API_KEY ?? '');
 const config = JSON.parse(opt('config', '{}'));
