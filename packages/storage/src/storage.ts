@@ -30,6 +30,9 @@ export class ObjectNotFoundError extends Error {
 }
 
 export function createS3Client(s: S3Settings): S3Client {
+  // Graft runs on Node 20 with an AWS SDK version pinned by the lockfile; its notice about later SDK
+  // versions needing Node 22 would otherwise be printed by every process.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   return new S3Client({
     region: s.region,
     endpoint: s.endpoint ?? undefined,
