@@ -1,5 +1,6 @@
 // Environment configuration, parsed once at start. Every bad variable is listed in one error.
 import os from 'node:os';
+import fs from 'node:fs';
 import path from 'node:path';
 
 export interface GraftConfig {
@@ -46,6 +47,15 @@ export class ConfigError extends Error {
 
 /** The public hosting of the TensorFlow.js MobileNet weights (`<base>/<name>/model.json`). */
 export const DEFAULT_BACKBONES_URL = 'https://storage.googleapis.com/tfjs-models/tfjs';
+
+/**
+ * Where backbone weights are read from by default: a `shared/models` folder beside the checkout where a team
+ * keeps its copy of the weights, else the public hosting.
+ */
+function defaultBackbones(): string {
+  const local = path.resolve('..', 'shared', 'models');
+  return fs.existsSync(local) ? local : DEFAULT_BACKBONES_URL;
+}
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
@@ -115,7 +125,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(queuePrefix)) {
     problems.push(`GRAFT_QUEUE_PREFIX=${JSON.stringify(queuePrefix)}: letters, digits, _ and - only`);
   }
-  const backbonesRaw = str('GRAFT_BACKBONES', DEFAULT_BACKBONES_URL);
+  const backbonesRaw = str('GRAFT_BACKBONES', defaultBackbones());
   let backbones = backbonesRaw;
   if (/^https?:\/\//.test(backbonesRaw) || backbonesRaw.startsWith('s3://')) {
     backbones = backbonesRaw.replace(/\/+$/, '');

@@ -2,15 +2,19 @@
 // size, preprocessing, the layer whose output is the feature map (the headless model ends there) and the first
 // layer of its top block (where fine-tuning starts by default). Weights are read from a source: a folder, a
 // file:// URL or an http(s):// URL base holding `<name>/model.json` and its shards. More architectures are added
-// with registerBackbone(), optionally with their own loader and builder.
+// with registerBackbone(), optionally with their own loader and builder. A source may also be a function that
+// reads `<name>/<file>` from anywhere (object storage, an archive), so this package needs no storage client.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { VisionError } from './errors';
 import { disposeWeights, headlessModel } from './graph';
-import { loadLayersModelFrom, parseJsonFile, readerFor } from './model-files';
+import { loadLayersModelFrom, parseJsonFile, readerFor, type FileReader } from './model-files';
 import { PREPROCESSING, type Preprocessing } from './preprocess';
+
+/** Where backbone weights are: a folder, a file:// or http(s):// URL base, or a reader of `<name>/<file>` paths. */
+export type BackboneSource = string | ((path: string) => Promise<Uint8Array>);
 
 export interface BackboneSpec {
   name: string;
@@ -29,9 +33,9 @@ export interface BackboneSpec {
   /**
    * Loads the headless pretrained model from source at inputSize, instead of reading `<source>/<name>/model.json`.
    */
-  load?(source: string, inputSize: number): Promise<tf.LayersModel>;
+  load?(source: BackboneSource, inputSize: number): Promise<tf.LayersModel>;
   /** Whether source holds this backbone's weights, instead of looking for `<source>/<name>/model.json`. */
-  available?(source: string): Promise<boolean>;
+  available?(source: BackboneSource): Promise<boolean>;
   /** Builds the headless architecture with untrained weights (for shapes and parameter counts). */
   build?(inputSize: number): tf.LayersModel;
 }
@@ -100,7 +104,16 @@ export function backboneLocation(source: string, name: string): string {
   return join(dir, name);
 }
 
-function sourceFor(spec: BackboneSpec, source: string | undefined): string {
+/** A reader of the files of backbone `name` (`model.json`, shards) at source. */
+export function backboneReader(source: BackboneSource, name: string): FileReader {
+  return typeof source === 'function' ? (p) => source(`${name}/${p}`) : readerFor(backboneLocation(source, name));
+}
+
+function describeSource(source: BackboneSource, name: string): string {
+  return typeof source === 'function' ? `${name}/ (custom reader)` : backboneLocation(source, name);
+}
+
+function sourceFor(spec: BackboneSpec, source: BackboneSource | undefined): BackboneSource {
   const s = source ?? spec.publicSource;
   if (!s) {
     throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `backbone '${spec.name}' has no public weights; give a source folder or URL`);
@@ -137,16 +150,16 @@ export interface LoadBackboneOptions {
  * Loads the headless pretrained model of a backbone: a tf.LayersModel from the image input (size x size x 3,
  * already preprocessed) to the feature layer. The caller owns it (free it with disposeWeights or dispose()).
  */
-export async function loadBackbone(name: string, source?: string, opts: LoadBackboneOptions = {}): Promise<tf.LayersModel> {
+export async function loadBackbone(name: string, source?: BackboneSource, opts: LoadBackboneOptions = {}): Promise<tf.LayersModel> {
   const spec = getBackboneSpec(name);
   const size = opts.inputSize ?? spec.inputSize;
   checkInputSize(spec, size);
   const src = sourceFor(spec, source);
   if (spec.load) return spec.load(src, size);
-  const location = backboneLocation(src, name);
+  const location = describeSource(src, name);
   let full: tf.LayersModel;
   try {
-    full = await loadLayersModelFrom(readerFor(location), {
+    full = await loadLayersModelFrom(backboneReader(src, name), {
       patchTopology: size === spec.inputSize ? undefined : (t) => setTopologyInputSize(t, size),
     });
   } catch (err) {
@@ -163,8 +176,16 @@ export async function loadBackbone(name: string, source?: string, opts: LoadBack
   return headless;
 }
 
-async function weightsAvailable(spec: BackboneSpec, source: string): Promise<boolean> {
+async function weightsAvailable(spec: BackboneSpec, source: BackboneSource): Promise<boolean> {
   if (spec.available) return spec.available(source);
+  if (typeof source === 'function') {
+    try {
+      await source(`${spec.name}/model.json`);
+      return true;
+    } catch {
+      return false;
+    }
+  }
   const location = backboneLocation(source, spec.name);
   if (/^https?:\/\//i.test(location)) {
     try {
@@ -188,7 +209,7 @@ export interface BackboneListing {
 }
 
 /** Every registered backbone, with whether its weights are available at source (or its public source). */
-export async function listBackbones(source?: string): Promise<BackboneListing[]> {
+export async function listBackbones(source?: BackboneSource): Promise<BackboneListing[]> {
   return Promise.all(
     [...registry.values()].map(async (spec) => {
       const src = source ?? spec.publicSource ?? null;
@@ -200,7 +221,7 @@ export async function listBackbones(source?: string): Promise<BackboneListing[]>
         featureLayer: spec.featureLayer,
         topBlockStart: spec.topBlockStart,
         description: spec.description,
-        weights: { available, source: src ? backboneLocation(src, spec.name) : null },
+        weights: { available, source: src ? describeSource(src, spec.name) : null },
       };
     }),
   );
@@ -217,7 +238,7 @@ export interface BackboneDescription {
  * Builds the headless architecture at inputSize (untrained: from spec.build, or from the topology in
  * `<source>/<name>/model.json` without its weights) and reports its parameter count and feature shape.
  */
-export async function describeBackbone(name: string, source?: string, inputSize?: number): Promise<BackboneDescription> {
+export async function describeBackbone(name: string, source?: BackboneSource, inputSize?: number): Promise<BackboneDescription> {
   const spec = getBackboneSpec(name);
   const size = inputSize ?? spec.inputSize;
   checkInputSize(spec, size);
@@ -225,8 +246,7 @@ export async function describeBackbone(name: string, source?: string, inputSize?
   if (spec.build) {
     model = spec.build(size);
   } else {
-    const location = backboneLocation(sourceFor(spec, source), name);
-    const json = parseJsonFile(await readerFor(location)('model.json'), 'model.json');
+    const json = parseJsonFile(await backboneReader(sourceFor(spec, source), name)('model.json'), 'model.json');
     const topology = setTopologyInputSize(structuredClone(json.modelTopology), size);
     const full = await tf.models.modelFromJSON({ modelTopology: topology });
     model = headlessModel(full, spec.featureLayer, name);

@@ -80,7 +80,6 @@ async function tryBackend(name: BackendName, log: LogFn): Promise<string | null>
 async function registerWasmTraining(log: LogFn): Promise<void> {
   let mod: { registerWasmTrainingKernels?: () => unknown } | null = null;
   try {
-    // @ts-ignore -- the module is optional: training kernels for wasm, provided alongside this package
     mod = await import('./backend/wasm-kernels');
   } catch (err) {
     log({ err: (err as Error).message }, 'wasm training kernels not available; convolution layers cannot be trained on wasm');

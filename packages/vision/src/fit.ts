@@ -1,0 +1,251 @@
+// The training loop shared by every phase: mini-batch steps with an optimizer over an explicit list of
+// variables, validation after each epoch, early stopping on validation loss with the best weights restored, a
+// callback after every epoch (for checkpoints), and an AbortSignal checked before every batch.
+import * as tf from '@tensorflow/tfjs';
+import { throwIfAborted, VisionError } from './errors';
+
+/** 'binary': one sigmoid unit, labels 0/1; 'categorical': softmax over k classes, one-hot labels. */
+export type LossKind = 'binary' | 'categorical';
+
+export interface Batch {
+  /** The inputs of the forward function (usually one tensor). */
+  xs: tf.Tensor[];
+  /** Labels: [n, 1] of 0/1 ('binary') or one-hot [n, k] ('categorical'). */
+  ys: tf.Tensor2D;
+  size: number;
+}
+
+/** Something that yields batches; `shuffle` draws a new order per epoch. */
+export interface BatchSource {
+  readonly size: number;
+  batches(epoch: number, shuffle: boolean, signal?: AbortSignal): AsyncIterable<Batch>;
+}
+
+export function disposeBatch(b: Batch): void {
+  tf.dispose(b.xs);
+  b.ys.dispose();
+}
+
+/** Labels as the loss kind wants them. */
+export function labelTensor(labels: ArrayLike<number>, kind: LossKind, numClasses: number): tf.Tensor2D {
+  const n = labels.length;
+  if (kind === 'binary') return tf.tensor2d(Float32Array.from(labels), [n, 1]);
+  const onehot = new Float32Array(n * numClasses);
+  for (let i = 0; i < n; i++) onehot[i * numClasses + labels[i]!] = 1;
+  return tf.tensor2d(onehot, [n, numClasses]);
+}
+
+const EPSILON = 1e-7;
+
+/** Mean cross-entropy of probabilities, clipped like Keras. */
+export function crossEntropy(kind: LossKind, yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => {
+    const p = tf.clipByValue(yPred, EPSILON, 1 - EPSILON);
+    if (kind === 'binary') {
+      const l = tf.add(tf.mul(yTrue, tf.log(p)), tf.mul(tf.sub(1, yTrue), tf.log(tf.sub(1, p))));
+      return tf.neg(tf.mean(l)) as tf.Scalar;
+    }
+    return tf.neg(tf.mean(tf.sum(tf.mul(yTrue, tf.log(p)), -1))) as tf.Scalar;
+  });
+}
+
+/** The predicted class index of each row of probabilities. */
+export function predictedClass(kind: LossKind, yPred: tf.Tensor): tf.Tensor1D {
+  return tf.tidy(() =>
+    kind === 'binary' ? (tf.cast(tf.greater(tf.reshape(yPred, [-1]), 0.5), 'int32') as tf.Tensor1D) : (tf.argMax(yPred, -1) as tf.Tensor1D),
+  );
+}
+
+function trueClass(kind: LossKind, yTrue: tf.Tensor): tf.Tensor1D {
+  return tf.tidy(() => (kind === 'binary' ? tf.cast(tf.reshape(yTrue, [-1]), 'int32') : tf.argMax(yTrue, -1)) as tf.Tensor1D);
+}
+
+/** How many rows are classified right. */
+export function correctCount(kind: LossKind, yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar {
+  return tf.tidy(() => tf.sum(tf.cast(tf.equal(predictedClass(kind, yPred), trueClass(kind, yTrue)), 'float32')) as tf.Scalar);
+}
+
+export type Forward = (xs: tf.Tensor[], training: boolean) => tf.Tensor;
+
+/** Loss and accuracy of forward over a source, in inference mode. */
+export async function evaluateSource(
+  forward: Forward,
+  source: BatchSource,
+  kind: LossKind,
+  signal?: AbortSignal,
+): Promise<{ loss: number; accuracy: number }> {
+  let lossSum = 0;
+  let correct = 0;
+  let n = 0;
+  for await (const batch of source.batches(0, false, signal)) {
+    try {
+      throwIfAborted(signal);
+      const [l, c] = tf.tidy(() => {
+        const p = forward(batch.xs, false);
+        return [crossEntropy(kind, batch.ys, p), correctCount(kind, batch.ys, p)];
+      });
+      lossSum += l.dataSync()[0]! * batch.size;
+      correct += c.dataSync()[0]!;
+      n += batch.size;
+      tf.dispose([l, c]);
+    } finally {
+      disposeBatch(batch);
+    }
+  }
+  return { loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN };
+}
+
+export interface HistoryRow {
+  phase: 'training_head' | 'fine_tuning';
+  epoch: number;
+  attempt: number;
+  loss: number;
+  accuracy: number;
+  valLoss: number | null;
+  valAccuracy: number | null;
+  seconds: number;
+}
+
+/** Where a phase stands after its last finished epoch; JSON apart from `best`. */
+export interface PhaseState {
+  /** Epochs finished. */
+  epoch: number;
+  bestValLoss: number | null;
+  /** 1-based epoch of bestValLoss, 0 when none. */
+  bestEpoch: number;
+  /** Epochs since the best one. */
+  wait: number;
+  /** Early stopping ended the phase. */
+  stopped: boolean;
+  /** Weights at bestValLoss, in the order of the variables trained. */
+  best: Float32Array[] | null;
+}
+
+export function newPhaseState(): PhaseState {
+  return { epoch: 0, bestValLoss: null, bestEpoch: 0, wait: 0, stopped: false, best: null };
+}
+
+export function phaseDone(state: PhaseState, epochs: number): boolean {
+  return state.stopped || state.epoch >= epochs;
+}
+
+export function readWeights(vars: tf.LayerVariable[]): Float32Array[] {
+  return vars.map((v) => Float32Array.from(v.read().dataSync() as Float32Array));
+}
+
+export function writeWeights(vars: tf.LayerVariable[], values: Float32Array[]): void {
+  if (values.length !== vars.length) throw new Error(`expected ${vars.length} weight arrays, got ${values.length}`);
+  vars.forEach((v, i) => {
+    const size = v.shape.reduce((a: number, b) => a * (b ?? 1), 1);
+    if (values[i]!.length !== size) throw new Error(`weight ${v.name}: expected ${size} values, got ${values[i]!.length}`);
+    const t = tf.tensor(values[i]!, v.shape as number[]);
+    v.write(t);
+    t.dispose();
+  });
+}
+
+export interface FitOptions {
+  phase: HistoryRow['phase'];
+  attempt: number;
+  epochs: number;
+  forward: Forward;
+  /** The variables trained, in a fixed order. */
+  variables: tf.LayerVariable[];
+  /** Extra loss terms (weight regularizers). */
+  extraLoss?: () => tf.Scalar | null;
+  optimizer: tf.Optimizer;
+  loss: LossKind;
+  train: BatchSource;
+  validation: BatchSource | null;
+  /** Early-stopping patience in epochs; null: no early stopping. */
+  patience: number | null;
+  /** Mutated as epochs finish (restored from a checkpoint to resume). */
+  state: PhaseState;
+  /** Rows are appended as epochs finish. */
+  history: HistoryRow[];
+  signal?: AbortSignal;
+  onBatch?(epoch: number, fraction: number): void;
+  onEpoch?(row: HistoryRow, state: PhaseState): Promise<void> | void;
+}
+
+function rethrowMissingKernel(err: unknown): never {
+  const m = /Kernel '(\w+)' not registered for backend '(\w+)'/.exec((err as Error)?.message ?? '');
+  if (m) {
+    throw new VisionError(
+      'TRAINING_KERNEL_MISSING',
+      `training these layers needs the '${m[1]}' kernel, which the '${m[2]}' backend does not have; ` +
+        `use a backend that has it (GRAFT_TF_BACKEND=cpu) or train only the head (method feature_extraction)`,
+    );
+  }
+  throw err;
+}
+
+/** Trains until the epochs are done or early stopping ends the phase; then restores the best weights. */
+export async function fit(o: FitOptions): Promise<void> {
+  const vars = o.variables.map((v) => v.read() as tf.Variable);
+  const s = o.state;
+  while (!phaseDone(s, o.epochs)) {
+    const started = performance.now();
+    const epoch = s.epoch;
+    let lossSum = 0;
+    let correct = 0;
+    let n = 0;
+    for await (const batch of o.train.batches(epoch, true, o.signal)) {
+      try {
+        throwIfAborted(o.signal);
+        let correctT: tf.Scalar | null = null;
+        let cost: tf.Scalar | null;
+        try {
+          cost = o.optimizer.minimize(
+            () => {
+              const p = o.forward(batch.xs, true);
+              correctT = tf.keep(correctCount(o.loss, batch.ys, p));
+              const l = crossEntropy(o.loss, batch.ys, p);
+              const extra = o.extraLoss?.();
+              return extra ? (tf.add(l, extra) as tf.Scalar) : l;
+            },
+            true,
+            vars,
+          );
+        } catch (err) {
+          rethrowMissingKernel(err);
+        }
+        lossSum += cost!.dataSync()[0]! * batch.size;
+        correct += (correctT as tf.Scalar | null)?.dataSync()[0] ?? 0;
+        n += batch.size;
+        tf.dispose([cost!, correctT as tf.Scalar | null].filter((t): t is tf.Scalar => t != null));
+      } finally {
+        disposeBatch(batch);
+      }
+      o.onBatch?.(epoch, n / Math.max(1, o.train.size));
+      // Let timers, I/O and abort events run between batches.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+    const val = o.validation ? await evaluateSource(o.forward, o.validation, o.loss, o.signal) : null;
+    const row: HistoryRow = {
+      phase: o.phase,
+      epoch: epoch + 1,
+      attempt: o.attempt,
+      loss: n ? lossSum / n : NaN,
+      accuracy: n ? correct / n : NaN,
+      valLoss: val ? val.loss : null,
+      valAccuracy: val ? val.accuracy : null,
+      seconds: (performance.now() - started) / 1000,
+    };
+    o.history.push(row);
+    s.epoch = epoch + 1;
+    if (val && Number.isFinite(val.loss)) {
+      if (s.bestValLoss === null || val.loss < s.bestValLoss) {
+        s.bestValLoss = val.loss;
+        s.bestEpoch = epoch + 1;
+        s.wait = 0;
+        s.best = readWeights(o.variables);
+      } else {
+        s.wait += 1;
+        if (o.patience !== null && s.wait >= o.patience) s.stopped = true;
+      }
+    }
+    await o.onEpoch?.(row, s);
+  }
+  if (s.best) writeWeights(o.variables, s.best);
+}

@@ -1,0 +1,55 @@
+// Public API of @graft/vision: TensorFlow.js training and prediction of image classifiers. The training config
+// schema lives in '@graft/vision/config', which does not load TensorFlow.js.
+export { initBackend, type BackendName, type LogFn } from './backend';
+export {
+  registerBackbone,
+  getBackboneSpec,
+  backboneNames,
+  loadBackbone,
+  listBackbones,
+  describeBackbone,
+  backboneLocation,
+  backboneReader,
+  type BackboneSource,
+  type BackboneSpec,
+  type BackboneListing,
+  type BackboneDescription,
+  type LoadBackboneOptions,
+} from './backbones';
+export {
+  decodeImage,
+  decodeImages,
+  normalizePixels,
+  preprocessImage,
+  mapConcurrent,
+  PREPROCESSING,
+  type Preprocessing,
+} from './preprocess';
+export {
+  sampleTransform,
+  applyTransform,
+  augmentImage,
+  transformMatrix,
+  IDENTITY_TRANSFORM,
+  type AffineTransform,
+  type AugmentationOptions,
+  type FillMode,
+  type Interpolation,
+} from './augment';
+export { createRng, deriveSeed, type Rng } from './random';
+export { carveSplits, type ImageRef, type Splits, type SplitConfig } from './split';
+export { train, type TrainOptions, type TrainResult } from './train';
+export type { HistoryRow } from './fit';
+export type { TrainEvent, Phase } from './progress';
+export {
+  checkpointToFiles,
+  checkpointFromFiles,
+  CHECKPOINT_FILES,
+  type Checkpoint,
+  type CheckpointMeta,
+} from './checkpoint';
+export { classificationMetrics, type TestMetrics, type ClassMetrics } from './evaluate';
+export { exportClassifier, makeManifest, MANIFEST_FILE, VISION_VERSION, type GraftManifest } from './export';
+export { loadClassifier, type Classifier, type Prediction } from './classifier';
+export { saveLayersModelToFiles, loadLayersModelFromFiles } from './model-files';
+export { VisionError, AbortError, ImageDecodeError } from './errors';

@@ -1,0 +1,103 @@
+import { describe, expect, it } from 'vitest';
+import sharp from 'sharp';
+import { ImageDecodeError } from '../src/errors';
+import { decodeImage, decodeImages, normalizePixels, PREPROCESSING } from '../src/preprocess';
+import { carveSplits } from '../src/split';
+
+/** A w x h image whose left half is red and right half blue. */
+async function halves(w: number, h: number): Promise<Buffer> {
+  const raw = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) raw.set(x < w / 2 ? [255, 0, 0] : [0, 0, 255], (y * w + x) * 3);
+  return sharp(raw, { raw: { width: w, height: h, channels: 3 } }).png().toBuffer();
+}
+
+const px = (img: Uint8Array, size: number, r: number, c: number) => Array.from(img.subarray((r * size + c) * 3, (r * size + c) * 3 + 3));
+
+describe('decodeImage', () => {
+  it('stretches to size x size without keeping the aspect ratio', async () => {
+    const img = await decodeImage(await halves(40, 10), 8);
+    expect(img.length).toBe(8 * 8 * 3);
+    // the halves stay halves: nothing cropped, nothing padded
+    expect(px(img, 8, 0, 0)).toEqual([255, 0, 0]);
+    expect(px(img, 8, 7, 2)).toEqual([255, 0, 0]);
+    expect(px(img, 8, 0, 7)).toEqual([0, 0, 255]);
+    expect(px(img, 8, 7, 5)).toEqual([0, 0, 255]);
+  });
+
+  it('applies the EXIF orientation', async () => {
+    // Orientation 6: the stored image is shown turned 90 degrees clockwise, so its left half ends up on top.
+    const jpeg = await sharp(await halves(16, 16)).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toBuffer();
+    const img = await decodeImage(jpeg, 16);
+    const [r, , b] = px(img, 16, 1, 8);
+    expect(r).toBeGreaterThan(200);
+    expect(b).toBeLessThan(60);
+    const [r2, , b2] = px(img, 16, 14, 8);
+    expect(b2).toBeGreaterThan(200);
+    expect(r2).toBeLessThan(60);
+  });
+
+  it('turns grayscale and RGBA images into 3-channel RGB', async () => {
+    const gray = await sharp(Buffer.alloc(4 * 4, 77), { raw: { width: 4, height: 4, channels: 1 } }).png().toBuffer();
+    expect(px(await decodeImage(gray, 4), 4, 1, 1)).toEqual([77, 77, 77]);
+    const rgba = await sharp(Buffer.alloc(4 * 4 * 4, 200), { raw: { width: 4, height: 4, channels: 4 } }).webp({ lossless: true }).toBuffer();
+    const img = await decodeImage(rgba, 4);
+    expect(img.length).toBe(4 * 4 * 3);
+    expect(px(img, 4, 2, 2)).toEqual([200, 200, 200]);
+  });
+
+  it('rejects bytes that are not an image', async () => {
+    await expect(decodeImage(new Uint8Array([0, 1, 2, 3]), 8)).rejects.toThrow();
+  });
+
+  it('decodes many at once and marks the undecodable ones with their index', async () => {
+    const good = new Uint8Array(await halves(8, 8));
+    const list = [good, new Uint8Array([9, 9, 9]), good];
+    const out = await decodeImages(list.length, async (i) => list[i]!, 4, { concurrency: 2 });
+    expect(out[0]).toBeInstanceOf(Uint8Array);
+    expect(out[1]).toBeInstanceOf(ImageDecodeError);
+    expect((out[1] as ImageDecodeError).index).toBe(1);
+    expect(out[2]).toBeInstanceOf(Uint8Array);
+  });
+});
+
+describe('normalizePixels', () => {
+  it('scales per the backbone preprocessing', () => {
+    const src = Uint8Array.of(0, 51, 255, 255, 0, 0);
+    const close = (a: Float32Array, b: number[]) => b.forEach((v, i) => expect(a[i]).toBeCloseTo(v, 6));
+    close(normalizePixels(src, PREPROCESSING.tf), [-1, 51 / 127.5 - 1, 1, 1, -1, -1]);
+    close(normalizePixels(src, PREPROCESSING.unit), [0, 51 / 255, 1, 1, 0, 0]);
+    const caffe = normalizePixels(Uint8Array.of(10, 20, 30), PREPROCESSING.caffe);
+    // BGR order, ImageNet means subtracted
+    expect(caffe[0]).toBeCloseTo(30 - 103.939, 4);
+    expect(caffe[1]).toBeCloseTo(20 - 116.779, 4);
+    expect(caffe[2]).toBeCloseTo(10 - 123.68, 4);
+  });
+});
+
+describe('carveSplits', () => {
+  const refs = (n: number, label: number) => Array.from({ length: n }, (_, i) => ({ key: `c${label}/${String(i).padStart(3, '0')}`, label }));
+
+  it('carves the same stratified share of each class, reproducibly', () => {
+    const train = [...refs(50, 0), ...refs(20, 1)];
+    const a = carveSplits({ train, validation: [], test: [] }, { validation: 0.2, test: 0.1, seed: 5 }, 2);
+    expect(a.validation.filter((r) => r.label === 0)).toHaveLength(10);
+    expect(a.validation.filter((r) => r.label === 1)).toHaveLength(4);
+    expect(a.test.filter((r) => r.label === 0)).toHaveLength(5);
+    expect(a.test.filter((r) => r.label === 1)).toHaveLength(2);
+    expect(a.train).toHaveLength(70 - 14 - 7);
+    const keys = new Set([...a.train, ...a.validation, ...a.test].map((r) => r.key));
+    expect(keys.size).toBe(70);
+    const b = carveSplits({ train: [...train].reverse(), validation: [], test: [] }, { validation: 0.2, test: 0.1, seed: 5 }, 2);
+    expect(b.validation.map((r) => r.key).sort()).toEqual(a.validation.map((r) => r.key).sort());
+    const c = carveSplits({ train, validation: [], test: [] }, { validation: 0.2, test: 0.1, seed: 6 }, 2);
+    expect(c.validation.map((r) => r.key).sort()).not.toEqual(a.validation.map((r) => r.key).sort());
+  });
+
+  it('keeps splits the dataset already has', () => {
+    const given = { train: refs(10, 0), validation: refs(3, 1), test: [] };
+    const s = carveSplits(given, { validation: 0.2, test: 0, seed: 1 }, 2);
+    expect(s.validation).toEqual(given.validation);
+    expect(s.train).toHaveLength(10);
+    expect(s.carved).toEqual({ validation: false, test: false });
+  });
+});

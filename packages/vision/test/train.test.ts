@@ -1,0 +1,277 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { resolveConfig, type TrainingConfigInput } from '../src/config';
+import { initBackend } from '../src/backend';
+import { loadBackbone } from '../src/backbones';
+import { loadClassifier } from '../src/classifier';
+import { loadLayersModelFromFiles } from '../src/model-files';
+import { checkpointFromFiles, checkpointToFiles, type Checkpoint } from '../src/checkpoint';
+import { classificationMetrics } from '../src/evaluate';
+import { train, type TrainEvent, type TrainOptions } from '../src/train';
+import { createTinyBackboneSource, syntheticSet, TINY_BACKBONE, type SyntheticSet } from './fixtures';
+
+let backbones: { source: string; cleanup(): void };
+let twoClass: SyntheticSet;
+
+beforeAll(async () => {
+  await initBackend();
+  backbones = await createTinyBackboneSource();
+  twoClass = await syntheticSet(['red', 'blue'], { train: 10, validation: 5, test: 5 });
+});
+afterAll(() => backbones?.cleanup());
+
+const fastHead: TrainingConfigInput = {
+  backbone: TINY_BACKBONE,
+  batchSize: 8,
+  head: { units: 16, dropout: 0.1 },
+  augmentation: { copies: 1, rotationRange: 10, zoomRange: 0.1, widthShiftRange: 0.1, heightShiftRange: 0.1 },
+  featureExtraction: { epochs: 12, optimizer: 'adam', learningRate: 0.01 },
+  fineTuning: { epochs: 3, optimizer: 'adam', learningRate: 0.001 },
+  earlyStopping: false,
+};
+
+function options(set: SyntheticSet, config: TrainingConfigInput, extra: Partial<TrainOptions> = {}): TrainOptions {
+  return {
+    config: resolveConfig(config),
+    labels: set.labels,
+    splits: set.splits,
+    readImage: set.readImage,
+    backbones: backbones.source,
+    ...extra,
+  };
+}
+
+function testBytes(set: SyntheticSet): Uint8Array[] {
+  return set.splits.test.map((r) => set.images.get(r.key)!);
+}
+
+describe('train', () => {
+  it('feature extraction learns two classes and reports phases, progress, history and metrics', async () => {
+    const events: TrainEvent[] = [];
+    const result = await train(options(twoClass, { ...fastHead, method: 'feature_extraction' }, { onEvent: (e) => events.push(e) }));
+
+    const phases = events.filter((e) => e.type === 'phase').map((e) => (e as { phase: string }).phase);
+    expect(phases).toEqual(['preparing', 'extracting', 'training_head', 'evaluating', 'exporting']);
+    const progress = events.filter((e) => e.type === 'progress').map((e) => (e as { progress: number }).progress);
+    expect(progress.every((p, i) => p >= 0 && p <= 1 && (i === 0 || p >= progress[i - 1]! - 1e-9))).toBe(true);
+    expect(progress.at(-1)).toBeCloseTo(1, 5);
+
+    expect(result.history).toHaveLength(12);
+    expect(result.history.map((r) => r.epoch)).toEqual([...Array(12).keys()].map((i) => i + 1));
+    expect(result.history.every((r) => r.phase === 'training_head' && r.attempt === 1 && r.valLoss !== null)).toBe(true);
+    expect(events.filter((e) => e.type === 'epoch')).toHaveLength(12);
+
+    expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.9);
+    expect(result.test!.accuracy).toBeGreaterThanOrEqual(0.9);
+    expect(result.test!.confusionMatrix.flat().reduce((a, b) => a + b, 0)).toBe(10);
+    expect(result.test!.perClass.red!.support).toBe(5);
+    expect(Object.keys(result.artifacts).sort()).toEqual(['graft.json', 'model.json', 'weights.bin']);
+    expect(result.graft).toMatchObject({ labels: ['red', 'blue'], inputSize: 32, backbone: TINY_BACKBONE, outputActivation: 'sigmoid' });
+    expect(result.graft.preprocessing).toMatchObject({ mode: 'tf', resize: 'stretch' });
+  });
+
+  it('export -> loadClassifier -> predict gives the probabilities the in-memory model gave', async () => {
+    const result = await train(options(twoClass, { ...fastHead, method: 'feature_extraction', featureExtraction: { epochs: 4, optimizer: 'adam', learningRate: 0.01 } }));
+    const clf = await loadClassifier(result.artifacts);
+    try {
+      expect(clf.labels).toEqual(['red', 'blue']);
+      expect(clf.inputSize).toBe(32);
+      const probs = await clf.probabilities(testBytes(twoClass));
+      const again = classificationMetrics(probs, twoClass.splits.test.map((r) => r.label), twoClass.labels);
+      expect(again.loss).toBeCloseTo(result.test!.loss, 5);
+      expect(again.confusionMatrix).toEqual(result.test!.confusionMatrix);
+
+      const top = await clf.predict(testBytes(twoClass), 5);
+      expect(top).toHaveLength(10);
+      for (const [i, preds] of top.entries()) {
+        expect(preds.map((p) => p.label).sort()).toEqual(['blue', 'red']);
+        expect(preds[0]!.probability).toBeGreaterThanOrEqual(preds[1]!.probability);
+        expect(preds[0]!.probability + preds[1]!.probability).toBeCloseTo(1, 5);
+        expect(preds.find((p) => p.label === 'blue')!.probability).toBeCloseTo(probs[i]![1]!, 6);
+      }
+      expect((await clf.predict(testBytes(twoClass).slice(0, 1), 1))[0]).toHaveLength(1);
+
+      const bad = [testBytes(twoClass)[0]!, new Uint8Array([1, 2, 3, 4]), testBytes(twoClass)[1]!];
+      await expect(clf.predict(bad)).rejects.toMatchObject({ index: 1 });
+    } finally {
+      clf.dispose();
+    }
+  });
+
+  it('fine-tuning trains the top block and leaves the frozen layers as they were', async () => {
+    const result = await train(options(twoClass, { ...fastHead, method: 'fine_tuning', featureExtraction: { epochs: 4, optimizer: 'adam', learningRate: 0.01 } }));
+    expect(result.history.filter((r) => r.phase === 'training_head')).toHaveLength(4);
+    expect(result.history.filter((r) => r.phase === 'fine_tuning').map((r) => r.epoch)).toEqual([1, 2, 3]);
+
+    const base = await loadBackbone(TINY_BACKBONE, backbones.source);
+    try {
+      const trained = await loadLayersModelFromFiles(result.artifacts);
+      const w = (m: tf.LayersModel, layer: string) => Array.from(m.getLayer(layer).getWeights()[0]!.dataSync());
+      expect(w(trained, 'tiny_conv1')).toEqual(w(base, 'tiny_conv1'));
+      expect(w(trained, 'tiny_conv2')).toEqual(w(base, 'tiny_conv2'));
+      expect(w(trained, 'tiny_top_bn')).toEqual(w(base, 'tiny_top_bn'));
+      expect(w(trained, 'tiny_top_conv')).not.toEqual(w(base, 'tiny_top_conv'));
+      trained.dispose();
+    } finally {
+      base.dispose();
+    }
+    expect(result.test!.accuracy).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('learns three classes with softmax, carving validation from train when the dataset has none', async () => {
+    const three = await syntheticSet(['red', 'green', 'blue'], { train: 10, validation: 0, test: 0 }, 2);
+    const result = await train(
+      options(three, { ...fastHead, method: 'feature_extraction', augmentation: { mode: 'end_to_end' }, split: { validation: 0.3, test: 0.2, seed: 3 } }),
+    );
+    expect(result.counts).toEqual({ train: 15, validation: 9, test: 6, skipped: 0 });
+    expect(result.graft.outputActivation).toBe('softmax');
+    expect(result.test!.confusionMatrix).toHaveLength(3);
+    expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.8);
+  });
+
+  it('fine-tunes with augmentation end to end (new augmented images through the frozen part every epoch)', async () => {
+    const result = await train(
+      options(twoClass, {
+        ...fastHead,
+        method: 'fine_tuning',
+        augmentation: { mode: 'end_to_end', horizontalFlip: true },
+        featureExtraction: { epochs: 6, optimizer: 'adam', learningRate: 0.01 },
+        fineTuning: { epochs: 2, optimizer: 'adam', learningRate: 0.001 },
+      }),
+    );
+    expect(result.history.map((r) => `${r.phase}:${r.epoch}`)).toEqual([
+      ...[1, 2, 3, 4, 5, 6].map((e) => `training_head:${e}`),
+      'fine_tuning:1',
+      'fine_tuning:2',
+    ]);
+    expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('rejects a training set with a single class', async () => {
+    const oneClass = { ...twoClass.splits, train: twoClass.splits.train.filter((r) => r.label === 0) };
+    await expect(train({ ...options(twoClass, fastHead), splits: oneClass })).rejects.toMatchObject({ code: 'TOO_FEW_CLASSES' });
+  });
+
+  it('trains the scratch convnet end to end', async () => {
+    const three = await syntheticSet(['red', 'green', 'blue'], { train: 8, validation: 4, test: 0 }, 3);
+    const result = await train(
+      options(three, {
+        method: 'scratch',
+        inputSize: 48,
+        batchSize: 8,
+        augmentation: { rotationRange: 10, horizontalFlip: true },
+        featureExtraction: { epochs: 8, optimizer: 'adam', learningRate: 0.002 },
+        earlyStopping: false,
+      }),
+    );
+    expect(result.history).toHaveLength(8);
+    expect(result.graft).toMatchObject({ backbone: null, method: 'scratch', inputSize: 48 });
+    expect(result.history.at(-1)!.loss).toBeLessThan(result.history[0]!.loss);
+    expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.75);
+  });
+
+  it('stops early on validation loss and keeps the best epoch', async () => {
+    const result = await train(
+      options(twoClass, { ...fastHead, method: 'feature_extraction', featureExtraction: { epochs: 60, optimizer: 'adam', learningRate: 0.05 }, earlyStopping: { patience: 2 } }),
+    );
+    const rows = result.history;
+    expect(rows.length).toBeLessThan(60);
+    const best = Math.min(...rows.map((r) => r.valLoss!));
+    // the last two epochs did not improve on the best, which the final validation loss equals
+    expect(rows.slice(-2).every((r) => r.valLoss! >= best)).toBe(true);
+    expect(result.validation!.loss).toBeCloseTo(best, 4);
+  });
+
+  it('a checkpoint resumes at the next epoch and keeps the earlier history', async () => {
+    const config = { ...fastHead, method: 'fine_tuning' as const, featureExtraction: { epochs: 3, optimizer: 'adam' as const, learningRate: 0.01 } };
+    const checkpoints: Checkpoint[] = [];
+    const controller = new AbortController();
+    await expect(
+      train(
+        options(twoClass, config, {
+          signal: controller.signal,
+          onCheckpoint: async (c) => {
+            checkpoints.push(checkpointFromFiles(checkpointToFiles(c)));
+            if (c.meta.phase === 'fine_tuning' && c.meta.epoch === 1) controller.abort();
+          },
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'AbortError' });
+    expect(checkpoints.map((c) => `${c.meta.phase}:${c.meta.epoch}`)).toEqual(['training_head:1', 'training_head:2', 'training_head:3', 'fine_tuning:1']);
+
+    const resumedFrom = checkpoints.at(-1)!;
+    const events: TrainEvent[] = [];
+    const later: Checkpoint[] = [];
+    const result = await train(
+      options(twoClass, config, { resume: resumedFrom, attempt: 2, onEvent: (e) => events.push(e), onCheckpoint: async (c) => void later.push(c) }),
+    );
+    expect(result.history.map((r) => `${r.phase}:${r.epoch}:${r.attempt}`)).toEqual([
+      'training_head:1:1',
+      'training_head:2:1',
+      'training_head:3:1',
+      'fine_tuning:1:1',
+      'fine_tuning:2:2',
+      'fine_tuning:3:2',
+    ]);
+    expect(result.history.slice(0, 4)).toEqual(resumedFrom.meta.history);
+    // the head phase was not run again
+    expect(events.some((e) => e.type === 'phase' && e.phase === 'training_head')).toBe(false);
+    expect(later.map((c) => c.meta.epoch)).toEqual([2, 3]);
+  });
+
+  it('resuming a head-phase checkpoint continues that phase', async () => {
+    const config = { ...fastHead, method: 'feature_extraction' as const, featureExtraction: { epochs: 4, optimizer: 'adam' as const, learningRate: 0.01 } };
+    let saved: Checkpoint | null = null;
+    const controller = new AbortController();
+    await expect(
+      train(
+        options(twoClass, config, {
+          signal: controller.signal,
+          onCheckpoint: async (c) => {
+            if (c.meta.epoch === 2) {
+              saved = c;
+              controller.abort();
+            }
+          },
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'AbortError' });
+    const result = await train(options(twoClass, config, { resume: saved, attempt: 2 }));
+    expect(result.history.map((r) => `${r.epoch}:${r.attempt}`)).toEqual(['1:1', '2:1', '3:2', '4:2']);
+  });
+
+  it('abort via the signal stops training mid-phase with an AbortError', async () => {
+    const controller = new AbortController();
+    let batchesAfterAbort = 0;
+    let aborted = false;
+    const started = performance.now();
+    const run = train(
+      options(twoClass, { ...fastHead, method: 'feature_extraction', featureExtraction: { epochs: 500, optimizer: 'adam', learningRate: 0.01 } }, {
+        signal: controller.signal,
+        onEvent: (e) => {
+          if (e.type === 'epoch' && e.row.epoch === 2) {
+            aborted = true;
+            controller.abort();
+          } else if (aborted && e.type === 'epoch') batchesAfterAbort++;
+        },
+      }),
+    );
+    await expect(run).rejects.toMatchObject({ name: 'AbortError' });
+    expect(batchesAfterAbort).toBe(0);
+    expect(performance.now() - started).toBeLessThan(60_000);
+  });
+
+  it('leaves no tensors behind after training and predicting', async () => {
+    const config = { ...fastHead, method: 'fine_tuning' as const, featureExtraction: { epochs: 2, optimizer: 'rmsprop' as const, learningRate: 0.001 }, fineTuning: { epochs: 2, optimizer: 'rmsprop' as const, learningRate: 1e-4 } };
+    const cycle = async () => {
+      const result = await train(options(twoClass, config));
+      const clf = await loadClassifier(result.artifacts);
+      await clf.predict(testBytes(twoClass), 2);
+      clf.dispose();
+    };
+    await cycle(); // burn-in
+    const before = tf.memory().numTensors;
+    await cycle();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
