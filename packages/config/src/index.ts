@@ -36,6 +36,8 @@ export interface GraftConfig {
   };
   predict: { maxBatch: number; maxWaitMs: number; cacheBytes: number };
   jobAttempts: number;
+  /** How long a worker's lock on a job lasts without renewal; a crashed worker's job is taken over after it. */
+  jobLockMs: number;
 }
 
 export class ConfigError extends Error {
@@ -169,6 +171,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       cacheBytes: int('GRAFT_MODEL_CACHE_BYTES', 1024 ** 3, 1024 ** 2),
     },
     jobAttempts: int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
+    jobLockMs: int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),
   };
   if (problems.length) throw new ConfigError(problems);
   return config;

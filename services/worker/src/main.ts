@@ -31,8 +31,8 @@ async function main() {
     connection,
     prefix: config.queuePrefix,
     concurrency: config.workerConcurrency,
-    lockDuration: 30_000,
-    stalledInterval: 15_000,
+    lockDuration: config.jobLockMs,
+    stalledInterval: Math.max(500, Math.floor(config.jobLockMs / 2)),
     maxStalledCount: 3,
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
