@@ -67,15 +67,18 @@ export function noPadding(p: { top: number; bottom: number; left: number; right:
 }
 
 /** The explicit padding for tf.conv2d / tf.depthwiseConv2d of an NHWC input. */
-export function explicitPadding(top: number, bottom: number, left: number, right: number): tf.ExplicitPadding {
-  // tf.ExplicitPadding is typed as a fixed 4-tuple of pairs.
+export function explicitPadding(top: number, bottom: number, left: number, right: number): ExplicitPadding {
   return [
     [0, 0],
     [top, bottom],
     [left, right],
     [0, 0],
-  ] as tf.ExplicitPadding;
+  ];
 }
+
+/** Per-axis [before, after] padding of an NHWC tensor, as tf.conv2d accepts it. */
+export type ExplicitPadding = [[number, number], [number, number], [number, number], [number, number]];
+
 
 /** What the forward convolution looked like, as backend_util.computeConv2DInfo reports it. */
 export interface ForwardGeometry {

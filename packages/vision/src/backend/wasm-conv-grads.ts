@@ -2,19 +2,21 @@
 // products that XNNPACK runs fast.
 //
 // Filter gradient: dW[kh, kw, ci, co] = sum over (n, oh, ow) of xpad[n, oh*s + kh, ow*s + kw, ci] * dy[n, oh, ow, co].
-// Reading the channels of x as a batch and the batch as channels, this is one 'valid' forward convolution of
-// x' = xpad transposed to [Ci, H, W, N] with the "filter" dy' = dy transposed to [OH, OW, N, Co] and dilation s,
-// giving [Ci, KH, KW, Co]. It costs the same multiply-adds as the forward convolution and needs no im2col
-// buffer (bench/wasm-kernels.ts compares it with im2col + one matMul and with one matMul per filter tap).
+// Two ways, chosen by layer width (both measured in bench/wasm-kernels.ts, with the slower alternatives: an
+// im2col from slice + concat, and one matMul per filter tap):
+//  - im2col: transpose(im2col(x)) x dy2d, with im2col(x) the [N*OH*OW, KH*KW*Ci] matrix of input patches,
+//    gathered by one loop over the backend's memory (wasm-heap.ts), transposed explicitly and multiplied by
+//    XNNPACK, in chunks of rows that keep the buffers small;
+//  - conv: one forward convolution of x, its channels read as the batch, by dy read as the filter (below).
 // 1x1 filters with stride 1 and no padding are a single matMul.
 //
 // Input gradient: the correlation of dy, with stride - 1 zeros inserted between pixels and padded by
 // (filter - 1 - pad), with the spatially flipped filter whose in and out channels are swapped; 1x1 filters with
 // stride 1 and no padding are a single matMul with the transposed filter.
 import * as tf from '@tensorflow/tfjs';
+import type { KernelArgs } from './kernel-args';
 import { asTensor, explicitPadding, noPadding, padOrCrop, transposedConvInput } from './conv-geometry';
-
-type KernelArgs<A> = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: A };
+import { type HeapBackend, asHeapBackend, im2colRows } from './wasm-heap';
 
 const toNHWC = (t: tf.Tensor4D): tf.Tensor4D => tf.transpose(t, [0, 2, 3, 1]);
 const toNCHW = (t: tf.Tensor4D): tf.Tensor4D => tf.transpose(t, [0, 3, 1, 2]);
@@ -33,19 +35,64 @@ export function conv2DBackpropFilter(args: KernelArgs<tf.Conv2DBackpropFilterAtt
     const info = tf.backend_util.computeConv2DInfo(
       x.shape, filterShape, strides, 1, pad, dimRoundingMode, false, 'channelsLast',
     );
-    return filterGradient(x, dy, info);
+    return filterGradient(x, dy, info, asHeapBackend(backend));
   });
 }
 
+/** How a filter gradient is computed: im2col + matMul, or one forward convolution (see below). */
+export type FilterGradMethod = 'im2col' | 'conv';
+
+/** Rows of the im2col matrix per matrix product: keeps each chunk's buffers near 16 MB. */
+const IM2COL_CHUNK_FLOATS = 1 << 22;
+
 /** dW of an NHWC convolution (dilation 1) as described at the top of this file. */
-export function filterGradient(x: tf.Tensor4D, dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.Tensor4D {
+export function filterGradient(
+  x: tf.Tensor4D,
+  dy: tf.Tensor4D,
+  info: tf.backend_util.Conv2DInfo,
+  backend: HeapBackend,
+  opts: { method?: FilterGradMethod; chunkFloats?: number } = {},
+): tf.Tensor4D {
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outChannels: co } = info;
   const { outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
+  const rows = n * oh * ow;
+  const dy2 = tf.reshape(dy, [rows, co]);
   if (kh === 1 && kw === 1 && sh === 1 && sw === 1 && noPadding(info.padInfo)) {
     const x2 = tf.reshape(x, [n * h * w, ci]);
-    const dy2 = tf.reshape(dy, [n * oh * ow, co]);
     return tf.reshape(tf.matMul(tf.transpose(x2), dy2), [1, 1, ci, co]);
   }
+  // Measured (bench/wasm-kernels.ts): the convolution wins for narrow layers at stride 1, im2col otherwise.
+  const method = opts.method ?? (sh === 1 && sw === 1 && ci * co <= 64 * 64 ? 'conv' : 'im2col');
+  if (method === 'conv') return filterGradientByConv(x, dy, info);
+  const rowLen = kh * kw * ci;
+  const chunk = Math.max(1, Math.floor((opts.chunkFloats ?? IM2COL_CHUNK_FLOATS) / Math.max(rowLen, co)));
+  let sum: tf.Tensor2D | null = null;
+  for (let p0 = 0; p0 < rows; p0 += chunk) {
+    const p1 = Math.min(rows, p0 + chunk);
+    const part = tf.tidy(() => {
+      const cols = im2colRows(x, info, p0, p1, backend);
+      const dyRows = p0 === 0 && p1 === rows ? dy2 : tf.slice(dy2, [p0, 0], [p1 - p0, co]);
+      return tf.matMul(tf.transpose(cols), dyRows) as tf.Tensor2D;
+    });
+    if (sum === null) {
+      sum = part;
+    } else {
+      const next = tf.add(sum, part) as tf.Tensor2D;
+      tf.dispose([sum, part]);
+      sum = next;
+    }
+  }
+  return tf.reshape(sum as tf.Tensor2D, [kh, kw, ci, co]);
+}
+
+/**
+ * dW as one forward convolution: padded x with its channels read as the batch and its batch as channels,
+ * [Ci, rows, cols, N], correlated with dy read as an [OH, OW, N, Co] filter at dilation = stride, gives
+ * [Ci, KH, KW, Co]. No im2col buffer; XNNPACK's inner loop runs over N, so this wins for narrow layers.
+ */
+export function filterGradientByConv(x: tf.Tensor4D, dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.Tensor4D {
+  const { inHeight: h, inWidth: w, outHeight: oh, outWidth: ow, filterHeight: kh, filterWidth: kw } = info;
+  const { strideHeight: sh, strideWidth: sw } = info;
   // The rows/columns of padded x that some output reads: exactly (out - 1) * stride + filter of them.
   const rows = (oh - 1) * sh + kh;
   const cols = (ow - 1) * sw + kw;
