@@ -133,8 +133,9 @@ export default async function modelRoutes(
       const started = performance.now();
       const { id } = req.params as { id: string };
       const topKAsked = (req.query as { topK?: number }).topK ?? 5;
-      const model = await load(req.tenant, id);
+      // The body is checked first: a malformed request is told so whatever the model id.
       const images = await readImages(req);
+      const model = await load(req.tenant, id);
       const topK = Math.min(topKAsked, model.labels.length);
       const predictions = await predictor.predict(req.tenant, id, images, topK);
       const totalMs = performance.now() - started;

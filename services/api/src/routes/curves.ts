@@ -1,0 +1,71 @@
+// A job's loss and accuracy curves as an SVG picture, for READMEs, notebooks and the terminal's image viewers.
+import type { FastifyInstance } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type { JobRecord } from '@graft/queue';
+import type { ApiDeps } from '../deps';
+import { notFound } from '../errors';
+import { ID_PATTERN } from '../ids';
+import { phaseName, renderCurves } from '../curves/render';
+
+const CurvesParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN.job }) });
+const CurvesQuery = Type.Object({
+  width: Type.Optional(Type.Integer({ minimum: 480, maximum: 4000, default: 960, description: 'picture width in pixels' })),
+  height: Type.Optional(Type.Integer({ minimum: 240, maximum: 3000, default: 420, description: 'picture height in pixels' })),
+});
+
+const pct = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : null);
+
+/** The title and the line under it: which job, what it trained, where it stands. */
+export function describeJob(job: JobRecord): { title: string; subtitle: string } {
+  const cfg = job.config as { method?: string; backbone?: string; inputSize?: number | null };
+  const net = cfg.method === 'scratch' ? 'small convnet from scratch' : (cfg.backbone ?? 'unknown backbone');
+  const size = typeof cfg.inputSize === 'number' ? ` @${cfg.inputSize}px` : '';
+  const title = `${job.id} · ${net}${size}`;
+
+  const bits: string[] = [job.state];
+  if (cfg.method) bits.push(cfg.method.replace(/_/g, ' '));
+  if (job.state === 'running' && job.phase) {
+    bits.push(job.epoch !== null && job.epochs !== null ? `${phaseName(job.phase)}, epoch ${job.epoch}/${job.epochs}` : phaseName(job.phase));
+  }
+  const perPhase = new Map<string, number>();
+  for (const r of job.history) perPhase.set(r.phase, (perPhase.get(r.phase) ?? 0) + 1);
+  if (job.history.length) {
+    const split = perPhase.size > 1 ? ` (${[...perPhase].map(([p, c]) => `${c} ${phaseName(p)}`).join(' + ')})` : '';
+    bits.push(`${job.history.length} epoch${job.history.length === 1 ? '' : 's'}${split}`);
+  }
+  const testAcc = pct(job.test?.accuracy);
+  const valAcc = pct(job.validation?.accuracy);
+  if (testAcc) bits.push(`test accuracy ${testAcc}`);
+  else if (valAcc) bits.push(`validation accuracy ${valAcc}`);
+  return { title, subtitle: bits.join(' · ') };
+}
+
+export default async function curvesRoutes(app: FastifyInstance, opts: { deps: ApiDeps }) {
+  const store = opts.deps.queue.jobs;
+
+  app.get(
+    '/v1/jobs/:id/curves.svg',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'The loss and accuracy curves (train and validation, per phase) as an SVG picture',
+        params: CurvesParams,
+        querystring: CurvesQuery,
+        produces: ['image/svg+xml'],
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const q = req.query as { width?: number; height?: number };
+      const job = await store.getForTenant(req.tenant, id);
+      if (!job) throw notFound('job', id);
+      const svg = renderCurves({ ...describeJob(job), history: job.history, width: q.width, height: q.height });
+      reply
+        .header('content-type', 'image/svg+xml; charset=utf-8')
+        .header('cache-control', 'no-cache')
+        .header('x-content-type-options', 'nosniff')
+        .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'");
+      return svg;
+    },
+  );
+}
