@@ -56,6 +56,13 @@ export class Storage {
     this.bucket = settings.bucket;
   }
 
+  /** The same connection on another bucket (for reading a user's import source). */
+  forBucket(bucket: string): Storage {
+    const s = Object.create(Storage.prototype) as Storage;
+    Object.assign(s, { client: this.client, bucket });
+    return s;
+  }
+
   /** Creates the bucket where it does not exist. */
   async ensureBucket(): Promise<void> {
     try {

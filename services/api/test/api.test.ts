@@ -189,3 +189,36 @@ describe('API', () => {
     expect(nr.json().error.code).toBe('NOT_FOUND');
   });
 });
+
+describe('dataset import from S3', () => {
+  it('imports the class folders under an S3 prefix, and rejects bad sources', async () => {
+    const deps = createDeps(testConfig());
+    await deps.storage.ensureBucket();
+    const app = await buildApp(deps);
+    try {
+      for (const e of await patternDataset({ train: 3, validation: 1 }, 11)) {
+        await deps.storage.put(`incoming/set1/${e.path}`, e.data);
+      }
+      const r = await app.inject({
+        method: 'POST',
+        url: '/v1/datasets/import',
+        payload: { source: `s3://${deps.config.s3.bucket}/incoming/set1` },
+      });
+      expect(r.statusCode, r.body).toBe(201);
+      expect(r.json().name).toBe('set1');
+      expect(r.json().splits).toEqual({ train: { dots: 3, stripes: 3 }, validation: { dots: 1, stripes: 1 } });
+      const empty = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: `s3://${deps.config.s3.bucket}/nothing/` } });
+      expect(empty.statusCode).toBe(400);
+      expect(empty.json().error.code).toBe('NO_IMAGES');
+      const own = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: `s3://${deps.config.s3.bucket}/tenants/default/` } });
+      expect(own.statusCode).toBe(400);
+      expect(own.json().error.message).toContain('own data');
+      const bad = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: 'http://example.com/x' } });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().error.message).toContain('s3://');
+    } finally {
+      await app.close();
+      await deps.close();
+    }
+  });
+});

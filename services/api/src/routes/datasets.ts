@@ -8,6 +8,7 @@ import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
 import { spool, type DatasetService } from '../datasets/service';
 import { detectArchiveFormat } from '../datasets/ingest';
+import { packPrefix, parseS3Source } from '../datasets/import';
 
 export const ARCHIVE_TYPES = [
   'application/zip',
@@ -88,6 +89,40 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
         return manifest;
       } finally {
         upload.cleanup();
+      }
+    },
+  );
+
+  app.post(
+    '/v1/datasets/import',
+    {
+      schema: {
+        tags: ['datasets'],
+        summary: 'Import a labelled image set from an S3 prefix the service can reach',
+        body: Type.Object(
+          {
+            name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+            source: Type.String({ minLength: 6, maxLength: 1100, description: 's3://bucket/prefix/ holding <class>/… or <split>/<class>/…' }),
+          },
+          { additionalProperties: false },
+        ),
+      },
+    },
+    async (req, reply) => {
+      const body = req.body as { name?: string; source: string };
+      const { bucket, prefix } = parseS3Source(body.source);
+      if (bucket === deps.config.s3.bucket && (prefix === '' || prefix.startsWith('tenants/'))) {
+        // Graft's own tenant data is never a source: a tenant could otherwise read another's images.
+        throw new ApiError('VALIDATION_FAILED', `source may not point into Graft's own data (s3://${bucket}/tenants/)`, { field: 'source' });
+      }
+      const l = deps.config.limits;
+      const packed = await packPrefix(deps.storage, bucket, prefix, { entries: l.archiveEntries, bytes: l.uncompressedBytes });
+      try {
+        const manifest = await datasets.create(req.tenant, body.name ?? (prefix.split('/').filter(Boolean).pop() || bucket), packed.file, 'tar');
+        reply.code(201).header('location', `/v1/datasets/${manifest.id}`);
+        return manifest;
+      } finally {
+        packed.cleanup();
       }
     },
   );
