@@ -132,6 +132,19 @@ function sequentialLayers(model: LayerJson): LayerJson[] {
   return (Array.isArray(config) ? config : (config as { layers: LayerJson[] }).layers) as LayerJson[];
 }
 
+/**
+ * Node indices in a functional config count a built nested model's own creation node, which is not listed in
+ * its inbound_nodes (Keras `_should_skip_first_node`; TF.js does the same), so its listed nodes start at 1.
+ */
+function nodeIndexOffset(layer: LayerJson): number {
+  if (layer.class_name === 'Model' || layer.class_name === 'Functional') return 1;
+  if (layer.class_name === 'Sequential') {
+    const first = sequentialLayers(layer)[0];
+    return first && (first.class_name === 'InputLayer' || batchShapeOf(first) || MODEL_CLASSES.has(first.class_name)) ? 1 : 0;
+  }
+  return 0;
+}
+
 function batchShapeOf(layer: LayerJson): Dim[] | undefined {
   const c = layer.config ?? {};
   const shape = (c.batch_input_shape ?? c.batch_shape) as Dim[] | undefined;
@@ -197,9 +210,7 @@ class Converter {
       const name = g.addInput(inputShapes.length === 1 ? 'input' : `input_${i}`, [null, ...shape.slice(1)]);
       return { name, shape: [null, ...shape.slice(1)] };
     });
-    const outputCount = this.outputLayer ? 1 : MODEL_CLASSES.has(model.class_name) && model.class_name !== 'Sequential'
-      ? ((model.config.output_layers as unknown[]) ?? []).length
-      : 1;
+    const outputCount = this.outputLayer || model.class_name === 'Sequential' ? 1 : (model.config.output_layers as unknown[]).length;
     const outputNames = Array.from({ length: outputCount }, (_, i) => g.unique(outputCount === 1 ? 'output' : `output_${i}`));
 
     let results: Value[];
@@ -272,7 +283,8 @@ class Converter {
           continue;
         }
         const outs = this.applyLayer(item.layer, args as Value[]);
-        outs.forEach((v, t) => tensors.set(key(layerName(item.layer), item.index, t), v));
+        const node = item.index + nodeIndexOffset(item.layer);
+        outs.forEach((v, t) => tensors.set(key(layerName(item.layer), node, t), v));
       }
       if (waiting.length === pending.length) {
         throw new Error(`model "${layerName(model)}": cannot resolve the inputs of ${waiting.map((w) => layerName(w.layer)).join(', ')}`);

@@ -102,3 +102,15 @@ export async function compareWithOrt(
     await session.dispose();
   }
 }
+
+/** Replaces every weight of `model` with deterministic values (moving variances positive), so no layer is an identity. */
+export function randomizeWeights(model: tf.LayersModel, seed: number): void {
+  const values = model.weights.map((w, i) => {
+    const size = w.shape.reduce<number>((a, b) => a * (b ?? 1), 1);
+    const variance = w.originalName.endsWith('moving_variance');
+    const data = variance ? randomInput(size, seed * 1000 + i, 0.5, 1.5) : randomInput(size, seed * 1000 + i, -0.5, 0.5);
+    return tf.tensor(data, w.shape as number[]);
+  });
+  model.setWeights(values);
+  tf.dispose(values);
+}

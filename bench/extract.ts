@@ -1,0 +1,181 @@
+// Feature extraction throughput of the headless mobilenet_v1_0.75_224 (conv_pw_13_relu, 7x7x768) at 224x224:
+// ONNX Runtime (converted with @graft/inference) against TF.js on the wasm backend, on real dogs-vs-cats images.
+// Decoding + resizing with sharp is timed on its own, and together with inference as a pipeline in which the
+// next batch is decoded while the current one runs.
+//
+//   npx tsx bench/extract.ts [--images 320] [--batch 32] [--threads <cores>] [--skip-tfjs]
+import { readdir, readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import sharp from 'sharp';
+import { createSession, exportOnnx, type WeightsManifestGroup } from '@graft/inference';
+
+const SHARED = join(import.meta.dirname, '../../shared');
+const MODEL_DIR = join(SHARED, 'models/mobilenet_v1_0.75_224');
+const IMAGES_DIR = join(SHARED, 'datasets/dogs-vs-cats/train');
+const FEATURE_LAYER = 'conv_pw_13_relu';
+const SIZE = 224;
+const PIXELS = SIZE * SIZE * 3;
+
+// One libvips thread per image: images are decoded in parallel on libuv's pool instead.
+sharp.concurrency(1);
+
+const { values: args } = parseArgs({
+  options: {
+    images: { type: 'string', default: '320' },
+    batch: { type: 'string', default: '32' },
+    threads: { type: 'string', default: String(availableParallelism()) },
+    'skip-tfjs': { type: 'boolean', default: false },
+  },
+});
+const imageCount = Number(args.images);
+const batchSize = Number(args.batch);
+const threads = Number(args.threads);
+
+async function listImages(n: number): Promise<string[]> {
+  const classes = (await readdir(IMAGES_DIR)).sort();
+  const perClass = await Promise.all(classes.map(async (c) => (await readdir(join(IMAGES_DIR, c))).sort().map((f) => join(IMAGES_DIR, c, f))));
+  const files: string[] = [];
+  for (let i = 0; files.length < n; i++) {
+    const before = files.length;
+    for (const list of perClass) if (i < list.length && files.length < n) files.push(list[i]);
+    if (files.length === before) break;
+  }
+  return files;
+}
+
+/** Decodes and resizes a batch of JPEGs into one NHWC float32 tensor scaled to [-1, 1], as MobileNet expects. */
+async function decodeBatch(files: string[]): Promise<Float32Array> {
+  const out = new Float32Array(files.length * PIXELS);
+  await Promise.all(
+    files.map(async (file, i) => {
+      const pixels = await sharp(file).resize(SIZE, SIZE, { fit: 'fill' }).removeAlpha().raw().toBuffer();
+      const offset = i * PIXELS;
+      for (let k = 0; k < PIXELS; k++) out[offset + k] = pixels[k] / 127.5 - 1;
+    }),
+  );
+  return out;
+}
+
+function batchesOf<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+type Infer = (input: Float32Array, batch: number) => Promise<Float32Array>;
+
+/** Seconds per batch. */
+type Timings = number[];
+
+async function timeDecode(batches: string[][]): Promise<{ timings: Timings; decoded: Float32Array[] }> {
+  const timings: Timings = [];
+  const decoded: Float32Array[] = [];
+  for (const b of batches) {
+    const t = performance.now();
+    decoded.push(await decodeBatch(b));
+    timings.push((performance.now() - t) / 1000);
+  }
+  return { timings, decoded };
+}
+
+/** Inference alone, on batches decoded beforehand. */
+async function timeInference(infer: Infer, decoded: Float32Array[], sizes: number[]): Promise<Timings> {
+  const timings: Timings = [];
+  for (let i = 0; i < decoded.length; i++) {
+    const t = performance.now();
+    await infer(decoded[i], sizes[i]);
+    timings.push((performance.now() - t) / 1000);
+  }
+  return timings;
+}
+
+/** Decode + inference. `overlap`: batch i+1 is decoded while batch i runs; otherwise one after the other. */
+async function timePipeline(infer: Infer, batches: string[][], overlap: boolean): Promise<Timings> {
+  const timings: Timings = [];
+  let next = overlap ? decodeBatch(batches[0]) : undefined;
+  for (let i = 0; i < batches.length; i++) {
+    const t = performance.now();
+    const current = await (next ?? decodeBatch(batches[i]));
+    next = overlap && i + 1 < batches.length ? decodeBatch(batches[i + 1]) : undefined;
+    await infer(current, batches[i].length);
+    timings.push((performance.now() - t) / 1000);
+  }
+  return timings;
+}
+
+async function main(): Promise<void> {
+  const modelJson = JSON.parse(await readFile(join(MODEL_DIR, 'model.json'), 'utf8')) as { modelTopology: object; weightsManifest: WeightsManifestGroup[] };
+  const shards = await Promise.all(modelJson.weightsManifest.flatMap((g) => g.paths).map((p) => readFile(join(MODEL_DIR, p))));
+  const weights = Buffer.concat(shards);
+
+  const files = await listImages(imageCount);
+  const batches = batchesOf(files, batchSize);
+  const sizes = batches.map((b) => b.length);
+  console.log(`mobilenet_v1_0.75_224 cut at ${FEATURE_LAYER}; ${files.length} images in ${batches.length} batches of ${batchSize}; ${threads} threads; ${availableParallelism()} cores`);
+
+  let t = performance.now();
+  const onnx = exportOnnx(modelJson, weights, { outputLayer: FEATURE_LAYER });
+  const convertSeconds = (performance.now() - t) / 1000;
+  t = performance.now();
+  const session = await createSession(onnx, { threads });
+  const sessionSeconds = (performance.now() - t) / 1000;
+  console.log(`conversion ${convertSeconds.toFixed(2)} s (${(onnx.length / 1e6).toFixed(1)} MB), session start ${sessionSeconds.toFixed(2)} s on ${session.executionProvider}`);
+  const ortInfer: Infer = (input, batch) => session.run(input, batch);
+
+  const { timings: decodeTimings, decoded } = await timeDecode(batches);
+  const rows: Array<[string, Timings]> = [['decode + resize (sharp)', decodeTimings]];
+  await ortInfer(decoded[0], sizes[0]);
+  rows.push(['ORT inference', await timeInference(ortInfer, decoded, sizes)]);
+  rows.push(['ORT decode, then inference', await timePipeline(ortInfer, batches, false)]);
+  rows.push(['ORT decode overlapping inference', await timePipeline(ortInfer, batches, true)]);
+  const spinning = await createSession(onnx, { threads, spinning: true });
+  const spinningInfer: Infer = (input, batch) => spinning.run(input, batch);
+  await spinningInfer(decoded[0], sizes[0]);
+  rows.push(['ORT (spinning) inference', await timeInference(spinningInfer, decoded, sizes)]);
+  rows.push(['ORT (spinning) decode, then inference', await timePipeline(spinningInfer, batches, false)]);
+  rows.push(['ORT (spinning) decode overlapping', await timePipeline(spinningInfer, batches, true)]);
+  await spinning.dispose();
+
+  if (!args['skip-tfjs']) {
+    await tf.setBackend('wasm');
+    await tf.ready();
+    const full = await tf.loadLayersModel(
+      tf.io.fromMemory({
+        modelTopology: modelJson.modelTopology,
+        weightSpecs: modelJson.weightsManifest.flatMap((g) => g.weights) as tf.io.WeightsManifestEntry[],
+        weightData: weights.buffer.slice(weights.byteOffset, weights.byteOffset + weights.byteLength) as ArrayBuffer,
+      }),
+    );
+    const headless = tf.model({ inputs: full.inputs, outputs: full.getLayer(FEATURE_LAYER).output as tf.SymbolicTensor });
+    const tfInfer: Infer = async (input, batch) => {
+      const y = tf.tidy(() => headless.predict(tf.tensor4d(input, [batch, SIZE, SIZE, 3])) as tf.Tensor);
+      const data = (await y.data()) as Float32Array;
+      y.dispose();
+      return data;
+    };
+    const reference = await tfInfer(decoded[0], sizes[0]);
+    const ours = await ortInfer(decoded[0], sizes[0]);
+    let maxDiff = 0;
+    for (let i = 0; i < ours.length; i++) maxDiff = Math.max(maxDiff, Math.abs(ours[i] - reference[i]));
+    console.log(`max |ORT - TF.js| on the first batch: ${maxDiff.toExponential(2)} (features in [0, 6])`);
+    rows.push(['TF.js wasm inference', await timeInference(tfInfer, decoded, sizes)]);
+    rows.push(['TF.js wasm decode, then inference', await timePipeline(tfInfer, batches, false)]);
+    full.dispose();
+  }
+  await session.dispose();
+
+  // Other processes share the cores, so the fastest batch is shown beside the whole run.
+  const label = (s: string) => s.padEnd(38);
+  console.log(`\n${label('stage')}${'seconds'.padStart(9)}${'images/s'.padStart(10)}${'best batch img/s'.padStart(18)}`);
+  for (const [name, timings] of rows) {
+    const seconds = timings.reduce((a, b) => a + b, 0);
+    const best = Math.max(...timings.map((t, i) => sizes[i] / t));
+    console.log(`${label(name)}${seconds.toFixed(2).padStart(9)}${(files.length / seconds).toFixed(1).padStart(10)}${best.toFixed(1).padStart(18)}`);
+  }
+}
+
+await main();
