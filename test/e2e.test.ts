@@ -3,18 +3,22 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configEnv, testConfig } from './support/services';
 import { patternDataset, zipOf, type Entry } from './support/images';
 import { runService, startApi, waitFor, type Service } from './support/processes';
+import { Storage, keys } from '@graft/storage';
 
 const KEY = 'e2e-key-0123456789';
 const H = { authorization: `Bearer ${KEY}` };
 
 describe('end to end', () => {
   let api: Service & { url: string };
+  let storage: Storage;
   let worker: Service;
   let testImages: Entry[];
   let datasetId: string;
 
   beforeAll(async () => {
-    const env = { ...configEnv(testConfig()), GRAFT_API_KEYS: `e2e:${KEY}` };
+    const config = testConfig();
+    storage = new Storage(config.s3);
+    const env = { ...configEnv(config), GRAFT_API_KEYS: `e2e:${KEY}` };
     [api] = await Promise.all([startApi(env)]);
     worker = runService('services/worker/src/main.ts', env);
     const entries = await patternDataset({ train: 16, validation: 6, test: 10 }, 3);
@@ -29,6 +33,7 @@ describe('end to end', () => {
   });
   afterAll(async () => {
     await Promise.all([api?.stop(), worker?.stop()]);
+    storage?.close();
   });
 
   const get = async (path: string) => (await fetch(`${api.url}${path}`, { headers: H })).json();
@@ -147,5 +152,33 @@ describe('end to end', () => {
     const job = await get(`/v1/jobs/${jobId}`);
     expect(job.modelId).toBeNull();
     expect((await fetch(`${api.url}/v1/models/mdl_${jobId.slice(4)}`, { headers: H })).status).toBe(404);
+    // Partial artifacts and checkpoints are gone.
+    const left: string[] = [];
+    for await (const o of storage.listObjects(keys.job('e2e', jobId))) left.push(o.key);
+    for await (const o of storage.listObjects(keys.model('e2e', `mdl_${jobId.slice(4)}`))) left.push(o.key);
+    expect(left).toEqual([]);
+  });
+
+  it('fails a job once, without retries, when its failure is permanent, with a message a user can act on', async () => {
+    const up = await fetch(`${api.url}/v1/datasets?name=doomed`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'application/zip' },
+      body: new Uint8Array(await zipOf(await patternDataset({ train: 3 }, 9))),
+    });
+    const ds = await up.json();
+    // The dataset's image index disappears from storage behind the service's back.
+    await storage.deleteKeys([`${keys.dataset('e2e', ds.id)}index.json`]);
+    const jobId = (await (await fetch(`${api.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'application/json' },
+      body: JSON.stringify({ datasetId: ds.id, config: { method: 'feature_extraction', backbone: 'mobilenet_v1_0.25_224' } }),
+    })).json()).id;
+    const job = await waitFor('the job to fail', async () => {
+      const j = await get(`/v1/jobs/${jobId}`);
+      return j.state === 'failed' ? j : null;
+    }, 60_000);
+    expect(job.attempts).toBe(1);
+    expect(job.error.code).toBe('DATASET_CORRUPT');
+    expect(job.error.message).toContain(ds.id);
   });
 });

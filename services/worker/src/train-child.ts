@@ -65,9 +65,9 @@ async function run({ payload, attempt, config }: StartMessage) {
     const backend = await initBackend({ log: (obj, msg) => log.info(obj, msg) });
     send({ type: 'backend', backend });
     const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
-    if (!manifest) throw new PermanentError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists`);
+    if (!manifest) throw new PermanentError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
     const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
-    if (!index) throw new PermanentError('DATASET_CORRUPT', `dataset '${payload.datasetId}' has no image index`);
+    if (!index) throw new PermanentError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
     const labels = [...manifest.classes];
     const labelOf = new Map(labels.map((l, i) => [l, i]));
