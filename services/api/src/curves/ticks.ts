@@ -13,7 +13,8 @@ export function niceStep(span: number, count: number): number {
   const raw = span / Math.max(1, count);
   const p = 10 ** Math.floor(Math.log10(raw));
   const m = raw / p;
-  return (m <= 1 ? 1 : m <= 2 ? 2 : m <= 5 ? 5 : 10) * p;
+  // Round to the nearest of 1, 2, 5, 10 on a log scale.
+  return (m >= Math.sqrt(50) ? 10 : m >= Math.sqrt(10) ? 5 : m >= Math.sqrt(2) ? 2 : 1) * p;
 }
 
 /** A range that holds [lo, hi], widened to multiples of a nice step, with about `count` intervals. */
@@ -37,7 +38,7 @@ export function niceAxis(lo: number, hi: number, count = 5): Axis {
 }
 
 /** Integer ticks for epochs 1…n, at most about `count` of them. */
-export function epochTicks(n: number, count = 10): number[] {
+export function epochTicks(n: number, count = 8): number[] {
   const step = Math.max(1, niceStep(Math.max(1, n - 1), count));
   const out: number[] = [];
   for (let v = step >= 2 ? step : 1; v <= n; v += step) out.push(v);

@@ -1,0 +1,185 @@
+// graft predict, and graft models ls|show|pull|rm
+import { Command } from 'commander';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Model, Prediction } from '../client';
+import { contextOf, intArg } from '../context';
+import { CliError } from '../errors';
+import { bytes, json, pct, table, when } from '../output';
+import { byteProgress } from '../progress';
+import { metricsText } from '../report';
+import { listFiles } from '../archive';
+
+const IMAGE_TYPES: Record<string, string> = {
+  '.jpg': 'image/jpeg',
+  '.jpeg': 'image/jpeg',
+  '.png': 'image/png',
+  '.webp': 'image/webp',
+};
+
+/** The image files named: files as given, folders searched for .jpg, .jpeg, .png and .webp files. */
+export async function expandImages(args: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const a of args) {
+    const st = await fs.promises.stat(a).catch(() => null);
+    if (!st) throw new CliError('INVALID_ARGUMENT', `'${a}' does not exist`);
+    if (st.isDirectory()) {
+      const found = (await listFiles(a)).filter((f) => IMAGE_TYPES[path.extname(f.rel).toLowerCase()]).map((f) => f.abs);
+      if (!found.length) throw new CliError('INVALID_ARGUMENT', `'${a}' holds no .jpg, .png or .webp images`);
+      out.push(...found);
+    } else out.push(a);
+  }
+  return out;
+}
+
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$/;
+
+const modelAccuracy = (m: Model) => {
+  const acc = m.metrics?.test?.accuracy ?? m.metrics?.validation?.accuracy;
+  const which = m.metrics?.test ? 'test' : m.metrics?.validation ? 'val' : '';
+  return acc === undefined ? '-' : `${pct(acc)} ${which}`;
+};
+
+export function predictCommand(): Command {
+  return new Command('predict')
+    .description('classify images with a trained model')
+    .argument('<model>', 'model id')
+    .argument('<images...>', 'image files or folders of images')
+    .option('-k, --top-k <n>', 'classes to show per image', intArg('--top-k'), 3)
+    .option('--batch <n>', 'images per request', intArg('--batch'), 16)
+    .option('--json', 'print JSON')
+    .action(async (model: string, images: string[], opts: { topK: number; batch: number; json?: boolean }, command: Command) => {
+      const { client, io } = contextOf(command);
+      const files = await expandImages(images);
+      const results: { file: string; predictions: Prediction[] }[] = [];
+      for (let i = 0; i < files.length; i += opts.batch) {
+        const chunk = files.slice(i, i + opts.batch);
+        const payload = await Promise.all(
+          chunk.map(async (f) => ({
+            name: path.basename(f),
+            data: new Uint8Array(await fs.promises.readFile(f)),
+            type: IMAGE_TYPES[path.extname(f).toLowerCase()] ?? 'application/octet-stream',
+          })),
+        );
+        try {
+          const r = await client.predict(model, payload, opts.topK);
+          r.results.forEach((res, k) => results.push({ file: chunk[k]!, predictions: res.predictions }));
+        } catch (err) {
+          const index = (err as { details?: { index?: number } }).details?.index;
+          if (typeof index === 'number' && chunk[index]) (err as Error).message += ` (${chunk[index]})`;
+          throw err;
+        }
+      }
+      if (opts.json) return json(io, { modelId: model, results });
+      io.out.write(
+        table(
+          ['FILE', 'LABEL', 'PROBABILITY', `TOP ${opts.topK}`],
+          results.map((r) => [
+            path.relative(process.cwd(), r.file) || r.file,
+            r.predictions[0]?.label ?? '-',
+            pct(r.predictions[0]?.probability),
+            r.predictions.map((p) => `${p.label} ${pct(p.probability)}`).join(', '),
+          ]),
+          { align: ['left', 'left', 'right', 'left'] },
+        ),
+      );
+    });
+}
+
+export function modelsCommand(): Command {
+  const cmd = new Command('models').description('trained models');
+
+  cmd
+    .command('ls')
+    .description('list models, newest first')
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }, command: Command) => {
+      const { client, io } = contextOf(command);
+      const list = await client.listModels();
+      if (opts.json) return json(io, list);
+      if (!list.items.length) return void io.out.write('no models yet; train one with: graft train <dataset> --follow\n');
+      io.out.write(
+        table(
+          ['ID', 'LABELS', 'BACKBONE', 'INPUT', 'ACCURACY', 'JOB', 'CREATED'],
+          list.items.map((m) => [
+            m.id,
+            m.labels.length > 4 ? `${m.labels.slice(0, 4).join(', ')}, … (${m.labels.length})` : m.labels.join(', '),
+            m.backbone ?? (m.method === 'scratch' ? 'scratch' : '-'),
+            `${m.inputSize}px`,
+            modelAccuracy(m),
+            m.jobId,
+            when(m.createdAt),
+          ]),
+        ),
+      );
+    });
+
+  cmd
+    .command('show')
+    .description('a model: labels, backbone, metrics, files')
+    .argument('<model>', 'model id')
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { json?: boolean }, command: Command) => {
+      const { client, io } = contextOf(command);
+      const [m, files] = await Promise.all([client.getModel(id), client.listArtifacts(id)]);
+      if (opts.json) return json(io, { ...m, files: files.items });
+      const o = io.out;
+      o.write(
+        `id        ${m.id}\njob       ${m.jobId}\ndataset   ${m.datasetId ?? '-'}\nmethod    ${m.method ?? '-'}\nbackbone  ${m.backbone ?? '-'}\n` +
+          `input     ${m.inputSize}px\nlabels    ${m.labels.join(', ')}\ncreated   ${when(m.createdAt)}\n`,
+      );
+      if (m.metrics?.validation) o.write('\n' + metricsText('validation', m.metrics.validation));
+      if (m.metrics?.test) o.write('\n' + metricsText('test', m.metrics.test));
+      o.write('\n' + table(['FILE', 'SIZE'], files.items.map((f) => [f.name, bytes(f.bytes)]), { align: ['left', 'right'] }));
+    });
+
+  cmd
+    .command('pull')
+    .description("download every file of a model (model.json, weights, graft.json, …) into a folder")
+    .argument('<model>', 'model id')
+    .argument('<folder>', 'where to put the files (created if missing)')
+    .action(async (id: string, folder: string, _opts: unknown, command: Command) => {
+      const { client, io } = contextOf(command);
+      const listed = (await client.listArtifacts(id)).items;
+      // Only plain file names can be fetched (and written) one by one; anything else is named and left out.
+      const items = listed.filter((f) => SAFE_NAME.test(f.name));
+      for (const f of listed) if (!items.includes(f)) io.err.write(`skipping '${f.name}': not a plain file name\n`);
+      if (!items.length) throw new CliError('NO_ARTIFACTS', `model '${id}' has no files`);
+      await fs.promises.mkdir(folder, { recursive: true });
+      const total = items.reduce((a, f) => a + (f.bytes ?? 0), 0);
+      const progress = byteProgress(io, `pulling ${id}`, total);
+      let done = 0;
+      try {
+        for (const f of items) {
+          const dest = path.join(folder, f.name);
+          const tmp = `${dest}.part`;
+          const { body } = await client.artifact(id, f.name);
+          let n = 0;
+          body.on('data', (c: Buffer) => {
+            n += c.length;
+            progress.tick(done + n);
+          });
+          await pipeline(body, fs.createWriteStream(tmp));
+          await fs.promises.rename(tmp, dest);
+          done += n;
+        }
+      } finally {
+        progress.done();
+      }
+      io.out.write(table(['FILE', 'SIZE'], items.map((f) => [path.join(folder, f.name), bytes(f.bytes)]), { align: ['left', 'right'] }));
+      io.out.write(`pulled ${items.length} files (${bytes(done)}) into ${folder}\n`);
+    });
+
+  cmd
+    .command('rm')
+    .description('delete a model')
+    .argument('<model>', 'model id')
+    .action(async (id: string, _opts: unknown, command: Command) => {
+      const { client, io } = contextOf(command);
+      await client.deleteModel(id);
+      io.out.write(`deleted ${id}\n`);
+    });
+
+  return cmd;
+}

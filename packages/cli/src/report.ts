@@ -1,0 +1,98 @@
+// Jobs, metrics and datasets printed for people.
+import type { Dataset, EvalMetrics, Job } from './client';
+import { bytes, duration, num, type Out, paintState, pct, phaseName, table, when } from './output';
+
+const elapsed = (job: Job) =>
+  job.startedAt ? (Date.parse(job.finishedAt ?? new Date().toISOString()) - Date.parse(job.startedAt)) / 1000 : null;
+
+/** Loss, accuracy, and where there are labels, the confusion matrix and per-class precision, recall and F1. */
+export function metricsText(title: string, m: EvalMetrics): string {
+  let s = `${title}: accuracy ${pct(m.accuracy)}  loss ${num(m.loss)}\n`;
+  const labels = m.labels ?? (m.perClass ? Object.keys(m.perClass) : []);
+  if (m.confusionMatrix?.length && labels.length === m.confusionMatrix.length) {
+    s += '\n  confusion matrix (rows: true class, columns: predicted)\n';
+    const rows = m.confusionMatrix.map((r, i) => [labels[i]!, ...r.map(String)]);
+    s += indent(table(['', ...labels], rows, { align: ['left', ...labels.map(() => 'right' as const)] }), 4);
+  }
+  if (m.perClass && Object.keys(m.perClass).length) {
+    s += '\n';
+    const rows = Object.entries(m.perClass).map(([label, c]) => [label, num(c.precision, 3), num(c.recall, 3), num(c.f1, 3), String(c.support)]);
+    s += indent(table(['class', 'precision', 'recall', 'f1', 'support'], rows, { align: ['left', 'right', 'right', 'right', 'right'] }), 2);
+  }
+  return s;
+}
+
+const indent = (s: string, n: number) =>
+  s
+    .split('\n')
+    .map((l) => (l ? ' '.repeat(n) + l : l))
+    .join('\n');
+
+/** How a finished (or detached) job ended, with its metrics and what to do next. */
+export function printOutcome(io: Out, job: Job): void {
+  const o = io.out;
+  const took = elapsed(job);
+  o.write(`\n${job.id} ${paintState(job.state, o)}${took !== null ? ` in ${duration(took)}` : ''}\n`);
+  if (job.error) o.write(`error ${job.error.code}: ${job.error.message}\n`);
+  if (job.validation) o.write(metricsText('validation', job.validation));
+  if (job.test) o.write(metricsText('test', job.test));
+  if (job.modelId) {
+    o.write(`\nmodel ${job.modelId}\n`);
+    o.write(`  graft predict ${job.modelId} <images…>\n  graft models pull ${job.modelId} ./model\n`);
+  }
+}
+
+/** `jobs show`: the record, its history and its metrics. */
+export function printJob(io: Out, job: Job): void {
+  const o = io.out;
+  const cfg = job.config ?? {};
+  const lines: [string, string][] = [
+    ['id', job.id],
+    ['state', paintState(job.state, o)],
+    ['dataset', job.datasetId],
+    ['method', String(cfg.method ?? '-')],
+    ['backbone', cfg.method === 'scratch' ? '(none: trained from scratch)' : String(cfg.backbone ?? '-')],
+    ['input size', cfg.inputSize ? `${cfg.inputSize}px` : '-'],
+    ['progress', `${Math.round((job.progress ?? 0) * 100)}%${job.phase ? ` (${phaseName(job.phase)}${job.epoch !== null ? `, epoch ${job.epoch}/${job.epochs ?? '?'}` : ''})` : ''}`],
+  ];
+  if (job.etaSeconds !== null && job.etaSeconds !== undefined && job.state === 'running') lines.push(['eta', duration(job.etaSeconds)]);
+  lines.push(['attempts', String(job.attempts ?? 0)], ['created', when(job.createdAt)]);
+  if (job.startedAt) lines.push(['started', when(job.startedAt)]);
+  if (job.finishedAt) lines.push(['finished', `${when(job.finishedAt)} (${duration(elapsed(job))})`]);
+  if (job.modelId) lines.push(['model', job.modelId]);
+  if (job.error) lines.push(['error', `${job.error.code}: ${job.error.message}`]);
+  const w = Math.max(...lines.map(([k]) => k.length));
+  for (const [k, v] of lines) o.write(`${k.padEnd(w)}  ${v}\n`);
+  if (job.history?.length) {
+    o.write('\n');
+    o.write(
+      table(
+        ['phase', 'epoch', 'loss', 'acc', 'val_loss', 'val_acc', 'seconds'],
+        job.history.map((r) => [phaseName(r.phase), r.epoch, num(r.loss), num(r.accuracy), num(r.valLoss), num(r.valAccuracy), r.seconds.toFixed(1)]),
+        { align: ['left', 'right', 'right', 'right', 'right', 'right', 'right'] },
+      ),
+    );
+  }
+  if (job.validation) o.write('\n' + metricsText('validation', job.validation));
+  if (job.test) o.write('\n' + metricsText('test', job.test));
+}
+
+export function splitsText(ds: Dataset): string {
+  const splits = Object.keys(ds.splits ?? {});
+  const rows = ds.classes.map((c) => [c, ...splits.map((s) => String(ds.splits[s]?.[c] ?? 0))]);
+  rows.push(['total', ...splits.map((s) => String(Object.values(ds.splits[s] ?? {}).reduce((a, b) => a + b, 0)))]);
+  return table(['class', ...splits], rows, { align: ['left', ...splits.map(() => 'right' as const)] });
+}
+
+/** `datasets show` and the result of `datasets push`. */
+export function printDataset(io: Out, ds: Dataset): void {
+  const o = io.out;
+  o.write(`id       ${ds.id}\nname     ${ds.name}\nstatus   ${ds.status}\nimages   ${ds.imageCount} (${bytes(ds.bytes)})\ncreated  ${when(ds.createdAt)}\n\n`);
+  o.write(splitsText(ds));
+  if (ds.rejected?.length) {
+    o.write(`\n${ds.rejected.length} file${ds.rejected.length === 1 ? '' : 's'} rejected:\n`);
+    for (const r of ds.rejected.slice(0, 10)) o.write(`  ${r.path}: ${r.reason}\n`);
+    if (ds.rejected.length > 10) o.write(`  … and ${ds.rejected.length - 10} more (see --json)\n`);
+  }
+  for (const w of ds.warnings ?? []) o.write(`warning: ${w}\n`);
+}

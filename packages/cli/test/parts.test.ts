@@ -1,0 +1,240 @@
+// The CLI's parts on their own: the folder zip, the SSE reader, the job view behind the bars, configs and tables.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { buffer } from 'node:stream/consumers';
+import yauzl from 'yauzl';
+import { openSource, zipFolder } from '../src/archive';
+import { GraftClient, ApiError, type Job } from '../src/client';
+import { JobView } from '../src/job-view';
+import { phaseInfo } from '../src/progress';
+import { buildConfig } from '../src/commands/jobs';
+import { bytes, duration, table } from '../src/output';
+import { CliError } from '../src/errors';
+
+let dir: string;
+beforeAll(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graft-cli-parts-'));
+});
+afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+const entriesOf = (zip: Buffer) =>
+  new Promise<Record<string, Buffer>>((resolve, reject) => {
+    yauzl.fromBuffer(zip, { lazyEntries: true }, (err, z) => {
+      if (err) return reject(err);
+      const out: Record<string, Buffer> = {};
+      z.on('entry', (e: yauzl.Entry) =>
+        z.openReadStream(e, (err2, s) => {
+          if (err2) return reject(err2);
+          buffer(s).then((b) => {
+            out[e.fileName] = b;
+            z.readEntry();
+          }, reject);
+        }),
+      );
+      z.on('end', () => resolve(out));
+      z.readEntry();
+    });
+  });
+
+describe('folder zip', () => {
+  it('streams exactly the announced number of bytes, with every file but hidden ones, under relative paths', async () => {
+    const root = path.join(dir, 'photos');
+    const files: Record<string, Buffer> = {
+      'train/cats/a.jpg': Buffer.alloc(3000, 1),
+      'train/dogs/b.jpg': Buffer.alloc(5000, 2),
+      'validation/cats/c.png': Buffer.from('png bytes'),
+    };
+    for (const [rel, data] of Object.entries(files)) {
+      fs.mkdirSync(path.dirname(path.join(root, rel)), { recursive: true });
+      fs.writeFileSync(path.join(root, rel), data);
+    }
+    fs.writeFileSync(path.join(root, 'train', '.DS_Store'), 'junk');
+    fs.mkdirSync(path.join(root, '.git'));
+    fs.writeFileSync(path.join(root, '.git', 'HEAD'), 'ref');
+
+    const z = await zipFolder(root);
+    expect(z.files).toBe(3);
+    const zip = await buffer(z.stream);
+    expect(zip.length).toBe(z.size);
+    const got = await entriesOf(zip);
+    expect(Object.keys(got).sort()).toEqual(Object.keys(files).sort());
+    for (const [rel, data] of Object.entries(files)) expect(got[rel]!.equals(data)).toBe(true);
+
+    const src = await openSource(root);
+    expect(src).toMatchObject({ kind: 'folder', name: 'photos', contentType: 'application/zip', size: z.size, files: 3 });
+    src.stream.resume();
+  });
+
+  it('sends archives as they are and refuses what is neither folder nor archive', async () => {
+    const tgz = path.join(dir, 'set.tar.gz');
+    fs.writeFileSync(tgz, Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0]));
+    const src = await openSource(tgz);
+    expect(src).toMatchObject({ kind: 'tar.gz', name: 'set', contentType: 'application/gzip', size: 8 });
+    src.stream.destroy();
+    const noExt = path.join(dir, 'upload');
+    fs.writeFileSync(noExt, Buffer.concat([Buffer.from('PK\u0003\u0004'), Buffer.alloc(20)]));
+    const z = await openSource(noExt);
+    expect(z.kind).toBe('zip');
+    z.stream.destroy();
+    const txt = path.join(dir, 'notes.txt');
+    fs.writeFileSync(txt, 'hello');
+    await expect(openSource(txt)).rejects.toThrow(/not a zip, tar or tar\.gz archive/);
+    const empty = path.join(dir, 'empty');
+    fs.mkdirSync(empty);
+    await expect(openSource(empty)).rejects.toBeInstanceOf(CliError);
+  });
+});
+
+describe('client', () => {
+  let server: http.Server;
+  let url: string;
+  beforeAll(async () => {
+    server = http.createServer((req, res) => {
+      if (req.url === '/v1/jobs/job_a/events') {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        // CRLF line ends, a comment, a two-line data field, an event split across writes.
+        res.write(': keep-alive\r\n\r\nevent: state\r\ndata: {"state":"running",\r\ndata: "phase":"preparing"}\r\n\r\n');
+        res.write('event: epoch\ndata: {"phase":"training_head","ep');
+        setTimeout(() => {
+          res.write('och":1}\n\nevent: state\ndata: {"state":"succeeded"}\n\n');
+          res.end();
+        }, 20);
+        return;
+      }
+      if (req.url === '/v1/jobs/job_missing') {
+        res.writeHead(404, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ error: { code: 'JOB_NOT_FOUND', message: "job 'job_missing' does not exist", details: { id: 'job_missing' } } }));
+      }
+      if (req.url === '/v1/datasets') {
+        res.writeHead(502, { 'content-type': 'text/html' });
+        return res.end('<html>bad gateway</html>');
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ auth: req.headers.authorization ?? null }));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+
+  it('reads Server-Sent Events however they are split', async () => {
+    const got = [];
+    for await (const ev of new GraftClient({ url }).events('job_a')) got.push(ev);
+    expect(got).toEqual([
+      { event: 'state', data: { state: 'running', phase: 'preparing' } },
+      { event: 'epoch', data: { phase: 'training_head', epoch: 1 } },
+      { event: 'state', data: { state: 'succeeded' } },
+    ]);
+  });
+
+  it('turns error bodies into ApiError, and sends the key', async () => {
+    const c = new GraftClient({ url: `${url}/`, key: 'k-123' });
+    const err = await c.getJob('job_missing').catch((e) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ code: 'JOB_NOT_FOUND', status: 404, details: { id: 'job_missing' } });
+    const html = await c.listDatasets().catch((e) => e);
+    expect(html).toMatchObject({ code: 'HTTP_502', status: 502 });
+    expect(await c.request('GET', '/anything')).toEqual({ auth: 'Bearer k-123' });
+    const down = await new GraftClient({ url: 'http://127.0.0.1:9' }).listJobs().catch((e) => e);
+    expect(down).toMatchObject({ code: 'CONNECTION_FAILED', status: 0 });
+  });
+});
+
+const job = (patch: Partial<Job>): Job => ({
+  id: 'job_x',
+  datasetId: 'ds_x',
+  state: 'running',
+  phase: 'training_head',
+  progress: 0.3,
+  epoch: 2,
+  epochs: 4,
+  etaSeconds: 20,
+  config: { method: 'fine_tuning', featureExtraction: { epochs: 4 }, fineTuning: { epochs: 3 } },
+  history: [],
+  test: null,
+  modelId: null,
+  error: null,
+  attempts: 1,
+  createdAt: '2024-01-01T00:00:00.000Z',
+  startedAt: '2024-01-01T00:00:00.000Z',
+  finishedAt: null,
+  ...patch,
+});
+const row = (phase: string, epoch: number, seconds = 2) => ({
+  phase,
+  epoch,
+  attempt: 1,
+  loss: 0.5,
+  accuracy: 0.75,
+  valLoss: 0.4,
+  valAccuracy: 0.8,
+  seconds,
+});
+
+describe('job view', () => {
+  it('tracks each training phase from the events: epochs done, planned, time left', () => {
+    const v = new JobView(job({}));
+    expect(v.phases().map((p) => [p.phase, p.status, p.done, p.planned])).toEqual([
+      ['training_head', 'running', 0, 4],
+      ['fine_tuning', 'waiting', 0, 3],
+    ]);
+    v.apply({ event: 'epoch', data: row('training_head', 1) });
+    v.apply({ event: 'epoch', data: row('training_head', 2) });
+    // A resumed attempt's row for the same epoch replaces the first one.
+    v.apply({ event: 'epoch', data: { ...row('training_head', 2, 4), attempt: 2 } });
+    const head = v.phases()[0]!;
+    expect(head).toMatchObject({ done: 2, status: 'running', seconds: 6, etaSeconds: 6 });
+    expect(phaseInfo(head, true)).toBe('2/4 epochs │ loss 0.500 acc 0.750 │ val loss 0.400 acc 0.800 │ ETA 6s');
+    expect(phaseInfo(head, false)).toBe('2/4 loss 0.500 acc 0.750 val_acc 0.800 ETA 6s');
+
+    // Early stopping: fine-tuning starts after 3 of 4 head epochs.
+    v.apply({ event: 'epoch', data: row('training_head', 3) });
+    expect(v.apply({ event: 'progress', data: { phase: 'fine_tuning', epoch: 1, epochs: 3 } })).toEqual({ state: false, phase: true });
+    const [h, ft] = v.phases();
+    expect(h).toMatchObject({ status: 'done', stoppedEarly: true });
+    expect(phaseInfo(h!, true)).toMatch(/stopped early, done in 8s$/);
+    expect(ft).toMatchObject({ status: 'running', done: 0 });
+
+    expect(v.apply({ event: 'state', data: { state: 'cancelled', phase: null } })).toEqual({ state: true, phase: true });
+    expect(v.terminal).toBe(true);
+    expect(v.phases().map((p) => p.status)).toEqual(['done', 'skipped']);
+    expect(phaseInfo(v.phases()[1]!, false)).toBe('0/3 not run');
+  });
+
+  it('shows one phase for feature extraction and takes a snapshot with history', () => {
+    const config = { method: 'feature_extraction', featureExtraction: { epochs: 2 } };
+    const v = new JobView(job({ config }));
+    v.apply({ event: 'state', data: job({ config, state: 'succeeded', phase: null, history: [row('training_head', 1), row('training_head', 2)] }) });
+    const phases = v.phases();
+    expect(phases).toHaveLength(1);
+    expect(phases[0]).toMatchObject({ status: 'done', done: 2, interrupted: false, stoppedEarly: false });
+  });
+});
+
+describe('training config and output', () => {
+  it('lays the flags over --config, inline or from a file', () => {
+    expect(buildConfig({})).toBeUndefined();
+    const file = path.join(dir, 'config.json');
+    fs.writeFileSync(file, JSON.stringify({ method: 'scratch', featureExtraction: { learningRate: 0.01, epochs: 9 } }));
+    expect(buildConfig({ config: file, epochs: 3, backbone: 'b', fineTuneEpochs: 0 })).toEqual({
+      method: 'scratch',
+      backbone: 'b',
+      featureExtraction: { learningRate: 0.01, epochs: 3 },
+      fineTuning: { epochs: 0 },
+    });
+    expect(buildConfig({ config: '{"inputSize": 96}', method: 'fine_tuning' })).toEqual({ inputSize: 96, method: 'fine_tuning' });
+    expect(() => buildConfig({ config: '{oops' })).toThrow(/not valid JSON/);
+    expect(() => buildConfig({ config: path.join(dir, 'missing.json') })).toThrow(/cannot read .*ENOENT/);
+    expect(() => buildConfig({ config: '[1]' })).toThrow(/must be a JSON object/);
+  });
+
+  it('formats tables, sizes and durations', () => {
+    expect(table(['NAME', 'N'], [['a', 5], ['long name', 12]], { align: ['left', 'right'] })).toBe('NAME        N\na           5\nlong name  12\n');
+    expect([bytes(512), bytes(1536), bytes(5 * 1024 ** 2), bytes(null)]).toEqual(['512 B', '1.5 kB', '5.0 MB', '-']);
+    expect([duration(5), duration(75), duration(3700), duration(null)]).toEqual(['5s', '1m 15s', '1h 01m', '-']);
+  });
+});
