@@ -6,7 +6,7 @@ COPY package.json package-lock.json .npmrc tsconfig.base.json ./
 COPY packages ./packages
 COPY services ./services
 COPY scripts ./scripts
-RUN npm ci --omit=dev --omit=optional && npm cache clean --force
+RUN npm ci --omit=dev && npm cache clean --force
 USER node
 EXPOSE 8080
 ENV HOST=0.0.0.0 PORT=8080

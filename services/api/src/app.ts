@@ -66,5 +66,6 @@ export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): P
   await app.register(modelRoutes, { deps, models, predictor });
   await app.register(backboneRoutes, { deps });
   await app.register(import('./routes/curves'), { deps });
+  await app.register(import('./routes/dashboard'), { deps });
   return app as unknown as FastifyInstance;
 }

@@ -1,0 +1,305 @@
+// One job: live state and progress, the loss and accuracy curves per phase, and the evaluation.
+import { useMemo, useState } from 'preact/hooks';
+import { ApiError, get, request } from '../api';
+import { useResource } from '../use-resource';
+import { applyEvent, isTerminal, useJobEvents } from '../live';
+import { curveData } from '../curves';
+import { Link, paths } from '../router';
+import { ago, dateTime, duration, elapsed, methodName, num, pct, phaseName } from '../format';
+import type { Dataset, EvalMetrics, Job } from '../types';
+import { CurvesChart, TRAIN_COLOR, VAL_COLOR } from '../components/curves-chart';
+import { ConfusionMatrix, PerClassTable } from '../components/metrics';
+import { Card, Empty, ErrorBox, Loading, Mono, PageHead, ProgressBar, Stat, StateBadge } from '../components/ui';
+
+const STEPS: Record<string, string[]> = {
+  fine_tuning: ['preparing', 'extracting', 'training_head', 'fine_tuning', 'evaluating', 'exporting'],
+  feature_extraction: ['preparing', 'extracting', 'training_head', 'evaluating', 'exporting'],
+  scratch: ['preparing', 'training_head', 'evaluating', 'exporting'],
+};
+
+const STATE_PHASE: Partial<Record<Job['state'], string>> = {
+  queued: 'Waiting for a worker',
+  succeeded: 'Finished',
+  failed: 'Failed',
+  cancelled: 'Cancelled',
+};
+
+/** The epochs the configuration asks for, over all phases (early stopping may end a phase sooner). */
+function plannedEpochs(job: Job): number | null {
+  const c = job.config ?? {};
+  const head = Number(c.featureExtraction?.epochs);
+  if (!Number.isFinite(head)) return null;
+  return head + (c.method === 'fine_tuning' ? Number(c.fineTuning?.epochs) || 0 : 0);
+}
+
+function Steps({ job }: { job: Job }) {
+  const steps = STEPS[job.config?.method as string] ?? STEPS.fine_tuning!;
+  // A job that stopped has no phase any more; its history tells how far it got.
+  const reached = job.phase ?? (job.state === 'succeeded' ? null : (curveData(job.history ?? []).rows.at(-1)?.phase ?? null));
+  const at = reached ? steps.indexOf(reached) : -1;
+  const done = job.state === 'succeeded';
+  return (
+    <ol class="steps">
+      {steps.map((s, i) => {
+        const cls = done || i < at ? 'done' : i === at ? (job.state === 'running' ? 'current' : 'stopped') : '';
+        return (
+          <li class={`step ${cls}`}>
+            <span class="step-dot" aria-hidden="true" />
+            {job.config?.method === 'scratch' && s === 'training_head' ? 'Training' : phaseName(s)}
+          </li>
+        );
+      })}
+    </ol>
+  );
+}
+
+function Curves({ job }: { job: Job }) {
+  const data = useMemo(() => curveData(job.history ?? []), [job.history]);
+  if (!data.x.length) {
+    return (
+      <Empty>{isTerminal(job) ? 'This job recorded no epochs.' : 'The curves appear after the first epoch.'}</Empty>
+    );
+  }
+  return (
+    <>
+      <div class="chart-legend">
+        <span class="legend-item">
+          <span class="legend-swatch" style={{ background: TRAIN_COLOR }} /> training
+        </span>
+        <span class="legend-item">
+          <span class="legend-swatch" style={{ background: VAL_COLOR }} /> validation
+        </span>
+        <span class="muted small">point at a chart for the values of an epoch</span>
+      </div>
+      <div class="charts">
+        <CurvesChart data={data} metric="loss" title="Loss" />
+        <CurvesChart data={data} metric="accuracy" title="Accuracy" />
+      </div>
+    </>
+  );
+}
+
+function Evaluation({ metrics, split }: { metrics: EvalMetrics; split: 'test' | 'validation' }) {
+  return (
+    <Card
+      title={split === 'test' ? 'Test set' : 'Validation set'}
+      actions={<span class="muted small">{split === 'test' ? 'images held out from training' : 'the dataset has no test split; these are the validation images'}</span>}
+      class="evaluation"
+    >
+      <div class="stats">
+        <Stat label="Accuracy" value={pct(metrics.accuracy)} />
+        <Stat label="Loss" value={num(metrics.loss)} />
+        <Stat label="Images" value={metrics.confusionMatrix.reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0)} />
+        <Stat label="Classes" value={metrics.labels.length} />
+      </div>
+      <div class="eval-grid">
+        <div>
+          <h3>Confusion matrix</h3>
+          <ConfusionMatrix metrics={metrics} />
+        </div>
+        <div>
+          <h3>Per class</h3>
+          <PerClassTable metrics={metrics} />
+        </div>
+      </div>
+    </Card>
+  );
+}
+
+function ConfigSummary({ job }: { job: Job }) {
+  const c = job.config ?? {};
+  const rows: [string, string][] = [
+    ['Method', methodName(c.method)],
+    ['Backbone', c.method === 'scratch' ? '–' : String(c.backbone ?? '–')],
+    ['Input size', c.inputSize ? `${c.inputSize} px` : 'backbone default'],
+    ['Batch size', String(c.batchSize ?? '–')],
+    ['Head', c.head ? `${c.head.units} units, dropout ${c.head.dropout}` : '–'],
+    ['Head training', c.featureExtraction ? `${c.featureExtraction.epochs} epochs, ${c.featureExtraction.optimizer} @ ${c.featureExtraction.learningRate}` : '–'],
+  ];
+  if (c.method === 'fine_tuning' && c.fineTuning) {
+    rows.push(['Fine-tuning', `${c.fineTuning.epochs} epochs, ${c.fineTuning.optimizer} @ ${c.fineTuning.learningRate}, from ${c.fineTuning.fromLayer ?? 'the top block'}`]);
+  }
+  rows.push(['Augmentation', c.augmentation === false ? 'off' : 'on']);
+  rows.push(['Early stopping', c.earlyStopping === false || !c.earlyStopping ? 'off' : `patience ${c.earlyStopping.patience}`]);
+  return (
+    <Card title="Configuration">
+      <dl class="kv">
+        {rows.map(([k, v]) => (
+          <>
+            <dt>{k}</dt>
+            <dd>{v}</dd>
+          </>
+        ))}
+      </dl>
+      <details class="raw">
+        <summary>Resolved configuration (JSON)</summary>
+        <pre>{JSON.stringify(c, null, 2)}</pre>
+      </details>
+    </Card>
+  );
+}
+
+const SHORT_PHASE: Record<string, string> = { training_head: 'head', fine_tuning: 'fine-tuning' };
+
+function HistoryTable({ job }: { job: Job }) {
+  const rows = curveData(job.history ?? []).rows;
+  if (!rows.length) return null;
+  return (
+    <Card title="Epochs">
+      <details open={rows.length <= 12}>
+        <summary>{rows.length} epochs</summary>
+        <div class="table-scroll">
+          <table class="table compact">
+            <thead>
+              <tr>
+                <th>Phase</th>
+                <th class="num">Epoch</th>
+                <th class="num">Loss</th>
+                <th class="num">Accuracy</th>
+                <th class="num">Val. loss</th>
+                <th class="num">Val. acc.</th>
+                <th class="num">Time</th>
+              </tr>
+            </thead>
+            <tbody>
+              {rows.map((r) => (
+                <tr>
+                  <td class="nowrap">{SHORT_PHASE[r.phase] ?? phaseName(r.phase)}</td>
+                  <td class="num">{r.epoch}</td>
+                  <td class="num">{num(r.loss)}</td>
+                  <td class="num">{pct(r.accuracy)}</td>
+                  <td class="num">{num(r.valLoss)}</td>
+                  <td class="num">{pct(r.valAccuracy)}</td>
+                  <td class="num">{duration(r.seconds)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </details>
+    </Card>
+  );
+}
+
+export function JobPage({ id }: { id: string }) {
+  const res = useResource((s) => get<Job>(`/v1/jobs/${id}`, s), [id]);
+  const dataset = useResource((s) => (res.data ? get<Dataset>(`/v1/datasets/${res.data.datasetId}`, s) : Promise.resolve(undefined)), [res.data?.datasetId]);
+  const [cancelling, setCancelling] = useState(false);
+  const [actionError, setActionError] = useState<Error | null>(null);
+  const job = res.data;
+  const live = !!job && !isTerminal(job);
+
+  useJobEvents(id, live, (e) => res.mutate((j) => (j ? applyEvent(j, e) : j)), () => void res.reload());
+
+  if (res.error && !job) {
+    return (
+      <>
+        <PageHead title={<Mono>{id}</Mono>} />
+        <ErrorBox error={res.error} what="the job" />
+      </>
+    );
+  }
+  if (!job) return <Loading what="the job" />;
+
+  const cancel = async () => {
+    setCancelling(true);
+    setActionError(null);
+    try {
+      await request(`/v1/jobs/${id}/cancel`, { method: 'POST' });
+      await res.reload();
+    } catch (err) {
+      if (!(err instanceof ApiError && err.code === 'JOB_FINISHED')) setActionError(err as Error);
+    } finally {
+      setCancelling(false);
+    }
+  };
+
+  const epochsRun = curveData(job.history ?? []).rows.length;
+  const planned = plannedEpochs(job);
+  const evaluation = job.test ? { m: job.test, split: 'test' as const } : job.validation ? { m: job.validation, split: 'validation' as const } : null;
+
+  return (
+    <div class="job-page" data-job={job.id} data-state={job.state}>
+      <PageHead
+        title={
+          <>
+            Job <Mono>{job.id}</Mono> <StateBadge state={job.state} />
+          </>
+        }
+        sub={
+          <>
+            on <Link href={paths.dataset(job.datasetId)}>{dataset.data?.name ?? job.datasetId}</Link> · {methodName(job.config?.method)}
+            {job.config?.method !== 'scratch' && job.config?.backbone ? <> · {job.config.backbone}</> : null} · created {ago(job.createdAt)}
+          </>
+        }
+        actions={
+          <>
+            {live && (
+              <button type="button" class="btn btn-danger" disabled={cancelling} onClick={cancel}>
+                {cancelling ? 'Cancelling…' : 'Cancel job'}
+              </button>
+            )}
+            {job.modelId && (
+              <Link href={paths.model(job.modelId)} class="btn btn-primary">
+                Try the model
+              </Link>
+            )}
+            <Link href={paths.newJob(job.datasetId)} class="btn">
+              Train again
+            </Link>
+          </>
+        }
+      />
+      {actionError && <ErrorBox error={actionError} />}
+      {job.error && (
+        <div class="callout callout-error" role="alert">
+          <strong>The job failed</strong>
+          <div>
+            {job.error.message} <code class="code-tag">{job.error.code}</code>
+          </div>
+        </div>
+      )}
+
+      <Card title="Progress" class="progress-card">
+        <Steps job={job} />
+        <ProgressBar value={job.state === 'succeeded' ? 1 : job.progress} state={job.state} label="job progress" />
+        <div class="stats">
+          <Stat label="Progress" value={pct(job.state === 'succeeded' ? 1 : job.progress, 0)} />
+          <Stat label="Phase" value={STATE_PHASE[job.state] ?? phaseName(job.phase)} />
+          <Stat
+            label="Epochs"
+            value={`${epochsRun} / ${planned ?? '–'}`}
+            hint={
+              job.state === 'running' && job.epoch !== null && job.epochs
+                ? `${phaseName(job.phase).toLowerCase()}: ${job.epoch} / ${job.epochs}`
+                : planned && epochsRun < planned && job.state === 'succeeded'
+                  ? 'stopped early'
+                  : undefined
+            }
+          />
+          <Stat label={live ? 'ETA' : 'Took'} value={live ? duration(job.etaSeconds) : elapsed(job.startedAt, job.finishedAt)} hint={job.finishedAt ? dateTime(job.finishedAt) : undefined} />
+          <Stat label="Attempts" value={job.attempts} hint={job.backend ? `backend: ${job.backend}` : undefined} />
+        </div>
+      </Card>
+
+      <Card title="Training curves" actions={<span class="muted small">per epoch; shaded by phase</span>} class="curves-card">
+        <Curves job={job} />
+      </Card>
+
+      {evaluation ? (
+        <Evaluation metrics={evaluation.m} split={evaluation.split} />
+      ) : (
+        job.state === 'succeeded' && (
+          <Card title="Evaluation">
+            <Empty>No evaluation was recorded for this job.</Empty>
+          </Card>
+        )
+      )}
+
+      <div class="two-col">
+        <ConfigSummary job={job} />
+        <HistoryTable job={job} />
+      </div>
+    </div>
+  );
+}

@@ -1,0 +1,111 @@
+// The API's shapes, as the dashboard reads them (see services/api/src/routes/*.ts and shared/api.md).
+
+export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+
+export const TERMINAL: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
+
+export interface HistoryRow {
+  phase: string;
+  epoch: number;
+  attempt: number;
+  loss: number;
+  accuracy: number;
+  valLoss: number | null;
+  valAccuracy: number | null;
+  seconds: number;
+}
+
+export interface ClassMetrics {
+  precision: number;
+  recall: number;
+  f1: number;
+  support: number;
+}
+
+export interface EvalMetrics {
+  loss: number;
+  accuracy: number;
+  confusionMatrix: number[][];
+  labels: string[];
+  perClass: Record<string, ClassMetrics>;
+}
+
+export interface Job {
+  id: string;
+  datasetId: string;
+  state: JobState;
+  phase: string | null;
+  progress: number;
+  epoch: number | null;
+  epochs: number | null;
+  etaSeconds: number | null;
+  config: Record<string, any>;
+  history: HistoryRow[];
+  test: EvalMetrics | null;
+  validation: EvalMetrics | null;
+  modelId: string | null;
+  error: { code: string; message: string } | null;
+  attempts: number;
+  backend: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface Dataset {
+  id: string;
+  name: string;
+  status: string;
+  classes: string[];
+  splits: Record<string, Record<string, number>>;
+  imageCount: number;
+  bytes: number;
+  rejected: { path: string; reason: string }[];
+  duplicates?: number;
+  warnings: string[];
+  createdAt: string;
+}
+
+export interface Thumbnail {
+  class: string;
+  split: string;
+  width: number;
+  height: number;
+  image: string;
+}
+
+export interface Model {
+  id: string;
+  jobId: string;
+  datasetId?: string;
+  labels: string[];
+  backbone: string | null;
+  method?: string;
+  inputSize: number;
+  metrics: { test?: EvalMetrics | null; validation?: EvalMetrics | null } & Record<string, unknown>;
+  createdAt: string;
+}
+
+export interface Backbone {
+  name: string;
+  inputSize: number;
+  params: number | null;
+  featureShape: number[] | null;
+  weights?: { available: boolean; source?: string };
+}
+
+export interface Prediction {
+  label: string;
+  probability: number;
+}
+
+export interface PredictResponse {
+  modelId: string;
+  results: { predictions: Prediction[] }[];
+  timing: { totalMs: number };
+}
+
+export interface List<T> {
+  items: T[];
+  total: number;
+}

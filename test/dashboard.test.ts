@@ -1,0 +1,148 @@
+// The dashboard in headless Chromium against the real API and worker: enter the key, upload a dataset, start a
+// job from the form, follow it live to its end, and check that the curves and the confusion matrix are drawn
+// and the playground predicts.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { configEnv, testConfig } from './support/services';
+import { patternDataset, patternImage, zipOf } from './support/images';
+import { root, runService, startApi, type Service } from './support/processes';
+import { chromiumMissing, launchBrowser, type Browser } from './support/browser';
+
+const KEY = 'dashboard-key-0123456789';
+const H = { authorization: `Bearer ${KEY}` };
+const SCREENSHOT = '/tmp/graft-dashboard.png';
+const missing = chromiumMissing();
+if (missing) console.warn(`dashboard browser tests skipped: ${missing}`);
+
+/** Pixels of a canvas near a colour, counted in the page. */
+async function colouredPixels(b: Browser, selector: string, hex: string): Promise<number> {
+  return b.page.evaluate(
+    ([sel, colour]) => {
+      const canvas = document.querySelector(sel) as HTMLCanvasElement | null;
+      if (!canvas) return -1;
+      const { data } = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height);
+      const want = [1, 3, 5].map((i) => parseInt(colour.slice(i, i + 2), 16));
+      let n = 0;
+      for (let i = 0; i < data.length; i += 4) {
+        if (data[i + 3]! > 200 && Math.abs(data[i]! - want[0]!) + Math.abs(data[i + 1]! - want[1]!) + Math.abs(data[i + 2]! - want[2]!) < 60) n++;
+      }
+      return n;
+    },
+    [selector, hex] as const,
+  );
+}
+
+describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missing})` : ''}`, () => {
+  let api: Service & { url: string };
+  let worker: Service;
+  let b: Browser;
+
+  beforeAll(async () => {
+    // Tests the dashboard as the source stands now, not an older build.
+    execFileSync(process.execPath, [path.join(root, 'packages/dashboard/scripts/build.mjs')], { cwd: root, stdio: 'pipe', env: { ...process.env, CI: '1' } });
+    const env = { ...configEnv(testConfig()), GRAFT_API_KEYS: `dash:${KEY}` };
+    api = await startApi(env);
+    worker = runService('services/worker/src/main.ts', env);
+    b = await launchBrowser();
+  }, 180_000);
+  afterAll(async () => {
+    await b?.close();
+    await Promise.all([api?.stop(), worker?.stop()]);
+  });
+
+  it('follows a job from upload to its curves, confusion matrix and predictions', { timeout: 420_000 }, async () => {
+    const { page } = b;
+    const api$ = async (p: string) => (await fetch(`${api.url}${p}`, { headers: H })).json();
+
+    // Without a key the API answers 401 and the page asks for one.
+    await page.goto(`${api.url}/`);
+    await page.locator('#api-key').fill(KEY);
+    await page.getByRole('button', { name: 'Save key' }).click();
+    await page.locator('.banner').waitFor({ state: 'detached' });
+    await page.getByText('No jobs yet').waitFor();
+    expect(await page.evaluate(() => localStorage.getItem('graft.apiKey'))).toBe(KEY);
+
+    // Upload a dataset with a test split through the form.
+    await page.getByRole('link', { name: 'Datasets', exact: true }).click();
+    const zip = await zipOf(await patternDataset({ train: 12, validation: 4, test: 6 }, 11));
+    await page.locator('input[type=file][name=file]').setInputFiles({ name: 'patterns.zip', mimeType: 'application/zip', buffer: zip });
+    await page.locator('#dataset-name').fill('patterns');
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.waitForURL(/\/ui\/datasets\/ds_[a-z0-9]+$/);
+    const datasetId = /ds_[a-z0-9]+/.exec(page.url())![0];
+    const counts = page.locator('.class-counts tr[data-class="dots"]');
+    await counts.waitFor();
+    expect(await counts.locator('td[data-split="train"]').textContent()).toBe('12');
+    expect(await counts.locator('td[data-split="test"]').textContent()).toBe('6');
+    await page.locator('.thumb-class[data-class="stripes"] img.thumb').first().waitFor();
+    const thumbs = await page.locator('img.thumb').evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth));
+    expect(thumbs.length).toBeGreaterThanOrEqual(4);
+    expect(thumbs.every((w) => w === 96)).toBe(true);
+    await page.screenshot({ path: '/tmp/graft-dashboard-dataset.png', fullPage: true });
+
+    // Start a quick job from the form.
+    await page.getByRole('link', { name: 'Train on it' }).click();
+    await page.waitForURL(/\/ui\/jobs\/new/);
+    await page.locator('#job-backbone option[value="mobilenet_v1_0.25_224"]').waitFor({ state: 'attached' });
+    expect(await page.locator('#job-dataset').inputValue()).toBe(datasetId);
+    await page.locator('#job-method').selectOption('feature_extraction');
+    await page.locator('#job-backbone').selectOption('mobilenet_v1_0.25_224');
+    await page.locator('#job-head-epochs').fill('5');
+    await page.locator('#job-input-size').fill('96');
+    await page.locator('#job-extra').fill('{"augmentation": {"copies": 1}, "featureExtraction": {"learningRate": 0.001}}');
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await page.waitForURL(/\/ui\/jobs\/job_[a-z0-9]+$/);
+    const jobId = /job_[a-z0-9]+/.exec(page.url())![0];
+    const created = await api$(`/v1/jobs/${jobId}`);
+    expect(created.config).toMatchObject({ method: 'feature_extraction', backbone: 'mobilenet_v1_0.25_224', inputSize: 96, featureExtraction: { epochs: 5, learningRate: 0.001 } });
+
+    // The page follows the job live over SSE, with no reload, until it has succeeded.
+    await page.locator('.job-page[data-state="running"]').waitFor({ timeout: 180_000 });
+    await page.locator('.job-page[data-state="succeeded"], .job-page[data-state="failed"]').waitFor({ timeout: 300_000 });
+    const job = await api$(`/v1/jobs/${jobId}`);
+    expect(job.state, `${job.error?.message}\n${worker.output().slice(-3000)}`).toBe('succeeded');
+    expect(await page.evaluate(() => performance.getEntriesByType('navigation').length)).toBe(1);
+    expect(job.history).toHaveLength(5);
+    expect(job.test.confusionMatrix.flat().reduce((a: number, x: number) => a + x, 0)).toBe(12);
+
+    // Curves: one point per epoch, and lines of both colours drawn on both charts (a line across the plot has
+    // hundreds of pixels of its colour; the point markers alone have a few dozen).
+    for (const metric of ['loss', 'accuracy']) {
+      const chart = `.chart[data-metric="${metric}"]`;
+      await page.locator(`${chart}[data-points="5"]`).waitFor();
+      const canvas = `${chart} canvas`;
+      expect(await colouredPixels(b, canvas, '#2563eb'), `${metric}: training line`).toBeGreaterThan(250);
+      expect(await colouredPixels(b, canvas, '#ea580c'), `${metric}: validation line`).toBeGreaterThan(250);
+    }
+
+    // The confusion matrix shows the job's test numbers, cell by cell, and per-class metrics for each label.
+    const cells = await page.locator('.cm-cell').evaluateAll((tds) =>
+      tds.map((td) => ({ r: Number(td.getAttribute('data-row')), c: Number(td.getAttribute('data-col')), n: Number(td.textContent) })),
+    );
+    expect(cells).toHaveLength(job.test.labels.length ** 2);
+    for (const { r, c, n } of cells) expect(n, `cell ${r},${c}`).toBe(job.test.confusionMatrix[r][c]);
+    expect(await page.locator('.per-class tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-class')))).toEqual(job.test.labels);
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    // The playground shows the model's top classes for an image, as the API ranks them.
+    await page.getByRole('link', { name: 'Try the model' }).click();
+    await page.waitForURL(/\/ui\/models\/mdl_[a-z0-9]+$/);
+    const image = await patternImage('stripes', 424242);
+    await page.locator('input[type=file][name=image]').setInputFiles({ name: 'stripes.jpg', mimeType: 'image/jpeg', buffer: image });
+    await page.locator('.pred-list li').nth(1).waitFor();
+    const shown = await page.locator('.pred-list li').evaluateAll((lis) => lis.map((li) => li.getAttribute('data-label')));
+    const predicted = await (
+      await fetch(`${api.url}/v1/models/${job.modelId}/predict`, { method: 'POST', headers: { ...H, 'content-type': 'image/jpeg' }, body: new Uint8Array(image) })
+    ).json();
+    expect(shown).toEqual(predicted.results[0].predictions.map((p: any) => p.label));
+    await page.screenshot({ path: '/tmp/graft-dashboard-playground.png', fullPage: true });
+
+    // The jobs list shows the finished job.
+    await page.getByRole('link', { name: 'Jobs', exact: true }).click();
+    await page.locator(`tr[data-job="${jobId}"] .badge[data-state="succeeded"]`).waitFor();
+    await page.locator(`tr[data-job="${jobId}"]`).getByRole('link', { name: 'patterns' }).waitFor();
+    await page.screenshot({ path: '/tmp/graft-dashboard-jobs.png', fullPage: true });
+    expect(b.pageErrors).toEqual([]);
+  });
+});
