@@ -34,7 +34,13 @@ export interface GraftConfig {
     predictBodyBytes: number;
     rateLimitPerMinute: number;
   };
-  predict: { maxBatch: number; maxWaitMs: number; cacheBytes: number };
+  predict: {
+    maxBatch: number;
+    maxWaitMs: number;
+    cacheBytes: number;
+    /** What runs /predict: ONNX Runtime with TF.js as the fallback ('auto'), or one of them alone. */
+    engine: 'auto' | 'onnx' | 'tfjs';
+  };
   jobAttempts: number;
   /** How long a worker's lock on a job lasts without renewal; a crashed worker's job is taken over after it. */
   jobLockMs: number;
@@ -60,6 +66,7 @@ function defaultBackbones(): string {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const PREDICT_ENGINES = ['auto', 'onnx', 'tfjs'] as const;
 
 type Env = Record<string, string | undefined>;
 
@@ -119,6 +126,10 @@ export function loadConfig(env: Env = process.env): GraftConfig {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)}: expected one of ${LOG_LEVELS.join(', ')}`);
   }
+  const predictEngine = str('GRAFT_PREDICT_ENGINE', 'auto');
+  if (!(PREDICT_ENGINES as readonly string[]).includes(predictEngine)) {
+    problems.push(`GRAFT_PREDICT_ENGINE=${JSON.stringify(predictEngine)}: expected one of ${PREDICT_ENGINES.join(', ')}`);
+  }
   const bucket = str('S3_BUCKET', 'graft');
   if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
     problems.push(`S3_BUCKET=${JSON.stringify(bucket)}: not a valid bucket name (3-63 lowercase letters, digits, . and -)`);
@@ -169,6 +180,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       maxBatch: int('GRAFT_PREDICT_MAX_BATCH', 16, 1, 1024),
       maxWaitMs: int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
       cacheBytes: int('GRAFT_MODEL_CACHE_BYTES', 1024 ** 3, 1024 ** 2),
+      engine: predictEngine as GraftConfig['predict']['engine'],
     },
     jobAttempts: int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
     jobLockMs: int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),

@@ -10,3 +10,40 @@ export {
 export { createSession, isOnnxRuntimeAvailable, type ExecutionProvider, type OrtModel, type SessionOptions } from './session';
 export { decodeModel } from './onnx-proto';
 export type { WeightBytes, WeightSpec, WeightsManifestGroup } from './tfjs-weights';
+export { DynamicBatcher, BatcherClosedError, type BatchInfo, type Batched, type BatchRunner, type BatcherOptions } from './batcher';
+export { ModelCache, type Loaded, type ModelCacheOptions } from './model-cache';
+export {
+  decodeImage,
+  decodeAll,
+  normalizeInto,
+  pixelTransform,
+  InvalidImageError,
+  type PixelPreprocessing,
+  type PixelTransform,
+} from './image';
+export { SessionHost, type SessionHostOptions } from './session-host';
+export { LocalSessionHost } from './local-host';
+export type { HostedSession, SessionHostLike } from './host';
+export {
+  loadOnnxClassifier,
+  tfjsClassifier,
+  topK,
+  checkManifest,
+  type ClassifierManifest,
+  type ClassifyResult,
+  type ClassifyTiming,
+  type EngineName,
+  type ImageClassifier,
+  type OnnxClassifierOptions,
+  type Prediction,
+  type TfjsClassifierLike,
+} from './classifier';
+export {
+  Predictor,
+  type ModelSource,
+  type PredictEngine,
+  type PredictorOptions,
+  type PredictResult,
+  type PredictTiming,
+  type LogFn,
+} from './predictor';

@@ -5,6 +5,7 @@ import { keys, Storage } from '@graft/storage';
 import { initBackend, train, type Checkpoint, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
+import { exportOnnx, UnsupportedLayerError } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
 
@@ -58,6 +59,26 @@ async function saveCheckpoint(storage: Storage, prefix: string, c: Checkpoint): 
   await storage.putJson(`${prefix}meta.json`, { ...c.meta, files: names });
 }
 
+/**
+ * The trained model as ONNX (model.onnx among the artifacts, so it can be taken elsewhere), or null, logged, where
+ * the converter cannot express it: the model is still published without it.
+ */
+function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg: string): void }): Uint8Array | null {
+  try {
+    const modelJson = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
+    const paths: string[] = (modelJson.weightsManifest ?? []).flatMap((g: { paths: string[] }) => g.paths);
+    const weights = Buffer.concat(paths.map((p) => files[p] ?? new Uint8Array(0)));
+    return exportOnnx(modelJson, weights);
+  } catch (err) {
+    const unsupported = err instanceof UnsupportedLayerError;
+    log.warn(
+      { err: (err as Error).message, layer: unsupported ? err.layerName : undefined },
+      unsupported ? 'model.onnx left out: a layer has no ONNX equivalent' : 'model.onnx left out: the ONNX export failed',
+    );
+    return null;
+  }
+}
+
 async function run({ payload, attempt, config }: StartMessage) {
   const log = createLogger(config.logLevel, 'graft-train').child({ jobId: payload.jobId, attempt });
   const storage = new Storage(config.s3);
@@ -106,6 +127,8 @@ async function run({ payload, attempt, config }: StartMessage) {
 
     const modelId = modelIdFor(payload.jobId);
     const artifacts: Record<string, Uint8Array | string> = { ...result.artifacts };
+    const onnx = toOnnx(result.artifacts, log);
+    if (onnx) artifacts['model.onnx'] = onnx;
     const metrics = { test: result.test, validation: result.validation, history: result.history };
     artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
     for (const [name, data] of Object.entries(artifacts)) {

@@ -1,31 +1,81 @@
-// Serves /predict: trained classifiers loaded once and kept in a cache bounded by their size in bytes.
-import { loadClassifier, type Classifier } from '@graft/vision';
+// Serves /predict with @graft/inference's Predictor: trained classifiers loaded once from their S3 artifacts, kept
+// in a cache bounded by bytes, run by ONNX Runtime in worker threads with concurrent requests batched together,
+// and TensorFlow.js (@graft/vision's loadClassifier) as the fallback where ONNX Runtime cannot serve a model.
+import { loadClassifier } from '@graft/vision';
+import {
+  Predictor as InferencePredictor,
+  type EngineName,
+  type LogFn,
+  type Prediction,
+  type PredictEngine,
+  type PredictTiming,
+} from '@graft/inference';
 import { ApiError } from '../errors';
 import type { ModelService } from './service';
 
-interface Entry {
-  classifier: Promise<Classifier>;
-  bytes: number;
-  lastUsed: number;
-}
+export type { Prediction, PredictTiming };
 
-export interface Prediction {
-  label: string;
-  probability: number;
+export interface PredictorSettings {
+  engine?: PredictEngine;
+  maxBatch?: number;
+  maxWaitMs?: number;
+  /** ONNX Runtime worker threads and intra-op threads per session (defaults: 1 worker using every core). */
+  workers?: number;
+  threads?: number;
+  log?: { info: LogFn; warn: LogFn };
+  /** Called as each inference batch starts, with its size and the engine that runs it. */
+  onBatch?(size: number, engine: EngineName): void;
 }
 
 export class Predictor {
-  private readonly cache = new Map<string, Entry>();
+  private settings: PredictorSettings;
+  private inner: InferencePredictor | null = null;
+  private closed = false;
 
   constructor(
     private readonly models: ModelService,
     private readonly maxBytes: number,
-  ) {}
+    settings: PredictorSettings = {},
+  ) {
+    this.settings = settings;
+  }
+
+  /** Changes the settings; models loaded from now on use them (those loaded before are dropped). */
+  configure(settings: PredictorSettings): void {
+    this.settings = { ...this.settings, ...settings };
+    const old = this.inner;
+    this.inner = null;
+    void old?.close();
+  }
+
+  private predictor(): InferencePredictor {
+    if (this.closed) throw new Error('the predictor is closed');
+    this.inner ??= new InferencePredictor({
+      ...this.settings,
+      cacheBytes: this.maxBytes,
+      loadTfjs: (files) => loadClassifier(files),
+    });
+    return this.inner;
+  }
 
   async predict(tenant: string, modelId: string, images: Uint8Array[], topK: number): Promise<Prediction[][]> {
-    const classifier = await this.load(tenant, modelId);
+    return (await this.predictTimed(tenant, modelId, images, topK)).predictions;
+  }
+
+  /** As predict, with where the time went. */
+  async predictTimed(
+    tenant: string,
+    modelId: string,
+    images: Uint8Array[],
+    topK: number,
+  ): Promise<{ predictions: Prediction[][]; timing: PredictTiming }> {
+    const source = {
+      list: () => this.models.artifacts(tenant, modelId),
+      read: (name: string) => this.models.artifactBuffer(tenant, modelId, name),
+    };
     try {
-      return await classifier.predict(images, topK);
+      const r = await this.predictor().predict(`${tenant}/${modelId}`, source, images, topK);
+      return { predictions: r.predictions, timing: r.timing };
     } catch (err: any) {
       if (typeof err?.index === 'number') {
         throw new ApiError('INVALID_IMAGE', `image ${err.index} is not a decodable JPEG, PNG or WebP image`, {
@@ -36,52 +86,16 @@ export class Predictor {
     }
   }
 
-  private load(tenant: string, modelId: string): Promise<Classifier> {
-    const key = `${tenant}/${modelId}`;
-    const hit = this.cache.get(key);
-    if (hit) {
-      hit.lastUsed = Date.now();
-      return hit.classifier;
-    }
-    const entry: Entry = { classifier: Promise.resolve(null as never), bytes: 0, lastUsed: Date.now() };
-    entry.classifier = (async () => {
-      const files: Record<string, Uint8Array> = {};
-      for (const a of await this.models.artifacts(tenant, modelId)) {
-        if (a.name === 'model.json' || a.name === 'graft.json' || a.name.endsWith('.bin')) {
-          files[a.name] = await this.models.artifactBuffer(tenant, modelId, a.name);
-          entry.bytes += a.bytes;
-        }
-      }
-      return loadClassifier(files);
-    })();
-    entry.classifier.catch(() => this.cache.delete(key));
-    this.cache.set(key, entry);
-    void entry.classifier.then(() => this.evict(key));
-    return entry.classifier;
-  }
-
   /** Drops a model from the cache (after DELETE). */
   forget(tenant: string, modelId: string): void {
-    const key = `${tenant}/${modelId}`;
-    const e = this.cache.get(key);
-    this.cache.delete(key);
-    void e?.classifier.then((c) => c.dispose(), () => {});
+    this.inner?.forget(`${tenant}/${modelId}`);
   }
 
-  private evict(keep: string): void {
-    let total = [...this.cache.values()].reduce((s, e) => s + e.bytes, 0);
-    const byAge = [...this.cache.entries()].sort((a, b) => a[1].lastUsed - b[1].lastUsed);
-    for (const [key, e] of byAge) {
-      if (total <= this.maxBytes) break;
-      if (key === keep) continue;
-      this.cache.delete(key);
-      total -= e.bytes;
-      void e.classifier.then((c) => c.dispose(), () => {});
-    }
-  }
-
-  close(): void {
-    for (const e of this.cache.values()) void e.classifier.then((c) => c.dispose(), () => {});
-    this.cache.clear();
+  /** Disposes the models and stops the inference threads. May be called more than once. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const inner = this.inner;
+    this.inner = null;
+    await inner?.close();
   }
 }

@@ -22,6 +22,14 @@ export default async function modelRoutes(
 ) {
   const { deps, models, predictor } = opts;
   const limits = deps.config.limits;
+  // The engine and batching come from configuration; each inference batch's size goes to /metrics.
+  predictor.configure({
+    engine: deps.config.predict.engine,
+    maxBatch: deps.config.predict.maxBatch,
+    maxWaitMs: deps.config.predict.maxWaitMs,
+    log: { info: (obj, msg) => app.log.info(obj, msg), warn: (obj, msg) => app.log.warn(obj, msg) },
+    onBatch: (size) => app.metrics.predictBatchSize.observe(size),
+  });
 
   app.addContentTypeParser(IMAGE_TYPES, { parseAs: 'buffer', bodyLimit: limits.predictBodyBytes }, (_req, body, done) =>
     done(null, body),
@@ -135,15 +143,29 @@ export default async function modelRoutes(
       const topKAsked = (req.query as { topK?: number }).topK ?? 5;
       // The body is checked first: a malformed request is told so whatever the model id.
       const images = await readImages(req);
-      const model = await load(req.tenant, id);
+      const model = await models.getCached(req.tenant, id);
+      if (!model) throw notFound('model', id);
       const topK = Math.min(topKAsked, model.labels.length);
-      const predictions = await predictor.predict(req.tenant, id, images, topK);
+      const { predictions, timing } = await predictor.predictTimed(req.tenant, id, images, topK).catch((err) => {
+        // Deleted through another API process since its record was remembered.
+        if (err instanceof ObjectNotFoundError) throw notFound('model', id);
+        throw err;
+      });
       const totalMs = performance.now() - started;
       app.metrics.predictSeconds.observe({ model: id }, totalMs / 1000);
+      const ms = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
       return {
         modelId: id,
         results: predictions.map((p) => ({ predictions: p })),
-        timing: { totalMs: Math.round(totalMs * 100) / 100 },
+        timing: {
+          totalMs: ms(totalMs),
+          decodeMs: ms(timing.decodeMs),
+          queueMs: ms(timing.queueMs),
+          inferenceMs: ms(timing.inferenceMs),
+          batchSize: timing.batchSize,
+          loadMs: ms(timing.loadMs),
+          engine: timing.engine,
+        },
       };
     },
   );

@@ -1,0 +1,342 @@
+// /predict over HTTP: ONNX Runtime against TensorFlow.js, side by side in one run, on a MobileNet v1 0.75 classifier
+// (224x224, the trained layout: frozen backbone + pooling + dense head, sigmoid over two labels) and real JPEGs from
+// dogs-vs-cats/validation, one image per request.
+//
+// It starts a redis-server, an S3-protocol server and two API processes (GRAFT_PREDICT_ENGINE=onnx and =tfjs; only
+// one is measured at a time), writes the classifier into S3 in the layout the worker publishes (artifacts incl.
+// model.onnx, then record.json), then measures per engine: latency p50/p99 with 1 client, and throughput + p50/p99
+// with 8 and 32 concurrent clients; and checks that both engines' probabilities agree within 1e-4.
+// With --sweep it first compares ONNX Runtime thread layouts in-process (no HTTP), and how long the event loop
+// stalls with sessions on the main thread against a worker thread.
+//
+//   npx tsx bench/predict.ts [--requests 200] [--tfjs-requests 40] [--agree 64] [--sweep | --sweep-only]
+//                            [--max-wait 3] [--max-batch 16]
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import * as tf from '@tensorflow/tfjs';
+import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
+import { exportOnnx, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
+import { keys, Storage } from '@graft/storage';
+import { startEmbeddedS3 } from '@graft/storage/embedded';
+import { startRedisServer } from '@graft/queue/embedded-redis';
+import { startApi, type Service } from '../test/support/processes';
+
+const { values: args } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '200' },
+    'tfjs-requests': { type: 'string', default: '40' },
+    agree: { type: 'string', default: '64' },
+    sweep: { type: 'boolean', default: false },
+    'sweep-only': { type: 'boolean', default: false },
+    'max-wait': { type: 'string', default: '3' },
+    'max-batch': { type: 'string', default: '16' },
+  },
+});
+
+const SHARED = path.resolve(import.meta.dirname, '../../shared');
+const BACKBONE = 'mobilenet_v1_0.75_224';
+const IMAGES = path.join(SHARED, 'datasets/dogs-vs-cats/validation');
+const TENANT = 'bench';
+const KEY = 'bench-key-0123456789';
+const MODEL_ID = 'mdl_benchmobilenet075';
+
+/** The classifier as training exports it: the headless backbone, global average pooling, Dense(256) + Dropout, sigmoid. */
+async function buildClassifier(): Promise<Record<string, Uint8Array>> {
+  const backbone = await loadBackbone(BACKBONE, path.join(SHARED, 'models'));
+  const init = (k: number) => tf.initializers.glorotUniform({ seed: 17 + k });
+  let y = tf.layers.globalAveragePooling2d({ name: 'graft_head_pool' }).apply(backbone.outputs[0]!) as tf.SymbolicTensor;
+  y = tf.layers.dense({ units: 256, activation: 'relu', kernelInitializer: init(1), name: 'graft_head_dense' }).apply(y) as tf.SymbolicTensor;
+  y = tf.layers.dropout({ rate: 0.5, name: 'graft_head_dropout' }).apply(y) as tf.SymbolicTensor;
+  y = tf.layers.dense({ units: 1, activation: 'sigmoid', kernelInitializer: init(2), name: 'graft_head_predictions' }).apply(y) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: backbone.inputs, outputs: y, name: 'graft_classifier' });
+  const manifest = makeManifest({
+    labels: ['cats', 'dogs'],
+    inputSize: getBackboneSpec(BACKBONE).inputSize,
+    backbone: BACKBONE,
+    method: 'feature_extraction',
+    preprocessing: getBackboneSpec(BACKBONE).preprocessing,
+    outputActivation: 'sigmoid',
+  });
+  const files = await exportClassifier(model, manifest);
+  model.dispose();
+  // As the worker does after training.
+  files['model.onnx'] = exportOnnx(JSON.parse(Buffer.from(files['model.json']!).toString('utf8')), files['weights.bin']!);
+  return files;
+}
+
+async function publish(storage: Storage, files: Record<string, Uint8Array>): Promise<void> {
+  for (const [name, data] of Object.entries(files)) await storage.put(keys.modelArtifact(TENANT, MODEL_ID, name), data);
+  await storage.putJson(keys.modelRecord(TENANT, MODEL_ID), {
+    id: MODEL_ID,
+    jobId: MODEL_ID.replace('mdl_', 'job_'),
+    datasetId: 'ds_bench',
+    labels: ['cats', 'dogs'],
+    backbone: BACKBONE,
+    method: 'feature_extraction',
+    inputSize: 224,
+    metrics: {},
+    artifacts: Object.keys(files),
+    createdAt: new Date().toISOString(),
+  });
+}
+
+function loadImages(n: number): Buffer[] {
+  const lists = ['cats', 'dogs'].map((c) =>
+    fs
+      .readdirSync(path.join(IMAGES, c))
+      .sort()
+      .map((f) => path.join(IMAGES, c, f)),
+  );
+  const files: string[] = [];
+  for (let i = 0; files.length < n && i < lists[0]!.length; i++) for (const l of lists) if (files.length < n && l[i]) files.push(l[i]!);
+  return files.map((f) => fs.readFileSync(f));
+}
+
+interface Reply {
+  status: number;
+  body: any;
+}
+
+/** POST one JPEG over a keep-alive connection. */
+function post(agent: http.Agent, base: string, body: Buffer, query = ''): Promise<Reply> {
+  const u = new URL(`${base}/v1/models/${MODEL_ID}/predict${query}`);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: u.hostname, port: u.port, path: u.pathname + u.search, method: 'POST', agent, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'image/jpeg', 'content-length': body.length } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () => {
+          try {
+            resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString('utf8')) });
+          } catch (err) {
+            reject(err);
+          }
+        });
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
+
+interface Run {
+  clients: number;
+  requests: number;
+  errors: number;
+  seconds: number;
+  p50: number;
+  p99: number;
+  imagesPerSecond: number;
+  timing: { decodeMs: number; queueMs: number; inferenceMs: number; batchSize: number; serverMs: number };
+}
+
+/** `requests` requests, `clients` at a time, each one image, cycling through the images. */
+async function measure(base: string, images: Buffer[], clients: number, requests: number): Promise<Run> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const latencies: number[] = [];
+  const timings: any[] = [];
+  let errors = 0;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < requests) {
+        const i = next++;
+        const t = performance.now();
+        try {
+          const r = await post(agent, base, images[i % images.length]!);
+          if (r.status !== 200) errors++;
+          else timings.push(r.body.timing);
+        } catch {
+          errors++;
+        }
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  const seconds = (performance.now() - t0) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const avg = (k: string) => mean(timings.map((x) => x[k] ?? 0));
+  return {
+    clients,
+    requests,
+    errors,
+    seconds,
+    p50: pct(latencies, 50),
+    p99: pct(latencies, 99),
+    imagesPerSecond: (requests - errors) / seconds,
+    timing: { decodeMs: avg('decodeMs'), queueMs: avg('queueMs'), inferenceMs: avg('inferenceMs'), batchSize: avg('batchSize'), serverMs: avg('totalMs') },
+  };
+}
+
+/** In-process: each layout of worker threads x intra-op threads, 8 concurrent callers of single images. */
+async function sweep(files: Record<string, Uint8Array>, images: Buffer[]): Promise<void> {
+  const manifest = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8')) as ClassifierManifest;
+  const onnx = files['model.onnx']!;
+  const cores = os.availableParallelism();
+  const layouts: { name: string; host: () => SessionHostLike }[] = [
+    { name: `main thread, ${cores} intra-op threads`, host: () => new LocalSessionHost(cores) },
+    { name: `1 worker x ${cores} intra-op threads`, host: () => new SessionHost({ workers: 1, threads: cores }) },
+    { name: '1 worker x 1 intra-op thread', host: () => new SessionHost({ workers: 1, threads: 1 }) },
+    { name: `${cores} workers x 1 intra-op thread`, host: () => new SessionHost({ workers: cores, threads: 1 }) },
+  ];
+  console.log(`\n### ONNX Runtime layouts, in process (no HTTP), ${cores} cores\n`);
+  console.log('| layout | 1 caller p50 ms | 8 callers images/s | 8 callers p50 / p99 ms | mean batch | event loop max stall ms (8 callers) |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const layout of layouts) {
+    const host = layout.host();
+    const clf = await loadOnnxClassifier(manifest, onnx, host, { maxBatch: Number(args['max-batch']), maxWaitMs: Number(args['max-wait']) });
+    const one = async (i: number) => {
+      const t = performance.now();
+      const r = await clf.classify([images[i % images.length]!]);
+      return { ms: performance.now() - t, batch: r.timing.batchSize };
+    };
+    for (let i = 0; i < 5; i++) await one(i);
+    const single: number[] = [];
+    for (let i = 0; i < 60; i++) single.push((await one(i)).ms);
+    single.sort((a, b) => a - b);
+    const lat: number[] = [];
+    const batches: number[] = [];
+    let next = 0;
+    const total = 240;
+    const loop = monitorEventLoopDelay({ resolution: 1 });
+    loop.enable();
+    const t0 = performance.now();
+    await Promise.all(
+      Array.from({ length: 8 }, async () => {
+        while (next < total) {
+          const r = await one(next++);
+          lat.push(r.ms);
+          batches.push(r.batch);
+        }
+      }),
+    );
+    const secs = (performance.now() - t0) / 1000;
+    loop.disable();
+    lat.sort((a, b) => a - b);
+    console.log(
+      `| ${layout.name} | ${pct(single, 50).toFixed(1)} | ${(total / secs).toFixed(0)} | ${pct(lat, 50).toFixed(1)} / ${pct(lat, 99).toFixed(1)} | ${mean(batches).toFixed(1)} | ${(loop.max / 1e6).toFixed(1)} |`,
+    );
+    await clf.dispose();
+    await host.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const requests = Number(args.requests);
+  const tfjsRequests = Number(args['tfjs-requests']);
+  const agreeCount = Number(args.agree);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graft-bench-predict-'));
+  const services: { stop(): Promise<void> }[] = [];
+  try {
+    await initBackend();
+    console.log(`# /predict benchmark: ${BACKBONE} classifier, ${os.availableParallelism()} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    let t = performance.now();
+    const files = await buildClassifier();
+    console.log(`classifier built and exported in ${((performance.now() - t) / 1000).toFixed(1)} s (weights.bin ${(files['weights.bin']!.byteLength / 1e6).toFixed(1)} MB, model.onnx ${(files['model.onnx']!.byteLength / 1e6).toFixed(1)} MB)`);
+    const images = loadImages(Math.max(agreeCount, 200));
+    if (args.sweep || args['sweep-only']) await sweep(files, images);
+    if (args['sweep-only']) return;
+
+    const [redis, s3] = await Promise.all([startRedisServer({ dir: path.join(dir, 'redis') }), startEmbeddedS3({ dir: path.join(dir, 's3') })]);
+    services.push(redis, s3);
+    const env = {
+      REDIS_URL: redis.url,
+      S3_ENDPOINT: s3.endpoint,
+      S3_BUCKET: 'graft-bench',
+      GRAFT_QUEUE_PREFIX: 'bench',
+      GRAFT_API_KEYS: `${TENANT}:${KEY}`,
+      GRAFT_RATE_LIMIT: '0',
+      GRAFT_PREDICT_MAX_WAIT_MS: args['max-wait']!,
+      GRAFT_PREDICT_MAX_BATCH: args['max-batch']!,
+      LOG_LEVEL: 'warn',
+    };
+    const storage = new Storage({ endpoint: s3.endpoint, bucket: 'graft-bench', region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
+    await storage.ensureBucket();
+    await publish(storage, files);
+    storage.close();
+
+    const apis: Record<'onnx' | 'tfjs', Service & { url: string }> = {
+      onnx: await startApi({ ...env, GRAFT_PREDICT_ENGINE: 'onnx' }),
+      tfjs: await startApi({ ...env, GRAFT_PREDICT_ENGINE: 'tfjs' }),
+    };
+    services.push(apis.onnx, apis.tfjs);
+
+    // Load the model in each and warm up.
+    for (const [engine, api] of Object.entries(apis)) {
+      const agent = new http.Agent({ keepAlive: true });
+      t = performance.now();
+      const first = await post(agent, api.url, images[0]!);
+      if (first.status !== 200) throw new Error(`${engine}: ${JSON.stringify(first.body)}`);
+      if (first.body.timing.engine !== (engine === 'onnx' ? 'onnxruntime' : 'tfjs')) throw new Error(`${engine} API served with ${first.body.timing.engine}`);
+      console.log(`${engine}: first request (model load) ${(performance.now() - t).toFixed(0)} ms`);
+      for (let i = 1; i < 10; i++) await post(agent, api.url, images[i]!);
+      agent.destroy();
+    }
+
+    // Agreement: the same images through both engines.
+    const agent = new http.Agent({ keepAlive: true });
+    let maxDiff = 0;
+    let agreeErrors = 0;
+    for (const img of images.slice(0, agreeCount)) {
+      const [o, f] = await Promise.all([post(agent, apis.onnx.url, img, '?topK=2'), post(agent, apis.tfjs.url, img, '?topK=2')]);
+      if (o.status !== 200 || f.status !== 200) {
+        agreeErrors++;
+        continue;
+      }
+      const byLabel = (r: Reply) => Object.fromEntries(r.body.results[0].predictions.map((p: any) => [p.label, p.probability]));
+      const a = byLabel(o);
+      const b = byLabel(f);
+      for (const label of ['cats', 'dogs']) maxDiff = Math.max(maxDiff, Math.abs(a[label] - b[label]));
+    }
+    agent.destroy();
+
+    const results: Record<string, Run[]> = { onnx: [], tfjs: [] };
+    for (const clients of [1, 8, 32]) {
+      results.onnx!.push(await measure(apis.onnx.url, images, clients, clients === 1 ? Math.min(requests, 150) : requests * (clients === 32 ? 2 : 1)));
+      results.tfjs!.push(await measure(apis.tfjs.url, images, clients, Math.max(clients, clients === 1 ? Math.min(tfjsRequests, 30) : tfjsRequests)));
+    }
+
+    console.log(`\n### /predict over HTTP, one ${BACKBONE} JPEG per request (GRAFT_PREDICT_MAX_BATCH=${args['max-batch']}, GRAFT_PREDICT_MAX_WAIT_MS=${args['max-wait']})\n`);
+    console.log('| engine | clients | requests | errors | images/s | p50 ms | p99 ms | server: total / decode / queue / inference ms (means) | mean batch |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (let i = 0; i < 3; i++) {
+      for (const engine of ['onnx', 'tfjs'] as const) {
+        const r = results[engine]![i]!;
+        const tm = r.timing;
+        console.log(
+          `| ${engine === 'onnx' ? 'ONNX Runtime' : 'TF.js (wasm)'} | ${r.clients} | ${r.requests} | ${r.errors} | ${r.imagesPerSecond.toFixed(1)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${tm.serverMs.toFixed(1)} / ${engine === 'onnx' ? tm.decodeMs.toFixed(1) : '(in inference)'} / ${tm.queueMs.toFixed(1)} / ${tm.inferenceMs.toFixed(1)} | ${tm.batchSize.toFixed(1)} |`,
+        );
+      }
+    }
+    const one = results.onnx![0]!;
+    const eight = results.onnx![1]!;
+    const checks = [
+      [`1 client p50 <= 25 ms`, one.p50 <= 25, `${one.p50.toFixed(1)} ms`],
+      [`8 clients >= 100 images/s, no errors`, eight.imagesPerSecond >= 100 && eight.errors === 0, `${eight.imagesPerSecond.toFixed(1)} images/s, ${eight.errors} errors`],
+      [`ONNX within 1e-4 of TF.js (${agreeCount} images)`, maxDiff <= 1e-4 && agreeErrors === 0, `max |diff| ${maxDiff.toExponential(2)}${agreeErrors ? `, ${agreeErrors} errors` : ''}`],
+    ] as const;
+    console.log(`\nload average after the run: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    console.log('\n| target | met | measured |\n| --- | --- | --- |');
+    for (const [what, ok, got] of checks) console.log(`| ${what} | ${ok ? 'yes' : 'NO'} | ${got} |`);
+    process.exitCode = checks.every((c) => c[1]) ? 0 : 1;
+  } finally {
+    for (const s of services.reverse()) await s.stop().catch(() => {});
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

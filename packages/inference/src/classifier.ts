@@ -1,0 +1,239 @@
+// A trained Graft classifier served by ONNX Runtime: graft.json tells how to apply it (labels, input size, pixel
+// normalisation, output activation), the ONNX model runs in a SessionHost's worker threads, and concurrent
+// requests share batches through a DynamicBatcher. Images are decoded per request (sharp, on libuv's pool), so
+// an undecodable image fails its own request only, before anything of it is queued.
+import { DynamicBatcher, type Batched } from './batcher';
+import { decodeAll, pixelTransform, type PixelPreprocessing } from './image';
+import type { HostedSession, SessionHostLike } from './host';
+
+/** The parts of graft.json that say how a classifier is applied. */
+export interface ClassifierManifest {
+  labels: string[];
+  inputSize: number;
+  preprocessing: PixelPreprocessing;
+  /** 'sigmoid': one output p = probability of labels[1]; 'softmax' (or absent): one probability per label. */
+  outputActivation?: 'sigmoid' | 'softmax';
+}
+
+export interface Prediction {
+  label: string;
+  probability: number;
+}
+
+export type EngineName = 'onnxruntime' | 'tfjs';
+
+/** Where a request's time went, in milliseconds. */
+export interface ClassifyTiming {
+  engine: EngineName;
+  /** Decoding and resizing the request's images (null where the engine does it inside inference). */
+  decodeMs: number | null;
+  /** Longest wait of the request's images for their batch to start. */
+  queueMs: number;
+  /** Longest run of the batches the request's images ran in. */
+  inferenceMs: number;
+  /** Largest batch the request's images ran in. */
+  batchSize: number;
+}
+
+export interface ClassifyResult {
+  /** Per image, one probability per label, in label order. */
+  probabilities: Float32Array[];
+  timing: ClassifyTiming;
+}
+
+/** A loaded classifier, whichever engine runs it. */
+export interface ImageClassifier {
+  readonly engine: EngineName;
+  readonly labels: readonly string[];
+  readonly inputSize: number;
+  /** Rejects with an error whose `index` names the first image that cannot be decoded. */
+  classify(images: Uint8Array[]): Promise<ClassifyResult>;
+  /** False once the classifier cannot serve any more (its worker thread died) and must be loaded again. */
+  readonly alive: boolean;
+  dispose(): Promise<void>;
+}
+
+/** The topK most probable labels, most probable first (ties keep label order). */
+export function topK(probabilities: Float32Array, labels: readonly string[], k: number): Prediction[] {
+  const n = Math.max(1, Math.min(Math.floor(k), labels.length));
+  return Array.from(probabilities, (probability, i) => ({ label: labels[i]!, probability }))
+    .sort((a, b) => b.probability - a.probability)
+    .slice(0, n);
+}
+
+/** Checks graft.json's fields that serving relies on. */
+export function checkManifest(m: unknown): ClassifierManifest {
+  const x = m as Partial<ClassifierManifest> | null;
+  if (!x || !Array.isArray(x.labels) || x.labels.length < 2 || x.labels.some((l) => typeof l !== 'string')) {
+    throw new Error('graft.json must list at least two labels');
+  }
+  if (!Number.isInteger(x.inputSize) || x.inputSize! < 1) throw new Error('graft.json must give the input size');
+  if (!x.preprocessing || typeof x.preprocessing !== 'object') throw new Error('graft.json must describe the preprocessing');
+  if (x.outputActivation !== undefined && x.outputActivation !== 'sigmoid' && x.outputActivation !== 'softmax') {
+    throw new Error(`graft.json's outputActivation ${JSON.stringify(x.outputActivation)} is neither sigmoid nor softmax`);
+  }
+  return x as ClassifierManifest;
+}
+
+export interface OnnxClassifierOptions {
+  maxBatch?: number;
+  maxWaitMs?: number;
+  /** Called as each batch starts, with its size. */
+  onBatch?(size: number): void;
+}
+
+/** Opens an ONNX classifier (as exportOnnx makes from the trained model) in `host`. */
+export async function loadOnnxClassifier(
+  manifest: ClassifierManifest,
+  onnx: Uint8Array,
+  host: SessionHostLike,
+  opts: OnnxClassifierOptions = {},
+): Promise<ImageClassifier> {
+  const m = checkManifest(manifest);
+  // Only the image pipeline of image.ts is served here; anything else is left to the engine that trained it.
+  const p = m.preprocessing as PixelPreprocessing & { resize?: unknown; colorSpace?: unknown; exifRotate?: unknown };
+  if ((p.resize ?? 'stretch') !== 'stretch' || (p.colorSpace ?? 'srgb') !== 'srgb' || (p.exifRotate ?? true) !== true) {
+    throw new Error(
+      `graft.json asks for resize ${JSON.stringify(p.resize)}, colour space ${JSON.stringify(p.colorSpace)}, exifRotate ${JSON.stringify(p.exifRotate)}; served: stretch, srgb, true`,
+    );
+  }
+  const transform = pixelTransform(m.preprocessing);
+  const session = await host.open(onnx, { transform });
+  try {
+    return new OnnxClassifier(m, session, opts);
+  } catch (err) {
+    await session.dispose();
+    throw err;
+  }
+}
+
+class OnnxClassifier implements ImageClassifier {
+  readonly engine = 'onnxruntime' as const;
+  readonly labels: readonly string[];
+  readonly inputSize: number;
+  private readonly width: number;
+  private readonly batcher: DynamicBatcher<Uint8Array, Float32Array>;
+  private disposed = false;
+
+  constructor(
+    manifest: ClassifierManifest,
+    private readonly session: HostedSession,
+    opts: OnnxClassifierOptions,
+  ) {
+    this.labels = [...manifest.labels];
+    this.inputSize = manifest.inputSize;
+    const size = manifest.inputSize;
+    const inShape = session.inputShape;
+    if (inShape.length !== 3 || inShape[0] !== size || inShape[1] !== size || inShape[2] !== 3) {
+      throw new Error(`the ONNX model takes [${inShape}], graft.json says ${size}x${size}x3`);
+    }
+    const out = session.outputShape;
+    const n = this.labels.length;
+    if (out.length !== 1 || !(out[0] === n || (out[0] === 1 && n === 2))) {
+      throw new Error(`the ONNX model gives [${out}] per image, which does not fit ${n} labels`);
+    }
+    this.width = out[0]!;
+    const per = size * size * 3;
+    this.batcher = new DynamicBatcher<Uint8Array, Float32Array>(
+      async (pixels) => {
+        const input = new Uint8Array(pixels.length * per);
+        pixels.forEach((p, i) => input.set(p, i * per));
+        const output = await this.session.run(input, pixels.length);
+        if (output.length !== pixels.length * this.width) {
+          throw new Error(`ONNX Runtime returned ${output.length} values for ${pixels.length} images of ${this.width}`);
+        }
+        return pixels.map((_, i) => this.toProbabilities(output, i));
+      },
+      { maxBatch: opts.maxBatch, maxWaitMs: opts.maxWaitMs, concurrency: session.parallelism, onBatch: opts.onBatch },
+    );
+  }
+
+  /** As @graft/vision's toClassProbabilities: one sigmoid unit p gives [1 - p, p]. */
+  private toProbabilities(output: Float32Array, i: number): Float32Array {
+    if (this.width === 1) {
+      const p = output[i]!;
+      return Float32Array.of(1 - p, p);
+    }
+    return output.slice(i * this.width, (i + 1) * this.width);
+  }
+
+  get alive(): boolean {
+    return !this.disposed && this.session.alive;
+  }
+
+  async classify(images: Uint8Array[]): Promise<ClassifyResult> {
+    if (this.disposed) throw new Error('the classifier has been disposed');
+    const t0 = performance.now();
+    const pixels = await decodeAll(images, this.inputSize);
+    const decodeMs = performance.now() - t0;
+    const results: Batched<Float32Array>[] = await Promise.all(this.batcher.submitAll(pixels));
+    let queueMs = 0;
+    let inferenceMs = 0;
+    let batchSize = 0;
+    for (const r of results) {
+      queueMs = Math.max(queueMs, r.batch.queuedMs);
+      inferenceMs = Math.max(inferenceMs, r.batch.runMs);
+      batchSize = Math.max(batchSize, r.batch.size);
+    }
+    return {
+      probabilities: results.map((r) => r.output),
+      timing: { engine: this.engine, decodeMs, queueMs, inferenceMs, batchSize },
+    };
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.batcher.close();
+    await this.batcher.drain();
+    await this.session.dispose();
+  }
+}
+
+/** What @graft/vision's loadClassifier returns, as far as serving uses it. */
+export interface TfjsClassifierLike {
+  readonly labels: string[];
+  readonly inputSize: number;
+  probabilities(images: Uint8Array[]): Promise<Float32Array[]>;
+  dispose(): void;
+}
+
+/**
+ * A TF.js classifier behind the same interface, as @graft/vision serves it: each request is one call, which
+ * decodes its images and computes on the calling thread; requests are not batched together, and decodeMs is part
+ * of inferenceMs.
+ */
+export function tfjsClassifier(c: TfjsClassifierLike, opts: { onBatch?(size: number): void } = {}): ImageClassifier {
+  let disposed = false;
+  const running = new Set<Promise<unknown>>();
+  return {
+    engine: 'tfjs',
+    labels: [...c.labels],
+    inputSize: c.inputSize,
+    get alive() {
+      return !disposed;
+    },
+    async classify(images) {
+      if (disposed) throw new Error('the classifier has been disposed');
+      const started = performance.now();
+      opts.onBatch?.(images.length);
+      const run = c.probabilities(images);
+      running.add(run);
+      try {
+        const probabilities = await run;
+        return {
+          probabilities,
+          timing: { engine: 'tfjs', decodeMs: null, queueMs: 0, inferenceMs: performance.now() - started, batchSize: images.length },
+        };
+      } finally {
+        running.delete(run);
+      }
+    },
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      await Promise.allSettled([...running]);
+      c.dispose();
+    },
+  };
+}

@@ -1,0 +1,32 @@
+// What serving needs of ONNX Runtime sessions, wherever they run: in worker threads (session-host.ts) or on the
+// calling thread (local-host.ts).
+import type { PixelTransform } from './image';
+
+export interface HostedSession {
+  readonly provider: string;
+  /** One sample's input shape (no batch dimension). */
+  readonly inputShape: readonly number[];
+  /** One sample's output shape (no batch dimension; -1 where only known at run time). */
+  readonly outputShape: readonly number[];
+  /** Worker threads the session is open in: how many runs can go at once. */
+  readonly parallelism: number;
+  /** False once a worker thread the session lives in has died: the model has to be opened again. */
+  readonly alive: boolean;
+  /**
+   * Runs `batch` samples laid out one after the other. A Uint8Array holds RGB pixels, normalised in the worker
+   * per the transform given to open(); a Float32Array is the model input itself. The input buffer is
+   * transferred to the worker: do not use it afterwards.
+   */
+  run(input: Uint8Array | Float32Array, batch: number): Promise<Float32Array>;
+  /** Closes the session in every worker. May be called more than once. */
+  dispose(): Promise<void>;
+}
+
+/** What serving needs of a host of ONNX Runtime sessions: SessionHost (worker threads) or LocalSessionHost. */
+export interface SessionHostLike {
+  readonly workers: number;
+  readonly intraOpThreads: number;
+  convert(modelJson: object, weights: Uint8Array): Promise<Uint8Array>;
+  open(onnx: Uint8Array, opts?: { transform?: PixelTransform }): Promise<HostedSession>;
+  close(): Promise<void>;
+}

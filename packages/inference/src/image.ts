@@ -1,0 +1,113 @@
+// From encoded image bytes to a classifier's input, applied exactly as @graft/vision trains and predicts
+// (packages/vision/src/preprocess.ts): decode (JPEG, PNG, WebP) with sharp, turn by the EXIF orientation, force
+// 3-channel 8-bit sRGB, stretch-resize to size x size (no crop, aspect ratio not kept), then normalise per
+// channel. sharp runs the decode on libuv's thread pool, so the event loop stays free while it works.
+// test/image.test.ts checks that the pixels equal @graft/vision's decodeImage byte for byte.
+import sharp from 'sharp';
+
+/**
+ * A classifier's pixel normalisation, as graft.json's `preprocessing` holds it: either (pixel - mean) / std per
+ * channel, or pixel * scale + offset; in both cases channels are reordered to `channelOrder` first.
+ */
+export interface PixelPreprocessing {
+  channelOrder?: 'rgb' | 'bgr';
+  mean?: readonly number[];
+  std?: readonly number[];
+  scale?: number | readonly number[];
+  offset?: number | readonly number[];
+}
+
+/** Normalisation reduced to (pixel - sub) * mul per channel, in the network's channel order. */
+export interface PixelTransform {
+  bgr: boolean;
+  sub: [number, number, number];
+  mul: [number, number, number];
+}
+
+/** An image of a request that cannot be decoded; `index` is its position among the request's images. */
+export class InvalidImageError extends Error {
+  readonly code = 'INVALID_IMAGE';
+  constructor(
+    readonly index: number,
+    cause: unknown,
+  ) {
+    super(`image ${index} is not a decodable image: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'InvalidImageError';
+  }
+}
+
+/**
+ * Decodes one image to size x size x 3 RGB bytes (row-major, channels last). Throws on bytes that are not a
+ * decodable image.
+ */
+export async function decodeImage(bytes: Uint8Array, size: number): Promise<Uint8Array> {
+  const { data, info } = await sharp(bytes, { failOn: 'error' })
+    .rotate() // EXIF orientation
+    .removeAlpha()
+    .toColourspace('srgb')
+    .resize(size, size, { fit: 'fill' })
+    .raw({ depth: 'uchar' })
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || info.width !== size || info.height !== size) {
+    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/**
+ * Decodes every image of a request concurrently (sharp queues them on libuv's pool). Rejects with an
+ * InvalidImageError naming the first image, in request order, that cannot be decoded.
+ */
+export async function decodeAll(images: readonly Uint8Array[], size: number): Promise<Uint8Array[]> {
+  const settled = await Promise.allSettled(images.map((b) => decodeImage(b, size)));
+  return settled.map((s, i) => {
+    if (s.status === 'rejected') throw new InvalidImageError(i, s.reason);
+    return s.value;
+  });
+}
+
+function triple(v: number | readonly number[] | undefined, def: number, what: string): [number, number, number] {
+  if (v === undefined) return [def, def, def];
+  const t = typeof v === 'number' ? [v, v, v] : [...v];
+  if (t.length !== 3 || t.some((x) => typeof x !== 'number' || !Number.isFinite(x))) {
+    throw new Error(`preprocessing.${what} must be a number or three numbers`);
+  }
+  return t as [number, number, number];
+}
+
+/** Reads a manifest's preprocessing into (pixel - sub) * mul form. */
+export function pixelTransform(p: PixelPreprocessing): PixelTransform {
+  const bgr = p.channelOrder === 'bgr';
+  if (p.scale !== undefined || p.offset !== undefined) {
+    const scale = triple(p.scale, 1, 'scale');
+    const offset = triple(p.offset, 0, 'offset');
+    if (scale.some((s) => s === 0)) throw new Error('preprocessing.scale must not be 0');
+    return { bgr, sub: [-offset[0] / scale[0], -offset[1] / scale[1], -offset[2] / scale[2]], mul: scale };
+  }
+  const mean = triple(p.mean, 0, 'mean');
+  const std = triple(p.std, 1, 'std');
+  if (std.some((s) => s === 0)) throw new Error('preprocessing.std must not be 0');
+  return { bgr, sub: mean, mul: [1 / std[0], 1 / std[1], 1 / std[2]] };
+}
+
+/**
+ * Normalises RGB pixels (0..255, channels last, any number of pixels) into `out` from `offset`, in the same
+ * arithmetic as @graft/vision's normalizePixels.
+ */
+export function normalizeInto(src: Uint8Array, t: PixelTransform, out: Float32Array, offset = 0): void {
+  const n = src.length;
+  if (n % 3 !== 0) throw new RangeError(`${n} values are not whole RGB pixels`);
+  if (offset + n > out.length) throw new RangeError(`${n} values do not fit at ${offset} in ${out.length}`);
+  const { bgr } = t;
+  const [m0, m1, m2] = t.sub;
+  const [s0, s1, s2] = t.mul;
+  for (let i = 0; i < n; i += 3) {
+    const r = src[i]!;
+    const g = src[i + 1]!;
+    const b = src[i + 2]!;
+    const o = offset + i;
+    out[o] = ((bgr ? b : r) - m0) * s0;
+    out[o + 1] = (g - m1) * s1;
+    out[o + 2] = ((bgr ? r : b) - m2) * s2;
+  }
+}

@@ -1,0 +1,247 @@
+// ONNX Runtime sessions run off the caller's thread. onnxruntime-node's run() computes synchronously on the calling
+// thread (a MobileNet batch of 8 stalls the event loop for as long as it runs, ~35-60 ms here), so a server must not
+// call it on its event loop. A SessionHost keeps a small pool of worker threads (session-worker.ts); each model is
+// opened in every worker of the pool, and each run goes to the least busy worker. With one worker the runs of all
+// models are serialised, which on a machine with few cores is what keeps ORT's intra-op threads from fighting.
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { HostedSession, SessionHostLike } from './host';
+import type { PixelTransform } from './image';
+import type { HostReply, HostRequest } from './session-worker';
+
+export interface SessionHostOptions {
+  /** Worker threads (default 1). */
+  workers?: number;
+  /** ORT intra-op threads of each session in each worker. */
+  threads: number;
+}
+
+// A worker started from source text: it registers tsx's loader where tsx is installed (a worker does not inherit
+// the loader of its parent, and this package ships TypeScript), then imports session-worker.ts.
+const BOOTSTRAP = `
+const { workerData, parentPort } = require('node:worker_threads');
+(async () => {
+  if (workerData.tsx) {
+    const { register } = await import(workerData.tsx);
+    register();
+  }
+  await import(workerData.entry);
+})().catch((err) => parentPort.postMessage({ type: 'fatal', message: String((err && err.stack) || err) }));
+`;
+
+function tsxApiUrl(): string | null {
+  try {
+    const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
+    const api = join(dirname(pkg), 'dist', 'esm', 'api', 'index.mjs');
+    return existsSync(api) ? pathToFileURL(api).href : null;
+  } catch {
+    return null;
+  }
+}
+
+type Waiter = { resolve(v: any): void; reject(e: Error): void };
+
+/** One worker thread and the requests it has not answered yet. */
+class HostThread {
+  private nextId = 1;
+  private readonly pending = new Map<number, Waiter>();
+  failure: Error | null = null;
+  private closing = false;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (m: HostReply) => {
+      if (m.type === 'fatal') return this.fail(new Error(`the ONNX Runtime worker thread failed: ${m.message}`));
+      if (m.type === 'ready') return;
+      const w = this.pending.get(m.id);
+      if (!w) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) worker.unref();
+      if (m.type === 'error') w.reject(Object.assign(new Error(m.message), { name: m.name }));
+      else w.resolve(m);
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => {
+      if (!this.closing) this.fail(new Error(`the ONNX Runtime worker thread exited (code ${code})`));
+    });
+  }
+
+  get load(): number {
+    return this.pending.size;
+  }
+
+  static async start(): Promise<HostThread> {
+    const entry = new URL('./session-worker.ts', import.meta.url).href;
+    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { entry, tsx: tsxApiUrl() } });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const done = (f: () => void) => {
+          worker.off('message', onMessage);
+          worker.off('error', onError);
+          worker.off('exit', onExit);
+          f();
+        };
+        const onMessage = (m: HostReply) => {
+          if (m.type === 'ready') done(resolve);
+          else if (m.type === 'fatal') done(() => reject(new Error(m.message)));
+        };
+        const onError = (err: Error) => done(() => reject(err));
+        const onExit = (code: number) => done(() => reject(new Error(`the worker thread exited (code ${code})`)));
+        worker.on('message', onMessage);
+        worker.on('error', onError);
+        worker.on('exit', onExit);
+      });
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
+    // An idle worker does not keep the process alive; one with requests pending does.
+    worker.unref();
+    return new HostThread(worker);
+  }
+
+  request<T>(msg: HostRequest & { id: number }, transfer: ArrayBuffer[] = []): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(msg.id, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage(msg, transfer);
+    });
+  }
+
+  id(): number {
+    return this.nextId++;
+  }
+
+  post(msg: HostRequest): void {
+    if (!this.failure) this.worker.postMessage(msg);
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const w of this.pending.values()) w.reject(err);
+    this.pending.clear();
+    this.worker.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.fail(new Error('the ONNX Runtime worker thread was closed'));
+    await this.worker.terminate();
+  }
+}
+
+/** A pool of worker threads that hold ONNX Runtime sessions. */
+export class SessionHost implements SessionHostLike {
+  private threads: HostThread[] = [];
+  private starting: Promise<HostThread[]> | null = null;
+  private closed = false;
+  readonly workers: number;
+  readonly intraOpThreads: number;
+
+  constructor(opts: SessionHostOptions) {
+    this.workers = opts.workers ?? 1;
+    this.intraOpThreads = opts.threads;
+    if (!Number.isInteger(this.workers) || this.workers < 1) throw new RangeError(`workers must be a positive integer, got ${this.workers}`);
+    if (!Number.isInteger(this.intraOpThreads) || this.intraOpThreads < 1) {
+      throw new RangeError(`threads must be a positive integer, got ${this.intraOpThreads}`);
+    }
+  }
+
+  /** Starts the worker threads now (they start on first use otherwise); rejects where they cannot start. */
+  async start(): Promise<void> {
+    await this.pool();
+  }
+
+  /** Starts the worker threads (again, if one has died). Rejects where worker threads cannot start. */
+  private async pool(): Promise<HostThread[]> {
+    if (this.closed) throw new Error('the session host is closed');
+    if (this.threads.length === this.workers && this.threads.every((t) => !t.failure)) return this.threads;
+    this.starting ??= (async () => {
+      try {
+        const alive = this.threads.filter((t) => !t.failure);
+        const fresh = await Promise.all(Array.from({ length: this.workers - alive.length }, () => HostThread.start()));
+        this.threads = [...alive, ...fresh];
+        return this.threads;
+      } finally {
+        this.starting = null;
+      }
+    })();
+    return this.starting;
+  }
+
+  /**
+   * Converts a TF.js layers model (model.json's parsed JSON, the weight shards concatenated) to ONNX in a worker
+   * thread. Rejects as exportOnnx throws; an UnsupportedLayerError keeps its name.
+   */
+  async convert(modelJson: object, weights: Uint8Array): Promise<Uint8Array> {
+    const threads = await this.pool();
+    const t = threads.reduce((a, b) => (b.load < a.load ? b : a));
+    const reply = await t.request<{ onnx: Uint8Array }>({ type: 'convert', id: t.id(), modelJson, weights });
+    return reply.onnx;
+  }
+
+  /** Opens an ONNX model in every worker; `transform` normalises RGB pixel input. */
+  async open(onnx: Uint8Array, opts: { transform?: PixelTransform } = {}): Promise<HostedSession> {
+    const threads = await this.pool();
+    type Opened = Extract<HostReply, { type: 'opened' }>;
+    const opened = await Promise.allSettled(
+      threads.map((t) => t.request<Opened>({ type: 'open', id: t.id(), onnx, threads: this.intraOpThreads, transform: opts.transform ?? null })),
+    );
+    const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+    if (failed) {
+      opened.forEach((o, i) => o.status === 'fulfilled' && threads[i]!.post({ type: 'close', session: o.value.session }));
+      throw failed.reason;
+    }
+    const sessions = (opened as PromiseFulfilledResult<Opened>[]).map((o, i) => ({ thread: threads[i]!, session: o.value.session }));
+    const first = (opened[0] as PromiseFulfilledResult<Opened>).value;
+    return new PooledSession(sessions, first.provider, first.inputShape, first.outputShape);
+  }
+
+  /** Stops the worker threads; sessions opened in them stop working. May be called more than once. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const threads = this.threads;
+    this.threads = [];
+    await Promise.all(threads.map((t) => t.close()));
+  }
+}
+
+class PooledSession implements HostedSession {
+  private disposed = false;
+  readonly parallelism: number;
+
+  constructor(
+    private readonly sessions: { thread: HostThread; session: number }[],
+    readonly provider: string,
+    readonly inputShape: readonly number[],
+    readonly outputShape: readonly number[],
+  ) {
+    this.parallelism = sessions.length;
+  }
+
+  get alive(): boolean {
+    return this.sessions.every((s) => !s.thread.failure);
+  }
+
+  async run(input: Uint8Array | Float32Array, batch: number): Promise<Float32Array> {
+    if (this.disposed) throw new Error('the ONNX Runtime session has been disposed');
+    let best = this.sessions[0]!;
+    for (const s of this.sessions) if (s.thread.load < best.thread.load) best = s;
+    const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && input.buffer instanceof ArrayBuffer;
+    const reply = await best.thread.request<{ output: Float32Array }>(
+      { type: 'run', id: best.thread.id(), session: best.session, input, batch },
+      whole ? [input.buffer as ArrayBuffer] : [],
+    );
+    return reply.output;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const s of this.sessions) s.thread.post({ type: 'close', session: s.session });
+  }
+}

@@ -1,0 +1,95 @@
+// The serving path must see exactly the pixels that @graft/vision trains and predicts on.
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import * as vision from '@graft/vision/preprocess';
+import { decodeAll, decodeImage, InvalidImageError, normalizeInto, pixelTransform } from '../src/image';
+
+/** A noisy RGB(A) test card, w x h. */
+function card(w: number, h: number, channels: 3 | 4, seed: number): Buffer {
+  const px = Buffer.alloc(w * h * channels);
+  let s = seed;
+  for (let i = 0; i < px.length; i++) {
+    s = (s * 1103515245 + 12345) & 0x7fffffff;
+    px[i] = (i % channels === 3 ? 128 + (s % 128) : (i * 7 + (s % 50))) & 0xff;
+  }
+  return px;
+}
+
+async function samples(): Promise<Record<string, Buffer>> {
+  const rgb = sharp(card(61, 47, 3, 1), { raw: { width: 61, height: 47, channels: 3 } });
+  const rgba = sharp(card(30, 40, 4, 2), { raw: { width: 30, height: 40, channels: 4 } });
+  return {
+    jpeg: await rgb.clone().jpeg({ quality: 85 }).toBuffer(),
+    // Stored sideways with an EXIF orientation that turns it upright on decode.
+    'jpeg, EXIF orientation 6': await rgb.clone().jpeg().withMetadata({ orientation: 6 }).toBuffer(),
+    'png with alpha': await rgba.clone().png().toBuffer(),
+    'grayscale png': await rgb.clone().grayscale().png().toBuffer(),
+    webp: await rgb.clone().webp({ quality: 80 }).toBuffer(),
+    'large jpeg': await sharp(card(640, 480, 3, 3), { raw: { width: 640, height: 480, channels: 3 } }).jpeg().toBuffer(),
+  };
+}
+
+describe('decodeImage', () => {
+  it('gives the same bytes as @graft/vision for JPEG, EXIF-rotated JPEG, PNG with alpha, grayscale and WebP', async () => {
+    for (const [what, bytes] of Object.entries(await samples())) {
+      for (const size of [32, 224]) {
+        const ours = await decodeImage(bytes, size);
+        const theirs = await vision.decodeImage(bytes, size);
+        expect(ours.length, what).toBe(size * size * 3);
+        expect(Buffer.compare(Buffer.from(ours), Buffer.from(theirs)), `${what} at ${size}`).toBe(0);
+      }
+    }
+  });
+
+  it('turns an image by its EXIF orientation', async () => {
+    // Stored: left half white, right half black; orientation 6 displays it turned 90 degrees clockwise, so the
+    // white half is on top.
+    const raw = Buffer.alloc(20 * 10 * 3);
+    for (let y = 0; y < 10; y++) for (let x = 0; x < 10; x++) raw.fill(255, (y * 20 + x) * 3, (y * 20 + x) * 3 + 3);
+    const jpeg = await sharp(raw, { raw: { width: 20, height: 10, channels: 3 } }).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer();
+    const px = await decodeImage(jpeg, 10);
+    const at = (x: number, y: number) => px[(y * 10 + x) * 3]!;
+    expect(at(5, 1)).toBeGreaterThan(200);
+    expect(at(5, 8)).toBeLessThan(50);
+    expect(Math.abs(at(1, 5) - at(8, 5))).toBeLessThan(30);
+  });
+
+  it('names the first undecodable image of a request by its index', async () => {
+    const { jpeg } = await samples();
+    const images = [jpeg, Buffer.from('not an image'), jpeg, Buffer.alloc(0)];
+    const err = await decodeAll(images, 16).catch((e) => e);
+    expect(err).toBeInstanceOf(InvalidImageError);
+    expect(err.index).toBe(1);
+    expect(err.code).toBe('INVALID_IMAGE');
+    const ok = await decodeAll([jpeg, jpeg], 16);
+    expect(ok.map((p) => p.length)).toEqual([768, 768]);
+  });
+});
+
+describe('normalizeInto', () => {
+  it('computes what @graft/vision normalizePixels does for every preprocessing mode', async () => {
+    const pixels = await decodeImage((await samples()).jpeg, 20);
+    for (const p of Object.values(vision.PREPROCESSING)) {
+      const expected = vision.normalizePixels(pixels, p);
+      const out = new Float32Array(pixels.length + 6).fill(-7);
+      normalizeInto(pixels, pixelTransform(p), out, 3);
+      expect(Array.from(out.subarray(3, 3 + pixels.length)), p.mode).toEqual(Array.from(expected));
+      expect([out[0], out[out.length - 1]]).toEqual([-7, -7]);
+    }
+  });
+
+  it('reads scale/offset preprocessing as pixel * scale + offset, in the asked channel order', () => {
+    const t = pixelTransform({ channelOrder: 'bgr', scale: [1 / 255, 2, 0.5], offset: -1 });
+    const out = new Float32Array(3);
+    normalizeInto(Uint8Array.of(10, 20, 30), t, out);
+    expect(out[0]).toBeCloseTo(30 / 255 - 1, 6);
+    expect(out[1]).toBeCloseTo(20 * 2 - 1, 5);
+    expect(out[2]).toBeCloseTo(10 * 0.5 - 1, 6);
+  });
+
+  it('rejects a preprocessing it cannot apply', () => {
+    expect(() => pixelTransform({ mean: [1, 2], std: [1, 1, 1] })).toThrow(/mean/);
+    expect(() => pixelTransform({ std: [1, 0, 1] })).toThrow(/std/);
+    expect(() => pixelTransform({ scale: 0 })).toThrow(/scale/);
+  });
+});

@@ -1,0 +1,245 @@
+// The ONNX Runtime predictor against @graft/vision's TF.js classifier on the same tiny trained-layout models.
+import sharp from 'sharp';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportClassifier, initBackend, loadClassifier, makeManifest, PREPROCESSING, type Preprocessing } from '@graft/vision';
+import { exportOnnx } from '../src/onnx-export';
+import { Predictor, type ModelSource, type PredictorOptions } from '../src/predictor';
+import { randomizeWeights } from './helpers';
+
+const SIZE = 24;
+
+/** A small classifier laid out as the trained ones are: conv backbone, pooling, dense head. */
+function buildModel(classes: number, seed: number, extra?: 'upsampling'): tf.LayersModel {
+  const input = tf.input({ shape: [SIZE, SIZE, 3], name: 'in' });
+  let x = tf.layers.conv2d({ filters: 6, kernelSize: 3, strides: 2, padding: 'same', name: 'c1' }).apply(input) as tf.SymbolicTensor;
+  x = tf.layers.batchNormalization({ name: 'bn1' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.activation({ activation: 'relu', name: 'r1' }).apply(x) as tf.SymbolicTensor;
+  if (extra === 'upsampling') x = tf.layers.upSampling2d({ size: [2, 2], name: 'up' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', name: 'dw' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.globalAveragePooling2d({ name: 'graft_head_pool' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.dense({ units: 8, activation: 'relu', name: 'graft_head_dense' }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.dropout({ rate: 0.5, name: 'graft_head_dropout' }).apply(x) as tf.SymbolicTensor;
+  const out = tf.layers
+    .dense({ units: classes === 2 ? 1 : classes, activation: classes === 2 ? 'sigmoid' : 'softmax', name: 'graft_head_predictions' })
+    .apply(x) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: out, name: 'graft_classifier' });
+  randomizeWeights(model, seed);
+  return model;
+}
+
+async function classifierFiles(
+  classes: number,
+  seed: number,
+  opts: { preprocessing?: Preprocessing; onnx?: boolean; extra?: 'upsampling' } = {},
+): Promise<Record<string, Uint8Array>> {
+  const model = buildModel(classes, seed, opts.extra);
+  const labels = Array.from({ length: classes }, (_, i) => `class_${i}`);
+  const manifest = makeManifest({
+    labels,
+    inputSize: SIZE,
+    backbone: null,
+    method: 'scratch',
+    preprocessing: opts.preprocessing ?? PREPROCESSING.tf,
+    outputActivation: classes === 2 ? 'sigmoid' : 'softmax',
+  });
+  const files = await exportClassifier(model, manifest);
+  model.dispose();
+  if (opts.onnx) {
+    const json = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
+    files['model.onnx'] = exportOnnx(json, files['weights.bin']!);
+  }
+  return files;
+}
+
+/** A ModelSource over in-memory files that counts reads. */
+function source(files: Record<string, Uint8Array>) {
+  const reads: string[] = [];
+  const src: ModelSource = {
+    list: async () => Object.entries(files).map(([name, b]) => ({ name, bytes: b.byteLength })),
+    read: async (name) => {
+      reads.push(name);
+      const f = files[name];
+      if (!f) throw new Error(`no ${name}`);
+      return f;
+    },
+  };
+  return { src, reads };
+}
+
+/** Images of varied sizes and formats. */
+async function images(n: number, seed = 1): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = 20 + ((i * 7 + seed) % 40);
+    const h = 18 + ((i * 11 + seed) % 30);
+    const px = Buffer.alloc(w * h * 3);
+    for (let k = 0; k < px.length; k++) px[k] = (k * (i + 3) * 13 + seed * 31 + ((k / 3) | 0) * 5) & 0xff;
+    const img = sharp(px, { raw: { width: w, height: h, channels: 3 } });
+    out.push(await (i % 3 === 0 ? img.png() : i % 3 === 1 ? img.jpeg({ quality: 90 }) : img.webp()).toBuffer());
+  }
+  return out;
+}
+
+function maxAbsDiff(a: Float32Array[], b: Float32Array[]): number {
+  expect(a.length).toBe(b.length);
+  let d = 0;
+  a.forEach((row, i) => {
+    expect(row.length).toBe(b[i]!.length);
+    row.forEach((v, j) => (d = Math.max(d, Math.abs(v - b[i]![j]!))));
+  });
+  return d;
+}
+
+async function tfjsProbabilities(files: Record<string, Uint8Array>, imgs: Uint8Array[]): Promise<Float32Array[]> {
+  const c = await loadClassifier(files);
+  try {
+    return await c.probabilities(imgs);
+  } finally {
+    c.dispose();
+  }
+}
+
+const predictors: Predictor[] = [];
+function predictor(opts: Partial<PredictorOptions> = {}) {
+  const logs: { level: string; obj: Record<string, unknown>; msg: string }[] = [];
+  const p = new Predictor({
+    cacheBytes: 64 * 1024 ** 2,
+    maxBatch: 4,
+    maxWaitMs: 2,
+    threads: 1,
+    loadTfjs: (files) => loadClassifier(files),
+    log: { info: (obj, msg) => logs.push({ level: 'info', obj, msg }), warn: (obj, msg) => logs.push({ level: 'warn', obj, msg }) },
+    ...opts,
+  });
+  predictors.push(p);
+  return { p, logs };
+}
+
+let imgs: Uint8Array[];
+
+beforeAll(async () => {
+  await initBackend();
+  imgs = await images(7);
+});
+afterAll(async () => {
+  await Promise.all(predictors.map((p) => p.close()));
+});
+
+describe('Predictor on ONNX Runtime', () => {
+  it('converts model.json on load and gives TF.js probabilities within 1e-4 (softmax, tf preprocessing)', async () => {
+    const files = await classifierFiles(3, 1);
+    const { p, logs } = predictor();
+    const r = await p.predict('m1', source(files).src, imgs, 2);
+    expect(r.timing.engine).toBe('onnxruntime');
+    expect(r.timing.loadMs).toBeGreaterThan(0);
+    expect(maxAbsDiff(r.probabilities, await tfjsProbabilities(files, imgs))).toBeLessThan(1e-4);
+    expect(r.predictions).toHaveLength(imgs.length);
+    for (const [i, preds] of r.predictions.entries()) {
+      expect(preds).toHaveLength(2);
+      expect(preds[0]!.probability).toBeGreaterThanOrEqual(preds[1]!.probability);
+      expect(preds[0]!.probability).toBe(Math.max(...r.probabilities[i]!));
+    }
+    expect(logs).toContainEqual(expect.objectContaining({ msg: 'model loaded', obj: expect.objectContaining({ engine: 'onnxruntime', from: 'model.json' }) }));
+    // Sessions run in worker threads: no fallback to the main thread was logged.
+    expect(logs.filter((l) => l.level === 'warn')).toEqual([]);
+    const again = await p.predict('m1', source(files).src, imgs.slice(0, 1), 1);
+    expect(again.timing.loadMs).toBe(0);
+  });
+
+  it('opens model.onnx from the artifacts when present (sigmoid, caffe preprocessing)', async () => {
+    const files = await classifierFiles(2, 2, { preprocessing: PREPROCESSING.caffe, onnx: true });
+    const { p, logs } = predictor();
+    const { src, reads } = source(files);
+    const r = await p.predict('m2', src, imgs, 5);
+    expect(reads).toContain('model.onnx');
+    expect(reads).not.toContain('model.json');
+    expect(logs).toContainEqual(expect.objectContaining({ obj: expect.objectContaining({ from: 'model.onnx' }) }));
+    for (const row of r.probabilities) expect(row[0]! + row[1]!).toBeCloseTo(1, 6);
+    expect(maxAbsDiff(r.probabilities, await tfjsProbabilities(files, imgs))).toBeLessThan(1e-4);
+    expect(r.predictions[0]!.map((x) => x.label).sort()).toEqual(['class_0', 'class_1']);
+  });
+
+  it('gives each of many concurrent requests its own results, batched together', async () => {
+    const files = await classifierFiles(4, 3, { preprocessing: PREPROCESSING.torch });
+    const sizes: number[] = [];
+    const { p } = predictor({ onBatch: (n, engine) => engine === 'onnxruntime' && sizes.push(n) });
+    const expected = await tfjsProbabilities(files, imgs);
+    const requests = Array.from({ length: 12 }, (_, i) => [i % imgs.length, (i * 3 + 1) % imgs.length].slice(0, 1 + (i % 2)));
+    const results = await Promise.all(requests.map((idx) => p.predict('m3', source(files).src, idx.map((j) => imgs[j]!), 4)));
+    results.forEach((r, i) => {
+      expect(maxAbsDiff(r.probabilities, requests[i]!.map((j) => expected[j]!))).toBeLessThan(1e-4);
+      expect(r.timing.batchSize).toBeGreaterThanOrEqual(1);
+      expect(r.timing.batchSize).toBeLessThanOrEqual(4);
+      expect(r.timing.decodeMs).toBeGreaterThan(0);
+    });
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(requests.flat().length);
+  });
+
+  it("fails a request with an undecodable image by that image's index, and no other request", async () => {
+    const files = await classifierFiles(3, 4);
+    const { p } = predictor();
+    const bad = [imgs[0]!, imgs[1]!, Buffer.from('garbage'), imgs[2]!];
+    const [failed, fine] = await Promise.allSettled([p.predict('m4', source(files).src, bad, 1), p.predict('m4', source(files).src, imgs.slice(0, 3), 1)]);
+    expect(failed.status).toBe('rejected');
+    expect((failed as PromiseRejectedResult).reason.index).toBe(2);
+    expect(fine.status).toBe('fulfilled');
+    expect((fine as PromiseFulfilledResult<any>).value.predictions).toHaveLength(3);
+  });
+
+  it('evicts models by bytes: a second model over the bound pushes the first out, which then loads again', async () => {
+    const a = await classifierFiles(3, 5, { onnx: true });
+    const b = await classifierFiles(3, 6, { onnx: true });
+    const { p } = predictor({ cacheBytes: Math.round(a['model.onnx']!.byteLength * 1.5) });
+    const srcA = source(a);
+    await p.predict('a', srcA.src, imgs.slice(0, 1), 1);
+    await p.predict('b', source(b).src, imgs.slice(0, 1), 1);
+    expect(p.cachedModels()).toEqual(['b']);
+    expect(p.cachedBytes).toBe(b['model.onnx']!.byteLength);
+    const r = await p.predict('a', srcA.src, imgs.slice(0, 2), 1);
+    expect(srcA.reads.filter((n) => n === 'model.onnx')).toHaveLength(2);
+    expect(r.timing.loadMs).toBeGreaterThan(0);
+    expect(p.cachedModels()).toEqual(['a']);
+  });
+});
+
+describe('Predictor fallback to TF.js', () => {
+  it('serves a model the converter cannot express with TF.js, saying why', async () => {
+    const files = await classifierFiles(3, 7, { extra: 'upsampling' });
+    const { p, logs } = predictor();
+    const r = await p.predict('m5', source(files).src, imgs, 3);
+    expect(r.timing.engine).toBe('tfjs');
+    const warning = logs.find((l) => l.level === 'warn');
+    expect(warning?.msg).toMatch(/TensorFlow\.js/);
+    expect(String(warning?.obj.reason)).toMatch(/UpSampling2D/);
+    expect(maxAbsDiff(r.probabilities, await tfjsProbabilities(files, imgs))).toBe(0);
+  });
+
+  it('leaves a model whose graft.json asks for an image pipeline it does not implement to TF.js', async () => {
+    const files = await classifierFiles(3, 9, { onnx: true });
+    const manifest = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8'));
+    manifest.preprocessing.resize = 'center_crop';
+    files['graft.json'] = new Uint8Array(Buffer.from(JSON.stringify(manifest)));
+    const { p, logs } = predictor();
+    const r = await p.predict('m8', source(files).src, imgs.slice(0, 2), 1);
+    expect(r.timing.engine).toBe('tfjs');
+    expect(String(logs.find((l) => l.level === 'warn')?.obj.reason)).toMatch(/resize "center_crop"/);
+  });
+
+  it("does not fall back when the engine is 'onnx'", async () => {
+    const files = await classifierFiles(3, 7, { extra: 'upsampling' });
+    const { p } = predictor({ engine: 'onnx' });
+    await expect(p.predict('m6', source(files).src, imgs.slice(0, 1), 1)).rejects.toThrow(/ONNX Runtime cannot serve model m6: .*UpSampling2D/);
+  });
+
+  it("serves with TF.js alone when the engine is 'tfjs', reporting bad images by index too", async () => {
+    const files = await classifierFiles(2, 8, { onnx: true });
+    const { p } = predictor({ engine: 'tfjs' });
+    const { src, reads } = source(files);
+    const r = await p.predict('m7', src, imgs.slice(0, 2), 1);
+    expect(r.timing.engine).toBe('tfjs');
+    expect(reads).not.toContain('model.onnx');
+    const err = await p.predict('m7', src, [imgs[0]!, Buffer.from('nope')], 1).catch((e) => e);
+    expect(err.index).toBe(1);
+  });
+});

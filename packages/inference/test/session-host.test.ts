@@ -1,0 +1,121 @@
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { normalizeInto, pixelTransform } from '../src/image';
+import { LocalSessionHost } from '../src/local-host';
+import { exportOnnx } from '../src/onnx-export';
+import { createSession } from '../src/session';
+import { SessionHost } from '../src/session-host';
+import { randomizeWeights, saveToMemory, type SavedModel } from './helpers';
+
+const SHAPE = [8, 8, 3];
+const PER = 8 * 8 * 3;
+let saved: SavedModel;
+let unsupported: SavedModel;
+let onnx: Uint8Array;
+const hosts: { close(): Promise<void> }[] = [];
+
+function pixels(batch: number, seed: number): Uint8Array {
+  const p = new Uint8Array(batch * PER);
+  for (let i = 0; i < p.length; i++) p[i] = (i * 31 + seed * 7) & 0xff;
+  return p;
+}
+
+beforeAll(async () => {
+  await tf.setBackend('cpu');
+  const model = tf.sequential({
+    layers: [
+      tf.layers.conv2d({ inputShape: SHAPE, filters: 4, kernelSize: 3, padding: 'same', activation: 'relu' }),
+      tf.layers.globalAveragePooling2d({}),
+      tf.layers.dense({ units: 3, activation: 'softmax' }),
+    ],
+  });
+  randomizeWeights(model, 3);
+  saved = await saveToMemory(model);
+  onnx = exportOnnx(saved.modelJson, saved.weights);
+  model.dispose();
+  const up = tf.sequential({ layers: [tf.layers.upSampling2d({ inputShape: SHAPE, size: [2, 2] }), tf.layers.flatten({})] });
+  unsupported = await saveToMemory(up);
+  up.dispose();
+});
+afterAll(async () => {
+  await Promise.all(hosts.map((h) => h.close()));
+});
+
+/** What the model gives for RGB pixels normalised on this thread, by a session on this thread. */
+async function reference(px: Uint8Array, batch: number, transform: ReturnType<typeof pixelTransform>): Promise<Float32Array> {
+  const x = new Float32Array(px.length);
+  normalizeInto(px, transform, x);
+  const s = await createSession(onnx, { threads: 1 });
+  try {
+    return await s.run(x, batch);
+  } finally {
+    await s.dispose();
+  }
+}
+
+describe('SessionHost', () => {
+  it('runs sessions in worker threads, normalising pixel input there, with the results of an in-process session', async () => {
+    const host = new SessionHost({ workers: 2, threads: 1 });
+    hosts.push(host);
+    const transform = pixelTransform({ channelOrder: 'bgr', mean: [103.9, 116.8, 123.7], std: [1, 1, 1] });
+    const session = await host.open(onnx, { transform });
+    expect(session.parallelism).toBe(2);
+    expect(session.inputShape).toEqual(SHAPE);
+    expect(session.outputShape).toEqual([3]);
+    expect(session.alive).toBe(true);
+    const inputs = [1, 2, 3, 4, 5, 6].map((seed) => pixels(1 + (seed % 3), seed));
+    const expected = await Promise.all(inputs.map((px) => reference(px, px.length / PER, transform)));
+    // Concurrent runs spread over both workers; each gets its own answer.
+    const outputs = await Promise.all(inputs.map((px) => session.run(px.slice(), px.length / PER)));
+    outputs.forEach((out, i) => {
+      expect(out).toHaveLength(expected[i]!.length);
+      out.forEach((v, j) => expect(v).toBeCloseTo(expected[i]![j]!, 6));
+    });
+    // Float input is passed through as the model input.
+    const x = new Float32Array(PER).fill(0.25);
+    const local = await createSession(onnx, { threads: 1 });
+    const want = await local.run(x.slice(), 1);
+    await local.dispose();
+    expect(Array.from(await session.run(x, 1))).toEqual(Array.from(want));
+    await session.dispose();
+    await session.dispose();
+    await expect(session.run(pixels(1, 1), 1)).rejects.toThrow(/disposed/);
+  });
+
+  it('converts TF.js models in a worker, keeping the UnsupportedLayerError name for what it cannot express', async () => {
+    const host = new SessionHost({ workers: 1, threads: 1 });
+    hosts.push(host);
+    const converted = await host.convert(saved.modelJson, saved.weights);
+    expect(Buffer.compare(Buffer.from(converted), Buffer.from(onnx))).toBe(0);
+    const err = await host.convert(unsupported.modelJson, unsupported.weights).catch((e) => e);
+    expect(err.name).toBe('UnsupportedLayerError');
+    expect(err.message).toMatch(/UpSampling2D/);
+  });
+
+  it('rejects what cannot run, and stops its workers on close', async () => {
+    const host = new SessionHost({ workers: 1, threads: 1 });
+    await expect(host.open(new Uint8Array([1, 2, 3]))).rejects.toThrow();
+    const session = await host.open(onnx);
+    await expect(session.run(pixels(1, 1), 1)).rejects.toThrow(/float32 input/);
+    await expect(session.run(new Float32Array(5), 1)).rejects.toThrow(/needs 192/);
+    await host.close();
+    await host.close();
+    expect(session.alive).toBe(false);
+    await expect(session.run(new Float32Array(PER), 1)).rejects.toThrow(/closed/);
+    await expect(host.open(onnx)).rejects.toThrow(/closed/);
+    expect(() => new SessionHost({ workers: 0, threads: 1 })).toThrow(RangeError);
+  });
+});
+
+describe('LocalSessionHost', () => {
+  it('serves the same interface on the calling thread', async () => {
+    const host = new LocalSessionHost(1);
+    const transform = pixelTransform({ mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] });
+    const session = await host.open(await host.convert(saved.modelJson, saved.weights), { transform });
+    const px = pixels(2, 9);
+    const expected = await reference(px, 2, transform);
+    const out = await session.run(px, 2);
+    out.forEach((v, j) => expect(v).toBeCloseTo(expected[j]!, 6));
+    await session.dispose();
+  });
+});
