@@ -4,10 +4,18 @@
 // file:// URL or an http(s):// URL base holding `<name>/model.json` and its shards. More architectures are added
 // with registerBackbone(), optionally with their own loader and builder. A source may also be a function that
 // reads `<name>/<file>` from anywhere (object storage, an archive), so this package needs no storage client.
+//
+// The Keras Applications architectures (architectures/: vgg16, vgg19, resnet50, inception_v3, xception,
+// mobilenet_v1_<alpha>, mobilenet_v2_<alpha>) are registered with a builder, so their parameter counts and
+// feature shapes are known without weights, and a loader that takes a TensorFlow.js layers folder
+// (`<source>/<name>/model.json`) or a Keras weight file (`<source>/<name>.h5`, or the file Keras publishes,
+// `<source>/<name>/<keras file name>`); a source that itself names an `.h5` file (path or URL) is read as it is.
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import { ARCHITECTURES, loadKerasH5Weights, type ArchitectureSpec } from './architectures/index';
 import { VisionError } from './errors';
 import { disposeWeights, headlessModel } from './graph';
 import { loadLayersModelFrom, parseJsonFile, readerFor, type FileReader } from './model-files';
@@ -18,8 +26,13 @@ export type BackboneSource = string | ((path: string) => Promise<Uint8Array>);
 
 export interface BackboneSpec {
   name: string;
-  /** The input size the weights were trained at, used when a config gives none. */
+  /** The input size the weights were trained at. */
   inputSize: number;
+  /**
+   * The input size training uses when a config gives none (default: inputSize). Photos larger than the
+   * pretraining size give better features a little above it (see TRAINING_INPUT_SIZE below).
+   */
+  trainingInputSize?: number;
   /** The smallest input size the architecture takes. */
   minInputSize?: number;
   preprocessing: Preprocessing;
@@ -38,6 +51,13 @@ export interface BackboneSpec {
   available?(source: BackboneSource): Promise<boolean>;
   /** Builds the headless architecture with untrained weights (for shapes and parameter counts). */
   build?(inputSize: number): tf.LayersModel;
+}
+
+/** A name a backbone source gives to a file: `<name>/model.json`, `<name>.h5`, ... (relative to the source). */
+function sourceFile(source: string, relative: string): string {
+  if (/^https?:\/\//i.test(source)) return `${source.replace(/\/+$/, '')}/${relative.split('/').map(encodeURIComponent).join('/')}`;
+  const dir = source.startsWith('file://') ? fileURLToPath(source) : source;
+  return join(dir, relative);
 }
 
 const registry = new Map<string, BackboneSpec>();
@@ -63,9 +83,18 @@ export function getBackboneSpec(name: string): BackboneSpec {
 
 const GOOGLE_TFJS_MODELS = 'https://storage.googleapis.com/tfjs-models/tfjs';
 
+/**
+ * Training size of the MobileNet v1 backbones (pretrained at 224). Measured on Dogs vs Cats (bench/), with a
+ * head on frozen features and fine-tuning of the top block: at 288 the validation loss falls from 0.061 to
+ * 0.055 and the accuracy on held-out images rises from 98.2-98.6% to 98.8-99.2%, for 1.65 times the compute
+ * per image. A fully convolutional base takes any size; the exported model takes this size.
+ */
+const MOBILENET_TRAINING_INPUT_SIZE = 288;
+
 registerBackbone({
   name: 'mobilenet_v1_0.75_224',
   inputSize: 224,
+  trainingInputSize: MOBILENET_TRAINING_INPUT_SIZE,
   minInputSize: 32,
   preprocessing: PREPROCESSING.tf,
   featureLayer: 'conv_pw_13_relu',
@@ -77,6 +106,7 @@ registerBackbone({
 registerBackbone({
   name: 'mobilenet_v1_0.25_224',
   inputSize: 224,
+  trainingInputSize: MOBILENET_TRAINING_INPUT_SIZE,
   minInputSize: 32,
   preprocessing: PREPROCESSING.tf,
   featureLayer: 'conv_pw_13_relu',
@@ -201,6 +231,8 @@ async function weightsAvailable(spec: BackboneSpec, source: BackboneSource): Pro
 export interface BackboneListing {
   name: string;
   inputSize: number;
+  /** The input size training uses when a config gives none. */
+  trainingInputSize: number;
   preprocessing: Preprocessing['mode'];
   featureLayer: string;
   topBlockStart: string;
@@ -217,6 +249,7 @@ export async function listBackbones(source?: BackboneSource): Promise<BackboneLi
       return {
         name: spec.name,
         inputSize: spec.inputSize,
+        trainingInputSize: spec.trainingInputSize ?? spec.inputSize,
         preprocessing: spec.preprocessing.mode,
         featureLayer: spec.featureLayer,
         topBlockStart: spec.topBlockStart,
@@ -259,4 +292,127 @@ export async function describeBackbone(name: string, source?: BackboneSource, in
   } finally {
     disposeWeights(model);
   }
+}
+
+// --- Keras Applications architectures ------------------------------------------------------------------------
+
+/** Reads a file of a source (folder, file:// or http(s):// URL, or reader function); null where it is not there. */
+async function readSourceFile(source: BackboneSource, relative: string): Promise<Uint8Array | null> {
+  if (typeof source === 'function') {
+    try {
+      return await source(relative);
+    } catch {
+      return null;
+    }
+  }
+  return readLocation(sourceFile(source, relative));
+}
+
+async function readLocation(location: string): Promise<Uint8Array | null> {
+  if (/^https?:\/\//i.test(location)) {
+    try {
+      const res = await fetch(location);
+      return res.ok ? new Uint8Array(await res.arrayBuffer()) : null;
+    } catch {
+      return null;
+    }
+  }
+  const path = location.startsWith('file://') ? fileURLToPath(location) : location;
+  return existsSync(path) ? new Uint8Array(await readFile(path)) : null;
+}
+
+async function sourceHas(source: BackboneSource, relative: string): Promise<boolean> {
+  if (typeof source === 'function') return (await readSourceFile(source, relative)) !== null;
+  return locationExists(sourceFile(source, relative));
+}
+
+async function locationExists(location: string): Promise<boolean> {
+  if (/^https?:\/\//i.test(location)) {
+    try {
+      const res = await fetch(location, { method: 'HEAD', signal: AbortSignal.timeout(5000) });
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+  return existsSync(location.startsWith('file://') ? fileURLToPath(location) : location);
+}
+
+/** Keras weight file names to look for, most specific first. */
+function kerasWeightFiles(name: string, arch: ArchitectureSpec, inputSize: number): string[] {
+  return [...new Set([`${name}.h5`, `${name}/${arch.kerasWeightsFile(inputSize)}`, `${name}/${arch.kerasWeightsFile(arch.defaultInputSize)}`])];
+}
+
+const isH5Location = (source: BackboneSource) => typeof source === 'string' && /\.h5(\?.*)?$/i.test(source);
+
+/** Builds `name` at inputSize and fills its weights from source (see the top of this file). */
+async function loadKerasBackbone(name: string, arch: ArchitectureSpec, source: BackboneSource, inputSize: number): Promise<tf.LayersModel> {
+  const tried: string[] = [];
+  const fromH5 = async (bytes: Uint8Array, where: string) => {
+    const model = arch.build(inputSize, { zeroInit: true });
+    try {
+      await loadKerasH5Weights(model, bytes);
+    } catch (err) {
+      disposeWeights(model);
+      throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `cannot load backbone '${name}' from ${where}: ${(err as Error).message}`, false);
+    }
+    return model;
+  };
+  if (isH5Location(source)) {
+    const bytes = await readLocation(source as string);
+    if (!bytes) throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `cannot load backbone '${name}': ${source as string} is not there`, false);
+    return fromH5(bytes, source as string);
+  }
+  tried.push(`${name}/model.json`);
+  if (await sourceHas(source, `${name}/model.json`)) {
+    const location = typeof source === 'function' ? `${name}/ (custom reader)` : sourceFile(source, name);
+    try {
+      const full = await loadLayersModelFrom(backboneReader(source, name), { patchTopology: (t) => setTopologyInputSize(t, inputSize) });
+      const headless = headlessModel(full, arch.featureLayer, name);
+      const kept = new Set(headless.layers);
+      disposeWeights(...full.layers.filter((l) => !kept.has(l)));
+      return headless;
+    } catch (err) {
+      throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `cannot load backbone '${name}' from ${location}: ${(err as Error).message}`, false);
+    }
+  }
+  for (const file of kerasWeightFiles(name, arch, inputSize)) {
+    tried.push(file);
+    const bytes = await readSourceFile(source, file);
+    if (bytes) return fromH5(bytes, typeof source === 'function' ? file : sourceFile(source, file));
+  }
+  const where = typeof source === 'function' ? 'the custom reader' : source;
+  throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `cannot load backbone '${name}': ${where} has none of ${tried.join(', ')}`, false);
+}
+
+async function kerasWeightsAvailable(name: string, arch: ArchitectureSpec, source: BackboneSource): Promise<boolean> {
+  if (isH5Location(source)) return locationExists(source as string);
+  for (const file of [`${name}/model.json`, ...kerasWeightFiles(name, arch, arch.defaultInputSize)]) {
+    if (await sourceHas(source, file)) return true;
+  }
+  return false;
+}
+
+const ARCHITECTURE_DESCRIPTIONS: Record<string, string> = {
+  vgg: 'VGG (Simonyan and Zisserman, 2014), Keras Applications, ImageNet weights from a Keras .h5 file',
+  resnet: 'ResNet50 (He et al., 2015), Keras Applications, ImageNet weights from a Keras .h5 file',
+  inception: 'Inception v3 (Szegedy et al., 2015), Keras Applications, ImageNet weights from a Keras .h5 file',
+  xception: 'Xception (Chollet, 2016), Keras Applications, ImageNet weights from a Keras .h5 file',
+  mobilenet: 'MobileNet v1 (Howard et al., 2017), Keras Applications, ImageNet weights from a Keras .h5 file',
+  mobilenet_v2: 'MobileNet v2 (Sandler et al., 2018), Keras Applications, ImageNet weights from a Keras .h5 file',
+};
+
+for (const [name, arch] of Object.entries(ARCHITECTURES)) {
+  registerBackbone({
+    name,
+    inputSize: arch.defaultInputSize,
+    minInputSize: arch.minInputSize,
+    preprocessing: PREPROCESSING[arch.preprocessing],
+    featureLayer: arch.featureLayer,
+    topBlockStart: arch.topBlockFirstLayer,
+    description: ARCHITECTURE_DESCRIPTIONS[arch.family],
+    build: (inputSize) => arch.build(inputSize, { zeroInit: true }),
+    load: (source, inputSize) => loadKerasBackbone(name, arch, source, inputSize),
+    available: (source) => kerasWeightsAvailable(name, arch, source),
+  });
 }

@@ -1,6 +1,10 @@
 // Training data as batches: features computed once and kept in memory (FeatureStore), or images augmented anew
 // for every epoch and optionally sent through a frozen model on the way (ImageSource). Also the one-off pass
-// that computes features of images (and their augmented copies) through a frozen model.
+// that computes features of images (and of augmented copies of them) through a frozen model.
+//
+// Frozen forward passes take and return plain float arrays (frozen.ts runs them on ONNX Runtime in a worker
+// thread where it can), so both passes are pipelined: the next batch is augmented and normalised on this thread,
+// and sent, while the frozen model computes the current one.
 import * as tf from '@tensorflow/tfjs';
 import { applyTransform, sampleTransform, type AugmentationOptions, type AffineTransform } from './augment';
 import { throwIfAborted } from './errors';
@@ -9,14 +13,31 @@ import { labelTensor } from './fit';
 import { normalizePixels, type Preprocessing } from './preprocess';
 import { createRng, deriveSeed, permutation } from './random';
 
-function sizeOf(shape: number[]): number {
+export function sizeOf(shape: number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-/** Per-sample arrays (one per model input) kept in memory, served as shuffled batches. */
+/**
+ * A frozen forward pass on arrays: `batch` network inputs laid out one after the other in, one array per output
+ * out (samples one after the other). It may take ownership of `input`.
+ */
+export type ArrayForward = (input: Float32Array, batch: number) => Promise<Float32Array[]>;
+
+/** How a shuffled epoch draws from a store whose samples are grouped (an image and its augmented copies). */
+export type Sampling = 'all' | 'one_per_group';
+
+/**
+ * Per-sample arrays (one per model input) kept in memory, served as shuffled batches. Samples may be grouped
+ * (an image and its augmented copies): with sampling 'one_per_group' a training epoch serves one sample of each
+ * group, going round the group's samples from epoch to epoch (in an order of its own per group), so every epoch
+ * sees each image once, in another version, as an epoch of augmentation on the fly does. Evaluation (no
+ * shuffle) serves every sample.
+ */
 export class FeatureStore implements BatchSource {
   readonly samples: Float32Array[][] = [];
   readonly labels: number[] = [];
+  private readonly groupOf: number[] = [];
+  private groups: Map<number, number[]> | null = null;
 
   constructor(
     /** Shape of each input, without the batch dimension. */
@@ -25,21 +46,61 @@ export class FeatureStore implements BatchSource {
     readonly numClasses: number,
     readonly batchSize: number,
     readonly seed: number,
+    readonly sampling: Sampling = 'all',
   ) {}
 
+  /** Samples in a training epoch. */
   get size(): number {
+    return this.sampling === 'one_per_group' ? this.groupMap().size : this.labels.length;
+  }
+
+  /** Samples held. */
+  get count(): number {
     return this.labels.length;
   }
 
-  add(values: Float32Array[], label: number): void {
+  /** Adds a sample; `group` (default: a group of its own) ties augmented copies of one image together. */
+  add(values: Float32Array[], label: number, group?: number): void {
     this.samples.push(values);
     this.labels.push(label);
+    this.groupOf.push(group ?? -1 - this.labels.length);
+    this.groups = null;
+  }
+
+  private groupMap(): Map<number, number[]> {
+    if (!this.groups) {
+      const m = new Map<number, number[]>();
+      this.groupOf.forEach((g, i) => {
+        const list = m.get(g);
+        if (list) list.push(i);
+        else m.set(g, [i]);
+      });
+      this.groups = m;
+    }
+    return this.groups;
+  }
+
+  /** The sample indices of a training epoch (before shuffling). */
+  epochSamples(epoch: number): number[] {
+    if (this.sampling === 'all') return [...this.labels.keys()];
+    const out: number[] = [];
+    for (const [g, members] of this.groupMap()) {
+      const k = members.length;
+      if (k === 1) {
+        out.push(members[0]!);
+        continue;
+      }
+      // Each group goes through its members in an order drawn once, starting at a point of its own.
+      const order = permutation(k, createRng(deriveSeed(this.seed, 'copies', g)));
+      out.push(members[order[epoch % k]!]!);
+    }
+    return out;
   }
 
   async *batches(epoch: number, shuffle: boolean, signal?: AbortSignal): AsyncGenerator<Batch> {
-    const n = this.size;
-    const order = shuffle ? permutation(n, createRng(deriveSeed(this.seed, 'shuffle', epoch))) : [...Array(n).keys()];
-    for (let start = 0; start < n; start += this.batchSize) {
+    const picked = shuffle ? this.epochSamples(epoch) : [...this.labels.keys()];
+    const order = shuffle ? permutation(picked.length, createRng(deriveSeed(this.seed, 'shuffle', epoch))).map((i) => picked[i]!) : picked;
+    for (let start = 0; start < order.length; start += this.batchSize) {
       throwIfAborted(signal);
       const idx = order.slice(start, start + this.batchSize);
       const xs = this.shapes.map((shape, k) => {
@@ -58,8 +119,11 @@ export class FeatureStore implements BatchSource {
   }
 }
 
-/** Maps a batch of network inputs to the inputs of the trained part (a frozen model's outputs). */
-export type FrozenForward = (images: tf.Tensor4D) => tf.Tensor[];
+/** A frozen model between the images and the trained part: its forward pass and the shape of each output. */
+export interface FrozenStage {
+  forward: ArrayForward;
+  shapes: number[][];
+}
 
 export interface ImageSourceOptions {
   /** Decoded RGB images, size x size x 3 each. */
@@ -69,14 +133,18 @@ export interface ImageSourceOptions {
   preprocessing: Preprocessing;
   /** Augmentation drawn anew for every epoch when batches are shuffled (training); null: none. */
   augmentation: AugmentationOptions | null;
-  frozen: FrozenForward | null;
+  frozen: FrozenStage | null;
   kind: LossKind;
   numClasses: number;
   batchSize: number;
   seed: number;
 }
 
-/** Images served as batches, augmented per epoch, optionally through a frozen model. */
+/**
+ * Images served as batches, augmented per epoch, optionally through a frozen model. The next batch is prepared
+ * and its frozen pass started before the current one is handed out, so a frozen model that runs on another
+ * thread computes while the caller trains.
+ */
 export class ImageSource implements BatchSource {
   constructor(readonly o: ImageSourceOptions) {}
 
@@ -84,40 +152,55 @@ export class ImageSource implements BatchSource {
     return this.o.labels.length;
   }
 
+  /** The normalised (and, in training, augmented) network inputs of the images idx. */
+  private inputs(idx: number[], epoch: number, augment: boolean): Float32Array {
+    const { images, size } = this.o;
+    const per = size * size * 3;
+    const buf = new Float32Array(idx.length * per);
+    idx.forEach((i, j) => {
+      const out = buf.subarray(j * per, (j + 1) * per);
+      if (augment && this.o.augmentation) {
+        const rng = createRng(deriveSeed(this.o.seed, 'augment', epoch, i));
+        augmentInto(images[i]!, size, this.o.augmentation, sampleTransform(this.o.augmentation, size, size, rng), out);
+        normalizePixels(out, this.o.preprocessing, out);
+      } else {
+        normalizePixels(images[i]!, this.o.preprocessing, out);
+      }
+    });
+    return buf;
+  }
+
   async *batches(epoch: number, shuffle: boolean, signal?: AbortSignal): AsyncGenerator<Batch> {
-    const { images, labels, size, batchSize } = this.o;
+    const { labels, size, batchSize, frozen } = this.o;
     const n = labels.length;
     const order = shuffle ? permutation(n, createRng(deriveSeed(this.o.seed, 'shuffle', epoch))) : [...Array(n).keys()];
-    const per = size * size * 3;
-    for (let start = 0; start < n; start += batchSize) {
+    const starts: number[] = [];
+    for (let s = 0; s < n; s += batchSize) starts.push(s);
+    type Pending = { idx: number[]; arrays: Promise<Float32Array[]> };
+    const start = (k: number): Pending => {
+      const idx = order.slice(starts[k]!, starts[k]! + batchSize);
+      const input = this.inputs(idx, epoch, shuffle);
+      const arrays = frozen ? frozen.forward(input, idx.length) : Promise.resolve([input]);
+      // A batch prepared ahead may never be awaited (abort, error): its failure must not go unhandled.
+      arrays.catch(() => {});
+      return { idx, arrays };
+    };
+    const shapes = frozen ? frozen.shapes : [[size, size, 3]];
+    let next: Pending | null = starts.length ? start(0) : null;
+    for (let k = 0; k < starts.length; k++) {
       throwIfAborted(signal);
-      const idx = order.slice(start, start + batchSize);
-      const buf = new Float32Array(idx.length * per);
-      idx.forEach((i, j) => {
-        const out = buf.subarray(j * per, (j + 1) * per);
-        if (shuffle && this.o.augmentation) {
-          const rng = createRng(deriveSeed(this.o.seed, 'augment', epoch, i));
-          augmentInto(images[i]!, size, this.o.augmentation, sampleTransform(this.o.augmentation, size, size, rng), out);
-          normalizePixels(out, this.o.preprocessing, out);
-        } else {
-          normalizePixels(images[i]!, this.o.preprocessing, out);
-        }
-      });
-      const x = tf.tensor4d(buf, [idx.length, size, size, 3]);
-      let xs: tf.Tensor[];
-      if (this.o.frozen) {
-        const frozen = this.o.frozen;
-        xs = tf.tidy(() => frozen(x));
-        x.dispose();
-      } else {
-        xs = [x];
-      }
+      const current = next!;
+      next = k + 1 < starts.length ? start(k + 1) : null;
+      const arrays = await current.arrays;
+      throwIfAborted(signal);
+      const m = current.idx.length;
+      const xs = arrays.map((a, j) => tf.tensor(a, [m, ...shapes[j]!]));
       const ys = labelTensor(
-        idx.map((i) => labels[i]!),
+        current.idx.map((i) => labels[i]!),
         this.o.kind,
         this.o.numClasses,
       );
-      yield { xs, ys, size: idx.length };
+      yield { xs, ys, size: m };
     }
   }
 }
@@ -141,59 +224,72 @@ export interface ExtractOptions {
   augmentation: AugmentationOptions | null;
   seed: number;
   batchSize: number;
-  /** Computes, for a batch of network inputs, the arrays to keep (one tensor per store). */
-  forward: (images: tf.Tensor4D) => tf.Tensor[];
-  /** One store per output of forward. */
+  /** Computes, for a batch of network inputs, the arrays to keep (for each store, one per store input). */
+  forward: ArrayForward;
+  /** The stores, in the order of forward's outputs. */
   stores: FeatureStore[];
+  /** Group of an item in the stores (default: its image index plus this offset). */
+  groupOffset?: number;
   signal?: AbortSignal;
   onProgress?(done: number, total: number): void;
+}
+
+/** How many batches are sent to the frozen model before the first result is awaited. */
+const IN_FLIGHT = 2;
+
+/** The normalised network input of one item: the image, or its copy-th augmented version. */
+export function itemInput(o: Pick<ExtractOptions, 'images' | 'size' | 'preprocessing' | 'augmentation' | 'seed'>, it: ExtractItem, out: Float32Array): void {
+  if (it.copy > 0 && o.augmentation) {
+    const rng = createRng(deriveSeed(o.seed, 'copy', it.image, it.copy));
+    augmentInto(o.images[it.image]!, o.size, o.augmentation, sampleTransform(o.augmentation, o.size, o.size, rng), out);
+    normalizePixels(out, o.preprocessing, out);
+  } else {
+    normalizePixels(o.images[it.image]!, o.preprocessing, out);
+  }
 }
 
 /**
  * Sends every item through forward once, in batches, and keeps each output per sample in its store. The
  * augmentation of copy k of image i is drawn from a seed of (seed, i, k), so it is the same on every run.
+ * While forward computes, the next batches are prepared here and queued (IN_FLIGHT at a time).
  */
 export async function extractFeatures(o: ExtractOptions): Promise<void> {
   const per = o.size * o.size * 3;
-  for (let start = 0; start < o.items.length; start += o.batchSize) {
-    throwIfAborted(o.signal);
-    const batch = o.items.slice(start, start + o.batchSize);
+  const starts: number[] = [];
+  for (let s = 0; s < o.items.length; s += o.batchSize) starts.push(s);
+  const send = (k: number): Promise<Float32Array[]> => {
+    const batch = o.items.slice(starts[k]!, starts[k]! + o.batchSize);
     const buf = new Float32Array(batch.length * per);
+    batch.forEach((it, j) => itemInput(o, it, buf.subarray(j * per, (j + 1) * per)));
+    const p = o.forward(buf, batch.length);
+    p.catch(() => {});
+    return p;
+  };
+  const inFlight: Promise<Float32Array[]>[] = [];
+  let sent = 0;
+  const fill = () => {
+    while (sent < starts.length && inFlight.length < IN_FLIGHT) inFlight.push(send(sent++));
+  };
+  fill();
+  for (let k = 0; k < starts.length; k++) {
+    throwIfAborted(o.signal);
+    const arrays = await inFlight.shift()!;
+    throwIfAborted(o.signal);
+    fill();
+    const batch = o.items.slice(starts[k]!, starts[k]! + o.batchSize);
     batch.forEach((it, j) => {
-      const out = buf.subarray(j * per, (j + 1) * per);
-      if (it.copy > 0 && o.augmentation) {
-        const rng = createRng(deriveSeed(o.seed, 'copy', it.image, it.copy));
-        augmentInto(o.images[it.image]!, o.size, o.augmentation, sampleTransform(o.augmentation, o.size, o.size, rng), out);
-        normalizePixels(out, o.preprocessing, out);
-      } else {
-        normalizePixels(o.images[it.image]!, o.preprocessing, out);
+      let a = 0;
+      for (const store of o.stores) {
+        const values = store.shapes.map((shape) => {
+          const arr = arrays[a++]!;
+          const sz = sizeOf(shape);
+          return arr.slice(j * sz, (j + 1) * sz);
+        });
+        store.add(values, it.label, it.image + (o.groupOffset ?? 0));
       }
     });
-    const outputs = tf.tidy(() => o.forward(tf.tensor4d(buf, [batch.length, o.size, o.size, 3])));
-    try {
-      const arrays = outputs.map((t) => t.dataSync() as Float32Array);
-      batch.forEach((it, j) => {
-        o.stores.forEach((store, k) => {
-          // A store may take several outputs; forward returns them in store order, one per store input.
-          const values = store.shapes.map((shape, m) => {
-            const arr = arrays[offsetOf(o.stores, k) + m]!;
-            const sz = sizeOf(shape);
-            return arr.slice(j * sz, (j + 1) * sz);
-          });
-          store.add(values, it.label);
-        });
-      });
-    } finally {
-      tf.dispose(outputs);
-    }
-    o.onProgress?.(Math.min(start + batch.length, o.items.length), o.items.length);
+    o.onProgress?.(Math.min(starts[k]! + batch.length, o.items.length), o.items.length);
     // Let timers and I/O callbacks run between batches.
     await new Promise<void>((r) => setImmediate(r));
   }
-}
-
-function offsetOf(stores: FeatureStore[], k: number): number {
-  let off = 0;
-  for (let i = 0; i < k; i++) off += stores[i]!.shapes.length;
-  return off;
 }

@@ -3,6 +3,7 @@
 // callback after every epoch (for checkpoints), and an AbortSignal checked before every batch.
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted, VisionError } from './errors';
+import type { GradientReplicas, Share } from './replicas';
 
 /** 'binary': one sigmoid unit, labels 0/1; 'categorical': softmax over k classes, one-hot labels. */
 export type LossKind = 'binary' | 'categorical';
@@ -164,6 +165,10 @@ export interface FitOptions {
   /** Rows are appended as epochs finish. */
   history: HistoryRow[];
   signal?: AbortSignal;
+  /** Worker-thread replicas that compute the gradients of shares of each batch (see replicas.ts). */
+  replicas?: GradientReplicas | null;
+  /** Called when a replica fails; training goes on in this thread. */
+  onReplicaFailure?(): void;
   onBatch?(epoch: number, fraction: number): void;
   onEpoch?(row: HistoryRow, state: PhaseState): Promise<void> | void;
 }
@@ -180,10 +185,88 @@ function rethrowMissingKernel(err: unknown): never {
   throw err;
 }
 
+/** Rows [start, start + count) of a tensor, as an array. */
+function rows(t: tf.Tensor, start: number, count: number): Float32Array {
+  const per = t.size / t.shape[0]!;
+  return (t.dataSync() as Float32Array).slice(start * per, (start + count) * per);
+}
+
+/**
+ * One optimizer step with the batch split in shares: the replicas compute the gradients of theirs while this
+ * thread computes those of the first share; the gradients are averaged (weighted by share size) and applied
+ * here. Returns the summed loss and the right answers; null, with nothing applied, where a replica failed.
+ */
+async function parallelStep(o: FitOptions, vars: tf.Variable[], batch: Batch): Promise<{ lossSum: number; correct: number } | null> {
+  const replicas = o.replicas!;
+  const n = batch.size;
+  const parts = Math.min(n, replicas.count + 1);
+  const sizes = Array.from({ length: parts }, (_, i) => Math.floor(n / parts) + (i < n % parts ? 1 : 0));
+  const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0));
+  const shares: Share[] = sizes.slice(1).map((m, k) => ({
+    xs: batch.xs.map((x) => rows(x, starts[k + 1]!, m)),
+    xShapes: batch.xs.map((x) => [m, ...x.shape.slice(1)]),
+    ys: rows(batch.ys, starts[k + 1]!, m),
+    yShape: [m, ...batch.ys.shape.slice(1)],
+  }));
+  const weights = vars.map((v) => Float32Array.from(v.dataSync() as Float32Array));
+  const remote = replicas.compute(weights, shares);
+  remote.catch(() => {});
+  const mine = sizes[0]!;
+  let correctT: tf.Scalar | null = null;
+  let ceT: tf.Scalar | null = null;
+  let extraValue = 0;
+  const { value, grads } = (() => {
+    try {
+      return tf.variableGrads(() => {
+        const xs = batch.xs.map((x) => tf.slice(x, 0, mine));
+        const ys = tf.slice(batch.ys, 0, mine);
+        const p = o.forward(xs, true);
+        correctT = tf.keep(correctCount(o.loss, ys, p));
+        const ce = crossEntropy(o.loss, ys, p);
+        ceT = tf.keep(ce.clone());
+        const scaled = tf.mul(ce, mine / n) as tf.Scalar;
+        const extra = o.extraLoss?.();
+        return extra ? (tf.add(scaled, extra) as tf.Scalar) : scaled;
+      }, vars);
+    } catch (err) {
+      rethrowMissingKernel(err);
+    }
+  })();
+  let results: Awaited<typeof remote>;
+  try {
+    results = await remote;
+  } catch {
+    tf.dispose([value, ...Object.values(grads), correctT as tf.Scalar | null, ceT as tf.Scalar | null].filter((t): t is tf.Tensor => t != null));
+    return null;
+  }
+  try {
+    const ce = (ceT as tf.Scalar | null)!.dataSync()[0]!;
+    extraValue = value.dataSync()[0]! - (ce * mine) / n;
+    const combined: tf.NamedTensorMap = {};
+    tf.tidy(() => {
+      vars.forEach((v, i) => {
+        let g: tf.Tensor = grads[v.name]!;
+        results.forEach((r, k) => {
+          g = tf.add(g, tf.mul(tf.tensor(r.grads[i]!, v.shape), sizes[k + 1]! / n));
+        });
+        combined[v.name] = tf.keep(g);
+      });
+    });
+    o.optimizer.applyGradients(combined);
+    tf.dispose(Object.values(combined));
+    const lossSum = ce * mine + results.reduce((a, r, k) => a + r.loss * sizes[k + 1]!, 0) + extraValue * n;
+    const correct = (correctT as tf.Scalar | null)!.dataSync()[0]! + results.reduce((a, r) => a + r.correct, 0);
+    return { lossSum, correct };
+  } finally {
+    tf.dispose([value, ...Object.values(grads), correctT as tf.Scalar | null, ceT as tf.Scalar | null].filter((t): t is tf.Tensor => t != null));
+  }
+}
+
 /** Trains until the epochs are done or early stopping ends the phase; then restores the best weights. */
 export async function fit(o: FitOptions): Promise<void> {
   const vars = o.variables.map((v) => v.read() as tf.Variable);
   const s = o.state;
+  let replicas = o.replicas ?? null;
   while (!phaseDone(s, o.epochs)) {
     const started = performance.now();
     const epoch = s.epoch;
@@ -193,27 +276,39 @@ export async function fit(o: FitOptions): Promise<void> {
     for await (const batch of o.train.batches(epoch, true, o.signal)) {
       try {
         throwIfAborted(o.signal);
-        let correctT: tf.Scalar | null = null;
-        let cost: tf.Scalar | null;
-        try {
-          cost = o.optimizer.minimize(
-            () => {
-              const p = o.forward(batch.xs, true);
-              correctT = tf.keep(correctCount(o.loss, batch.ys, p));
-              const l = crossEntropy(o.loss, batch.ys, p);
-              const extra = o.extraLoss?.();
-              return extra ? (tf.add(l, extra) as tf.Scalar) : l;
-            },
-            true,
-            vars,
-          );
-        } catch (err) {
-          rethrowMissingKernel(err);
+        let parallel = replicas && batch.size >= 2 ? await parallelStep({ ...o, replicas }, vars, batch) : null;
+        if (replicas && batch.size >= 2 && !parallel) {
+          // A replica failed: this step and the rest of training run on this thread.
+          o.onReplicaFailure?.();
+          replicas = null;
+          parallel = null;
         }
-        lossSum += cost!.dataSync()[0]! * batch.size;
-        correct += (correctT as tf.Scalar | null)?.dataSync()[0] ?? 0;
+        if (parallel) {
+          lossSum += parallel.lossSum;
+          correct += parallel.correct;
+        } else {
+          let correctT: tf.Scalar | null = null;
+          let cost: tf.Scalar | null;
+          try {
+            cost = o.optimizer.minimize(
+              () => {
+                const p = o.forward(batch.xs, true);
+                correctT = tf.keep(correctCount(o.loss, batch.ys, p));
+                const l = crossEntropy(o.loss, batch.ys, p);
+                const extra = o.extraLoss?.();
+                return extra ? (tf.add(l, extra) as tf.Scalar) : l;
+              },
+              true,
+              vars,
+            );
+          } catch (err) {
+            rethrowMissingKernel(err);
+          }
+          lossSum += cost!.dataSync()[0]! * batch.size;
+          correct += (correctT as tf.Scalar | null)?.dataSync()[0] ?? 0;
+          tf.dispose([cost!, correctT as tf.Scalar | null].filter((t): t is tf.Scalar => t != null));
+        }
         n += batch.size;
-        tf.dispose([cost!, correctT as tf.Scalar | null].filter((t): t is tf.Scalar => t != null));
       } finally {
         disposeBatch(batch);
       }

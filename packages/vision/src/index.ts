@@ -37,6 +37,7 @@ export {
   type Interpolation,
 } from './augment';
 export { createRng, deriveSeed, type Rng } from './random';
+export { createFrozenModel, type FrozenModel, type FrozenModelOptions, type FrozenEngine } from './frozen';
 export { carveSplits, type ImageRef, type Splits, type SplitConfig } from './split';
 export { train, type TrainOptions, type TrainResult } from './train';
 export type { HistoryRow } from './fit';

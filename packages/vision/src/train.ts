@@ -18,12 +18,16 @@ import { checkpointState, checkpointWeights, makeCheckpoint, type Checkpoint } f
 import { AbortError, throwIfAborted, VisionError } from './errors';
 import { classificationMetrics, toClassProbabilities, type TestMetrics } from './evaluate';
 import { exportClassifier, makeManifest, type GraftManifest } from './export';
-import { extractFeatures, FeatureStore, ImageSource, type ExtractItem } from './features';
-import { applyLower, fineTuneForward, prepareFineTuning, type FineTuneParts } from './fine-tune';
+import { extractFeatures, FeatureStore, ImageSource, type ArrayForward, type ExtractItem, type Sampling } from './features';
+import { createFrozenModel, type FrozenModel } from './frozen';
+import { GradientReplicas, trainThreads, variableRefs, type ReplicaSpec } from './replicas';
+import { applyUpper, fineTuneForward, prepareFineTuning, type FineTuneParts } from './fine-tune';
 import {
+  disposeBatch,
   evaluateSource,
   fit,
   newPhaseState,
+  phaseDone,
   readWeights,
   writeWeights,
   type BatchSource,
@@ -45,7 +49,7 @@ export type { ImageRef } from './split';
 export type { Checkpoint } from './checkpoint';
 
 export interface TrainOptions {
-  /** From resolveConfig(); inputSize null means the backbone's own (150 for scratch). */
+  /** From resolveConfig(); inputSize null means the backbone's training size (150 for scratch). */
   config: TrainingConfig;
   labels: string[];
   /** Validation or test may be empty: they are then carved from train per config.split. */
@@ -80,6 +84,17 @@ export interface TrainResult {
 
 /** Batch size of forward passes that are not training steps (feature extraction, evaluation). */
 const INFERENCE_BATCH = 32;
+
+/**
+ * How a training epoch draws from cached features of images and their augmented copies. The head trains on
+ * pooled vectors, which is cheap: every copy every epoch. Fine-tuning runs the top block on feature maps: one
+ * copy of each image per epoch, a different one each epoch, as an epoch of on-the-fly augmentation does.
+ */
+const HEAD_SAMPLING: Sampling = 'all';
+
+/** Backends whose kernels run on one thread: training steps there are shared with worker-thread replicas. */
+const SINGLE_THREADED_BACKENDS = new Set(['wasm', 'cpu']);
+const FINE_TUNING_SAMPLING: Sampling = 'one_per_group';
 
 function makeOptimizer(name: 'rmsprop' | 'adam' | 'sgd', learningRate: number): tf.Optimizer {
   switch (name) {
@@ -158,7 +173,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const method = cfg.method;
   const spec = method === 'scratch' ? null : getBackboneSpec(cfg.backbone);
-  const size = cfg.inputSize ?? spec?.inputSize ?? SCRATCH_INPUT_SIZE;
+  const size = cfg.inputSize ?? spec?.trainingInputSize ?? spec?.inputSize ?? SCRATCH_INPUT_SIZE;
   if (method === 'scratch' && size < 46) {
     throw new VisionError('INVALID_INPUT_SIZE', `the scratch convnet needs an input size of at least 46 (got ${size})`);
   }
@@ -190,8 +205,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       : {
           preparing: nAll * 0.05,
           extracting: (cachedMode ? nTrain * (1 + copies) : 0) + nVal,
-          training_head: skipHead ? 0 : headEpochs * (cachedMode ? (nTrain * (1 + copies) + nVal) * 0.002 : nTrain),
-          fine_tuning: fineTuning ? ftEpochs * (cachedMode ? nTrain * (1 + copies) : nTrain) * 0.3 : 0,
+          training_head: skipHead ? 0 : headEpochs * (cachedMode ? (nTrain * (HEAD_SAMPLING === "all" ? 1 + copies : 1) + nVal) * 0.03 : nTrain),
+          // A fine-tuning step of the top block on one sample costs about 1.5 frozen passes of an image.
+          fine_tuning: fineTuning ? ftEpochs * nTrain * (cachedMode ? 1.5 : 2.5) : 0,
           evaluating: nTest + 1,
           exporting: 2,
         };
@@ -226,12 +242,19 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   if (trainSet.images.length === 0) throw new VisionError('EMPTY_TRAINING_SET', 'none of the training images can be decoded');
   throwIfAborted(signal);
 
-  const owned: { backbone: tf.LayersModel | null; head: Head | null; scratch: tf.LayersModel | null } = { backbone: null, head: null, scratch: null };
+  const owned: {
+    backbone: tf.LayersModel | null;
+    head: Head | null;
+    scratch: tf.LayersModel | null;
+    frozen: FrozenModel[];
+    replicas: GradientReplicas[];
+  } = { backbone: null, head: null, scratch: null, frozen: [], replicas: [] };
   const optimizers: tf.Optimizer[] = [];
   try {
     let finalForward: Forward;
     let finalValidation: BatchSource | null = null;
     let classifier: tf.LayersModel;
+    let testProbabilities: Float32Array[] | null = null;
 
     const checkpointer = (phase: HistoryRow['phase'], variables: tf.LayerVariable[]) => async (row: HistoryRow, state: PhaseState) => {
       emit({ type: 'epoch', row });
@@ -257,12 +280,19 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       trainSource: BatchSource,
       validation: BatchSource | null,
       extraLoss?: () => tf.Scalar | null,
+      replicaSpec?: () => ReplicaSpec,
     ) => {
       const state = restore(phase, variables);
       progress.phase(phase);
       const optimizer = makeOptimizer(p.optimizer, p.learningRate);
       optimizers.push(optimizer);
+      // Heavy steps (convolutions) are shared with worker threads on backends that use one core.
+      const threads = replicaSpec && SINGLE_THREADED_BACKENDS.has(backend) && !phaseDone(state, p.epochs) ? trainThreads() : 1;
+      const replicas = threads > 1 ? await GradientReplicas.start(replicaSpec!(), threads - 1, log) : null;
+      if (replicas) owned.replicas.push(replicas);
       await fit({
+        replicas,
+        onReplicaFailure: () => log({ phase }, 'a training replica failed; training goes on in one thread'),
         phase,
         attempt,
         epochs: p.epochs,
@@ -283,6 +313,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
           await checkpointer(phase, variables)(row, s);
         },
       });
+      await replicas?.dispose();
       log({ phase, bestEpoch: state.bestEpoch, bestValLoss: state.bestValLoss, stopped: state.stopped }, `${phase} finished`);
     };
 
@@ -293,7 +324,16 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const source = (set: Prepared, aug: AugmentationOptions | null, batchSize: number) =>
         new ImageSource({ ...set, size, preprocessing, augmentation: aug, frozen: null, kind, numClasses, batchSize, seed: cfg.seed });
       const validation = valSet.images.length ? source(valSet, null, INFERENCE_BATCH) : null;
-      await runPhase('training_head', cfg.featureExtraction, model.trainableWeights, forward, source(trainSet, augmentation, cfg.batchSize), validation);
+      const replicaSpec = (): ReplicaSpec => ({
+        topology: model.toJSON(null, false) as object,
+        weights: model.weights.map((w) => Float32Array.from(w.read().dataSync() as Float32Array)),
+        head: null,
+        loss: kind,
+        numClasses,
+        variables: variableRefs(model, [], model.trainableWeights),
+        backend,
+      });
+      await runPhase('training_head', cfg.featureExtraction, model.trainableWeights, forward, source(trainSet, augmentation, cfg.batchSize), validation, undefined, replicaSpec);
       finalForward = forward;
       finalValidation = validation;
       classifier = model;
@@ -304,19 +344,51 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const featureShape = (backbone.outputs[0]!.shape as number[]).slice(1);
       const head = new Head(featureShape, numClasses, cfg.head, cfg.seed);
       owned.head = head;
-      const parts: FineTuneParts | null = fineTuning ? prepareFineTuning(backbone, cfg.fineTuning.fromLayer ?? spec!.topBlockStart) : null;
+      const fromLayer = cfg.fineTuning.fromLayer ?? spec!.topBlockStart;
+      const parts: FineTuneParts | null = fineTuning ? prepareFineTuning(backbone, fromLayer) : null;
       const lowerShapes = parts ? parts.lower.outputs.map((t) => (t.shape as number[]).slice(1)) : [];
-      const store = (shapes: number[][], batchSize: number) => new FeatureStore(shapes, kind, numClasses, batchSize, cfg.seed);
       const pooledShape = [head.pooledSize];
-      /** Head features (pooled) of network inputs. */
-      const headFeatures = (x: tf.Tensor4D): tf.Tensor => head.pooled(backbone.apply(x, { training: false }) as tf.Tensor);
       const needHead = !skipHead;
+
+      // The frozen part (the whole backbone, or the part below the fine-tuned block) on ONNX Runtime where it can.
+      const base = await createFrozenModel(parts ? parts.lower : backbone, { log, what: parts ? `${spec!.name} below ${fromLayer}` : spec!.name });
+      owned.frozen.push(base);
+      // The top block as it is before fine-tuning, for the head's features computed from the lower part's outputs.
+      const upper = parts && needHead && lowerShapes.length === 1 ? await createFrozenModel(parts.upper, { log, what: `${spec!.name} from ${fromLayer}` }) : null;
+      if (upper) owned.frozen.push(upper);
+      throwIfAborted(signal);
+
+      /** Pooled head features of feature maps. */
+      const pool = (maps: Float32Array, n: number): Float32Array => {
+        if (!head.pool || cfg.head.pooling === 'flatten') return maps;
+        const t = tf.tidy(() => head.pooled(tf.tensor(maps, [n, ...featureShape])));
+        const v = t.dataSync() as Float32Array;
+        t.dispose();
+        return v;
+      };
+      /** Pooled head features from the lower part's outputs (through the top block before fine-tuning). */
+      const headFromLower = async (lowers: Float32Array[], n: number): Promise<Float32Array> => {
+        if (upper) return pool((await upper.run(lowers[0]!, n))[0]!, n);
+        const t = tf.tidy(() => head.pooled(applyUpper(parts!.upper, lowers.map((a, i) => tf.tensor(a, [n, ...lowerShapes[i]!])))));
+        const v = t.dataSync() as Float32Array;
+        t.dispose();
+        return v;
+      };
+      /** Pooled head features of network inputs. */
+      const headFeatures: ArrayForward = async (input, n) => {
+        const outs = await base.run(input, n, { transfer: true });
+        return [parts ? await headFromLower(outs, n) : pool(outs[0]!, n)];
+      };
+      /** What the trained part of fine-tuning takes: the lower part's outputs. */
+      const lowerOutputs: ArrayForward = (input, n) => base.run(input, n, { transfer: true });
+      const store = (shapes: number[][], batchSize: number, sampling: Sampling = 'all') =>
+        new FeatureStore(shapes, kind, numClasses, batchSize, cfg.seed, sampling);
 
       // --- extracting: run the frozen part once per image (and augmented copy) -----------------------------
       progress.phase('extracting');
-      const headTrain = needHead && cachedMode ? store([pooledShape], cfg.batchSize) : null;
+      const headTrain = needHead && cachedMode ? store([pooledShape], cfg.batchSize, HEAD_SAMPLING) : null;
       const headVal = needHead && valSet.images.length ? store([pooledShape], INFERENCE_BATCH) : null;
-      const lowerTrain = parts && cachedMode ? store(lowerShapes, cfg.batchSize) : null;
+      const lowerTrain = parts && cachedMode ? store(lowerShapes, cfg.batchSize, FINE_TUNING_SAMPLING) : null;
       const lowerVal = parts && valSet.images.length ? store(lowerShapes, INFERENCE_BATCH) : null;
       const extractStarted = performance.now();
       let extractedCount = 0;
@@ -337,11 +409,11 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
           batchSize: INFERENCE_BATCH,
           stores,
           signal,
-          forward: (x) => {
-            if (!parts) return [headFeatures(x)];
-            const lowers = applyLower(parts.lower, x);
+          forward: async (input, n) => {
+            if (!parts) return headFeatures(input, n);
+            const lowers = await lowerOutputs(input, n);
             const outs = lower ? [...lowers] : [];
-            if (headStore) outs.push(head.pooled(parts.upper.apply(lowers.length === 1 ? lowers[0]! : lowers, { training: false }) as tf.Tensor));
+            if (headStore) outs.push(await headFromLower(lowers, n));
             return outs;
           },
           onProgress: (done) => progress.update('extracting', (offset + done) / total),
@@ -354,7 +426,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       await extract(valSet, 0, lowerVal, headVal, trainItems, totalItems);
       const extractSeconds = (performance.now() - extractStarted) / 1000;
       if (extractedCount) {
-        log({ images: extractedCount, seconds: extractSeconds, imagesPerSecond: extractedCount / extractSeconds }, 'features extracted');
+        log(
+          { images: extractedCount, seconds: +extractSeconds.toFixed(1), imagesPerSecond: +(extractedCount / extractSeconds).toFixed(1), engine: base.engine },
+          'features extracted',
+        );
       }
 
       // --- training_head: the new head on frozen features ------------------------------------------------------
@@ -362,36 +437,67 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (needHead) {
         const headSource: BatchSource =
           headTrain ??
-          new ImageSource({ ...trainSet, size, preprocessing, augmentation, frozen: (x) => [headFeatures(x)], kind, numClasses, batchSize: cfg.batchSize, seed: cfg.seed });
+          new ImageSource({ ...trainSet, size, preprocessing, augmentation, frozen: { forward: headFeatures, shapes: [pooledShape] }, kind, numClasses, batchSize: cfg.batchSize, seed: cfg.seed });
         await runPhase('training_head', cfg.featureExtraction, head.trainableWeights, headForward, headSource, headVal);
       }
       finalForward = headForward;
       finalValidation = headVal;
+      // The top block's copy from before fine-tuning is not needed any more.
+      if (upper) await upper.dispose();
 
       // --- fine_tuning: top block + head on the cached outputs of the frozen part ---------------------------------
       if (parts) {
         const forward = fineTuneForward(parts, head);
         const ftSource: BatchSource =
           lowerTrain ??
-          new ImageSource({ ...trainSet, size, preprocessing, augmentation, frozen: (x) => applyLower(parts.lower, x), kind, numClasses, batchSize: cfg.batchSize, seed: cfg.seed });
+          new ImageSource({ ...trainSet, size, preprocessing, augmentation, frozen: { forward: lowerOutputs, shapes: lowerShapes }, kind, numClasses, batchSize: cfg.batchSize, seed: cfg.seed });
         const variables = [...parts.blockWeights, ...head.trainableWeights];
-        await runPhase('fine_tuning', cfg.fineTuning, variables, forward, ftSource, lowerVal, parts.regularization);
+        const replicaSpec = (): ReplicaSpec => ({
+          topology: parts.upper.toJSON(null, false) as object,
+          weights: parts.upper.weights.map((w) => Float32Array.from(w.read().dataSync() as Float32Array)),
+          head: { featureShape, numClasses, config: cfg.head, seed: cfg.seed },
+          loss: kind,
+          numClasses,
+          variables: variableRefs(parts.upper, head.layers, variables),
+          backend,
+        });
+        await runPhase('fine_tuning', cfg.fineTuning, variables, forward, ftSource, lowerVal, parts.regularization, replicaSpec);
         finalForward = forward;
         finalValidation = lowerVal;
+      }
+
+      // --- evaluating: the test images through the frozen part, then the trained part ----------------------------
+      progress.phase('evaluating');
+      if (testSet.images.length) {
+        const testStore = store(parts ? lowerShapes : [pooledShape], INFERENCE_BATCH);
+        await extractFeatures({
+          images: testSet.images,
+          items: testSet.images.map((_, i) => ({ image: i, copy: 0, label: testSet.labels[i]! })),
+          size,
+          preprocessing,
+          augmentation: null,
+          seed: cfg.seed,
+          batchSize: INFERENCE_BATCH,
+          stores: [testStore],
+          signal,
+          forward: parts ? lowerOutputs : headFeatures,
+          onProgress: (done) => progress.update('evaluating', (0.9 * done) / testSet.images.length),
+        });
+        testProbabilities = await sourceProbabilities(finalForward, testStore, numClasses, signal);
       }
       const out = head.applySymbolic(backbone.outputs[0]!);
       classifier = tf.model({ inputs: backbone.inputs, outputs: out, name: 'graft_classifier' });
     }
 
     // --- evaluating ----------------------------------------------------------------------------------------------
-    progress.phase('evaluating');
+    if (progress.phaseNow !== 'evaluating') progress.phase('evaluating');
     const validation = finalValidation ? await evaluateSource(finalForward, finalValidation, kind, signal) : null;
     let test: TestMetrics | null = null;
     if (testSet.images.length) {
-      const probs = await predictProbabilities(classifier, testSet.images, size, preprocessing, numClasses, signal, (done) =>
+      testProbabilities ??= await predictProbabilities(classifier, testSet.images, size, preprocessing, numClasses, signal, (done) =>
         progress.update('evaluating', done / testSet.images.length),
       );
-      test = classificationMetrics(probs, testSet.labels, labels);
+      test = classificationMetrics(testProbabilities, testSet.labels, labels);
     }
     log({ validation, test: test ? { loss: test.loss, accuracy: test.accuracy } : null }, 'evaluated');
 
@@ -420,10 +526,28 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     if (signal?.aborted && !(err instanceof AbortError)) throw new AbortError();
     throw err;
   } finally {
+    await Promise.all(owned.frozen.map((f) => f.dispose().catch(() => {})));
+    await Promise.all(owned.replicas.map((r) => r.dispose().catch(() => {})));
     for (const o of optimizers) o.dispose();
     owned.head?.dispose();
     disposeWeights(owned.backbone, owned.scratch);
   }
+}
+
+/** Class probabilities of forward over every sample of a source (in order), in inference mode. */
+async function sourceProbabilities(forward: Forward, source: BatchSource, numClasses: number, signal?: AbortSignal): Promise<Float32Array[]> {
+  const result: Float32Array[] = [];
+  for await (const batch of source.batches(0, false, signal)) {
+    try {
+      const p = tf.tidy(() => forward(batch.xs, false));
+      const data = p.dataSync() as Float32Array;
+      p.dispose();
+      result.push(...toClassProbabilities(data, batch.size, numClasses));
+    } finally {
+      disposeBatch(batch);
+    }
+  }
+  return result;
 }
 
 /** Class probabilities of decoded images (size x size x 3 RGB) through a classifier, in batches. */

@@ -337,6 +337,38 @@ describe('convolution gradient kernels match the cpu backend', () => {
   });
 });
 
+describe('MaxPoolGrad matches the cpu backend', () => {
+  it('for pooling windows with and without overlap, strides and padding, ties included', async () => {
+    const geometries: { shape: [number, number, number, number]; k: number; s: number; pad: 'same' | 'valid' }[] = [
+      { shape: [2, 8, 8, 3], k: 2, s: 2, pad: 'valid' },
+      { shape: [2, 9, 7, 4], k: 2, s: 2, pad: 'valid' },
+      { shape: [1, 9, 7, 2], k: 3, s: 2, pad: 'same' },
+      { shape: [2, 6, 6, 5], k: 3, s: 1, pad: 'same' },
+      { shape: [1, 10, 10, 3], k: 3, s: 2, pad: 'valid' },
+    ];
+    const cases: Case[] = geometries.flatMap((g, i) =>
+      [false, true].map((ties) => {
+        const size = g.shape.reduce((a, b) => a * b, 1);
+        // With ties, values are drawn from a few levels, so windows often hold several maxima.
+        const values = ties ? randomValues(size, 900 + i).map((v) => Math.round(v * 2) / 2) : randomValues(size, 700 + i);
+        const output = tf.tidy(() => tf.maxPool(tf.tensor4d(values, g.shape), g.k, g.s, g.pad).dataSync() as Float32Array);
+        const outShape = tf.tidy(() => tf.maxPool(tf.zeros(g.shape) as tf.Tensor4D, g.k, g.s, g.pad).shape);
+        return {
+          label: `${g.shape} k${g.k} s${g.s} ${g.pad}${ties ? ' ties' : ''}`,
+          kernel: 'MaxPoolGrad',
+          inputs: {
+            dy: { shape: outShape, values: randomValues(output.length, 800 + i) },
+            input: { shape: g.shape, values },
+            output: { shape: outShape, values: output },
+          },
+          attrs: { filterSize: g.k, strides: g.s, pad: g.pad },
+        };
+      }),
+    );
+    await expectSameOnWasm(cases);
+  });
+});
+
 describe('matrix products match the cpu backend', () => {
   const mm = (label: string, aShape: number[], bShape: number[], transposeA: boolean, transposeB: boolean, i: number): Case => ({
     label,

@@ -8,6 +8,7 @@
 //   Tile by block copies (batch-normalisation gradients tile)       (wasm-tile.ts)
 //   Cast by a loop, Identity and same-type Cast sharing data         (wasm-cast.ts)
 //   Sum, Mean over leading / middle axes without a transpose          (wasm-reduce.ts)
+//   MaxPoolGrad by one loop over the backend's memory                 (wasm-pool-grad.ts)
 // Kernels the backend already has are replaced; the replaced ones keep their setup function so the wasm
 // functions they call are bound whenever the backend (re)starts.
 import * as tf from '@tensorflow/tfjs';
@@ -19,6 +20,7 @@ import { makeBatchMatMul, makeFusedMatMul } from './wasm-matmul';
 import { makeTile } from './wasm-tile';
 import { makeCast, makeIdentity } from './wasm-cast';
 import { makeMean, makeSum } from './wasm-reduce';
+import { makeMaxPoolGrad } from './wasm-pool-grad';
 
 const BACKEND = 'wasm';
 
@@ -40,6 +42,7 @@ export const WASM_TRAINING_KERNELS = [
   'Cast',
   'Sum',
   'Mean',
+  'MaxPoolGrad',
 ] as const;
 
 function isOurs(name: string): boolean {
@@ -84,6 +87,7 @@ export function registerWasmTrainingKernels(): void {
   install('Cast', (stock) => makeCast(requireStock('Cast', stock)) as unknown as tf.KernelFunc);
   install('Sum', (stock) => makeSum(requireStock('Sum', stock)) as unknown as tf.KernelFunc);
   install('Mean', (stock) => makeMean(requireStock('Mean', stock)) as unknown as tf.KernelFunc);
+  install('MaxPoolGrad', (stock) => makeMaxPoolGrad(requireStock('MaxPoolGrad', stock)) as unknown as tf.KernelFunc);
 }
 
 /** True where every kernel of WASM_TRAINING_KERNELS is the one registered by registerWasmTrainingKernels. */

@@ -1,0 +1,282 @@
+// Forward passes through a frozen model (a backbone, or the part of one below the block that fine-tuning trains)
+// on plain float arrays: ONNX Runtime where it loads and the converter (@graft/inference) can express every
+// layer, TensorFlow.js otherwise. The choice, and the reason for a fallback, are logged.
+//
+// onnxruntime-node runs a session synchronously on the calling thread, so the session runs in a worker thread
+// (frozen-worker.ts): while it computes one batch, the main thread decodes and augments the next one, or trains.
+// Where the worker cannot start, the session runs on the main thread.
+//
+// GRAFT_FROZEN_ENGINE (or opts.engine) forces one engine: 'onnxruntime' (an error where it cannot be used),
+// 'tfjs', or 'auto' (default).
+import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import type { LogFn } from './backend';
+import { VisionError } from './errors';
+import { parseJsonFile, saveLayersModelToFiles } from './model-files';
+import { startWorker } from './worker-thread';
+
+export type FrozenEngine = 'onnxruntime' | 'tfjs';
+
+export interface FrozenModel {
+  readonly engine: FrozenEngine;
+  /** Whether runs happen on another thread (the caller's thread is free meanwhile). */
+  readonly threaded: boolean;
+  /** Shape of one input sample (NHWC without the batch dimension). */
+  readonly inputShape: number[];
+  /** Shape of one output sample, per output. */
+  readonly outputShapes: number[][];
+  /**
+   * Runs `batch` samples laid out one after the other; one array per output, samples one after the other.
+   * Runs may overlap: they are computed in the order they were asked for. With `transfer`, the input's buffer
+   * may be handed to the worker thread (it is then unusable here).
+   */
+  run(input: Float32Array, batch: number, opts?: { transfer?: boolean }): Promise<Float32Array[]>;
+  /** Frees the session (the TF.js model itself stays with its owner). May be called more than once. */
+  dispose(): Promise<void>;
+}
+
+export interface FrozenModelOptions {
+  engine?: 'auto' | FrozenEngine;
+  /** ONNX Runtime intra-op threads; default: the number of cores. */
+  threads?: number;
+  /** Run the ONNX Runtime session in a worker thread (default true). */
+  worker?: boolean;
+  log?: LogFn;
+  /** What the model is, for log lines ('backbone', 'lower part'). */
+  what?: string;
+}
+
+const shapeOf = (t: tf.SymbolicTensor) => (t.shape as (number | null)[]).slice(1) as number[];
+const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+function wantedEngine(opt: FrozenModelOptions['engine']): 'auto' | FrozenEngine {
+  const raw = (opt ?? process.env.GRAFT_FROZEN_ENGINE ?? 'auto').trim().toLowerCase();
+  if (raw === 'auto' || raw === '') return 'auto';
+  if (raw === 'onnxruntime' || raw === 'onnx' || raw === 'ort') return 'onnxruntime';
+  if (raw === 'tfjs' || raw === 'tensorflow') return 'tfjs';
+  throw new VisionError('INVALID_ENGINE', `unknown frozen-model engine '${raw}'; use auto, onnxruntime or tfjs`);
+}
+
+/**
+ * Wraps a frozen TF.js layers model for batched forward passes on float arrays. The weights are read when this
+ * is called: later changes to the model's weights do not reach an ONNX Runtime session.
+ */
+export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModelOptions = {}): Promise<FrozenModel> {
+  const log: LogFn = opts.log ?? (() => {});
+  const what = opts.what ?? model.name;
+  const wanted = wantedEngine(opts.engine);
+  if (wanted !== 'tfjs') {
+    const started = performance.now();
+    try {
+      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what);
+      log(
+        {
+          model: what,
+          engine: 'onnxruntime',
+          executionProvider: ort.provider,
+          workerThread: ort.model.threaded,
+          seconds: +((performance.now() - started) / 1000).toFixed(2),
+        },
+        `frozen ${what} runs on ONNX Runtime`,
+      );
+      return ort.model;
+    } catch (err) {
+      const reason = (err as Error).message;
+      if (wanted === 'onnxruntime') {
+        throw new VisionError('ONNX_RUNTIME_UNAVAILABLE', `the frozen ${what} cannot run on ONNX Runtime: ${reason}`, false);
+      }
+      log({ model: what, engine: 'tfjs', reason }, `frozen ${what} runs on TensorFlow.js: ONNX Runtime cannot be used`);
+    }
+  } else {
+    log({ model: what, engine: 'tfjs', reason: 'requested' }, `frozen ${what} runs on TensorFlow.js (requested)`);
+  }
+  return tfjsModel(model);
+}
+
+function tfjsModel(model: tf.LayersModel): FrozenModel {
+  const inputShape = shapeOf(model.inputs[0]!);
+  const outputShapes = model.outputs.map(shapeOf);
+  return {
+    engine: 'tfjs',
+    threaded: false,
+    inputShape,
+    outputShapes,
+    async run(input, batch) {
+      const outs = tf.tidy(() => {
+        const y = model.predict(tf.tensor(input, [batch, ...inputShape])) as tf.Tensor | tf.Tensor[];
+        return Array.isArray(y) ? y : [y];
+      });
+      try {
+        return outs.map((t) => t.dataSync() as Float32Array);
+      } finally {
+        tf.dispose(outs);
+      }
+    },
+    async dispose() {},
+  };
+}
+
+type Inference = typeof import('@graft/inference');
+
+/** The model as ONNX bytes (throws UnsupportedLayerError for a layer the converter cannot express). */
+async function toOnnx(inference: Inference, model: tf.LayersModel): Promise<Uint8Array> {
+  const files = await saveLayersModelToFiles(model);
+  const json = parseJsonFile(files['model.json']!, 'model.json');
+  return inference.exportOnnx(json, files['weights.bin']!);
+}
+
+async function onnxRuntimeModel(
+  model: tf.LayersModel,
+  threads: number,
+  useWorker: boolean,
+  log: LogFn,
+  what: string,
+): Promise<{ model: FrozenModel; provider: string }> {
+  if (model.inputs.length !== 1) throw new Error(`the model has ${model.inputs.length} inputs; ONNX Runtime is used for one`);
+  if (model.outputs.length !== 1) throw new Error(`the model has ${model.outputs.length} outputs; ONNX Runtime is used for one`);
+  let inference: Inference;
+  try {
+    inference = await import('@graft/inference');
+  } catch (err) {
+    throw new Error(`@graft/inference does not load: ${(err as Error).message}`);
+  }
+  if (!(await inference.isOnnxRuntimeAvailable())) throw new Error('onnxruntime-node does not load on this machine');
+  const onnx = await toOnnx(inference, model);
+  const inputShape = shapeOf(model.inputs[0]!);
+  const outputShape = shapeOf(model.outputs[0]!);
+  const per = sizeOf(outputShape);
+  const check = (out: Float32Array, batch: number) => {
+    if (out.length !== batch * per) throw new Error(`ONNX Runtime returned ${out.length} values for ${batch} samples of [${outputShape}]`);
+    return [out];
+  };
+  if (useWorker) {
+    try {
+      const w = await SessionWorker.start(onnx, threads);
+      return {
+        provider: w.provider,
+        model: {
+          engine: 'onnxruntime',
+          threaded: true,
+          inputShape,
+          outputShapes: [outputShape],
+          run: async (input, batch, o) => check(await w.run(input, batch, o?.transfer ?? false), batch),
+          dispose: () => w.close(),
+        },
+      };
+    } catch (err) {
+      log({ model: what, reason: (err as Error).message }, `ONNX Runtime session for ${what} runs on the main thread: no worker thread`);
+    }
+  }
+  const session = await inference.createSession(onnx, { threads });
+  let disposed = false;
+  return {
+    provider: session.executionProvider,
+    model: {
+      engine: 'onnxruntime',
+      threaded: false,
+      inputShape,
+      outputShapes: [outputShape],
+      run: async (input, batch) => check(await session.run(input, batch), batch),
+      async dispose() {
+        if (disposed) return;
+        disposed = true;
+        await session.dispose();
+      },
+    },
+  };
+}
+
+type Reply =
+  | { type: 'ready' }
+  | { type: 'opened'; provider: string }
+  | { type: 'fatal'; message: string }
+  | { type: 'result'; id: number; output: Float32Array }
+  | { type: 'error'; id: number; message: string };
+
+/** One ONNX Runtime session in a worker thread. */
+class SessionWorker {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve(v: Float32Array): void; reject(e: Error): void }>();
+  private failure: Error | null = null;
+  private closed = false;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly provider: string,
+  ) {
+    worker.on('message', (m: Reply) => {
+      if (m.type !== 'result' && m.type !== 'error') {
+        if (m.type === 'fatal') this.fail(new Error(m.message));
+        return;
+      }
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) worker.unref();
+      if (m.type === 'result') p.resolve(m.output);
+      else p.reject(new Error(m.message));
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => {
+      if (!this.closed) this.fail(new Error(`the ONNX Runtime worker thread exited (code ${code})`));
+    });
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    this.worker.unref();
+  }
+
+  static async start(onnx: Uint8Array, threads: number): Promise<SessionWorker> {
+    const worker = startWorker(new URL('./frozen-worker.ts', import.meta.url));
+    let provider: string;
+    try {
+      provider = await new Promise<string>((resolve, reject) => {
+        const onMessage = (m: Reply) => {
+          if (m.type === 'ready') worker.postMessage({ type: 'open', onnx, threads });
+          else if (m.type === 'opened') done(() => resolve(m.provider));
+          else if (m.type === 'fatal') done(() => reject(new Error(m.message)));
+        };
+        const onError = (err: Error) => done(() => reject(err));
+        const onExit = (code: number) => done(() => reject(new Error(`the worker thread exited (code ${code})`)));
+        const done = (f: () => void) => {
+          worker.off('message', onMessage);
+          worker.off('error', onError);
+          worker.off('exit', onExit);
+          f();
+        };
+        worker.on('message', onMessage);
+        worker.on('error', onError);
+        worker.on('exit', onExit);
+      });
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
+    // An idle worker does not keep the process alive; one with runs pending does.
+    worker.unref();
+    return new SessionWorker(worker, provider);
+  }
+
+  run(input: Float32Array, batch: number, transfer: boolean): Promise<Float32Array> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closed) return Promise.reject(new Error('the ONNX Runtime session has been disposed'));
+    const id = this.nextId++;
+    return new Promise<Float32Array>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.ref();
+      const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && !(input.buffer instanceof SharedArrayBuffer);
+      this.worker.postMessage({ type: 'run', id, input, batch }, transfer && whole ? [input.buffer as ArrayBuffer] : []);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.fail(new Error('the ONNX Runtime session has been disposed'));
+    await this.worker.terminate();
+  }
+}

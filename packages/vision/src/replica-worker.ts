@@ -1,0 +1,88 @@
+// The worker thread of a training replica (replicas.ts): builds the trained model from its topology (and the
+// head for fine-tuning), then for each share of a batch sets the trained variables to the values sent and
+// returns the gradients of the share's mean loss.
+//
+// Messages in: {type: 'build', spec} once, then {type: 'step', id, weights, share}. Out: {type: 'built'} or
+// {type: 'fatal', message}; {type: 'result', id, result} or {type: 'error', id, message}.
+import { parentPort } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from './backend';
+import { correctCount, crossEntropy } from './fit';
+import { Head } from './head';
+import type { ReplicaSpec, Share, ShareResult } from './replicas';
+
+const port = parentPort!;
+
+interface Replica {
+  forward(xs: tf.Tensor[], training: boolean): tf.Tensor;
+  variables: tf.LayerVariable[];
+  spec: ReplicaSpec;
+}
+
+let replica: Replica | null = null;
+
+async function build(spec: ReplicaSpec): Promise<Replica> {
+  await initBackend({ prefer: spec.backend });
+  const model = (await tf.models.modelFromJSON({ modelTopology: spec.topology } as tf.io.ModelJSON)) as tf.LayersModel;
+  tf.tidy(() => model.setWeights(spec.weights.map((w, i) => tf.tensor(w, model.weights[i]!.shape as number[]))));
+  const head = spec.head ? new Head(spec.head.featureShape, spec.head.numClasses, spec.head.config, spec.head.seed) : null;
+  const layersOf = (owner: 'model' | 'head') => new Map((owner === 'model' ? model.layers : head!.layers).map((l) => [l.name, l]));
+  const byOwner = { model: layersOf('model'), head: head ? layersOf('head') : new Map<string, tf.layers.Layer>() };
+  const variables = spec.variables.map((ref) => {
+    const layer = byOwner[ref.owner].get(ref.layer);
+    const v = layer?.weights[ref.index];
+    if (!v) throw new Error(`the replica has no weight ${ref.index} in ${ref.owner} layer '${ref.layer}'`);
+    return v;
+  });
+  const apply = (xs: tf.Tensor[], training: boolean) => model.apply(xs.length === 1 ? xs[0]! : xs, { training }) as tf.Tensor;
+  const forward = head
+    ? (xs: tf.Tensor[], training: boolean) => head.classify(head.pooled(apply(xs, false)), training)
+    : (xs: tf.Tensor[], training: boolean) => apply(xs, training);
+  return { forward, variables, spec };
+}
+
+function step(r: Replica, weights: Float32Array[], share: Share): ShareResult {
+  r.variables.forEach((v, i) => {
+    const t = tf.tensor(weights[i]!, v.shape as number[]);
+    v.write(t);
+    t.dispose();
+  });
+  let correct: tf.Scalar | null = null;
+  try {
+    return tf.tidy(() => {
+      const xs = share.xs.map((x, i) => tf.tensor(x, share.xShapes[i]!));
+      const ys = tf.tensor(share.ys, share.yShape);
+      const { value, grads } = tf.variableGrads(() => {
+        const p = r.forward(xs, true);
+        correct = tf.keep(correctCount(r.spec.loss, ys, p));
+        return crossEntropy(r.spec.loss, ys, p);
+      }, r.variables.map((v) => v.read() as tf.Variable));
+      const out = r.variables.map((v) => Float32Array.from(grads[(v.read() as tf.Variable).name]!.dataSync() as Float32Array));
+      return { grads: out, loss: value.dataSync()[0]!, correct: (correct as tf.Scalar | null)?.dataSync()[0] ?? 0 };
+    });
+  } finally {
+    (correct as tf.Scalar | null)?.dispose();
+  }
+}
+
+port.on('message', (msg: { type: 'build'; spec: ReplicaSpec } | { type: 'step'; id: number; weights: Float32Array[]; share: Share }) => {
+  if (msg.type === 'build') {
+    build(msg.spec).then(
+      (r) => {
+        replica = r;
+        port.postMessage({ type: 'built' });
+      },
+      (err: Error) => port.postMessage({ type: 'fatal', message: err.stack ?? err.message }),
+    );
+    return;
+  }
+  try {
+    if (!replica) throw new Error('the replica is not built');
+    const result = step(replica, msg.weights, msg.share);
+    port.postMessage({ type: 'result', id: msg.id, result }, result.grads.map((g) => g.buffer as ArrayBuffer));
+  } catch (err) {
+    port.postMessage({ type: 'error', id: msg.id, message: (err as Error).message });
+  }
+});
+
+port.postMessage({ type: 'ready' });

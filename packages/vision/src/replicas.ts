@@ -1,0 +1,195 @@
+// Data-parallel training steps on more than one core: worker threads hold replicas of the trained model (the
+// scratch convnet, or the top block with the head when fine-tuning) and compute the gradients of a share of
+// each batch while this thread computes those of its own share; fit() adds them up and applies the optimizer
+// here, so the weights and the optimizer state live in one place. TensorFlow.js on wasm runs on one thread,
+// so without replicas a training step uses one core.
+//
+// GRAFT_TRAIN_THREADS sets how many threads share a step (1 turns replicas off); the default is the number of
+// cores, at most 4.
+import { availableParallelism } from 'node:os';
+import type { Worker } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import type { LogFn } from './backend';
+import type { LossKind } from './fit';
+import type { HeadConfig } from './head';
+import { startWorker } from './worker-thread';
+
+/** A trained variable, found by its layer and its index among that layer's weights. */
+export interface VariableRef {
+  owner: 'model' | 'head';
+  layer: string;
+  index: number;
+}
+
+/** What a worker needs to build a replica. */
+export interface ReplicaSpec {
+  /** The trained model's topology (`model.toJSON(null, false)`). */
+  topology: object;
+  /** Every weight of that model, in `model.weights` order, set once (the trained ones are sent every step). */
+  weights: Float32Array[];
+  /**
+   * For fine-tuning: the head on top of the model (its weights are sent every step); the model then runs in
+   * inference mode (frozen batch normalization). Null: the model is called with the training flag (scratch).
+   */
+  head: { featureShape: number[]; numClasses: number; config: HeadConfig; seed: number } | null;
+  loss: LossKind;
+  numClasses: number;
+  variables: VariableRef[];
+  backend: string;
+}
+
+/** A share of a batch: its inputs and labels as arrays. */
+export interface Share {
+  xs: Float32Array[];
+  xShapes: number[][];
+  ys: Float32Array;
+  yShape: number[];
+}
+
+/** Gradients of the mean loss over a share (in the order of the variables), its mean loss and right answers. */
+export interface ShareResult {
+  grads: Float32Array[];
+  loss: number;
+  correct: number;
+}
+
+/** Names the trained variables of a model and a head by layer and position. */
+export function variableRefs(model: tf.LayersModel, headLayers: tf.layers.Layer[], variables: tf.LayerVariable[]): VariableRef[] {
+  const where = new Map<tf.LayerVariable, VariableRef>();
+  for (const l of model.layers) l.weights.forEach((w, index) => where.set(w, { owner: 'model', layer: l.name, index }));
+  for (const l of headLayers) l.weights.forEach((w, index) => where.set(w, { owner: 'head', layer: l.name, index }));
+  return variables.map((v) => {
+    const ref = where.get(v);
+    if (!ref) throw new Error(`variable ${v.name} belongs to neither the model nor the head`);
+    return ref;
+  });
+}
+
+/** How many threads share a training step (this one included): GRAFT_TRAIN_THREADS, else the cores, at most 4. */
+export function trainThreads(): number {
+  const env = Number(process.env.GRAFT_TRAIN_THREADS);
+  if (Number.isInteger(env) && env >= 1) return env;
+  return Math.max(1, Math.min(4, availableParallelism()));
+}
+
+type Reply =
+  | { type: 'ready' }
+  | { type: 'built' }
+  | { type: 'fatal'; message: string }
+  | { type: 'result'; id: number; result: ShareResult }
+  | { type: 'error'; id: number; message: string };
+
+class ReplicaWorker {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve(r: ShareResult): void; reject(e: Error): void }>();
+  private failure: Error | null = null;
+  private closed = false;
+
+  constructor(private readonly worker: Worker) {
+    worker.on('message', (m: Reply) => {
+      if (m.type === 'fatal') this.fail(new Error(m.message));
+      if (m.type !== 'result' && m.type !== 'error') return;
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) worker.unref();
+      if (m.type === 'result') p.resolve(m.result);
+      else p.reject(new Error(m.message));
+    });
+    worker.on('error', (err) => this.fail(err));
+    worker.on('exit', (code) => {
+      if (!this.closed) this.fail(new Error(`a training replica's worker thread exited (code ${code})`));
+    });
+  }
+
+  private fail(err: Error): void {
+    this.failure ??= err;
+    for (const p of this.pending.values()) p.reject(err);
+    this.pending.clear();
+    this.worker.unref();
+  }
+
+  static async start(spec: ReplicaSpec): Promise<ReplicaWorker> {
+    const worker = startWorker(new URL('./replica-worker.ts', import.meta.url));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onMessage = (m: Reply) => {
+          if (m.type === 'ready') worker.postMessage({ type: 'build', spec });
+          else if (m.type === 'built') done(resolve);
+          else if (m.type === 'fatal') done(() => reject(new Error(m.message)));
+        };
+        const onError = (err: Error) => done(() => reject(err));
+        const onExit = (code: number) => done(() => reject(new Error(`the worker thread exited (code ${code})`)));
+        const done = (f: () => void) => {
+          worker.off('message', onMessage);
+          worker.off('error', onError);
+          worker.off('exit', onExit);
+          f();
+        };
+        worker.on('message', onMessage);
+        worker.on('error', onError);
+        worker.on('exit', onExit);
+      });
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    }
+    worker.unref();
+    return new ReplicaWorker(worker);
+  }
+
+  step(weights: Float32Array[], share: Share): Promise<ShareResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<ShareResult>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.ref();
+      this.worker.postMessage({ type: 'step', id, weights, share });
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.fail(new Error('the training replica has been closed'));
+    await this.worker.terminate();
+  }
+}
+
+/** Worker-thread replicas of a trained model, each taking a share of every batch. */
+export class GradientReplicas {
+  private constructor(private readonly workers: ReplicaWorker[]) {}
+
+  get count(): number {
+    return this.workers.length;
+  }
+
+  /**
+   * Starts `count` replicas; null (with the reason logged) where none can start, so training goes on in one
+   * thread.
+   */
+  static async start(spec: ReplicaSpec, count: number, log: LogFn = () => {}): Promise<GradientReplicas | null> {
+    if (count < 1) return null;
+    const started = performance.now();
+    const results = await Promise.allSettled(Array.from({ length: count }, () => ReplicaWorker.start(spec)));
+    const workers = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      await Promise.all(workers.map((w) => w.close()));
+      log({ reason: (failed.reason as Error).message }, 'training steps run on one thread: a replica did not start');
+      return null;
+    }
+    log({ replicas: count, seconds: +((performance.now() - started) / 1000).toFixed(2) }, `training steps shared with ${count} worker thread(s)`);
+    return new GradientReplicas(workers);
+  }
+
+  /** Gradients of each share (one per replica), computed with the given values of the trained variables. */
+  compute(weights: Float32Array[], shares: Share[]): Promise<ShareResult[]> {
+    if (shares.length > this.workers.length) throw new Error(`${shares.length} shares for ${this.workers.length} replicas`);
+    return Promise.all(shares.map((s, i) => this.workers[i]!.step(weights, s)));
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.close()));
+  }
+}
