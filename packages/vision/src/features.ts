@@ -216,8 +216,12 @@ export interface ExtractItem {
   label: number;
 }
 
+/** An image for extraction: decoded pixels, or a promise of them (an Error where it cannot be decoded). */
+export type PendingImage = Uint8Array | Promise<Uint8Array | Error>;
+
 export interface ExtractOptions {
-  images: Uint8Array[];
+  /** Decoded RGB images (size x size x 3), or promises of them: extraction goes on while they decode. */
+  images: readonly PendingImage[];
   items: ExtractItem[];
   size: number;
   preprocessing: Preprocessing;
@@ -238,46 +242,61 @@ export interface ExtractOptions {
 const IN_FLIGHT = 2;
 
 /** The normalised network input of one item: the image, or its copy-th augmented version. */
-export function itemInput(o: Pick<ExtractOptions, 'images' | 'size' | 'preprocessing' | 'augmentation' | 'seed'>, it: ExtractItem, out: Float32Array): void {
+export function itemInput(
+  o: Pick<ExtractOptions, 'size' | 'preprocessing' | 'augmentation' | 'seed'>,
+  it: ExtractItem,
+  image: Uint8Array,
+  out: Float32Array,
+): void {
   if (it.copy > 0 && o.augmentation) {
     const rng = createRng(deriveSeed(o.seed, 'copy', it.image, it.copy));
-    augmentInto(o.images[it.image]!, o.size, o.augmentation, sampleTransform(o.augmentation, o.size, o.size, rng), out);
+    augmentInto(image, o.size, o.augmentation, sampleTransform(o.augmentation, o.size, o.size, rng), out);
     normalizePixels(out, o.preprocessing, out);
   } else {
-    normalizePixels(o.images[it.image]!, o.preprocessing, out);
+    normalizePixels(image, o.preprocessing, out);
   }
 }
 
 /**
  * Sends every item through forward once, in batches, and keeps each output per sample in its store. The
  * augmentation of copy k of image i is drawn from a seed of (seed, i, k), so it is the same on every run.
- * While forward computes, the next batches are prepared here and queued (IN_FLIGHT at a time).
+ * While forward computes, the next batches are prepared here and queued (IN_FLIGHT at a time). Items of an
+ * image that cannot be decoded are left out.
  */
 export async function extractFeatures(o: ExtractOptions): Promise<void> {
   const per = o.size * o.size * 3;
   const starts: number[] = [];
   for (let s = 0; s < o.items.length; s += o.batchSize) starts.push(s);
-  const send = (k: number): Promise<Float32Array[]> => {
+  type Sent = { items: ExtractItem[]; arrays: Float32Array[] };
+  const send = async (k: number): Promise<Sent> => {
     const batch = o.items.slice(starts[k]!, starts[k]! + o.batchSize);
-    const buf = new Float32Array(batch.length * per);
-    batch.forEach((it, j) => itemInput(o, it, buf.subarray(j * per, (j + 1) * per)));
-    const p = o.forward(buf, batch.length);
-    p.catch(() => {});
-    return p;
+    const images = await Promise.all(batch.map((it) => o.images[it.image]!));
+    const items = batch.filter((_, j) => images[j] instanceof Uint8Array);
+    if (!items.length) return { items, arrays: [] };
+    const buf = new Float32Array(items.length * per);
+    let j = 0;
+    batch.forEach((it, b) => {
+      const image = images[b];
+      if (image instanceof Uint8Array) itemInput(o, it, image, buf.subarray(j * per, ++j * per));
+    });
+    return { items, arrays: await o.forward(buf, items.length) };
   };
-  const inFlight: Promise<Float32Array[]>[] = [];
+  const inFlight: Promise<Sent>[] = [];
   let sent = 0;
   const fill = () => {
-    while (sent < starts.length && inFlight.length < IN_FLIGHT) inFlight.push(send(sent++));
+    while (sent < starts.length && inFlight.length < IN_FLIGHT) {
+      const p = send(sent++);
+      p.catch(() => {});
+      inFlight.push(p);
+    }
   };
   fill();
   for (let k = 0; k < starts.length; k++) {
     throwIfAborted(o.signal);
-    const arrays = await inFlight.shift()!;
+    const { items, arrays } = await inFlight.shift()!;
     throwIfAborted(o.signal);
     fill();
-    const batch = o.items.slice(starts[k]!, starts[k]! + o.batchSize);
-    batch.forEach((it, j) => {
+    items.forEach((it, j) => {
       let a = 0;
       for (const store of o.stores) {
         const values = store.shapes.map((shape) => {
@@ -288,7 +307,7 @@ export async function extractFeatures(o: ExtractOptions): Promise<void> {
         store.add(values, it.label, it.image + (o.groupOffset ?? 0));
       }
     });
-    o.onProgress?.(Math.min(starts[k]! + batch.length, o.items.length), o.items.length);
+    o.onProgress?.(Math.min(starts[k]! + o.batchSize, o.items.length), o.items.length);
     // Let timers and I/O callbacks run between batches.
     await new Promise<void>((r) => setImmediate(r));
   }

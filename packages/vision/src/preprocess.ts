@@ -131,3 +131,53 @@ export async function decodeImages(
     opts.signal,
   );
 }
+
+/**
+ * Starts decoding images in order, at most `concurrency` at a time (sharp decodes off this thread), and returns
+ * at once one promise per image: its pixels, or an ImageDecodeError where it cannot be decoded. Decoding runs
+ * ahead of whoever awaits the promises, so it overlaps with work done on the decoded images meanwhile. A reading
+ * error, or an abort, rejects the promises of that image and of every image not started yet.
+ */
+export function decodeInOrder(
+  count: number,
+  read: (index: number) => Promise<Uint8Array>,
+  size: number,
+  opts: DecodeManyOptions = {},
+): Promise<Uint8Array | ImageDecodeError>[] {
+  const settle: { resolve(v: Uint8Array | ImageDecodeError): void; reject(e: unknown): void }[] = [];
+  const promises = Array.from(
+    { length: count },
+    (_, i) =>
+      new Promise<Uint8Array | ImageDecodeError>((resolve, reject) => {
+        settle[i] = { resolve, reject };
+      }),
+  );
+  // Nobody may await some of them (a run that stops early): their failures must not go unhandled.
+  for (const p of promises) p.catch(() => {});
+  let next = 0;
+  let done = 0;
+  let failure: unknown = null;
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      try {
+        if (failure) throw failure;
+        throwIfAborted(opts.signal);
+        const bytes = await read(i);
+        let result: Uint8Array | ImageDecodeError;
+        try {
+          result = await decodeImage(bytes, size);
+        } catch (err) {
+          result = new ImageDecodeError(i, err);
+        }
+        settle[i]!.resolve(result);
+        opts.onProgress?.(++done, count);
+      } catch (err) {
+        failure ??= err;
+        settle[i]!.reject(err);
+      }
+    }
+  };
+  for (let w = 0; w < Math.max(1, Math.min(opts.concurrency ?? DEFAULT_DECODE_CONCURRENCY, count)); w++) void worker();
+  return promises;
+}

@@ -7,8 +7,12 @@
 //   through the frozen base every epoch.
 // - fine_tuning: feature extraction first, then the top block (from config.fineTuning.fromLayer, by default the
 //   backbone's top block) is trained together with the head. The frozen part below it is run once per image copy
-//   and cached, which is exact because it does not change.
+//   and cached, which is exact because it does not change; each fine-tuning epoch takes one copy of each image.
 // - scratch: the small Keras convnet trained from random weights on [0, 1] pixels, augmented every epoch.
+//
+// Frozen passes (the backbone, or its part below the fine-tuned block) run on ONNX Runtime in a worker thread
+// where they can (frozen.ts), TensorFlow.js otherwise; meanwhile this thread decodes (sharp) and augments the
+// next images. The trained parts (head, top block, scratch convnet) train on TensorFlow.js.
 import * as tf from '@tensorflow/tfjs';
 import type { TrainingConfig } from './config';
 import type { AugmentationOptions } from './augment';
@@ -18,7 +22,7 @@ import { checkpointState, checkpointWeights, makeCheckpoint, type Checkpoint } f
 import { AbortError, throwIfAborted, VisionError } from './errors';
 import { classificationMetrics, toClassProbabilities, type TestMetrics } from './evaluate';
 import { exportClassifier, makeManifest, type GraftManifest } from './export';
-import { extractFeatures, FeatureStore, ImageSource, type ArrayForward, type ExtractItem, type Sampling } from './features';
+import { extractFeatures, FeatureStore, ImageSource, type ArrayForward, type ExtractItem, type PendingImage, type Sampling } from './features';
 import { createFrozenModel, type FrozenModel } from './frozen';
 import { GradientReplicas, trainThreads, variableRefs, type ReplicaSpec } from './replicas';
 import { applyUpper, fineTuneForward, prepareFineTuning, type FineTuneParts } from './fine-tune';
@@ -38,7 +42,7 @@ import {
 } from './fit';
 import { disposeWeights } from './graph';
 import { Head } from './head';
-import { decodeImages, normalizePixels, PREPROCESSING, type Preprocessing } from './preprocess';
+import { decodeInOrder, normalizePixels, PREPROCESSING, type Preprocessing } from './preprocess';
 import { ProgressTracker, type Phase, type TrainEvent } from './progress';
 import { buildScratchModel, SCRATCH_INPUT_SIZE } from './scratch';
 import { carveSplits, type ImageRef } from './split';
@@ -203,9 +207,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     method === 'scratch'
       ? { preparing: nAll * 0.05, training_head: headEpochs * (nTrain + nVal) * 0.5, evaluating: nTest * 0.2 + 1, exporting: 1 }
       : {
-          preparing: nAll * 0.05,
+          preparing: cachedMode ? 1 : nAll * 0.05,
           extracting: (cachedMode ? nTrain * (1 + copies) : 0) + nVal,
-          training_head: skipHead ? 0 : headEpochs * (cachedMode ? (nTrain * (HEAD_SAMPLING === "all" ? 1 + copies : 1) + nVal) * 0.03 : nTrain),
+          training_head: skipHead ? 0 : headEpochs * (cachedMode ? (nTrain * (HEAD_SAMPLING === 'all' ? 1 + copies : 1) + nVal) * 0.03 : nTrain),
           // A fine-tuning step of the top block on one sample costs about 1.5 frozen passes of an image.
           fine_tuning: fineTuning ? ftEpochs * nTrain * (cachedMode ? 1.5 : 2.5) : 0,
           evaluating: nTest + 1,
@@ -216,30 +220,40 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   // --- preparing: decode every image once at the input size -------------------------------------------------
   progress.phase('preparing');
   const allRefs = [...splits.train, ...splits.validation, ...splits.test];
-  const decoded = await decodeImages(allRefs.length, (i) => opts.readImage(allRefs[i]!.key), size, {
+  // With cached features, the training images' features are computed as the images decode: decoding (sharp,
+  // off this thread) overlaps with the frozen model's passes. Otherwise every image is decoded first.
+  const overlap = method !== 'scratch' && cachedMode;
+  const pending = decodeInOrder(allRefs.length, (i) => opts.readImage(allRefs[i]!.key), size, {
     signal,
-    onProgress: (done, total) => progress.update('preparing', done / total),
+    onProgress: overlap ? undefined : (done, total) => progress.update('preparing', done / total),
   });
   let skipped = 0;
-  const take = (refs: ImageRef[], offset: number): Prepared => {
-    const out: Prepared = { images: [], labels: [] };
-    refs.forEach((r, i) => {
-      const d = decoded[offset + i]!;
-      if (d instanceof Uint8Array) {
-        out.images.push(d);
-        out.labels.push(r.label);
-      } else {
-        skipped++;
-        log({ key: r.key, err: d.message }, 'skipping an image that cannot be decoded');
-      }
-    });
-    return out;
+  let trainSet!: Prepared;
+  let valSet!: Prepared;
+  let testSet!: Prepared;
+  /** Waits for every image, then sorts them into the splits, leaving out (and logging) undecodable ones. */
+  const settle = async () => {
+    const decoded = await Promise.all(pending);
+    const take = (refs: ImageRef[], offset: number): Prepared => {
+      const out: Prepared = { images: [], labels: [] };
+      refs.forEach((r, i) => {
+        const d = decoded[offset + i]!;
+        if (d instanceof Uint8Array) {
+          out.images.push(d);
+          out.labels.push(r.label);
+        } else {
+          skipped++;
+          log({ key: r.key, err: d.message }, 'skipping an image that cannot be decoded');
+        }
+      });
+      return out;
+    };
+    trainSet = take(splits.train, 0);
+    valSet = take(splits.validation, nTrain);
+    testSet = take(splits.test, nTrain + nVal);
+    if (trainSet.images.length === 0) throw new VisionError('EMPTY_TRAINING_SET', 'none of the training images can be decoded');
   };
-  const trainSet = take(splits.train, 0);
-  const valSet = take(splits.validation, nTrain);
-  const testSet = take(splits.test, nTrain + nVal);
-  decoded.length = 0;
-  if (trainSet.images.length === 0) throw new VisionError('EMPTY_TRAINING_SET', 'none of the training images can be decoded');
+  if (!overlap) await settle();
   throwIfAborted(signal);
 
   const owned: {
@@ -387,20 +401,26 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       // --- extracting: run the frozen part once per image (and augmented copy) -----------------------------
       progress.phase('extracting');
       const headTrain = needHead && cachedMode ? store([pooledShape], cfg.batchSize, HEAD_SAMPLING) : null;
-      const headVal = needHead && valSet.images.length ? store([pooledShape], INFERENCE_BATCH) : null;
       const lowerTrain = parts && cachedMode ? store(lowerShapes, cfg.batchSize, FINE_TUNING_SAMPLING) : null;
-      const lowerVal = parts && valSet.images.length ? store(lowerShapes, INFERENCE_BATCH) : null;
       const extractStarted = performance.now();
       let extractedCount = 0;
-      const extract = async (set: Prepared, nCopies: number, lower: FeatureStore | null, headStore: FeatureStore | null, offset: number, total: number) => {
+      const extract = async (
+        images: PendingImage[],
+        imageLabels: number[],
+        nCopies: number,
+        lower: FeatureStore | null,
+        headStore: FeatureStore | null,
+        offset: number,
+        total: number,
+      ) => {
         const stores = [lower, headStore].filter((s): s is FeatureStore => s !== null);
         if (!stores.length) return;
         const items: ExtractItem[] = [];
-        set.images.forEach((_, i) => {
-          for (let c = 0; c <= nCopies; c++) items.push({ image: i, copy: c, label: set.labels[i]! });
+        images.forEach((_, i) => {
+          for (let c = 0; c <= nCopies; c++) items.push({ image: i, copy: c, label: imageLabels[i]! });
         });
         await extractFeatures({
-          images: set.images,
+          images,
           items,
           size,
           preprocessing,
@@ -420,10 +440,16 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         });
         extractedCount += items.length;
       };
-      const trainItems = cachedMode ? trainSet.images.length * (1 + copies) : 0;
-      const totalItems = trainItems + valSet.images.length;
-      if (cachedMode) await extract(trainSet, copies, lowerTrain, headTrain, 0, totalItems);
-      await extract(valSet, 0, lowerVal, headVal, trainItems, totalItems);
+      const trainItems = cachedMode ? nTrain * (1 + copies) : 0;
+      const totalItems = trainItems + nVal;
+      if (cachedMode) {
+        const trainImages = pending.slice(0, nTrain);
+        await extract(trainImages, splits.train.map((r) => r.label), copies, lowerTrain, headTrain, 0, totalItems);
+      }
+      if (overlap) await settle();
+      const headVal = needHead && valSet.images.length ? store([pooledShape], INFERENCE_BATCH) : null;
+      const lowerVal = parts && valSet.images.length ? store(lowerShapes, INFERENCE_BATCH) : null;
+      await extract(valSet.images, valSet.labels, 0, lowerVal, headVal, trainItems, totalItems);
       const extractSeconds = (performance.now() - extractStarted) / 1000;
       if (extractedCount) {
         log(

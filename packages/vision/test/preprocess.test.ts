@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { ImageDecodeError } from '../src/errors';
-import { decodeImage, decodeImages, normalizePixels, PREPROCESSING } from '../src/preprocess';
+import { decodeImage, decodeImages, decodeInOrder, normalizePixels, PREPROCESSING } from '../src/preprocess';
 import { carveSplits } from '../src/split';
 
 /** A w x h image whose left half is red and right half blue. */
@@ -57,6 +57,41 @@ describe('decodeImage', () => {
     expect(out[1]).toBeInstanceOf(ImageDecodeError);
     expect((out[1] as ImageDecodeError).index).toBe(1);
     expect(out[2]).toBeInstanceOf(Uint8Array);
+  });
+
+  it('decodes ahead in order, a promise per image, at most `concurrency` reads at once', async () => {
+    const good = new Uint8Array(await halves(8, 8));
+    const list = [good, good, new Uint8Array([9, 9, 9]), good, good];
+    let reading = 0;
+    let most = 0;
+    const started: number[] = [];
+    const read = async (i: number) => {
+      started.push(i);
+      most = Math.max(most, ++reading);
+      await new Promise((r) => setTimeout(r, 5));
+      reading--;
+      return list[i]!;
+    };
+    const promises = decodeInOrder(list.length, read, 4, { concurrency: 2 });
+    expect(promises).toHaveLength(5);
+    // Nobody awaited anything yet: the last image is decoded anyway.
+    expect(await promises[4]).toBeInstanceOf(Uint8Array);
+    const out = await Promise.all(promises);
+    expect(started).toEqual([0, 1, 2, 3, 4]);
+    expect(most).toBe(2);
+    expect(out[2]).toBeInstanceOf(ImageDecodeError);
+    expect(out.filter((o) => o instanceof Uint8Array)).toHaveLength(4);
+  });
+
+  it('rejects the image whose bytes cannot be read, and those not started after it', async () => {
+    const good = new Uint8Array(await halves(8, 8));
+    const promises = decodeInOrder(4, async (i) => {
+      if (i === 1) throw new Error('storage is down');
+      return good;
+    }, 4, { concurrency: 1 });
+    expect(await promises[0]).toBeInstanceOf(Uint8Array);
+    await expect(promises[1]).rejects.toThrow('storage is down');
+    await expect(promises[3]).rejects.toThrow('storage is down');
   });
 });
 
