@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, createLogger, ConfigError } from '@graft/config';
+import { loadConfigOrExit, createLogger } from '@graft/config';
 import { startEmbeddedS3, stopChild } from '@graft/storage/embedded';
 import { redisServerAvailable, startRedisServer } from '@graft/queue/embedded-redis';
 
@@ -20,16 +20,7 @@ const answers = (url: string) =>
   });
 
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const log = createLogger(config.logLevel, 'graft');
   const env: Record<string, string> = { ...(process.env as Record<string, string>) };
   const stops: (() => Promise<void>)[] = [];

@@ -191,3 +191,16 @@ export function loadConfig(env: Env = process.env): GraftConfig {
 
 export const cpuCount = () => os.availableParallelism?.() ?? os.cpus().length;
 export * from './logger';
+
+/** For a process's entry point: the configuration, or every problem printed and exit code 2. */
+export function loadConfigOrExit(env: Env = process.env): GraftConfig {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

@@ -1,20 +1,11 @@
 // Starts the API: configuration, clients, listen, graceful close on SIGTERM/SIGINT.
-import { loadConfig, createLogger, ConfigError } from '@graft/config';
+import { loadConfigOrExit, createLogger } from '@graft/config';
 import { initBackend } from '@graft/vision';
 import { createDeps } from './deps';
 import { buildApp } from './app';
 
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const log = createLogger(config.logLevel, 'graft-api');
   const deps = createDeps(config);
   await deps.storage.ensureBucket().catch((err) => log.warn({ err: err.message }, 'could not ensure the bucket yet'));

@@ -1,22 +1,13 @@
 // The training worker: takes jobs from the queue, runs each in a training child process, listens for
 // cancellations from any API process, and on SIGTERM checkpoints and releases its jobs before exiting.
 import { Worker } from 'bullmq';
-import { loadConfig, createLogger, ConfigError } from '@graft/config';
+import { loadConfigOrExit, createLogger } from '@graft/config';
 import { Storage } from '@graft/storage';
 import { JobStore, TRAIN_QUEUE, createRedis } from '@graft/queue';
 import { createProcessor } from './processor';
 
 async function main() {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const log = createLogger(config.logLevel, 'graft-worker');
   const connection = createRedis(config.redisUrl);
   const subscriber = createRedis(config.redisUrl);

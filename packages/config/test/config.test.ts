@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '@graft/config';
+
+describe('loadConfig', () => {
+  it('fills in the embedded defaults', () => {
+    const c = loadConfig({ GRAFT_BACKBONES: '/models' });
+    expect(c.host).toBe('127.0.0.1');
+    expect(c.port).toBe(8080);
+    expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(c.redisUrlExplicit).toBe(false);
+    expect(c.s3.endpoint).toBeNull();
+    expect(c.s3.bucket).toBe('graft');
+    expect(c.apiKeys).toEqual([]);
+    expect(c.workerConcurrency).toBe(1);
+    expect(c.backbones).toBe('/models');
+  });
+
+  it('parses API keys as tenant:key pairs', () => {
+    const c = loadConfig({ GRAFT_API_KEYS: 'alpha:key-aaaaaaaa, beta:key-bbbbbbbb' });
+    expect(c.apiKeys).toEqual([
+      { tenant: 'alpha', key: 'key-aaaaaaaa' },
+      { tenant: 'beta', key: 'key-bbbbbbbb' },
+    ]);
+  });
+
+  it('names every bad variable in one error, without echoing keys', () => {
+    let err: unknown;
+    try {
+      loadConfig({ PORT: 'abc', LOG_LEVEL: 'loud', REDIS_URL: 'http://x', S3_BUCKET: 'Bad_Bucket', GRAFT_API_KEYS: 'nokey,t:short', WORKER_CONCURRENCY: '0' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems.join('\n');
+    for (const name of ['PORT', 'LOG_LEVEL', 'REDIS_URL', 'S3_BUCKET', 'GRAFT_API_KEYS', 'WORKER_CONCURRENCY']) {
+      expect(problems).toContain(name);
+    }
+    expect(problems).not.toContain('short');
+  });
+});
