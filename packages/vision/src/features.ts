@@ -261,9 +261,9 @@ export function itemInput(
  * Sends every item through forward once, in batches, and keeps each output per sample in its store. The
  * augmentation of copy k of image i is drawn from a seed of (seed, i, k), so it is the same on every run.
  * While forward computes, the next batches are prepared here and queued (IN_FLIGHT at a time). Items of an
- * image that cannot be decoded are left out.
+ * image that cannot be decoded are left out. Returns the number of items sent through forward.
  */
-export async function extractFeatures(o: ExtractOptions): Promise<void> {
+export async function extractFeatures(o: ExtractOptions): Promise<number> {
   const per = o.size * o.size * 3;
   const starts: number[] = [];
   for (let s = 0; s < o.items.length; s += o.batchSize) starts.push(s);
@@ -291,9 +291,11 @@ export async function extractFeatures(o: ExtractOptions): Promise<void> {
     }
   };
   fill();
+  let extracted = 0;
   for (let k = 0; k < starts.length; k++) {
     throwIfAborted(o.signal);
     const { items, arrays } = await inFlight.shift()!;
+    extracted += items.length;
     throwIfAborted(o.signal);
     fill();
     items.forEach((it, j) => {
@@ -311,4 +313,5 @@ export async function extractFeatures(o: ExtractOptions): Promise<void> {
     // Let timers and I/O callbacks run between batches.
     await new Promise<void>((r) => setImmediate(r));
   }
+  return extracted;
 }

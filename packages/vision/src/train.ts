@@ -419,7 +419,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         images.forEach((_, i) => {
           for (let c = 0; c <= nCopies; c++) items.push({ image: i, copy: c, label: imageLabels[i]! });
         });
-        await extractFeatures({
+        extractedCount += await extractFeatures({
           images,
           items,
           size,
@@ -438,7 +438,6 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
           },
           onProgress: (done) => progress.update('extracting', (offset + done) / total),
         });
-        extractedCount += items.length;
       };
       const trainItems = cachedMode ? nTrain * (1 + copies) : 0;
       const totalItems = trainItems + nVal;

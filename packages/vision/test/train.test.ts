@@ -147,6 +147,32 @@ describe('train', () => {
     expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.9);
   });
 
+  it('leaves out images that cannot be decoded, also while their features are computed as they decode', async () => {
+    const broken = new Uint8Array([1, 2, 3, 4]);
+    const set: SyntheticSet = {
+      ...twoClass,
+      splits: {
+        train: [...twoClass.splits.train, { key: 'broken-train', label: 0 }],
+        validation: [...twoClass.splits.validation, { key: 'broken-validation', label: 1 }],
+        test: twoClass.splits.test,
+      },
+      readImage: async (key) => (key.startsWith('broken') ? broken : twoClass.readImage(key)),
+    };
+    const logged: string[] = [];
+    const epochs: TrainEvent[] = [];
+    const result = await train(
+      options(set, { ...fastHead, method: 'fine_tuning', featureExtraction: { epochs: 4, optimizer: 'adam', learningRate: 0.01 }, fineTuning: { epochs: 1, optimizer: 'adam', learningRate: 0.001 } }, {
+        log: (obj, msg) => logged.push(`${msg} ${JSON.stringify(obj)}`),
+        onEvent: (e) => e.type === 'epoch' && epochs.push(e),
+      }),
+    );
+    expect(result.counts).toEqual({ train: 20, validation: 10, test: 10, skipped: 2 });
+    expect(logged.filter((l) => l.startsWith('skipping an image that cannot be decoded'))).toHaveLength(2);
+    // 20 training images and one augmented copy of each went through the frozen part, and 10 for validation.
+    expect(logged.find((l) => l.startsWith('features extracted'))).toMatch(/"images":50,/);
+    expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.9);
+  });
+
   it('rejects a training set with a single class', async () => {
     const oneClass = { ...twoClass.splits, train: twoClass.splits.train.filter((r) => r.label === 0) };
     await expect(train({ ...options(twoClass, fastHead), splits: oneClass })).rejects.toMatchObject({ code: 'TOO_FEW_CLASSES' });
