@@ -1,7 +1,10 @@
 # Graft worker on NVIDIA GPUs: TensorFlow.js with tfjs-node-gpu (libtensorflow 2.x needs CUDA 11.x + cuDNN 8).
 FROM nvidia/cuda:11.8.0-cudnn8-runtime-ubuntu22.04
 ENV NODE_ENV=production DEBIAN_FRONTEND=noninteractive
-RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates python3 make g++ \
+# libvulkan1 and the 'graphics' driver capability let the WebGPU backend (Dawn over Vulkan) find the GPU where
+# GRAFT_TF_BACKEND is unset and tfjs-node-gpu cannot load.
+ENV NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
+RUN apt-get update && apt-get install -y --no-install-recommends curl ca-certificates python3 make g++ libvulkan1 \
  && curl -fsSL https://deb.nodesource.com/setup_20.x | bash - \
  && apt-get install -y --no-install-recommends nodejs && rm -rf /var/lib/apt/lists/*
 WORKDIR /app

@@ -1,22 +1,25 @@
-// Picks the fastest TensorFlow.js backend that loads here: the native TensorFlow bindings (GPU, then CPU) where
-// their optional packages and native binding files are installed, then WebAssembly, then plain JavaScript.
-// GRAFT_TF_BACKEND (or opts.prefer) names one backend to use instead: 'tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'.
+// Picks the fastest TensorFlow.js backend that loads here: the native TensorFlow binding on a GPU where its
+// optional package and native binding file are installed, then WebGPU (the optional `webgpu` package, Dawn
+// over Vulkan/Metal/D3D12) where it finds a hardware adapter, then the native TensorFlow binding on the CPU, then
+// WebAssembly, then plain JavaScript. GRAFT_TF_BACKEND (or opts.prefer) names one backend to use instead:
+// 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'.
 import { createRequire } from 'node:module';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { VisionError } from './errors';
 
-export type BackendName = 'tensorflow-gpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = 'tensorflow-gpu' | 'webgpu' | 'tensorflow' | 'wasm' | 'cpu';
 export type LogFn = (obj: object, msg: string) => void;
 
-const ORDER: BackendName[] = ['tensorflow-gpu', 'tensorflow', 'wasm', 'cpu'];
+const ORDER: BackendName[] = ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
 
 const ALIASES: Record<string, BackendName> = {
   'tensorflow-gpu': 'tensorflow-gpu',
   'node-gpu': 'tensorflow-gpu',
   'tfjs-node-gpu': 'tensorflow-gpu',
   gpu: 'tensorflow-gpu',
+  webgpu: 'webgpu',
   tensorflow: 'tensorflow',
   node: 'tensorflow',
   'tfjs-node': 'tensorflow',
@@ -63,6 +66,7 @@ async function tryBackend(name: BackendName, log: LogFn): Promise<string | null>
     if (!(await tf.setBackend('tensorflow'))) return `${pkg} loaded but the 'tensorflow' backend did not start`;
     return null;
   }
+  if (name === 'webgpu') return startWebGpu(log);
   if (name === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');
     if (!(await tf.setBackend('wasm'))) return 'the wasm backend did not start';
@@ -70,6 +74,81 @@ async function tryBackend(name: BackendName, log: LogFn): Promise<string | null>
     return null;
   }
   if (!(await tf.setBackend('cpu'))) return 'the cpu backend did not start';
+  return null;
+}
+
+/** What is used here of the `webgpu` package (its own types would declare the WebGPU globals everywhere). */
+interface DawnAdapter {
+  isFallbackAdapter?: boolean;
+  info?: { vendor?: string; architecture?: string; device?: string; description?: string; isFallbackAdapter?: boolean };
+}
+interface DawnModule {
+  create(flags: string[]): { requestAdapter(options?: { powerPreference?: string }): Promise<DawnAdapter | null> };
+  globals: Record<string, unknown>;
+}
+
+/**
+ * On Linux Dawn reaches the GPU through the Vulkan loader and a Vulkan driver; without them there is no adapter
+ * to find (and Dawn prints warnings of its own), so both are looked for first where the loader looks.
+ */
+function missingVulkanLoader(): string | null {
+  if (process.platform !== 'linux') return null;
+  const dirs = [
+    ...(process.env.LD_LIBRARY_PATH ?? '').split(':').filter(Boolean),
+    `/usr/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+    `/lib/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`,
+    '/usr/lib64',
+    '/lib64',
+    '/usr/lib',
+    '/usr/local/lib',
+  ];
+  if (!dirs.some((d) => existsSync(join(d, 'libvulkan.so.1')))) return 'no Vulkan loader (libvulkan.so.1) on this machine';
+  // The loader finds drivers by their manifests (the NVIDIA container toolkit mounts one where the container
+  // asks for the 'graphics' capability), or where VK_ICD_FILENAMES / VK_DRIVER_FILES name them.
+  if (process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES) return null;
+  const xdg = (process.env.XDG_DATA_DIRS ?? '/usr/local/share:/usr/share').split(':').filter(Boolean);
+  const icdDirs = ['/etc/vulkan/icd.d', ...xdg.map((d) => join(d, 'vulkan/icd.d'))];
+  const hasDriver = icdDirs.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json')));
+  return hasDriver ? null : 'no Vulkan driver (no ICD manifest in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d)';
+}
+
+/** Adapter descriptions of software renderers: a WebGPU backend on one would be slower than wasm. */
+const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render/i;
+
+/**
+ * Starts the WebGPU backend on the `webgpu` package's Dawn binding: finds an adapter first (null where the
+ * machine has no GPU, no Vulkan loader or no driver), refuses a software one, then exposes navigator.gpu and
+ * the WebGPU globals that @tensorflow/tfjs-backend-webgpu expects, which registers its backend on import.
+ */
+async function startWebGpu(log: LogFn): Promise<string | null> {
+  if (!packageDir('webgpu')) return 'webgpu is not installed';
+  if (!packageDir('@tensorflow/tfjs-backend-webgpu')) return '@tensorflow/tfjs-backend-webgpu is not installed';
+  const noLoader = missingVulkanLoader();
+  if (noLoader) return noLoader;
+  let dawn: DawnModule;
+  try {
+    dawn = (await import('webgpu')) as unknown as typeof dawn;
+  } catch (err) {
+    return `the webgpu package did not load: ${(err as Error).message}`;
+  }
+  const gpu = dawn.create([]);
+  const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
+  if (!adapter) return 'no WebGPU adapter (no GPU, Vulkan loader or driver found)';
+  const info = adapter.info;
+  const described = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ');
+  if (adapter.isFallbackAdapter || info?.isFallbackAdapter || SOFTWARE_ADAPTER.test(described)) {
+    return `the WebGPU adapter is a software renderer (${described || 'fallback adapter'})`;
+  }
+  for (const [key, value] of Object.entries(dawn.globals)) {
+    if (!(key in globalThis)) Object.defineProperty(globalThis, key, { value, configurable: true, writable: true });
+  }
+  const nav = (globalThis as { navigator?: object }).navigator;
+  if (nav) Object.defineProperty(nav, 'gpu', { value: gpu, configurable: true });
+  else Object.defineProperty(globalThis, 'navigator', { value: { gpu }, configurable: true, writable: true });
+  await import('@tensorflow/tfjs-backend-webgpu');
+  if (!tf.findBackendFactory('webgpu')) return '@tensorflow/tfjs-backend-webgpu did not register its backend';
+  if (!(await tf.setBackend('webgpu'))) return 'the webgpu backend did not start';
+  log({ adapter: described }, `WebGPU adapter: ${described}`);
   return null;
 }
 
@@ -93,7 +172,7 @@ async function registerWasmTraining(log: LogFn): Promise<void> {
 
 /**
  * Chooses and starts the backend once; later calls return the same name. The order is tfjs-node-gpu,
- * tfjs-node, wasm, cpu, or the one named by opts.prefer / GRAFT_TF_BACKEND (an error where it cannot load).
+ * webgpu, tfjs-node, wasm, cpu, or the one named by opts.prefer / GRAFT_TF_BACKEND (an error where it cannot load).
  */
 export function initBackend(opts: { prefer?: string; log?: LogFn } = {}): Promise<string> {
   chosen ??= choose(opts).catch((err) => {
