@@ -3,7 +3,9 @@
 // layer of its top block (where fine-tuning starts by default). Weights are read from a source: a folder, a
 // file:// URL or an http(s):// URL base holding `<name>/model.json` and its shards. More architectures are added
 // with registerBackbone(), optionally with their own loader and builder. A source may also be a function that
-// reads `<name>/<file>` from anywhere (object storage, an archive), so this package needs no storage client.
+// reads `<name>/<file>` from anywhere (object storage, an archive), or a BackboneFiles object that also answers
+// whether a file is there without reading it and names its files in messages, so this package needs no
+// storage client.
 //
 // The Keras Applications architectures (architectures/: vgg16, vgg19, resnet50, inception_v3, xception,
 // mobilenet_v1_<alpha>, mobilenet_v2_<alpha>) are registered with a builder, so their parameter counts and
@@ -21,8 +23,32 @@ import { disposeWeights, headlessModel } from './graph';
 import { loadLayersModelFrom, parseJsonFile, readerFor, type FileReader } from './model-files';
 import { PREPROCESSING, type Preprocessing } from './preprocess';
 
-/** Where backbone weights are: a folder, a file:// or http(s):// URL base, or a reader of `<name>/<file>` paths. */
-export type BackboneSource = string | ((path: string) => Promise<Uint8Array>);
+/**
+ * Files of a backbone source reached through code (object storage, an archive), by path relative to the source:
+ * `<name>/model.json`, `<name>/<shard>`, `<name>.h5`, ...
+ */
+export interface BackboneFiles {
+  /** The bytes of a file; rejects where it is not there, with a message that names it. */
+  read(path: string): Promise<Uint8Array>;
+  /** Whether a file is there, without reading it (default: whether read succeeds). */
+  exists?(path: string): Promise<boolean>;
+  /** How listings and messages name a path of the source (default: `<path> (custom reader)`). */
+  describe?(path: string): string;
+}
+
+/** Where backbone weights are: a folder, a file:// or http(s):// URL base, or files read by code. */
+export type BackboneSource = string | ((path: string) => Promise<Uint8Array>) | BackboneFiles;
+
+/** A source reached through code, as BackboneFiles with every method. */
+function filesOf(source: Exclude<BackboneSource, string>): Required<BackboneFiles> {
+  const given: BackboneFiles = typeof source === 'function' ? { read: source } : source;
+  const read = (p: string) => given.read(p);
+  return {
+    read,
+    exists: given.exists ? (p) => given.exists!(p) : (p) => read(p).then(() => true, () => false),
+    describe: given.describe ? (p) => given.describe!(p) : (p) => (p ? `${p} (custom reader)` : 'the custom reader'),
+  };
+}
 
 export interface BackboneSpec {
   name: string;
@@ -136,11 +162,13 @@ export function backboneLocation(source: string, name: string): string {
 
 /** A reader of the files of backbone `name` (`model.json`, shards) at source. */
 export function backboneReader(source: BackboneSource, name: string): FileReader {
-  return typeof source === 'function' ? (p) => source(`${name}/${p}`) : readerFor(backboneLocation(source, name));
+  if (typeof source === 'string') return readerFor(backboneLocation(source, name));
+  const files = filesOf(source);
+  return (p) => files.read(`${name}/${p}`);
 }
 
 function describeSource(source: BackboneSource, name: string): string {
-  return typeof source === 'function' ? `${name}/ (custom reader)` : backboneLocation(source, name);
+  return typeof source === 'string' ? backboneLocation(source, name) : filesOf(source).describe(`${name}/`);
 }
 
 function sourceFor(spec: BackboneSpec, source: BackboneSource | undefined): BackboneSource {
@@ -208,14 +236,7 @@ export async function loadBackbone(name: string, source?: BackboneSource, opts: 
 
 async function weightsAvailable(spec: BackboneSpec, source: BackboneSource): Promise<boolean> {
   if (spec.available) return spec.available(source);
-  if (typeof source === 'function') {
-    try {
-      await source(`${spec.name}/model.json`);
-      return true;
-    } catch {
-      return false;
-    }
-  }
+  if (typeof source !== 'string') return sourceHas(source, `${spec.name}/model.json`);
   const location = backboneLocation(source, spec.name);
   if (/^https?:\/\//i.test(location)) {
     try {
@@ -296,11 +317,11 @@ export async function describeBackbone(name: string, source?: BackboneSource, in
 
 // --- Keras Applications architectures ------------------------------------------------------------------------
 
-/** Reads a file of a source (folder, file:// or http(s):// URL, or reader function); null where it is not there. */
+/** Reads a file of a source (folder, file:// or http(s):// URL, or files read by code); null where it is not there. */
 async function readSourceFile(source: BackboneSource, relative: string): Promise<Uint8Array | null> {
-  if (typeof source === 'function') {
+  if (typeof source !== 'string') {
     try {
-      return await source(relative);
+      return await filesOf(source).read(relative);
     } catch {
       return null;
     }
@@ -322,7 +343,13 @@ async function readLocation(location: string): Promise<Uint8Array | null> {
 }
 
 async function sourceHas(source: BackboneSource, relative: string): Promise<boolean> {
-  if (typeof source === 'function') return (await readSourceFile(source, relative)) !== null;
+  if (typeof source !== 'string') {
+    try {
+      return await filesOf(source).exists(relative);
+    } catch {
+      return false;
+    }
+  }
   return locationExists(sourceFile(source, relative));
 }
 
@@ -365,7 +392,7 @@ async function loadKerasBackbone(name: string, arch: ArchitectureSpec, source: B
   }
   tried.push(`${name}/model.json`);
   if (await sourceHas(source, `${name}/model.json`)) {
-    const location = typeof source === 'function' ? `${name}/ (custom reader)` : sourceFile(source, name);
+    const location = typeof source === 'string' ? sourceFile(source, name) : describeSource(source, name);
     try {
       const full = await loadLayersModelFrom(backboneReader(source, name), { patchTopology: (t) => setTopologyInputSize(t, inputSize) });
       const headless = headlessModel(full, arch.featureLayer, name);
@@ -379,9 +406,9 @@ async function loadKerasBackbone(name: string, arch: ArchitectureSpec, source: B
   for (const file of kerasWeightFiles(name, arch, inputSize)) {
     tried.push(file);
     const bytes = await readSourceFile(source, file);
-    if (bytes) return fromH5(bytes, typeof source === 'function' ? file : sourceFile(source, file));
+    if (bytes) return fromH5(bytes, typeof source === 'string' ? sourceFile(source, file) : filesOf(source).describe(file));
   }
-  const where = typeof source === 'function' ? 'the custom reader' : source;
+  const where = typeof source === 'string' ? source : filesOf(source).describe('');
   throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `cannot load backbone '${name}': ${where} has none of ${tried.join(', ')}`, false);
 }
 

@@ -11,6 +11,7 @@ export {
   backboneLocation,
   backboneReader,
   type BackboneSource,
+  type BackboneFiles,
   type BackboneSpec,
   type BackboneListing,
   type BackboneDescription,

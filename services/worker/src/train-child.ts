@@ -1,7 +1,7 @@
 // The training child process: one per job attempt, so the worker's event loop (and its BullMQ lock
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
-import { keys, Storage } from '@graft/storage';
+import { backboneSource, keys, Storage } from '@graft/storage';
 import { initBackend, train, type Checkpoint, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
@@ -116,7 +116,7 @@ async function run({ payload, attempt, config }: StartMessage) {
       labels,
       splits,
       readImage: (key) => storage.getBuffer(key),
-      backbones: config.backbones,
+      backbones: backboneSource(config.backbones, storage),
       signal: controller.signal,
       attempt,
       resume,

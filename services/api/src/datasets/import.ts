@@ -6,14 +6,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { pack as tarPack } from 'tar-stream';
 import { pipeline } from 'node:stream/promises';
-import type { Storage } from '@graft/storage';
+import { parseS3Url, type S3Url, type Storage } from '@graft/storage';
 import { ApiError } from '../errors';
 
-export function parseS3Source(source: string): { bucket: string; prefix: string } {
-  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/?(.*)$/.exec(source);
-  if (!m) throw new ApiError('VALIDATION_FAILED', `source must look like s3://bucket/prefix/ (got ${JSON.stringify(source)})`, { field: 'source' });
-  const prefix = m[2] && !m[2].endsWith('/') ? `${m[2]}/` : m[2];
-  return { bucket: m[1], prefix };
+export function parseS3Source(source: string): S3Url {
+  const location = parseS3Url(source);
+  if (!location) throw new ApiError('VALIDATION_FAILED', `source must look like s3://bucket/prefix/ (got ${JSON.stringify(source)})`, { field: 'source' });
+  return location;
 }
 
 /** Packs every object under the prefix into a tar file; paths inside are relative to the prefix. */

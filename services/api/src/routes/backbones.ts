@@ -2,16 +2,19 @@
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { listBackbones } from '@graft/vision';
+import { backboneSource } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
-import { describeCached, findBackbone } from '../backbones';
+import { backboneDescriber, findBackbone } from '../backbones';
 
 export default async function backboneRoutes(app: FastifyInstance, opts: { deps: ApiDeps }) {
-  const source = opts.deps.config.backbones;
+  // GRAFT_BACKBONES: a folder, an http(s):// URL base, or an s3:// prefix read with the service's S3 connection.
+  const source = backboneSource(opts.deps.config.backbones, opts.deps.storage);
+  const describeCached = backboneDescriber(source);
 
   const describe = async (name: string, inputSize?: number) => {
     try {
-      return await describeCached(name, source, inputSize);
+      return await describeCached(name, inputSize);
     } catch (err: any) {
       if (err?.code === 'INVALID_INPUT_SIZE') throw new ApiError('VALIDATION_FAILED', err.message, { field: 'inputSize' });
       return null;
@@ -43,7 +46,7 @@ export default async function backboneRoutes(app: FastifyInstance, opts: { deps:
       const { inputSize } = req.query as { inputSize?: number };
       if (!findBackbone(name)) throw notFound('backbone', name);
       const listing = (await listBackbones(source)).find((b) => b.name === name)!;
-      const d = await describeCached(name, source, inputSize).catch((err: any) => {
+      const d = await describeCached(name, inputSize).catch((err: any) => {
         if (err?.code === 'INVALID_INPUT_SIZE') throw new ApiError('VALIDATION_FAILED', err.message, { field: 'inputSize' });
         throw new ApiError('BACKBONE_NOT_FOUND', `backbone '${name}' cannot be built: ${err.message}`, undefined, 404);
       });
