@@ -140,6 +140,9 @@ export function loadConfig(env: Env = process.env): GraftConfig {
   }
   const backbonesRaw = str('GRAFT_BACKBONES', defaultBackbones());
   let backbones = backbonesRaw;
+  if (backbonesRaw.startsWith('s3://') && !/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(backbonesRaw)) {
+    problems.push(`GRAFT_BACKBONES=${JSON.stringify(backbonesRaw)}: expected s3://bucket/prefix with a valid bucket name`);
+  }
   if (/^https?:\/\//.test(backbonesRaw) || backbonesRaw.startsWith('s3://')) {
     backbones = backbonesRaw.replace(/\/+$/, '');
   } else {

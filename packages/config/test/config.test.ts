@@ -26,15 +26,19 @@ describe('loadConfig', () => {
   it('names every bad variable in one error, without echoing keys', () => {
     let err: unknown;
     try {
-      loadConfig({ PORT: 'abc', LOG_LEVEL: 'loud', REDIS_URL: 'http://x', S3_BUCKET: 'Bad_Bucket', GRAFT_API_KEYS: 'nokey,t:short', WORKER_CONCURRENCY: '0' });
+      loadConfig({ PORT: 'abc', LOG_LEVEL: 'loud', REDIS_URL: 'http://x', S3_BUCKET: 'Bad_Bucket', GRAFT_BACKBONES: 's3://No_Such/prefix', GRAFT_API_KEYS: 'nokey,t:short', WORKER_CONCURRENCY: '0' });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
     const problems = (err as ConfigError).problems.join('\n');
-    for (const name of ['PORT', 'LOG_LEVEL', 'REDIS_URL', 'S3_BUCKET', 'GRAFT_API_KEYS', 'WORKER_CONCURRENCY']) {
+    for (const name of ['PORT', 'LOG_LEVEL', 'REDIS_URL', 'S3_BUCKET', 'GRAFT_BACKBONES', 'GRAFT_API_KEYS', 'WORKER_CONCURRENCY']) {
       expect(problems).toContain(name);
     }
     expect(problems).not.toContain('short');
+  });
+
+  it('keeps an s3:// backbone source as given, without a trailing slash', () => {
+    expect(loadConfig({ GRAFT_BACKBONES: 's3://models-bucket/team/backbones/' }).backbones).toBe('s3://models-bucket/team/backbones');
   });
 });
