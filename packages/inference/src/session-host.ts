@@ -3,11 +3,8 @@
 // call it on its event loop. A SessionHost keeps a small pool of worker threads (session-worker.ts); each model is
 // opened in every worker of the pool, and each run goes to the least busy worker. With one worker the runs of all
 // models are serialised, which on a machine with few cores is what keeps ORT's intra-op threads from fighting.
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorkerWhenReady } from './worker-thread';
 import type { HostedSession, SessionHostLike } from './host';
 import type { PixelTransform } from './image';
 import type { HostReply, HostRequest } from './session-worker';
@@ -17,29 +14,6 @@ export interface SessionHostOptions {
   workers?: number;
   /** ORT intra-op threads of each session in each worker. */
   threads: number;
-}
-
-// A worker started from source text: it registers tsx's loader where tsx is installed (a worker does not inherit
-// the loader of its parent, and this package ships TypeScript), then imports session-worker.ts.
-const BOOTSTRAP = `
-const { workerData, parentPort } = require('node:worker_threads');
-(async () => {
-  if (workerData.tsx) {
-    const { register } = await import(workerData.tsx);
-    register();
-  }
-  await import(workerData.entry);
-})().catch((err) => parentPort.postMessage({ type: 'fatal', message: String((err && err.stack) || err) }));
-`;
-
-function tsxApiUrl(): string | null {
-  try {
-    const pkg = createRequire(import.meta.url).resolve('tsx/package.json');
-    const api = join(dirname(pkg), 'dist', 'esm', 'api', 'index.mjs');
-    return existsSync(api) ? pathToFileURL(api).href : null;
-  } catch {
-    return null;
-  }
 }
 
 type Waiter = { resolve(v: any): void; reject(e: Error): void };
@@ -73,32 +47,7 @@ class HostThread {
   }
 
   static async start(): Promise<HostThread> {
-    const entry = new URL('./session-worker.ts', import.meta.url).href;
-    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { entry, tsx: tsxApiUrl() } });
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const done = (f: () => void) => {
-          worker.off('message', onMessage);
-          worker.off('error', onError);
-          worker.off('exit', onExit);
-          f();
-        };
-        const onMessage = (m: HostReply) => {
-          if (m.type === 'ready') done(resolve);
-          else if (m.type === 'fatal') done(() => reject(new Error(m.message)));
-        };
-        const onError = (err: Error) => done(() => reject(err));
-        const onExit = (code: number) => done(() => reject(new Error(`the worker thread exited (code ${code})`)));
-        worker.on('message', onMessage);
-        worker.on('error', onError);
-        worker.on('exit', onExit);
-      });
-    } catch (err) {
-      await worker.terminate();
-      throw err;
-    }
-    // An idle worker does not keep the process alive; one with requests pending does.
-    worker.unref();
+    const { worker } = await startWorkerWhenReady<HostReply>(new URL('./session-worker.ts', import.meta.url), (m) => m.type === 'ready');
     return new HostThread(worker);
   }
 

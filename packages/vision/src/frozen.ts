@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
-import { startWorker } from './worker-thread';
+import { startWorkerWhenReady } from '@graft/inference/worker-thread';
 
 export type FrozenEngine = 'onnxruntime' | 'tfjs';
 
@@ -231,34 +231,11 @@ class SessionWorker {
   }
 
   static async start(onnx: Uint8Array, threads: number): Promise<SessionWorker> {
-    const worker = startWorker(new URL('./frozen-worker.ts', import.meta.url));
-    let provider: string;
-    try {
-      provider = await new Promise<string>((resolve, reject) => {
-        const onMessage = (m: Reply) => {
-          if (m.type === 'ready') worker.postMessage({ type: 'open', onnx, threads });
-          else if (m.type === 'opened') done(() => resolve(m.provider));
-          else if (m.type === 'fatal') done(() => reject(new Error(m.message)));
-        };
-        const onError = (err: Error) => done(() => reject(err));
-        const onExit = (code: number) => done(() => reject(new Error(`the worker thread exited (code ${code})`)));
-        const done = (f: () => void) => {
-          worker.off('message', onMessage);
-          worker.off('error', onError);
-          worker.off('exit', onExit);
-          f();
-        };
-        worker.on('message', onMessage);
-        worker.on('error', onError);
-        worker.on('exit', onExit);
-      });
-    } catch (err) {
-      await worker.terminate();
-      throw err;
-    }
-    // An idle worker does not keep the process alive; one with runs pending does.
-    worker.unref();
-    return new SessionWorker(worker, provider);
+    const { worker, last } = await startWorkerWhenReady<Reply>(new URL('./frozen-worker.ts', import.meta.url), (m, w) => {
+      if (m.type === 'ready') w.postMessage({ type: 'open', onnx, threads });
+      return m.type === 'opened';
+    });
+    return new SessionWorker(worker, (last as Extract<Reply, { type: 'opened' }>).provider);
   }
 
   run(input: Float32Array, batch: number, transfer: boolean): Promise<Float32Array> {

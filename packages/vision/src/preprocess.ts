@@ -106,30 +106,13 @@ export interface DecodeManyOptions {
  * Decodes many images concurrently. An image that fails to decode yields an ImageDecodeError (with its index)
  * in its place; reading errors are thrown.
  */
-export async function decodeImages(
+export function decodeImages(
   count: number,
   read: (index: number) => Promise<Uint8Array>,
   size: number,
   opts: DecodeManyOptions = {},
 ): Promise<(Uint8Array | ImageDecodeError)[]> {
-  let done = 0;
-  const indices = Array.from({ length: count }, (_, i) => i);
-  return mapConcurrent(
-    indices,
-    opts.concurrency ?? DEFAULT_DECODE_CONCURRENCY,
-    async (i) => {
-      const bytes = await read(i);
-      let result: Uint8Array | ImageDecodeError;
-      try {
-        result = await decodeImage(bytes, size);
-      } catch (err) {
-        result = new ImageDecodeError(i, err);
-      }
-      opts.onProgress?.(++done, count);
-      return result;
-    },
-    opts.signal,
-  );
+  return Promise.all(decodeInOrder(count, read, size, opts));
 }
 
 /**

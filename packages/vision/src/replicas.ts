@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import type { LossKind } from './fit';
 import type { HeadConfig } from './head';
-import { startWorker } from './worker-thread';
+import { startWorkerWhenReady } from '@graft/inference/worker-thread';
 
 /** A trained variable, found by its layer and its index among that layer's weights. */
 export interface VariableRef {
@@ -113,31 +113,10 @@ class ReplicaWorker {
   }
 
   static async start(spec: ReplicaSpec): Promise<ReplicaWorker> {
-    const worker = startWorker(new URL('./replica-worker.ts', import.meta.url));
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const onMessage = (m: Reply) => {
-          if (m.type === 'ready') worker.postMessage({ type: 'build', spec });
-          else if (m.type === 'built') done(resolve);
-          else if (m.type === 'fatal') done(() => reject(new Error(m.message)));
-        };
-        const onError = (err: Error) => done(() => reject(err));
-        const onExit = (code: number) => done(() => reject(new Error(`the worker thread exited (code ${code})`)));
-        const done = (f: () => void) => {
-          worker.off('message', onMessage);
-          worker.off('error', onError);
-          worker.off('exit', onExit);
-          f();
-        };
-        worker.on('message', onMessage);
-        worker.on('error', onError);
-        worker.on('exit', onExit);
-      });
-    } catch (err) {
-      await worker.terminate();
-      throw err;
-    }
-    worker.unref();
+    const { worker } = await startWorkerWhenReady<Reply>(new URL('./replica-worker.ts', import.meta.url), (m, w) => {
+      if (m.type === 'ready') w.postMessage({ type: 'build', spec });
+      return m.type === 'built';
+    });
     return new ReplicaWorker(worker);
   }
 
