@@ -10,9 +10,10 @@
 //
 // --table only prints the table of the results file. --config is merged into every row's config,
 // --scratch-config into the scratch row's.
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { listSplit, classLabels } from './splits';
 import { initBackend, train, type ImageRef } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 
@@ -89,16 +90,8 @@ function formatSeconds(s: number): string {
   return m ? `${m} min ${Math.round(s - 60 * m)} s` : `${Math.round(s)} s`;
 }
 
-function listSplit(dir: string, labels: string[]): ImageRef[] {
-  const refs: ImageRef[] = [];
-  labels.forEach((label, i) => {
-    for (const f of readdirSync(join(dir, label)).sort()) refs.push({ key: join(dir, label, f), label: i });
-  });
-  return refs;
-}
-
 async function runRow(row: RowKind, backbone: string | null): Promise<Result> {
-  const labels = readdirSync(join(args.data!, 'train')).sort();
+  const labels = classLabels(args.data!);
   const splits = {
     train: listSplit(join(args.data!, 'train'), labels),
     validation: listSplit(join(args.data!, 'validation'), labels),

@@ -1,16 +1,18 @@
-// Trains a classifier on Dogs vs Cats (train 1000 + 1000, validation 500 + 500) with the vision package, as a
-// job with the API's default config does, and prints wall time, time per phase, feature-extraction speed,
-// validation accuracy and the per-epoch history.
+// Trains a classifier on a `<split>/<class>/*` image folder (default Dogs vs Cats: train 1000 + 1000, validation
+// 500 + 500; `--data ../shared/datasets/hymenoptera` for ants vs bees) with the vision package, as a job with the
+// API's default config does, and prints wall time, time per phase, feature-extraction speed, validation
+// accuracy and the per-epoch history.
 //
-//   npx tsx bench/vision-dogs-vs-cats.ts [--method fine_tuning|feature_extraction|scratch] [--backbone NAME]
+//   npx tsx bench/vision-train.ts [--method fine_tuning|feature_extraction|scratch] [--backbone NAME]
 //        [--config '{"fineTuning":{"epochs":10}}'] [--holdout 0.5] [--data DIR] [--models DIR] [--backend wasm]
 //
 // The config starts from the API defaults (resolveConfig) with the flags merged in. --holdout f moves a
 // stratified share f of the validation images to a test split that training never sees (early stopping then
 // uses the rest), so the test accuracy printed is that of images the run has not looked at in any way.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { listSplit, classLabels } from './splits';
 import { initBackend, train, type ImageRef, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 
@@ -27,15 +29,7 @@ const { values: args } = parseArgs({
   },
 });
 
-function listSplit(dir: string, labels: string[]): ImageRef[] {
-  const refs: ImageRef[] = [];
-  labels.forEach((label, i) => {
-    for (const f of readdirSync(join(dir, label)).sort()) refs.push({ key: join(dir, label, f), label: i });
-  });
-  return refs;
-}
-
-const labels = readdirSync(join(args.data!, 'train')).sort();
+const labels = classLabels(args.data!);
 const validation = listSplit(join(args.data!, 'validation'), labels);
 const holdout = Number(args.holdout);
 // Every k-th image of each class goes to the held-out test split.
