@@ -9,7 +9,7 @@ import { ApiError, notFound } from '../errors';
 import { ID_PATTERN, newId } from '../ids';
 import { IdParams, Pagination } from '../schemas/common';
 import type { DatasetService } from '../datasets/service';
-import { findBackbone } from '../backbones';
+import { findBackbone, jobInputSize } from '../backbones';
 
 const CreateJobBody = Type.Object(
   {
@@ -70,6 +70,8 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
           field: 'datasetId',
         });
       }
+      // The record shows, and the worker trains, the same resolved config: the input size included.
+      config.inputSize = jobInputSize(config);
       const now = new Date().toISOString();
       const epochs =
         config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
@@ -101,7 +103,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         tenant: req.tenant,
         datasetId: ds.id,
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
-        config: body.config ?? {},
+        config: config as unknown as TrainingConfigInput,
       });
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);
       return jobView(rec);
