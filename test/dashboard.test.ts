@@ -100,6 +100,9 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
     expect(await page.locator('#job-dataset').inputValue()).toBe(datasetId);
     await page.locator('#job-method').selectOption('feature_extraction');
     await page.locator('#job-backbone').selectOption('mobilenet_v1_0.25_224');
+    // Left empty, the input size is the backbone's training size, as the API resolves it.
+    const listed = (await api$('/v1/backbones')).find((x: any) => x.name === 'mobilenet_v1_0.25_224');
+    expect(await page.locator('#job-input-size').getAttribute('placeholder')).toBe(String(listed.trainingInputSize));
     await page.locator('#job-head-epochs').fill('5');
     await page.locator('#job-input-size').fill('96');
     await page.locator('#job-extra').fill('{"augmentation": {"copies": 1}, "featureExtraction": {"learningRate": 0.001}}');
