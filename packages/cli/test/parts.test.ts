@@ -10,7 +10,7 @@ import yauzl from 'yauzl';
 import { openSource, zipFolder } from '../src/archive';
 import { GraftClient, ApiError, type Job } from '../src/client';
 import { JobView } from '../src/job-view';
-import { phaseInfo } from '../src/progress';
+import { jobInfo, phaseInfo } from '../src/progress';
 import { buildConfig } from '../src/commands/jobs';
 import { bytes, cli, duration, table } from '../src/output';
 import { restoredEpoch } from '../src/report';
@@ -260,5 +260,15 @@ describe('cli', () => {
   it('is `npx graft` under npx and `graft` otherwise', () => {
     expect(cli({ npm_command: 'exec' })).toBe('npx graft');
     expect(cli({})).toBe('graft');
+  });
+});
+
+describe('jobInfo', () => {
+  it('never shows less time left for the job than for the phase it is in', () => {
+    // Fine-tuning: 1 of 3 epochs done at 60 s an epoch, so 120 s left in the phase; the job's estimate says 20 s.
+    const view = new JobView(job({ phase: 'fine_tuning', etaSeconds: 20, history: [row('training_head', 1), row('fine_tuning', 1, 60)], config: { method: 'fine_tuning', featureExtraction: { epochs: 1 }, fineTuning: { epochs: 3 } } }));
+    expect(jobInfo(view)).toContain('ETA 2m 00s');
+    view.job.etaSeconds = 300;
+    expect(jobInfo(view)).toContain('ETA 5m 00s');
   });
 });
