@@ -189,7 +189,7 @@ describe('graft CLI', () => {
     const badRows = bad.stdout.trim().split('\n').slice(1);
     expect(badRows).toHaveLength(3);
     expect(badRows[0]).toMatch(/^held-out\/dots\/0\.jpg\s+(dots|stripes)\s+\d+\.\d%/);
-    expect(badRows[1]).toMatch(/^broken\.jpg\s+error: .*not a decodable/);
+    expect(badRows[1]).toMatch(/^broken\.jpg\s+error: not a decodable JPEG, PNG or WebP image\s+-$/);
     expect(badRows[2]).toMatch(/^held-out\/stripes\/0\.jpg\s+(dots|stripes)\s+\d+\.\d%/);
     expect(bad.stderr).toBe('1 of 3 images could not be classified\n');
   });

@@ -119,7 +119,8 @@ export function predictCommand(): Command {
           ['FILE', 'LABEL', 'PROBABILITY', shown > 1 ? `TOP ${shown}` : 'TOP'],
           results.map((r) => [
             path.relative(process.cwd(), r.file) || r.file,
-            r.error ? `error: ${r.error.message}` : (r.predictions[0]?.label ?? '-'),
+            // The service numbers the image within its request; the row already names the file.
+            r.error ? `error: ${r.error.message.replace(/^image \d+ is /, '')}` : (r.predictions[0]?.label ?? '-'),
             r.error ? '-' : pct(r.predictions[0]?.probability),
             r.predictions.map((p) => `${p.label} ${pct(p.probability)}`).join(', '),
           ]),
