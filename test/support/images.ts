@@ -72,3 +72,31 @@ export async function tarOf(entries: Entry[], gzip = false): Promise<Buffer> {
   p.finalize();
   return streamToBuffer(gzip ? (p as unknown as Readable).pipe(createGzip()) : (p as unknown as Readable));
 }
+
+/**
+ * A photo-like scene: a random gradient sky over random soft shapes of random colours, blurred, with grain. Scenes
+ * of different seeds are unlike each other (as different photos are), which near-duplicate tests need.
+ */
+export async function sceneImage(seed: number, width = 320, height = 240): Promise<Buffer> {
+  const r = rng(seed);
+  const colour = () => `rgb(${Math.floor(r() * 256)},${Math.floor(r() * 256)},${Math.floor(r() * 256)})`;
+  const shapes: string[] = [];
+  for (let i = 0; i < 14; i++) {
+    const [cx, cy] = [r() * width, r() * height];
+    const [rx, ry] = [10 + r() * width * 0.3, 10 + r() * height * 0.3];
+    shapes.push(
+      r() < 0.5
+        ? `<ellipse cx="${cx}" cy="${cy}" rx="${rx}" ry="${ry}" fill="${colour()}" opacity="${0.5 + r() * 0.5}"/>`
+        : `<rect x="${cx - rx}" y="${cy - ry}" width="${2 * rx}" height="${2 * ry}" fill="${colour()}" transform="rotate(${r() * 90} ${cx} ${cy})"/>`,
+    );
+  }
+  const svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}">` +
+    `<defs><linearGradient id="g" x1="0" y1="0" x2="${r()}" y2="1"><stop offset="0" stop-color="${colour()}"/>` +
+    `<stop offset="1" stop-color="${colour()}"/></linearGradient></defs>` +
+    `<rect width="100%" height="100%" fill="url(#g)"/>${shapes.join('')}</svg>`;
+  const base = await sharp(Buffer.from(svg)).blur(1.5).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const px = base.data;
+  for (let i = 0; i < px.length; i++) px[i] = Math.max(0, Math.min(255, px[i]! + (r() - 0.5) * 16));
+  return sharp(px, { raw: base.info }).jpeg({ quality: 88 }).toBuffer();
+}

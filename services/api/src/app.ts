@@ -62,6 +62,7 @@ export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): P
 
   await app.register(healthRoutes, { deps });
   await app.register(datasetRoutes, { deps, datasets });
+  await app.register(import('./routes/dataset-images'), { deps });
   await app.register(jobRoutes, { deps, datasets });
   await app.register(modelRoutes, { deps, models, predictor });
   await app.register(backboneRoutes, { deps });

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { walkArchive, type ArchiveFormat } from './archive';
 import { ImageInspector, type ImageFormat } from './images';
+import type { Fingerprint } from './fingerprint';
 import { resolveLimits, type IngestLimits } from './ingest-limits';
 import { hasImageName, IngestError, isJunkPath, planLayout, type LayoutFile, type Placement, type Split, type StoredImageKey } from '@graft/layout';
 
@@ -9,6 +10,8 @@ export { IngestError, type IngestErrorCode, type IngestErrorDetails, type Stored
 export { DEFAULT_INGEST_LIMITS, type IngestLimits } from './ingest-limits';
 
 export interface IngestedImage {
+  /** Stable within the dataset: made from the content hash (`img_` and 20 hex digits). */
+  id: string;
   split: Split;
   label: string;
   /** Path inside the archive. */
@@ -19,7 +22,11 @@ export interface IngestedImage {
   width: number;
   height: number;
   bytes: number;
+  fingerprint: Fingerprint;
 }
+
+/** The id of an image with this content hash. */
+export const imageIdOf = (sha256: string) => `img_${sha256.slice(0, 20)}`;
 
 export interface IngestResult {
   /** Classes of the train split, sorted. */
@@ -35,6 +42,8 @@ export interface IngestResult {
   rejected: { path: string; reason: string }[];
   /** Files whose bytes repeat an earlier file's; each image is kept once, at its first path. */
   duplicates: number;
+  /** Repeats under another split or class than their first copy's (the first 1000), in archive order. */
+  copies: { path: string; split: Split; label: string; firstPath: string }[];
   warnings: string[];
 }
 
@@ -207,7 +216,7 @@ async function ingest(
   const accepted: Accepted[] = [];
   const rejected: { order: number; path: string; reason: string; label: string }[] = [];
   const seen = new Map<string, Placement & { path: string }>();
-  const crossDuplicates: { path: string; first: string }[] = [];
+  const crossDuplicates: { path: string; split: Split; label: string; first: string }[] = [];
   let duplicates = 0;
   let order = 0;
   let stopping = false;
@@ -231,6 +240,7 @@ async function ingest(
     accepted.push({
       order: n,
       image: {
+        id: imageIdOf(sha256),
         ...placement,
         path,
         sha256,
@@ -238,6 +248,7 @@ async function ingest(
         width: inspected.width,
         height: inspected.height,
         bytes: data.length,
+        fingerprint: inspected.fingerprint,
       },
     });
   };
@@ -261,7 +272,7 @@ async function ingest(
       if (first) {
         duplicates++;
         if (first.split !== placement.split || first.label !== placement.label) {
-          crossDuplicates.push({ path, first: first.path });
+          crossDuplicates.push({ path, split: placement.split, label: placement.label, first: first.path });
         }
         return;
       }
@@ -279,6 +290,7 @@ async function ingest(
   accepted.sort((a, b) => a.order - b.order);
   rejected.sort((a, b) => a.order - b.order);
   const images = accepted.map((a) => a.image);
+  const storedPaths = new Set(images.map((im) => im.path));
 
   if (images.length === 0) {
     const example = rejected[0] ? ` (e.g. '${rejected[0].path}': ${rejected[0].reason})` : '';
@@ -352,6 +364,10 @@ async function ingest(
     bytes: images.reduce((sum, image) => sum + image.bytes, 0),
     rejected: rejected.slice(0, MAX_LISTED_REJECTIONS).map(({ path, reason }) => ({ path, reason })),
     duplicates,
+    copies: crossDuplicates
+      .filter((d) => storedPaths.has(d.first))
+      .slice(0, MAX_LISTED_REJECTIONS)
+      .map(({ path, split, label, first }) => ({ path, split, label, firstPath: first })),
     warnings,
   };
 }

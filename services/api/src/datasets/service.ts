@@ -11,6 +11,8 @@ import { keys, type Storage } from '@graft/storage';
 import { ApiError } from '../errors';
 import { newId } from '../ids';
 import { ingestArchive, IngestError, type ArchiveFormat, type IngestedImage } from './ingest';
+import { phashHex } from './fingerprint';
+import { analyseDataset, type HealthSummary } from './health';
 
 export interface DatasetManifest {
   id: string;
@@ -23,17 +25,34 @@ export interface DatasetManifest {
   rejected: { path: string; reason: string }[];
   duplicates: number;
   warnings: string[];
+  /** Counts of the health report (GET /v1/datasets/:id/health); absent on datasets uploaded before it existed. */
+  health?: HealthSummary;
   createdAt: string;
 }
 
 /** The per-image index the worker trains from (kept apart from the manifest, which lists cheaply). */
 export interface DatasetIndex {
-  images: { split: IngestedImage['split']; label: string; key: string; width: number; height: number }[];
+  images: {
+    /** Absent on datasets uploaded before images had ids (as are path and phash). */
+    id?: string;
+    /** The path in the uploaded archive (or under the imported prefix). */
+    path?: string;
+    split: IngestedImage['split'];
+    label: string;
+    key: string;
+    width: number;
+    height: number;
+    /** Whole-frame perceptual hash, 16 hex digits. */
+    phash?: string;
+  }[];
+  /** Validation and test images that are near-copies of an image in an earlier split (see the health report). */
+  leakedImageIds?: string[];
 }
 
 export const EXT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp' };
 
 export const indexKey = (tenant: string, id: string) => `${keys.dataset(tenant, id)}index.json`;
+export const healthKey = (tenant: string, id: string) => `${keys.dataset(tenant, id)}health.json`;
 
 /** Streams a body to a temporary file, failing with 413 past the byte limit. */
 export async function spool(body: Readable, limit: number): Promise<{ file: string; bytes: number; head: Buffer; cleanup(): void }> {
@@ -109,14 +128,19 @@ export class DatasetService {
           await this.storage.put(key, data, `image/${fmt}`);
         },
       });
+      const health = analyseDataset({ classes: result.classes, splits: result.splits, images: result.images, copies: result.copies });
       const index: DatasetIndex = {
         images: result.images.map((im) => ({
+          id: im.id,
+          path: im.path,
           split: im.split,
           label: im.label,
           key: keys.datasetImage(tenant, id, im.sha256, EXT[im.format] ?? im.format),
           width: im.width,
           height: im.height,
+          phash: phashHex(im.fingerprint),
         })),
+        leakedImageIds: health.leakedImageIds,
       };
       const manifest: DatasetManifest = {
         id,
@@ -129,9 +153,11 @@ export class DatasetService {
         rejected: result.rejected,
         duplicates: result.duplicates,
         warnings: result.warnings,
+        health: health.summary,
         createdAt: new Date().toISOString(),
       };
       await this.storage.putJson(indexKey(tenant, id), index);
+      await this.storage.putJson(healthKey(tenant, id), { datasetId: id, ...health });
       await this.storage.putJson(keys.datasetManifest(tenant, id), manifest);
       return manifest;
     } catch (err) {

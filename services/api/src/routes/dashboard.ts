@@ -7,7 +7,6 @@ import path from 'node:path';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import fastifyStatic from '@fastify/static';
 import { Type, type Static } from '@sinclair/typebox';
-import sharp from 'sharp';
 import { buildCommand, distDir as builtDistDir } from '@graft/dashboard';
 import { keys } from '@graft/storage';
 import type { ApiDeps } from '../deps';
@@ -15,6 +14,7 @@ import { ApiError, notFound } from '../errors';
 import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
 import { indexKey, type DatasetIndex, type DatasetManifest } from '../datasets/service';
+import { Lru, Thumbnails } from '../datasets/thumbnails';
 
 const SPLITS = ['train', 'validation', 'test'] as const;
 
@@ -33,25 +33,6 @@ const PAGE_HEADERS = {
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'same-origin',
 };
-
-/** A small least-recently-used cache. */
-class Lru<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(k: string): V | undefined {
-    const v = this.map.get(k);
-    if (v !== undefined) {
-      this.map.delete(k);
-      this.map.set(k, v);
-    }
-    return v;
-  }
-  set(k: string, v: V): void {
-    this.map.delete(k);
-    this.map.set(k, v);
-    if (this.map.size > this.max) this.map.delete(this.map.keys().next().value!);
-  }
-}
 
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -114,22 +95,7 @@ export default async function dashboardRoutes(app: FastifyInstance, opts: { deps
 
   // Dataset images are stored under their content hash, so an index and a thumbnail never change.
   const indexes = new Lru<DatasetIndex>(32);
-  const thumbs = new Lru<string>(2048);
-
-  const thumbnail = async (key: string, size: number): Promise<string> => {
-    const k = `${key}@${size}`;
-    const hit = thumbs.get(k);
-    if (hit) return hit;
-    const jpeg = await sharp(await storage.getBuffer(key))
-      .rotate()
-      .resize(size, size, { fit: 'cover' })
-      .flatten({ background: '#ffffff' })
-      .jpeg({ quality: 78 })
-      .toBuffer();
-    const url = `data:image/jpeg;base64,${jpeg.toString('base64')}`;
-    thumbs.set(k, url);
-    return url;
-  };
+  const thumbs = new Thumbnails(storage);
 
   app.get(
     '/v1/datasets/:id/thumbnails',
@@ -172,7 +138,7 @@ export default async function dashboardRoutes(app: FastifyInstance, opts: { deps
         for (let i = 0; i < n; i++) chosen.push(all[Math.floor((i * all.length) / n)]!);
       }
 
-      const items: { class: string; split: string; width: number; height: number; image: string }[] = [];
+      const items: { imageId?: string; path?: string; class: string; split: string; width: number; height: number; image: string }[] = [];
       const CONCURRENCY = 4;
       let next = 0;
       const results = new Array<(typeof items)[number] | null>(chosen.length).fill(null);
@@ -182,7 +148,7 @@ export default async function dashboardRoutes(app: FastifyInstance, opts: { deps
             const i = next++;
             const im = chosen[i]!;
             try {
-              results[i] = { class: im.label, split: im.split, width: im.width, height: im.height, image: await thumbnail(im.key, size) };
+              results[i] = { imageId: im.id, path: im.path, class: im.label, split: im.split, width: im.width, height: im.height, image: await thumbs.dataUrl(im.key, size) };
             } catch (err) {
               req.log.warn({ err: (err as Error).message, key: im.key }, 'thumbnail failed');
             }
