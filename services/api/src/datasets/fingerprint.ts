@@ -41,31 +41,58 @@ const COS = (() => {
   return t;
 })();
 
-/** Bilinear sample of the grid at (x, y), in grid pixel coordinates (pixel centres at i + 0.5). */
-function sample(grid: Float32Array, x: number, y: number): number {
-  const fx = Math.min(GRID - 1, Math.max(0, x - 0.5));
-  const fy = Math.min(GRID - 1, Math.max(0, y - 0.5));
-  const x0 = Math.floor(fx);
-  const y0 = Math.floor(fy);
-  const x1 = Math.min(GRID - 1, x0 + 1);
-  const y1 = Math.min(GRID - 1, y0 + 1);
-  const ax = fx - x0;
-  const ay = fy - y0;
-  const top = grid[y0 * GRID + x0]! * (1 - ax) + grid[y0 * GRID + x1]! * ax;
-  const bottom = grid[y1 * GRID + x0]! * (1 - ax) + grid[y1 * GRID + x1]! * ax;
-  return top * (1 - ay) + bottom * ay;
+/**
+ * How one axis of a view is resampled from GRID to SIDE pixels: each output pixel is the mean of two bilinear
+ * samples (at a quarter and three quarters of its width), so four grid pixels with weights (index, weight at
+ * [4 o + k]). Bilinear sampling and the 2x2 mean are both separable, so a view is one pass along each axis.
+ */
+interface Axis {
+  idx: Int32Array;
+  w: Float64Array;
 }
 
-/** One view of the grid resampled to 32x32, each output pixel the mean of 2x2 bilinear samples. */
-function viewPixels(grid: Float32Array, [left, top, width, height]: readonly [number, number, number, number]): Float64Array {
+function axis(start: number, extent: number): Axis {
+  const idx = new Int32Array(SIDE * 4);
+  const w = new Float64Array(SIDE * 4);
+  const step = (extent * GRID) / SIDE;
+  for (let o = 0; o < SIDE; o++) {
+    [0.25, 0.75].forEach((d, s) => {
+      const f = Math.min(GRID - 1, Math.max(0, start * GRID + (o + d) * step - 0.5));
+      const i0 = Math.floor(f);
+      const a = f - i0;
+      idx[4 * o + 2 * s] = i0;
+      w[4 * o + 2 * s] = (1 - a) / 2;
+      idx[4 * o + 2 * s + 1] = Math.min(GRID - 1, i0 + 1);
+      w[4 * o + 2 * s + 1] = a / 2;
+    });
+  }
+  return { idx, w };
+}
+
+const AXES = VIEWS.map(([left, top, width, height]) => ({ x: axis(left, width), y: axis(top, height) }));
+
+/** View v of the grid resampled to 32x32. */
+function viewPixels(grid: Float32Array, v: number): Float64Array {
+  const { x, y } = AXES[v]!;
+  const rows = new Float64Array(GRID * SIDE);
+  for (let r = 0; r < GRID; r++) {
+    const at = r * GRID;
+    for (let o = 0; o < SIDE; o++) {
+      const k = 4 * o;
+      rows[r * SIDE + o] =
+        grid[at + x.idx[k]!]! * x.w[k]! +
+        grid[at + x.idx[k + 1]!]! * x.w[k + 1]! +
+        grid[at + x.idx[k + 2]!]! * x.w[k + 2]! +
+        grid[at + x.idx[k + 3]!]! * x.w[k + 3]!;
+    }
+  }
   const out = new Float64Array(SIDE * SIDE);
-  const sx = (width * GRID) / SIDE;
-  const sy = (height * GRID) / SIDE;
-  for (let y = 0; y < SIDE; y++) {
-    for (let x = 0; x < SIDE; x++) {
-      let sum = 0;
-      for (const dy of [0.25, 0.75]) for (const dx of [0.25, 0.75]) sum += sample(grid, left * GRID + (x + dx) * sx, top * GRID + (y + dy) * sy);
-      out[y * SIDE + x] = sum / 4;
+  for (let o = 0; o < SIDE; o++) {
+    const k = 4 * o;
+    const [r0, r1, r2, r3] = [y.idx[k]! * SIDE, y.idx[k + 1]! * SIDE, y.idx[k + 2]! * SIDE, y.idx[k + 3]! * SIDE];
+    const [w0, w1, w2, w3] = [y.w[k]!, y.w[k + 1]!, y.w[k + 2]!, y.w[k + 3]!];
+    for (let c = 0; c < SIDE; c++) {
+      out[o * SIDE + c] = rows[r0 + c]! * w0 + rows[r1 + c]! * w1 + rows[r2 + c]! * w2 + rows[r3 + c]! * w3;
     }
   }
   return out;
@@ -89,7 +116,7 @@ export function phash(px: Float64Array): [number, number] {
       coef[v * LOW + u] = s;
     }
   }
-  const sorted = Array.from(coef.subarray(1)).sort((a, b) => a - b);
+  const sorted = coef.slice(1).sort();
   const median = (sorted[31]! + sorted[32]!) / 2;
   let hi = 0;
   let lo = 0;
@@ -128,8 +155,8 @@ export function fingerprintGrid(gray: Uint8Array): Fingerprint {
   const grid = Float32Array.from(gray);
   const hashes = new Uint32Array(2 * VIEWS.length);
   const thumbs = new Float32Array(THUMB * THUMB * VIEWS.length);
-  VIEWS.forEach((view, v) => {
-    const px = viewPixels(grid, view);
+  VIEWS.forEach((_, v) => {
+    const px = viewPixels(grid, v);
     const [hi, lo] = phash(px);
     hashes[2 * v] = hi;
     hashes[2 * v + 1] = lo;

@@ -2,7 +2,8 @@
 //
 // A pair is a candidate where the Hamming distance between one image's whole frame and any view of the other (or
 // the other way round) is at most `maxDistance` bits; it is kept where the 16x16 thumbnails correlate at
-// `minCorrelation` or more (the best of the same view pairs), a second check that keeps chance hash collisions out.
+// `minCorrelation` or more (the best of the same view pairs), a second check that keeps chance hash collisions out;
+// within `closeDistance` bits, where chance collisions are rarer still, `closeCorrelation` is enough.
 // 3,000 images (4.5 million pairs, 13 view comparisons each) take well under a second.
 import { VIEWS, type Fingerprint } from './fingerprint';
 
@@ -19,13 +20,16 @@ export interface NearPair {
 export interface MatchOptions {
   maxDistance: number;
   minCorrelation: number;
+  /** Hashes this close (bits) need only `closeCorrelation`: chance collisions this close are rare. */
+  closeDistance: number;
+  closeCorrelation: number;
 }
 
 /** Pairs kept at most: a set of thousands of near-identical images would otherwise hold millions. */
 export const MAX_PAIRS = 200_000;
 
 /** Thresholds measured on planted re-encoded, resized and cropped copies (bench/dataset-health.ts). */
-export const DEFAULT_MATCH: MatchOptions = { maxDistance: 12, minCorrelation: 0.88 };
+export const DEFAULT_MATCH: MatchOptions = { maxDistance: 12, minCorrelation: 0.88, closeDistance: 6, closeCorrelation: 0.75 };
 
 const THUMB_LEN = 256;
 
@@ -49,6 +53,15 @@ function bestCorrelation(a: Float32Array, b: Float32Array): number {
   let best = correlation(a, 0, b, 0);
   for (let v = 1; v < VIEWS.length; v++) best = Math.max(best, correlation(a, 0, b, v), correlation(a, v, b, 0));
   return best;
+}
+
+/** Distance and correlation of two fingerprints, measured as findNearPairs measures them. */
+export function compare(a: Fingerprint, b: Fingerprint): { distance: number; correlation: number } {
+  const d = (x: Uint32Array, i: number, y: Uint32Array, j: number) =>
+    popcount32(x[2 * i]! ^ y[2 * j]!) + popcount32(x[2 * i + 1]! ^ y[2 * j + 1]!);
+  let distance = d(a.hashes, 0, b.hashes, 0);
+  for (let v = 1; v < VIEWS.length; v++) distance = Math.min(distance, d(a.hashes, 0, b.hashes, v), d(a.hashes, v, b.hashes, 0));
+  return { distance, correlation: bestCorrelation(a.thumbs, b.thumbs) };
 }
 
 /** Every near-duplicate pair among the fingerprints, ordered by a then b. */
@@ -76,7 +89,7 @@ export function findNearPairs(fps: readonly Fingerprint[], opts: MatchOptions = 
       }
       if (best > opts.maxDistance) continue;
       const corr = bestCorrelation(fps[a]!.thumbs, fps[b]!.thumbs);
-      if (corr >= opts.minCorrelation) pairs.push({ a, b, distance: best, correlation: corr });
+      if (corr >= (best <= opts.closeDistance ? opts.closeCorrelation : opts.minCorrelation)) pairs.push({ a, b, distance: best, correlation: corr });
       if (pairs.length >= MAX_PAIRS) return pairs;
     }
   }
