@@ -4,6 +4,7 @@ import { configEnv, testConfig } from './support/services';
 import { patternDataset, zipOf, type Entry } from './support/images';
 import { runService, startApi, waitFor, type Service } from './support/processes';
 import { Storage, keys } from '@graft/storage';
+import sharp from 'sharp';
 
 const KEY = 'e2e-key-0123456789';
 const H = { authorization: `Bearer ${KEY}` };
@@ -23,6 +24,11 @@ describe('end to end', () => {
     worker = runService('services/worker/src/main.ts', env);
     const entries = await patternDataset({ train: 16, validation: 6, test: 10 }, 3);
     testImages = entries.filter((e) => e.path.startsWith('test/'));
+    // Near-copies of training images filed under validation: leakage, which the first job leaves out.
+    for (const kind of ['dots', 'stripes']) {
+      const original = entries.find((e) => e.path === `train/${kind}/0.jpg`)!.data;
+      entries.push({ path: `validation/${kind}/resaved.jpg`, data: await sharp(original).jpeg({ quality: 60 }).toBuffer() });
+    }
     const res = await fetch(`${api.url}/v1/datasets?name=patterns`, {
       method: 'POST',
       headers: { ...H, 'content-type': 'application/zip' },
@@ -55,6 +61,7 @@ describe('end to end', () => {
       augmentation: { copies: 1 },
       featureExtraction: { epochs: 6, learningRate: 0.001 },
       earlyStopping: false,
+      dropLeaked: true,
     });
     // Follow the job over SSE until its final state.
     const events: { event: string; data: any }[] = [];
@@ -87,6 +94,11 @@ describe('end to end', () => {
     expect(job.history[0]).toMatchObject({ phase: 'training_head', epoch: 1, attempt: 1 });
     expect(job.history[0].valAccuracy).not.toBeNull();
     expect(job.modelId).toMatch(/^mdl_/);
+    // The leaked validation images the dataset's health report names are the ones the job left out.
+    const health = await get(`/v1/datasets/${datasetId}/health`);
+    const leakedPaths = health.leakage.map((l: any) => l.images[1].path);
+    expect(leakedPaths).toEqual(expect.arrayContaining(['validation/dots/resaved.jpg', 'validation/stripes/resaved.jpg']));
+    expect(job.dropped).toEqual({ leaked: health.summary.leakedImages });
 
     const model = await get(`/v1/models/${job.modelId}`);
     expect(model.labels).toEqual(['dots', 'stripes']);

@@ -34,6 +34,8 @@ export interface JobRecord {
   error: { code: string; message: string } | null;
   attempts: number;
   backend: string | null;
+  /** Images the job left out of the dataset: `leaked` with config.dropLeaked. Null until the job has read it. */
+  dropped?: { leaked: number } | null;
   cancelRequested: boolean;
   createdAt: string;
   startedAt: string | null;

@@ -103,6 +103,12 @@ export const TrainingConfigSchema = Type.Object(
       ),
     ),
     seed: Type.Optional(Type.Integer({ minimum: 0, default: 1 })),
+    dropLeaked: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: "leave out validation and test images that are near-copies of an earlier split's (the dataset's health report lists them)",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -122,6 +128,7 @@ export interface TrainingConfig {
   earlyStopping: { patience: number } | false;
   split: { validation: number; test: number; seed: number };
   seed: number;
+  dropLeaked: boolean;
 }
 
 export const DEFAULT_AUGMENTATION: Augmentation = Value.Default(AugmentationSchema, {}) as Augmentation;
@@ -147,6 +154,7 @@ export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
         : ({ patience: c.earlyStopping?.patience ?? 5 } as { patience: number }),
     split: Value.Default(TrainingConfigSchema.properties.split, c.split ?? {}) as TrainingConfig['split'],
     seed: c.seed,
+    dropLeaked: c.dropLeaked,
   };
 }
 

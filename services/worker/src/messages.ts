@@ -23,6 +23,7 @@ export interface TrainedModel {
 
 export type ChildMessage =
   | { type: 'backend'; backend: string }
+  | { type: 'dataset'; dropped: { leaked: number } }
   | { type: 'resumed'; history: any[]; phase: string; epoch: number }
   | { type: 'event'; event: any }
   | { type: 'done'; model: TrainedModel }

@@ -147,6 +147,9 @@ export function createProcessor(deps: ProcessorDeps) {
           case 'backend':
             enqueue(() => store.update(payload.jobId, { backend: m.backend }));
             break;
+          case 'dataset':
+            enqueue(() => store.update(payload.jobId, { dropped: m.dropped }, 'progress'));
+            break;
           case 'resumed':
             enqueue(() => store.replaceHistory(payload.jobId, m.history));
             break;

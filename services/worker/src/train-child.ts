@@ -25,7 +25,9 @@ interface DatasetManifest {
   classes: string[];
 }
 interface DatasetIndex {
-  images: { split: 'train' | 'validation' | 'test'; label: string; key: string }[];
+  images: { id?: string; split: 'train' | 'validation' | 'test'; label: string; key: string }[];
+  /** Validation and test images that are near-copies of an earlier split's. */
+  leakedImageIds?: string[];
 }
 
 const controller = new AbortController();
@@ -90,20 +92,28 @@ async function run({ payload, attempt, config }: StartMessage) {
     const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
     if (!index) throw new PermanentError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
+    const config_ = resolveConfig(payload.config as TrainingConfigInput);
     const labels = [...manifest.classes];
     const labelOf = new Map(labels.map((l, i) => [l, i]));
+    const leaked = new Set(config_.dropLeaked ? (index.leakedImageIds ?? []) : []);
     const splits = { train: [], validation: [], test: [] } as Record<'train' | 'validation' | 'test', { key: string; label: number }[]>;
+    let droppedLeaked = 0;
     for (const im of index.images) {
       const label = labelOf.get(im.label);
       if (label === undefined) continue;
+      if (im.id !== undefined && leaked.has(im.id)) {
+        droppedLeaked++;
+        continue;
+      }
       splits[im.split].push({ key: im.key, label });
     }
+    if (config_.dropLeaked) log.info({ dropped: droppedLeaked }, 'left out leaked validation and test images');
+    send({ type: 'dataset', dropped: { leaked: droppedLeaked } });
     const trainClasses = new Set(splits.train.map((s) => s.label));
     if (trainClasses.size < 2) {
       throw new PermanentError('INVALID_DATASET', 'the training split needs images of at least two classes');
     }
 
-    const config_ = resolveConfig(payload.config as TrainingConfigInput);
     const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
     const resume = await loadCheckpoint(storage, ckptPrefix);
     if (resume) {

@@ -93,6 +93,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         error: null,
         attempts: 0,
         backend: null,
+        dropped: null,
         cancelRequested: false,
         createdAt: now,
         startedAt: null,
