@@ -5,7 +5,8 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configEnv, testConfig } from './support/services';
-import { patternDataset, patternImage, zipOf } from './support/images';
+import sharp from 'sharp';
+import { patternDataset, patternImage, sceneImage, zipOf } from './support/images';
 import { root, runService, startApi, waitFor, type Service } from './support/processes';
 import { chromiumMissing, launchBrowser, type Browser } from './support/browser';
 
@@ -199,5 +200,41 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
       await page.screenshot({ path: `/tmp/graft-dashboard-job-${kind}.png`, fullPage: true });
       expect(b.pageErrors, `${kind} job page`).toEqual([]);
     }
+  });
+
+  it('shows a dataset\'s leakage pairs and near-identical groups as thumbnails side by side, named by path', { timeout: 120_000 }, async () => {
+    const { page } = b;
+    const entries = [];
+    for (const split of ['train', 'validation']) {
+      for (const c of ['cats', 'dogs']) for (let i = 0; i < 4; i++) entries.push({ path: `${split}/${c}/${i}.jpg`, data: await sceneImage(entries.length + 500) });
+    }
+    const original = entries[0]!.data;
+    entries.push({ path: 'validation/cats/copy.jpg', data: await sharp(original).resize(200).jpeg({ quality: 70 }).toBuffer() });
+    entries.push({ path: 'train/dogs/copy.jpg', data: await sharp(entries[1]!.data).jpeg({ quality: 60 }).toBuffer() });
+    const res = await fetch(`${api.url}/v1/datasets?name=planted-copies`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'application/zip' },
+      body: new Uint8Array(await zipOf(entries)),
+    });
+    expect(res.status).toBe(201);
+    const ds = await res.json();
+    await page.goto(`${api.url}/`);
+    await page.evaluate((key) => localStorage.setItem('graft.apiKey', key), KEY);
+    await page.goto(`${api.url}/ui/datasets/${ds.id}`);
+
+    const pair = page.locator('.leak-pair');
+    await pair.locator('img.thumb').nth(1).waitFor();
+    expect(await pair.count()).toBe(1);
+    expect(await pair.locator('.dup-image').evaluateAll((f) => f.map((x) => x.getAttribute('data-path')))).toEqual(['train/cats/0.jpg', 'validation/cats/copy.jpg']);
+    const group = page.locator('.dup-group.mixed-labels');
+    await group.locator('img.thumb').nth(1).waitFor();
+    expect((await group.locator('.dup-image').evaluateAll((f) => f.map((x) => x.getAttribute('data-path')))).sort()).toEqual(['train/cats/1.jpg', 'train/dogs/copy.jpg']);
+    const widths = await page.locator('.dup-image img.thumb').evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth));
+    expect(widths).toEqual([160, 160, 160, 160]);
+    expect(await page.locator('.findings li').evaluateAll((lis) => lis.map((li) => li.getAttribute('data-kind')))).toEqual(
+      expect.arrayContaining(['leakage', 'conflicting_labels']),
+    );
+    await page.screenshot({ path: '/tmp/graft-dashboard-health.png', fullPage: true });
+    expect(b.pageErrors).toEqual([]);
   });
 });

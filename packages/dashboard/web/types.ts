@@ -66,10 +66,23 @@ export interface Dataset {
   rejected: { path: string; reason: string }[];
   duplicates?: number;
   warnings: string[];
+  health?: {
+    images: number;
+    nearDuplicateGroups: number;
+    nearDuplicateImages: number;
+    leakagePairs: number;
+    leakedImages: number;
+    exactCopies: number;
+    tinyImages: number;
+    extremeAspectImages: number;
+    smallClasses: number;
+  };
   createdAt: string;
 }
 
 export interface Thumbnail {
+  imageId?: string;
+  path?: string;
   class: string;
   split: string;
   width: number;
@@ -113,4 +126,27 @@ export interface PredictResponse {
 export interface List<T> {
   items: T[];
   total: number;
+}
+
+/** An image as the health report names it (see GET /v1/datasets/:id/health). */
+export interface ImageRef {
+  imageId: string;
+  path: string;
+  split: string;
+  label: string;
+  width: number;
+  height: number;
+}
+
+export interface DatasetHealth {
+  datasetId: string;
+  summary: NonNullable<Dataset['health']>;
+  findings: { kind: string; message: string }[];
+  classBalance: { counts: Record<string, Record<string, number>>; imbalanceRatio: number; smallClasses: { class: string; count: number; othersMedian: number }[] };
+  nearDuplicates: { split: string; similarity: number; mixedLabels: boolean; images: ImageRef[] }[];
+  leakage: { similarity: number; distance: number; sameLabel: boolean; images: [ImageRef, ImageRef] }[];
+  exactCopies: { path: string; split: string; label: string; kept: ImageRef }[];
+  tinyImages: ImageRef[];
+  extremeAspectImages: (ImageRef & { aspect: number })[];
+  seconds: number;
 }

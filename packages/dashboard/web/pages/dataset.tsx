@@ -1,4 +1,5 @@
-// One dataset: class counts per split, a few images of each class, and what the upload warned about or rejected.
+// One dataset: class counts per split, a few images of each class, its health report, and what the upload warned
+// about or rejected.
 import { useState } from 'preact/hooks';
 import { del, get } from '../api';
 import { useResource } from '../use-resource';
@@ -6,6 +7,7 @@ import { Link, navigate, paths } from '../router';
 import { bytes, count, dateTime } from '../format';
 import type { Dataset, Thumbnail } from '../types';
 import { Card, Empty, ErrorBox, Loading, Meter, Mono, PageHead, Stat } from '../components/ui';
+import { HealthCard } from './dataset-health';
 
 const SPLIT_ORDER = ['train', 'validation', 'test'];
 const THUMBS_PER_CLASS = 8;
@@ -76,7 +78,7 @@ function Thumbnails({ d }: { d: Dataset }) {
           </div>
           <div class="thumbs">
             {(byClass.get(c) ?? []).map((t) => (
-              <img class="thumb" src={t.image} alt={`${c} (${t.split})`} title={`${t.split} · ${t.width}×${t.height}`} loading="lazy" />
+              <img class="thumb" src={t.image} alt={`${c} (${t.split})`} title={`${t.path ?? t.split} · ${t.width}×${t.height}`} loading="lazy" />
             ))}
           </div>
         </div>
@@ -136,6 +138,8 @@ export function DatasetPage({ id }: { id: string }) {
         <Stat label="Size" value={bytes(d.bytes)} />
         <Stat label="Rejected" value={d.rejected.length} />
         {d.duplicates !== undefined && <Stat label="Duplicates" value={d.duplicates} hint="identical images, kept once" />}
+        {d.health && <Stat label="Near-copies" value={d.health.nearDuplicateImages} hint="in groups within a split" />}
+        {d.health && <Stat label="Leaked" value={d.health.leakedImages} hint="validation or test images also in an earlier split" />}
       </div>
       {d.warnings.length > 0 && (
         <div class="callout callout-warn" role="note">
@@ -153,6 +157,7 @@ export function DatasetPage({ id }: { id: string }) {
       <Card title="Examples" actions={<span class="muted small">a few images of each class</span>}>
         <Thumbnails d={d} />
       </Card>
+      {d.health && <HealthCard d={d} />}
       <Card title={`Rejected files (${d.rejected.length})`}>
         {!d.rejected.length ? (
           <Empty>Every file in the archive was a usable image.</Empty>

@@ -181,7 +181,7 @@ function findingsOf(r: Omit<HealthReport, 'findings' | 'seconds'>): HealthReport
     out.push({
       kind: 'leakage',
       message:
-        `${plural(s.leakedImages, 'image')} in validation or test ${s.leakedImages === 1 ? 'is a' : 'are'} near-copies of images in an ` +
+        `${plural(s.leakedImages, 'image')} in validation or test ${s.leakedImages === 1 ? 'is a near-copy of an image' : 'are near-copies of images'} in an ` +
         `earlier split (${plural(s.leakagePairs, 'pair')}, e.g. '${e[1].path}' and '${e[0].path}'); their scores overstate the model. ` +
         'Remove them, or start the job with config.dropLeaked',
     });
@@ -190,13 +190,13 @@ function findingsOf(r: Omit<HealthReport, 'findings' | 'seconds'>): HealthReport
   if (mixed.length > 0) {
     out.push({
       kind: 'conflicting_labels',
-      message: `${plural(mixed.length, 'group')} of near-identical images carry different labels (e.g. ${mixed[0]!.images.map((i) => `'${i.path}'`).join(', ')})`,
+      message: `${plural(mixed.length, 'group')} of near-identical images ${mixed.length === 1 ? 'carries' : 'carry'} different labels (e.g. ${mixed[0]!.images.map((i) => `'${i.path}'`).join(', ')})`,
     });
   }
   if (s.nearDuplicateGroups > 0) {
     out.push({
       kind: 'near_duplicates',
-      message: `${plural(s.nearDuplicateImages, 'image')} fall into ${plural(s.nearDuplicateGroups, 'group')} of near-identical images within a split (burst shots, re-saved or resized files)`,
+      message: `${plural(s.nearDuplicateImages, 'image')} ${s.nearDuplicateImages === 1 ? 'falls' : 'fall'} into ${plural(s.nearDuplicateGroups, 'group')} of near-identical images within a split (burst shots, re-saved or resized files)`,
     });
   }
   if (s.exactCopies > 0) {
