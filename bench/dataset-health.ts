@@ -90,8 +90,14 @@ console.log(
   `| ${found.length}/${planted.size} (${((100 * found.length) / planted.size).toFixed(1)}%) | ${foundByKind.join(', ')} | ${falsePairs.length} | ` +
     `${report.summary.nearDuplicateGroups} | ${ingestSeconds.toFixed(1)} | ${healthSeconds.toFixed(2)} |`,
 );
-for (const [a, b] of falsePairs.slice(0, 10)) console.log(`  false pair: ${a} ~ ${b}`);
 const fpOf = new Map(result.images.map((im) => [im.path, im.fingerprint]));
+const describe = (a: string, b: string) => {
+  const c = compare(fpOf.get(a)!, fpOf.get(b)!);
+  return `${c.distance} bits, correlation ${c.correlation.toFixed(3)}, colour ${c.colour.toFixed(3)}`;
+};
+for (const [a, b] of falsePairs.slice(0, 20)) console.log(`  false pair: ${a} ~ ${b}: ${describe(a, b)}`);
+const colourOfFound = found.map(([a, b]) => compare(fpOf.get(a)!, fpOf.get(b)!).colour).sort((x, y) => y - x);
+console.log(`  colour distance of found pairs, highest: ${colourOfFound.slice(0, 5).map((c) => c.toFixed(3)).join(', ')}`);
 for (const [copy, original] of planted) {
   if (found.some(([a, b]) => a === copy || b === copy)) continue;
   const [a, b] = [fpOf.get(copy), fpOf.get(original)];
@@ -101,15 +107,18 @@ for (const [copy, original] of planted) {
 for (const g of report.nearDuplicates.slice(0, 5)) console.log(`  group in ${g.split}: ${g.images.map((i) => i.path).join(', ')} (${g.similarity})`);
 
 // Thresholds around the defaults, on the same fingerprints: planted pairs found and false pairs (across splits).
-console.log('\n| max distance | min correlation | found | false |');
-console.log('| --- | --- | --- | --- |');
+console.log('\n| max distance | min correlation | max colour | found | false |');
+console.log('| --- | --- | --- | --- | --- |');
 const fps = result.images.map((im) => im.fingerprint);
-for (const maxDistance of [10, 12, 14]) {
-  for (const minCorrelation of [0.8, 0.85, 0.88, 0.9]) {
-    const pairs = findNearPairs(fps, { ...DEFAULT_MATCH, maxDistance, minCorrelation }).map((p) => [result.images[p.a]!, result.images[p.b]!] as const);
-    const across = pairs.filter(([a, b]) => a.split !== b.split);
-    const hit = across.filter(([a, b]) => isPlanted(a.path, b.path)).length;
-    const miss = across.filter(([a, b]) => !isPlanted(a.path, b.path) && !related(a.path, b.path)).length;
-    console.log(`| ${maxDistance} | ${minCorrelation} | ${hit}/${planted.size} | ${miss} |`);
+for (const maxColour of [0.03, 0.035, 0.05, 1]) {
+  for (const maxDistance of [10, 12, 14]) {
+    for (const minCorrelation of [0.8, 0.85, 0.88]) {
+      const match = { ...DEFAULT_MATCH, maxDistance, minCorrelation, maxColour };
+      const pairs = findNearPairs(fps, match).map((p) => [result.images[p.a]!, result.images[p.b]!] as const);
+      const across = pairs.filter(([a, b]) => a.split !== b.split);
+      const hit = across.filter(([a, b]) => isPlanted(a.path, b.path)).length;
+      const miss = across.filter(([a, b]) => !isPlanted(a.path, b.path) && !related(a.path, b.path)).length;
+      console.log(`| ${maxDistance} | ${minCorrelation} | ${maxColour} | ${hit}/${planted.size} | ${miss} |`);
+    }
   }
 }

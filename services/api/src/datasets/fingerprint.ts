@@ -1,16 +1,16 @@
 // Perceptual fingerprints of images: what stays the same when a photo is re-saved, resized or slightly cropped.
 //
-// An image is reduced once (by libvips, off the event loop) to a GRID x GRID grayscale grid, its aspect ratio
-// ignored. From that grid come a few views: the whole frame and some crops of it (VIEWS). Each view is resampled to
-// 32x32 and gives
+// An image is reduced once (by libvips, off the event loop) to a GRID x GRID colour grid, its aspect ratio ignored.
+// From that grid come a few views: the whole frame and some crops of it (VIEWS). Each view gives the mean colours
+// of itself and its quadrants, and, resampled to a 32x32 grayscale, gives
 //   - a pHash: the 8x8 lowest frequencies of the 32x32 DCT-II, each bit set where its coefficient is above the
 //     median of the 63 (DC left out), 64 bits held as two 32-bit halves;
 //   - a 16x16 thumbnail, mean-removed and scaled to unit length, so that a dot product of two is their correlation.
 // A copy cropped by a few percent looks, full frame, like a crop view of its original; comparing every view of one
 // image with the whole frame of the other (see near-duplicates.ts) is what makes small crops match.
-import sharp from 'sharp';
+import sharp, { type Sharp } from 'sharp';
 
-/** Side of the grayscale grid the views are cut from. */
+/** Side of the grid the views are cut from. */
 const GRID = 64;
 const SIDE = 32;
 const LOW = 8;
@@ -32,6 +32,8 @@ export interface Fingerprint {
   hashes: Uint32Array;
   /** Unit-length, mean-removed 16x16 thumbnail per view, view v at [256v, 256v + 256). */
   thumbs: Float32Array;
+  /** Mean RGB of each view and of its quadrants, COLOURS numbers a view (see colours()). */
+  colours: Float32Array;
 }
 
 /** cos((2x + 1) u pi / 64) for x < 32, u < 8: the rows of the DCT-II that the 8x8 low frequencies need. */
@@ -150,9 +152,48 @@ function thumb(px: Float64Array, out: Float32Array, at: number): void {
   for (let i = 0; i < t.length; i++) out[at + i] = t[i]! * scale;
 }
 
-/** The fingerprint of a GRID x GRID grayscale grid (one byte a pixel). */
-export function fingerprintGrid(gray: Uint8Array): Fingerprint {
-  const grid = Float32Array.from(gray);
+/** Colour numbers per view: the mean RGB of the view and of its four quadrants. */
+export const COLOURS = 15;
+
+/**
+ * The mean colour of each view and of its four quadrants, RGB each, 0..255 (COLOURS numbers a view, view v at
+ * [COLOURS v]). Box means come from a summed-area table of the grid, boxes rounded to whole grid pixels.
+ */
+function colours(rgb: Uint8Array): Float32Array {
+  const W = GRID + 1;
+  const sat = new Float64Array(W * W * 3);
+  for (let y = 0; y < GRID; y++) {
+    for (let x = 0; x < GRID; x++) {
+      for (let c = 0; c < 3; c++) {
+        sat[((y + 1) * W + x + 1) * 3 + c] =
+          rgb[(y * GRID + x) * 3 + c]! + sat[(y * W + x + 1) * 3 + c]! + sat[((y + 1) * W + x) * 3 + c]! - sat[(y * W + x) * 3 + c]!;
+      }
+    }
+  }
+  const out = new Float32Array(COLOURS * VIEWS.length);
+  const box = (x0: number, y0: number, x1: number, y1: number, at: number) => {
+    const n = Math.max(1, (x1 - x0) * (y1 - y0));
+    for (let c = 0; c < 3; c++) {
+      out[at + c] = (sat[(y1 * W + x1) * 3 + c]! - sat[(y0 * W + x1) * 3 + c]! - sat[(y1 * W + x0) * 3 + c]! + sat[(y0 * W + x0) * 3 + c]!) / n;
+    }
+  };
+  VIEWS.forEach(([left, top, width, height], v) => {
+    const [x0, y0, x1, y1] = [left, top, left + width, top + height].map((f) => Math.round(f * GRID)) as [number, number, number, number];
+    const [xm, ym] = [Math.round((x0 + x1) / 2), Math.round((y0 + y1) / 2)];
+    const at = v * COLOURS;
+    box(x0, y0, x1, y1, at);
+    box(x0, y0, xm, ym, at + 3);
+    box(xm, y0, x1, ym, at + 6);
+    box(x0, ym, xm, y1, at + 9);
+    box(xm, ym, x1, y1, at + 12);
+  });
+  return out;
+}
+
+/** The fingerprint of a GRID x GRID RGB grid (three bytes a pixel). */
+export function fingerprintGrid(rgb: Uint8Array): Fingerprint {
+  const grid = new Float32Array(GRID * GRID);
+  for (let i = 0; i < grid.length; i++) grid[i] = 0.299 * rgb[3 * i]! + 0.587 * rgb[3 * i + 1]! + 0.114 * rgb[3 * i + 2]!;
   const hashes = new Uint32Array(2 * VIEWS.length);
   const thumbs = new Float32Array(THUMB * THUMB * VIEWS.length);
   VIEWS.forEach((_, v) => {
@@ -162,35 +203,29 @@ export function fingerprintGrid(gray: Uint8Array): Fingerprint {
     hashes[2 * v + 1] = lo;
     thumb(px, thumbs, v * THUMB * THUMB);
   });
-  return { hashes, thumbs };
+  return { hashes, thumbs, colours: colours(rgb) };
 }
 
-/**
- * The fingerprint of decoded pixels (a raw buffer as sharp gives it). Transparent pixels count as white, as the
- * thumbnails show them.
- */
-export async function fingerprintPixels(
-  raw: Buffer,
-  info: { width: number; height: number; channels: 1 | 2 | 3 | 4 },
-): Promise<Fingerprint> {
-  const gray = await sharp(raw, { raw: { width: info.width, height: info.height, channels: info.channels } })
+/** Reduces an image to the GRID x GRID RGB grid; transparent pixels count as white, as the thumbnails show them. */
+async function gridOf(image: Sharp): Promise<Fingerprint> {
+  const { data } = await image
     .flatten({ background: '#ffffff' })
     .resize(GRID, GRID, { fit: 'fill' })
-    .grayscale()
+    .removeAlpha()
+    .toColourspace('srgb')
     .raw()
-    .toBuffer();
-  return fingerprintGrid(gray);
+    .toBuffer({ resolveWithObject: true });
+  return fingerprintGrid(data);
+}
+
+/** The fingerprint of decoded pixels (a raw buffer as sharp gives it). */
+export function fingerprintPixels(raw: Buffer, info: { width: number; height: number; channels: 1 | 2 | 3 | 4 }): Promise<Fingerprint> {
+  return gridOf(sharp(raw, { raw: { width: info.width, height: info.height, channels: info.channels } }));
 }
 
 /** The fingerprint of encoded image bytes (JPEG, PNG, WebP). */
-export async function fingerprintImage(data: Buffer): Promise<Fingerprint> {
-  const gray = await sharp(data, { limitInputPixels: false })
-    .flatten({ background: '#ffffff' })
-    .resize(GRID, GRID, { fit: 'fill' })
-    .grayscale()
-    .raw()
-    .toBuffer();
-  return fingerprintGrid(gray);
+export function fingerprintImage(data: Buffer): Promise<Fingerprint> {
+  return gridOf(sharp(data, { limitInputPixels: false }));
 }
 
 /** The whole-frame pHash as 16 hex digits, as the dataset index stores it. */

@@ -5,7 +5,7 @@
 // `minCorrelation` or more (the best of the same view pairs), a second check that keeps chance hash collisions out;
 // within `closeDistance` bits, where chance collisions are rarer still, `closeCorrelation` is enough.
 // 3,000 images (4.5 million pairs, 13 view comparisons each) take well under a second.
-import { VIEWS, type Fingerprint } from './fingerprint';
+import { COLOURS, VIEWS, type Fingerprint } from './fingerprint';
 
 export interface NearPair {
   /** Indexes into the fingerprints given, a < b. */
@@ -23,13 +23,15 @@ export interface MatchOptions {
   /** Hashes this close (bits) need only `closeCorrelation`: chance collisions this close are rare. */
   closeDistance: number;
   closeCorrelation: number;
+  /** Largest colour distance (colourDistance(), 0..1): a third check, for shapes alike in gray but not in colour. */
+  maxColour: number;
 }
 
 /** Pairs kept at most: a set of thousands of near-identical images would otherwise hold millions. */
 export const MAX_PAIRS = 200_000;
 
 /** Thresholds measured on planted re-encoded, resized and cropped copies (bench/dataset-health.ts). */
-export const DEFAULT_MATCH: MatchOptions = { maxDistance: 12, minCorrelation: 0.88, closeDistance: 6, closeCorrelation: 0.75 };
+export const DEFAULT_MATCH: MatchOptions = { maxDistance: 12, minCorrelation: 0.85, closeDistance: 6, closeCorrelation: 0.75, maxColour: 0.035 };
 
 const THUMB_LEN = 256;
 
@@ -55,13 +57,29 @@ function bestCorrelation(a: Float32Array, b: Float32Array): number {
   return best;
 }
 
+function colourGap(a: Float32Array, va: number, b: Float32Array, vb: number): number {
+  let s = 0;
+  for (let i = 0; i < COLOURS; i++) s += Math.abs(a[va * COLOURS + i]! - b[vb * COLOURS + i]!);
+  return s / COLOURS / 255;
+}
+
+/**
+ * How far apart two images' colours are, 0..1: the mean absolute difference of the mean colours of a view and its
+ * quadrants, for the best-aligned views (one image's whole frame against any view of the other).
+ */
+export function colourDistance(a: Fingerprint, b: Fingerprint): number {
+  let best = colourGap(a.colours, 0, b.colours, 0);
+  for (let v = 1; v < VIEWS.length; v++) best = Math.min(best, colourGap(a.colours, 0, b.colours, v), colourGap(a.colours, v, b.colours, 0));
+  return best;
+}
+
 /** Distance and correlation of two fingerprints, measured as findNearPairs measures them. */
-export function compare(a: Fingerprint, b: Fingerprint): { distance: number; correlation: number } {
+export function compare(a: Fingerprint, b: Fingerprint): { distance: number; correlation: number; colour: number } {
   const d = (x: Uint32Array, i: number, y: Uint32Array, j: number) =>
     popcount32(x[2 * i]! ^ y[2 * j]!) + popcount32(x[2 * i + 1]! ^ y[2 * j + 1]!);
   let distance = d(a.hashes, 0, b.hashes, 0);
   for (let v = 1; v < VIEWS.length; v++) distance = Math.min(distance, d(a.hashes, 0, b.hashes, v), d(a.hashes, v, b.hashes, 0));
-  return { distance, correlation: bestCorrelation(a.thumbs, b.thumbs) };
+  return { distance, correlation: bestCorrelation(a.thumbs, b.thumbs), colour: colourDistance(a, b) };
 }
 
 /** Every near-duplicate pair among the fingerprints, ordered by a then b. */
@@ -89,7 +107,9 @@ export function findNearPairs(fps: readonly Fingerprint[], opts: MatchOptions = 
       }
       if (best > opts.maxDistance) continue;
       const corr = bestCorrelation(fps[a]!.thumbs, fps[b]!.thumbs);
-      if (corr >= (best <= opts.closeDistance ? opts.closeCorrelation : opts.minCorrelation)) pairs.push({ a, b, distance: best, correlation: corr });
+      if (corr < (best <= opts.closeDistance ? opts.closeCorrelation : opts.minCorrelation)) continue;
+      if (colourDistance(fps[a]!, fps[b]!) > opts.maxColour) continue;
+      pairs.push({ a, b, distance: best, correlation: corr });
       if (pairs.length >= MAX_PAIRS) return pairs;
     }
   }
