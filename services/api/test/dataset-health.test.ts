@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
+import { healthKey } from '../src/datasets/service';
 import { testConfig } from '../../../test/support/services';
 import { sceneImage, zipOf, type Entry } from '../../../test/support/images';
 
@@ -161,9 +162,22 @@ describe('dataset health', () => {
     expect(badId.statusCode).toBe(400);
   });
 
-  it('answers 404 for the health of a dataset that does not exist', async () => {
+  it('answers 404 for the health of a dataset that does not exist, or that was stored without a report', async () => {
     const res = await app.inject({ url: '/v1/datasets/ds_doesnotexist/health', headers: auth });
     expect(res.statusCode).toBe(404);
     expect(res.json().error.code).toBe('DATASET_NOT_FOUND');
+
+    const other = await app.inject({
+      method: 'POST',
+      url: '/v1/datasets?name=older',
+      headers: { ...auth, 'content-type': 'application/zip' },
+      payload: await zipOf(planted.entries.filter((e) => /^train\/(cats|dogs)\/\d+\.jpg$/.test(e.path))),
+    });
+    expect(other.statusCode).toBe(201);
+    expect(other.json().health).toMatchObject({ leakagePairs: 0, nearDuplicateGroups: 0 });
+    await deps.storage.deleteKeys([healthKey('health', other.json().id)]);
+    const older = await app.inject({ url: `/v1/datasets/${other.json().id}/health`, headers: auth });
+    expect(older.statusCode).toBe(404);
+    expect(older.json().error.code).toBe('HEALTH_NOT_AVAILABLE');
   });
 });
