@@ -206,26 +206,17 @@ export function fingerprintGrid(rgb: Uint8Array): Fingerprint {
   return { hashes, thumbs, colours: colours(rgb) };
 }
 
-/** Reduces an image to the GRID x GRID RGB grid; transparent pixels count as white, as the thumbnails show them. */
-async function gridOf(image: Sharp): Promise<Fingerprint> {
-  const { data } = await image
-    .flatten({ background: '#ffffff' })
-    .resize(GRID, GRID, { fit: 'fill' })
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw()
-    .toBuffer({ resolveWithObject: true });
-  return fingerprintGrid(data);
+/**
+ * Reduces an image to the GRID x GRID RGB grid the fingerprint is made from (the pipeline's last steps: call it on
+ * a fresh sharp instance). Transparent pixels count as white, as the thumbnails show them.
+ */
+export async function toFingerprintGrid(image: Sharp): Promise<Buffer> {
+  return image.flatten({ background: '#ffffff' }).resize(GRID, GRID, { fit: 'fill' }).removeAlpha().toColourspace('srgb').raw().toBuffer();
 }
 
-/** The fingerprint of decoded pixels (a raw buffer as sharp gives it). */
-export function fingerprintPixels(raw: Buffer, info: { width: number; height: number; channels: 1 | 2 | 3 | 4 }): Promise<Fingerprint> {
-  return gridOf(sharp(raw, { raw: { width: info.width, height: info.height, channels: info.channels } }));
-}
-
-/** The fingerprint of encoded image bytes (JPEG, PNG, WebP). */
-export function fingerprintImage(data: Buffer): Promise<Fingerprint> {
-  return gridOf(sharp(data, { limitInputPixels: false }));
+/** The fingerprint of encoded image bytes (JPEG, PNG, WebP), as the ingest makes it. */
+export async function fingerprintImage(data: Buffer): Promise<Fingerprint> {
+  return fingerprintGrid(await toFingerprintGrid(sharp(data, { limitInputPixels: false })));
 }
 
 /** The whole-frame pHash as 16 hex digits, as the dataset index stores it. */
