@@ -25,7 +25,25 @@ export interface Dataset {
   bytes: number;
   rejected: { path: string; reason: string }[];
   warnings: string[];
+  /** Counts of the health report; absent on datasets uploaded before it existed. */
+  health?: Record<string, number>;
   createdAt: string;
+}
+
+/** An image as the health report names it. */
+export interface HealthImage {
+  imageId: string;
+  path: string;
+  split: string;
+  label: string;
+}
+
+/** GET /v1/datasets/:id/health, the parts the CLI prints. */
+export interface DatasetHealth {
+  summary: Record<string, number>;
+  findings: { kind: string; message: string }[];
+  nearDuplicates: { split: string; similarity: number; mixedLabels: boolean; images: HealthImage[] }[];
+  leakage: { similarity: number; images: [HealthImage, HealthImage] }[];
 }
 
 export interface HistoryRow {
@@ -187,6 +205,10 @@ export class GraftClient {
 
   getDataset(id: string) {
     return this.request<Dataset>('GET', `/v1/datasets/${enc(id)}`);
+  }
+
+  datasetHealth(id: string) {
+    return this.request<DatasetHealth>('GET', `/v1/datasets/${enc(id)}/health`);
   }
 
   deleteDataset(id: string) {

@@ -1,5 +1,5 @@
 // Jobs, metrics and datasets printed for people.
-import type { Dataset, EvalMetrics, HistoryRow, Job } from './client';
+import type { Dataset, DatasetHealth, EvalMetrics, HistoryRow, Job } from './client';
 import { bytes, cli, duration, num, type Out, paintState, pct, phaseName, table, when } from './output';
 
 const elapsed = (job: Job) =>
@@ -117,4 +117,32 @@ export function printDataset(io: Out, ds: Dataset): void {
     if (ds.rejected.length > 10) o.write(`  … and ${ds.rejected.length - 10} more (see --json)\n`);
   }
   for (const w of ds.warnings ?? []) o.write(`warning: ${w}\n`);
+  const h = ds.health;
+  if (h && (h.leakagePairs || h.nearDuplicateGroups)) {
+    o.write(
+      `health: ${h.leakedImages} validation/test image${h.leakedImages === 1 ? '' : 's'} leaked from an earlier split, ` +
+        `${h.nearDuplicateImages} near-identical images in ${h.nearDuplicateGroups} group${h.nearDuplicateGroups === 1 ? '' : 's'}; ` +
+        `see ${cli()} datasets health ${ds.name}\n`,
+    );
+  }
+}
+
+/** `datasets health`: the findings, then each leaking pair and near-identical group by path (the first 20 each). */
+export function printHealth(io: Out, h: DatasetHealth): void {
+  const o = io.out;
+  if (!h.findings.length) return void o.write('no near-copies, leakage between splits or odd images found\n');
+  for (const f of h.findings) o.write(`- ${f.message}\n`);
+  const shown = 20;
+  if (h.leakage.length) {
+    o.write(`\nleakage between splits (${h.leakage.length}):\n`);
+    for (const l of h.leakage.slice(0, shown)) o.write(`  ${l.images[0].path}  ~  ${l.images[1].path}  (${l.similarity.toFixed(2)})\n`);
+    if (h.leakage.length > shown) o.write(`  … and ${h.leakage.length - shown} more (see --json)\n`);
+  }
+  if (h.nearDuplicates.length) {
+    o.write(`\nnear-identical images within a split (${h.nearDuplicates.length} groups):\n`);
+    for (const g of h.nearDuplicates.slice(0, shown)) {
+      o.write(`  ${g.images.map((i) => i.path).join('  ~  ')}${g.mixedLabels ? '  (labels differ)' : ''}\n`);
+    }
+    if (h.nearDuplicates.length > shown) o.write(`  … and ${h.nearDuplicates.length - shown} more (see --json)\n`);
+  }
 }

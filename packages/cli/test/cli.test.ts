@@ -117,6 +117,10 @@ describe('graft CLI', () => {
     const show = JSON.parse((await graft(['datasets', 'show', 'patterns', '--json'])).stdout);
     expect(show.id).toBe(datasetId);
     expect(show.splits).toEqual({ train: { dots: 16, stripes: 16 }, validation: { dots: 6, stripes: 6 } });
+    const health = await graft(['datasets', 'health', 'patterns', '--json']);
+    expect(health.code).toBe(0);
+    expect(JSON.parse(health.stdout).summary).toEqual(show.health);
+    expect(show.health.leakagePairs).toBe(0);
     const table = await graft(['datasets', 'ls']);
     expect(table.stdout.split('\n')[0]).toMatch(/^ID\s+NAME\s+CLASSES\s+IMAGES/);
     expect(table.stdout).toMatch(new RegExp(`${datasetId}\\s+patterns\\s+2\\s+44`));

@@ -50,6 +50,8 @@ export interface Job {
   error: { code: string; message: string } | null;
   attempts: number;
   backend: string | null;
+  /** Images the job left out: `leaked` with config.dropLeaked. */
+  dropped?: { leaked: number } | null;
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;

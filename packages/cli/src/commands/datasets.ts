@@ -7,7 +7,7 @@ import { contextOf } from '../context';
 import { CliError } from '../errors';
 import { bytes, cli, json, table, when } from '../output';
 import { byteProgress } from '../progress';
-import { printDataset } from '../report';
+import { printDataset, printHealth } from '../report';
 
 /** A dataset id, or the name of one (the newest of that name). */
 export async function resolveDataset(client: GraftClient, ref: string): Promise<Dataset> {
@@ -98,6 +98,19 @@ export function datasetsCommand(): Command {
       const ds = await resolveDataset(client, ref);
       if (opts.json) return json(io, ds);
       printDataset(io, ds);
+    });
+
+  cmd
+    .command('health')
+    .description('near-copies within a split, leakage between splits, odd images: the report made at upload')
+    .argument('<dataset>', 'dataset id or name')
+    .option('--json', 'print JSON')
+    .action(async (ref: string, opts: { json?: boolean }, command: Command) => {
+      const { client, io } = contextOf(command);
+      const ds = await resolveDataset(client, ref);
+      const health = await client.datasetHealth(ds.id);
+      if (opts.json) return json(io, health);
+      printHealth(io, health);
     });
 
   cmd

@@ -288,6 +288,7 @@ export function JobPage({ id }: { id: string }) {
           />
           <Stat label={live ? 'ETA' : 'Took'} value={live ? duration(job.etaSeconds) : elapsed(job.startedAt, job.finishedAt)} hint={job.finishedAt ? dateTime(job.finishedAt) : undefined} />
           <Stat label="Attempts" value={job.attempts} hint={job.backend ? `backend: ${job.backend}` : undefined} />
+          {job.config.dropLeaked && job.dropped && <Stat label="Left out" value={job.dropped.leaked} hint="leaked validation and test images" />}
         </div>
       </Card>
 
