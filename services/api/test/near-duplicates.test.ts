@@ -45,6 +45,13 @@ describe('near-duplicates', () => {
     }
   });
 
+  it('pairs a photo stored with an EXIF rotation with a copy saved upright', async () => {
+    const tagged = await sharp(original).withMetadata({ orientation: 6 }).jpeg({ quality: 90 }).toBuffer();
+    const upright = await sharp(tagged).rotate().jpeg({ quality: 80 }).toBuffer();
+    expect((await sharp(upright).metadata()).width).toBe(300);
+    expect(findNearPairs([await fingerprintImage(tagged), await fingerprintImage(upright)])).toHaveLength(1);
+  });
+
   it('pairs no two distinct scenes', () => {
     expect(findNearPairs(scenes)).toEqual([]);
   });

@@ -208,10 +208,18 @@ export function fingerprintGrid(rgb: Uint8Array): Fingerprint {
 
 /**
  * Reduces an image to the GRID x GRID RGB grid the fingerprint is made from (the pipeline's last steps: call it on
- * a fresh sharp instance). Transparent pixels count as white, as the thumbnails show them.
+ * a fresh sharp instance). The image is turned upright first (EXIF orientation), so that a copy saved with the
+ * rotation applied matches its original; transparent pixels count as white, as the thumbnails show them.
  */
 export async function toFingerprintGrid(image: Sharp): Promise<Buffer> {
-  return image.flatten({ background: '#ffffff' }).resize(GRID, GRID, { fit: 'fill' }).removeAlpha().toColourspace('srgb').raw().toBuffer();
+  return image
+    .rotate()
+    .flatten({ background: '#ffffff' })
+    .resize(GRID, GRID, { fit: 'fill' })
+    .removeAlpha()
+    .toColourspace('srgb')
+    .raw()
+    .toBuffer();
 }
 
 /** The fingerprint of encoded image bytes (JPEG, PNG, WebP), as the ingest makes it. */
