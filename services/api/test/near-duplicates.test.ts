@@ -87,5 +87,12 @@ describe('near-duplicates', () => {
     expect(report.leakage).toHaveLength(2);
     expect(report.leakedImageIds).toEqual(['s1']);
     expect(report.summary).toMatchObject({ nearDuplicateGroups: 1, nearDuplicateImages: 2, leakagePairs: 2, leakedImages: 1 });
+    expect(report.nearDuplicatesSearched).toBe(true);
+
+    // Over the pairwise limit, the rest of the report is made and says what was not.
+    const large = analyseDataset({ classes: ['a', 'b'], splits: {}, copies: [], images: [...Array(6)].map((_, i) => im(`i${i}`, 'train', 'a', fp)), maxCompared: 5 });
+    expect(large.nearDuplicatesSearched).toBe(false);
+    expect(large.summary.nearDuplicateGroups).toBe(0);
+    expect(large.findings[0]!.kind).toBe('near_duplicates_not_searched');
   });
 });

@@ -5,7 +5,8 @@
 // of itself and its quadrants, and, resampled to a 32x32 grayscale, gives
 //   - a pHash: the 8x8 lowest frequencies of the 32x32 DCT-II, each bit set where its coefficient is above the
 //     median of the 63 (DC left out), 64 bits held as two 32-bit halves;
-//   - a 16x16 thumbnail, mean-removed and scaled to unit length, so that a dot product of two is their correlation.
+//   - a 16x16 thumbnail, mean-removed and scaled to unit length (stored a byte a value), so that a dot product of
+//     two is their correlation.
 // A copy cropped by a few percent looks, full frame, like a crop view of its original; comparing every view of one
 // image with the whole frame of the other (see near-duplicates.ts) is what makes small crops match.
 import sharp, { type Sharp } from 'sharp';
@@ -30,8 +31,11 @@ export const VIEWS: readonly (readonly [number, number, number, number])[] = [
 export interface Fingerprint {
   /** pHash per view: view v's 64 bits at [2v] (high half) and [2v + 1] (low half). */
   hashes: Uint32Array;
-  /** Unit-length, mean-removed 16x16 thumbnail per view, view v at [256v, 256v + 256). */
-  thumbs: Float32Array;
+  /**
+   * Unit-length, mean-removed 16x16 thumbnail per view, view v at [256v, 256v + 256), each value times THUMB_SCALE
+   * and rounded (a byte each: a dataset of 100,000 images holds 180 MB of them while it is analysed).
+   */
+  thumbs: Int8Array;
   /** Mean RGB of each view and of its quadrants, COLOURS numbers a view (see colours()). */
   colours: Float32Array;
 }
@@ -131,7 +135,10 @@ export function phash(px: Float64Array): [number, number] {
 }
 
 /** A 32x32 grid averaged down to 16x16, mean removed, scaled to unit length (all zeros for a flat image). */
-function thumb(px: Float64Array, out: Float32Array, at: number): void {
+/** Thumbnail values are stored as round(value * THUMB_SCALE); a unit vector's values lie within -1..1. */
+export const THUMB_SCALE = 127;
+
+function thumb(px: Float64Array, out: Int8Array, at: number): void {
   const t = new Float64Array(THUMB * THUMB);
   let mean = 0;
   for (let y = 0; y < THUMB; y++) {
@@ -149,7 +156,7 @@ function thumb(px: Float64Array, out: Float32Array, at: number): void {
     norm += t[i]! * t[i]!;
   }
   const scale = norm > 1e-9 ? 1 / Math.sqrt(norm) : 0;
-  for (let i = 0; i < t.length; i++) out[at + i] = t[i]! * scale;
+  for (let i = 0; i < t.length; i++) out[at + i] = Math.round(t[i]! * scale * THUMB_SCALE);
 }
 
 /** Colour numbers per view: the mean RGB of the view and of its four quadrants. */
@@ -195,7 +202,7 @@ export function fingerprintGrid(rgb: Uint8Array): Fingerprint {
   const grid = new Float32Array(GRID * GRID);
   for (let i = 0; i < grid.length; i++) grid[i] = 0.299 * rgb[3 * i]! + 0.587 * rgb[3 * i + 1]! + 0.114 * rgb[3 * i + 2]!;
   const hashes = new Uint32Array(2 * VIEWS.length);
-  const thumbs = new Float32Array(THUMB * THUMB * VIEWS.length);
+  const thumbs = new Int8Array(THUMB * THUMB * VIEWS.length);
   VIEWS.forEach((_, v) => {
     const px = viewPixels(grid, v);
     const [hi, lo] = phash(px);

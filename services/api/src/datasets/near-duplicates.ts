@@ -5,7 +5,7 @@
 // `minCorrelation` or more (the best of the same view pairs), a second check that keeps chance hash collisions out;
 // within `closeDistance` bits, where chance collisions are rarer still, `closeCorrelation` is enough.
 // 3,000 images (4.5 million pairs, 13 view comparisons each) take well under a second.
-import { COLOURS, VIEWS, type Fingerprint } from './fingerprint';
+import { COLOURS, THUMB_SCALE, VIEWS, type Fingerprint } from './fingerprint';
 
 export interface NearPair {
   /** Indexes into the fingerprints given, a < b. */
@@ -42,16 +42,16 @@ export function popcount32(x: number): number {
   return Math.imul(x, 0x01010101) >>> 24;
 }
 
-function correlation(a: Float32Array, va: number, b: Float32Array, vb: number): number {
+function correlation(a: Int8Array, va: number, b: Int8Array, vb: number): number {
   let s = 0;
   const oa = va * THUMB_LEN;
   const ob = vb * THUMB_LEN;
   for (let i = 0; i < THUMB_LEN; i++) s += a[oa + i]! * b[ob + i]!;
-  return s;
+  return s / (THUMB_SCALE * THUMB_SCALE);
 }
 
 /** The highest correlation between one image's whole frame and any view of the other. */
-function bestCorrelation(a: Float32Array, b: Float32Array): number {
+function bestCorrelation(a: Int8Array, b: Int8Array): number {
   let best = correlation(a, 0, b, 0);
   for (let v = 1; v < VIEWS.length; v++) best = Math.max(best, correlation(a, 0, b, v), correlation(a, v, b, 0));
   return best;
