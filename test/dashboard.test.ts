@@ -235,6 +235,25 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
       expect.arrayContaining(['leakage', 'conflicting_labels']),
     );
     await page.screenshot({ path: '/tmp/graft-dashboard-health.png', fullPage: true });
+
+    // The new-job form offers to leave the leaked image out, and the job it starts asks for that.
+    await page.getByRole('link', { name: 'Train on it' }).click();
+    await page.waitForURL(/\/ui\/jobs\/new/);
+    const drop = page.locator('#job-drop-leaked');
+    await drop.waitFor();
+    expect(await page.locator('label[for="job-drop-leaked"]').textContent()).toContain('Leave out the leaked validation or test image (near-copies');
+    await drop.check();
+    await page.locator('#job-method').selectOption('feature_extraction');
+    await page.locator('#job-backbone option[value="mobilenet_v1_0.25_224"]').waitFor({ state: 'attached' });
+    await page.locator('#job-backbone').selectOption('mobilenet_v1_0.25_224');
+    await page.locator('#job-head-epochs').fill('1');
+    await page.locator('#job-input-size').fill('96');
+    await page.getByRole('button', { name: 'Start training' }).click();
+    await page.waitForURL(/\/ui\/jobs\/job_[a-z0-9]+$/);
+    const jobId = /job_[a-z0-9]+/.exec(page.url())![0];
+    const job = await (await fetch(`${api.url}/v1/jobs/${jobId}`, { headers: H })).json();
+    expect(job.config.dropLeaked).toBe(true);
+    await fetch(`${api.url}/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: H });
     expect(b.pageErrors).toEqual([]);
   });
 });

@@ -32,6 +32,7 @@ export function NewJobPage({ datasetId }: { datasetId?: string }) {
   const [ftEpochs, setFtEpochs] = useState('');
   const [inputSize, setInputSize] = useState('');
   const [extra, setExtra] = useState('');
+  const [dropLeaked, setDropLeaked] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | null>(null);
 
@@ -44,6 +45,7 @@ export function NewJobPage({ datasetId }: { datasetId?: string }) {
 
   const chosen = datasets.data?.items.find((d) => d.id === dataset);
   const chosenBackbone = backbones.data?.find((b) => b.name === backbone);
+  const leaked = chosen?.health?.leakedImages ?? 0;
   // The size a job trains at when the form leaves it empty (the API resolves the same); scratch has its own.
   const defaultSize = method === 'scratch' ? null : (chosenBackbone?.trainingInputSize ?? chosenBackbone?.inputSize);
 
@@ -55,6 +57,7 @@ export function NewJobPage({ datasetId }: { datasetId?: string }) {
     if (inputSize) config.inputSize = Number(inputSize);
     if (headEpochs) config.featureExtraction = { epochs: Number(headEpochs) };
     if (method === 'fine_tuning' && ftEpochs) config.fineTuning = { epochs: Number(ftEpochs) };
+    if (dropLeaked && leaked > 0) config.dropLeaked = true;
     if (extra.trim()) {
       try {
         const parsed = JSON.parse(extra);
@@ -138,6 +141,15 @@ export function NewJobPage({ datasetId }: { datasetId?: string }) {
               <input id="job-input-size" name="inputSize" type="number" min={32} max={1024} placeholder={defaultSize ? String(defaultSize) : 'default'} value={inputSize} onInput={(e) => setInputSize((e.target as HTMLInputElement).value)} />
             </div>
           </div>
+          {leaked > 0 && (
+            <div class="field">
+              <label class="check" for="job-drop-leaked">
+                <input id="job-drop-leaked" name="dropLeaked" type="checkbox" checked={dropLeaked} onChange={(e) => setDropLeaked((e.target as HTMLInputElement).checked)} />
+                Leave out {leaked === 1 ? 'the leaked validation or test image' : `the ${count(leaked)} leaked validation and test images`} (near-copies of images in an earlier split)
+              </label>
+              <div class="help">the dataset's health report lists them; left in, they make the scores look better than they are</div>
+            </div>
+          )}
           <div class="field">
             <label for="job-extra">More settings (JSON, merged into the config)</label>
             <textarea id="job-extra" name="extra" rows={3} spellcheck={false} placeholder='{"batchSize": 16, "featureExtraction": {"learningRate": 0.0001}, "split": {"test": 0.2}}' value={extra} onInput={(e) => setExtra((e.target as HTMLTextAreaElement).value)} />
