@@ -8,7 +8,7 @@ import { keys, type Storage } from '@graft/storage';
 import { parseTrainJobPayload, PayloadError, type JobStore, type JobRecord } from '@graft/queue';
 import type { ChildMessage, ParentMessage } from './messages';
 import { modelIdFor } from './model-id';
-import { dropCheckpoint } from './publish';
+import { CheckpointStore } from './checkpoint-store';
 
 const CHILD = fileURLToPath(new URL('./train-child.ts', import.meta.url));
 const KILL_GRACE_MS = 4_000;
@@ -73,7 +73,8 @@ export function createProcessor(deps: ProcessorDeps) {
 
     const outcome = await runChild(job, attempt, payload, signal, jobLog);
 
-    if (signal?.reason === LOCK_LOST) {
+    // A model published before the lock was found lost still makes the job succeeded (the next run sees that).
+    if (signal?.reason === LOCK_LOST && outcome.type !== 'done') {
       jobLog.warn('the job went to another run while Redis was away: this run stopped; the job resumes from its checkpoint');
       throw new Error('the job lock lapsed during a Redis outage');
     }
@@ -109,7 +110,7 @@ export function createProcessor(deps: ProcessorDeps) {
     if (final) {
       await store.transition(payload.jobId, { state: 'failed', phase: null, error, finishedAt: new Date().toISOString() });
       jobLog.warn({ error }, 'training failed');
-      await dropCheckpoint(storage, keys.checkpoint(payload.tenant, payload.jobId)).catch(() => {});
+      await new CheckpointStore(storage, keys.checkpoint(payload.tenant, payload.jobId)).drop().catch(() => {});
       if (outcome.permanent) throw new UnrecoverableError(outcome.message);
       throw new Error(outcome.message);
     }

@@ -18,11 +18,3 @@ export async function publishModel(
   await storage.putVerified(keys.modelRecord(tenant, record.id), JSON.stringify(full), 'application/json');
 }
 
-/**
- * Deletes a job's checkpoint, its meta.json first: a checkpoint interrupted half-way through deletion is then no
- * checkpoint at all, never a meta.json naming files that are gone.
- */
-export async function dropCheckpoint(storage: Storage, prefix: string): Promise<void> {
-  await storage.deleteKeys([`${prefix}meta.json`]);
-  await storage.deletePrefix(prefix);
-}

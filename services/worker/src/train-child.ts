@@ -2,13 +2,14 @@
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
-import { initBackend, train, type Checkpoint, type TrainEvent } from '@graft/vision';
+import { initBackend, train, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, UnsupportedLayerError } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
-import { dropCheckpoint, publishModel } from './publish';
+import { publishModel } from './publish';
+import { CheckpointStore } from './checkpoint-store';
 
 const send = (m: ChildMessage) => process.send?.(m);
 
@@ -44,21 +45,6 @@ process.on('disconnect', () => {
   controller.abort(new Error('parent exited'));
   setTimeout(() => process.exit(1), 2_000).unref();
 });
-
-async function loadCheckpoint(storage: Storage, prefix: string): Promise<Checkpoint | null> {
-  const meta = await storage.getJsonOrNull<Checkpoint['meta'] & { files: string[] }>(`${prefix}meta.json`);
-  if (!meta) return null;
-  const files: Record<string, Uint8Array> = {};
-  for (const name of meta.files) files[name] = await storage.getBuffer(`${prefix}files/${name}`);
-  return { meta, files };
-}
-
-async function saveCheckpoint(storage: Storage, prefix: string, c: Checkpoint): Promise<void> {
-  const names = Object.keys(c.files);
-  await Promise.all(names.map((n) => storage.putVerified(`${prefix}files/${n}`, c.files[n]!)));
-  // meta.json last: a checkpoint is complete once its meta exists.
-  await storage.putVerified(`${prefix}meta.json`, JSON.stringify({ ...c.meta, files: names }), 'application/json');
-}
 
 /**
  * The trained model as ONNX (model.onnx among the artifacts, so it can be taken elsewhere), or null, logged, where
@@ -121,7 +107,8 @@ async function run({ payload, attempt, config }: StartMessage) {
 
     const config_ = resolveConfig(payload.config as TrainingConfigInput);
     const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
-    const resume = await loadCheckpoint(storage, ckptPrefix);
+    const checkpoints = new CheckpointStore(storage, ckptPrefix, log);
+    const resume = await checkpoints.load();
     if (resume) log.info({ phase: resume.meta.phase, epoch: resume.meta.epoch }, 'resuming from checkpoint');
     // The job's history becomes what this run starts from: the checkpoint's rows, or none (rows of an earlier run
     // whose checkpoint was never written are trained again).
@@ -137,7 +124,7 @@ async function run({ payload, attempt, config }: StartMessage) {
       attempt,
       resume,
       onEvent: (event: TrainEvent) => send({ type: 'event', event }),
-      onCheckpoint: (c) => saveCheckpoint(storage, ckptPrefix, c),
+      onCheckpoint: (c) => checkpoints.save(c),
       log: (obj, msg) => log.info(obj, msg),
     });
 
@@ -159,7 +146,7 @@ async function run({ payload, attempt, config }: StartMessage) {
       metrics: { test: result.test, validation: result.validation },
       createdAt: new Date().toISOString(),
     });
-    await dropCheckpoint(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).catch(() => {});
+    await new CheckpointStore(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).drop().catch(() => {});
     send({
       type: 'done',
       model: { modelId, test: result.test as any, validation: result.validation as any, backend },
