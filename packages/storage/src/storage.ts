@@ -21,6 +21,8 @@ export interface S3Settings {
   accessKeyId: string;
   secretAccessKey: string;
   forcePathStyle: boolean;
+  /** How long a request's connection may stay silent before it fails as a timeout (default 60 s). */
+  socketTimeoutMs?: number;
 }
 
 export class ObjectNotFoundError extends Error {
@@ -43,8 +45,10 @@ export function createS3Client(s: S3Settings): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 4,
-    // A server that does not accept the connection is reported as down within seconds, not minutes.
-    requestHandler: { connectionTimeout: 5_000 },
+    // A server that does not take the connection, or takes it and then says nothing, is an outage (a timeout)
+    // within seconds, not a request that waits forever: a hung read would otherwise hold, for instance, a model's
+    // load in the API's model cache, and every /predict of that model would wait on it.
+    requestHandler: { connectionTimeout: 5_000, socketTimeout: s.socketTimeoutMs ?? 60_000 },
   });
 }
 

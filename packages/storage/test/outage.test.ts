@@ -88,6 +88,27 @@ describe('storage through an outage of its server', () => {
     expect(backs.length).toBeGreaterThanOrEqual(3);
   });
 
+  it('counts a server that stops answering (SIGSTOP) as down after the socket timeout, and goes on when it answers', async () => {
+    const data = randomBytes(1000);
+    await plain.put('kept/hung.bin', data);
+    const quick = new Storage({ ...settings(), socketTimeoutMs: 1_000 });
+    let waits = 0;
+    const patient = quick.withPatience({ toleranceMs: 60_000, maxDelayMs: 300, onWaiting: () => waits++ });
+    s3.process.kill('SIGSTOP');
+    try {
+      const hung = await quick.getBuffer('kept/hung.bin').catch((e) => e);
+      expect(hung.name).toBe('TimeoutError');
+      expect(isOutageError(hung)).toBe(true);
+      const read = patient.getBuffer('kept/hung.bin');
+      while (waits < 1) await new Promise((r) => setTimeout(r, 50));
+      s3.process.kill('SIGCONT');
+      expect((await read).equals(data)).toBe(true);
+    } finally {
+      s3.process.kill('SIGCONT');
+      quick.close();
+    }
+  });
+
   it('gives up after the tolerance with an error naming storage and how long it was away', async () => {
     const patient = plain.withPatience({ toleranceMs: 1_500, maxDelayMs: 300 });
     await s3.stop();
