@@ -3,10 +3,10 @@
 // storage or Redis is down it takes no new jobs; the jobs it runs wait for the dependency to come back.
 import { Worker } from 'bullmq';
 import { loadConfigOrExit, createLogger } from '@graft/config';
-import { formatDuration, Storage } from '@graft/storage';
-import { JobStore, TRAIN_QUEUE, createRedis, reclaimJobLock } from '@graft/queue';
-import { createProcessor, LOCK_LOST } from './processor';
-import { DependencyMonitor } from './dependency-monitor';
+import { Storage } from '@graft/storage';
+import { JobStore, TRAIN_QUEUE, createRedis } from '@graft/queue';
+import { createProcessor } from './processor';
+import { guardAgainstOutages } from './outage-guard';
 import { serveMetrics } from './metrics';
 
 async function main() {
@@ -35,47 +35,8 @@ async function main() {
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
   worker.on('failed', (job, err) => log.info({ jobId: job?.id, err: err.message }, 'job attempt ended with an error'));
 
-  // A lock that lapsed while Redis was away is taken back where the job is still this worker's; otherwise the run
-  // stops and the job resumes from its checkpoint wherever it runs next.
-  const keepLock = async (jobId: string) => {
-    const token = running.get(jobId);
-    if (!token) return;
-    try {
-      if (await reclaimJobLock(connection, config.queuePrefix, jobId, token, config.jobLockMs)) {
-        log.info({ jobId }, 'job lock renewed after Redis came back');
-      } else if (running.has(jobId)) {
-        log.warn({ jobId }, 'job lock lapsed while Redis was away and the job went back to the queue: stopping this run');
-        worker.cancelJob(jobId, LOCK_LOST);
-      }
-    } catch (err) {
-      log.warn({ jobId, err: (err as Error).message }, 'could not renew a job lock');
-    }
-  };
-  worker.on('lockRenewalFailed', (jobIds) => jobIds.forEach((id) => void keepLock(id)));
-
-  // No new jobs while a dependency is down; back to work once all are up (running jobs' locks renewed first).
-  const monitor = new DependencyMonitor({
-    redis: connection,
-    storage,
-    onChange: (dependency, state, previousForMs) => {
-      const s = state[dependency];
-      if (!s.up) {
-        log.warn({ dependency, err: s.error }, `${dependency} is down: not taking new jobs until it is back`);
-        if (!shuttingDown) void worker.pause(true).catch(() => {});
-        return;
-      }
-      const downFor = formatDuration(previousForMs);
-      void (async () => {
-        if (dependency === 'redis') await Promise.all([...running.keys()].map(keepLock));
-        if (!monitor.allUp || shuttingDown) return;
-        log.info({ dependency, downFor }, `${dependency} is back: taking jobs again`);
-        await worker.resume();
-      })();
-    },
-  });
-  await monitor.checkStorage();
-  monitor.start();
-  if (monitor.allUp) void worker.run().catch((err) => log.error({ err: err.message }, 'worker stopped'));
+  // No new jobs while storage or Redis is down; locks that lapsed in a Redis outage taken back.
+  const monitor = await guardAgainstOutages({ worker, redis: connection, storage, config, log, running, stopping: () => shuttingDown });
   const closeMetrics = serveMetrics(config.workerMetricsPort, config.host, {
     dependencies: () => monitor.state,
     acceptingJobs: () => monitor.allUp && !shuttingDown && !worker.isPaused(),
