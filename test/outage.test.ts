@@ -256,15 +256,19 @@ describe('outages of storage and Redis', () => {
     const second = await createJob();
     await waitFor('the second job to train', async () => (await get(`/v1/jobs/${second}`)).history.length >= 1, 300_000, 50);
     await s3.stop();
+    let w2;
     try {
       await waitFor('the worker to report storage down', async () => /dependency="storage"\} 0/.test(await w1.metrics()), 20_000, 100);
       await w1.stop('SIGTERM');
       expect(w1.process.exitCode).toBe(0);
       expect((await get(`/v1/jobs/${second}`)).state).toBe('queued');
+      // A worker started while storage is down leaves the job in the queue.
+      w2 = await startWorker();
+      await waitFor('the new worker to find storage down', async () => /storage is down: not taking new jobs/.test(w2!.output()), 60_000, 100);
+      expect((await get(`/v1/jobs/${second}`)).state).toBe('queued');
     } finally {
       s3 = await startEmbeddedS3({ dir: s3Dir, port: s3.port });
     }
-    const w2 = await startWorker();
     const job = await finished(second);
     expect(job.state, w2.output().slice(-4000)).toBe('succeeded');
     expectEveryEpochOnce(job);
