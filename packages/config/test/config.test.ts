@@ -41,4 +41,16 @@ describe('loadConfig', () => {
   it('keeps an s3:// backbone source as given, without a trailing slash', () => {
     expect(loadConfig({ GRAFT_BACKBONES: 's3://models-bucket/team/backbones/' }).backbones).toBe('s3://models-bucket/team/backbones');
   });
+
+  it('reads GRAFT_OUTAGE_TOLERANCE as a duration, ten minutes unless set, and rejects what is not one', () => {
+    expect(loadConfig({}).outageToleranceMs).toBe(600_000);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '90' }).outageToleranceMs).toBe(90_000);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '45s' }).outageToleranceMs).toBe(45_000);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '15m' }).outageToleranceMs).toBe(900_000);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '500ms' }).outageToleranceMs).toBe(500);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '0' }).outageToleranceMs).toBe(0);
+    for (const bad of ['soon', '-5', '10 minutes', '25h']) {
+      expect(() => loadConfig({ GRAFT_OUTAGE_TOLERANCE: bad }), bad).toThrow(/GRAFT_OUTAGE_TOLERANCE/);
+    }
+  });
 });
