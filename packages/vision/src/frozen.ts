@@ -108,7 +108,7 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
         return Array.isArray(y) ? y : [y];
       });
       try {
-        return outs.map((t) => t.dataSync() as Float32Array);
+        return (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
       } finally {
         tf.dispose(outs);
       }

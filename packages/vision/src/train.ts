@@ -275,7 +275,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       log({ ...row }, `epoch ${row.epoch} of ${phase} done`);
       if (opts.onCheckpoint) {
         await opts.onCheckpoint(
-          makeCheckpoint({ method, backbone: backboneName, inputSize: size, labels, phase, state, history, variables, current: readWeights(variables) }),
+          makeCheckpoint({ method, backbone: backboneName, inputSize: size, labels, phase, state, history, variables, current: await readWeights(variables) }),
         );
       }
     };
@@ -294,7 +294,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       trainSource: BatchSource,
       validation: BatchSource | null,
       extraLoss?: () => tf.Scalar | null,
-      replicaSpec?: () => ReplicaSpec,
+      replicaSpec?: () => Promise<ReplicaSpec>,
     ) => {
       const state = restore(phase, variables);
       progress.phase(phase);
@@ -302,7 +302,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       optimizers.push(optimizer);
       // Heavy steps (convolutions) are shared with worker threads on backends that use one core.
       const threads = replicaSpec && SINGLE_THREADED_BACKENDS.has(backend) && !phaseDone(state, p.epochs) ? trainThreads() : 1;
-      const replicas = threads > 1 ? await GradientReplicas.start(replicaSpec!(), threads - 1, log) : null;
+      const replicas = threads > 1 ? await GradientReplicas.start(await replicaSpec!(), threads - 1, log) : null;
       if (replicas) owned.replicas.push(replicas);
       await fit({
         replicas,
@@ -338,9 +338,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const source = (set: Prepared, aug: AugmentationOptions | null, batchSize: number) =>
         new ImageSource({ ...set, size, preprocessing, augmentation: aug, frozen: null, kind, numClasses, batchSize, seed: cfg.seed });
       const validation = valSet.images.length ? source(valSet, null, INFERENCE_BATCH) : null;
-      const replicaSpec = (): ReplicaSpec => ({
+      const replicaSpec = async (): Promise<ReplicaSpec> => ({
         topology: model.toJSON(null, false) as object,
-        weights: model.weights.map((w) => Float32Array.from(w.read().dataSync() as Float32Array)),
+        weights: await readWeights(model.weights),
         head: null,
         loss: kind,
         numClasses,
@@ -373,25 +373,19 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       throwIfAborted(signal);
 
       /** Pooled head features of feature maps. */
-      const pool = (maps: Float32Array, n: number): Float32Array => {
+      const pool = async (maps: Float32Array, n: number): Promise<Float32Array> => {
         if (!head.pool || cfg.head.pooling === 'flatten') return maps;
-        const t = tf.tidy(() => head.pooled(tf.tensor(maps, [n, ...featureShape])));
-        const v = t.dataSync() as Float32Array;
-        t.dispose();
-        return v;
+        return readAndDispose(tf.tidy(() => head.pooled(tf.tensor(maps, [n, ...featureShape]))));
       };
       /** Pooled head features from the lower part's outputs (through the top block before fine-tuning). */
       const headFromLower = async (lowers: Float32Array[], n: number): Promise<Float32Array> => {
         if (upper) return pool((await upper.run(lowers[0]!, n))[0]!, n);
-        const t = tf.tidy(() => head.pooled(applyUpper(parts!.upper, lowers.map((a, i) => tf.tensor(a, [n, ...lowerShapes[i]!])))));
-        const v = t.dataSync() as Float32Array;
-        t.dispose();
-        return v;
+        return readAndDispose(tf.tidy(() => head.pooled(applyUpper(parts!.upper, lowers.map((a, i) => tf.tensor(a, [n, ...lowerShapes[i]!]))))));
       };
       /** Pooled head features of network inputs. */
       const headFeatures: ArrayForward = async (input, n) => {
         const outs = await base.run(input, n, { transfer: true });
-        return [parts ? await headFromLower(outs, n) : pool(outs[0]!, n)];
+        return [parts ? await headFromLower(outs, n) : await pool(outs[0]!, n)];
       };
       /** What the trained part of fine-tuning takes: the lower part's outputs. */
       const lowerOutputs: ArrayForward = (input, n) => base.run(input, n, { transfer: true });
@@ -477,9 +471,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
           lowerTrain ??
           new ImageSource({ ...trainSet, size, preprocessing, augmentation, frozen: { forward: lowerOutputs, shapes: lowerShapes }, kind, numClasses, batchSize: cfg.batchSize, seed: cfg.seed });
         const variables = [...parts.blockWeights, ...head.trainableWeights];
-        const replicaSpec = (): ReplicaSpec => ({
+        const replicaSpec = async (): Promise<ReplicaSpec> => ({
           topology: parts.upper.toJSON(null, false) as object,
-          weights: parts.upper.weights.map((w) => Float32Array.from(w.read().dataSync() as Float32Array)),
+          weights: await readWeights(parts.upper.weights),
           head: { featureShape, numClasses, config: cfg.head, seed: cfg.seed },
           loss: kind,
           numClasses,
@@ -559,14 +553,21 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
 }
 
+/** A tensor's values; the tensor is disposed. */
+async function readAndDispose(t: tf.Tensor): Promise<Float32Array> {
+  try {
+    return (await t.data()) as Float32Array;
+  } finally {
+    t.dispose();
+  }
+}
+
 /** Class probabilities of forward over every sample of a source (in order), in inference mode. */
 async function sourceProbabilities(forward: Forward, source: BatchSource, numClasses: number, signal?: AbortSignal): Promise<Float32Array[]> {
   const result: Float32Array[] = [];
   for await (const batch of source.batches(0, false, signal)) {
     try {
-      const p = tf.tidy(() => forward(batch.xs, false));
-      const data = p.dataSync() as Float32Array;
-      p.dispose();
+      const data = await readAndDispose(tf.tidy(() => forward(batch.xs, false)));
       result.push(...toClassProbabilities(data, batch.size, numClasses));
     } finally {
       disposeBatch(batch);
@@ -592,9 +593,7 @@ export async function predictProbabilities(
     const batch = images.slice(start, start + INFERENCE_BATCH);
     const buf = new Float32Array(batch.length * per);
     batch.forEach((img, j) => normalizePixels(img, preprocessing, buf.subarray(j * per, (j + 1) * per)));
-    const out = tf.tidy(() => model.predict(tf.tensor4d(buf, [batch.length, size, size, 3])) as tf.Tensor);
-    const data = out.dataSync() as Float32Array;
-    out.dispose();
+    const data = await readAndDispose(tf.tidy(() => model.predict(tf.tensor4d(buf, [batch.length, size, size, 3])) as tf.Tensor));
     result.push(...toClassProbabilities(data, batch.length, numClasses));
     onProgress?.(start + batch.length);
     await new Promise<void>((r) => setImmediate(r));
