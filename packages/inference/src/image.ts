@@ -27,6 +27,7 @@ export interface PixelTransform {
 /** An image of a request that cannot be decoded; `index` is its position among the request's images. */
 export class InvalidImageError extends Error {
   readonly code = 'INVALID_IMAGE';
+  readonly permanent = true;
   constructor(
     readonly index: number,
     cause: unknown,

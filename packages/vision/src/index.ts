@@ -54,4 +54,4 @@ export { classificationMetrics, type TestMetrics, type ClassMetrics } from './ev
 export { exportClassifier, makeManifest, MANIFEST_FILE, VISION_VERSION, type GraftManifest } from './export';
 export { loadClassifier, type Classifier, type Prediction } from './classifier';
 export { saveLayersModelToFiles, loadLayersModelFromFiles } from './model-files';
-export { VisionError, AbortError, ImageDecodeError } from './errors';
+export { VisionError, AbortError, ImageDecodeError, isPermanent, type EngineError } from './errors';

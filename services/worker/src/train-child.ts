@@ -2,7 +2,7 @@
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
 import { backboneSource, keys, Storage } from '@graft/storage';
-import { initBackend, train, type Checkpoint, type TrainEvent } from '@graft/vision';
+import { initBackend, isPermanent, train, type Checkpoint, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, UnsupportedLayerError } from '@graft/inference';
@@ -11,12 +11,15 @@ import { modelIdFor } from './model-id';
 
 const send = (m: ChildMessage) => process.send?.(m);
 
-class PermanentError extends Error {
+/** A dataset that cannot be trained on as it is stored: retrying fails the same way. */
+class DatasetError extends Error {
+  readonly permanent = true;
   constructor(
     readonly code: string,
     message: string,
   ) {
     super(message);
+    this.name = 'DatasetError';
   }
 }
 
@@ -86,9 +89,9 @@ async function run({ payload, attempt, config }: StartMessage) {
     const backend = await initBackend({ log: (obj, msg) => log.info(obj, msg) });
     send({ type: 'backend', backend });
     const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
-    if (!manifest) throw new PermanentError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
+    if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
     const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
-    if (!index) throw new PermanentError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
+    if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
     const labels = [...manifest.classes];
     const labelOf = new Map(labels.map((l, i) => [l, i]));
@@ -100,7 +103,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     }
     const trainClasses = new Set(splits.train.map((s) => s.label));
     if (trainClasses.size < 2) {
-      throw new PermanentError('INVALID_DATASET', 'the training split needs images of at least two classes');
+      throw new DatasetError('INVALID_DATASET', 'the training split needs images of at least two classes');
     }
 
     const config_ = resolveConfig(payload.config as TrainingConfigInput);
@@ -156,7 +159,8 @@ async function run({ payload, attempt, config }: StartMessage) {
     });
   } catch (err: any) {
     const aborted = controller.signal.aborted ? abortReason ?? 'shutdown' : undefined;
-    const permanent = err instanceof PermanentError || err?.permanent === true || err?.name === 'ConfigError';
+    // Every error class of the engine states whether it is permanent; anything else (S3, the network) is not.
+    const permanent = !aborted && isPermanent(err);
     log.warn({ err: err?.message, aborted, permanent }, 'training stopped');
     send({
       type: 'error',
