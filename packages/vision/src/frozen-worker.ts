@@ -2,26 +2,27 @@
 // thread that calls it, so running it here leaves the main thread free to decode and augment the next batch
 // (and to train) while this one computes.
 //
-// Messages in: {type: 'open', onnx, threads} once, then {type: 'run', id, input, batch}. Out: {type: 'opened',
-// provider} or {type: 'fatal', message}; {type: 'result', id, output} or {type: 'error', id, message}.
+// Messages in (each with an id, answered by a message with that id, see WorkerRpc): {type: 'open', onnx,
+// threads} once, then {type: 'run', input, batch}. Out: {type: 'ready'} at start; {type: 'opened', provider},
+// {type: 'result', output} or {type: 'error', message}.
 import { parentPort } from 'node:worker_threads';
 import { createSession, type OrtModel } from '@graft/inference';
 
-type Request = { type: 'open'; onnx: Uint8Array; threads: number } | { type: 'run'; id: number; input: Float32Array; batch: number };
+export type FrozenRequest = { type: 'open'; id: number; onnx: Uint8Array; threads: number } | { type: 'run'; id: number; input: Float32Array; batch: number };
 
 const port = parentPort!;
 let session: OrtModel | null = null;
 // Runs are done one after another, in the order they arrive.
 let queue: Promise<void> = Promise.resolve();
 
-port.on('message', (msg: Request) => {
+port.on('message', (msg: FrozenRequest) => {
   if (msg.type === 'open') {
     createSession(msg.onnx, { threads: msg.threads }).then(
       (s) => {
         session = s;
-        port.postMessage({ type: 'opened', provider: s.executionProvider });
+        port.postMessage({ type: 'opened', id: msg.id, provider: s.executionProvider });
       },
-      (err: Error) => port.postMessage({ type: 'fatal', message: err.message }),
+      (err: Error) => port.postMessage({ type: 'error', id: msg.id, message: err.message }),
     );
     return;
   }

@@ -9,12 +9,12 @@
 // GRAFT_FROZEN_ENGINE (or opts.engine) forces one engine: 'onnxruntime' (an error where it cannot be used),
 // 'tfjs', or 'auto' (default).
 import { availableParallelism } from 'node:os';
-import type { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
-import { startWorkerWhenReady } from '@graft/inference/worker-thread';
+import { WorkerRpc } from '@graft/inference/worker-thread';
+import type { FrozenRequest } from './frozen-worker';
 
 export type FrozenEngine = 'onnxruntime' | 'tfjs';
 
@@ -187,73 +187,37 @@ async function onnxRuntimeModel(
   };
 }
 
-type Reply =
-  | { type: 'ready' }
-  | { type: 'opened'; provider: string }
-  | { type: 'fatal'; message: string }
-  | { type: 'result'; id: number; output: Float32Array }
-  | { type: 'error'; id: number; message: string };
+const WORKER_ENTRY = new URL('./frozen-worker.ts', import.meta.url);
 
-/** One ONNX Runtime session in a worker thread. */
+/** One ONNX Runtime session in a worker thread (frozen-worker.ts). */
 class SessionWorker {
-  private nextId = 0;
-  private readonly pending = new Map<number, { resolve(v: Float32Array): void; reject(e: Error): void }>();
-  private failure: Error | null = null;
-  private closed = false;
+  private disposed = false;
 
   private constructor(
-    private readonly worker: Worker,
+    private readonly rpc: WorkerRpc<FrozenRequest>,
     readonly provider: string,
-  ) {
-    worker.on('message', (m: Reply) => {
-      if (m.type !== 'result' && m.type !== 'error') {
-        if (m.type === 'fatal') this.fail(new Error(m.message));
-        return;
-      }
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (this.pending.size === 0) worker.unref();
-      if (m.type === 'result') p.resolve(m.output);
-      else p.reject(new Error(m.message));
-    });
-    worker.on('error', (err) => this.fail(err));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`the ONNX Runtime worker thread exited (code ${code})`));
-    });
-  }
-
-  private fail(err: Error): void {
-    this.failure ??= err;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    this.worker.unref();
-  }
+  ) {}
 
   static async start(onnx: Uint8Array, threads: number): Promise<SessionWorker> {
-    const { worker, last } = await startWorkerWhenReady<Reply>(new URL('./frozen-worker.ts', import.meta.url), (m, w) => {
-      if (m.type === 'ready') w.postMessage({ type: 'open', onnx, threads });
-      return m.type === 'opened';
-    });
-    return new SessionWorker(worker, (last as Extract<Reply, { type: 'opened' }>).provider);
+    const rpc = await WorkerRpc.start<FrozenRequest>(WORKER_ENTRY, 'the ONNX Runtime worker thread');
+    try {
+      const opened = await rpc.request<{ provider: string }>({ type: 'open', onnx, threads });
+      return new SessionWorker(rpc, opened.provider);
+    } catch (err) {
+      await rpc.close();
+      throw err;
+    }
   }
 
-  run(input: Float32Array, batch: number, transfer: boolean): Promise<Float32Array> {
-    if (this.failure) return Promise.reject(this.failure);
-    if (this.closed) return Promise.reject(new Error('the ONNX Runtime session has been disposed'));
-    const id = this.nextId++;
-    return new Promise<Float32Array>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.ref();
-      const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && !(input.buffer instanceof SharedArrayBuffer);
-      this.worker.postMessage({ type: 'run', id, input, batch }, transfer && whole ? [input.buffer as ArrayBuffer] : []);
-    });
+  async run(input: Float32Array, batch: number, transfer: boolean): Promise<Float32Array> {
+    if (this.disposed) throw new Error('the ONNX Runtime session has been disposed');
+    const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && !(input.buffer instanceof SharedArrayBuffer);
+    const reply = await this.rpc.request<{ output: Float32Array }>({ type: 'run', input, batch }, transfer && whole ? [input.buffer as ArrayBuffer] : []);
+    return reply.output;
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.fail(new Error('the ONNX Runtime session has been disposed'));
-    await this.worker.terminate();
+    this.disposed = true;
+    await this.rpc.close();
   }
 }

@@ -2,14 +2,15 @@
 // head for fine-tuning), then for each share of a batch sets the trained variables to the values sent and
 // returns the gradients of the share's mean loss.
 //
-// Messages in: {type: 'build', spec} once, then {type: 'step', id, weights, share}. Out: {type: 'built'} or
-// {type: 'fatal', message}; {type: 'result', id, result} or {type: 'error', id, message}.
+// Messages in (each with an id, answered by a message with that id, see WorkerRpc): {type: 'build', spec} once,
+// then {type: 'step', weights, share}. Out: {type: 'ready'} at start; {type: 'built'}, {type: 'result', result}
+// or {type: 'error', message}.
 import { parentPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from './backend';
 import { correctCount, crossEntropy, readScalar, readWeights } from './fit';
 import { Head } from './head';
-import type { ReplicaSpec, Share, ShareResult } from './replicas';
+import type { ReplicaRequest, ReplicaSpec, Share, ShareResult } from './replicas';
 
 const port = parentPort!;
 
@@ -69,14 +70,14 @@ async function step(r: Replica, weights: Float32Array[], share: Share): Promise<
 // Steps are taken one after another, in the order they arrive.
 let queue: Promise<void> = Promise.resolve();
 
-port.on('message', (msg: { type: 'build'; spec: ReplicaSpec } | { type: 'step'; id: number; weights: Float32Array[]; share: Share }) => {
+port.on('message', (msg: ReplicaRequest) => {
   if (msg.type === 'build') {
     build(msg.spec).then(
       (r) => {
         replica = r;
-        port.postMessage({ type: 'built' });
+        port.postMessage({ type: 'built', id: msg.id });
       },
-      (err: Error) => port.postMessage({ type: 'fatal', message: err.stack ?? err.message }),
+      (err: Error) => port.postMessage({ type: 'error', id: msg.id, message: err.stack ?? err.message }),
     );
     return;
   }
