@@ -1,8 +1,8 @@
-// From encoded image bytes to a classifier's input, applied exactly as @graft/vision trains and predicts
-// (packages/vision/src/preprocess.ts): decode (JPEG, PNG, WebP) with sharp, turn by the EXIF orientation, force
-// 3-channel 8-bit sRGB, stretch-resize to size x size (no crop, aspect ratio not kept), then normalise per
-// channel. sharp runs the decode on libuv's thread pool, so the event loop stays free while it works.
-// test/image.test.ts checks that the pixels equal @graft/vision's decodeImage byte for byte.
+// From encoded image bytes to a classifier's input: decode (JPEG, PNG, WebP) with sharp, turn by the EXIF
+// orientation, force 3-channel 8-bit sRGB, stretch-resize to size x size (no crop, aspect ratio not kept, as
+// Keras's `load_img(target_size=...)` does), then normalise per channel. sharp runs the decode on libuv's thread
+// pool, so the event loop stays free while it works. decodeImage is the one decoder of Graft: @graft/vision
+// trains and predicts on its pixels (packages/vision/src/preprocess.ts re-exports it).
 import sharp from 'sharp';
 
 /**
