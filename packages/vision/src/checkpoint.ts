@@ -1,11 +1,12 @@
 // Checkpoints: after every epoch, the weights being trained (current and best) and where the run stands, so a
 // new attempt continues at the next epoch. Self-describing: `meta` is JSON naming every weight with its shape,
-// `files` holds their float32 values; checkpointToFiles/checkpointFromFiles turn it into plain files.
+// `files` holds their float32 values. saveCheckpoint/loadCheckpoint keep one in a CheckpointStore (the worker's
+// is an S3 prefix): this is the one stored format of a checkpoint.
 import type * as tf from '@tensorflow/tfjs';
 import type { HistoryRow, PhaseState } from './fit';
 
 export const CHECKPOINT_FORMAT = 'graft-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_VERSION = 2;
 
 export interface WeightEntry {
   name: string;
@@ -146,17 +147,54 @@ export function checkpointState(c: Checkpoint, best: Float32Array[] | null): Pha
   };
 }
 
-/** All of a checkpoint as files: `checkpoint.json` plus its weight files. */
-export function checkpointToFiles(c: Checkpoint): Record<string, Uint8Array> {
-  return { ...c.files, [CHECKPOINT_FILES.meta]: new Uint8Array(Buffer.from(JSON.stringify(c.meta))) };
+/**
+ * Where checkpoints are kept: files by name (an S3 prefix, a folder, a map). `read` gives null for a file that is
+ * not there; `removeFolder` removes every file whose name starts with the folder given.
+ */
+export interface CheckpointStore {
+  read(name: string): Promise<Uint8Array | null>;
+  write(name: string, bytes: Uint8Array): Promise<void>;
+  removeFolder(folder: string): Promise<void>;
 }
 
-export function checkpointFromFiles(files: Record<string, Uint8Array>): Checkpoint {
-  const metaBytes = files[CHECKPOINT_FILES.meta];
-  if (!metaBytes) throw new Error(`checkpoint has no ${CHECKPOINT_FILES.meta}`);
-  const meta = JSON.parse(Buffer.from(metaBytes).toString('utf8')) as CheckpointMeta;
+/** What checkpoint.json holds: the meta and the folder of the weight files it names. */
+type StoredMeta = CheckpointMeta & { folder: string };
+
+/**
+ * Stores a checkpoint, replacing the one there: its weight files in a folder of their own (`<phase>-<epoch>/`),
+ * then `checkpoint.json` naming that folder, then the folder of the checkpoint replaced is removed. A checkpoint
+ * is complete once its checkpoint.json is written, and a checkpoint.json never names files of another epoch, so
+ * a run stopped at any point leaves a whole checkpoint (the new one or the one before).
+ */
+export async function saveCheckpoint(store: CheckpointStore, c: Checkpoint): Promise<void> {
+  const previous = await readStoredMeta(store).catch(() => null);
+  const folder = `${c.meta.phase}-${c.meta.epoch}/`;
+  for (const [name, bytes] of Object.entries(c.files)) await store.write(`${folder}${name}`, bytes);
+  const meta: StoredMeta = { ...c.meta, folder };
+  await store.write(CHECKPOINT_FILES.meta, new Uint8Array(Buffer.from(JSON.stringify(meta))));
+  if (previous && previous.folder !== folder) await store.removeFolder(previous.folder);
+}
+
+/** The checkpoint stored by saveCheckpoint; null where there is none. Throws where it is not whole. */
+export async function loadCheckpoint(store: CheckpointStore): Promise<Checkpoint | null> {
+  const stored = await readStoredMeta(store);
+  if (!stored) return null;
+  const { folder, ...meta } = stored;
+  const names = [CHECKPOINT_FILES.weights, ...(meta.hasBest ? [CHECKPOINT_FILES.best] : [])];
+  const files: Record<string, Uint8Array> = {};
+  for (const name of names) {
+    const bytes = await store.read(`${folder}${name}`);
+    if (!bytes) throw new Error(`checkpoint ${folder} has no ${name}`);
+    files[name] = bytes;
+  }
+  return { meta: meta as CheckpointMeta, files };
+}
+
+async function readStoredMeta(store: CheckpointStore): Promise<StoredMeta | null> {
+  const bytes = await store.read(CHECKPOINT_FILES.meta);
+  if (!bytes) return null;
+  const meta = JSON.parse(Buffer.from(bytes).toString('utf8')) as StoredMeta;
   if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`not a graft checkpoint (format ${String(meta.format)})`);
-  const rest = { ...files };
-  delete rest[CHECKPOINT_FILES.meta];
-  return { meta, files: rest };
+  if (typeof meta.folder !== 'string' || !/^[a-z_]+-\d+\/$/.test(meta.folder)) throw new Error(`checkpoint.json names no weight folder`);
+  return meta;
 }

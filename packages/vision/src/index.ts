@@ -44,9 +44,10 @@ export { train, type TrainOptions, type TrainResult } from './train';
 export type { HistoryRow } from './fit';
 export type { TrainEvent, Phase } from './progress';
 export {
-  checkpointToFiles,
-  checkpointFromFiles,
+  saveCheckpoint,
+  loadCheckpoint,
   CHECKPOINT_FILES,
+  type CheckpointStore,
   type Checkpoint,
   type CheckpointMeta,
 } from './checkpoint';

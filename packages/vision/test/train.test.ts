@@ -5,10 +5,10 @@ import { initBackend } from '../src/backend';
 import { loadBackbone } from '../src/backbones';
 import { loadClassifier } from '../src/classifier';
 import { loadLayersModelFromFiles } from '../src/model-files';
-import { checkpointFromFiles, checkpointToFiles, type Checkpoint } from '../src/checkpoint';
+import { loadCheckpoint, saveCheckpoint, type Checkpoint } from '../src/checkpoint';
 import { classificationMetrics } from '../src/evaluate';
 import { train, type TrainEvent, type TrainOptions } from '../src/train';
-import { createTinyBackboneSource, syntheticSet, TINY_BACKBONE, type SyntheticSet } from './fixtures';
+import { createTinyBackboneSource, memoryCheckpointStore, syntheticSet, TINY_BACKBONE, type SyntheticSet } from './fixtures';
 
 let backbones: { source: string; cleanup(): void };
 let twoClass: SyntheticSet;
@@ -245,7 +245,10 @@ describe('train', () => {
         options(twoClass, config, {
           signal: controller.signal,
           onCheckpoint: async (c) => {
-            checkpoints.push(checkpointFromFiles(checkpointToFiles(c)));
+            // As a retried job gets it back: through the stored format.
+            const store = memoryCheckpointStore();
+            await saveCheckpoint(store.store, c);
+            checkpoints.push((await loadCheckpoint(store.store))!);
             if (c.meta.phase === 'fine_tuning' && c.meta.epoch === 1) controller.abort();
           },
         }),

@@ -1,8 +1,8 @@
 // The training child process: one per job attempt, so the worker's event loop (and its BullMQ lock
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
-import { backboneSource, keys, Storage } from '@graft/storage';
-import { initBackend, isPermanent, train, type Checkpoint, type TrainEvent } from '@graft/vision';
+import { backboneSource, keys, ObjectNotFoundError, Storage } from '@graft/storage';
+import { initBackend, isPermanent, loadCheckpoint, saveCheckpoint, train, type CheckpointStore, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, UnsupportedLayerError } from '@graft/inference';
@@ -47,19 +47,20 @@ process.on('disconnect', () => {
   setTimeout(() => process.exit(1), 2_000).unref();
 });
 
-async function loadCheckpoint(storage: Storage, prefix: string): Promise<Checkpoint | null> {
-  const meta = await storage.getJsonOrNull<Checkpoint['meta'] & { files: string[] }>(`${prefix}meta.json`);
-  if (!meta) return null;
-  const files: Record<string, Uint8Array> = {};
-  for (const name of meta.files) files[name] = await storage.getBuffer(`${prefix}files/${name}`);
-  return { meta, files };
-}
-
-async function saveCheckpoint(storage: Storage, prefix: string, c: Checkpoint): Promise<void> {
-  const names = Object.keys(c.files);
-  await Promise.all(names.map((n) => storage.put(`${prefix}files/${n}`, c.files[n])));
-  // meta.json last: a checkpoint is complete once its meta exists.
-  await storage.putJson(`${prefix}meta.json`, { ...c.meta, files: names });
+/** The job's checkpoint files under its S3 prefix (the format is @graft/vision's saveCheckpoint). */
+function checkpointStore(storage: Storage, prefix: string): CheckpointStore {
+  return {
+    read: async (name) => {
+      try {
+        return await storage.getBuffer(`${prefix}${name}`);
+      } catch (err) {
+        if (err instanceof ObjectNotFoundError) return null;
+        throw err;
+      }
+    },
+    write: (name, bytes) => storage.put(`${prefix}${name}`, bytes),
+    removeFolder: async (folder) => void (await storage.deletePrefix(`${prefix}${folder}`)),
+  };
 }
 
 /**
@@ -108,7 +109,8 @@ async function run({ payload, attempt, config }: StartMessage) {
 
     const config_ = resolveConfig(payload.config as TrainingConfigInput);
     const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
-    const resume = await loadCheckpoint(storage, ckptPrefix);
+    const checkpoints = checkpointStore(storage, ckptPrefix);
+    const resume = await loadCheckpoint(checkpoints);
     if (resume) {
       log.info({ phase: resume.meta.phase, epoch: resume.meta.epoch }, 'resuming from checkpoint');
       send({ type: 'resumed', history: resume.meta.history ?? [], phase: resume.meta.phase, epoch: resume.meta.epoch });
@@ -124,7 +126,7 @@ async function run({ payload, attempt, config }: StartMessage) {
       attempt,
       resume,
       onEvent: (event: TrainEvent) => send({ type: 'event', event }),
-      onCheckpoint: (c) => saveCheckpoint(storage, ckptPrefix, c),
+      onCheckpoint: (c) => saveCheckpoint(checkpoints, c),
       log: (obj, msg) => log.info(obj, msg),
     });
 
