@@ -32,7 +32,7 @@ import { extract } from './train/extract';
 import { fineTune } from './train/fine-tune';
 import { trainHead, type Trained } from './train/head';
 import { plan } from './train/plan';
-import { prepare } from './train/prepare';
+import { prepare, type Sets } from './train/prepare';
 import { plannedWork, RunResources } from './train/resources';
 import { trainScratch } from './train/scratch';
 import { setUpTransfer, type Network } from './train/transfer';
@@ -52,7 +52,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     const prepared = await prepare(ctx, p, res);
     let trained: Trained;
     let network: Network;
-    let sets;
+    let sets: Sets;
     if (p.method === 'scratch') {
       sets = await prepared.sets();
       const scratch = await trainScratch(ctx, p, res, sets);
