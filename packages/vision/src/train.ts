@@ -30,13 +30,13 @@ import { evaluate } from './train/evaluate';
 import { exportModel } from './train/export';
 import { extract } from './train/extract';
 import { fineTune } from './train/fine-tune';
-import { trainHead, type Trained } from './train/head';
+import { trainHead } from './train/head';
 import { plan } from './train/plan';
 import { prepare, type Sets } from './train/prepare';
 import { plannedWork, RunResources } from './train/resources';
 import { trainScratch } from './train/scratch';
 import { setUpTransfer, type Network } from './train/transfer';
-import type { TrainContext, TrainOptions, TrainResult } from './train/types';
+import type { TrainContext, Trained, TrainOptions, TrainResult } from './train/types';
 
 export type { HistoryRow } from './fit';
 export type { TrainEvent, Phase } from './progress';

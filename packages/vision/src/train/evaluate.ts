@@ -8,12 +8,11 @@ import { extractFeatures } from '../features';
 import { disposeBatch, evaluateSource, type BatchSource, type Forward } from '../fit';
 import { normalizePixels, type Preprocessing } from '../preprocess';
 import { featureStore } from './extract';
-import type { Trained } from './head';
 import type { Plan } from './plan';
 import type { Sets } from './prepare';
 import type { RunResources } from './resources';
 import { readAndDispose, type Network, type Transfer } from './transfer';
-import { INFERENCE_BATCH, type TrainContext } from './types';
+import { INFERENCE_BATCH, type TrainContext, type Trained } from './types';
 
 export interface Evaluation {
   validation: { loss: number; accuracy: number } | null;

@@ -7,11 +7,10 @@ import { readWeights, type BatchSource } from '../fit';
 import { variableRefs, type ReplicaSpec } from '../replicas';
 import type { Extracted } from './extract';
 import { runEpochs } from './epochs';
-import type { Trained } from './head';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
 import type { Transfer } from './transfer';
-import type { TrainContext } from './types';
+import type { TrainContext, Trained } from './types';
 
 export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted): Promise<Trained> {
   const { cfg } = ctx;

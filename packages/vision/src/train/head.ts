@@ -8,13 +8,7 @@ import { runEpochs } from './epochs';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
 import type { Transfer } from './transfer';
-import type { TrainContext } from './types';
-
-/** What the trained part is after a phase: its forward function and its validation data. */
-export interface Trained {
-  forward: Forward;
-  validation: BatchSource | null;
-}
+import type { TrainContext, Trained } from './types';
 
 export async function trainHead(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted): Promise<Trained> {
   const { cfg } = ctx;

@@ -8,11 +8,10 @@ import { disposeWeights } from '../graph';
 import { variableRefs, type ReplicaSpec } from '../replicas';
 import { buildScratchModel } from '../scratch';
 import { runEpochs } from './epochs';
-import type { Trained } from './head';
 import type { Plan } from './plan';
 import type { Sets } from './prepare';
 import type { RunResources } from './resources';
-import { INFERENCE_BATCH, type ImageSet, type TrainContext } from './types';
+import { INFERENCE_BATCH, type ImageSet, type TrainContext, type Trained } from './types';
 
 export async function trainScratch(ctx: TrainContext, p: Plan, res: RunResources, sets: Sets): Promise<Trained & { model: tf.LayersModel }> {
   const { cfg } = ctx;

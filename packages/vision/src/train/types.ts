@@ -5,7 +5,7 @@ import type { Checkpoint } from '../checkpoint';
 import type { TrainingConfig } from '../config';
 import type { TestMetrics } from '../evaluate';
 import type { GraftManifest } from '../export';
-import type { HistoryRow, LossKind } from '../fit';
+import type { BatchSource, Forward, HistoryRow, LossKind } from '../fit';
 import type { TrainEvent } from '../progress';
 import type { ImageRef } from '../split';
 
@@ -59,6 +59,12 @@ export interface TrainContext {
 
 /** Batch size of forward passes that are not training steps (feature extraction, evaluation). */
 export const INFERENCE_BATCH = 32;
+
+/** What the trained part is after a phase: its forward function and its validation data. */
+export interface Trained {
+  forward: Forward;
+  validation: BatchSource | null;
+}
 
 /** Decoded images (size x size x 3 RGB) of one split and their labels. */
 export interface ImageSet {
