@@ -111,14 +111,14 @@ class PooledSession implements HostedSession {
     return this.sessions.every((s) => !s.thread.failure);
   }
 
-  async run(input: Uint8Array | Float32Array, batch: number): Promise<Float32Array> {
+  async run(input: Uint8Array | Float32Array, batch: number, opts: { transfer?: boolean } = {}): Promise<Float32Array> {
     if (this.disposed) throw new Error('the ONNX Runtime session has been disposed');
     let best = this.sessions[0]!;
     for (const s of this.sessions) if (s.thread.load < best.thread.load) best = s;
     const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && input.buffer instanceof ArrayBuffer;
     const reply = await best.thread.request<{ output: Float32Array }>(
       { type: 'run', session: best.session, input, batch },
-      whole ? [input.buffer as ArrayBuffer] : [],
+      whole && opts.transfer !== false ? [input.buffer as ArrayBuffer] : [],
     );
     return reply.output;
   }

@@ -3,8 +3,8 @@
 // layer, TensorFlow.js otherwise. The choice, and the reason for a fallback, are logged.
 //
 // onnxruntime-node runs a session synchronously on the calling thread, so the session runs in a worker thread
-// (frozen-worker.ts): while it computes one batch, the main thread decodes and augments the next one, or trains.
-// Where the worker cannot start, the session runs on the main thread.
+// (@graft/inference's SessionHost with one worker): while it computes one batch, the main thread decodes and
+// augments the next one, or trains. Where the worker cannot start, the session runs on the main thread.
 //
 // GRAFT_FROZEN_ENGINE (or opts.engine) forces one engine: 'onnxruntime' (an error where it cannot be used),
 // 'tfjs', or 'auto' (default).
@@ -13,8 +13,6 @@ import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
-import { WorkerRpc } from '@graft/inference/worker-thread';
-import type { FrozenRequest } from './frozen-worker';
 
 export type FrozenEngine = 'onnxruntime' | 'tfjs';
 
@@ -151,20 +149,31 @@ async function onnxRuntimeModel(
     return [out];
   };
   if (useWorker) {
+    // The session host of @graft/inference with one worker thread: runs are computed there in the order asked.
+    const host = new inference.SessionHost({ workers: 1, threads });
     try {
-      const w = await SessionWorker.start(onnx, threads);
+      const session = await host.open(onnx);
+      let disposed = false;
       return {
-        provider: w.provider,
+        provider: session.provider,
         model: {
           engine: 'onnxruntime',
           threaded: true,
           inputShape,
           outputShapes: [outputShape],
-          run: async (input, batch, o) => check(await w.run(input, batch, o?.transfer ?? false), batch),
-          dispose: () => w.close(),
+          run: async (input, batch, o) => {
+            if (disposed) throw new Error('the ONNX Runtime session has been disposed');
+            return check(await session.run(input, batch, { transfer: o?.transfer ?? false }), batch);
+          },
+          async dispose() {
+            if (disposed) return;
+            disposed = true;
+            await host.close();
+          },
         },
       };
     } catch (err) {
+      await host.close();
       log({ model: what, reason: (err as Error).message }, `ONNX Runtime session for ${what} runs on the main thread: no worker thread`);
     }
   }
@@ -185,39 +194,4 @@ async function onnxRuntimeModel(
       },
     },
   };
-}
-
-const WORKER_ENTRY = new URL('./frozen-worker.ts', import.meta.url);
-
-/** One ONNX Runtime session in a worker thread (frozen-worker.ts). */
-class SessionWorker {
-  private disposed = false;
-
-  private constructor(
-    private readonly rpc: WorkerRpc<FrozenRequest>,
-    readonly provider: string,
-  ) {}
-
-  static async start(onnx: Uint8Array, threads: number): Promise<SessionWorker> {
-    const rpc = await WorkerRpc.start<FrozenRequest>(WORKER_ENTRY, 'the ONNX Runtime worker thread');
-    try {
-      const opened = await rpc.request<{ provider: string }>({ type: 'open', onnx, threads });
-      return new SessionWorker(rpc, opened.provider);
-    } catch (err) {
-      await rpc.close();
-      throw err;
-    }
-  }
-
-  async run(input: Float32Array, batch: number, transfer: boolean): Promise<Float32Array> {
-    if (this.disposed) throw new Error('the ONNX Runtime session has been disposed');
-    const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && !(input.buffer instanceof SharedArrayBuffer);
-    const reply = await this.rpc.request<{ output: Float32Array }>({ type: 'run', input, batch }, transfer && whole ? [input.buffer as ArrayBuffer] : []);
-    return reply.output;
-  }
-
-  async close(): Promise<void> {
-    this.disposed = true;
-    await this.rpc.close();
-  }
 }
