@@ -92,10 +92,10 @@ export function pixelTransform(p: PixelPreprocessing): PixelTransform {
 }
 
 /**
- * Normalises RGB pixels (0..255, channels last, any number of pixels) into `out` from `offset`, in the same
- * arithmetic as @graft/vision's normalizePixels.
+ * Normalises RGB pixels (0..255, channels last, any number of pixels) into `out` from `offset`. `out` may be
+ * `src` itself (offset 0). The one normalisation of Graft: @graft/vision's normalizePixels is this.
  */
-export function normalizeInto(src: Uint8Array, t: PixelTransform, out: Float32Array, offset = 0): void {
+export function normalizeInto(src: ArrayLike<number>, t: PixelTransform, out: Float32Array, offset = 0): void {
   const n = src.length;
   if (n % 3 !== 0) throw new RangeError(`${n} values are not whole RGB pixels`);
   if (offset + n > out.length) throw new RangeError(`${n} values do not fit at ${offset} in ${out.length}`);

@@ -70,13 +70,21 @@ describe('decodeImage', () => {
 });
 
 describe('normalizeInto', () => {
-  it('computes what @graft/vision normalizePixels does for every preprocessing mode', async () => {
+  it('computes (pixel - mean) / std per channel for every preprocessing mode of @graft/vision, in place too', async () => {
     const pixels = await decodeImage((await samples()).jpeg, 20);
     for (const p of Object.values(vision.PREPROCESSING)) {
-      const expected = vision.normalizePixels(pixels, p);
+      const expected = Float32Array.from(pixels, (_, i) => {
+        const c = i % 3;
+        const source = p.channelOrder === 'bgr' ? i - c + (2 - c) : i;
+        return (pixels[source]! - p.mean[c]!) / p.std[c]!;
+      });
+      const inPlace = Float32Array.from(pixels);
+      normalizeInto(inPlace, pixelTransform(p), inPlace);
+      inPlace.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 4));
+      expect(vision.normalizePixels(pixels, p)).toEqual(inPlace);
       const out = new Float32Array(pixels.length + 6).fill(-7);
       normalizeInto(pixels, pixelTransform(p), out, 3);
-      expect(Array.from(out.subarray(3, 3 + pixels.length)), p.mode).toEqual(Array.from(expected));
+      expect(Array.from(out.subarray(3, 3 + pixels.length)), p.mode).toEqual(Array.from(inPlace));
       expect([out[0], out[out.length - 1]]).toEqual([-7, -7]);
     }
   });

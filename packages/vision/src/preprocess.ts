@@ -4,7 +4,7 @@
 // without keeping the aspect ratio, as Keras's `load_img(target_size=...)` does, so a model sees the whole image
 // (no crop) exactly as the Keras recipe trained it. Then the pixels are normalised per the backbone's
 // preprocessing: (pixel - mean) / std per channel, in RGB or BGR order.
-import { decodeImage } from '@graft/inference/image';
+import { decodeImage, normalizeInto, pixelTransform } from '@graft/inference/image';
 import { ImageDecodeError, throwIfAborted } from './errors';
 
 export interface Preprocessing {
@@ -43,19 +43,8 @@ export { decodeImage };
  * number of pixels, so a whole batch can be done at once.
  */
 export function normalizePixels(src: ArrayLike<number>, p: Preprocessing, out?: Float32Array): Float32Array {
-  const n = src.length;
-  const dst = out ?? new Float32Array(n);
-  const bgr = p.channelOrder === 'bgr';
-  const [m0, m1, m2] = p.mean;
-  const [s0, s1, s2] = [1 / p.std[0], 1 / p.std[1], 1 / p.std[2]];
-  for (let i = 0; i < n; i += 3) {
-    const r = src[i]!;
-    const g = src[i + 1]!;
-    const b = src[i + 2]!;
-    dst[i] = ((bgr ? b : r) - m0) * s0;
-    dst[i + 1] = (g - m1) * s1;
-    dst[i + 2] = ((bgr ? r : b) - m2) * s2;
-  }
+  const dst = out ?? new Float32Array(src.length);
+  normalizeInto(src, pixelTransform(p), dst);
   return dst;
 }
 
