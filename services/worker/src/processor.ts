@@ -8,7 +8,7 @@ import { keys, type Storage } from '@graft/storage';
 import { parseTrainJobPayload, PayloadError, type JobStore, type JobRecord } from '@graft/queue';
 import type { ChildMessage, ParentMessage } from './messages';
 import { modelIdFor } from './model-id';
-import { CheckpointStore } from './checkpoint-store';
+import { jobCheckpoints } from './checkpoint-store';
 
 const CHILD = fileURLToPath(new URL('./train-child.ts', import.meta.url));
 const KILL_GRACE_MS = 4_000;
@@ -110,7 +110,7 @@ export function createProcessor(deps: ProcessorDeps) {
     if (final) {
       await store.transition(payload.jobId, { state: 'failed', phase: null, error, finishedAt: new Date().toISOString() });
       jobLog.warn({ error }, 'training failed');
-      await new CheckpointStore(storage, keys.checkpoint(payload.tenant, payload.jobId)).drop().catch(() => {});
+      await jobCheckpoints(storage, keys.checkpoint(payload.tenant, payload.jobId)).drop().catch(() => {});
       if (outcome.permanent) throw new UnrecoverableError(outcome.message);
       throw new Error(outcome.message);
     }

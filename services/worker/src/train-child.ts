@@ -2,23 +2,26 @@
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
-import { initBackend, train, type TrainEvent } from '@graft/vision';
+import { initBackend, isPermanent, train, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, UnsupportedLayerError } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { publishModel } from './publish';
-import { CheckpointStore } from './checkpoint-store';
+import { jobCheckpoints } from './checkpoint-store';
 
 const send = (m: ChildMessage) => process.send?.(m);
 
-class PermanentError extends Error {
+/** A dataset that cannot be trained on as it is stored: retrying fails the same way. */
+class DatasetError extends Error {
+  readonly permanent = true;
   constructor(
     readonly code: string,
     message: string,
   ) {
     super(message);
+    this.name = 'DatasetError';
   }
 }
 
@@ -88,9 +91,9 @@ async function run({ payload, attempt, config }: StartMessage) {
     const backend = await initBackend({ log: (obj, msg) => log.info(obj, msg) });
     send({ type: 'backend', backend });
     const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
-    if (!manifest) throw new PermanentError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
+    if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
     const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
-    if (!index) throw new PermanentError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
+    if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
     const labels = [...manifest.classes];
     const labelOf = new Map(labels.map((l, i) => [l, i]));
@@ -102,12 +105,12 @@ async function run({ payload, attempt, config }: StartMessage) {
     }
     const trainClasses = new Set(splits.train.map((s) => s.label));
     if (trainClasses.size < 2) {
-      throw new PermanentError('INVALID_DATASET', 'the training split needs images of at least two classes');
+      throw new DatasetError('INVALID_DATASET', 'the training split needs images of at least two classes');
     }
 
     const config_ = resolveConfig(payload.config as TrainingConfigInput);
     const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
-    const checkpoints = new CheckpointStore(storage, ckptPrefix, log);
+    const checkpoints = jobCheckpoints(storage, ckptPrefix, log);
     const resume = await checkpoints.load();
     if (resume) log.info({ phase: resume.meta.phase, epoch: resume.meta.epoch }, 'resuming from checkpoint');
     // The job's history becomes what this run starts from: the checkpoint's rows, or none (rows of an earlier run
@@ -146,7 +149,7 @@ async function run({ payload, attempt, config }: StartMessage) {
       metrics: { test: result.test, validation: result.validation },
       createdAt: new Date().toISOString(),
     });
-    await new CheckpointStore(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).drop().catch(() => {});
+    await jobCheckpoints(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).drop().catch(() => {});
     send({
       type: 'done',
       model: { modelId, test: result.test as any, validation: result.validation as any, backend },
@@ -154,7 +157,8 @@ async function run({ payload, attempt, config }: StartMessage) {
   } catch (caught: any) {
     const err = findDependencyUnavailable(caught) ?? caught;
     const aborted = controller.signal.aborted ? abortReason ?? 'shutdown' : undefined;
-    const permanent = err instanceof PermanentError || err?.permanent === true || err?.name === 'ConfigError';
+    // Error classes state whether they are permanent (the engine's, storage's outage past its tolerance); others are not.
+    const permanent = !aborted && isPermanent(err);
     log.warn({ err: err?.message, aborted, permanent }, 'training stopped');
     send({
       type: 'error',
