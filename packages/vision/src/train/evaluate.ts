@@ -1,11 +1,11 @@
-// Phase "evaluate": the trained model's loss and accuracy on the validation data, and its metrics on the test
-// images. For transfer learning the test images go through the frozen part once and then the trained part,
+// Phase "evaluate": the trained model's metrics on the validation data (confusion matrix included) and on the
+// test images. For transfer learning the test images go through the frozen part once and then the trained part,
 // as in training; a scratch model classifies the decoded images directly.
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted } from '../errors';
 import { classificationMetrics, toClassProbabilities, type TestMetrics } from '../evaluate';
 import { extractFeatures } from '../features';
-import { disposeBatch, evaluateSource, type BatchSource, type Forward } from '../fit';
+import { disposeBatch, type BatchSource, type Forward } from '../fit';
 import { normalizePixels, type Preprocessing } from '../preprocess';
 import { featureStore } from './extract';
 import type { Plan } from './plan';
@@ -15,7 +15,8 @@ import { readAndDispose, type Network, type Transfer } from './transfer';
 import { INFERENCE_BATCH, type TrainContext, type Trained } from './types';
 
 export interface Evaluation {
-  validation: { loss: number; accuracy: number } | null;
+  /** The validation images as the trained model classifies them: loss, accuracy, confusion matrix, per class. */
+  validation: TestMetrics | null;
   test: TestMetrics | null;
 }
 
@@ -30,9 +31,14 @@ export async function evaluate(ctx: TrainContext, p: Plan, res: RunResources, tr
         ? await transferProbabilities(ctx, p, path.transfer, trained.forward, test, progress(0.9))
         : await predictProbabilities(path.model, test.images, p.size, p.preprocessing, ctx.numClasses, ctx.signal, progress(1));
   }
-  const validation = trained.validation ? await evaluateSource(trained.forward, trained.validation, ctx.kind, ctx.signal) : null;
+  let validation: TestMetrics | null = null;
+  if (trained.validation) {
+    const v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
+    validation = classificationMetrics(v.probabilities, v.labels, ctx.labels);
+  }
   const metrics = probabilities ? classificationMetrics(probabilities, test.labels, ctx.labels) : null;
-  ctx.log({ validation, test: metrics ? { loss: metrics.loss, accuracy: metrics.accuracy } : null }, 'evaluated');
+  const brief = (m: TestMetrics | null) => (m ? { loss: m.loss, accuracy: m.accuracy } : null);
+  ctx.log({ validation: brief(validation), test: brief(metrics) }, 'evaluated');
   return { validation, test: metrics };
 }
 
@@ -59,21 +65,37 @@ async function transferProbabilities(
     forward: t.parts ? t.lowerOutputs : t.headFeatures,
     onProgress,
   });
-  return sourceProbabilities(forward, store, ctx.numClasses, ctx.signal);
+  return (await sourceProbabilities(forward, store, ctx.numClasses, ctx.signal)).probabilities;
 }
 
-/** Class probabilities of forward over every sample of a source (in order), in inference mode. */
-async function sourceProbabilities(forward: Forward, source: BatchSource, numClasses: number, signal?: AbortSignal): Promise<Float32Array[]> {
-  const result: Float32Array[] = [];
+/** Class probabilities of forward over every sample of a source (in order), in inference mode, and their labels. */
+async function sourceProbabilities(
+  forward: Forward,
+  source: BatchSource,
+  numClasses: number,
+  signal?: AbortSignal,
+): Promise<{ probabilities: Float32Array[]; labels: number[] }> {
+  const probabilities: Float32Array[] = [];
+  const labels: number[] = [];
   for await (const batch of source.batches(0, false, signal)) {
     try {
-      const data = await readAndDispose(tf.tidy(() => forward(batch.xs, false)));
-      result.push(...toClassProbabilities(data, batch.size, numClasses));
+      const [data, ys] = await Promise.all([readAndDispose(tf.tidy(() => forward(batch.xs, false))), batch.ys.data()]);
+      probabilities.push(...toClassProbabilities(data, batch.size, numClasses));
+      // Labels are [n, 1] of 0/1 for two classes, one-hot [n, k] otherwise.
+      const width = ys.length / batch.size;
+      for (let i = 0; i < batch.size; i++) {
+        if (width === 1) labels.push(ys[i]! > 0.5 ? 1 : 0);
+        else {
+          let best = 0;
+          for (let k = 1; k < width; k++) if (ys[i * width + k]! > ys[i * width + best]!) best = k;
+          labels.push(best);
+        }
+      }
     } finally {
       disposeBatch(batch);
     }
   }
-  return result;
+  return { probabilities, labels };
 }
 
 /** Class probabilities of decoded images (size x size x 3 RGB) through a classifier, in batches. */

@@ -36,7 +36,7 @@ export interface TrainResult {
   artifacts: Record<string, Uint8Array>;
   history: HistoryRow[];
   test: TestMetrics | null;
-  validation: { loss: number; accuracy: number } | null;
+  validation: TestMetrics | null;
   labels: string[];
   graft: GraftManifest;
   /** Images per split after carving and after dropping undecodable ones. */
