@@ -32,8 +32,36 @@ export interface GraftConfig {
     imagePixels: number;
     predictImages: number;
     predictBodyBytes: number;
+    /** Decoded pixels of all the images of one /predict request together. */
+    predictPixels: number;
+    /** JSON request bodies other than /predict's. */
+    jsonBodyBytes: number;
+    /** Nesting of arrays and objects in a JSON body. */
+    jsonDepth: number;
     rateLimitPerMinute: number;
+    /** Requests with a wrong or missing API key, per client address and minute, counted across API processes. */
+    authFailuresPerMinute: number;
   };
+  /** Socket timeouts of the API's HTTP server. */
+  http: {
+    /** Receiving the request line and headers. */
+    headersTimeoutMs: number;
+    /** Receiving a whole request, body included. */
+    requestTimeoutMs: number;
+  };
+  /** What one training job may cost, and what one tenant may have in the queue. */
+  jobs: {
+    /** Estimated peak memory of a training process for the job's config and dataset. */
+    maxMemoryBytes: number;
+    /** Wall-clock limit of one job (estimated before it is accepted; enforced while it runs). */
+    maxSeconds: number;
+    /** Queued plus running jobs of one tenant. */
+    tenantQueued: number;
+    /** Running jobs of one tenant at once, over all workers. */
+    tenantConcurrency: number;
+  };
+  /** Where POST /v1/datasets/import may read: per tenant ('*' = every tenant), s3://bucket/prefix locations. */
+  importSources: { tenant: string; bucket: string; prefix: string }[];
   predict: {
     maxBatch: number;
     maxWaitMs: number;
@@ -122,6 +150,17 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     apiKeys.push({ tenant, key });
   }
 
+  const importSources: GraftConfig['importSources'] = [];
+  for (const item of str('GRAFT_IMPORT_SOURCES', '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_.-]{1,64}|\*)=s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(item);
+    if (!m) {
+      problems.push(`GRAFT_IMPORT_SOURCES: entry ${JSON.stringify(item)} must be tenant=s3://bucket/prefix/ (tenant or *)`);
+      continue;
+    }
+    const prefix = m[3] ?? '';
+    importSources.push({ tenant: m[1]!, bucket: m[2]!, prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/` });
+  }
+
   const logLevel = str('LOG_LEVEL', 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)}: expected one of ${LOG_LEVELS.join(', ')}`);
@@ -177,8 +216,23 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       imagePixels: int('GRAFT_MAX_IMAGE_PIXELS', 40_000_000, 1),
       predictImages: int('GRAFT_MAX_PREDICT_IMAGES', 64, 1, 10_000),
       predictBodyBytes: int('GRAFT_MAX_PREDICT_BYTES', 32 * 1024 ** 2, 1024),
+      predictPixels: int('GRAFT_MAX_PREDICT_PIXELS', 160_000_000, 1),
+      jsonBodyBytes: int('GRAFT_MAX_JSON_BYTES', 1024 ** 2, 1024),
+      jsonDepth: int('GRAFT_MAX_JSON_DEPTH', 32, 2, 1000),
       rateLimitPerMinute: int('GRAFT_RATE_LIMIT', 6000, 0),
+      authFailuresPerMinute: int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
     },
+    http: {
+      headersTimeoutMs: int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),
+      requestTimeoutMs: int('GRAFT_REQUEST_TIMEOUT_MS', 300_000, 100, 24 * 3600_000),
+    },
+    jobs: {
+      maxMemoryBytes: int('GRAFT_MAX_JOB_MEMORY_BYTES', 4 * 1024 ** 3, 64 * 1024 ** 2),
+      maxSeconds: int('GRAFT_MAX_JOB_SECONDS', 6 * 3600, 10, 30 * 24 * 3600),
+      tenantQueued: int('GRAFT_MAX_TENANT_JOBS', 20, 1, 100_000),
+      tenantConcurrency: int('GRAFT_TENANT_CONCURRENCY', 1, 1, 1000),
+    },
+    importSources,
     predict: {
       maxBatch: int('GRAFT_PREDICT_MAX_BATCH', 16, 1, 1024),
       maxWaitMs: int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
@@ -188,6 +242,9 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     jobAttempts: int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
     jobLockMs: int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),
   };
+  if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
+    problems.push('GRAFT_HEADERS_TIMEOUT_MS must not be more than GRAFT_REQUEST_TIMEOUT_MS');
+  }
   if (problems.length) throw new ConfigError(problems);
   return config;
 }

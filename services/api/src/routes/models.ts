@@ -5,11 +5,13 @@ import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
 import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
-import type { ModelService } from '../models/service';
+import type { ModelRecord, ModelService } from '../models/service';
+import { checkPredictImages } from '../models/predict-images';
 import type { Predictor } from '../models/predictor';
 import { ObjectNotFoundError } from '@graft/storage';
 
 const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
+const PREDICT_TYPES = [...IMAGE_TYPES, 'multipart/form-data', 'application/json'];
 const PredictQuery = Type.Object({ topK: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5 })) });
 const ArtifactParams = Type.Object({
   id: Type.String({ pattern: ID_PATTERN.mdl }),
@@ -41,27 +43,55 @@ export default async function modelRoutes(
     return m;
   };
 
-  const readImages = async (req: FastifyRequest): Promise<Uint8Array[]> => {
+  const tooLarge = () =>
+    new ApiError('PAYLOAD_TOO_LARGE', `the images of one request may take at most ${limits.predictBodyBytes} bytes together (GRAFT_MAX_PREDICT_BYTES)`, {
+      limit: limits.predictBodyBytes,
+    });
+  const tooMany = () =>
+    new ApiError('TOO_MANY_IMAGES', `at most ${limits.predictImages} images per request (GRAFT_MAX_PREDICT_IMAGES)`);
+
+  /** The file parts of a multipart body, counted together against GRAFT_MAX_PREDICT_BYTES as they arrive. */
+  const readMultipart = async (req: FastifyRequest): Promise<Uint8Array[]> => {
     const images: Uint8Array[] = [];
-    const tooMany = () =>
-      new ApiError('TOO_MANY_IMAGES', `at most ${limits.predictImages} images per request (GRAFT_MAX_PREDICT_IMAGES)`);
-    if (req.isMultipart()) {
+    let total = 0;
+    let over = false;
+    try {
       for await (const part of req.parts({ limits: { fileSize: limits.predictBodyBytes, files: limits.predictImages + 1 } })) {
         if (part.type !== 'file') continue;
         if (part.fieldname !== 'image') {
-          part.file.resume();
-          throw new ApiError('VALIDATION_FAILED', `unexpected file field '${part.fieldname}': send images in fields named 'image'`);
+          throw new ApiError('VALIDATION_FAILED', `unexpected file field '${part.fieldname}': send images in fields named 'image'`, {
+            field: part.fieldname,
+          });
         }
-        const buf = await part.toBuffer();
         if (images.length >= limits.predictImages) throw tooMany();
-        images.push(buf);
+        const chunks: Buffer[] = [];
+        for await (const chunk of part.file as AsyncIterable<Buffer>) {
+          total += chunk.length;
+          if (total > limits.predictBodyBytes) {
+            over = true;
+            throw tooLarge();
+          }
+          chunks.push(chunk);
+        }
+        images.push(Buffer.concat(chunks));
       }
+    } catch (err) {
+      // Leaving a part half read ends the multipart parser with an error of its own; the limit is the reason.
+      throw over ? tooLarge() : err;
+    }
+    return images;
+  };
+
+  const readImages = async (req: FastifyRequest): Promise<Uint8Array[]> => {
+    const images: Uint8Array[] = [];
+    if (req.isMultipart()) {
+      images.push(...(await readMultipart(req)));
     } else if (Buffer.isBuffer(req.body)) {
       images.push(req.body);
     } else if (req.body && typeof req.body === 'object') {
       const list = (req.body as { images?: unknown }).images;
       if (!Array.isArray(list) || list.some((s) => typeof s !== 'string')) {
-        throw new ApiError('VALIDATION_FAILED', 'images must be an array of base64 strings');
+        throw new ApiError('VALIDATION_FAILED', 'images must be an array of base64 strings', { field: 'images' });
       }
       if (list.length > limits.predictImages) throw tooMany();
       list.forEach((s: string, i: number) => {
@@ -81,7 +111,28 @@ export default async function modelRoutes(
     images.forEach((b, i) => {
       if (b.length === 0) throw new ApiError('INVALID_IMAGE', `image ${i} is empty`, { index: i });
     });
+    await checkPredictImages(images, limits);
     return images;
+  };
+
+  /**
+   * Runs before the body is read (after authentication): a body declared over the limit, or one for a model
+   * that does not exist, is refused without reading it.
+   */
+  const modelOfRequest = new WeakMap<FastifyRequest, ModelRecord>();
+  const mdlPattern = new RegExp(ID_PATTERN.mdl);
+  const beforeBody = async (req: FastifyRequest) => {
+    const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type && !PREDICT_TYPES.includes(type)) {
+      throw new ApiError('UNSUPPORTED_MEDIA_TYPE', `unsupported Content-Type '${type}': send multipart/form-data, ${IMAGE_TYPES.join(', ')} or application/json`);
+    }
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limits.predictBodyBytes) throw tooLarge();
+    const { id } = req.params as { id: string };
+    if (!mdlPattern.test(id)) return; // the params schema answers
+    const model = await models.getCached(req.tenant, id);
+    if (!model) throw notFound('model', id);
+    modelOfRequest.set(req, model);
   };
 
   app.get('/v1/models', { schema: { tags: ['models'], summary: 'List models, newest first' } }, async (req) => {
@@ -128,6 +179,10 @@ export default async function modelRoutes(
     '/v1/models/:id/predict',
     {
       bodyLimit: limits.predictBodyBytes,
+      preParsing: async (req, _reply, payload) => {
+        await beforeBody(req);
+        return payload;
+      },
       schema: {
         tags: ['models'],
         summary: 'Classify one or more images',
@@ -141,10 +196,10 @@ export default async function modelRoutes(
       const started = performance.now();
       const { id } = req.params as { id: string };
       const topKAsked = (req.query as { topK?: number }).topK ?? 5;
-      // The body is checked first: a malformed request is told so whatever the model id.
-      const images = await readImages(req);
-      const model = await models.getCached(req.tenant, id);
+      // The model was found before the body was read (beforeBody).
+      const model = modelOfRequest.get(req);
       if (!model) throw notFound('model', id);
+      const images = await readImages(req);
       const topK = Math.min(topKAsked, model.labels.length);
       const { predictions, timing } = await predictor.predictTimed(req.tenant, id, images, topK).catch((err) => {
         // Deleted through another API process since its record was remembered.
@@ -152,7 +207,7 @@ export default async function modelRoutes(
         throw err;
       });
       const totalMs = performance.now() - started;
-      app.metrics.predictSeconds.observe({ model: id }, totalMs / 1000);
+      app.metrics.predictSeconds.observe(totalMs / 1000);
       const ms = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
       return {
         modelId: id,

@@ -1,0 +1,197 @@
+// Resource limits at the HTTP layer, against a listening API on a real Redis and S3: trickled requests are cut
+// off, a refused request's body is not read, deep JSON is refused before it is parsed, anonymous endpoints
+// carry no tenant data, and failed keys are throttled through Redis for every API process at once.
+import type { AddressInfo } from 'node:net';
+import sharp from 'sharp';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keys } from '@graft/storage';
+import { buildApp } from '../src/app';
+import { createDeps, type ApiDeps } from '../src/deps';
+import { testConfig } from '../../../test/support/services';
+import { multipartZeros, postStream, trickle } from '../../../test/support/raw-http';
+
+const KEY = 'abuse-key-0123456789';
+const H = { authorization: `Bearer ${KEY}` };
+
+describe('HTTP limits', () => {
+  let deps: ApiDeps;
+  let app: FastifyInstance;
+  let port: number;
+  let base: string;
+
+  beforeAll(async () => {
+    deps = createDeps(
+      testConfig({
+        GRAFT_API_KEYS: `abuser:${KEY}`,
+        GRAFT_HEADERS_TIMEOUT_MS: '800',
+        GRAFT_REQUEST_TIMEOUT_MS: '1500',
+        GRAFT_MAX_PREDICT_BYTES: String(4 * 1024 * 1024),
+        GRAFT_MAX_IMAGE_PIXELS: '1000000',
+        GRAFT_MAX_PREDICT_PIXELS: '1500000',
+        GRAFT_AUTH_FAILURE_LIMIT: '1000',
+      }),
+    );
+    await deps.storage.ensureBucket();
+    app = await buildApp(deps);
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    port = (app.server.address() as AddressInfo).port;
+    base = `http://127.0.0.1:${port}`;
+    // A model record is all /predict needs to get past the model lookup to the body checks.
+    await deps.storage.putJson(keys.modelRecord('abuser', 'mdl_known'), {
+      id: 'mdl_known', jobId: 'job_known', datasetId: 'ds_x', labels: ['a', 'b'], backbone: null, method: 'scratch',
+      inputSize: 20, metrics: {}, artifacts: [], createdAt: new Date().toISOString(),
+    });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await deps?.close();
+  });
+
+  it('cuts off a body trickled a byte at a time, and a request line whose headers never end', async () => {
+    const body = await trickle(
+      port,
+      `POST /v1/datasets HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/zip\r\nContent-Length: 100000\r\n\r\n`,
+      { everyMs: 100, giveUpMs: 20_000 },
+    );
+    expect(body.closedByServer).toBe(true);
+    expect(body.received).toMatch(/^HTTP\/1\.1 408/);
+
+    const headers = await trickle(port, 'GET /healthz HTTP/1.1\r\n', { trickle: 'X-Slow: ' + 'a'.repeat(10_000), everyMs: 100, giveUpMs: 20_000 });
+    expect(headers.closedByServer).toBe(true);
+    expect(headers.received).not.toMatch(/200 OK/);
+  });
+
+  it('answers a request without a key at once and closes the connection instead of reading its body', async () => {
+    const r = await trickle(
+      port,
+      'POST /v1/datasets HTTP/1.1\r\nHost: x\r\nContent-Type: application/zip\r\nContent-Length: 100000\r\n\r\n',
+      { everyMs: 50, giveUpMs: 20_000 },
+    );
+    expect(r.received).toMatch(/^HTTP\/1\.1 401/);
+    expect(r.received.toLowerCase()).toContain('connection: close');
+    expect(r.closedByServer).toBe(true);
+  });
+
+  it('reads no body for a model that does not exist, and no more than the limit for one that does', async () => {
+    const boundary = 'abuseboundary';
+    const type = `multipart/form-data; boundary=${boundary}`;
+    // 30 parts of 8 MiB (240 MiB) each time; no content-length, so only counting while reading can stop it.
+    const missing = await postStream(base, '/v1/models/mdl_missing/predict', { ...H, 'content-type': type }, multipartZeros(boundary, 'image', 30, 8 << 20));
+    expect(missing.status).toBe(404);
+    expect(JSON.parse(missing.body).error.code).toBe('MODEL_NOT_FOUND');
+    expect(missing.sent).toBeLessThan(40 << 20);
+
+    const known = await postStream(base, '/v1/models/mdl_known/predict', { ...H, 'content-type': type }, multipartZeros(boundary, 'image', 30, 1 << 20));
+    expect(known.status, known.body).toBe(413);
+    expect(JSON.parse(known.body).error.message).toContain('GRAFT_MAX_PREDICT_BYTES');
+    expect(known.sent).toBeLessThan(40 << 20);
+
+    const declared = await app.inject({
+      method: 'POST', url: '/v1/models/mdl_missing/predict',
+      headers: { ...H, 'content-type': 'image/png', 'content-length': String(5 << 20) }, payload: Buffer.alloc(5 << 20),
+    });
+    expect(declared.statusCode).toBe(413);
+  });
+
+  it('refuses images over the pixel limits, and formats that uploads refuse, before decoding them', async () => {
+    const predict = (payload: object) =>
+      app.inject({ method: 'POST', url: '/v1/models/mdl_known/predict', headers: H, payload });
+    const b64 = (b: Buffer) => b.toString('base64');
+    const big = await sharp({ create: { width: 1200, height: 1000, channels: 3, background: '#777' } }).png().toBuffer();
+    const r1 = await predict({ images: [b64(big)] });
+    expect(r1.statusCode).toBe(413);
+    expect(r1.json().error).toMatchObject({ code: 'IMAGE_TOO_LARGE', details: { index: 0, width: 1200, height: 1000 } });
+
+    const small = await sharp({ create: { width: 900, height: 900, channels: 3, background: '#777' } }).jpeg().toBuffer();
+    const r2 = await predict({ images: [b64(small), b64(small)] });
+    expect(r2.statusCode).toBe(413);
+    expect(r2.json().error.message).toContain('GRAFT_MAX_PREDICT_PIXELS');
+
+    const svg = Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"></svg>');
+    const gif = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } }).gif().toBuffer();
+    const tiff = await sharp({ create: { width: 8, height: 8, channels: 3, background: '#000' } }).tiff().toBuffer();
+    for (const [bytes, format] of [[svg, 'svg'], [gif, 'gif'], [tiff, 'tiff']] as const) {
+      const r = await predict({ images: [b64(small), b64(bytes)] });
+      expect(r.statusCode, format).toBe(400);
+      expect(r.json().error).toMatchObject({ code: 'INVALID_IMAGE', details: { index: 1, format } });
+    }
+  });
+
+  it('refuses deeply nested JSON by its text, naming the limit', async () => {
+    const deep = '{"a":'.repeat(5000) + '1' + '}'.repeat(5000);
+    const r = await app.inject({ method: 'POST', url: '/v1/jobs', headers: { ...H, 'content-type': 'application/json' }, payload: deep });
+    expect(r.statusCode).toBe(400);
+    expect(r.json().error).toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'body' } });
+    expect(r.json().error.message).toContain('GRAFT_MAX_JSON_DEPTH');
+    // Nesting inside strings is not nesting.
+    const inString = await app.inject({
+      method: 'POST', url: '/v1/jobs', headers: { ...H, 'content-type': 'application/json' },
+      payload: JSON.stringify({ datasetId: 'ds_nothere', config: { backbone: '['.repeat(90) } }),
+    });
+    expect(inString.json().error.details?.field).not.toBe('body');
+  });
+
+  it('caps JSON bodies other than /predict at GRAFT_MAX_JSON_BYTES', async () => {
+    const r = await app.inject({
+      method: 'POST', url: '/v1/jobs', headers: { ...H, 'content-type': 'application/json' },
+      payload: JSON.stringify({ datasetId: 'ds_x', pad: 'x'.repeat(2 << 20) }),
+    });
+    expect(r.statusCode).toBe(413);
+  });
+
+  it('names no tenant, model or dependency error to anonymous callers, and sends security headers with /docs', async () => {
+    const metrics = await app.inject('/metrics');
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.body).not.toMatch(/\b(mdl|job|ds)_[a-z0-9]|abuser/);
+    const ready = await app.inject('/readyz');
+    for (const v of Object.values(ready.json().checks)) expect(['ok', 'down']).toContain(v);
+
+    const docs = await app.inject('/docs');
+    expect(docs.statusCode).toBe(200);
+    expect(docs.headers['content-security-policy']).toContain("frame-ancestors 'none'");
+    expect(docs.headers['x-content-type-options']).toBe('nosniff');
+    expect(docs.headers['x-frame-options']).toBe('DENY');
+  });
+});
+
+describe('rate limits shared through Redis', () => {
+  it('throttles failed keys per address over every API process, right key or not, and counts /metrics too', async () => {
+    const env = { GRAFT_API_KEYS: `abuser:${KEY}`, GRAFT_AUTH_FAILURE_LIMIT: '5', GRAFT_RATE_LIMIT: '8' };
+    const first = createDeps(testConfig(env));
+    // A second API process on the same Redis and queue prefix.
+    const second = createDeps({ ...testConfig(env), queuePrefix: first.config.queuePrefix, s3: first.config.s3 });
+    await first.storage.ensureBucket();
+    const apps = [await buildApp(first), await buildApp(second)];
+    try {
+      const wrong = { authorization: 'Bearer not-the-key-000000' };
+      const attacker = '10.9.9.9';
+      const codes: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        const r = await apps[i % 2]!.inject({ url: '/v1/datasets', headers: wrong, remoteAddress: attacker });
+        codes.push(r.statusCode);
+      }
+      expect(codes).toEqual([401, 401, 401, 401, 401, 429]);
+      // While throttled, a right guess is not told apart from a wrong one.
+      const right = await apps[0]!.inject({ url: '/v1/datasets', headers: H, remoteAddress: attacker });
+      expect(right.statusCode).toBe(429);
+      expect(right.json().error.code).toBe('RATE_LIMITED');
+      // Another address is not affected.
+      expect((await apps[1]!.inject({ url: '/v1/datasets', headers: H, remoteAddress: '10.9.9.10' })).statusCode).toBe(200);
+
+      // The request limit is one budget over both processes, and /metrics and /docs/json are inside it.
+      const anon = '10.7.7.7';
+      const statuses: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const url = i % 2 ? '/metrics' : '/docs/json';
+        statuses.push((await apps[i % 2]!.inject({ url, remoteAddress: anon })).statusCode);
+      }
+      expect(statuses.filter((s) => s === 200)).toHaveLength(8);
+      expect(statuses.slice(8)).toEqual([429, 429]);
+    } finally {
+      for (const a of apps) await a.close();
+      await first.close();
+      await second.close();
+    }
+  });
+});
