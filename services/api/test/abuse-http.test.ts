@@ -140,6 +140,34 @@ describe('HTTP limits', () => {
     expect(r.statusCode).toBe(413);
   });
 
+  it('bounds every free-text field: fineTuning.fromLayer, and the multipart name as the ?name= query', async () => {
+    const job = await app.inject({
+      method: 'POST', url: '/v1/jobs', headers: H,
+      payload: { datasetId: 'ds_abc', config: { method: 'fine_tuning', fineTuning: { fromLayer: 'x'.repeat(100_000) } } },
+    });
+    expect(job.statusCode).toBe(400);
+    expect(job.json().error.details.fields.map((f: { field: string }) => f.field)).toContain('config.fineTuning.fromLayer');
+    expect(job.body.length).toBeLessThan(2_000);
+
+    const boundary = 'nameboundary';
+    const named = (name: string) =>
+      app.inject({
+        method: 'POST', url: '/v1/datasets',
+        headers: { ...H, 'content-type': `multipart/form-data; boundary=${boundary}` },
+        payload: Buffer.concat([
+          Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="name"\r\n\r\n${name}\r\n`),
+          Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.zip"\r\nContent-Type: application/zip\r\n\r\nPK\r\n`),
+          Buffer.from(`--${boundary}--\r\n`),
+        ]),
+      });
+    for (const name of ['n'.repeat(201), 'n'.repeat(1_000_000), '']) {
+      const r = await named(name);
+      expect(r.statusCode, `${name.length} characters`).toBe(400);
+      expect(r.json().error.details?.field).toBe('name');
+    }
+    expect((await app.inject({ url: '/v1/datasets', headers: H })).json().total).toBe(0);
+  });
+
   it('names no tenant, model or dependency error to anonymous callers, and sends security headers with /docs', async () => {
     const metrics = await app.inject('/metrics');
     expect(metrics.statusCode).toBe(200);

@@ -21,7 +21,18 @@ export const ARCHIVE_TYPES = [
   'application/octet-stream',
 ];
 
-const NameQuery = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) });
+const NAME_MAX = 200;
+const NameQuery = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: NAME_MAX })) });
+
+/** The multipart 'name' field, held to the same rules as ?name=. */
+function multipartName(value: unknown, truncated: boolean): string {
+  const name = String(value);
+  if (truncated || name.length > NAME_MAX) {
+    throw new ApiError('VALIDATION_FAILED', `name must NOT have more than ${NAME_MAX} characters`, { field: 'name' });
+  }
+  if (name.length === 0) throw new ApiError('VALIDATION_FAILED', 'name must NOT have fewer than 1 characters', { field: 'name' });
+  return name;
+}
 
 export default async function datasetRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
   const { deps, datasets } = opts;
@@ -52,7 +63,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
           }
           upload = await spool(part.file, limit);
         } else if (part.fieldname === 'name') {
-          name = String(part.value);
+          name = multipartName(part.value, part.valueTruncated);
         }
       }
     } catch (err) {
@@ -101,7 +112,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
         summary: 'Import a labelled image set from an S3 prefix the service can reach',
         body: Type.Object(
           {
-            name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+            name: Type.Optional(Type.String({ minLength: 1, maxLength: NAME_MAX })),
             source: Type.String({ minLength: 6, maxLength: 1100, description: 's3://bucket/prefix/ holding <class>/… or <split>/<class>/…' }),
           },
           { additionalProperties: false },
