@@ -227,7 +227,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       requestTimeoutMs: int('GRAFT_REQUEST_TIMEOUT_MS', 300_000, 100, 24 * 3600_000),
     },
     jobs: {
-      maxMemoryBytes: int('GRAFT_MAX_JOB_MEMORY_BYTES', 4 * 1024 ** 3, 64 * 1024 ** 2),
+      maxMemoryBytes: int('GRAFT_MAX_JOB_MEMORY_BYTES', 8 * 1024 ** 3, 64 * 1024 ** 2),
       maxSeconds: int('GRAFT_MAX_JOB_SECONDS', 6 * 3600, 10, 30 * 24 * 3600),
       tenantQueued: int('GRAFT_MAX_TENANT_JOBS', 20, 1, 100_000),
       tenantConcurrency: int('GRAFT_TENANT_CONCURRENCY', 1, 1, 1000),

@@ -96,6 +96,16 @@ export class JobStore {
     return { items: recs.slice(opts.offset, opts.offset + opts.limit), total: recs.length };
   }
 
+  /** How many of the tenant's jobs are queued or running (one pipelined read of every job's state). */
+  async countActive(tenant: string): Promise<number> {
+    const ids = await this.redis.zrange(this.tenantKey(tenant), 0, -1);
+    if (!ids.length) return 0;
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hget(this.key(id), 'state');
+    const states = (await p.exec()) ?? [];
+    return states.filter(([, s]) => s === '"queued"' || s === '"running"').length;
+  }
+
   /** Ids of the tenant's jobs that use a dataset. */
   async jobsOfDataset(tenant: string, datasetId: string): Promise<string[]> {
     return this.redis.smembers(this.datasetKey(tenant, datasetId));

@@ -1,7 +1,7 @@
 // The backbone registry as the API sees it (packages/vision owns it).
 import { backboneNames, getBackboneSpec, describeBackbone, type BackboneDescription, type BackboneSource } from '@graft/vision';
 
-export function findBackbone(name: string): { name: string; inputSize: number; minInputSize?: number } | null {
+export function findBackbone(name: string): { name: string; inputSize: number; trainingInputSize?: number; minInputSize?: number } | null {
   return backboneNames().includes(name) ? getBackboneSpec(name) : null;
 }
 

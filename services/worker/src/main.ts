@@ -3,7 +3,7 @@
 import { Worker } from 'bullmq';
 import { loadConfigOrExit, createLogger } from '@graft/config';
 import { Storage } from '@graft/storage';
-import { JobStore, TRAIN_QUEUE, createRedis } from '@graft/queue';
+import { JobStore, TRAIN_QUEUE, TenantSlots, createRedis, withTenantLimits } from '@graft/queue';
 import { createProcessor } from './processor';
 
 async function main() {
@@ -18,7 +18,15 @@ async function main() {
   const store = new JobStore(connection, config.queuePrefix);
   let shuttingDown = false;
 
-  const worker = new Worker(TRAIN_QUEUE, createProcessor({ config, store, storage, log, shuttingDown: () => shuttingDown }), {
+  // Per-tenant running-job limit over all workers, and the wall-clock limit of each job.
+  const slots = new TenantSlots(connection, config.queuePrefix, config.jobs.tenantConcurrency, config.jobLockMs * 2);
+  const processor = withTenantLimits(createProcessor({ config, store, storage, log, shuttingDown: () => shuttingDown }), {
+    slots,
+    store,
+    maxJobMs: config.jobs.maxSeconds * 1000,
+    log,
+  });
+  const worker = new Worker(TRAIN_QUEUE, processor, {
     connection,
     prefix: config.queuePrefix,
     concurrency: config.workerConcurrency,

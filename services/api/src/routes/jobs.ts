@@ -2,6 +2,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { SCRATCH_INPUT_SIZE } from '@graft/vision/scratch';
 import { TERMINAL_STATES, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
 import { keys } from '@graft/storage';
 import type { ApiDeps } from '../deps';
@@ -9,7 +10,9 @@ import { ApiError, notFound } from '../errors';
 import { ID_PATTERN, newId } from '../ids';
 import { IdParams, Pagination } from '../schemas/common';
 import type { DatasetService } from '../datasets/service';
-import { findBackbone } from '../backbones';
+import { backboneDescriber, findBackbone } from '../backbones';
+import { admitJob, baseShapeAt, checkQuota, datasetCounts } from '../jobs/admission';
+import { backboneSource } from '@graft/storage';
 
 const CreateJobBody = Type.Object(
   {
@@ -31,6 +34,9 @@ export function jobView(r: JobRecord) {
 export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
   const { deps, datasets } = opts;
   const store = deps.queue.jobs;
+  // Feature shapes for the estimate, one description per backbone at its own size.
+  const describe = backboneDescriber(backboneSource(deps.config.backbones, deps.storage));
+  const baseShape = async (name: string, size: number) => baseShapeAt(await describe(name).catch(() => null), size);
 
   const load = async (tenant: string, id: string) => {
     const rec = await store.getForTenant(tenant, id);
@@ -46,8 +52,8 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       const ds = await datasets.get(req.tenant, body.datasetId);
       if (!ds) throw notFound('dataset', body.datasetId);
       const config = resolveConfig((body.config ?? {}) as TrainingConfigInput);
+      const bb = config.method === 'scratch' ? null : findBackbone(config.backbone);
       if (config.method !== 'scratch') {
-        const bb = findBackbone(config.backbone);
         if (!bb) {
           throw new ApiError('UNKNOWN_BACKBONE', `config.backbone: unknown backbone '${config.backbone}'; see GET /v1/backbones`, {
             field: 'config.backbone',
@@ -70,6 +76,9 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
           field: 'datasetId',
         });
       }
+      checkQuota(await store.countActive(req.tenant), deps.config.jobs);
+      const size = config.inputSize ?? bb?.trainingInputSize ?? bb?.inputSize ?? SCRATCH_INPUT_SIZE;
+      admitJob(config, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
       const now = new Date().toISOString();
       const epochs =
         config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
