@@ -8,7 +8,7 @@ import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
 import { spool, type DatasetService } from '../datasets/service';
 import { detectArchiveFormat } from '../datasets/ingest';
-import { packPrefix, parseS3Source } from '../datasets/import';
+import { checkImportAllowed, packPrefix, parseS3Source } from '../datasets/import';
 
 export const ARCHIVE_TYPES = [
   'application/zip',
@@ -109,7 +109,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
     {
       schema: {
         tags: ['datasets'],
-        summary: 'Import a labelled image set from an S3 prefix the service can reach',
+        summary: 'Import a labelled image set from an S3 prefix among the import sources the operator allows (GRAFT_IMPORT_SOURCES)',
         body: Type.Object(
           {
             name: Type.Optional(Type.String({ minLength: 1, maxLength: NAME_MAX })),
@@ -122,12 +122,13 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
     async (req, reply) => {
       const body = req.body as { name?: string; source: string };
       const { bucket, prefix } = parseS3Source(body.source);
+      checkImportAllowed(req.tenant, { bucket, prefix }, deps.config.importSources);
       if (bucket === deps.config.s3.bucket && (prefix === '' || prefix.startsWith('tenants/'))) {
         // Graft's own tenant data is never a source: a tenant could otherwise read another's images.
         throw new ApiError('VALIDATION_FAILED', `source may not point into Graft's own data (s3://${bucket}/tenants/)`, { field: 'source' });
       }
       const l = deps.config.limits;
-      const packed = await packPrefix(deps.storage, bucket, prefix, { entries: l.archiveEntries, bytes: l.uncompressedBytes });
+      const packed = await packPrefix(deps.storage, bucket, prefix, { entries: l.archiveEntries, bytes: l.uncompressedBytes, objectBytes: l.entryBytes });
       try {
         const manifest = await datasets.create(req.tenant, body.name ?? (prefix.split('/').filter(Boolean).pop() || bucket), packed.file, 'tar');
         reply.code(201).header('location', `/v1/datasets/${manifest.id}`);
