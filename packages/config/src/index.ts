@@ -41,6 +41,10 @@ export interface GraftConfig {
     rateLimitPerMinute: number;
     /** Requests with a wrong or missing API key, per client address and minute, counted across API processes. */
     authFailuresPerMinute: number;
+    /** /predict requests of one tenant in flight at once, per API process. */
+    tenantPredicts: number;
+    /** Dataset uploads and imports of one tenant in flight at once, per API process. */
+    tenantIngests: number;
   };
   /** Socket timeouts of the API's HTTP server. */
   http: {
@@ -221,6 +225,8 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       jsonDepth: int('GRAFT_MAX_JSON_DEPTH', 32, 2, 1000),
       rateLimitPerMinute: int('GRAFT_RATE_LIMIT', 6000, 0),
       authFailuresPerMinute: int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
+      tenantPredicts: int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
+      tenantIngests: int('GRAFT_TENANT_INGESTS', 2, 1, 1_000),
     },
     http: {
       headersTimeoutMs: int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),

@@ -9,10 +9,12 @@ import { keys } from '@graft/storage';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
 import { testConfig } from '../../../test/support/services';
+import net from 'node:net';
 import { multipartZeros, postStream, trickle } from '../../../test/support/raw-http';
 
 const KEY = 'abuse-key-0123456789';
 const H = { authorization: `Bearer ${KEY}` };
+const OTHER = 'other-key-0123456789';
 
 describe('HTTP limits', () => {
   let deps: ApiDeps;
@@ -23,7 +25,8 @@ describe('HTTP limits', () => {
   beforeAll(async () => {
     deps = createDeps(
       testConfig({
-        GRAFT_API_KEYS: `abuser:${KEY}`,
+        GRAFT_API_KEYS: `abuser:${KEY},other:${OTHER}`,
+        GRAFT_TENANT_PREDICTS: '2',
         GRAFT_HEADERS_TIMEOUT_MS: '800',
         GRAFT_REQUEST_TIMEOUT_MS: '1500',
         GRAFT_MAX_PREDICT_BYTES: String(4 * 1024 * 1024),
@@ -92,6 +95,43 @@ describe('HTTP limits', () => {
       headers: { ...H, 'content-type': 'image/png', 'content-length': String(5 << 20) }, payload: Buffer.alloc(5 << 20),
     });
     expect(declared.statusCode).toBe(413);
+  });
+
+  it("holds a tenant to GRAFT_TENANT_PREDICTS requests in flight, and leaves another tenant's alone", async () => {
+    // Two predicts of one tenant whose bodies are still arriving.
+    const slow = await Promise.all(
+      [0, 1].map(
+        () =>
+          new Promise<net.Socket>((resolve) => {
+            const s = net.connect(port, '127.0.0.1', () => {
+              s.write(`POST /v1/models/mdl_known/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n\x89PNG`);
+              resolve(s);
+            });
+            s.on('error', () => {});
+          }),
+      ),
+    );
+    const png = await sharp({ create: { width: 30, height: 30, channels: 3, background: '#123' } }).png().toBuffer();
+    const predict = (key: string) =>
+      app.inject({ method: 'POST', url: '/v1/models/mdl_known/predict', headers: { authorization: `Bearer ${key}`, 'content-type': 'image/png' }, payload: png });
+    // Wait until both are counted (their headers parsed).
+    for (let i = 0; i < 50; i++) {
+      const r = await predict(KEY);
+      if (r.statusCode === 429) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const third = await predict(KEY);
+    expect(third.statusCode).toBe(429);
+    expect(third.json().error.message).toContain('GRAFT_TENANT_PREDICTS');
+    // The other tenant gets past the limit (to the model lookup: it has no such model).
+    expect((await predict(OTHER)).statusCode).toBe(404);
+    for (const s of slow) s.destroy();
+    let after = 429;
+    for (let i = 0; i < 100 && after === 429; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = (await predict(KEY)).statusCode;
+    }
+    expect(after).not.toBe(429);
   });
 
   it('refuses images over the pixel limits, and formats that uploads refuse, before decoding them', async () => {

@@ -9,6 +9,7 @@ import { IdParams } from '../schemas/common';
 import { spool, type DatasetService } from '../datasets/service';
 import { detectArchiveFormat } from '../datasets/ingest';
 import { checkImportAllowed, packPrefix, parseS3Source } from '../datasets/import';
+import { TenantInflight } from '../http/tenant-inflight';
 
 export const ARCHIVE_TYPES = [
   'application/zip',
@@ -37,6 +38,8 @@ function multipartName(value: unknown, truncated: boolean): string {
 export default async function datasetRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
   const { deps, datasets } = opts;
   const limit = deps.config.limits.uploadBytes;
+
+  const ingests = new TenantInflight(deps.config.limits.tenantIngests, 'dataset uploads and imports', 'GRAFT_TENANT_INGESTS').hooks();
 
   // Archives arrive as streams; the route spools them to disk with its own byte limit.
   app.addContentTypeParser(ARCHIVE_TYPES, { bodyLimit: limit }, (_req, payload, done) => done(null, payload));
@@ -77,6 +80,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
   app.post(
     '/v1/datasets',
     {
+      ...ingests,
       schema: {
         tags: ['datasets'],
         summary: 'Upload a labelled image set (zip, tar or tar.gz)',
@@ -107,6 +111,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
   app.post(
     '/v1/datasets/import',
     {
+      ...ingests,
       schema: {
         tags: ['datasets'],
         summary: 'Import a labelled image set from an S3 prefix among the import sources the operator allows (GRAFT_IMPORT_SOURCES)',

@@ -7,6 +7,7 @@ import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
 import type { ModelRecord, ModelService } from '../models/service';
 import { checkPredictImages } from '../models/predict-images';
+import { TenantInflight } from '../http/tenant-inflight';
 import type { Predictor } from '../models/predictor';
 import { ObjectNotFoundError } from '@graft/storage';
 
@@ -119,6 +120,7 @@ export default async function modelRoutes(
    * Runs before the body is read (after authentication): a body declared over the limit, or one for a model
    * that does not exist, is refused without reading it.
    */
+  const inflight = new TenantInflight(limits.tenantPredicts, '/predict requests', 'GRAFT_TENANT_PREDICTS');
   const modelOfRequest = new WeakMap<FastifyRequest, ModelRecord>();
   const mdlPattern = new RegExp(ID_PATTERN.mdl);
   const beforeBody = async (req: FastifyRequest) => {
@@ -179,6 +181,7 @@ export default async function modelRoutes(
     '/v1/models/:id/predict',
     {
       bodyLimit: limits.predictBodyBytes,
+      ...inflight.hooks(),
       preParsing: async (req, _reply, payload) => {
         await beforeBody(req);
         return payload;
