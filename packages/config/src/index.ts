@@ -34,6 +34,8 @@ export interface GraftConfig {
     predictBodyBytes: number;
     /** Decoded pixels of all the images of one /predict request together. */
     predictPixels: number;
+    /** Pixels being decoded for /predict at once in one API process; past it, requests wait, tenants in turn. */
+    predictDecodePixels: number;
     /** JSON request bodies other than /predict's. */
     jsonBodyBytes: number;
     /** Nesting of arrays and objects in a JSON body. */
@@ -221,6 +223,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       predictImages: int('GRAFT_MAX_PREDICT_IMAGES', 64, 1, 10_000),
       predictBodyBytes: int('GRAFT_MAX_PREDICT_BYTES', 32 * 1024 ** 2, 1024),
       predictPixels: int('GRAFT_MAX_PREDICT_PIXELS', 160_000_000, 1),
+      predictDecodePixels: int('GRAFT_PREDICT_DECODE_PIXELS', 320_000_000, 1),
       jsonBodyBytes: int('GRAFT_MAX_JSON_BYTES', 1024 ** 2, 1024),
       jsonDepth: int('GRAFT_MAX_JSON_DEPTH', 32, 2, 1000),
       rateLimitPerMinute: int('GRAFT_RATE_LIMIT', 6000, 0),

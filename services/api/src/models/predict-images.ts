@@ -19,10 +19,11 @@ async function dimensions(bytes: Buffer, format: ImageFormat): Promise<{ width: 
   }
 }
 
+/** Answers the pixels of all the images together. */
 export async function checkPredictImages(
   images: readonly Uint8Array[],
   limits: { imagePixels: number; predictPixels: number },
-): Promise<void> {
+): Promise<number> {
   let total = 0;
   for (let i = 0; i < images.length; i++) {
     const bytes = Buffer.from(images[i]!.buffer, images[i]!.byteOffset, images[i]!.byteLength);
@@ -53,4 +54,5 @@ export async function checkPredictImages(
       );
     }
   }
+  return total;
 }

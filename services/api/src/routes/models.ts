@@ -8,6 +8,7 @@ import { IdParams } from '../schemas/common';
 import type { ModelRecord, ModelService } from '../models/service';
 import { checkPredictImages } from '../models/predict-images';
 import { TenantInflight } from '../http/tenant-inflight';
+import { FairGate } from '../models/fair-gate';
 import type { Predictor } from '../models/predictor';
 import { ObjectNotFoundError } from '@graft/storage';
 
@@ -83,7 +84,8 @@ export default async function modelRoutes(
     return images;
   };
 
-  const readImages = async (req: FastifyRequest): Promise<Uint8Array[]> => {
+  /** The request's images, checked, and their pixels together. */
+  const readImages = async (req: FastifyRequest): Promise<{ images: Uint8Array[]; pixels: number }> => {
     const images: Uint8Array[] = [];
     if (req.isMultipart()) {
       images.push(...(await readMultipart(req)));
@@ -112,14 +114,14 @@ export default async function modelRoutes(
     images.forEach((b, i) => {
       if (b.length === 0) throw new ApiError('INVALID_IMAGE', `image ${i} is empty`, { index: i });
     });
-    await checkPredictImages(images, limits);
-    return images;
+    return { images, pixels: await checkPredictImages(images, limits) };
   };
 
   /**
    * Runs before the body is read (after authentication): a body declared over the limit, or one for a model
    * that does not exist, is refused without reading it.
    */
+  const decodeGate = new FairGate(limits.predictDecodePixels);
   const inflight = new TenantInflight(limits.tenantPredicts, '/predict requests', 'GRAFT_TENANT_PREDICTS');
   const modelOfRequest = new WeakMap<FastifyRequest, ModelRecord>();
   const mdlPattern = new RegExp(ID_PATTERN.mdl);
@@ -202,13 +204,18 @@ export default async function modelRoutes(
       // The model was found before the body was read (beforeBody).
       const model = modelOfRequest.get(req);
       if (!model) throw notFound('model', id);
-      const images = await readImages(req);
+      const { images, pixels } = await readImages(req);
       const topK = Math.min(topKAsked, model.labels.length);
-      const { predictions, timing } = await predictor.predictTimed(req.tenant, id, images, topK).catch((err) => {
-        // Deleted through another API process since its record was remembered.
-        if (err instanceof ObjectNotFoundError) throw notFound('model', id);
-        throw err;
-      });
+      // Decoding takes turns between tenants once GRAFT_PREDICT_DECODE_PIXELS are in flight.
+      const release = await decodeGate.acquire(req.tenant, pixels);
+      const { predictions, timing } = await predictor
+        .predictTimed(req.tenant, id, images, topK)
+        .catch((err) => {
+          // Deleted through another API process since its record was remembered.
+          if (err instanceof ObjectNotFoundError) throw notFound('model', id);
+          throw err;
+        })
+        .finally(release);
       const totalMs = performance.now() - started;
       app.metrics.predictSeconds.observe(totalMs / 1000);
       const ms = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
