@@ -47,6 +47,8 @@ export interface GraftConfig {
     tenantPredicts: number;
     /** Dataset uploads and imports of one tenant in flight at once, per API process. */
     tenantIngests: number;
+    /** Bytes of all the datasets of one tenant. */
+    tenantStorageBytes: number;
   };
   /** Socket timeouts of the API's HTTP server. */
   http: {
@@ -230,6 +232,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       authFailuresPerMinute: int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
       tenantPredicts: int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
       tenantIngests: int('GRAFT_TENANT_INGESTS', 2, 1, 1_000),
+      tenantStorageBytes: int('GRAFT_MAX_TENANT_STORAGE_BYTES', 20 * 1024 ** 3, 1024),
     },
     http: {
       headersTimeoutMs: int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),

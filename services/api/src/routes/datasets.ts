@@ -6,7 +6,7 @@ import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
 import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
-import { spool, type DatasetService } from '../datasets/service';
+import { spool, storageQuotaExceeded, type DatasetService } from '../datasets/service';
 import { detectArchiveFormat } from '../datasets/ingest';
 import { checkImportAllowed, packPrefix, parseS3Source } from '../datasets/import';
 import { TenantInflight } from '../http/tenant-inflight';
@@ -40,6 +40,16 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
   const limit = deps.config.limits.uploadBytes;
 
   const ingests = new TenantInflight(deps.config.limits.tenantIngests, 'dataset uploads and imports', 'GRAFT_TENANT_INGESTS').hooks();
+
+  /** The tenant's storage left; refused before the body is read where there is none, or less than it declares. */
+  const roomFor = async (req: FastifyRequest): Promise<number> => {
+    const { room } = await datasets.usage(req.tenant);
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (room <= 0 || (!req.isMultipart() && declared > room)) {
+      throw storageQuotaExceeded(deps.config.limits.tenantStorageBytes);
+    }
+    return room;
+  };
 
   // Archives arrive as streams; the route spools them to disk with its own byte limit.
   app.addContentTypeParser(ARCHIVE_TYPES, { bodyLimit: limit }, (_req, payload, done) => done(null, payload));
@@ -90,6 +100,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
       },
     },
     async (req, reply) => {
+      const room = await roomFor(req);
       const { name, upload } = await receive(req);
       try {
         if (upload.bytes === 0) throw new ApiError('INVALID_ARCHIVE', 'the upload is empty');
@@ -99,7 +110,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
             contentType: req.headers['content-type'] ?? null,
           });
         }
-        const manifest = await datasets.create(req.tenant, name, upload.file, format);
+        const manifest = await datasets.create(req.tenant, name, upload.file, format, room);
         reply.code(201).header('location', `/v1/datasets/${manifest.id}`);
         return manifest;
       } finally {
@@ -132,10 +143,11 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
         // Graft's own tenant data is never a source: a tenant could otherwise read another's images.
         throw new ApiError('VALIDATION_FAILED', `source may not point into Graft's own data (s3://${bucket}/tenants/)`, { field: 'source' });
       }
+      const room = await roomFor(req);
       const l = deps.config.limits;
       const packed = await packPrefix(deps.storage, bucket, prefix, { entries: l.archiveEntries, bytes: l.uncompressedBytes, objectBytes: l.entryBytes });
       try {
-        const manifest = await datasets.create(req.tenant, body.name ?? (prefix.split('/').filter(Boolean).pop() || bucket), packed.file, 'tar');
+        const manifest = await datasets.create(req.tenant, body.name ?? (prefix.split('/').filter(Boolean).pop() || bucket), packed.file, 'tar', room);
         reply.code(201).header('location', `/v1/datasets/${manifest.id}`);
         return manifest;
       } finally {
