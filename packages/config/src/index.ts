@@ -67,6 +67,8 @@ export interface GraftConfig {
     tenantQueued: number;
     /** Running jobs of one tenant at once, over all workers. */
     tenantConcurrency: number;
+    /** Job records kept per tenant; the oldest finished ones go first. */
+    tenantRecords: number;
   };
   /** Where POST /v1/datasets/import may read: per tenant ('*' = every tenant), s3://bucket/prefix locations. */
   importSources: { tenant: string; bucket: string; prefix: string }[];
@@ -243,6 +245,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       maxSeconds: int('GRAFT_MAX_JOB_SECONDS', 6 * 3600, 10, 30 * 24 * 3600),
       tenantQueued: int('GRAFT_MAX_TENANT_JOBS', 20, 1, 100_000),
       tenantConcurrency: int('GRAFT_TENANT_CONCURRENCY', 1, 1, 1000),
+      tenantRecords: int('GRAFT_MAX_TENANT_JOB_RECORDS', 1000, 1, 1_000_000),
     },
     importSources,
     predict: {

@@ -89,6 +89,33 @@ describe('job admission', () => {
   });
 });
 
+describe('job records', () => {
+  it('keeps at most GRAFT_MAX_TENANT_JOB_RECORDS per tenant in Redis, deleting the oldest finished ones', async () => {
+    const deps = createDeps(testConfig({ GRAFT_API_KEYS: `alpha:${A}`, GRAFT_MAX_TENANT_JOB_RECORDS: '3', GRAFT_MAX_TENANT_JOBS: '2' }));
+    await deps.storage.ensureBucket();
+    const app = await buildApp(deps);
+    try {
+      const zip = await zipOf(await patternDataset({ train: 3 }));
+      const ds = (await app.inject({ method: 'POST', url: '/v1/datasets', headers: { ...auth(A), 'content-type': 'application/zip' }, payload: zip })).json().id;
+      const ids: string[] = [];
+      // Create and cancel, over and over: the records of cancelled jobs must not pile up.
+      for (let i = 0; i < 8; i++) {
+        const r = await app.inject({ method: 'POST', url: '/v1/jobs', headers: auth(A), payload: { datasetId: ds } });
+        expect(r.statusCode).toBe(202);
+        ids.push(r.json().id);
+        await app.inject({ method: 'POST', url: `/v1/jobs/${r.json().id}/cancel`, headers: auth(A) });
+      }
+      const listed = (await app.inject({ url: '/v1/jobs', headers: auth(A) })).json();
+      expect(listed.total).toBe(3);
+      expect(listed.items.map((j: { id: string }) => j.id).sort()).toEqual(ids.slice(-3).sort());
+      expect(await deps.redis.exists(`${deps.config.queuePrefix}:job:${ids[0]}`)).toBe(0);
+    } finally {
+      await app.close();
+      await deps.close();
+    }
+  });
+});
+
 describe('job estimate', () => {
   const counts = { train: 2000, validation: 1000, test: 0, classes: 2 };
   const mobilenet = (size: number) => ({ inputSize: size, featureShape: [Math.ceil(size / 32), Math.ceil(size / 32), 768] as [number, number, number], params: 1_830_000 });

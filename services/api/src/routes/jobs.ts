@@ -112,6 +112,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
         config: body.config ?? {},
       });
+      await store.trimFinished(req.tenant, deps.config.jobs.tenantRecords);
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);
       return jobView(rec);
     },
