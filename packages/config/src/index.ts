@@ -49,6 +49,8 @@ export interface GraftConfig {
     tenantIngests: number;
     /** Bytes of all the datasets of one tenant. */
     tenantStorageBytes: number;
+    /** Job event streams (SSE) of one tenant open at once, per API process. */
+    tenantStreams: number;
   };
   /** Socket timeouts of the API's HTTP server. */
   http: {
@@ -235,6 +237,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       tenantPredicts: int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
       tenantIngests: int('GRAFT_TENANT_INGESTS', 2, 1, 1_000),
       tenantStorageBytes: int('GRAFT_MAX_TENANT_STORAGE_BYTES', 20 * 1024 ** 3, 1024),
+      tenantStreams: int('GRAFT_TENANT_STREAMS', 32, 1, 100_000),
     },
     http: {
       headersTimeoutMs: int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),

@@ -9,6 +9,7 @@ import { keys } from '@graft/storage';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
 import { testConfig } from '../../../test/support/services';
+import http from 'node:http';
 import net from 'node:net';
 import { multipartZeros, postStream, trickle } from '../../../test/support/raw-http';
 
@@ -27,6 +28,7 @@ describe('HTTP limits', () => {
       testConfig({
         GRAFT_API_KEYS: `abuser:${KEY},other:${OTHER}`,
         GRAFT_TENANT_PREDICTS: '2',
+        GRAFT_TENANT_STREAMS: '2',
         GRAFT_HEADERS_TIMEOUT_MS: '800',
         GRAFT_REQUEST_TIMEOUT_MS: '1500',
         GRAFT_MAX_PREDICT_BYTES: String(4 * 1024 * 1024),
@@ -132,6 +134,37 @@ describe('HTTP limits', () => {
       after = (await predict(KEY)).statusCode;
     }
     expect(after).not.toBe(429);
+  });
+
+  it('holds a tenant to GRAFT_TENANT_STREAMS open event streams, and counts a closed one out', async () => {
+    const now = new Date().toISOString();
+    await deps.queue.jobs.create({
+      id: 'job_streamed', tenant: 'abuser', datasetId: 'ds_x', state: 'queued', phase: null, progress: 0, epoch: null, epochs: null,
+      etaSeconds: null, config: {}, history: [], test: null, validation: null, modelId: null, error: null, attempts: 0, backend: null,
+      cancelRequested: false, createdAt: now, startedAt: null, finishedAt: null,
+    });
+    const open = () =>
+      new Promise<{ status: number; req: http.ClientRequest }>((resolve) => {
+        const req = http.get(`${base}/v1/jobs/job_streamed/events`, { headers: H, agent: false }, (res) => {
+          res.resume();
+          resolve({ status: res.statusCode ?? 0, req });
+        });
+        req.on('error', () => {});
+      });
+    const first = await open();
+    const second = await open();
+    expect([first.status, second.status]).toEqual([200, 200]);
+    expect((await open()).status).toBe(429);
+    first.req.destroy();
+    let again = 429;
+    for (let i = 0; i < 100 && again === 429; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      const s = await open();
+      again = s.status;
+      if (again === 200) s.req.destroy();
+    }
+    expect(again).toBe(200);
+    second.req.destroy();
   });
 
   it('refuses images over the pixel limits, and formats that uploads refuse, before decoding them', async () => {

@@ -1,5 +1,5 @@
 // How many requests of one kind a tenant may have in flight at once in this API process (/predict, dataset
-// ingest): one tenant's burst of heavy requests waits its turn instead of taking every decode thread and all the
+// ingest, event streams): one tenant's burst of heavy requests waits its turn instead of taking every decode thread and all the
 // memory from the others. Past the limit the request is refused with 429 before its body is read.
 import type { FastifyReply, FastifyRequest, onRequestAbortHookHandler, onRequestHookHandler, onResponseHookHandler } from 'fastify';
 import { ApiError } from '../errors';
@@ -19,7 +19,8 @@ export class TenantInflight {
     return this.counts.get(tenant) ?? 0;
   }
 
-  private enter(req: FastifyRequest): void {
+  /** Counts the request, or throws 429 where the tenant is at the limit. */
+  enter(req: FastifyRequest): void {
     const n = this.inFlight(req.tenant);
     if (n >= this.limit) {
       throw new ApiError('RATE_LIMITED', `at most ${this.limit} ${this.what} of one tenant at a time (${this.variable}); retry when one has finished`, {
@@ -30,7 +31,8 @@ export class TenantInflight {
     this.holding.add(req);
   }
 
-  private leave(req: FastifyRequest): void {
+  /** Stops counting the request; any later call does nothing. */
+  leave(req: FastifyRequest): void {
     if (!this.holding.delete(req)) return;
     const n = this.inFlight(req.tenant) - 1;
     if (n > 0) this.counts.set(req.tenant, n);

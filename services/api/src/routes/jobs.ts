@@ -12,6 +12,7 @@ import { IdParams, Pagination } from '../schemas/common';
 import type { DatasetService } from '../datasets/service';
 import { backboneDescriber, findBackbone } from '../backbones';
 import { admitJob, baseShapeAt, checkQuota, datasetCounts } from '../jobs/admission';
+import { TenantInflight } from '../http/tenant-inflight';
 import { backboneSource } from '@graft/storage';
 
 const CreateJobBody = Type.Object(
@@ -37,6 +38,9 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
   // Feature shapes for the estimate, one description per backbone at its own size.
   const describe = backboneDescriber(backboneSource(deps.config.backbones, deps.storage));
   const baseShape = async (name: string, size: number) => baseShapeAt(await describe(name).catch(() => null), size);
+
+  // An event stream stays open for the life of a job; each tenant may hold only so many.
+  const streams = new TenantInflight(deps.config.limits.tenantStreams, 'open event streams', 'GRAFT_TENANT_STREAMS');
 
   const load = async (tenant: string, id: string) => {
     const rec = await store.getForTenant(tenant, id);
@@ -167,6 +171,8 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
     },
     async (req, reply) => {
       const rec = await load(req.tenant, (req.params as { id: string }).id);
+      streams.enter(req);
+      reply.raw.once('close', () => streams.leave(req));
       streamEvents(deps, rec, reply);
     },
   );
