@@ -58,6 +58,11 @@ export interface GraftConfig {
     headersTimeoutMs: number;
     /** Receiving a whole request, body included. */
     requestTimeoutMs: number;
+    /**
+     * Proxies whose X-Forwarded-For gives the client address (rate limits count per address): false, a number
+     * of hops, or addresses and CIDR ranges.
+     */
+    trustProxy: false | number | string[];
   };
   /** What one training job may cost, and what one tenant may have in the queue. */
   jobs: {
@@ -173,6 +178,16 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     importSources.push({ tenant: m[1]!, bucket: m[2]!, prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/` });
   }
 
+  const trustProxyRaw = str('GRAFT_TRUST_PROXY', '');
+  let trustProxy: GraftConfig['http']['trustProxy'] = false;
+  if (/^\d{1,2}$/.test(trustProxyRaw)) trustProxy = Number(trustProxyRaw) || false;
+  else if (trustProxyRaw && !/^(false|no|off)$/i.test(trustProxyRaw)) {
+    const list = trustProxyRaw.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = list.filter((a) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a));
+    if (bad.length) problems.push(`GRAFT_TRUST_PROXY: ${JSON.stringify(bad.join(','))} is not a number of hops or a list of addresses / CIDR ranges`);
+    else trustProxy = list;
+  }
+
   const logLevel = str('LOG_LEVEL', 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)}: expected one of ${LOG_LEVELS.join(', ')}`);
@@ -242,6 +257,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     http: {
       headersTimeoutMs: int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),
       requestTimeoutMs: int('GRAFT_REQUEST_TIMEOUT_MS', 300_000, 100, 24 * 3600_000),
+      trustProxy,
     },
     jobs: {
       maxMemoryBytes: int('GRAFT_MAX_JOB_MEMORY_BYTES', 8 * 1024 ** 3, 64 * 1024 ** 2),

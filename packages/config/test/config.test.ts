@@ -44,7 +44,7 @@ describe('loadConfig', () => {
 
   it('has safe defaults for the request, job, tenant and import limits', () => {
     const c = loadConfig({});
-    expect(c.http).toEqual({ headersTimeoutMs: 15_000, requestTimeoutMs: 300_000 });
+    expect(c.http).toEqual({ headersTimeoutMs: 15_000, requestTimeoutMs: 300_000, trustProxy: false });
     expect(c.limits).toMatchObject({ jsonBodyBytes: 1024 ** 2, jsonDepth: 32, predictPixels: 160_000_000, authFailuresPerMinute: 30 });
     expect(c.jobs).toMatchObject({ maxMemoryBytes: 8 * 1024 ** 3, maxSeconds: 21_600, tenantQueued: 20, tenantConcurrency: 1 });
     // Import reads nothing until the operator names what it may read.
@@ -58,6 +58,13 @@ describe('loadConfig', () => {
       { tenant: '*', bucket: 'public-sets', prefix: '' },
       { tenant: 'beta', bucket: 'bucket-b', prefix: '' },
     ]);
+  });
+
+  it('reads GRAFT_TRUST_PROXY as off, a number of hops, or a list of addresses', () => {
+    expect(loadConfig({}).http.trustProxy).toBe(false);
+    expect(loadConfig({ GRAFT_TRUST_PROXY: '1' }).http.trustProxy).toBe(1);
+    expect(loadConfig({ GRAFT_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1' }).http.trustProxy).toEqual(['10.0.0.0/8', '127.0.0.1']);
+    expect(() => loadConfig({ GRAFT_TRUST_PROXY: 'proxy.example' })).toThrow(/GRAFT_TRUST_PROXY/);
   });
 
   it('names bad limits: import sources, a header timeout longer than the request timeout, a JSON depth of 1', () => {

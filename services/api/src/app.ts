@@ -30,6 +30,7 @@ export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): P
     ajv: { customOptions: { removeAdditional: false, useDefaults: true, coerceTypes: 'array', allErrors: true, strict: false } },
     // A request, body included, must arrive within these; a trickled body or header is cut off.
     requestTimeout: http.requestTimeoutMs,
+    trustProxy: typeof http.trustProxy === 'number' ? (_address: string, hop: number) => hop < (http.trustProxy as number) : http.trustProxy,
     http: {
       headersTimeout: http.headersTimeoutMs,
       connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(http.headersTimeoutMs / 4))),

@@ -295,4 +295,20 @@ describe('rate limits shared through Redis', () => {
       await second.close();
     }
   });
+
+  it('counts each client behind a trusted proxy apart, by X-Forwarded-For', async () => {
+    const deps = createDeps(testConfig({ GRAFT_API_KEYS: `abuser:${KEY}`, GRAFT_AUTH_FAILURE_LIMIT: '2', GRAFT_TRUST_PROXY: '127.0.0.1' }));
+    const app = await buildApp(deps);
+    try {
+      const wrong = (client: string) =>
+        app.inject({ url: '/v1/datasets', headers: { authorization: 'Bearer wrong-key-00000000', 'x-forwarded-for': client }, remoteAddress: '127.0.0.1' });
+      const codes = [];
+      for (let i = 0; i < 3; i++) codes.push((await wrong('198.51.100.7')).statusCode);
+      expect(codes).toEqual([401, 401, 429]);
+      expect((await wrong('198.51.100.8')).statusCode).toBe(401);
+    } finally {
+      await app.close();
+      await deps.close();
+    }
+  });
 });

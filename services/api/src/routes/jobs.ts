@@ -37,7 +37,13 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
   const store = deps.queue.jobs;
   // Feature shapes for the estimate, one description per backbone at its own size.
   const describe = backboneDescriber(backboneSource(deps.config.backbones, deps.storage));
-  const baseShape = async (name: string, size: number) => baseShapeAt(await describe(name).catch(() => null), size);
+  const baseShape = async (name: string, size: number) => {
+    // A source that does not answer soon (weights on a remote host) gives way to the conservative shape.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 5_000)));
+    const description = await Promise.race([describe(name).catch(() => null), late]).finally(() => clearTimeout(timer));
+    return baseShapeAt(description, size);
+  };
 
   // An event stream stays open for the life of a job; each tenant may hold only so many.
   const streams = new TenantInflight(deps.config.limits.tenantStreams, 'open event streams', 'GRAFT_TENANT_STREAMS');
