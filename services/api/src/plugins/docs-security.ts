@@ -4,11 +4,12 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 
 export const docsSecurity = {
   staticCSP: true,
-  // The stock policy allows framing by the same origin and upgrades requests to https, which breaks the UI
-  // served over plain http.
+  // The stock policy allows framing by the same origin, styles from any https host but not the style attributes
+  // the UI sets, and upgrades requests to https, which breaks the UI served over plain http.
   transformStaticCSP: (header: string) =>
     header
       .replace(/frame-ancestors [^;]*;/, "frame-ancestors 'none';")
+      .replace(/style-src [^;]*;/, "style-src 'self' 'unsafe-inline';")
       .replace(/\s*upgrade-insecure-requests;?/, '')
       .trim(),
   uiHooks: {
