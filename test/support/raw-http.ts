@@ -48,7 +48,7 @@ export function postStream(
       });
       res.on('error', () => resolve({ status: res.statusCode ?? 0, body, sent: at }));
     });
-    req.on('error', (err) => (answered ? undefined : reject(Object.assign(err, { sent }))));
+    req.on('error', (err) => (answered ? undefined : reject(new Error(`POST ${path}: ${err.message} after ${sent} bytes sent`, { cause: err }))));
     pump();
   });
 }

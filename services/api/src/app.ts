@@ -51,14 +51,14 @@ export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): P
   });
   await app.register(auth, {
     keys: deps.config.apiKeys,
-    failures: { redis: deps.redis, prefix: deps.config.queuePrefix, perMinute: limits.authFailuresPerMinute },
+    failures: { redis: deps.limiterRedis, prefix: deps.config.queuePrefix, perMinute: limits.authFailuresPerMinute },
   });
   if (limits.rateLimitPerMinute > 0) {
     await app.register(rateLimit, {
       max: limits.rateLimitPerMinute,
       timeWindow: 60_000,
-      // Counted in Redis, so that every API process shares one budget per key.
-      redis: deps.redis,
+      // Counted in Redis, so that every API process shares one budget per key; skipped while Redis is down.
+      redis: deps.limiterRedis,
       nameSpace: `${deps.config.queuePrefix}:ratelimit:`,
       skipOnError: true,
       keyGenerator: (req) => req.tenant || req.ip,
