@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import yazl from 'yazl';
+import { hasImageName, IngestError, isJunkPath, planLayout } from '@graft/layout';
 import { CliError } from './errors';
 
 export interface UploadSource {
@@ -47,10 +48,31 @@ export async function listFiles(dir: string): Promise<{ rel: string; abs: string
   return out;
 }
 
+/**
+ * Refuses, before any byte is sent, a folder the service would refuse for its layout: no images in class folders,
+ * a layout that fits neither <class>/<image> nor <split>/<class>/<image>, or fewer than two classes to train on.
+ */
+export function checkFolderLayout(dir: string, rels: readonly string[]): void {
+  const images = rels.map((rel) => ({ path: rel, segments: rel.split('/') })).filter((f) => !isJunkPath(f.segments) && hasImageName(f.path));
+  let classes: string[];
+  try {
+    classes = planLayout(images).classes;
+  } catch (err) {
+    if (err instanceof IngestError) throw new SourceError(`'${dir}': ${err.message}`);
+    throw err;
+  }
+  if (classes.length < 2) {
+    throw new SourceError(
+      `'${dir}' has ${classes.length ? `one class (${classes[0]})` : 'no class'} to train on; a classifier needs at least two class folders, e.g. ${path.join(dir, 'cats')} and ${path.join(dir, 'dogs')}`,
+    );
+  }
+}
+
 /** A zip of the folder as a stream, and its exact size. */
 export async function zipFolder(dir: string): Promise<{ stream: Readable; size: number; files: number }> {
   const files = await listFiles(dir);
   if (!files.length) throw new SourceError(`'${dir}' holds no files; a dataset folder holds <class>/<image> or <split>/<class>/<image>`);
+  checkFolderLayout(dir, files.map((f) => f.rel));
   const zip = new yazl.ZipFile();
   for (const f of files) zip.addFile(f.abs, f.rel, { compress: false, mtime: f.mtime });
   // yazl passes the final size to the callback (its type definitions leave the parameter out).

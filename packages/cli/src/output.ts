@@ -45,10 +45,14 @@ export function table(header: string[], rows: (string | number)[][], opts: { ali
   return cells.map(line).join('\n') + '\n';
 }
 
+/** How the user runs this command, for the hints it prints: `npx graft` under npx, else `graft`. */
+export const cli = (env: NodeJS.ProcessEnv = process.env): string => (env.npm_command === 'exec' ? 'npx graft' : 'graft');
+
+/** Sizes in binary units (KiB, MiB), as the dashboard shows them. */
 export function bytes(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return '-';
   if (n < 1024) return `${n} B`;
-  const units = ['kB', 'MB', 'GB', 'TB'];
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let v = n / 1024;
   let u = 0;
   while (v >= 1024 && u < units.length - 1) {

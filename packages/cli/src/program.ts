@@ -4,21 +4,22 @@ import { datasetsCommand } from './commands/datasets';
 import { jobsCommand, trainCommand } from './commands/jobs';
 import { modelsCommand, predictCommand } from './commands/models';
 import { DEFAULT_URL } from './context';
+import { cli } from './output';
 
 export function buildProgram(): Command {
   const program = new Command('graft')
     .description('Train image classifiers from small datasets by transfer learning, on a Graft service.')
     .option('--url <url>', `the service (default: $GRAFT_URL or ${DEFAULT_URL})`)
     .option('--key <key>', 'API key (default: $GRAFT_API_KEY)')
-    .showHelpAfterError('(graft --help lists the commands)')
+    .showHelpAfterError(`(${cli()} --help lists the commands)`)
     .addHelpText(
       'after',
       `
 A first run:
-  graft datasets push ./photos          (a folder of <class>/<image>, or <split>/<class>/<image>)
-  graft train photos --follow           (the classic recipe: frozen base + new head, then fine-tuning)
-  graft predict mdl_… some/*.jpg
-  graft models pull mdl_… ./model`,
+  ${cli()} datasets push ./photos   (a folder of <class>/<image>, or <split>/<class>/<image>)
+  ${cli()} train photos --follow    (the classic recipe: frozen base + new head, then fine-tuning)
+  ${cli()} predict photos some/*.jpg (the newest model of a dataset, or a model or job id)
+  ${cli()} models pull mdl_… ./model`,
     );
   program.addCommand(datasetsCommand());
   program.addCommand(trainCommand());

@@ -49,7 +49,10 @@ export function jobInfo(view: JobView): string {
   const pctText = `${Math.floor((j.progress ?? 0) * 100)}%`.padStart(4);
   if (j.state === 'queued') return `${pctText} waiting for a worker`;
   if (view.terminal) return `${pctText} ${j.state}`;
-  const eta = j.etaSeconds === null || j.etaSeconds === undefined ? '' : ` \u00b7 ETA ${duration(j.etaSeconds)}`;
+  // The job cannot end before the phase it is in: its time left is at least that phase's.
+  const phaseLeft = view.phases().find((p) => p.status === 'running')?.etaSeconds ?? null;
+  const left = j.etaSeconds === null || j.etaSeconds === undefined ? phaseLeft : Math.max(j.etaSeconds, phaseLeft ?? 0);
+  const eta = left === null ? '' : ` \u00b7 ETA ${duration(left)}`;
   return `${pctText} ${phaseName(j.phase)}${eta}`;
 }
 

@@ -1,6 +1,6 @@
 // Jobs, metrics and datasets printed for people.
-import type { Dataset, EvalMetrics, Job } from './client';
-import { bytes, duration, num, type Out, paintState, pct, phaseName, table, when } from './output';
+import type { Dataset, EvalMetrics, HistoryRow, Job } from './client';
+import { bytes, cli, duration, num, type Out, paintState, pct, phaseName, table, when } from './output';
 
 const elapsed = (job: Job) =>
   job.startedAt ? (Date.parse(job.finishedAt ?? new Date().toISOString()) - Date.parse(job.startedAt)) / 1000 : null;
@@ -28,6 +28,21 @@ const indent = (s: string, n: number) =>
     .map((l) => (l ? ' '.repeat(n) + l : l))
     .join('\n');
 
+/**
+ * The epoch whose weights the model kept: training restores the weights of the lowest validation loss of its last
+ * phase. Null when that is the last epoch (nothing to explain) or there was no validation.
+ */
+export function restoredEpoch(history: readonly HistoryRow[]): { best: HistoryRow; last: HistoryRow } | null {
+  const last = history.at(-1);
+  if (!last) return null;
+  let best: HistoryRow | null = null;
+  for (const r of history) {
+    if (r.phase !== last.phase || r.valLoss === null || r.valLoss === undefined) continue;
+    if (!best || r.valLoss < best.valLoss!) best = r;
+  }
+  return best && best.epoch !== last.epoch ? { best, last } : null;
+}
+
 /** How a finished (or detached) job ended, with its metrics and what to do next. */
 export function printOutcome(io: Out, job: Job): void {
   const o = io.out;
@@ -36,9 +51,16 @@ export function printOutcome(io: Out, job: Job): void {
   if (job.error) o.write(`error ${job.error.code}: ${job.error.message}\n`);
   if (job.validation) o.write(metricsText('validation', job.validation));
   if (job.test) o.write(metricsText('test', job.test));
+  const kept = job.state === 'succeeded' ? restoredEpoch(job.history ?? []) : null;
+  if (kept) {
+    o.write(
+      `the model keeps the weights of ${phaseName(kept.best.phase).toLowerCase()} epoch ${kept.best.epoch} (lowest validation loss ${num(kept.best.valLoss)}, ` +
+        `accuracy ${pct(kept.best.valAccuracy)}), not of the last epoch ${kept.last.epoch} (accuracy ${pct(kept.last.valAccuracy)})\n`,
+    );
+  }
   if (job.modelId) {
     o.write(`\nmodel ${job.modelId}\n`);
-    o.write(`  graft predict ${job.modelId} <images…>\n  graft models pull ${job.modelId} ./model\n`);
+    o.write(`  ${cli()} predict ${job.modelId} <images…>\n  ${cli()} models pull ${job.modelId} ./model\n`);
   }
 }
 

@@ -92,18 +92,23 @@ describe('graft CLI', () => {
 
   let datasetId: string;
   let modelId: string;
+  const jobIdOf = async (model: string) => JSON.parse((await graft(['models', 'show', model, '--json'])).stdout).jobId as string;
 
   it('pushes a folder, zipped on the fly, and lists and shows the dataset', async () => {
     const r = await graft(['datasets', 'push', path.join(dir, 'patterns')]);
     expect(r.code, logs(r)).toBe(0);
     // 44 images + README.txt; the hidden file stays home.
     expect(r.stderr).toContain('zipping 45 files');
-    expect(r.stderr).toMatch(/uploading patterns \d+(\.\d)? kB/);
+    expect(r.stderr).toMatch(/uploading patterns \d+(\.\d)? KiB/);
     datasetId = /\b(ds_[a-z0-9]+)\b/.exec(r.stdout)![1]!;
     expect(r.stdout).toMatch(/name\s+patterns/);
     expect(r.stdout).toMatch(/dots\s+16\s+6/);
     expect(r.stdout).toMatch(/stripes\s+16\s+6/);
-    expect(r.stdout).toContain(`graft train ${datasetId} --follow`);
+    expect(r.stdout).toContain('graft train patterns --follow');
+    // Under npx the hints say how the user runs the command.
+    const again = await graft(['datasets', 'push', path.join(dir, 'patterns')], { env: { npm_command: 'exec' } });
+    expect(again.code).toBe(1);
+    expect(again.stderr).toBe(`error DATASET_NAME_TAKEN: a dataset named 'patterns' exists (${datasetId}); push with --name <another>, or remove it first: npx graft datasets rm ${datasetId}\n`);
 
     const ls = await graft(['datasets', 'ls', '--json']);
     expect(ls.code).toBe(0);
@@ -121,7 +126,7 @@ describe('graft CLI', () => {
     const r = await graft(['train', 'patterns', '--config', JSON.stringify(QUICK), '--follow']);
     expect(r.code, logs(r)).toBe(0);
     const jobId = /\b(job_[a-z0-9]+)\b/.exec(r.stdout)![1]!;
-    expect(r.stdout.split('\n')[0]).toBe(`${jobId} queued: feature extraction on patterns (${datasetId}), mobilenet_v1_0.25_224 @96px`);
+    expect(r.stdout.split('\n')[0]).toBe(`${jobId}: feature extraction on patterns (${datasetId}), mobilenet_v1_0.25_224 @96px`);
     // Plain lines when stderr is not a terminal: the phases, one line per epoch, the end.
     expect(r.stderr).toContain(`${jobId} running`);
     expect(r.stderr).toContain(`${jobId} training the head`);
@@ -168,10 +173,41 @@ describe('graft CLI', () => {
     expect(json.results.map((x: any) => x.file)).toEqual(['held-out/dots/0.jpg', 'held-out/stripes/0.jpg']);
     expect(json.results[0].predictions).toHaveLength(1);
 
+    // A model is also named by the job that trained it, or by its dataset (its newest model).
+    for (const ref of [await jobIdOf(modelId), 'patterns', datasetId]) {
+      const byRef = JSON.parse((await graft(['predict', ref, 'held-out/dots/0.jpg', '--json'])).stdout);
+      expect(byRef.modelId, ref).toBe(modelId);
+    }
+    const unknown = await graft(['predict', 'no-such-thing', 'held-out/dots/0.jpg']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toMatch(/^error MODEL_NOT_FOUND: no model, job or dataset 'no-such-thing'/);
+
+    // An image the service cannot read is reported on its own row; the others are still classified.
     fs.writeFileSync(path.join(dir, 'broken.jpg'), 'not an image');
-    const bad = await graft(['predict', modelId, 'held-out/dots/0.jpg', 'broken.jpg']);
+    const bad = await graft(['predict', modelId, 'held-out/dots/0.jpg', 'broken.jpg', 'held-out/stripes/0.jpg']);
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/^error INVALID_IMAGE: .*\(broken\.jpg\)\n$/);
+    const badRows = bad.stdout.trim().split('\n').slice(1);
+    expect(badRows).toHaveLength(3);
+    expect(badRows[0]).toMatch(/^held-out\/dots\/0\.jpg\s+(dots|stripes)\s+\d+\.\d%/);
+    expect(badRows[1]).toMatch(/^broken\.jpg\s+error: not a decodable JPEG, PNG or WebP image\s+-$/);
+    expect(badRows[2]).toMatch(/^held-out\/stripes\/0\.jpg\s+(dots|stripes)\s+\d+\.\d%/);
+    expect(bad.stderr).toBe('1 of 3 images could not be classified\n');
+  });
+
+  it('refuses a folder that is not a dataset before uploading it', async () => {
+    const one = path.join(dir, 'one-class');
+    fs.mkdirSync(path.join(one, 'cats'), { recursive: true });
+    fs.copyFileSync(path.join(dir, 'held-out', 'dots', '0.jpg'), path.join(one, 'cats', 'a.jpg'));
+    const r = await graft(['datasets', 'push', one]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/^error INVALID_SOURCE: '.*one-class' has one class \(cats\) to train on; a classifier needs at least two class folders/);
+    expect(r.stderr).not.toContain('uploading');
+    const flat = path.join(dir, 'flat');
+    fs.mkdirSync(flat);
+    fs.copyFileSync(path.join(dir, 'held-out', 'dots', '0.jpg'), path.join(flat, 'a.jpg'));
+    const f = await graft(['datasets', 'push', flat]);
+    expect(f.code).toBe(1);
+    expect(f.stderr).toMatch(/^error INVALID_SOURCE: '.*flat': images must be inside class folders/);
   });
 
   it('pulls every file of the model into a folder', async () => {

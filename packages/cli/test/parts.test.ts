@@ -10,9 +10,10 @@ import yauzl from 'yauzl';
 import { openSource, zipFolder } from '../src/archive';
 import { GraftClient, ApiError, type Job } from '../src/client';
 import { JobView } from '../src/job-view';
-import { phaseInfo } from '../src/progress';
+import { jobInfo, phaseInfo } from '../src/progress';
 import { buildConfig } from '../src/commands/jobs';
-import { bytes, duration, table } from '../src/output';
+import { bytes, cli, duration, table } from '../src/output';
+import { restoredEpoch } from '../src/report';
 import { CliError } from '../src/errors';
 
 let dir: string;
@@ -234,7 +235,40 @@ describe('training config and output', () => {
 
   it('formats tables, sizes and durations', () => {
     expect(table(['NAME', 'N'], [['a', 5], ['long name', 12]], { align: ['left', 'right'] })).toBe('NAME        N\na           5\nlong name  12\n');
-    expect([bytes(512), bytes(1536), bytes(5 * 1024 ** 2), bytes(null)]).toEqual(['512 B', '1.5 kB', '5.0 MB', '-']);
+    expect([bytes(512), bytes(1536), bytes(5 * 1024 ** 2), bytes(null)]).toEqual(['512 B', '1.5 KiB', '5.0 MiB', '-']);
     expect([duration(5), duration(75), duration(3700), duration(null)]).toEqual(['5s', '1m 15s', '1h 01m', '-']);
+  });
+});
+
+describe('restoredEpoch', () => {
+  const row = (phase: string, epoch: number, valLoss: number | null, valAccuracy: number | null) =>
+    ({ phase, epoch, attempt: 1, loss: 0.5, accuracy: 0.8, valLoss, valAccuracy, seconds: 1 }) as const;
+
+  it('names the epoch of the lowest validation loss of the last phase when it is not the last epoch', () => {
+    const history = [row('training_head', 1, 0.2, 0.9), row('fine_tuning', 1, 0.4, 0.85), row('fine_tuning', 2, 0.3, 0.915), row('fine_tuning', 3, 0.35, 0.902)];
+    expect(restoredEpoch(history)).toEqual({ best: history[2], last: history[3] });
+  });
+
+  it('says nothing when the last epoch is the best one, or there was no validation', () => {
+    expect(restoredEpoch([row('training_head', 1, 0.4, 0.8), row('training_head', 2, 0.3, 0.9)])).toBeNull();
+    expect(restoredEpoch([row('training_head', 1, null, null), row('training_head', 2, null, null)])).toBeNull();
+    expect(restoredEpoch([])).toBeNull();
+  });
+});
+
+describe('cli', () => {
+  it('is `npx graft` under npx and `graft` otherwise', () => {
+    expect(cli({ npm_command: 'exec' })).toBe('npx graft');
+    expect(cli({})).toBe('graft');
+  });
+});
+
+describe('jobInfo', () => {
+  it('never shows less time left for the job than for the phase it is in', () => {
+    // Fine-tuning: 1 of 3 epochs done at 60 s an epoch, so 120 s left in the phase; the job's estimate says 20 s.
+    const view = new JobView(job({ phase: 'fine_tuning', etaSeconds: 20, history: [row('training_head', 1), row('fine_tuning', 1, 60)], config: { method: 'fine_tuning', featureExtraction: { epochs: 1 }, fineTuning: { epochs: 3 } } }));
+    expect(jobInfo(view)).toContain('ETA 2m 00s');
+    view.job.etaSeconds = 300;
+    expect(jobInfo(view)).toContain('ETA 5m 00s');
   });
 });

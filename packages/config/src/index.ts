@@ -89,6 +89,13 @@ export interface GraftConfig {
   jobAttempts: number;
   /** How long a worker's lock on a job lasts without renewal; a crashed worker's job is taken over after it. */
   jobLockMs: number;
+  /**
+   * How long a job's work waits for object storage or Redis to come back before the job fails
+   * (GRAFT_OUTAGE_TOLERANCE). An outage spends none of the job's attempts.
+   */
+  outageToleranceMs: number;
+  /** Port of the worker's Prometheus metrics (0: none). */
+  workerMetricsPort: number;
 }
 
 export class ConfigError extends Error {
@@ -150,6 +157,20 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       problems.push(`${name}=${JSON.stringify(raw)}: expected a URL starting with ${protocols.join(' or ')}//`);
       return def;
     }
+  };
+
+  /** A duration: `90` (seconds), `500ms`, `45s`, `10m`, `1h`. */
+  const duration = (name: string, defMs: number, maxMs: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return defMs;
+    const m = /^\s*(\d+)\s*(ms|s|m|min|h)?\s*$/.exec(raw);
+    const unit = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[(m?.[2] ?? 's') as 'ms'];
+    const ms = m ? Number(m[1]) * unit : NaN;
+    if (!(ms <= maxMs)) {
+      problems.push(`${name}=${JSON.stringify(raw)}: expected a duration such as 600, 90s, 10m or 1h, at most ${maxMs / 3_600_000} h`);
+      return defMs;
+    }
+    return ms;
   };
 
   const apiKeys: GraftConfig['apiKeys'] = [];
@@ -275,6 +296,8 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     },
     jobAttempts: int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
     jobLockMs: int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),
+    outageToleranceMs: duration('GRAFT_OUTAGE_TOLERANCE', 10 * 60_000, 24 * 3_600_000),
+    workerMetricsPort: int('GRAFT_WORKER_METRICS_PORT', 9464, 0, 65535),
   };
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
     problems.push('GRAFT_HEADERS_TIMEOUT_MS must not be more than GRAFT_REQUEST_TIMEOUT_MS');

@@ -79,4 +79,16 @@ describe('loadConfig', () => {
       expect(problems).toContain(name);
     }
   });
+
+  it('reads GRAFT_OUTAGE_TOLERANCE as a duration, ten minutes unless set, and rejects what is not one', () => {
+    expect(loadConfig({}).outageToleranceMs).toBe(600_000);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '90' }).outageToleranceMs).toBe(90_000);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '45s' }).outageToleranceMs).toBe(45_000);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '15m' }).outageToleranceMs).toBe(900_000);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '500ms' }).outageToleranceMs).toBe(500);
+    expect(loadConfig({ GRAFT_OUTAGE_TOLERANCE: '0' }).outageToleranceMs).toBe(0);
+    for (const bad of ['soon', '-5', '10 minutes', '25h']) {
+      expect(() => loadConfig({ GRAFT_OUTAGE_TOLERANCE: bad }), bad).toThrow(/GRAFT_OUTAGE_TOLERANCE/);
+    }
+  });
 });

@@ -60,12 +60,15 @@ function KeyForm({ id, onDone, autoFocus }: { id: string; onDone?: () => void; a
 
 function KeyControl() {
   const key = useSignal(apiKey);
+  const missing = useSignal(needsKey);
   const [open, setOpen] = useState(false);
+  // The dot warns only when the API asked for a key; a service without keys needs none.
+  const tone = key ? 'has-key' : missing ? 'needs-key' : 'no-key';
   return (
     <div class="key-control">
-      <button type="button" class={`key-button ${key ? 'has-key' : ''}`} onClick={() => setOpen(!open)} aria-expanded={open}>
+      <button type="button" class={`key-button ${tone}`} onClick={() => setOpen(!open)} aria-expanded={open}>
         <span class="key-dot" aria-hidden="true" />
-        {key ? `Key …${key.slice(-4)}` : 'Set API key'}
+        {key ? `Key …${key.slice(-4)}` : missing ? 'Set API key' : 'API key'}
       </button>
       {open && (
         <div class="key-popover">
@@ -108,6 +111,14 @@ function Logo() {
   );
 }
 
+/** The browser tab's title: the item a page shows, else its section. */
+export function pageTitle(path: string): string {
+  const item = /^\/ui\/(jobs|datasets|models)\/((?:job|ds|mdl)_[a-z0-9]+)\/?$/.exec(path);
+  if (item) return `${{ jobs: 'Job', datasets: 'Dataset', models: 'Model' }[item[1] as 'jobs' | 'datasets' | 'models']} ${item[2]}`;
+  if (path === '/ui/jobs/new') return 'New job';
+  return NAV.find((n) => n.match(path))?.label ?? 'Graft';
+}
+
 function route(path: string, query: URLSearchParams) {
   let m: RegExpExecArray | null;
   if (path === '/' || path === '/ui/' || path === '/ui/jobs' || path === '/ui/jobs/') return <JobsPage />;
@@ -131,8 +142,7 @@ export function App() {
   const { path, query } = useLocation();
   const missingKey = useSignal(needsKey);
   useEffect(() => {
-    const section = NAV.find((n) => n.match(path))?.label;
-    document.title = section ? `${section} · Graft` : 'Graft';
+    document.title = `${pageTitle(path)} · Graft`;
   }, [path]);
   return (
     <>

@@ -22,13 +22,16 @@ export interface ClassMetrics {
   support: number;
 }
 
+/** Evaluation of one split; a validation split evaluated during training may hold loss and accuracy only. */
 export interface EvalMetrics {
   loss: number;
   accuracy: number;
-  confusionMatrix: number[][];
-  labels: string[];
-  perClass: Record<string, ClassMetrics>;
+  confusionMatrix?: number[][];
+  labels?: string[];
+  perClass?: Record<string, ClassMetrics>;
 }
+
+export type DetailedMetrics = Required<EvalMetrics>;
 
 export interface Job {
   id: string;
@@ -89,6 +92,8 @@ export interface Model {
 export interface Backbone {
   name: string;
   inputSize: number;
+  /** The input size training uses when a config gives none. */
+  trainingInputSize?: number;
   params: number | null;
   featureShape: number[] | null;
   weights?: { available: boolean; source?: string };

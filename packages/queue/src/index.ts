@@ -6,3 +6,4 @@ export * from './train-queue';
 export * from './embedded-redis';
 export { UnrecoverableError, Worker, type Job } from 'bullmq';
 export * from './tenant-limits';
+export * from './job-lock';

@@ -153,8 +153,15 @@ export class JobStore {
     return ok;
   }
 
+  /**
+   * Appends a history row. Idempotent for the row just appended: a command that Redis applied but whose answer was
+   * lost in an outage is sent again by the client when Redis is back, and must not leave the epoch twice.
+   */
   async appendHistory(id: string, row: HistoryRow): Promise<void> {
-    await this.redis.rpush(this.historyKey(id), JSON.stringify(row));
+    const script = `
+      if redis.call('LINDEX', KEYS[1], -1) == ARGV[1] then return 0 end
+      return redis.call('RPUSH', KEYS[1], ARGV[1])`;
+    await this.redis.eval(script, 1, this.historyKey(id), JSON.stringify(row));
     await this.publish(id, { type: 'epoch', data: row });
   }
 

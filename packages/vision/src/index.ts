@@ -55,3 +55,4 @@ export { exportClassifier, makeManifest, MANIFEST_FILE, VISION_VERSION, type Gra
 export { loadClassifier, type Classifier, type Prediction } from './classifier';
 export { saveLayersModelToFiles, loadLayersModelFromFiles } from './model-files';
 export { VisionError, AbortError, ImageDecodeError } from './errors';
+export { SCRATCH_INPUT_SIZE } from './scratch';

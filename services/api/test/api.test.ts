@@ -66,6 +66,17 @@ describe('API', () => {
     expect(mp.json().name).toBe('multi');
     expect(mp.json().splits.train).toEqual({ dots: 3, stripes: 3 });
 
+    // A name means one dataset: a second upload under a name in use is refused, before or after the body is read.
+    const sameName = await upload(A, zip, 'application/zip', '?name=patterns');
+    expect(sameName.statusCode).toBe(409);
+    expect(sameName.json().error).toMatchObject({ code: 'DATASET_NAME_TAKEN', details: { field: 'name', datasetId: ds.id } });
+    const sameInForm = await upload(A, multipart.toString('latin1').replace('\r\n\r\nmulti\r\n', '\r\n\r\npatterns\r\n') as unknown as Buffer, `multipart/form-data; boundary=${boundary}`);
+    expect(sameInForm.json().error?.code).toBe('DATASET_NAME_TAKEN');
+    // Another tenant may use the same name.
+    const other = await upload(B, zip, 'application/zip', '?name=patterns');
+    expect(other.statusCode).toBe(201);
+    expect((await app.inject({ method: 'DELETE', url: `/v1/datasets/${other.json().id}`, headers: auth(B) })).statusCode).toBe(204);
+
     const list = (await app.inject({ url: '/v1/datasets', headers: auth(A) })).json();
     expect(list.items.map((d: any) => d.id).sort()).toEqual([ds.id, mp.json().id].sort());
     expect((await app.inject({ url: `/v1/datasets/${ds.id}`, headers: auth(A) })).json().id).toBe(ds.id);
@@ -126,6 +137,10 @@ describe('API', () => {
     expect(job.config.method).toBe('fine_tuning');
     expect(job.config.augmentation.rotationRange).toBe(40);
     expect(job.config.fineTuning.learningRate).toBe(1e-5);
+    // The input size is resolved as the worker will train: the backbone's training size when the config names none,
+    // and the queued payload is the same resolved config as the record.
+    expect(job.config.inputSize).toBe(288);
+    expect((await deps.queue.queue.getJob(job.id))!.data.config).toEqual(job.config);
 
     // The dataset is in use while the job is queued.
     const del = await app.inject({ method: 'DELETE', url: `/v1/datasets/${ds.id}`, headers: auth(A) });

@@ -1,10 +1,9 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { ByteMeter, collectEntryData } from '../src/datasets/archive-entry';
-import { archivePathSegments, hasImageName, isJunkPath } from '../src/datasets/archive-path';
+import { archivePathSegments } from '../src/datasets/archive-path';
 import { headerDimensions, sniffImageFormat } from '../src/datasets/images';
-import { IngestError } from '../src/datasets/ingest-error';
-import { planLayout, type LayoutFile } from '../src/datasets/ingest-layout';
+import { hasImageName, IngestError, isJunkPath, planLayout, type LayoutFile } from '@graft/layout';
 
 function codeOf(fn: () => unknown): string | undefined {
   try {

@@ -5,7 +5,7 @@ import { counting, openSource } from '../archive';
 import { ApiError, type GraftClient, type Dataset } from '../client';
 import { contextOf } from '../context';
 import { CliError } from '../errors';
-import { bytes, json, table, when } from '../output';
+import { bytes, cli, json, table, when } from '../output';
 import { byteProgress } from '../progress';
 import { printDataset } from '../report';
 
@@ -14,7 +14,7 @@ export async function resolveDataset(client: GraftClient, ref: string): Promise<
   if (/^ds_[a-z0-9]+$/.test(ref)) return client.getDataset(ref);
   const { items } = await client.listDatasets();
   const named = items.filter((d) => d.name === ref).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-  if (!named.length) throw new ApiError('DATASET_NOT_FOUND', `no dataset with id or name '${ref}'; see graft datasets ls`, 404);
+  if (!named.length) throw new ApiError('DATASET_NOT_FOUND', `no dataset with id or name '${ref}'; see ${cli()} datasets ls`, 404);
   return named[0]!;
 }
 
@@ -31,6 +31,12 @@ export function datasetsCommand(): Command {
       const { client, io } = contextOf(command);
       const src = await openSource(p);
       const name = opts.name ?? src.name;
+      // The service refuses a name in use; saying so before the upload saves sending the photos for nothing.
+      const taken = (await client.listDatasets()).items.find((d) => d.name === name);
+      if (taken) {
+        src.stream.destroy();
+        throw new CliError('DATASET_NAME_TAKEN', `a dataset named '${name}' exists (${taken.id}); push with --name <another>, or remove it first: ${cli()} datasets rm ${taken.id}`);
+      }
       if (src.kind === 'folder') io.err.write(`zipping ${src.files} files from ${p} on the fly\n`);
       const progress = byteProgress(io, `uploading ${name}`, src.size);
       let uploaded = false;
@@ -57,7 +63,7 @@ export function datasetsCommand(): Command {
       }
       if (opts.json) return json(io, ds);
       printDataset(io, ds);
-      io.out.write(`\ntrain on it: graft train ${ds.id} --follow\n`);
+      io.out.write(`\ntrain on it: ${cli()} train ${ds.name} --follow\n`);
     });
 
   cmd
@@ -68,7 +74,7 @@ export function datasetsCommand(): Command {
       const { client, io } = contextOf(command);
       const list = await client.listDatasets();
       if (opts.json) return json(io, list);
-      if (!list.items.length) return void io.out.write('no datasets yet; upload one with: graft datasets push <folder>\n');
+      if (!list.items.length) return void io.out.write(`no datasets yet; upload one with: ${cli()} datasets push <folder>\n`);
       const splitText = (d: Dataset) =>
         Object.entries(d.splits ?? {})
           .map(([s, c]) => `${s} ${Object.values(c).reduce((a, b) => a + b, 0)}`)

@@ -5,7 +5,7 @@ import type { Job } from '../client';
 import { contextOf, intArg, type Context } from '../context';
 import { CliError } from '../errors';
 import { followJob } from '../follow';
-import { json, paintState, phaseName, table, when, type Out } from '../output';
+import { cli, json, paintState, phaseName, table, when, type Out } from '../output';
 import { printJob, printOutcome } from '../report';
 import { resolveDataset } from './datasets';
 
@@ -58,17 +58,18 @@ async function follow(ctx: Context, id: string, asJson: boolean): Promise<number
   const r = await followJob(client, id, { io, display: asJson ? 'none' : undefined });
   if (asJson) json(io, r.job);
   else if (r.detached) {
-    io.err.write(`\nstopped following; ${id} is still ${r.job.state}. Follow it again with: graft jobs show ${id} --follow\n`);
+    io.err.write(`\nstopped following; ${id} is still ${r.job.state}. Follow it again with: ${cli()} jobs show ${id} --follow\n`);
   } else printOutcome(io, r.job);
   if (r.detached) return 0;
   if (r.job.state === 'succeeded') return 0;
   return r.cancelledByUser ? 130 : 1;
 }
 
-function printQueued(io: Out, job: Job, datasetName: string) {
+/** The job just created; when followed, its state is left to the bars below this line. */
+function printQueued(io: Out, job: Job, datasetName: string, followed = false) {
   const cfg = job.config ?? {};
   const net = cfg.method === 'scratch' ? 'from scratch' : `${cfg.backbone}${cfg.inputSize ? ` @${cfg.inputSize}px` : ''}`;
-  io.out.write(`${job.id} ${job.state}: ${String(cfg.method ?? '').replace(/_/g, ' ')} on ${datasetName} (${job.datasetId}), ${net}\n`);
+  io.out.write(`${job.id}${followed ? '' : ` ${job.state}`}: ${String(cfg.method ?? '').replace(/_/g, ' ')} on ${datasetName} (${job.datasetId}), ${net}\n`);
 }
 
 export function trainCommand(): Command {
@@ -93,10 +94,10 @@ export function trainCommand(): Command {
       if (!opts.follow) {
         if (opts.json) return json(io, job);
         printQueued(io, job, ds.name);
-        io.out.write(`follow it: graft jobs show ${job.id} --follow\n`);
+        io.out.write(`follow it: ${cli()} jobs show ${job.id} --follow\n`);
         return;
       }
-      if (!opts.json) printQueued(io, job, ds.name);
+      if (!opts.json) printQueued(io, job, ds.name, true);
       process.exitCode = await follow(ctx, job.id, !!opts.json);
     });
 }

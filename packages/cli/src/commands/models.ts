@@ -3,13 +3,14 @@ import { Command } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Model, Prediction } from '../client';
+import { ApiError, type GraftClient, type Model, type Prediction } from '../client';
 import { contextOf, intArg } from '../context';
 import { CliError } from '../errors';
-import { bytes, json, pct, table, when } from '../output';
+import { bytes, cli, json, pct, table, when } from '../output';
 import { byteProgress } from '../progress';
 import { metricsText } from '../report';
 import { listFiles } from '../archive';
+import { resolveDataset } from './datasets';
 
 const IMAGE_TYPES: Record<string, string> = {
   '.jpg': 'image/jpeg',
@@ -41,49 +42,92 @@ const modelAccuracy = (m: Model) => {
   return acc === undefined ? '-' : `${pct(acc)} ${which}`;
 };
 
+/** A model id, the id of the job that trained it, or a dataset's id or name (its newest model). */
+export async function resolveModel(client: GraftClient, ref: string): Promise<Model> {
+  if (/^mdl_[a-z0-9]+$/.test(ref)) return client.getModel(ref);
+  if (/^job_[a-z0-9]+$/.test(ref)) {
+    const job = await client.getJob(ref);
+    if (!job.modelId) throw new CliError('NO_MODEL', `job ${ref} has no model (it is ${job.state}); follow it with: ${cli()} jobs show ${ref} --follow`);
+    return client.getModel(job.modelId);
+  }
+  const ds = await resolveDataset(client, ref).catch((err) => {
+    if (err instanceof ApiError && err.status === 404) {
+      throw new CliError('MODEL_NOT_FOUND', `no model, job or dataset '${ref}'; name a model (mdl_…), a job (job_…) or a dataset; see ${cli()} models ls`);
+    }
+    throw err;
+  });
+  const newest = (await client.listModels()).items
+    .filter((m) => m.datasetId === ds.id)
+    .sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+  if (!newest) throw new CliError('NO_MODEL', `dataset '${ref}' (${ds.id}) has no trained model yet; train one with: ${cli()} train ${ref} --follow`);
+  return newest;
+}
+
+interface PredictRow {
+  file: string;
+  predictions: Prediction[];
+  error?: { code: string; message: string };
+}
+
+/** Classifies one request's worth of files; an image the service cannot read is set aside and the rest sent again. */
+async function predictChunk(client: GraftClient, modelId: string, files: string[], topK: number): Promise<PredictRow[]> {
+  const rows = new Map<string, PredictRow>();
+  let pending = files;
+  while (pending.length) {
+    const payload = await Promise.all(
+      pending.map(async (f) => ({
+        name: path.basename(f),
+        data: new Uint8Array(await fs.promises.readFile(f)),
+        type: IMAGE_TYPES[path.extname(f).toLowerCase()] ?? 'application/octet-stream',
+      })),
+    );
+    try {
+      const r = await client.predict(modelId, payload, topK);
+      r.results.forEach((res, k) => rows.set(pending[k]!, { file: pending[k]!, predictions: res.predictions }));
+      break;
+    } catch (err) {
+      const index = err instanceof ApiError ? (err.details as { index?: unknown } | undefined)?.index : undefined;
+      if (!(err instanceof ApiError) || err.status !== 400 || typeof index !== 'number' || !pending[index]) throw err;
+      const bad = pending[index]!;
+      rows.set(bad, { file: bad, predictions: [], error: { code: err.code, message: err.message } });
+      pending = pending.filter((_, k) => k !== index);
+    }
+  }
+  return files.map((f) => rows.get(f)!);
+}
+
 export function predictCommand(): Command {
   return new Command('predict')
     .description('classify images with a trained model')
-    .argument('<model>', 'model id')
+    .argument('<model>', 'model id, job id, or dataset name or id (its newest model)')
     .argument('<images...>', 'image files or folders of images')
     .option('-k, --top-k <n>', 'classes to show per image', intArg('--top-k'), 3)
     .option('--batch <n>', 'images per request', intArg('--batch'), 16)
     .option('--json', 'print JSON')
-    .action(async (model: string, images: string[], opts: { topK: number; batch: number; json?: boolean }, command: Command) => {
+    .action(async (ref: string, images: string[], opts: { topK: number; batch: number; json?: boolean }, command: Command) => {
       const { client, io } = contextOf(command);
       const files = await expandImages(images);
-      const results: { file: string; predictions: Prediction[] }[] = [];
-      for (let i = 0; i < files.length; i += opts.batch) {
-        const chunk = files.slice(i, i + opts.batch);
-        const payload = await Promise.all(
-          chunk.map(async (f) => ({
-            name: path.basename(f),
-            data: new Uint8Array(await fs.promises.readFile(f)),
-            type: IMAGE_TYPES[path.extname(f).toLowerCase()] ?? 'application/octet-stream',
-          })),
-        );
-        try {
-          const r = await client.predict(model, payload, opts.topK);
-          r.results.forEach((res, k) => results.push({ file: chunk[k]!, predictions: res.predictions }));
-        } catch (err) {
-          const index = (err as { details?: { index?: number } }).details?.index;
-          if (typeof index === 'number' && chunk[index]) (err as Error).message += ` (${chunk[index]})`;
-          throw err;
-        }
-      }
-      if (opts.json) return json(io, { modelId: model, results });
+      const model = await resolveModel(client, ref);
+      const results: PredictRow[] = [];
+      for (let i = 0; i < files.length; i += opts.batch) results.push(...(await predictChunk(client, model.id, files.slice(i, i + opts.batch), opts.topK)));
+      const failed = results.filter((r) => r.error);
+      if (failed.length) process.exitCode = 1;
+      if (opts.json) return json(io, { modelId: model.id, results });
+      const shown = Math.min(opts.topK, model.labels.length);
       io.out.write(
         table(
-          ['FILE', 'LABEL', 'PROBABILITY', `TOP ${opts.topK}`],
+          ['FILE', 'LABEL', 'PROBABILITY', shown > 1 ? `TOP ${shown}` : 'TOP'],
           results.map((r) => [
             path.relative(process.cwd(), r.file) || r.file,
-            r.predictions[0]?.label ?? '-',
-            pct(r.predictions[0]?.probability),
+            // The service numbers the image within its request; the row already names the file.
+            r.error ? `error: ${r.error.message.replace(/^image \d+ is /, '')}` : (r.predictions[0]?.label ?? '-'),
+            r.error ? '-' : pct(r.predictions[0]?.probability),
             r.predictions.map((p) => `${p.label} ${pct(p.probability)}`).join(', '),
           ]),
           { align: ['left', 'left', 'right', 'left'] },
         ),
       );
+      if (failed.length) io.err.write(`${failed.length} of ${results.length} image${results.length === 1 ? '' : 's'} could not be classified\n`);
     });
 }
 
@@ -98,7 +142,7 @@ export function modelsCommand(): Command {
       const { client, io } = contextOf(command);
       const list = await client.listModels();
       if (opts.json) return json(io, list);
-      if (!list.items.length) return void io.out.write('no models yet; train one with: graft train <dataset> --follow\n');
+      if (!list.items.length) return void io.out.write(`no models yet; train one with: ${cli()} train <dataset> --follow\n`);
       io.out.write(
         table(
           ['ID', 'LABELS', 'BACKBONE', 'INPUT', 'ACCURACY', 'JOB', 'CREATED'],

@@ -85,7 +85,9 @@ export function CurvesChart({ data, metric, title }: { data: CurveData; metric: 
   current.current = data;
 
   useEffect(() => {
-    const el = host.current!;
+    const el = host.current;
+    // The chart's element is gone when the page was replaced before this effect ran.
+    if (!el) return;
     const axis: uPlot.Axis = { stroke: '#64748b', grid: { stroke: 'rgba(148, 163, 184, 0.25)', width: 1 }, ticks: { show: false } };
     const opts: uPlot.Options = {
       width: Math.max(280, el.clientWidth),

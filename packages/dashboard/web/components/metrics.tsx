@@ -1,10 +1,10 @@
 // Evaluation results: the confusion matrix (rows the true class, columns the predicted one) and per-class
 // precision, recall and F1.
-import type { EvalMetrics } from '../types';
+import type { DetailedMetrics } from '../types';
 import { pct } from '../format';
 import { Meter } from './ui';
 
-export function ConfusionMatrix({ metrics }: { metrics: EvalMetrics }) {
+export function ConfusionMatrix({ metrics }: { metrics: DetailedMetrics }) {
   const { labels, confusionMatrix: cm } = metrics;
   return (
     <div class="cm-wrap">
@@ -55,7 +55,7 @@ export function ConfusionMatrix({ metrics }: { metrics: EvalMetrics }) {
   );
 }
 
-export function PerClassTable({ metrics }: { metrics: EvalMetrics }) {
+export function PerClassTable({ metrics }: { metrics: DetailedMetrics }) {
   return (
     <table class="table per-class">
       <thead>

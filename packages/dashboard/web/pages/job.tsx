@@ -6,7 +6,7 @@ import { applyEvent, isTerminal, useJobEvents } from '../live';
 import { curveData } from '../curves';
 import { Link, paths } from '../router';
 import { ago, dateTime, duration, elapsed, methodName, num, pct, phaseName } from '../format';
-import type { Dataset, EvalMetrics, Job } from '../types';
+import type { Dataset, DetailedMetrics, EvalMetrics, Job } from '../types';
 import { CurvesChart, TRAIN_COLOR, VAL_COLOR } from '../components/curves-chart';
 import { ConfusionMatrix, PerClassTable } from '../components/metrics';
 import { Card, Empty, ErrorBox, Loading, Mono, PageHead, ProgressBar, Stat, StateBadge } from '../components/ui';
@@ -79,7 +79,12 @@ function Curves({ job }: { job: Job }) {
   );
 }
 
+/** Whether evaluation metrics carry the confusion matrix and per-class numbers (older jobs' validation holds loss and accuracy only). */
+const detailed = (m: EvalMetrics): m is DetailedMetrics =>
+  Array.isArray(m.confusionMatrix) && Array.isArray(m.labels) && !!m.perClass;
+
 function Evaluation({ metrics, split }: { metrics: EvalMetrics; split: 'test' | 'validation' }) {
+  const full = detailed(metrics);
   return (
     <Card
       title={split === 'test' ? 'Test set' : 'Validation set'}
@@ -89,19 +94,23 @@ function Evaluation({ metrics, split }: { metrics: EvalMetrics; split: 'test' | 
       <div class="stats">
         <Stat label="Accuracy" value={pct(metrics.accuracy)} />
         <Stat label="Loss" value={num(metrics.loss)} />
-        <Stat label="Images" value={metrics.confusionMatrix.reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0)} />
-        <Stat label="Classes" value={metrics.labels.length} />
+        {full && <Stat label="Images" value={metrics.confusionMatrix.reduce((a, r) => a + r.reduce((x, y) => x + y, 0), 0)} />}
+        {full && <Stat label="Classes" value={metrics.labels.length} />}
       </div>
-      <div class="eval-grid">
-        <div>
-          <h3>Confusion matrix</h3>
-          <ConfusionMatrix metrics={metrics} />
+      {full ? (
+        <div class="eval-grid">
+          <div>
+            <h3>Confusion matrix</h3>
+            <ConfusionMatrix metrics={metrics} />
+          </div>
+          <div>
+            <h3>Per class</h3>
+            <PerClassTable metrics={metrics} />
+          </div>
         </div>
-        <div>
-          <h3>Per class</h3>
-          <PerClassTable metrics={metrics} />
-        </div>
-      </div>
+      ) : (
+        <p class="muted small">This job recorded the accuracy and loss of this split, without a confusion matrix.</p>
+      )}
     </Card>
   );
 }

@@ -43,6 +43,9 @@ export function NewJobPage({ datasetId }: { datasetId?: string }) {
   }, [backbones.data]);
 
   const chosen = datasets.data?.items.find((d) => d.id === dataset);
+  const chosenBackbone = backbones.data?.find((b) => b.name === backbone);
+  // The size a job trains at when the form leaves it empty (the API resolves the same); scratch has its own.
+  const defaultSize = method === 'scratch' ? null : (chosenBackbone?.trainingInputSize ?? chosenBackbone?.inputSize);
 
   const submit = async (e: Event) => {
     e.preventDefault();
@@ -115,7 +118,7 @@ export function NewJobPage({ datasetId }: { datasetId?: string }) {
             <select id="job-backbone" name="backbone" value={backbone} disabled={method === 'scratch'} onChange={(e) => setBackbone((e.target as HTMLSelectElement).value)}>
               {(backbones.data ?? []).map((b) => (
                 <option value={b.name} disabled={b.weights?.available === false}>
-                  {b.name} · {b.inputSize}px{b.params ? ` · ${count(b.params)} params` : ''}
+                  {b.name} · trains at {b.trainingInputSize ?? b.inputSize}px{b.params ? ` · ${count(b.params)} params` : ''}
                   {b.weights?.available === false ? ' (weights unavailable)' : ''}
                 </option>
               ))}
@@ -132,7 +135,7 @@ export function NewJobPage({ datasetId }: { datasetId?: string }) {
             </div>
             <div class="field">
               <label for="job-input-size">Input size (px)</label>
-              <input id="job-input-size" name="inputSize" type="number" min={32} max={1024} placeholder="backbone's" value={inputSize} onInput={(e) => setInputSize((e.target as HTMLInputElement).value)} />
+              <input id="job-input-size" name="inputSize" type="number" min={32} max={1024} placeholder={defaultSize ? String(defaultSize) : 'default'} value={inputSize} onInput={(e) => setInputSize((e.target as HTMLInputElement).value)} />
             </div>
           </div>
           <div class="field">

@@ -1,4 +1,4 @@
-import { IngestError } from './ingest-error';
+import { IngestError } from '@graft/layout';
 import { RATIO_GRACE_BYTES, type IngestLimits } from './ingest-limits';
 
 /** One file or folder of an archive, as an archive walker hands it out. */

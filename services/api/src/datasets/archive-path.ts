@@ -1,4 +1,4 @@
-import { IngestError } from './ingest-error';
+import { IngestError } from '@graft/layout';
 
 /**
  * Splits a path stored in an archive into safe segments, or throws UNSAFE_PATH.
@@ -21,23 +21,4 @@ export function archivePathSegments(rawPath: string): string[] {
   const segments = path.split('/').filter((s) => s !== '' && s !== '.');
   if (segments.includes('..')) unsafe("'..' segment");
   return segments;
-}
-
-const JUNK_NAMES = new Set(['thumbs.db', 'ehthumbs.db', 'desktop.ini']);
-
-/** Operating-system litter that is skipped without a word: `__MACOSX/`, dotfiles, `Thumbs.db`, `desktop.ini`. */
-export function isJunkPath(segments: readonly string[]): boolean {
-  if (segments.some((s) => s === '__MACOSX' || s.startsWith('.'))) return true;
-  const base = segments[segments.length - 1];
-  return base !== undefined && JUNK_NAMES.has(base.toLowerCase());
-}
-
-const IMAGE_NAME = /\.(jpe?g|jpe|jfif|png|webp|gif|bmp|tiff?|heic|heif|avif|svg|ico|jxl|jp2)$/i;
-
-/**
- * Whether a file name looks like an image of any format. Such files are decoded (and rejected with a reason when
- * they are not JPEG, PNG or WebP); other files are never read.
- */
-export function hasImageName(name: string): boolean {
-  return IMAGE_NAME.test(name);
 }

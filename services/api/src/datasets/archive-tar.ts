@@ -11,7 +11,7 @@ import {
   type ArchiveVisitor,
   type WalkOptions,
 } from './archive-entry';
-import { IngestError } from './ingest-error';
+import { IngestError } from '@graft/layout';
 import { RATIO_GRACE_BYTES } from './ingest-limits';
 
 const CHUNK = 256 * 1024;

@@ -11,7 +11,7 @@ import {
   type ArchiveVisitor,
   type WalkOptions,
 } from './archive-entry';
-import { IngestError } from './ingest-error';
+import { IngestError } from '@graft/layout';
 import { RATIO_GRACE_BYTES } from './ingest-limits';
 
 /** The parts of yauzl 3 that its published types (written for 2.x) lack. */

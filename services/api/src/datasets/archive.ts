@@ -2,7 +2,7 @@ import { open } from 'node:fs/promises';
 import { walkTar } from './archive-tar';
 import { walkZip } from './archive-zip';
 import type { ArchiveVisitor, WalkOptions } from './archive-entry';
-import { IngestError } from './ingest-error';
+import { IngestError } from '@graft/layout';
 
 export type { ArchiveEntry, ArchiveVisitor, WalkOptions } from './archive-entry';
 

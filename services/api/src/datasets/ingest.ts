@@ -1,13 +1,11 @@
 import { createHash } from 'node:crypto';
-import { hasImageName, isJunkPath } from './archive-path';
 import { walkArchive, type ArchiveFormat } from './archive';
 import { ImageInspector, type ImageFormat } from './images';
-import { IngestError, type StoredImageKey } from './ingest-error';
 import { resolveLimits, type IngestLimits } from './ingest-limits';
-import { planLayout, type LayoutFile, type Placement, type Split } from './ingest-layout';
+import { hasImageName, IngestError, isJunkPath, planLayout, type LayoutFile, type Placement, type Split, type StoredImageKey } from '@graft/layout';
 
 export { detectArchiveFileFormat, detectArchiveFormat, type ArchiveFormat } from './archive';
-export { IngestError, type IngestErrorCode, type IngestErrorDetails, type StoredImageKey } from './ingest-error';
+export { IngestError, type IngestErrorCode, type IngestErrorDetails, type StoredImageKey } from '@graft/layout';
 export { DEFAULT_INGEST_LIMITS, type IngestLimits } from './ingest-limits';
 
 export interface IngestedImage {

@@ -82,11 +82,25 @@ export class DatasetService {
     private readonly config: GraftConfig,
   ) {}
 
+  /** A dataset name means one dataset: a name in use is refused (409) before any image is read. */
+  async assertNameFree(tenant: string, name: string | undefined): Promise<void> {
+    const wanted = name?.trim();
+    if (!wanted) return;
+    const taken = (await this.list(tenant)).find((d) => d.name === wanted);
+    if (taken) {
+      throw new ApiError('DATASET_NAME_TAKEN', `a dataset named '${wanted}' exists (${taken.id}); choose another name, or delete that dataset first`, {
+        field: 'name',
+        datasetId: taken.id,
+      });
+    }
+  }
+
   /**
    * Ingests an archive as a new dataset. `room` is the tenant's storage left (GRAFT_MAX_TENANT_STORAGE_BYTES): a
    * dataset larger than that is removed again and refused.
    */
   async create(tenant: string, name: string | undefined, file: string, format: ArchiveFormat, room = Infinity): Promise<DatasetManifest> {
+    await this.assertNameFree(tenant, name);
     const id = newId('ds');
     const prefix = keys.dataset(tenant, id);
     const written = new Set<string>();

@@ -100,6 +100,8 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
       },
     },
     async (req, reply) => {
+      // A name given in the query is checked before the body is read.
+      await datasets.assertNameFree(req.tenant, (req.query as { name?: string }).name);
       const room = await roomFor(req);
       const { name, upload } = await receive(req);
       try {

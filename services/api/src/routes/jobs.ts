@@ -2,7 +2,6 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
-import { SCRATCH_INPUT_SIZE } from '@graft/vision/scratch';
 import { TERMINAL_STATES, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
 import { keys } from '@graft/storage';
 import type { ApiDeps } from '../deps';
@@ -10,7 +9,7 @@ import { ApiError, notFound } from '../errors';
 import { ID_PATTERN, newId } from '../ids';
 import { IdParams, Pagination } from '../schemas/common';
 import type { DatasetService } from '../datasets/service';
-import { backboneDescriber, findBackbone } from '../backbones';
+import { backboneDescriber, findBackbone, jobInputSize } from '../backbones';
 import { admitJob, baseShapeAt, checkQuota, datasetCounts } from '../jobs/admission';
 import { TenantInflight } from '../http/tenant-inflight';
 import { backboneSource } from '@graft/storage';
@@ -86,8 +85,10 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
           field: 'datasetId',
         });
       }
+      // The record shows, and the worker trains, the same resolved config: the input size included.
+      config.inputSize = jobInputSize(config);
       checkQuota(await store.countActive(req.tenant), deps.config.jobs);
-      const size = config.inputSize ?? bb?.trainingInputSize ?? bb?.inputSize ?? SCRATCH_INPUT_SIZE;
+      const size = config.inputSize;
       admitJob(config, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
       const now = new Date().toISOString();
       const epochs =
@@ -120,7 +121,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         tenant: req.tenant,
         datasetId: ds.id,
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
-        config: body.config ?? {},
+        config: config as unknown as TrainingConfigInput,
       });
       await store.trimFinished(req.tenant, deps.config.jobs.tenantRecords);
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);
