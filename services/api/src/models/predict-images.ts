@@ -6,6 +6,13 @@ import { ApiError } from '../errors';
 import { headerDimensions, sniffImageFormat, type ImageFormat } from '../datasets/images';
 
 const ACCEPTED = new Set(['jpeg', 'png', 'webp']);
+
+/** The error for an image of a request that cannot be decoded (by its header here, or by the decoder later). */
+export const undecodableImage = (index: number, format?: string) =>
+  new ApiError('INVALID_IMAGE', `image ${index} is not a decodable JPEG, PNG or WebP image${format ? ` (it is ${format.toUpperCase()})` : ''}`, {
+    index,
+    ...(format ? { format } : {}),
+  });
 const megapixels = (n: number) => `${(n / 1e6).toFixed(1)} megapixels`;
 
 async function dimensions(bytes: Buffer, format: ImageFormat): Promise<{ width: number; height: number } | null> {
@@ -28,15 +35,9 @@ export async function checkPredictImages(
   for (let i = 0; i < images.length; i++) {
     const bytes = Buffer.from(images[i]!.buffer, images[i]!.byteOffset, images[i]!.byteLength);
     const format = sniffImageFormat(bytes);
-    if (!format || !ACCEPTED.has(format)) {
-      throw new ApiError(
-        'INVALID_IMAGE',
-        `image ${i} is ${format ? `a ${format.toUpperCase()} image` : 'not an image'}: send JPEG, PNG or WebP`,
-        { index: i, ...(format ? { format } : {}) },
-      );
-    }
+    if (!format || !ACCEPTED.has(format)) throw undecodableImage(i, format ?? undefined);
     const dims = await dimensions(bytes, format as ImageFormat);
-    if (!dims) throw new ApiError('INVALID_IMAGE', `image ${i} is not a decodable ${format.toUpperCase()} image`, { index: i });
+    if (!dims) throw undecodableImage(i);
     const pixels = dims.width * dims.height;
     if (pixels > limits.imagePixels) {
       throw new ApiError(
