@@ -32,8 +32,53 @@ export interface GraftConfig {
     imagePixels: number;
     predictImages: number;
     predictBodyBytes: number;
+    /** Decoded pixels of all the images of one /predict request together. */
+    predictPixels: number;
+    /** Pixels being decoded for /predict at once in one API process; past it, requests wait, tenants in turn. */
+    predictDecodePixels: number;
+    /** JSON request bodies other than /predict's. */
+    jsonBodyBytes: number;
+    /** Nesting of arrays and objects in a JSON body. */
+    jsonDepth: number;
     rateLimitPerMinute: number;
+    /** Requests with a wrong or missing API key, per client address and minute, counted across API processes. */
+    authFailuresPerMinute: number;
+    /** /predict requests of one tenant in flight at once, per API process. */
+    tenantPredicts: number;
+    /** Dataset uploads and imports of one tenant in flight at once, per API process. */
+    tenantIngests: number;
+    /** Bytes of all the datasets of one tenant. */
+    tenantStorageBytes: number;
+    /** Job event streams (SSE) of one tenant open at once, per API process. */
+    tenantStreams: number;
   };
+  /** Socket timeouts of the API's HTTP server. */
+  http: {
+    /** Receiving the request line and headers. */
+    headersTimeoutMs: number;
+    /** Receiving a whole request, body included. */
+    requestTimeoutMs: number;
+    /**
+     * Proxies whose X-Forwarded-For gives the client address (rate limits count per address): false, a number
+     * of hops, or addresses and CIDR ranges.
+     */
+    trustProxy: false | number | string[];
+  };
+  /** What one training job may cost, and what one tenant may have in the queue. */
+  jobs: {
+    /** Estimated peak memory of a training process for the job's config and dataset. */
+    maxMemoryBytes: number;
+    /** Wall-clock limit of one job (estimated before it is accepted; enforced while it runs). */
+    maxSeconds: number;
+    /** Queued plus running jobs of one tenant. */
+    tenantQueued: number;
+    /** Running jobs of one tenant at once, over all workers. */
+    tenantConcurrency: number;
+    /** Job records kept per tenant; the oldest finished ones go first. */
+    tenantRecords: number;
+  };
+  /** Where POST /v1/datasets/import may read: per tenant ('*' = every tenant), s3://bucket/prefix locations. */
+  importSources: { tenant: string; bucket: string; prefix: string }[];
   predict: {
     maxBatch: number;
     maxWaitMs: number;
@@ -143,6 +188,27 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     apiKeys.push({ tenant, key });
   }
 
+  const importSources: GraftConfig['importSources'] = [];
+  for (const item of str('GRAFT_IMPORT_SOURCES', '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_.-]{1,64}|\*)=s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(item);
+    if (!m) {
+      problems.push(`GRAFT_IMPORT_SOURCES: entry ${JSON.stringify(item)} must be tenant=s3://bucket/prefix/ (tenant or *)`);
+      continue;
+    }
+    const prefix = m[3] ?? '';
+    importSources.push({ tenant: m[1]!, bucket: m[2]!, prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/` });
+  }
+
+  const trustProxyRaw = str('GRAFT_TRUST_PROXY', '');
+  let trustProxy: GraftConfig['http']['trustProxy'] = false;
+  if (/^\d{1,2}$/.test(trustProxyRaw)) trustProxy = Number(trustProxyRaw) || false;
+  else if (trustProxyRaw && !/^(false|no|off)$/i.test(trustProxyRaw)) {
+    const list = trustProxyRaw.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = list.filter((a) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a));
+    if (bad.length) problems.push(`GRAFT_TRUST_PROXY: ${JSON.stringify(bad.join(','))} is not a number of hops or a list of addresses / CIDR ranges`);
+    else trustProxy = list;
+  }
+
   const logLevel = str('LOG_LEVEL', 'info');
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)}: expected one of ${LOG_LEVELS.join(', ')}`);
@@ -198,8 +264,30 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       imagePixels: int('GRAFT_MAX_IMAGE_PIXELS', 40_000_000, 1),
       predictImages: int('GRAFT_MAX_PREDICT_IMAGES', 64, 1, 10_000),
       predictBodyBytes: int('GRAFT_MAX_PREDICT_BYTES', 32 * 1024 ** 2, 1024),
+      predictPixels: int('GRAFT_MAX_PREDICT_PIXELS', 160_000_000, 1),
+      predictDecodePixels: int('GRAFT_PREDICT_DECODE_PIXELS', 320_000_000, 1),
+      jsonBodyBytes: int('GRAFT_MAX_JSON_BYTES', 1024 ** 2, 1024),
+      jsonDepth: int('GRAFT_MAX_JSON_DEPTH', 32, 2, 1000),
       rateLimitPerMinute: int('GRAFT_RATE_LIMIT', 6000, 0),
+      authFailuresPerMinute: int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
+      tenantPredicts: int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
+      tenantIngests: int('GRAFT_TENANT_INGESTS', 2, 1, 1_000),
+      tenantStorageBytes: int('GRAFT_MAX_TENANT_STORAGE_BYTES', 20 * 1024 ** 3, 1024),
+      tenantStreams: int('GRAFT_TENANT_STREAMS', 32, 1, 100_000),
     },
+    http: {
+      headersTimeoutMs: int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),
+      requestTimeoutMs: int('GRAFT_REQUEST_TIMEOUT_MS', 300_000, 100, 24 * 3600_000),
+      trustProxy,
+    },
+    jobs: {
+      maxMemoryBytes: int('GRAFT_MAX_JOB_MEMORY_BYTES', 8 * 1024 ** 3, 64 * 1024 ** 2),
+      maxSeconds: int('GRAFT_MAX_JOB_SECONDS', 6 * 3600, 10, 30 * 24 * 3600),
+      tenantQueued: int('GRAFT_MAX_TENANT_JOBS', 20, 1, 100_000),
+      tenantConcurrency: int('GRAFT_TENANT_CONCURRENCY', 1, 1, 1000),
+      tenantRecords: int('GRAFT_MAX_TENANT_JOB_RECORDS', 1000, 1, 1_000_000),
+    },
+    importSources,
     predict: {
       maxBatch: int('GRAFT_PREDICT_MAX_BATCH', 16, 1, 1024),
       maxWaitMs: int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
@@ -211,6 +299,9 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     outageToleranceMs: duration('GRAFT_OUTAGE_TOLERANCE', 10 * 60_000, 24 * 3_600_000),
     workerMetricsPort: int('GRAFT_WORKER_METRICS_PORT', 9464, 0, 65535),
   };
+  if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
+    problems.push('GRAFT_HEADERS_TIMEOUT_MS must not be more than GRAFT_REQUEST_TIMEOUT_MS');
+  }
   if (problems.length) throw new ConfigError(problems);
   return config;
 }

@@ -4,7 +4,7 @@
 import { Worker } from 'bullmq';
 import { loadConfigOrExit, createLogger } from '@graft/config';
 import { Storage } from '@graft/storage';
-import { JobStore, TRAIN_QUEUE, createRedis } from '@graft/queue';
+import { JobStore, TRAIN_QUEUE, TenantSlots, createRedis, withTenantLimits } from '@graft/queue';
 import { createProcessor } from './processor';
 import { guardAgainstOutages } from './outage-guard';
 import { serveMetrics } from './metrics';
@@ -22,7 +22,15 @@ async function main() {
   let shuttingDown = false;
   const running = new Map<string, string>();
 
-  const worker = new Worker(TRAIN_QUEUE, createProcessor({ config, store, storage, log, shuttingDown: () => shuttingDown, running }), {
+  // Per-tenant running-job limit over all workers, and the wall-clock limit of each job.
+  const slots = new TenantSlots(connection, config.queuePrefix, config.jobs.tenantConcurrency, config.jobLockMs * 2);
+  const processor = withTenantLimits(createProcessor({ config, store, storage, log, shuttingDown: () => shuttingDown, running }), {
+    slots,
+    store,
+    maxJobMs: config.jobs.maxSeconds * 1000,
+    log,
+  });
+  const worker = new Worker(TRAIN_QUEUE, processor, {
     connection,
     prefix: config.queuePrefix,
     concurrency: config.workerConcurrency,
