@@ -91,11 +91,16 @@ export class WorkerRpc<Req extends { type: string; id?: number }> {
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   private failed: Error | null = null;
   private closed = false;
+  private closing: Promise<void> | null = null;
+  /** Called when the last pending request settles while closing. */
+  private drained: (() => void) | null = null;
 
   private constructor(
     private readonly worker: Worker,
     /** What the thread is, for error messages ('the ONNX Runtime worker thread'). */
     private readonly what: string,
+    /** How long close() lets requests in progress finish before it stops the thread. */
+    private readonly closeGraceMs: number,
   ) {
     worker.on('message', (m: { type: string; id?: number; name?: string; message?: string }) => {
       if (m.type === 'fatal') return this.fail(new Error(`${what} failed: ${m.message}`));
@@ -103,7 +108,10 @@ export class WorkerRpc<Req extends { type: string; id?: number }> {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
-      if (this.pending.size === 0) worker.unref();
+      if (this.pending.size === 0) {
+        worker.unref();
+        this.drained?.();
+      }
       if (m.type === 'error') p.reject(Object.assign(new Error(m.message), { name: m.name ?? 'Error' }));
       else p.resolve(m);
     });
@@ -114,9 +122,9 @@ export class WorkerRpc<Req extends { type: string; id?: number }> {
   }
 
   /** Starts the worker thread at entry and waits for its 'ready'; rejects where it cannot start. */
-  static async start<Req extends { type: string; id?: number }>(entry: URL, what: string): Promise<WorkerRpc<Req>> {
+  static async start<Req extends { type: string; id?: number }>(entry: URL, what: string, opts: { closeGraceMs?: number } = {}): Promise<WorkerRpc<Req>> {
     const { worker } = await startWorkerWhenReady<{ type: string }>(entry, (m) => m.type === 'ready');
-    return new WorkerRpc<Req>(worker, what);
+    return new WorkerRpc<Req>(worker, what, opts.closeGraceMs ?? 10_000);
   }
 
   /** Why the thread cannot take requests (it failed, exited or was closed); null while it can. */
@@ -131,6 +139,7 @@ export class WorkerRpc<Req extends { type: string; id?: number }> {
 
   /** Posts a request (its id is added) and resolves with the reply; `transfer` moves those buffers to the thread. */
   request<T>(msg: Without<Req, 'id'>, transfer: readonly ArrayBuffer[] = []): Promise<T> {
+    if (this.closing) return Promise.reject(new Error(`${this.what} was closed`));
     if (this.failed) return Promise.reject(this.failed);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
@@ -150,13 +159,29 @@ export class WorkerRpc<Req extends { type: string; id?: number }> {
     for (const p of this.pending.values()) p.reject(err);
     this.pending.clear();
     this.worker.unref();
+    this.drained?.();
   }
 
-  /** Stops the thread; pending and later requests reject. May be called more than once. */
+  /**
+   * Stops the thread. Requests in progress may finish first (up to the grace period): terminating a thread in the
+   * middle of a native call (an ONNX Runtime run) aborts the whole process. Later requests, and those still
+   * pending after the grace period, reject. May be called more than once.
+   */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.fail(new Error(`${this.what} was closed`));
-    await this.worker.terminate();
+    if (this.closing) return this.closing;
+    this.closing = (async () => {
+      if (this.pending.size && !this.failed) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => (this.drained = resolve)),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, this.closeGraceMs))),
+        ]);
+        clearTimeout(timer);
+      }
+      this.closed = true;
+      this.fail(new Error(`${this.what} was closed`));
+      await this.worker.terminate();
+    })();
+    return this.closing;
   }
 }

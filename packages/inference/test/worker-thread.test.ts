@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { WorkerRpc } from '../src/worker-thread';
 
-type Request = { type: 'echo'; id: number; value: number } | { type: 'fail'; id: number } | { type: 'fatal'; id: number } | { type: 'exit'; id: number };
+type Request = { type: 'echo'; id: number; value: number } | { type: 'slow'; id: number; ms: number } | { type: 'fail'; id: number } | { type: 'fatal'; id: number } | { type: 'exit'; id: number };
 const ENTRY = new URL('./rpc-worker.ts', import.meta.url);
 const opened: WorkerRpc<Request>[] = [];
 const start = async () => {
@@ -37,5 +37,20 @@ describe('WorkerRpc', () => {
     await other.close();
     await other.close();
     await expect(other.request({ type: 'echo', value: 1 })).rejects.toThrow('the test worker thread was closed');
+  });
+
+  it('lets a request in progress finish before the thread stops (a native call cut off mid-way aborts the process)', async () => {
+    const rpc = await start();
+    const slow = rpc.request<{ type: string }>({ type: 'slow', ms: 300 });
+    await rpc.close();
+    await expect(slow).resolves.toMatchObject({ type: 'done' });
+    await expect(rpc.request({ type: 'echo', value: 1 })).rejects.toThrow('the test worker thread was closed');
+  });
+
+  it('stops the thread anyway when a request in progress outlasts the grace period', async () => {
+    const rpc = await WorkerRpc.start<Request>(ENTRY, 'the test worker thread', { closeGraceMs: 100 });
+    const slow = expect(rpc.request({ type: 'slow', ms: 5_000 })).rejects.toThrow('the test worker thread was closed');
+    await rpc.close();
+    await slow;
   });
 });
