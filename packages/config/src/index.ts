@@ -32,8 +32,53 @@ export interface GraftConfig {
     imagePixels: number;
     predictImages: number;
     predictBodyBytes: number;
+    /** Decoded pixels of all the images of one /predict request together. */
+    predictPixels: number;
+    /** Pixels being decoded for /predict at once in one API process; past it, requests wait, tenants in turn. */
+    predictDecodePixels: number;
+    /** JSON request bodies other than /predict's. */
+    jsonBodyBytes: number;
+    /** Nesting of arrays and objects in a JSON body. */
+    jsonDepth: number;
     rateLimitPerMinute: number;
+    /** Requests with a wrong or missing API key, per client address and minute, counted across API processes. */
+    authFailuresPerMinute: number;
+    /** /predict requests of one tenant in flight at once, per API process. */
+    tenantPredicts: number;
+    /** Dataset uploads and imports of one tenant in flight at once, per API process. */
+    tenantIngests: number;
+    /** Bytes of all the datasets of one tenant. */
+    tenantStorageBytes: number;
+    /** Job event streams (SSE) of one tenant open at once, per API process. */
+    tenantStreams: number;
   };
+  /** Socket timeouts of the API's HTTP server. */
+  http: {
+    /** Receiving the request line and headers. */
+    headersTimeoutMs: number;
+    /** Receiving a whole request, body included. */
+    requestTimeoutMs: number;
+    /**
+     * Proxies whose X-Forwarded-For gives the client address (rate limits count per address): false, a number
+     * of hops, or addresses and CIDR ranges.
+     */
+    trustProxy: false | number | string[];
+  };
+  /** What one training job may cost, and what one tenant may have in the queue. */
+  jobs: {
+    /** Estimated peak memory of a training process for the job's config and dataset. */
+    maxMemoryBytes: number;
+    /** Wall-clock limit of one job (estimated before it is accepted; enforced while it runs). */
+    maxSeconds: number;
+    /** Queued plus running jobs of one tenant. */
+    tenantQueued: number;
+    /** Running jobs of one tenant at once, over all workers. */
+    tenantConcurrency: number;
+    /** Job records kept per tenant; the oldest finished ones go first. */
+    tenantRecords: number;
+  };
+  /** Where POST /v1/datasets/import may read: per tenant ('*' = every tenant), s3://bucket/prefix locations. */
+  importSources: { tenant: string; bucket: string; prefix: string }[];
   predict: {
     maxBatch: number;
     maxWaitMs: number;
@@ -44,6 +89,13 @@ export interface GraftConfig {
   jobAttempts: number;
   /** How long a worker's lock on a job lasts without renewal; a crashed worker's job is taken over after it. */
   jobLockMs: number;
+  /**
+   * How long a job's work waits for object storage or Redis to come back before the job fails
+   * (GRAFT_OUTAGE_TOLERANCE). An outage spends none of the job's attempts.
+   */
+  outageToleranceMs: number;
+  /** Port of the worker's Prometheus metrics (0: none). */
+  workerMetricsPort: number;
 }
 
 export class ConfigError extends Error {
@@ -107,6 +159,20 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     }
   };
 
+  /** A duration: `90` (seconds), `500ms`, `45s`, `10m`, `1h`. */
+  const duration = (name: string, defMs: number, maxMs: number) => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return defMs;
+    const m = /^\s*(\d+)\s*(ms|s|m|min|h)?\s*$/.exec(raw);
+    const unit = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[(m?.[2] ?? 's') as 'ms'];
+    const ms = m ? Number(m[1]) * unit : NaN;
+    if (!(ms <= maxMs)) {
+      problems.push(`${name}=${JSON.stringify(raw)}: expected a duration such as 600, 90s, 10m or 1h, at most ${maxMs / 3_600_000} h`);
+      return defMs;
+    }
+    return ms;
+  };
+
   const apiKeys: GraftConfig['apiKeys'] = [];
   for (const item of str('GRAFT_API_KEYS', '').split(',').map((s) => s.trim()).filter(Boolean)) {
     const i = item.indexOf(':');
@@ -120,6 +186,27 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     }
     if (apiKeys.some((k) => k.key === key)) problems.push(`GRAFT_API_KEYS: a key is given twice (tenant ${tenant})`);
     apiKeys.push({ tenant, key });
+  }
+
+  const importSources: GraftConfig['importSources'] = [];
+  for (const item of str('GRAFT_IMPORT_SOURCES', '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_.-]{1,64}|\*)=s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(item);
+    if (!m) {
+      problems.push(`GRAFT_IMPORT_SOURCES: entry ${JSON.stringify(item)} must be tenant=s3://bucket/prefix/ (tenant or *)`);
+      continue;
+    }
+    const prefix = m[3] ?? '';
+    importSources.push({ tenant: m[1]!, bucket: m[2]!, prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/` });
+  }
+
+  const trustProxyRaw = str('GRAFT_TRUST_PROXY', '');
+  let trustProxy: GraftConfig['http']['trustProxy'] = false;
+  if (/^\d{1,2}$/.test(trustProxyRaw)) trustProxy = Number(trustProxyRaw) || false;
+  else if (trustProxyRaw && !/^(false|no|off)$/i.test(trustProxyRaw)) {
+    const list = trustProxyRaw.split(',').map((s) => s.trim()).filter(Boolean);
+    const bad = list.filter((a) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a));
+    if (bad.length) problems.push(`GRAFT_TRUST_PROXY: ${JSON.stringify(bad.join(','))} is not a number of hops or a list of addresses / CIDR ranges`);
+    else trustProxy = list;
   }
 
   const logLevel = str('LOG_LEVEL', 'info');
@@ -177,8 +264,30 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       imagePixels: int('GRAFT_MAX_IMAGE_PIXELS', 40_000_000, 1),
       predictImages: int('GRAFT_MAX_PREDICT_IMAGES', 64, 1, 10_000),
       predictBodyBytes: int('GRAFT_MAX_PREDICT_BYTES', 32 * 1024 ** 2, 1024),
+      predictPixels: int('GRAFT_MAX_PREDICT_PIXELS', 160_000_000, 1),
+      predictDecodePixels: int('GRAFT_PREDICT_DECODE_PIXELS', 320_000_000, 1),
+      jsonBodyBytes: int('GRAFT_MAX_JSON_BYTES', 1024 ** 2, 1024),
+      jsonDepth: int('GRAFT_MAX_JSON_DEPTH', 32, 2, 1000),
       rateLimitPerMinute: int('GRAFT_RATE_LIMIT', 6000, 0),
+      authFailuresPerMinute: int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
+      tenantPredicts: int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
+      tenantIngests: int('GRAFT_TENANT_INGESTS', 2, 1, 1_000),
+      tenantStorageBytes: int('GRAFT_MAX_TENANT_STORAGE_BYTES', 20 * 1024 ** 3, 1024),
+      tenantStreams: int('GRAFT_TENANT_STREAMS', 32, 1, 100_000),
     },
+    http: {
+      headersTimeoutMs: int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),
+      requestTimeoutMs: int('GRAFT_REQUEST_TIMEOUT_MS', 300_000, 100, 24 * 3600_000),
+      trustProxy,
+    },
+    jobs: {
+      maxMemoryBytes: int('GRAFT_MAX_JOB_MEMORY_BYTES', 8 * 1024 ** 3, 64 * 1024 ** 2),
+      maxSeconds: int('GRAFT_MAX_JOB_SECONDS', 6 * 3600, 10, 30 * 24 * 3600),
+      tenantQueued: int('GRAFT_MAX_TENANT_JOBS', 20, 1, 100_000),
+      tenantConcurrency: int('GRAFT_TENANT_CONCURRENCY', 1, 1, 1000),
+      tenantRecords: int('GRAFT_MAX_TENANT_JOB_RECORDS', 1000, 1, 1_000_000),
+    },
+    importSources,
     predict: {
       maxBatch: int('GRAFT_PREDICT_MAX_BATCH', 16, 1, 1024),
       maxWaitMs: int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
@@ -187,7 +296,12 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     },
     jobAttempts: int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
     jobLockMs: int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),
+    outageToleranceMs: duration('GRAFT_OUTAGE_TOLERANCE', 10 * 60_000, 24 * 3_600_000),
+    workerMetricsPort: int('GRAFT_WORKER_METRICS_PORT', 9464, 0, 65535),
   };
+  if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
+    problems.push('GRAFT_HEADERS_TIMEOUT_MS must not be more than GRAFT_REQUEST_TIMEOUT_MS');
+  }
   if (problems.length) throw new ConfigError(problems);
   return config;
 }

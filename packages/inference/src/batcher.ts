@@ -46,6 +46,9 @@ interface Pending<I, O> {
 }
 
 export class BatcherClosedError extends Error {
+  readonly code = 'BATCHER_CLOSED';
+  /** The server is shutting down: the same request elsewhere (or later) can succeed. */
+  readonly permanent = false;
   constructor() {
     super('the batcher is closed');
     this.name = 'BatcherClosedError';

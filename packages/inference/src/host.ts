@@ -15,9 +15,10 @@ export interface HostedSession {
   /**
    * Runs `batch` samples laid out one after the other. A Uint8Array holds RGB pixels, normalised in the worker
    * per the transform given to open(); a Float32Array is the model input itself. The input buffer is
-   * transferred to the worker: do not use it afterwards.
+   * transferred to the worker (do not use it afterwards) unless `transfer` is false, when it is copied.
+   * Runs are computed in the order they were asked for.
    */
-  run(input: Uint8Array | Float32Array, batch: number): Promise<Float32Array>;
+  run(input: Uint8Array | Float32Array, batch: number, opts?: { transfer?: boolean }): Promise<Float32Array>;
   /** Closes the session in every worker. May be called more than once. */
   dispose(): Promise<void>;
 }

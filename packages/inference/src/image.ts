@@ -1,8 +1,8 @@
-// From encoded image bytes to a classifier's input, applied exactly as @graft/vision trains and predicts
-// (packages/vision/src/preprocess.ts): decode (JPEG, PNG, WebP) with sharp, turn by the EXIF orientation, force
-// 3-channel 8-bit sRGB, stretch-resize to size x size (no crop, aspect ratio not kept), then normalise per
-// channel. sharp runs the decode on libuv's thread pool, so the event loop stays free while it works.
-// test/image.test.ts checks that the pixels equal @graft/vision's decodeImage byte for byte.
+// From encoded image bytes to a classifier's input: decode (JPEG, PNG, WebP) with sharp, turn by the EXIF
+// orientation, force 3-channel 8-bit sRGB, stretch-resize to size x size (no crop, aspect ratio not kept, as
+// Keras's `load_img(target_size=...)` does), then normalise per channel. sharp runs the decode on libuv's thread
+// pool, so the event loop stays free while it works. decodeImage is the one decoder of Graft: @graft/vision
+// trains and predicts on its pixels (packages/vision/src/preprocess.ts re-exports it).
 import sharp from 'sharp';
 
 /**
@@ -27,6 +27,7 @@ export interface PixelTransform {
 /** An image of a request that cannot be decoded; `index` is its position among the request's images. */
 export class InvalidImageError extends Error {
   readonly code = 'INVALID_IMAGE';
+  readonly permanent = true;
   constructor(
     readonly index: number,
     cause: unknown,
@@ -91,10 +92,10 @@ export function pixelTransform(p: PixelPreprocessing): PixelTransform {
 }
 
 /**
- * Normalises RGB pixels (0..255, channels last, any number of pixels) into `out` from `offset`, in the same
- * arithmetic as @graft/vision's normalizePixels.
+ * Normalises RGB pixels (0..255, channels last, any number of pixels) into `out` from `offset`. `out` may be
+ * `src` itself (offset 0). The one normalisation of Graft: @graft/vision's normalizePixels is this.
  */
-export function normalizeInto(src: Uint8Array, t: PixelTransform, out: Float32Array, offset = 0): void {
+export function normalizeInto(src: ArrayLike<number>, t: PixelTransform, out: Float32Array, offset = 0): void {
   const n = src.length;
   if (n % 3 !== 0) throw new RangeError(`${n} values are not whole RGB pixels`);
   if (offset + n > out.length) throw new RangeError(`${n} values do not fit at ${offset} in ${out.length}`);

@@ -15,6 +15,9 @@ import { readWeights, WeightStore, type WeightBytes, type WeightSpec, type Weigh
 
 /** Thrown for a layer (or a layer setting) that the converter cannot express; callers fall back to TF.js. */
 export class UnsupportedLayerError extends Error {
+  readonly code = 'UNSUPPORTED_LAYER';
+  /** The same model fails the same way on every attempt. */
+  readonly permanent = true;
   constructor(
     readonly layerClass: string,
     readonly layerName: string,

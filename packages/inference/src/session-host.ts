@@ -3,8 +3,7 @@
 // call it on its event loop. A SessionHost keeps a small pool of worker threads (session-worker.ts); each model is
 // opened in every worker of the pool, and each run goes to the least busy worker. With one worker the runs of all
 // models are serialised, which on a machine with few cores is what keeps ORT's intra-op threads from fighting.
-import type { Worker } from 'node:worker_threads';
-import { startWorkerWhenReady } from './worker-thread';
+import { WorkerRpc } from './worker-thread';
 import type { HostedSession, SessionHostLike } from './host';
 import type { PixelTransform } from './image';
 import type { HostReply, HostRequest } from './session-worker';
@@ -16,72 +15,8 @@ export interface SessionHostOptions {
   threads: number;
 }
 
-type Waiter = { resolve(v: any): void; reject(e: Error): void };
-
-/** One worker thread and the requests it has not answered yet. */
-class HostThread {
-  private nextId = 1;
-  private readonly pending = new Map<number, Waiter>();
-  failure: Error | null = null;
-  private closing = false;
-
-  private constructor(private readonly worker: Worker) {
-    worker.on('message', (m: HostReply) => {
-      if (m.type === 'fatal') return this.fail(new Error(`the ONNX Runtime worker thread failed: ${m.message}`));
-      if (m.type === 'ready') return;
-      const w = this.pending.get(m.id);
-      if (!w) return;
-      this.pending.delete(m.id);
-      if (this.pending.size === 0) worker.unref();
-      if (m.type === 'error') w.reject(Object.assign(new Error(m.message), { name: m.name }));
-      else w.resolve(m);
-    });
-    worker.on('error', (err) => this.fail(err));
-    worker.on('exit', (code) => {
-      if (!this.closing) this.fail(new Error(`the ONNX Runtime worker thread exited (code ${code})`));
-    });
-  }
-
-  get load(): number {
-    return this.pending.size;
-  }
-
-  static async start(): Promise<HostThread> {
-    const { worker } = await startWorkerWhenReady<HostReply>(new URL('./session-worker.ts', import.meta.url), (m) => m.type === 'ready');
-    return new HostThread(worker);
-  }
-
-  request<T>(msg: HostRequest & { id: number }, transfer: ArrayBuffer[] = []): Promise<T> {
-    if (this.failure) return Promise.reject(this.failure);
-    return new Promise<T>((resolve, reject) => {
-      this.pending.set(msg.id, { resolve, reject });
-      this.worker.ref();
-      this.worker.postMessage(msg, transfer);
-    });
-  }
-
-  id(): number {
-    return this.nextId++;
-  }
-
-  post(msg: HostRequest): void {
-    if (!this.failure) this.worker.postMessage(msg);
-  }
-
-  private fail(err: Error): void {
-    this.failure ??= err;
-    for (const w of this.pending.values()) w.reject(err);
-    this.pending.clear();
-    this.worker.unref();
-  }
-
-  async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    this.fail(new Error('the ONNX Runtime worker thread was closed'));
-    await this.worker.terminate();
-  }
-}
+const WORKER_ENTRY = new URL('./session-worker.ts', import.meta.url);
+type HostThread = WorkerRpc<HostRequest>;
 
 /** A pool of worker threads that hold ONNX Runtime sessions. */
 export class SessionHost implements SessionHostLike {
@@ -112,7 +47,7 @@ export class SessionHost implements SessionHostLike {
     this.starting ??= (async () => {
       try {
         const alive = this.threads.filter((t) => !t.failure);
-        const fresh = await Promise.all(Array.from({ length: this.workers - alive.length }, () => HostThread.start()));
+        const fresh = await Promise.all(Array.from({ length: this.workers - alive.length }, () => WorkerRpc.start<HostRequest>(WORKER_ENTRY, 'the ONNX Runtime worker thread')));
         this.threads = [...alive, ...fresh];
         return this.threads;
       } finally {
@@ -129,7 +64,7 @@ export class SessionHost implements SessionHostLike {
   async convert(modelJson: object, weights: Uint8Array): Promise<Uint8Array> {
     const threads = await this.pool();
     const t = threads.reduce((a, b) => (b.load < a.load ? b : a));
-    const reply = await t.request<{ onnx: Uint8Array }>({ type: 'convert', id: t.id(), modelJson, weights });
+    const reply = await t.request<{ onnx: Uint8Array }>({ type: 'convert', modelJson, weights });
     return reply.onnx;
   }
 
@@ -138,7 +73,7 @@ export class SessionHost implements SessionHostLike {
     const threads = await this.pool();
     type Opened = Extract<HostReply, { type: 'opened' }>;
     const opened = await Promise.allSettled(
-      threads.map((t) => t.request<Opened>({ type: 'open', id: t.id(), onnx, threads: this.intraOpThreads, transform: opts.transform ?? null })),
+      threads.map((t) => t.request<Opened>({ type: 'open', onnx, threads: this.intraOpThreads, transform: opts.transform ?? null })),
     );
     const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) {
@@ -176,14 +111,14 @@ class PooledSession implements HostedSession {
     return this.sessions.every((s) => !s.thread.failure);
   }
 
-  async run(input: Uint8Array | Float32Array, batch: number): Promise<Float32Array> {
+  async run(input: Uint8Array | Float32Array, batch: number, opts: { transfer?: boolean } = {}): Promise<Float32Array> {
     if (this.disposed) throw new Error('the ONNX Runtime session has been disposed');
     let best = this.sessions[0]!;
     for (const s of this.sessions) if (s.thread.load < best.thread.load) best = s;
     const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && input.buffer instanceof ArrayBuffer;
     const reply = await best.thread.request<{ output: Float32Array }>(
-      { type: 'run', id: best.thread.id(), session: best.session, input, batch },
-      whole ? [input.buffer as ArrayBuffer] : [],
+      { type: 'run', session: best.session, input, batch },
+      whole && opts.transfer !== false ? [input.buffer as ArrayBuffer] : [],
     );
     return reply.output;
   }

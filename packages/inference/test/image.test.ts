@@ -30,13 +30,16 @@ async function samples(): Promise<Record<string, Buffer>> {
 }
 
 describe('decodeImage', () => {
-  it('gives the same bytes as @graft/vision for JPEG, EXIF-rotated JPEG, PNG with alpha, grayscale and WebP', async () => {
+  it('is the decoder @graft/vision trains with', () => {
+    expect(vision.decodeImage).toBe(decodeImage);
+  });
+
+  it('decodes JPEG, EXIF-rotated JPEG, PNG with alpha, grayscale and WebP to size x size x 3, the same each time', async () => {
     for (const [what, bytes] of Object.entries(await samples())) {
       for (const size of [32, 224]) {
-        const ours = await decodeImage(bytes, size);
-        const theirs = await vision.decodeImage(bytes, size);
-        expect(ours.length, what).toBe(size * size * 3);
-        expect(Buffer.compare(Buffer.from(ours), Buffer.from(theirs)), `${what} at ${size}`).toBe(0);
+        const once = await decodeImage(bytes, size);
+        expect(once.length, what).toBe(size * size * 3);
+        expect(Buffer.compare(Buffer.from(once), Buffer.from(await decodeImage(bytes, size))), `${what} at ${size}`).toBe(0);
       }
     }
   });
@@ -67,13 +70,21 @@ describe('decodeImage', () => {
 });
 
 describe('normalizeInto', () => {
-  it('computes what @graft/vision normalizePixels does for every preprocessing mode', async () => {
+  it('computes (pixel - mean) / std per channel for every preprocessing mode of @graft/vision, in place too', async () => {
     const pixels = await decodeImage((await samples()).jpeg, 20);
     for (const p of Object.values(vision.PREPROCESSING)) {
-      const expected = vision.normalizePixels(pixels, p);
+      const expected = Float32Array.from(pixels, (_, i) => {
+        const c = i % 3;
+        const source = p.channelOrder === 'bgr' ? i - c + (2 - c) : i;
+        return (pixels[source]! - p.mean[c]!) / p.std[c]!;
+      });
+      const inPlace = Float32Array.from(pixels);
+      normalizeInto(inPlace, pixelTransform(p), inPlace);
+      inPlace.forEach((v, i) => expect(v).toBeCloseTo(expected[i]!, 4));
+      expect(vision.normalizePixels(pixels, p)).toEqual(inPlace);
       const out = new Float32Array(pixels.length + 6).fill(-7);
       normalizeInto(pixels, pixelTransform(p), out, 3);
-      expect(Array.from(out.subarray(3, 3 + pixels.length)), p.mode).toEqual(Array.from(expected));
+      expect(Array.from(out.subarray(3, 3 + pixels.length)), p.mode).toEqual(Array.from(inPlace));
       expect([out[0], out[out.length - 1]]).toEqual([-7, -7]);
     }
   });

@@ -76,7 +76,11 @@ describe('SessionHost', () => {
     const local = await createSession(onnx, { threads: 1 });
     const want = await local.run(x.slice(), 1);
     await local.dispose();
+    // Without transfer the input is copied and stays usable here; by default its buffer moves to the worker.
+    expect(Array.from(await session.run(x, 1, { transfer: false }))).toEqual(Array.from(want));
+    expect(x.length).toBe(PER);
     expect(Array.from(await session.run(x, 1))).toEqual(Array.from(want));
+    expect(x.length).toBe(0);
     await session.dispose();
     await session.dispose();
     await expect(session.run(pixels(1, 1), 1)).rejects.toThrow(/disposed/);

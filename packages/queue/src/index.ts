@@ -5,3 +5,5 @@ export * from './job-store';
 export * from './train-queue';
 export * from './embedded-redis';
 export { UnrecoverableError, Worker, type Job } from 'bullmq';
+export * from './tenant-limits';
+export * from './job-lock';

@@ -98,6 +98,38 @@ export class JobStore {
     return { items: recs.slice(opts.offset, opts.offset + opts.limit), total: recs.length };
   }
 
+  /** How many of the tenant's jobs are queued or running (one pipelined read of every job's state). */
+  async countActive(tenant: string): Promise<number> {
+    const ids = await this.redis.zrange(this.tenantKey(tenant), 0, -1);
+    if (!ids.length) return 0;
+    const p = this.redis.pipeline();
+    for (const id of ids) p.hget(this.key(id), 'state');
+    const states = (await p.exec()) ?? [];
+    return states.filter(([, s]) => s === '"queued"' || s === '"running"').length;
+  }
+
+  /**
+   * Deletes the tenant's oldest finished job records beyond the newest `keep` records, so that a tenant's
+   * records cannot grow Redis without bound. Queued and running jobs are never deleted. Answers how many went.
+   */
+  async trimFinished(tenant: string, keep: number): Promise<number> {
+    const excess = (await this.redis.zcard(this.tenantKey(tenant))) - keep;
+    if (excess <= 0) return 0;
+    const oldest = await this.redis.zrange(this.tenantKey(tenant), 0, excess - 1);
+    let removed = 0;
+    for (const id of oldest) {
+      const rec = await this.get(id);
+      if (!rec) {
+        await this.redis.zrem(this.tenantKey(tenant), id);
+        removed++;
+      } else if (TERMINAL_STATES.includes(rec.state)) {
+        await this.delete(rec);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
   /** Ids of the tenant's jobs that use a dataset. */
   async jobsOfDataset(tenant: string, datasetId: string): Promise<string[]> {
     return this.redis.smembers(this.datasetKey(tenant, datasetId));
@@ -123,8 +155,15 @@ export class JobStore {
     return ok;
   }
 
+  /**
+   * Appends a history row. Idempotent for the row just appended: a command that Redis applied but whose answer was
+   * lost in an outage is sent again by the client when Redis is back, and must not leave the epoch twice.
+   */
   async appendHistory(id: string, row: HistoryRow): Promise<void> {
-    await this.redis.rpush(this.historyKey(id), JSON.stringify(row));
+    const script = `
+      if redis.call('LINDEX', KEYS[1], -1) == ARGV[1] then return 0 end
+      return redis.call('RPUSH', KEYS[1], ARGV[1])`;
+    await this.redis.eval(script, 1, this.historyKey(id), JSON.stringify(row));
     await this.publish(id, { type: 'epoch', data: row });
   }
 

@@ -3,3 +3,4 @@ export * from './keys';
 export * from './embedded';
 export * from './s3-url';
 export * from './backbone-source';
+export * from './outage';

@@ -12,6 +12,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Readable } from 'node:stream';
+import { throughOutage, type OutagePolicy } from './outage';
 
 export interface S3Settings {
   endpoint: string | null;
@@ -20,6 +21,8 @@ export interface S3Settings {
   accessKeyId: string;
   secretAccessKey: string;
   forcePathStyle: boolean;
+  /** How long a request's connection may stay silent before it fails as a timeout (default 60 s). */
+  socketTimeoutMs?: number;
 }
 
 export class ObjectNotFoundError extends Error {
@@ -42,6 +45,10 @@ export function createS3Client(s: S3Settings): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 4,
+    // A server that does not take the connection, or takes it and then says nothing, is an outage (a timeout)
+    // within seconds, not a request that waits forever: a hung read would otherwise hold, for instance, a model's
+    // load in the API's model cache, and every /predict of that model would wait on it.
+    requestHandler: { connectionTimeout: 5_000, socketTimeout: s.socketTimeoutMs ?? 60_000 },
   });
 }
 
@@ -50,6 +57,8 @@ export type Body = Uint8Array | Buffer | string | Readable;
 export class Storage {
   readonly client: S3Client;
   readonly bucket: string;
+  /** How operations wait through an outage; null: they fail at once (request paths answer 503 instead). */
+  private readonly patience: OutagePolicy | null = null;
 
   constructor(settings: S3Settings, client?: S3Client) {
     this.client = client ?? createS3Client(settings);
@@ -58,9 +67,26 @@ export class Storage {
 
   /** The same connection on another bucket (for reading a user's import source). */
   forBucket(bucket: string): Storage {
+    return this.derive({ bucket });
+  }
+
+  /**
+   * The same connection and bucket, with every operation waiting through an outage of the storage server as the
+   * policy says (for background work such as training; see outage.ts). Streamed uploads are not repeated.
+   */
+  withPatience(policy: Omit<OutagePolicy, 'dependency'>): Storage {
+    return this.derive({ patience: { ...policy, dependency: 'storage' } });
+  }
+
+  private derive(fields: Partial<Pick<Storage, 'bucket'>> & { patience?: OutagePolicy | null }): Storage {
     const s = Object.create(Storage.prototype) as Storage;
-    Object.assign(s, { client: this.client, bucket });
+    Object.assign(s, { client: this.client, bucket: this.bucket, patience: this.patience }, fields);
     return s;
+  }
+
+  /** Runs one repeatable S3 operation, through outages where this Storage has patience. */
+  private run<T>(op: () => Promise<T>): Promise<T> {
+    return this.patience ? throughOutage(op, this.patience) : op();
   }
 
   /** Creates the bucket where it does not exist. */
@@ -83,8 +109,8 @@ export class Storage {
 
   async put(key: string, body: Body, contentType = 'application/octet-stream'): Promise<void> {
     if (typeof body === 'string' || body instanceof Uint8Array) {
-      await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
+      await this.run(() =>
+        this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType })),
       );
       return;
     }
@@ -101,9 +127,28 @@ export class Storage {
     await this.put(key, JSON.stringify(value), 'application/json');
   }
 
+  /**
+   * Writes an object and reads it back, writing it again where what comes back differs: an object is only taken
+   * as written once it can be read whole (a server that stops just after answering a PUT may not have kept it).
+   */
+  async putVerified(key: string, body: Uint8Array | string, contentType = 'application/octet-stream'): Promise<void> {
+    const expected = typeof body === 'string' ? Buffer.from(body, 'utf8') : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    for (let tries = 1; ; tries++) {
+      await this.put(key, body, contentType);
+      const back = await this.getBuffer(key).catch((err) => {
+        if (err instanceof ObjectNotFoundError) return null;
+        throw err;
+      });
+      if (back && back.equals(expected)) return;
+      if (tries >= 3) {
+        throw new Error(`${key} does not read back as written (${back ? `${back.length} of ${expected.length} bytes, different` : 'missing'})`);
+      }
+    }
+  }
+
   async getStream(key: string): Promise<{ body: Readable; contentType?: string; contentLength?: number }> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      const r = await this.run(() => this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })));
       return { body: r.Body as Readable, contentType: r.ContentType, contentLength: r.ContentLength };
     } catch (err) {
       throw this.notFound(err, key);
@@ -112,8 +157,10 @@ export class Storage {
 
   async getBuffer(key: string): Promise<Buffer> {
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      return Buffer.from(await r.Body!.transformToByteArray());
+      return await this.run(async () => {
+        const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+        return Buffer.from(await r.Body!.transformToByteArray());
+      });
     } catch (err) {
       throw this.notFound(err, key);
     }
@@ -135,7 +182,7 @@ export class Storage {
 
   async exists(key: string): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.run(() => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
       return true;
     } catch (err: any) {
       if (err?.$metadata?.httpStatusCode === 404 || err?.name === 'NotFound') return false;
@@ -146,8 +193,8 @@ export class Storage {
   async *listObjects(prefix: string, delimiter?: string): AsyncGenerator<{ key: string; size: number }> {
     let token: string | undefined;
     do {
-      const r = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, Delimiter: delimiter }),
+      const r = await this.run(() =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token, Delimiter: delimiter })),
       );
       for (const o of r.Contents ?? []) yield { key: o.Key!, size: o.Size ?? 0 };
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
@@ -159,8 +206,8 @@ export class Storage {
     const out: string[] = [];
     let token: string | undefined;
     do {
-      const r = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token }),
+      const r = await this.run(() =>
+        this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken: token })),
       );
       for (const p of r.CommonPrefixes ?? []) out.push(p.Prefix!);
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
@@ -171,11 +218,8 @@ export class Storage {
   async deleteKeys(keys: string[]): Promise<void> {
     for (let i = 0; i < keys.length; i += 1000) {
       const chunk = keys.slice(i, i + 1000);
-      await this.client.send(
-        new DeleteObjectsCommand({
-          Bucket: this.bucket,
-          Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true },
-        }),
+      await this.run(() =>
+        this.client.send(new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: chunk.map((Key) => ({ Key })), Quiet: true } })),
       );
     }
   }

@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { ARCHITECTURES, loadKerasH5Weights, type ArchitectureSpec } from './architectures/index';
-import { VisionError } from './errors';
+import { isPermanent, VisionError } from './errors';
 import { disposeWeights, headlessModel } from './graph';
 import { loadLayersModelFrom, parseJsonFile, readerFor, type FileReader } from './model-files';
 import { PREPROCESSING, type Preprocessing } from './preprocess';
@@ -381,7 +381,8 @@ async function loadKerasBackbone(name: string, arch: ArchitectureSpec, source: B
       await loadKerasH5Weights(model, bytes);
     } catch (err) {
       disposeWeights(model);
-      throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `cannot load backbone '${name}' from ${where}: ${(err as Error).message}`, false);
+      // A file that is not valid Keras weights (KerasH5Error) stays so: that is permanent, a failed read is not.
+      throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `cannot load backbone '${name}' from ${where}: ${(err as Error).message}`, isPermanent(err));
     }
     return model;
   };

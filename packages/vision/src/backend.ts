@@ -3,6 +3,10 @@
 // over Vulkan/Metal/D3D12) where it finds a hardware adapter, then the native TensorFlow binding on the CPU, then
 // WebAssembly, then plain JavaScript. GRAFT_TF_BACKEND (or opts.prefer) names one backend to use instead:
 // 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'.
+//
+// Graft reads tensors only asynchronously (`await t.data()`): the webgpu backend in Node has no synchronous read.
+// GRAFT_TF_SYNC_READS=throw makes every synchronous read (dataSync, arraySync, bufferSync) throw on whichever
+// backend is chosen, in every thread that calls initBackend, so a run on the CPU shows that no path needs one.
 import { createRequire } from 'node:module';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -170,12 +174,33 @@ async function registerWasmTraining(log: LogFn): Promise<void> {
   }
 }
 
+/** Makes synchronous tensor reads (dataSync, arraySync, bufferSync) throw from now on, as on webgpu in Node. */
+export function forbidSyncReads(): void {
+  const engine = tf.engine() as unknown as { readSync(dataId: object): unknown };
+  engine.readSync = () => {
+    throw new Error('synchronous tensor reads are turned off (GRAFT_TF_SYNC_READS=throw); read with await t.data()');
+  };
+}
+
+function applySyncReadSetting(): void {
+  const setting = (process.env.GRAFT_TF_SYNC_READS ?? '').trim().toLowerCase();
+  if (setting === 'throw') forbidSyncReads();
+  else if (setting !== '' && setting !== 'allow') {
+    throw new VisionError('INVALID_BACKEND', `GRAFT_TF_SYNC_READS must be 'allow' or 'throw' (got '${setting}')`);
+  }
+}
+
 /**
  * Chooses and starts the backend once; later calls return the same name. The order is tfjs-node-gpu,
  * webgpu, tfjs-node, wasm, cpu, or the one named by opts.prefer / GRAFT_TF_BACKEND (an error where it cannot load).
  */
 export function initBackend(opts: { prefer?: string; log?: LogFn } = {}): Promise<string> {
-  chosen ??= choose(opts).catch((err) => {
+  chosen ??= choose(opts).then(
+    (name) => {
+      applySyncReadSetting();
+      return name;
+    },
+  ).catch((err) => {
     chosen = null;
     throw err;
   });

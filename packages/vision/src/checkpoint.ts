@@ -1,11 +1,12 @@
 // Checkpoints: after every epoch, the weights being trained (current and best) and where the run stands, so a
 // new attempt continues at the next epoch. Self-describing: `meta` is JSON naming every weight with its shape,
-// `files` holds their float32 values; checkpointToFiles/checkpointFromFiles turn it into plain files.
+// `files` holds their float32 values. Checkpoints keeps them in a CheckpointStore (the worker's is an S3
+// prefix): this is the one stored format of a checkpoint.
 import type * as tf from '@tensorflow/tfjs';
 import type { HistoryRow, PhaseState } from './fit';
 
 export const CHECKPOINT_FORMAT = 'graft-checkpoint';
-export const CHECKPOINT_VERSION = 1;
+export const CHECKPOINT_VERSION = 2;
 
 export interface WeightEntry {
   name: string;
@@ -39,7 +40,7 @@ export interface Checkpoint {
   files: Record<string, Uint8Array>;
 }
 
-export const CHECKPOINT_FILES = { meta: 'checkpoint.json', weights: 'weights.bin', best: 'best.bin' } as const;
+export const CHECKPOINT_FILES = { weights: 'weights.bin', best: 'best.bin' } as const;
 
 function pack(values: Float32Array[]): Uint8Array {
   const total = values.reduce((a, v) => a + v.length, 0);
@@ -146,17 +147,107 @@ export function checkpointState(c: Checkpoint, best: Float32Array[] | null): Pha
   };
 }
 
-/** All of a checkpoint as files: `checkpoint.json` plus its weight files. */
-export function checkpointToFiles(c: Checkpoint): Record<string, Uint8Array> {
-  return { ...c.files, [CHECKPOINT_FILES.meta]: new Uint8Array(Buffer.from(JSON.stringify(c.meta))) };
+/**
+ * Where checkpoints are kept: files by name (an S3 prefix, a folder, a map). `read` gives null for a file that is
+ * not there and throws for a store that cannot be reached; `removeFolder` removes every file whose name starts
+ * with the string given.
+ */
+export interface CheckpointStore {
+  read(name: string): Promise<Uint8Array | null>;
+  write(name: string, bytes: Uint8Array): Promise<void>;
+  removeFolder(folder: string): Promise<void>;
 }
 
-export function checkpointFromFiles(files: Record<string, Uint8Array>): Checkpoint {
-  const metaBytes = files[CHECKPOINT_FILES.meta];
-  if (!metaBytes) throw new Error(`checkpoint has no ${CHECKPOINT_FILES.meta}`);
-  const meta = JSON.parse(Buffer.from(metaBytes).toString('utf8')) as CheckpointMeta;
-  if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`not a graft checkpoint (format ${String(meta.format)})`);
-  const rest = { ...files };
-  delete rest[CHECKPOINT_FILES.meta];
-  return { meta, files: rest };
+export interface CheckpointLog {
+  warn(obj: object, msg: string): void;
+}
+
+/** What a slot holds: the meta, the checkpoint's number and the size of each of its files. */
+type StoredMeta = CheckpointMeta & { seq: number; bytes: Record<string, number> };
+
+const slotName = (seq: number) => `slot-${seq % 2}.json`;
+const fileName = (seq: number, name: string) => `${seq}/${name}`;
+
+/**
+ * A job's checkpoints in a store, written so that a write cut short never costs the last whole checkpoint:
+ *   <n>/<file>          the weight files of checkpoint number n (weights.bin, best.bin)
+ *   slot-<n % 2>.json   its meta, with n and the size of each file
+ * Checkpoint n is written under a fresh number and its slot last, so the other slot still names checkpoint n - 1
+ * with its files untouched. A storage server stopped in the middle of a write can leave that object cut short
+ * (s3rver truncates an object it is overwriting); that spoils one checkpoint at most. `load` takes the newest
+ * checkpoint whose meta and files read back whole; the next `save` goes to the slot after it, never over it.
+ */
+export class Checkpoints {
+  /** Number of the checkpoint loaded or last written. */
+  private seq = -1;
+
+  constructor(
+    private readonly store: CheckpointStore,
+    private readonly log: CheckpointLog = { warn: () => {} },
+  ) {}
+
+  /** The newest whole checkpoint, or null where there is none. Errors of the store are passed on, not taken for damage. */
+  async load(): Promise<Checkpoint | null> {
+    const metas: StoredMeta[] = [];
+    for (const s of [0, 1]) {
+      const meta = await this.readMeta(s);
+      if (meta) metas.push(meta);
+    }
+    metas.sort((a, b) => b.seq - a.seq);
+    for (const stored of metas) {
+      const files = await this.readFiles(stored);
+      if (files) {
+        this.seq = stored.seq;
+        const { seq: _seq, bytes: _bytes, ...meta } = stored;
+        return { meta: meta as CheckpointMeta, files };
+      }
+    }
+    return null;
+  }
+
+  async save(c: Checkpoint): Promise<void> {
+    const seq = this.seq + 1;
+    const names = Object.keys(c.files);
+    for (const name of names) await this.store.write(fileName(seq, name), c.files[name]!);
+    const meta: StoredMeta = { ...c.meta, seq, bytes: Object.fromEntries(names.map((n) => [n, c.files[n]!.byteLength])) };
+    await this.store.write(slotName(seq), new Uint8Array(Buffer.from(JSON.stringify(meta))));
+    this.seq = seq;
+    // The files of the checkpoint this slot named before are named by nothing now.
+    if (seq >= 2) await this.store.removeFolder(`${seq - 2}/`).catch(() => {});
+  }
+
+  /** Removes every checkpoint, the metas first (a removal cut short leaves no meta naming files that are gone). */
+  async drop(): Promise<void> {
+    await this.store.removeFolder('slot-');
+    await this.store.removeFolder('');
+    this.seq = -1;
+  }
+
+  private async readMeta(s: number): Promise<StoredMeta | null> {
+    const name = `slot-${s}.json`;
+    const bytes = await this.store.read(name);
+    if (!bytes) return null;
+    try {
+      const meta = JSON.parse(Buffer.from(bytes).toString('utf8')) as StoredMeta;
+      if (meta.format !== CHECKPOINT_FORMAT) throw new Error(`not a graft checkpoint (format ${String(meta.format)})`);
+      if (typeof meta.seq !== 'number' || meta.seq % 2 !== s || typeof meta.bytes !== 'object') throw new Error('not a checkpoint meta');
+      return meta;
+    } catch (err) {
+      this.log.warn({ name, err: (err as Error).message }, 'a checkpoint meta cannot be read: the other checkpoint is used');
+      return null;
+    }
+  }
+
+  private async readFiles(meta: StoredMeta): Promise<Record<string, Uint8Array> | null> {
+    const files: Record<string, Uint8Array> = {};
+    for (const [name, size] of Object.entries(meta.bytes)) {
+      const bytes = await this.store.read(fileName(meta.seq, name));
+      if (bytes?.byteLength !== size) {
+        this.log.warn({ seq: meta.seq, file: name }, 'a checkpoint file is missing or cut short: an older checkpoint is used');
+        return null;
+      }
+      files[name] = bytes;
+    }
+    return files;
+  }
 }

@@ -75,7 +75,7 @@ export const TrainingConfigSchema = Type.Object(
     fineTuning: Type.Optional(
       Type.Object(
         {
-          fromLayer: Type.Optional(Type.Union([Type.String({ minLength: 1 }), Type.Null()], { default: null })),
+          fromLayer: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()], { default: null })),
           epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 20 })),
           optimizer: Type.Optional(Type.Union(Optimizer.anyOf, { default: 'rmsprop' })),
           learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
@@ -97,12 +97,12 @@ export const TrainingConfigSchema = Type.Object(
         {
           validation: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0.2 })),
           test: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0 })),
-          seed: Type.Optional(Type.Integer({ minimum: 0, default: 1 })),
+          seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 })),
         },
         { additionalProperties: false },
       ),
     ),
-    seed: Type.Optional(Type.Integer({ minimum: 0, default: 1 })),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 })),
     dropLeaked: Type.Optional(
       Type.Boolean({
         default: false,

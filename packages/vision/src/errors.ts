@@ -1,7 +1,15 @@
-// Errors that callers tell apart by `code`. `permanent` says whether retrying the same work can succeed:
-// a bad dataset or an impossible config fails the same way every time.
+// Errors that callers tell apart by `code`. Every error class of the engine (here, in architectures/ and in
+// @graft/inference) states `permanent`: whether retrying the same work fails the same way (a bad dataset, an
+// impossible config, a corrupt weight file) or may succeed (a source that did not answer). The worker retries
+// a job only where its error says it is not permanent.
 
-export class VisionError extends Error {
+/** What every error class of the engine carries. */
+export interface EngineError extends Error {
+  readonly code: string;
+  readonly permanent: boolean;
+}
+
+export class VisionError extends Error implements EngineError {
   constructor(
     readonly code: string,
     message: string,
@@ -13,9 +21,15 @@ export class VisionError extends Error {
   }
 }
 
-/** Thrown when an AbortSignal stops training; `name` is 'AbortError' like DOM aborts. */
-export class AbortError extends Error {
+/** Whether an error says that retrying the same work fails the same way (false for errors that do not say). */
+export function isPermanent(err: unknown): boolean {
+  return (err as Partial<EngineError> | null)?.permanent === true;
+}
+
+/** Thrown when an AbortSignal stops training; `name` is 'AbortError' like DOM aborts. Not a failure of the work. */
+export class AbortError extends Error implements EngineError {
   readonly code = 'ABORT_ERR';
+  readonly permanent = false;
   constructor(message = 'training was aborted') {
     super(message);
     this.name = 'AbortError';
@@ -30,8 +44,9 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
 }
 
 /** An image that could not be decoded; `index` is its position in the list given, `key` its name where known. */
-export class ImageDecodeError extends Error {
+export class ImageDecodeError extends Error implements EngineError {
   readonly code = 'IMAGE_DECODE_FAILED';
+  readonly permanent = true;
   constructor(
     readonly index: number,
     cause: unknown,

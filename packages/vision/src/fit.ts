@@ -85,10 +85,14 @@ export async function evaluateSource(
         const p = forward(batch.xs, false);
         return [crossEntropy(kind, batch.ys, p), correctCount(kind, batch.ys, p)];
       });
-      lossSum += l.dataSync()[0]! * batch.size;
-      correct += c.dataSync()[0]!;
+      try {
+        const [lv, cv] = await Promise.all([l.data(), c.data()]);
+        lossSum += lv[0]! * batch.size;
+        correct += cv[0]!;
+      } finally {
+        tf.dispose([l, c]);
+      }
       n += batch.size;
-      tf.dispose([l, c]);
     } finally {
       disposeBatch(batch);
     }
@@ -130,8 +134,14 @@ export function phaseDone(state: PhaseState, epochs: number): boolean {
   return state.stopped || state.epoch >= epochs;
 }
 
-export function readWeights(vars: tf.LayerVariable[]): Float32Array[] {
-  return vars.map((v) => Float32Array.from(v.read().dataSync() as Float32Array));
+/** The values of variables (or tensors), copied out. */
+export function readWeights(vars: (tf.LayerVariable | tf.Tensor)[]): Promise<Float32Array[]> {
+  return Promise.all(vars.map(async (v) => Float32Array.from((await (v instanceof tf.Tensor ? v : v.read()).data()) as Float32Array)));
+}
+
+/** The value of a scalar tensor. */
+export async function readScalar(t: tf.Tensor): Promise<number> {
+  return (await t.data())[0]!;
 }
 
 export function writeWeights(vars: tf.LayerVariable[], values: Float32Array[]): void {
@@ -186,9 +196,9 @@ function rethrowMissingKernel(err: unknown): never {
 }
 
 /** Rows [start, start + count) of a tensor, as an array. */
-function rows(t: tf.Tensor, start: number, count: number): Float32Array {
+async function rows(t: tf.Tensor, start: number, count: number): Promise<Float32Array> {
   const per = t.size / t.shape[0]!;
-  return (t.dataSync() as Float32Array).slice(start * per, (start + count) * per);
+  return ((await t.data()) as Float32Array).slice(start * per, (start + count) * per);
 }
 
 /**
@@ -202,13 +212,15 @@ async function parallelStep(o: FitOptions, vars: tf.Variable[], batch: Batch): P
   const parts = Math.min(n, replicas.count + 1);
   const sizes = Array.from({ length: parts }, (_, i) => Math.floor(n / parts) + (i < n % parts ? 1 : 0));
   const starts = sizes.map((_, i) => sizes.slice(0, i).reduce((a, b) => a + b, 0));
-  const shares: Share[] = sizes.slice(1).map((m, k) => ({
-    xs: batch.xs.map((x) => rows(x, starts[k + 1]!, m)),
-    xShapes: batch.xs.map((x) => [m, ...x.shape.slice(1)]),
-    ys: rows(batch.ys, starts[k + 1]!, m),
-    yShape: [m, ...batch.ys.shape.slice(1)],
-  }));
-  const weights = vars.map((v) => Float32Array.from(v.dataSync() as Float32Array));
+  const shares: Share[] = await Promise.all(
+    sizes.slice(1).map(async (m, k) => ({
+      xs: await Promise.all(batch.xs.map((x) => rows(x, starts[k + 1]!, m))),
+      xShapes: batch.xs.map((x) => [m, ...x.shape.slice(1)]),
+      ys: await rows(batch.ys, starts[k + 1]!, m),
+      yShape: [m, ...batch.ys.shape.slice(1)],
+    })),
+  );
+  const weights = await readWeights(vars);
   const remote = replicas.compute(weights, shares);
   remote.catch(() => {});
   const mine = sizes[0]!;
@@ -240,8 +252,8 @@ async function parallelStep(o: FitOptions, vars: tf.Variable[], batch: Batch): P
     return null;
   }
   try {
-    const ce = (ceT as tf.Scalar | null)!.dataSync()[0]!;
-    extraValue = value.dataSync()[0]! - (ce * mine) / n;
+    const ce = await readScalar((ceT as tf.Scalar | null)!);
+    extraValue = (await readScalar(value)) - (ce * mine) / n;
     const combined: tf.NamedTensorMap = {};
     tf.tidy(() => {
       vars.forEach((v, i) => {
@@ -255,7 +267,7 @@ async function parallelStep(o: FitOptions, vars: tf.Variable[], batch: Batch): P
     o.optimizer.applyGradients(combined);
     tf.dispose(Object.values(combined));
     const lossSum = ce * mine + results.reduce((a, r, k) => a + r.loss * sizes[k + 1]!, 0) + extraValue * n;
-    const correct = (correctT as tf.Scalar | null)!.dataSync()[0]! + results.reduce((a, r) => a + r.correct, 0);
+    const correct = (await readScalar((correctT as tf.Scalar | null)!)) + results.reduce((a, r) => a + r.correct, 0);
     return { lossSum, correct };
   } finally {
     tf.dispose([value, ...Object.values(grads), correctT as tf.Scalar | null, ceT as tf.Scalar | null].filter((t): t is tf.Tensor => t != null));
@@ -304,9 +316,13 @@ export async function fit(o: FitOptions): Promise<void> {
           } catch (err) {
             rethrowMissingKernel(err);
           }
-          lossSum += cost!.dataSync()[0]! * batch.size;
-          correct += (correctT as tf.Scalar | null)?.dataSync()[0] ?? 0;
-          tf.dispose([cost!, correctT as tf.Scalar | null].filter((t): t is tf.Scalar => t != null));
+          try {
+            lossSum += (await readScalar(cost!)) * batch.size;
+            const c = correctT as tf.Scalar | null;
+            correct += c ? await readScalar(c) : 0;
+          } finally {
+            tf.dispose([cost!, correctT as tf.Scalar | null].filter((t): t is tf.Scalar => t != null));
+          }
         }
         n += batch.size;
       } finally {
@@ -334,7 +350,7 @@ export async function fit(o: FitOptions): Promise<void> {
         s.bestValLoss = val.loss;
         s.bestEpoch = epoch + 1;
         s.wait = 0;
-        s.best = readWeights(o.variables);
+        s.best = await readWeights(o.variables);
       } else {
         s.wait += 1;
         if (o.patience !== null && s.wait >= o.patience) s.stopped = true;

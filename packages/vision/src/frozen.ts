@@ -3,18 +3,16 @@
 // layer, TensorFlow.js otherwise. The choice, and the reason for a fallback, are logged.
 //
 // onnxruntime-node runs a session synchronously on the calling thread, so the session runs in a worker thread
-// (frozen-worker.ts): while it computes one batch, the main thread decodes and augments the next one, or trains.
-// Where the worker cannot start, the session runs on the main thread.
+// (@graft/inference's SessionHost with one worker): while it computes one batch, the main thread decodes and
+// augments the next one, or trains. Where the worker cannot start, the session runs on the main thread.
 //
 // GRAFT_FROZEN_ENGINE (or opts.engine) forces one engine: 'onnxruntime' (an error where it cannot be used),
 // 'tfjs', or 'auto' (default).
 import { availableParallelism } from 'node:os';
-import type { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
-import { startWorkerWhenReady } from '@graft/inference/worker-thread';
 
 export type FrozenEngine = 'onnxruntime' | 'tfjs';
 
@@ -108,7 +106,7 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
         return Array.isArray(y) ? y : [y];
       });
       try {
-        return outs.map((t) => t.dataSync() as Float32Array);
+        return (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
       } finally {
         tf.dispose(outs);
       }
@@ -151,20 +149,31 @@ async function onnxRuntimeModel(
     return [out];
   };
   if (useWorker) {
+    // The session host of @graft/inference with one worker thread: runs are computed there in the order asked.
+    const host = new inference.SessionHost({ workers: 1, threads });
     try {
-      const w = await SessionWorker.start(onnx, threads);
+      const session = await host.open(onnx);
+      let disposed = false;
       return {
-        provider: w.provider,
+        provider: session.provider,
         model: {
           engine: 'onnxruntime',
           threaded: true,
           inputShape,
           outputShapes: [outputShape],
-          run: async (input, batch, o) => check(await w.run(input, batch, o?.transfer ?? false), batch),
-          dispose: () => w.close(),
+          run: async (input, batch, o) => {
+            if (disposed) throw new Error('the ONNX Runtime session has been disposed');
+            return check(await session.run(input, batch, { transfer: o?.transfer ?? false }), batch);
+          },
+          async dispose() {
+            if (disposed) return;
+            disposed = true;
+            await host.close();
+          },
         },
       };
     } catch (err) {
+      await host.close();
       log({ model: what, reason: (err as Error).message }, `ONNX Runtime session for ${what} runs on the main thread: no worker thread`);
     }
   }
@@ -185,75 +194,4 @@ async function onnxRuntimeModel(
       },
     },
   };
-}
-
-type Reply =
-  | { type: 'ready' }
-  | { type: 'opened'; provider: string }
-  | { type: 'fatal'; message: string }
-  | { type: 'result'; id: number; output: Float32Array }
-  | { type: 'error'; id: number; message: string };
-
-/** One ONNX Runtime session in a worker thread. */
-class SessionWorker {
-  private nextId = 0;
-  private readonly pending = new Map<number, { resolve(v: Float32Array): void; reject(e: Error): void }>();
-  private failure: Error | null = null;
-  private closed = false;
-
-  private constructor(
-    private readonly worker: Worker,
-    readonly provider: string,
-  ) {
-    worker.on('message', (m: Reply) => {
-      if (m.type !== 'result' && m.type !== 'error') {
-        if (m.type === 'fatal') this.fail(new Error(m.message));
-        return;
-      }
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (this.pending.size === 0) worker.unref();
-      if (m.type === 'result') p.resolve(m.output);
-      else p.reject(new Error(m.message));
-    });
-    worker.on('error', (err) => this.fail(err));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`the ONNX Runtime worker thread exited (code ${code})`));
-    });
-  }
-
-  private fail(err: Error): void {
-    this.failure ??= err;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    this.worker.unref();
-  }
-
-  static async start(onnx: Uint8Array, threads: number): Promise<SessionWorker> {
-    const { worker, last } = await startWorkerWhenReady<Reply>(new URL('./frozen-worker.ts', import.meta.url), (m, w) => {
-      if (m.type === 'ready') w.postMessage({ type: 'open', onnx, threads });
-      return m.type === 'opened';
-    });
-    return new SessionWorker(worker, (last as Extract<Reply, { type: 'opened' }>).provider);
-  }
-
-  run(input: Float32Array, batch: number, transfer: boolean): Promise<Float32Array> {
-    if (this.failure) return Promise.reject(this.failure);
-    if (this.closed) return Promise.reject(new Error('the ONNX Runtime session has been disposed'));
-    const id = this.nextId++;
-    return new Promise<Float32Array>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.ref();
-      const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && !(input.buffer instanceof SharedArrayBuffer);
-      this.worker.postMessage({ type: 'run', id, input, batch }, transfer && whole ? [input.buffer as ArrayBuffer] : []);
-    });
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.fail(new Error('the ONNX Runtime session has been disposed'));
-    await this.worker.terminate();
-  }
 }

@@ -44,9 +44,10 @@ export { train, type TrainOptions, type TrainResult } from './train';
 export type { HistoryRow } from './fit';
 export type { TrainEvent, Phase } from './progress';
 export {
-  checkpointToFiles,
-  checkpointFromFiles,
+  Checkpoints,
   CHECKPOINT_FILES,
+  type CheckpointLog,
+  type CheckpointStore,
   type Checkpoint,
   type CheckpointMeta,
 } from './checkpoint';
@@ -54,5 +55,5 @@ export { classificationMetrics, type TestMetrics, type ClassMetrics } from './ev
 export { exportClassifier, makeManifest, MANIFEST_FILE, VISION_VERSION, type GraftManifest } from './export';
 export { loadClassifier, type Classifier, type Prediction } from './classifier';
 export { saveLayersModelToFiles, loadLayersModelFromFiles } from './model-files';
-export { VisionError, AbortError, ImageDecodeError } from './errors';
+export { VisionError, AbortError, ImageDecodeError, isPermanent, type EngineError } from './errors';
 export { SCRATCH_INPUT_SIZE } from './scratch';

@@ -1,9 +1,10 @@
-// From encoded image bytes to the network's input: decode (JPEG, PNG, WebP) with sharp, turn by the EXIF
-// orientation, force 3-channel 8-bit RGB, and resize to size x size. The resize stretches the image to the square
+// From encoded image bytes to the network's input: decode (JPEG, PNG, WebP) with sharp (@graft/inference's
+// decodeImage, the one decoder of Graft), turn by the EXIF orientation, force 3-channel 8-bit RGB, and resize to
+// size x size. The resize stretches the image to the square
 // without keeping the aspect ratio, as Keras's `load_img(target_size=...)` does, so a model sees the whole image
 // (no crop) exactly as the Keras recipe trained it. Then the pixels are normalised per the backbone's
 // preprocessing: (pixel - mean) / std per channel, in RGB or BGR order.
-import sharp from 'sharp';
+import { decodeImage, normalizeInto, pixelTransform } from '@graft/inference/image';
 import { ImageDecodeError, throwIfAborted } from './errors';
 
 export interface Preprocessing {
@@ -32,41 +33,18 @@ export const PREPROCESSING: Record<Preprocessing['mode'], Preprocessing> = {
 export const DEFAULT_DECODE_CONCURRENCY = 4;
 
 /**
- * Decodes one image to size x size x 3 RGB bytes (row-major, channels last). Throws on bytes that are not a
- * decodable image.
+ * Decodes one image to size x size x 3 RGB bytes (row-major, channels last); throws on bytes that are not a
+ * decodable image. The same decoder serves predictions in @graft/inference.
  */
-export async function decodeImage(bytes: Uint8Array, size: number): Promise<Uint8Array> {
-  const { data, info } = await sharp(bytes, { failOn: 'error' })
-    .rotate() // EXIF orientation
-    .removeAlpha()
-    .toColourspace('srgb')
-    .resize(size, size, { fit: 'fill' })
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== size || info.height !== size) {
-    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
-  }
-  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-}
+export { decodeImage };
 
 /**
  * Normalises RGB pixels (0..255, channels last) per p into out (a new buffer by default). Works on any
  * number of pixels, so a whole batch can be done at once.
  */
 export function normalizePixels(src: ArrayLike<number>, p: Preprocessing, out?: Float32Array): Float32Array {
-  const n = src.length;
-  const dst = out ?? new Float32Array(n);
-  const bgr = p.channelOrder === 'bgr';
-  const [m0, m1, m2] = p.mean;
-  const [s0, s1, s2] = [1 / p.std[0], 1 / p.std[1], 1 / p.std[2]];
-  for (let i = 0; i < n; i += 3) {
-    const r = src[i]!;
-    const g = src[i + 1]!;
-    const b = src[i + 2]!;
-    dst[i] = ((bgr ? b : r) - m0) * s0;
-    dst[i + 1] = (g - m1) * s1;
-    dst[i + 2] = ((bgr ? r : b) - m2) * s2;
-  }
+  const dst = out ?? new Float32Array(src.length);
+  normalizeInto(src, pixelTransform(p), dst);
   return dst;
 }
 

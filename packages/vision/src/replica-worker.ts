@@ -2,14 +2,15 @@
 // head for fine-tuning), then for each share of a batch sets the trained variables to the values sent and
 // returns the gradients of the share's mean loss.
 //
-// Messages in: {type: 'build', spec} once, then {type: 'step', id, weights, share}. Out: {type: 'built'} or
-// {type: 'fatal', message}; {type: 'result', id, result} or {type: 'error', id, message}.
+// Messages in (each with an id, answered by a message with that id, see WorkerRpc): {type: 'build', spec} once,
+// then {type: 'step', weights, share}. Out: {type: 'ready'} at start; {type: 'built'}, {type: 'result', result}
+// or {type: 'error', message}.
 import { parentPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from './backend';
-import { correctCount, crossEntropy } from './fit';
+import { correctCount, crossEntropy, readScalar, readWeights } from './fit';
 import { Head } from './head';
-import type { ReplicaSpec, Share, ShareResult } from './replicas';
+import type { ReplicaRequest, ReplicaSpec, Share, ShareResult } from './replicas';
 
 const port = parentPort!;
 
@@ -41,48 +42,54 @@ async function build(spec: ReplicaSpec): Promise<Replica> {
   return { forward, variables, spec };
 }
 
-function step(r: Replica, weights: Float32Array[], share: Share): ShareResult {
+async function step(r: Replica, weights: Float32Array[], share: Share): Promise<ShareResult> {
   r.variables.forEach((v, i) => {
     const t = tf.tensor(weights[i]!, v.shape as number[]);
     v.write(t);
     t.dispose();
   });
   let correct: tf.Scalar | null = null;
+  const { value, grads } = tf.tidy(() => {
+    const xs = share.xs.map((x, i) => tf.tensor(x, share.xShapes[i]!));
+    const ys = tf.tensor(share.ys, share.yShape);
+    return tf.variableGrads(() => {
+      const p = r.forward(xs, true);
+      correct = tf.keep(correctCount(r.spec.loss, ys, p));
+      return crossEntropy(r.spec.loss, ys, p);
+    }, r.variables.map((v) => v.read() as tf.Variable));
+  });
   try {
-    return tf.tidy(() => {
-      const xs = share.xs.map((x, i) => tf.tensor(x, share.xShapes[i]!));
-      const ys = tf.tensor(share.ys, share.yShape);
-      const { value, grads } = tf.variableGrads(() => {
-        const p = r.forward(xs, true);
-        correct = tf.keep(correctCount(r.spec.loss, ys, p));
-        return crossEntropy(r.spec.loss, ys, p);
-      }, r.variables.map((v) => v.read() as tf.Variable));
-      const out = r.variables.map((v) => Float32Array.from(grads[(v.read() as tf.Variable).name]!.dataSync() as Float32Array));
-      return { grads: out, loss: value.dataSync()[0]!, correct: (correct as tf.Scalar | null)?.dataSync()[0] ?? 0 };
-    });
+    const out = await readWeights(r.variables.map((v) => grads[(v.read() as tf.Variable).name]!));
+    const c = correct as tf.Scalar | null;
+    return { grads: out, loss: await readScalar(value), correct: c ? await readScalar(c) : 0 };
   } finally {
-    (correct as tf.Scalar | null)?.dispose();
+    tf.dispose([value, ...Object.values(grads), correct as tf.Scalar | null].filter((t): t is tf.Tensor => t != null));
   }
 }
 
-port.on('message', (msg: { type: 'build'; spec: ReplicaSpec } | { type: 'step'; id: number; weights: Float32Array[]; share: Share }) => {
+// Steps are taken one after another, in the order they arrive.
+let queue: Promise<void> = Promise.resolve();
+
+port.on('message', (msg: ReplicaRequest) => {
   if (msg.type === 'build') {
     build(msg.spec).then(
       (r) => {
         replica = r;
-        port.postMessage({ type: 'built' });
+        port.postMessage({ type: 'built', id: msg.id });
       },
-      (err: Error) => port.postMessage({ type: 'fatal', message: err.stack ?? err.message }),
+      (err: Error) => port.postMessage({ type: 'error', id: msg.id, message: err.stack ?? err.message }),
     );
     return;
   }
-  try {
-    if (!replica) throw new Error('the replica is not built');
-    const result = step(replica, msg.weights, msg.share);
-    port.postMessage({ type: 'result', id: msg.id, result }, result.grads.map((g) => g.buffer as ArrayBuffer));
-  } catch (err) {
-    port.postMessage({ type: 'error', id: msg.id, message: (err as Error).message });
-  }
+  queue = queue.then(async () => {
+    try {
+      if (!replica) throw new Error('the replica is not built');
+      const result = await step(replica, msg.weights, msg.share);
+      port.postMessage({ type: 'result', id: msg.id, result }, result.grads.map((g) => g.buffer as ArrayBuffer));
+    } catch (err) {
+      port.postMessage({ type: 'error', id: msg.id, message: (err as Error).message });
+    }
+  });
 });
 
 port.postMessage({ type: 'ready' });

@@ -10,12 +10,11 @@
 // 2.5-2.8 s), although each thread alone computes its half in half the time. Worth trying on machines with
 // more (and unshared) cores.
 import { availableParallelism } from 'node:os';
-import type { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import type { LossKind } from './fit';
 import type { HeadConfig } from './head';
-import { startWorkerWhenReady } from '@graft/inference/worker-thread';
+import { WorkerRpc } from '@graft/inference/worker-thread';
 
 /** A trained variable, found by its layer and its index among that layer's weights. */
 export interface VariableRef {
@@ -75,66 +74,32 @@ export function trainThreads(): number {
   return 1;
 }
 
-type Reply =
-  | { type: 'ready' }
-  | { type: 'built' }
-  | { type: 'fatal'; message: string }
-  | { type: 'result'; id: number; result: ShareResult }
-  | { type: 'error'; id: number; message: string };
+/** What replica-worker.ts is asked. */
+export type ReplicaRequest = { type: 'build'; id: number; spec: ReplicaSpec } | { type: 'step'; id: number; weights: Float32Array[]; share: Share };
 
+const WORKER_ENTRY = new URL('./replica-worker.ts', import.meta.url);
+
+/** One replica in a worker thread (replica-worker.ts). */
 class ReplicaWorker {
-  private nextId = 0;
-  private readonly pending = new Map<number, { resolve(r: ShareResult): void; reject(e: Error): void }>();
-  private failure: Error | null = null;
-  private closed = false;
-
-  constructor(private readonly worker: Worker) {
-    worker.on('message', (m: Reply) => {
-      if (m.type === 'fatal') this.fail(new Error(m.message));
-      if (m.type !== 'result' && m.type !== 'error') return;
-      const p = this.pending.get(m.id);
-      if (!p) return;
-      this.pending.delete(m.id);
-      if (this.pending.size === 0) worker.unref();
-      if (m.type === 'result') p.resolve(m.result);
-      else p.reject(new Error(m.message));
-    });
-    worker.on('error', (err) => this.fail(err));
-    worker.on('exit', (code) => {
-      if (!this.closed) this.fail(new Error(`a training replica's worker thread exited (code ${code})`));
-    });
-  }
-
-  private fail(err: Error): void {
-    this.failure ??= err;
-    for (const p of this.pending.values()) p.reject(err);
-    this.pending.clear();
-    this.worker.unref();
-  }
+  private constructor(private readonly rpc: WorkerRpc<ReplicaRequest>) {}
 
   static async start(spec: ReplicaSpec): Promise<ReplicaWorker> {
-    const { worker } = await startWorkerWhenReady<Reply>(new URL('./replica-worker.ts', import.meta.url), (m, w) => {
-      if (m.type === 'ready') w.postMessage({ type: 'build', spec });
-      return m.type === 'built';
-    });
-    return new ReplicaWorker(worker);
+    const rpc = await WorkerRpc.start<ReplicaRequest>(WORKER_ENTRY, "a training replica's worker thread");
+    try {
+      await rpc.request({ type: 'build', spec });
+      return new ReplicaWorker(rpc);
+    } catch (err) {
+      await rpc.close();
+      throw err;
+    }
   }
 
-  step(weights: Float32Array[], share: Share): Promise<ShareResult> {
-    if (this.failure) return Promise.reject(this.failure);
-    const id = this.nextId++;
-    return new Promise<ShareResult>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.worker.ref();
-      this.worker.postMessage({ type: 'step', id, weights, share });
-    });
+  async step(weights: Float32Array[], share: Share): Promise<ShareResult> {
+    return (await this.rpc.request<{ result: ShareResult }>({ type: 'step', weights, share })).result;
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.fail(new Error('the training replica has been closed'));
-    await this.worker.terminate();
+  close(): Promise<void> {
+    return this.rpc.close();
   }
 }
 

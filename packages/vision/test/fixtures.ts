@@ -10,6 +10,7 @@ import { saveLayersModelToFiles } from '../src/model-files';
 import { PREPROCESSING } from '../src/preprocess';
 import { createRng } from '../src/random';
 import type { ImageRef } from '../src/split';
+import type { CheckpointStore } from '../src/checkpoint';
 
 export const TINY_BACKBONE = 'tiny_test_backbone';
 export const TINY_SIZE = 32;
@@ -115,6 +116,21 @@ export async function syntheticSet(labels: string[], perClass: { train: number; 
       const b = images.get(key);
       if (!b) throw new Error(`no image ${key}`);
       return b;
+    },
+  };
+}
+
+/** A checkpoint store in memory, and its files. */
+export function memoryCheckpointStore(): { store: CheckpointStore; files: Map<string, Uint8Array> } {
+  const files = new Map<string, Uint8Array>();
+  return {
+    files,
+    store: {
+      read: async (name) => files.get(name) ?? null,
+      write: async (name, bytes) => void files.set(name, Uint8Array.from(bytes)),
+      removeFolder: async (folder) => {
+        for (const k of [...files.keys()]) if (k.startsWith(folder)) files.delete(k);
+      },
     },
   };
 }

@@ -110,10 +110,11 @@ describe('Keras architectures in the backbone registry', () => {
   });
 
   it('fails clearly where a source has no weights for it', async () => {
-    await expect(loadBackbone('vgg16', dir, { inputSize: 32 })).rejects.toMatchObject({ code: 'BACKBONE_WEIGHTS_UNAVAILABLE' });
+    await expect(loadBackbone('vgg16', dir, { inputSize: 32 })).rejects.toMatchObject({ code: 'BACKBONE_WEIGHTS_UNAVAILABLE', permanent: false });
     const broken = path.join(dir, 'broken.h5');
     fs.writeFileSync(broken, 'not hdf5');
-    await expect(loadBackbone(NAME, broken, { inputSize: 32 })).rejects.toMatchObject({ code: 'BACKBONE_WEIGHTS_UNAVAILABLE' });
+    // A corrupt file fails the same way on every attempt: the job is not retried.
+    await expect(loadBackbone(NAME, broken, { inputSize: 32 })).rejects.toMatchObject({ code: 'BACKBONE_WEIGHTS_UNAVAILABLE', permanent: true });
   });
 
   it('trains a classifier on it (random .h5 weights): fine-tuning changes the top block, the rest keeps its weights', async () => {

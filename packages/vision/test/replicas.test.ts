@@ -38,14 +38,14 @@ async function oneEpochBothWays(
   spec: ReplicaSpec,
   extraLoss?: () => tf.Scalar | null,
 ): Promise<{ single: Float32Array[]; parallel: Float32Array[]; start: Float32Array[]; logged: string[] }> {
-  const start = readWeights(variables);
+  const start = await readWeights(variables);
   const run = async (replicas: GradientReplicas | null) => {
     writeWeights(variables, start);
     const optimizer = tf.train.sgd(0.1);
     const history: HistoryRow[] = [];
     await fit({ phase: 'fine_tuning', attempt: 1, epochs: 1, forward, variables, extraLoss, optimizer, loss: 'binary', train: store, validation: null, patience: null, state: newPhaseState(), history, replicas });
     optimizer.dispose();
-    return { weights: readWeights(variables), history };
+    return { weights: await readWeights(variables), history };
   };
   const single = await run(null);
   const logged: string[] = [];
@@ -75,7 +75,7 @@ describe('training replicas', () => {
       const variables = model.trainableWeights;
       const spec: ReplicaSpec = {
         topology: model.toJSON(null, false) as object,
-        weights: readWeights(model.weights),
+        weights: await readWeights(model.weights),
         head: null,
         loss: 'binary',
         numClasses: 2,
@@ -105,7 +105,7 @@ describe('training replicas', () => {
       const variables = [...parts.blockWeights, ...head.trainableWeights];
       const spec: ReplicaSpec = {
         topology: parts.upper.toJSON(null, false) as object,
-        weights: readWeights(parts.upper.weights),
+        weights: await readWeights(parts.upper.weights),
         head: { featureShape, numClasses: 2, config: head.config, seed: 2 },
         loss: 'binary',
         numClasses: 2,
@@ -114,11 +114,11 @@ describe('training replicas', () => {
       };
       // An L2 term computed on this thread only, as a layer regularizer would be.
       const extraLoss = () => tf.mul(0.01, tf.sum(tf.square(parts.blockWeights[0]!.read()))) as tf.Scalar;
-      const bnBefore = readWeights(base.getLayer('tiny_top_bn').weights);
+      const bnBefore = await readWeights(base.getLayer('tiny_top_bn').weights);
       const r = await oneEpochBothWays(variables, fineTuneForward(parts, head), store, spec, extraLoss);
       expect(maxDiff(r.single, r.start)).toBeGreaterThan(1e-3);
       expect(maxDiff(r.parallel, r.single)).toBeLessThan(1e-5);
-      expect(readWeights(base.getLayer('tiny_top_bn').weights)).toEqual(bnBefore);
+      expect(await readWeights(base.getLayer('tiny_top_bn').weights)).toEqual(bnBefore);
     } finally {
       head.dispose();
       base.dispose();
@@ -132,7 +132,7 @@ describe('training replicas', () => {
       const replicas = await GradientReplicas.start(
         {
           topology: model.toJSON(null, false) as object,
-          weights: readWeights(model.weights),
+          weights: await readWeights(model.weights),
           head: null,
           loss: 'binary',
           numClasses: 2,

@@ -5,10 +5,10 @@ import { initBackend } from '../src/backend';
 import { loadBackbone } from '../src/backbones';
 import { loadClassifier } from '../src/classifier';
 import { loadLayersModelFromFiles } from '../src/model-files';
-import { checkpointFromFiles, checkpointToFiles, type Checkpoint } from '../src/checkpoint';
+import { Checkpoints, type Checkpoint } from '../src/checkpoint';
 import { classificationMetrics } from '../src/evaluate';
 import { train, type TrainEvent, type TrainOptions } from '../src/train';
-import { createTinyBackboneSource, syntheticSet, TINY_BACKBONE, type SyntheticSet } from './fixtures';
+import { createTinyBackboneSource, memoryCheckpointStore, syntheticSet, TINY_BACKBONE, type SyntheticSet } from './fixtures';
 
 let backbones: { source: string; cleanup(): void };
 let twoClass: SyntheticSet;
@@ -118,6 +118,30 @@ describe('train', () => {
     expect(result.test!.accuracy).toBeGreaterThanOrEqual(0.9);
   });
 
+  it('frees every tensor it allocates, whether it finishes or is aborted', async () => {
+    const config = {
+      ...fastHead,
+      method: 'fine_tuning' as const,
+      featureExtraction: { epochs: 2, optimizer: 'adam' as const, learningRate: 0.01 },
+      fineTuning: { epochs: 2, optimizer: 'adam' as const, learningRate: 0.001 },
+    };
+    await train(options(twoClass, config)); // burn-in: kernels and backend state allocated once
+    const before = tf.memory().numTensors;
+    await train(options(twoClass, config));
+    expect(tf.memory().numTensors).toBe(before);
+    const controller = new AbortController();
+    const aborted = train(
+      options(twoClass, config, {
+        signal: controller.signal,
+        onCheckpoint: async (c) => {
+          if (c.meta.phase === 'fine_tuning') controller.abort();
+        },
+      }),
+    );
+    await expect(aborted).rejects.toMatchObject({ name: 'AbortError' });
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('learns three classes with softmax, carving validation from train when the dataset has none', async () => {
     const three = await syntheticSet(['red', 'green', 'blue'], { train: 10, validation: 0, test: 0 }, 2);
     const result = await train(
@@ -221,7 +245,10 @@ describe('train', () => {
         options(twoClass, config, {
           signal: controller.signal,
           onCheckpoint: async (c) => {
-            checkpoints.push(checkpointFromFiles(checkpointToFiles(c)));
+            // As a retried job gets it back: through the stored format.
+            const store = memoryCheckpointStore();
+            await new Checkpoints(store.store).save(c);
+            checkpoints.push((await new Checkpoints(store.store).load())!);
             if (c.meta.phase === 'fine_tuning' && c.meta.epoch === 1) controller.abort();
           },
         }),

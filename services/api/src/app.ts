@@ -18,15 +18,26 @@ import { DatasetService } from './datasets/service';
 import { ModelService } from './models/service';
 import { Predictor } from './models/predictor';
 import { ApiError } from './errors';
+import bodyGuards from './plugins/body-guards';
+import { docsSecurity } from './plugins/docs-security';
 
 export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): Promise<FastifyInstance> {
+  const { limits, http } = deps.config;
   const app = Fastify({
     loggerInstance: opts.logger,
-    bodyLimit: deps.config.limits.predictBodyBytes,
+    // JSON bodies; /predict, dataset uploads and multipart set their own limits.
+    bodyLimit: limits.jsonBodyBytes,
     ajv: { customOptions: { removeAdditional: false, useDefaults: true, coerceTypes: 'array', allErrors: true, strict: false } },
-    requestTimeout: 0,
+    // A request, body included, must arrive within these; a trickled body or header is cut off.
+    requestTimeout: http.requestTimeoutMs,
+    trustProxy: typeof http.trustProxy === 'number' ? (_address: string, hop: number) => hop < (http.trustProxy as number) : http.trustProxy,
+    http: {
+      headersTimeout: http.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(http.headersTimeoutMs / 4))),
+    },
   });
   await app.register(errors);
+  await app.register(bodyGuards, { jsonDepth: limits.jsonDepth });
   await app.register(swagger, {
     openapi: {
       info: {
@@ -38,21 +49,29 @@ export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): P
       security: deps.config.apiKeys.length ? [{ bearer: [] }] : [],
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
-  await app.register(auth, { keys: deps.config.apiKeys });
-  if (deps.config.limits.rateLimitPerMinute > 0) {
+  await app.register(auth, {
+    keys: deps.config.apiKeys,
+    failures: { redis: deps.limiterRedis, prefix: deps.config.queuePrefix, perMinute: limits.authFailuresPerMinute },
+  });
+  if (limits.rateLimitPerMinute > 0) {
     await app.register(rateLimit, {
-      max: deps.config.limits.rateLimitPerMinute,
+      max: limits.rateLimitPerMinute,
       timeWindow: 60_000,
+      // Counted in Redis, so that every API process shares one budget per key; skipped while Redis is down.
+      redis: deps.limiterRedis,
+      nameSpace: `${deps.config.queuePrefix}:ratelimit:`,
+      skipOnError: true,
       keyGenerator: (req) => req.tenant || req.ip,
-      allowList: (req) => /^\/(healthz|readyz|metrics)/.test(req.url),
+      allowList: (req) => /^\/healthz(\?|$)/.test(req.url),
       errorResponseBuilder: (_req, ctx) =>
         Object.assign(new ApiError('RATE_LIMITED', `rate limit of ${ctx.max} requests a minute exceeded; retry in ${Math.ceil(ctx.ttl / 1000)} s`), {
           statusCode: 429,
         }),
     });
   }
-  await app.register(multipart, { limits: { fields: 10, parts: 1000 } });
+  // After the rate limiter: it limits the routes registered after it.
+  await app.register(swaggerUi, { routePrefix: '/docs', ...docsSecurity });
+  await app.register(multipart, { limits: { fields: 10, parts: 1000, fieldSize: 16 * 1024 } });
   await app.register(metrics, { queue: deps.queue });
 
   const datasets = new DatasetService(deps.storage, deps.config);

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
-import { testConfig } from '../../../test/support/services';
+import { testConfig, uniqueName } from '../../../test/support/services';
 import { patternDataset, zipOf, tarOf } from '../../../test/support/images';
 
 const A = 'key-tenant-a-0123456789';
@@ -206,31 +206,76 @@ describe('API', () => {
 });
 
 describe('dataset import from S3', () => {
-  it('imports the class folders under an S3 prefix, and rejects bad sources', async () => {
-    const deps = createDeps(testConfig());
+  it('imports the class folders under an allowed S3 prefix, and rejects bad sources', async () => {
+    const bucket = uniqueName('graft-test');
+    const deps = createDeps(
+      testConfig({
+        S3_BUCKET: bucket,
+        GRAFT_IMPORT_SOURCES: `*=s3://${bucket}/incoming/,*=s3://${bucket}/nothing/,*=s3://${bucket}/tenants/,default=s3://${bucket}/big/`,
+        GRAFT_MAX_ENTRY_BYTES: String(1024 * 1024),
+      }),
+    );
     await deps.storage.ensureBucket();
     const app = await buildApp(deps);
     try {
       for (const e of await patternDataset({ train: 3, validation: 1 }, 11)) {
         await deps.storage.put(`incoming/set1/${e.path}`, e.data);
       }
+      // Not an image: never downloaded, never part of the dataset.
+      await deps.storage.put('incoming/set1/train/dots/notes.bin', Buffer.alloc(3 * 1024 * 1024));
       const r = await app.inject({
         method: 'POST',
         url: '/v1/datasets/import',
-        payload: { source: `s3://${deps.config.s3.bucket}/incoming/set1` },
+        payload: { source: `s3://${bucket}/incoming/set1` },
       });
       expect(r.statusCode, r.body).toBe(201);
       expect(r.json().name).toBe('set1');
       expect(r.json().splits).toEqual({ train: { dots: 3, stripes: 3 }, validation: { dots: 1, stripes: 1 } });
-      const empty = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: `s3://${deps.config.s3.bucket}/nothing/` } });
+      const empty = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: `s3://${bucket}/nothing/` } });
       expect(empty.statusCode).toBe(400);
       expect(empty.json().error.code).toBe('NO_IMAGES');
-      const own = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: `s3://${deps.config.s3.bucket}/tenants/default/` } });
+      const own = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: `s3://${bucket}/tenants/default/` } });
       expect(own.statusCode).toBe(400);
       expect(own.json().error.message).toContain('own data');
       const bad = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: 'http://example.com/x' } });
       expect(bad.statusCode).toBe(400);
       expect(bad.json().error.message).toContain('s3://');
+
+      // An image object over the per-file limit is refused by its listed size, before it is downloaded.
+      await deps.storage.put('big/cats/huge.jpg', Buffer.alloc(2 * 1024 * 1024));
+      const big = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: `s3://${bucket}/big/` } });
+      expect(big.statusCode).toBe(413);
+      expect(big.json().error).toMatchObject({ code: 'ENTRY_TOO_LARGE', details: { path: 'cats/huge.jpg' } });
+
+      // Outside the allowed sources: one answer whether the bucket exists or not.
+      const outside = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: `s3://${bucket}/elsewhere/` } });
+      const missing = await app.inject({ method: 'POST', url: '/v1/datasets/import', payload: { source: 's3://no-such-bucket-here/x/' } });
+      for (const x of [outside, missing]) {
+        expect(x.statusCode).toBe(403);
+        expect(x.json().error.code).toBe('IMPORT_NOT_ALLOWED');
+        expect(x.json().error.message).not.toMatch(/exist/);
+      }
+    } finally {
+      await app.close();
+      await deps.close();
+    }
+  });
+
+  it('confines each tenant to its own import sources', async () => {
+    const bucket = uniqueName('graft-test');
+    const deps = createDeps(
+      testConfig({ S3_BUCKET: bucket, GRAFT_API_KEYS: `alpha:${A},beta:${B}`, GRAFT_IMPORT_SOURCES: `alpha=s3://${bucket}/alpha-in/` }),
+    );
+    await deps.storage.ensureBucket();
+    const app = await buildApp(deps);
+    try {
+      for (const e of await patternDataset({ train: 2 }, 3)) await deps.storage.put(`alpha-in/${e.path}`, e.data);
+      const mine = await app.inject({ method: 'POST', url: '/v1/datasets/import', headers: auth(A), payload: { source: `s3://${bucket}/alpha-in/` } });
+      expect(mine.statusCode, mine.body).toBe(201);
+      const theirs = await app.inject({ method: 'POST', url: '/v1/datasets/import', headers: auth(B), payload: { source: `s3://${bucket}/alpha-in/` } });
+      expect(theirs.statusCode).toBe(403);
+      const wider = await app.inject({ method: 'POST', url: '/v1/datasets/import', headers: auth(A), payload: { source: `s3://${bucket}/` } });
+      expect(wider.statusCode).toBe(403);
     } finally {
       await app.close();
       await deps.close();

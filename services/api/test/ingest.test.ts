@@ -469,6 +469,17 @@ describe('limits', () => {
     expect(bySize.error.details?.path).toBe('dogs/bomb.jpg');
   });
 
+  it('refuses a zip of many entries of 1 MiB zeros by the ratio of the whole archive, each entry within its own', async () => {
+    const zeros = Array.from({ length: 300 }, (_, i) => ({ name: `${i % 2 ? 'cats' : 'dogs'}/z${i}.jpg`, data: Buffer.alloc(1024 * 1024) }));
+    const bomb = await zipOf([...(await images('cats', 1, 0)), ...(await images('dogs', 1, 1)), ...zeros]);
+    expect(bomb.length).toBeLessThan(1_000_000);
+    const { error } = await ingestError(bomb, 'zip');
+    expect(error.code).toBe('COMPRESSION_RATIO_EXCEEDED');
+    expect(error.message).toMatch(/^the archive expands more than 100 times/);
+    // Refused by the declared sizes once the archive's budget (100 x its size) is spent, not at the end.
+    expect(error.details?.inflated as number).toBeLessThan(bomb.length * 100 + 2 * 1024 * 1024);
+  });
+
   it('stops a tar.gz bomb while inflating, even when it hides in junk that is never used', async () => {
     const items = [...(await images('cats', 1, 0)), ...(await images('dogs', 1, 1)), { name: '__MACOSX/zeros', data: Buffer.alloc(20e6) }];
     const archive = await tarOf(items, true);

@@ -155,19 +155,19 @@ describe('malformed input', () => {
     expect((await app.inject('/healthz')).statusCode).toBe(200);
   });
 
-  it('rejects garbage sent to /predict before touching a model', async () => {
+  it('rejects garbage sent to /predict by its headers, and reads no body for a model that does not exist', async () => {
     const url = '/v1/models/mdl_abc/predict';
     const cases: [Record<string, string>, string | Buffer | object, number][] = [
       [{ 'content-type': 'text/plain' }, 'hello', 415],
-      [{ 'content-type': 'application/json' }, { images: 'nope' }, 400],
-      [{ 'content-type': 'application/json' }, '{"images": [', 400],
+      [{ 'content-type': 'application/json' }, { images: 'nope' }, 404],
+      [{ 'content-type': 'application/json' }, '{"images": [', 404],
     ];
     for (const [headers, payload, status] of cases) {
       const r = await app.inject({ method: 'POST', url, headers: { ...H, ...headers }, payload: payload as any });
       expect(r.statusCode, String(payload)).toBe(status);
       expect(r.json().error.code).toBeTruthy();
     }
-    expect((await app.inject({ method: 'POST', url: `${url}?topK=0`, headers: { ...H, 'content-type': 'image/jpeg' }, payload: Buffer.from([1]) })).statusCode).toBe(400);
+    expect((await app.inject({ method: 'POST', url: `${url}?topK=0`, headers: { ...H, 'content-type': 'image/jpeg' }, payload: Buffer.from([1]) })).statusCode).toBe(404);
     const huge = await app.inject({ method: 'POST', url, headers: { ...H, 'content-type': 'image/jpeg' }, payload: Buffer.alloc(40 * 1024 * 1024) });
     expect(huge.statusCode).toBe(413);
     expect((await app.inject('/healthz')).statusCode).toBe(200);

@@ -1,10 +1,13 @@
 // The training worker: takes jobs from the queue, runs each in a training child process, listens for
-// cancellations from any API process, and on SIGTERM checkpoints and releases its jobs before exiting.
+// cancellations from any API process, and on SIGTERM checkpoints and releases its jobs before exiting. While object
+// storage or Redis is down it takes no new jobs; the jobs it runs wait for the dependency to come back.
 import { Worker } from 'bullmq';
 import { loadConfigOrExit, createLogger } from '@graft/config';
 import { Storage } from '@graft/storage';
-import { JobStore, TRAIN_QUEUE, createRedis } from '@graft/queue';
+import { JobStore, TRAIN_QUEUE, TenantSlots, createRedis, withTenantLimits } from '@graft/queue';
 import { createProcessor } from './processor';
+import { guardAgainstOutages } from './outage-guard';
+import { serveMetrics } from './metrics';
 
 async function main() {
   const config = loadConfigOrExit();
@@ -17,17 +20,36 @@ async function main() {
   await storage.ensureBucket().catch((err) => log.warn({ err: err.message }, 'could not ensure the bucket yet'));
   const store = new JobStore(connection, config.queuePrefix);
   let shuttingDown = false;
+  const running = new Map<string, string>();
 
-  const worker = new Worker(TRAIN_QUEUE, createProcessor({ config, store, storage, log, shuttingDown: () => shuttingDown }), {
+  // Per-tenant running-job limit over all workers, and the wall-clock limit of each job.
+  const slots = new TenantSlots(connection, config.queuePrefix, config.jobs.tenantConcurrency, config.jobLockMs * 2);
+  const processor = withTenantLimits(createProcessor({ config, store, storage, log, shuttingDown: () => shuttingDown, running }), {
+    slots,
+    store,
+    maxJobMs: config.jobs.maxSeconds * 1000,
+    log,
+  });
+  const worker = new Worker(TRAIN_QUEUE, processor, {
     connection,
     prefix: config.queuePrefix,
     concurrency: config.workerConcurrency,
     lockDuration: config.jobLockMs,
     stalledInterval: Math.max(500, Math.floor(config.jobLockMs / 2)),
     maxStalledCount: 3,
+    // Started once storage has answered (below): a worker that starts during an outage takes no job.
+    autorun: false,
   });
   worker.on('error', (err) => log.warn({ err: err.message }, 'worker error'));
   worker.on('failed', (job, err) => log.info({ jobId: job?.id, err: err.message }, 'job attempt ended with an error'));
+
+  // No new jobs while storage or Redis is down; locks that lapsed in a Redis outage taken back.
+  const monitor = await guardAgainstOutages({ worker, redis: connection, storage, config, log, running, stopping: () => shuttingDown });
+  const closeMetrics = serveMetrics(config.workerMetricsPort, config.host, {
+    dependencies: () => monitor.state,
+    acceptingJobs: () => monitor.allUp && !shuttingDown && !worker.isPaused(),
+    runningJobs: () => running.size,
+  }, log);
 
   // Cancellation reaches whichever worker holds the job: every worker listens on one channel.
   await subscriber.subscribe(store.cancelChannel);
@@ -47,8 +69,10 @@ async function main() {
     log.info({ signal }, 'stopping: no new jobs; running ones checkpoint and go back to the queue');
     const force = setTimeout(() => process.exit(1), 20_000);
     force.unref();
+    monitor.stop();
     worker.cancelAllJobs('shutdown');
     await worker.close();
+    await closeMetrics();
     subscriber.disconnect();
     await connection.quit().catch(() => {});
     storage.close();

@@ -8,9 +8,15 @@ import { keys, type Storage } from '@graft/storage';
 import { parseTrainJobPayload, PayloadError, type JobStore, type JobRecord } from '@graft/queue';
 import type { ChildMessage, ParentMessage } from './messages';
 import { modelIdFor } from './model-id';
+import { jobCheckpoints } from './checkpoint-store';
 
 const CHILD = fileURLToPath(new URL('./train-child.ts', import.meta.url));
 const KILL_GRACE_MS = 4_000;
+/**
+ * The abort reason for a job whose lock lapsed while Redis was away and that is no longer this worker's: its run
+ * stops without touching the job record, and the job resumes from its checkpoint in the run that has it now.
+ */
+export const LOCK_LOST = 'lock-lost';
 
 export interface ProcessorDeps {
   config: GraftConfig;
@@ -19,12 +25,23 @@ export interface ProcessorDeps {
   log: Logger;
   /** Set on SIGTERM: running jobs checkpoint and go back to the queue. */
   shuttingDown: () => boolean;
+  /** Filled with the jobs this worker runs now and their lock tokens (to take their locks back after an outage). */
+  running?: Map<string, string>;
 }
 
 export function createProcessor(deps: ProcessorDeps) {
   const { store, storage, log } = deps;
 
   return async function processTrainJob(job: Job, token?: string, signal?: AbortSignal): Promise<{ modelId: string }> {
+    if (job.id && token) deps.running?.set(job.id, token);
+    try {
+      return await processJob(job, token, signal);
+    } finally {
+      if (job.id) deps.running?.delete(job.id);
+    }
+  };
+
+  async function processJob(job: Job, token: string | undefined, signal: AbortSignal | undefined): Promise<{ modelId: string }> {
     let payload;
     try {
       payload = parseTrainJobPayload(job.data);
@@ -56,6 +73,11 @@ export function createProcessor(deps: ProcessorDeps) {
 
     const outcome = await runChild(job, attempt, payload, signal, jobLog);
 
+    // A model published before the lock was found lost still makes the job succeeded (the next run sees that).
+    if (signal?.reason === LOCK_LOST && outcome.type !== 'done') {
+      jobLog.warn('the job went to another run while Redis was away: this run stopped; the job resumes from its checkpoint');
+      throw new Error('the job lock lapsed during a Redis outage');
+    }
     if (outcome.type === 'done') {
       const m = outcome.model;
       await store.transition(payload.jobId, {
@@ -88,19 +110,20 @@ export function createProcessor(deps: ProcessorDeps) {
     if (final) {
       await store.transition(payload.jobId, { state: 'failed', phase: null, error, finishedAt: new Date().toISOString() });
       jobLog.warn({ error }, 'training failed');
-      await storage.deletePrefix(keys.checkpoint(payload.tenant, payload.jobId)).catch(() => {});
+      await jobCheckpoints(storage, keys.checkpoint(payload.tenant, payload.jobId)).drop().catch(() => {});
       if (outcome.permanent) throw new UnrecoverableError(outcome.message);
       throw new Error(outcome.message);
     }
     await store.update(payload.jobId, { state: 'queued', phase: null, error }, 'state');
     jobLog.warn({ error, attempt }, 'training attempt failed; it will be retried');
     throw new Error(outcome.message);
-  };
+  }
 
   async function finishCancelled(tenant: string, jobId: string) {
     // Partial artifacts go: the model's files (unless its record was published) and the checkpoints.
+    // Where storage cannot say whether the record was published, the model's files are kept.
     const modelId = modelIdFor(jobId);
-    if (!(await storage.exists(keys.modelRecord(tenant, modelId)).catch(() => false))) {
+    if (!(await storage.exists(keys.modelRecord(tenant, modelId)).catch(() => true))) {
       await storage.deletePrefix(keys.model(tenant, modelId)).catch(() => {});
     }
     await storage.deletePrefix(keys.job(tenant, jobId)).catch(() => {});
@@ -120,8 +143,11 @@ export function createProcessor(deps: ProcessorDeps) {
       let killTimer: NodeJS.Timeout | undefined;
       let lastProgressWrite = 0;
       let chain: Promise<unknown> = Promise.resolve();
-      // Record updates run in order, one after another.
-      const enqueue = (f: () => Promise<unknown>) => (chain = chain.then(f).catch((err) => jobLog.warn({ err: err.message }, 'job record update failed')));
+      // Record updates run in order, one after another; none once the job is another run's.
+      const enqueue = (f: () => Promise<unknown>) =>
+        (chain = chain
+          .then(() => (signal?.reason === LOCK_LOST ? undefined : f()))
+          .catch((err) => jobLog.warn({ err: err.message }, 'job record update failed')));
 
       const settle = (m: Extract<ChildMessage, { type: 'done' | 'error' }>) => {
         if (settled) return;
@@ -138,7 +164,8 @@ export function createProcessor(deps: ProcessorDeps) {
           settle({ type: 'error', code: 'ABORTED', message: reason, permanent: false, aborted: reason });
         }, KILL_GRACE_MS);
       };
-      const onAbort = () => abort(deps.shuttingDown() ? 'shutdown' : 'cancelled');
+      // A run that lost its job stops as for a shutdown: the job goes on elsewhere from its checkpoint.
+      const onAbort = () => abort(signal?.reason === LOCK_LOST || deps.shuttingDown() ? 'shutdown' : 'cancelled');
       if (signal?.aborted) onAbort();
       signal?.addEventListener('abort', onAbort);
 

@@ -1,22 +1,27 @@
 // The training child process: one per job attempt, so the worker's event loop (and its BullMQ lock
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
-import { backboneSource, keys, Storage } from '@graft/storage';
-import { initBackend, train, type Checkpoint, type TrainEvent } from '@graft/vision';
+import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
+import { initBackend, isPermanent, train, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, UnsupportedLayerError } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
+import { publishModel } from './publish';
+import { jobCheckpoints } from './checkpoint-store';
 
 const send = (m: ChildMessage) => process.send?.(m);
 
-class PermanentError extends Error {
+/** A dataset that cannot be trained on as it is stored: retrying fails the same way. */
+class DatasetError extends Error {
+  readonly permanent = true;
   constructor(
     readonly code: string,
     message: string,
   ) {
     super(message);
+    this.name = 'DatasetError';
   }
 }
 
@@ -46,21 +51,6 @@ process.on('disconnect', () => {
   setTimeout(() => process.exit(1), 2_000).unref();
 });
 
-async function loadCheckpoint(storage: Storage, prefix: string): Promise<Checkpoint | null> {
-  const meta = await storage.getJsonOrNull<Checkpoint['meta'] & { files: string[] }>(`${prefix}meta.json`);
-  if (!meta) return null;
-  const files: Record<string, Uint8Array> = {};
-  for (const name of meta.files) files[name] = await storage.getBuffer(`${prefix}files/${name}`);
-  return { meta, files };
-}
-
-async function saveCheckpoint(storage: Storage, prefix: string, c: Checkpoint): Promise<void> {
-  const names = Object.keys(c.files);
-  await Promise.all(names.map((n) => storage.put(`${prefix}files/${n}`, c.files[n])));
-  // meta.json last: a checkpoint is complete once its meta exists.
-  await storage.putJson(`${prefix}meta.json`, { ...c.meta, files: names });
-}
-
 /**
  * The trained model as ONNX (model.onnx among the artifacts, so it can be taken elsewhere), or null, logged, where
  * the converter cannot express it: the model is still published without it.
@@ -83,14 +73,29 @@ function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg:
 
 async function run({ payload, attempt, config }: StartMessage) {
   const log = createLogger(config.logLevel, 'graft-train').child({ jobId: payload.jobId, attempt });
-  const storage = new Storage(config.s3);
+  // Storage outages are waited through (GRAFT_OUTAGE_TOLERANCE) at whatever point they come; an abort ends the wait.
+  let waitingSince: number | null = null;
+  const storage = new Storage(config.s3).withPatience({
+    toleranceMs: config.outageToleranceMs,
+    signal: controller.signal,
+    onWaiting: ({ downMs, err }) => {
+      if (waitingSince !== null) return;
+      waitingSince = Date.now() - downMs;
+      log.warn({ err: (err as Error)?.message, toleranceMs: config.outageToleranceMs }, 'object storage is unreachable: training waits for it');
+    },
+    onBack: ({ downMs }) => {
+      if (waitingSince === null) return;
+      waitingSince = null;
+      log.info({ downMs }, 'object storage is back: training goes on');
+    },
+  });
   try {
     const backend = await initBackend({ log: (obj, msg) => log.info(obj, msg) });
     send({ type: 'backend', backend });
     const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
-    if (!manifest) throw new PermanentError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
+    if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
     const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
-    if (!index) throw new PermanentError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
+    if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
     const config_ = resolveConfig(payload.config as TrainingConfigInput);
     const labels = [...manifest.classes];
@@ -111,15 +116,16 @@ async function run({ payload, attempt, config }: StartMessage) {
     send({ type: 'dataset', dropped: { leaked: droppedLeaked } });
     const trainClasses = new Set(splits.train.map((s) => s.label));
     if (trainClasses.size < 2) {
-      throw new PermanentError('INVALID_DATASET', 'the training split needs images of at least two classes');
+      throw new DatasetError('INVALID_DATASET', 'the training split needs images of at least two classes');
     }
 
     const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
-    const resume = await loadCheckpoint(storage, ckptPrefix);
-    if (resume) {
-      log.info({ phase: resume.meta.phase, epoch: resume.meta.epoch }, 'resuming from checkpoint');
-      send({ type: 'resumed', history: resume.meta.history ?? [], phase: resume.meta.phase, epoch: resume.meta.epoch });
-    }
+    const checkpoints = jobCheckpoints(storage, ckptPrefix, log);
+    const resume = await checkpoints.load();
+    if (resume) log.info({ phase: resume.meta.phase, epoch: resume.meta.epoch }, 'resuming from checkpoint');
+    // The job's history becomes what this run starts from: the checkpoint's rows, or none (rows of an earlier run
+    // whose checkpoint was never written are trained again).
+    send({ type: 'resumed', history: resume?.meta.history ?? [], phase: resume?.meta.phase ?? 'preparing', epoch: resume?.meta.epoch ?? 0 });
 
     const result = await train({
       config: config_,
@@ -131,7 +137,7 @@ async function run({ payload, attempt, config }: StartMessage) {
       attempt,
       resume,
       onEvent: (event: TrainEvent) => send({ type: 'event', event }),
-      onCheckpoint: (c) => saveCheckpoint(storage, ckptPrefix, c),
+      onCheckpoint: (c) => checkpoints.save(c),
       log: (obj, msg) => log.info(obj, msg),
     });
 
@@ -141,13 +147,8 @@ async function run({ payload, attempt, config }: StartMessage) {
     if (onnx) artifacts['model.onnx'] = onnx;
     const metrics = { test: result.test, validation: result.validation, history: result.history };
     artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
-    for (const [name, data] of Object.entries(artifacts)) {
-      const type = name.endsWith('.json') ? 'application/json' : 'application/octet-stream';
-      await storage.put(keys.modelArtifact(payload.tenant, modelId, name), data as Uint8Array, type);
-    }
     const graft = result.graft as unknown as { inputSize: number; backbone?: string | null; method?: string };
-    // record.json last: the model exists once its record does.
-    await storage.putJson(keys.modelRecord(payload.tenant, modelId), {
+    await publishModel(storage, payload.tenant, artifacts, {
       id: modelId,
       jobId: payload.jobId,
       datasetId: payload.datasetId,
@@ -156,17 +157,18 @@ async function run({ payload, attempt, config }: StartMessage) {
       method: config_.method,
       inputSize: graft.inputSize,
       metrics: { test: result.test, validation: result.validation },
-      artifacts: Object.keys(artifacts),
       createdAt: new Date().toISOString(),
     });
-    await storage.deletePrefix(ckptPrefix).catch(() => {});
+    await jobCheckpoints(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).drop().catch(() => {});
     send({
       type: 'done',
       model: { modelId, test: result.test as any, validation: result.validation as any, backend },
     });
-  } catch (err: any) {
+  } catch (caught: any) {
+    const err = findDependencyUnavailable(caught) ?? caught;
     const aborted = controller.signal.aborted ? abortReason ?? 'shutdown' : undefined;
-    const permanent = err instanceof PermanentError || err?.permanent === true || err?.name === 'ConfigError';
+    // Error classes state whether they are permanent (the engine's, storage's outage past its tolerance); others are not.
+    const permanent = !aborted && isPermanent(err);
     log.warn({ err: err?.message, aborted, permanent }, 'training stopped');
     send({
       type: 'error',

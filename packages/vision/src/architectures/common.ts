@@ -40,6 +40,7 @@ export interface ArchitectureSpec {
 /** An input size an architecture cannot take (below Keras's minimum, or not a whole number of pixels). */
 export class InputSizeError extends RangeError {
   readonly code = 'INVALID_INPUT_SIZE';
+  readonly permanent = true;
   constructor(
     readonly architecture: string,
     readonly inputSize: number,

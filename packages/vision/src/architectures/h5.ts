@@ -45,6 +45,8 @@ export interface KerasH5LoadResult {
 /** A file that is not a Keras HDF5 weight file, or whose weights do not fit the model. */
 export class KerasH5Error extends Error {
   readonly code = 'INVALID_KERAS_WEIGHTS';
+  /** The same file fails the same way on every attempt. */
+  readonly permanent = true;
   constructor(message: string) {
     super(message);
     this.name = 'KerasH5Error';

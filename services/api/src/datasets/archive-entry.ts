@@ -27,13 +27,23 @@ export interface WalkOptions {
   signal?: AbortSignal;
 }
 
-/** Counts uncompressed bytes read out of one archive against `maxTotalBytes`. */
+/**
+ * Counts uncompressed bytes read out of one archive against `maxTotalBytes` and, where the archive's compressed
+ * size is given, against `maxRatio` times that size: many small entries, each under the per-entry grace, cannot
+ * add up to a bomb.
+ */
 export class ByteMeter {
   total = 0;
-  constructor(private readonly maxTotalBytes: number) {}
+  constructor(
+    private readonly maxTotalBytes: number,
+    private readonly whole?: { compressedBytes: number; maxRatio: number },
+  ) {}
 
   add(bytes: number, path: string): void {
     this.total += bytes;
+    if (this.whole && this.total > RATIO_GRACE_BYTES && this.total > this.whole.compressedBytes * this.whole.maxRatio) {
+      throw ratioExceeded('the archive', this.total, this.whole.compressedBytes, this.whole.maxRatio);
+    }
     if (this.total > this.maxTotalBytes) {
       throw new IngestError(
         'ARCHIVE_TOO_LARGE',

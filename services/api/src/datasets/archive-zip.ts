@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import yauzl from 'yauzl';
 import { archivePathSegments } from './archive-path';
@@ -84,14 +85,18 @@ function openEntryStream(zip: yauzl.ZipFile, entry: ZipEntry, path: string): Pro
 export async function walkZip(file: string, opts: WalkOptions, visit: ArchiveVisitor): Promise<void> {
   const { limits, signal } = opts;
   signal?.throwIfAborted();
+  const compressedBytes = (await fs.promises.stat(file)).size;
   const zip = await openZip(file);
   // Errors arrive through nextEntry's listener; this one keeps a stray late error from crashing the process.
   const swallow = () => {};
   zip.on('error', swallow);
-  const meter = new ByteMeter(limits.maxTotalBytes);
+  const meter = new ByteMeter(limits.maxTotalBytes, { compressedBytes, maxRatio: limits.maxCompressionRatio });
   try {
     checkEntryCount(zip.entryCount, limits);
     let count = 0;
+    // The declared sizes of the entries read, summed: reading that would take the archive past the ratio is
+    // refused before the entry is inflated. The meter counts what is actually inflated.
+    let declared = 0;
     for (;;) {
       signal?.throwIfAborted();
       const entry = await nextEntry(zip);
@@ -131,6 +136,10 @@ export async function walkZip(file: string, opts: WalkOptions, visit: ArchiveVis
             entry.uncompressedSize > entry.compressedSize * limits.maxCompressionRatio
           ) {
             throw ratioExceeded(`'${rawPath}'`, entry.uncompressedSize, entry.compressedSize, limits.maxCompressionRatio);
+          }
+          declared += entry.uncompressedSize;
+          if (declared > RATIO_GRACE_BYTES && declared > compressedBytes * limits.maxCompressionRatio) {
+            throw ratioExceeded('the archive', declared, compressedBytes, limits.maxCompressionRatio);
           }
           const stream = await openEntryStream(zip, entry, rawPath);
           try {

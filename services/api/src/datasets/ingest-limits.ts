@@ -5,7 +5,7 @@ export interface IngestLimits {
   maxTotalBytes: number;
   /** Uncompressed bytes of one file that is read into memory. */
   maxEntryBytes: number;
-  /** Uncompressed / compressed bytes, per zip entry and over a whole tar.gz stream. */
+  /** Uncompressed / compressed bytes, per zip entry and over a whole archive (zip or tar.gz). */
   maxCompressionRatio: number;
   /** Width x height of one image. */
   maxImagePixels: number;

@@ -88,6 +88,13 @@ export async function spool(body: Readable, limit: number): Promise<{ file: stri
   return { file, bytes, head, cleanup };
 }
 
+export const storageQuotaExceeded = (limit: number, needed?: number) =>
+  new ApiError(
+    'STORAGE_QUOTA_EXCEEDED',
+    `the tenant's datasets may take at most ${limit} bytes (GRAFT_MAX_TENANT_STORAGE_BYTES)${needed !== undefined ? `; this one would need ${needed} more than is left` : ''}; delete a dataset first`,
+    { limit },
+  );
+
 export class DatasetService {
   constructor(
     private readonly storage: Storage,
@@ -107,7 +114,11 @@ export class DatasetService {
     }
   }
 
-  async create(tenant: string, name: string | undefined, file: string, format: ArchiveFormat): Promise<DatasetManifest> {
+  /**
+   * Ingests an archive as a new dataset. `room` is the tenant's storage left (GRAFT_MAX_TENANT_STORAGE_BYTES): a
+   * dataset larger than that is removed again and refused.
+   */
+  async create(tenant: string, name: string | undefined, file: string, format: ArchiveFormat, room = Infinity): Promise<DatasetManifest> {
     await this.assertNameFree(tenant, name);
     const id = newId('ds');
     const prefix = keys.dataset(tenant, id);
@@ -128,6 +139,7 @@ export class DatasetService {
           await this.storage.put(key, data, `image/${fmt}`);
         },
       });
+      if (result.bytes > room) throw storageQuotaExceeded(this.config.limits.tenantStorageBytes, result.bytes);
       const health = analyseDataset({ classes: result.classes, splits: result.splits, images: result.images, copies: result.copies });
       const index: DatasetIndex = {
         images: result.images.map((im) => ({
@@ -180,6 +192,12 @@ export class DatasetService {
       prefixes.map((p) => this.storage.getJsonOrNull<DatasetManifest>(`${p}manifest.json`)),
     );
     return all.filter((m): m is DatasetManifest => !!m).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
+  }
+
+  /** Bytes of the tenant's datasets, and the room left under GRAFT_MAX_TENANT_STORAGE_BYTES. */
+  async usage(tenant: string): Promise<{ bytes: number; room: number }> {
+    const bytes = (await this.list(tenant)).reduce((a, m) => a + (m.bytes ?? 0), 0);
+    return { bytes, room: this.config.limits.tenantStorageBytes - bytes };
   }
 
   async delete(tenant: string, id: string): Promise<void> {

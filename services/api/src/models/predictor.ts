@@ -10,7 +10,7 @@ import {
   type PredictEngine,
   type PredictTiming,
 } from '@graft/inference';
-import { ApiError } from '../errors';
+import { undecodableImage } from './predict-images';
 import type { ModelService } from './service';
 
 export type { Prediction, PredictTiming };
@@ -78,9 +78,7 @@ export class Predictor {
       return { predictions: r.predictions, timing: r.timing };
     } catch (err: any) {
       if (typeof err?.index === 'number') {
-        throw new ApiError('INVALID_IMAGE', `image ${err.index} is not a decodable JPEG, PNG or WebP image`, {
-          index: err.index,
-        });
+        throw undecodableImage(err.index);
       }
       throw err;
     }

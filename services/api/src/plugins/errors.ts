@@ -1,6 +1,7 @@
 // Maps every failure to the contract's error body with a stable code.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
+import { isOutageError } from '@graft/storage';
 import { ApiError } from '../errors';
 
 function describeValidation(err: FastifyError): { message: string; fields: { field: string; message: string }[] } {
@@ -22,8 +23,6 @@ function describeValidation(err: FastifyError): { message: string; fields: { fie
   const prefix = where && where !== 'body' ? `${where}: ` : '';
   return { message: prefix + unique.map((f) => `${f.field} ${f.message}`).join('; '), fields: unique };
 }
-
-const DEPENDENCY_ERRORS = /ECONNREFUSED|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|Connection is closed|Stream isn't writeable|enableOfflineQueue|MaxRetriesPerRequest|socket hang up/i;
 
 export default fp(async function errors(app: FastifyInstance) {
   app.setNotFoundHandler((req, reply) => {
@@ -54,7 +53,7 @@ export default fp(async function errors(app: FastifyInstance) {
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.code(err.statusCode).send(new ApiError('VALIDATION_FAILED', err.message).toJSON());
     }
-    if (DEPENDENCY_ERRORS.test(`${code} ${err.message} ${(err as any).name ?? ''}`) || (err as any).$metadata?.httpStatusCode >= 500) {
+    if (isOutageError(err)) {
       req.log.warn({ err }, 'dependency unavailable');
       return reply
         .code(503)

@@ -6,9 +6,10 @@ import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
 import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
-import { spool, type DatasetService } from '../datasets/service';
+import { spool, storageQuotaExceeded, type DatasetService } from '../datasets/service';
 import { detectArchiveFormat } from '../datasets/ingest';
-import { packPrefix, parseS3Source } from '../datasets/import';
+import { checkImportAllowed, packPrefix, parseS3Source } from '../datasets/import';
+import { TenantInflight } from '../http/tenant-inflight';
 
 export const ARCHIVE_TYPES = [
   'application/zip',
@@ -21,11 +22,34 @@ export const ARCHIVE_TYPES = [
   'application/octet-stream',
 ];
 
-const NameQuery = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) });
+const NAME_MAX = 200;
+const NameQuery = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: NAME_MAX })) });
+
+/** The multipart 'name' field, held to the same rules as ?name=. */
+function multipartName(value: unknown, truncated: boolean): string {
+  const name = String(value);
+  if (truncated || name.length > NAME_MAX) {
+    throw new ApiError('VALIDATION_FAILED', `name must NOT have more than ${NAME_MAX} characters`, { field: 'name' });
+  }
+  if (name.length === 0) throw new ApiError('VALIDATION_FAILED', 'name must NOT have fewer than 1 characters', { field: 'name' });
+  return name;
+}
 
 export default async function datasetRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
   const { deps, datasets } = opts;
   const limit = deps.config.limits.uploadBytes;
+
+  const ingests = new TenantInflight(deps.config.limits.tenantIngests, 'dataset uploads and imports', 'GRAFT_TENANT_INGESTS').hooks();
+
+  /** The tenant's storage left; refused before the body is read where there is none, or less than it declares. */
+  const roomFor = async (req: FastifyRequest): Promise<number> => {
+    const { room } = await datasets.usage(req.tenant);
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (room <= 0 || (!req.isMultipart() && declared > room)) {
+      throw storageQuotaExceeded(deps.config.limits.tenantStorageBytes);
+    }
+    return room;
+  };
 
   // Archives arrive as streams; the route spools them to disk with its own byte limit.
   app.addContentTypeParser(ARCHIVE_TYPES, { bodyLimit: limit }, (_req, payload, done) => done(null, payload));
@@ -52,7 +76,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
           }
           upload = await spool(part.file, limit);
         } else if (part.fieldname === 'name') {
-          name = String(part.value);
+          name = multipartName(part.value, part.valueTruncated);
         }
       }
     } catch (err) {
@@ -66,6 +90,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
   app.post(
     '/v1/datasets',
     {
+      ...ingests,
       schema: {
         tags: ['datasets'],
         summary: 'Upload a labelled image set (zip, tar or tar.gz)',
@@ -77,6 +102,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
     async (req, reply) => {
       // A name given in the query is checked before the body is read.
       await datasets.assertNameFree(req.tenant, (req.query as { name?: string }).name);
+      const room = await roomFor(req);
       const { name, upload } = await receive(req);
       try {
         if (upload.bytes === 0) throw new ApiError('INVALID_ARCHIVE', 'the upload is empty');
@@ -86,7 +112,7 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
             contentType: req.headers['content-type'] ?? null,
           });
         }
-        const manifest = await datasets.create(req.tenant, name, upload.file, format);
+        const manifest = await datasets.create(req.tenant, name, upload.file, format, room);
         reply.code(201).header('location', `/v1/datasets/${manifest.id}`);
         return manifest;
       } finally {
@@ -98,12 +124,13 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
   app.post(
     '/v1/datasets/import',
     {
+      ...ingests,
       schema: {
         tags: ['datasets'],
-        summary: 'Import a labelled image set from an S3 prefix the service can reach',
+        summary: 'Import a labelled image set from an S3 prefix among the import sources the operator allows (GRAFT_IMPORT_SOURCES)',
         body: Type.Object(
           {
-            name: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+            name: Type.Optional(Type.String({ minLength: 1, maxLength: NAME_MAX })),
             source: Type.String({ minLength: 6, maxLength: 1100, description: 's3://bucket/prefix/ holding <class>/… or <split>/<class>/…' }),
           },
           { additionalProperties: false },
@@ -113,14 +140,16 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
     async (req, reply) => {
       const body = req.body as { name?: string; source: string };
       const { bucket, prefix } = parseS3Source(body.source);
+      checkImportAllowed(req.tenant, { bucket, prefix }, deps.config.importSources);
       if (bucket === deps.config.s3.bucket && (prefix === '' || prefix.startsWith('tenants/'))) {
         // Graft's own tenant data is never a source: a tenant could otherwise read another's images.
         throw new ApiError('VALIDATION_FAILED', `source may not point into Graft's own data (s3://${bucket}/tenants/)`, { field: 'source' });
       }
+      const room = await roomFor(req);
       const l = deps.config.limits;
-      const packed = await packPrefix(deps.storage, bucket, prefix, { entries: l.archiveEntries, bytes: l.uncompressedBytes });
+      const packed = await packPrefix(deps.storage, bucket, prefix, { entries: l.archiveEntries, bytes: l.uncompressedBytes, objectBytes: l.entryBytes });
       try {
-        const manifest = await datasets.create(req.tenant, body.name ?? (prefix.split('/').filter(Boolean).pop() || bucket), packed.file, 'tar');
+        const manifest = await datasets.create(req.tenant, body.name ?? (prefix.split('/').filter(Boolean).pop() || bucket), packed.file, 'tar', room);
         reply.code(201).header('location', `/v1/datasets/${manifest.id}`);
         return manifest;
       } finally {

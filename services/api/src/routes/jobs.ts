@@ -9,7 +9,10 @@ import { ApiError, notFound } from '../errors';
 import { ID_PATTERN, newId } from '../ids';
 import { IdParams, Pagination } from '../schemas/common';
 import type { DatasetService } from '../datasets/service';
-import { findBackbone, jobInputSize } from '../backbones';
+import { backboneDescriber, findBackbone, jobInputSize } from '../backbones';
+import { admitJob, baseShapeAt, checkQuota, datasetCounts } from '../jobs/admission';
+import { TenantInflight } from '../http/tenant-inflight';
+import { backboneSource } from '@graft/storage';
 
 const CreateJobBody = Type.Object(
   {
@@ -31,6 +34,18 @@ export function jobView(r: JobRecord) {
 export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
   const { deps, datasets } = opts;
   const store = deps.queue.jobs;
+  // Feature shapes for the estimate, one description per backbone at its own size.
+  const describe = backboneDescriber(backboneSource(deps.config.backbones, deps.storage));
+  const baseShape = async (name: string, size: number) => {
+    // A source that does not answer soon (weights on a remote host) gives way to the conservative shape.
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), 5_000)));
+    const description = await Promise.race([describe(name).catch(() => null), late]).finally(() => clearTimeout(timer));
+    return baseShapeAt(description, size);
+  };
+
+  // An event stream stays open for the life of a job; each tenant may hold only so many.
+  const streams = new TenantInflight(deps.config.limits.tenantStreams, 'open event streams', 'GRAFT_TENANT_STREAMS');
 
   const load = async (tenant: string, id: string) => {
     const rec = await store.getForTenant(tenant, id);
@@ -46,8 +61,8 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       const ds = await datasets.get(req.tenant, body.datasetId);
       if (!ds) throw notFound('dataset', body.datasetId);
       const config = resolveConfig((body.config ?? {}) as TrainingConfigInput);
+      const bb = config.method === 'scratch' ? null : findBackbone(config.backbone);
       if (config.method !== 'scratch') {
-        const bb = findBackbone(config.backbone);
         if (!bb) {
           throw new ApiError('UNKNOWN_BACKBONE', `config.backbone: unknown backbone '${config.backbone}'; see GET /v1/backbones`, {
             field: 'config.backbone',
@@ -72,6 +87,9 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       }
       // The record shows, and the worker trains, the same resolved config: the input size included.
       config.inputSize = jobInputSize(config);
+      checkQuota(await store.countActive(req.tenant), deps.config.jobs);
+      const size = config.inputSize;
+      admitJob(config, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
       const now = new Date().toISOString();
       const epochs =
         config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
@@ -106,6 +124,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
         config: config as unknown as TrainingConfigInput,
       });
+      await store.trimFinished(req.tenant, deps.config.jobs.tenantRecords);
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);
       return jobView(rec);
     },
@@ -160,6 +179,8 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
     },
     async (req, reply) => {
       const rec = await load(req.tenant, (req.params as { id: string }).id);
+      streams.enter(req);
+      reply.raw.once('close', () => streams.leave(req));
       streamEvents(deps, rec, reply);
     },
   );

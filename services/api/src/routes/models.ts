@@ -1,15 +1,17 @@
 // Trained models: records, artifacts, prediction.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { ApiDeps } from '../deps';
-import { ApiError, notFound } from '../errors';
+import { notFound } from '../errors';
 import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
 import type { ModelService } from '../models/service';
+import { IMAGE_TYPES, predictBody } from '../models/predict-body';
+import { TenantInflight } from '../http/tenant-inflight';
+import { FairGate } from '../models/fair-gate';
 import type { Predictor } from '../models/predictor';
 import { ObjectNotFoundError } from '@graft/storage';
 
-const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
 const PredictQuery = Type.Object({ topK: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5 })) });
 const ArtifactParams = Type.Object({
   id: Type.String({ pattern: ID_PATTERN.mdl }),
@@ -41,48 +43,9 @@ export default async function modelRoutes(
     return m;
   };
 
-  const readImages = async (req: FastifyRequest): Promise<Uint8Array[]> => {
-    const images: Uint8Array[] = [];
-    const tooMany = () =>
-      new ApiError('TOO_MANY_IMAGES', `at most ${limits.predictImages} images per request (GRAFT_MAX_PREDICT_IMAGES)`);
-    if (req.isMultipart()) {
-      for await (const part of req.parts({ limits: { fileSize: limits.predictBodyBytes, files: limits.predictImages + 1 } })) {
-        if (part.type !== 'file') continue;
-        if (part.fieldname !== 'image') {
-          part.file.resume();
-          throw new ApiError('VALIDATION_FAILED', `unexpected file field '${part.fieldname}': send images in fields named 'image'`);
-        }
-        const buf = await part.toBuffer();
-        if (images.length >= limits.predictImages) throw tooMany();
-        images.push(buf);
-      }
-    } else if (Buffer.isBuffer(req.body)) {
-      images.push(req.body);
-    } else if (req.body && typeof req.body === 'object') {
-      const list = (req.body as { images?: unknown }).images;
-      if (!Array.isArray(list) || list.some((s) => typeof s !== 'string')) {
-        throw new ApiError('VALIDATION_FAILED', 'images must be an array of base64 strings');
-      }
-      if (list.length > limits.predictImages) throw tooMany();
-      list.forEach((s: string, i: number) => {
-        const clean = s.replace(/^data:[^,]*,/, '');
-        if (!/^[A-Za-z0-9+/=\s_-]*$/.test(clean)) {
-          throw new ApiError('INVALID_IMAGE', `images[${i}] is not base64`, { index: i });
-        }
-        images.push(Buffer.from(clean, 'base64'));
-      });
-    } else {
-      throw new ApiError(
-        'UNSUPPORTED_MEDIA_TYPE',
-        'send images as multipart/form-data (fields named image), a raw image/jpeg, image/png or image/webp body, or JSON {"images": ["<base64>"]}',
-      );
-    }
-    if (!images.length) throw new ApiError('VALIDATION_FAILED', 'no image in the request');
-    images.forEach((b, i) => {
-      if (b.length === 0) throw new ApiError('INVALID_IMAGE', `image ${i} is empty`, { index: i });
-    });
-    return images;
-  };
+  const body = predictBody(models, limits);
+  const decodeGate = new FairGate(limits.predictDecodePixels);
+  const inflight = new TenantInflight(limits.tenantPredicts, '/predict requests', 'GRAFT_TENANT_PREDICTS');
 
   app.get('/v1/models', { schema: { tags: ['models'], summary: 'List models, newest first' } }, async (req) => {
     const items = await models.list(req.tenant);
@@ -128,6 +91,11 @@ export default async function modelRoutes(
     '/v1/models/:id/predict',
     {
       bodyLimit: limits.predictBodyBytes,
+      ...inflight.hooks(),
+      preParsing: async (req, _reply, payload) => {
+        await body.beforeBody(req);
+        return payload;
+      },
       schema: {
         tags: ['models'],
         summary: 'Classify one or more images',
@@ -141,18 +109,26 @@ export default async function modelRoutes(
       const started = performance.now();
       const { id } = req.params as { id: string };
       const topKAsked = (req.query as { topK?: number }).topK ?? 5;
-      // The body is checked first: a malformed request is told so whatever the model id.
-      const images = await readImages(req);
-      const model = await models.getCached(req.tenant, id);
+      // The model was found before the body was read (beforeBody).
+      const model = body.modelOf(req);
       if (!model) throw notFound('model', id);
+      const { images, pixels } = await body.readImages(req);
       const topK = Math.min(topKAsked, model.labels.length);
-      const { predictions, timing } = await predictor.predictTimed(req.tenant, id, images, topK).catch((err) => {
+      // Decoding takes turns between tenants once GRAFT_PREDICT_DECODE_PIXELS are in flight.
+      const release = await decodeGate.acquire(req.tenant, pixels);
+      let answer: Awaited<ReturnType<typeof predictor.predictTimed>>;
+      try {
+        answer = await predictor.predictTimed(req.tenant, id, images, topK);
+      } catch (err) {
         // Deleted through another API process since its record was remembered.
         if (err instanceof ObjectNotFoundError) throw notFound('model', id);
         throw err;
-      });
+      } finally {
+        release();
+      }
+      const { predictions, timing } = answer;
       const totalMs = performance.now() - started;
-      app.metrics.predictSeconds.observe({ model: id }, totalMs / 1000);
+      app.metrics.predictSeconds.observe(totalMs / 1000);
       const ms = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
       return {
         modelId: id,

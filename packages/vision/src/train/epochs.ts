@@ -1,0 +1,88 @@
+// The epochs of one trained phase (the head, fine-tuning, or the scratch convnet): picks up where a checkpoint
+// left it, trains with fit(), sharing steps with worker-thread replicas where the backend uses one core, and
+// hands a checkpoint to the caller after every epoch.
+import * as tf from '@tensorflow/tfjs';
+import { checkpointState, checkpointWeights, makeCheckpoint } from '../checkpoint';
+import { fit, newPhaseState, phaseDone, readWeights, writeWeights, type BatchSource, type Forward, type HistoryRow, type PhaseState } from '../fit';
+import { GradientReplicas, trainThreads, type ReplicaSpec } from '../replicas';
+import type { Plan } from './plan';
+import type { RunResources } from './resources';
+import type { TrainContext } from './types';
+
+/** Backends whose kernels run on one thread: training steps there are shared with worker-thread replicas. */
+const SINGLE_THREADED_BACKENDS = new Set(['wasm', 'cpu']);
+
+export interface EpochsOptions {
+  phase: HistoryRow['phase'];
+  settings: { epochs: number; optimizer: 'rmsprop' | 'adam' | 'sgd'; learningRate: number };
+  variables: tf.LayerVariable[];
+  forward: Forward;
+  train: BatchSource;
+  validation: BatchSource | null;
+  extraLoss?: () => tf.Scalar | null;
+  /** What a replica needs to share the steps; without it every step runs on this thread. */
+  replicaSpec?: () => Promise<ReplicaSpec>;
+}
+
+export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o: EpochsOptions): Promise<void> {
+  const { phase, settings } = o;
+  const state = restore(ctx, p, phase, o.variables);
+  res.progress.phase(phase);
+  const optimizer = res.own(makeOptimizer(settings.optimizer, settings.learningRate), (x) => x.dispose(), 'optimizer');
+  // Heavy steps (convolutions) are shared with worker threads on backends that use one core.
+  const threads = o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && !phaseDone(state, settings.epochs) ? trainThreads() : 1;
+  const replicas = threads > 1 ? await GradientReplicas.start(await o.replicaSpec!(), threads - 1, ctx.log) : null;
+  if (replicas) res.own(replicas, (r) => r.dispose(), 'replicas');
+  await fit({
+    replicas,
+    onReplicaFailure: () => ctx.log({ phase }, 'a training replica failed; training goes on in one thread'),
+    phase,
+    attempt: ctx.attempt,
+    epochs: settings.epochs,
+    forward: o.forward,
+    variables: o.variables,
+    extraLoss: o.extraLoss,
+    optimizer,
+    loss: ctx.kind,
+    train: o.train,
+    validation: o.validation,
+    patience: o.validation ? p.patience : null,
+    state,
+    history: p.history,
+    signal: ctx.signal,
+    onBatch: (epoch, fraction) => res.progress.update(phase, (epoch + fraction) / settings.epochs, { epoch: epoch + 1, epochs: settings.epochs }),
+    onEpoch: async (row, s) => {
+      res.progress.update(phase, s.epoch / settings.epochs, { epoch: row.epoch, epochs: settings.epochs }, true);
+      ctx.emit({ type: 'epoch', row });
+      ctx.log({ ...row }, `epoch ${row.epoch} of ${phase} done`);
+      if (ctx.opts.onCheckpoint) {
+        const current = await readWeights(o.variables);
+        await ctx.opts.onCheckpoint(
+          makeCheckpoint({ method: p.method, backbone: p.backboneName, inputSize: p.size, labels: ctx.labels, phase, state: s, history: p.history, variables: o.variables, current }),
+        );
+      }
+    },
+  });
+  await replicas?.dispose();
+  ctx.log({ phase, bestEpoch: state.bestEpoch, bestValLoss: state.bestValLoss, stopped: state.stopped }, `${phase} finished`);
+}
+
+/** The phase's state from the checkpoint where it is of this phase (its weights written back), else a new one. */
+function restore(ctx: TrainContext, p: Plan, phase: HistoryRow['phase'], variables: tf.LayerVariable[]): PhaseState {
+  if (!p.resume || p.resume.meta.phase !== phase) return newPhaseState();
+  const { current, best } = checkpointWeights(p.resume, variables);
+  writeWeights(variables, current);
+  ctx.log({ phase, epoch: p.resume.meta.epoch }, 'resuming from checkpoint');
+  return checkpointState(p.resume, best);
+}
+
+function makeOptimizer(name: 'rmsprop' | 'adam' | 'sgd', learningRate: number): tf.Optimizer {
+  switch (name) {
+    case 'adam':
+      return tf.train.adam(learningRate);
+    case 'sgd':
+      return tf.train.sgd(learningRate);
+    default:
+      return tf.train.rmsprop(learningRate, 0.9, 0, 1e-7);
+  }
+}

@@ -1,0 +1,124 @@
+// Phase "evaluate": the trained model's metrics on the validation data (confusion matrix included) and on the
+// test images. For transfer learning the test images go through the frozen part once and then the trained part,
+// as in training; a scratch model classifies the decoded images directly.
+import * as tf from '@tensorflow/tfjs';
+import { throwIfAborted } from '../errors';
+import { classificationMetrics, toClassProbabilities, type TestMetrics } from '../evaluate';
+import { extractFeatures } from '../features';
+import { disposeBatch, type BatchSource, type Forward } from '../fit';
+import { normalizePixels, type Preprocessing } from '../preprocess';
+import { featureStore } from './extract';
+import type { Plan } from './plan';
+import type { Sets } from './prepare';
+import type { RunResources } from './resources';
+import { readAndDispose, type Network, type Transfer } from './transfer';
+import { INFERENCE_BATCH, type TrainContext, type Trained } from './types';
+
+export interface Evaluation {
+  /** The validation images as the trained model classifies them: loss, accuracy, confusion matrix, per class. */
+  validation: TestMetrics | null;
+  test: TestMetrics | null;
+}
+
+export async function evaluate(ctx: TrainContext, p: Plan, res: RunResources, trained: Trained, sets: Sets, path: Network): Promise<Evaluation> {
+  res.progress.phase('evaluating');
+  const test = sets.test;
+  let probabilities: Float32Array[] | null = null;
+  if (test.images.length) {
+    const progress = (share: number) => (done: number) => res.progress.update('evaluating', (share * done) / test.images.length);
+    probabilities =
+      'transfer' in path
+        ? await transferProbabilities(ctx, p, path.transfer, trained.forward, test, progress(0.9))
+        : await predictProbabilities(path.model, test.images, p.size, p.preprocessing, ctx.numClasses, ctx.signal, progress(1));
+  }
+  let validation: TestMetrics | null = null;
+  if (trained.validation) {
+    const v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
+    validation = classificationMetrics(v.probabilities, v.labels, ctx.labels);
+  }
+  const metrics = probabilities ? classificationMetrics(probabilities, test.labels, ctx.labels) : null;
+  const brief = (m: TestMetrics | null) => (m ? { loss: m.loss, accuracy: m.accuracy } : null);
+  ctx.log({ validation: brief(validation), test: brief(metrics) }, 'evaluated');
+  return { validation, test: metrics };
+}
+
+/** Test images through the frozen part (once), then the trained part. */
+async function transferProbabilities(
+  ctx: TrainContext,
+  p: Plan,
+  t: Transfer,
+  forward: Forward,
+  test: Sets['test'],
+  onProgress: (done: number) => void,
+): Promise<Float32Array[]> {
+  const store = featureStore(ctx, t.parts ? t.lowerShapes : [t.pooledShape], INFERENCE_BATCH);
+  await extractFeatures({
+    images: test.images,
+    items: test.images.map((_, i) => ({ image: i, copy: 0, label: test.labels[i]! })),
+    size: p.size,
+    preprocessing: p.preprocessing,
+    augmentation: null,
+    seed: ctx.cfg.seed,
+    batchSize: INFERENCE_BATCH,
+    stores: [store],
+    signal: ctx.signal,
+    forward: t.parts ? t.lowerOutputs : t.headFeatures,
+    onProgress,
+  });
+  return (await sourceProbabilities(forward, store, ctx.numClasses, ctx.signal)).probabilities;
+}
+
+/** Class probabilities of forward over every sample of a source (in order), in inference mode, and their labels. */
+async function sourceProbabilities(
+  forward: Forward,
+  source: BatchSource,
+  numClasses: number,
+  signal?: AbortSignal,
+): Promise<{ probabilities: Float32Array[]; labels: number[] }> {
+  const probabilities: Float32Array[] = [];
+  const labels: number[] = [];
+  for await (const batch of source.batches(0, false, signal)) {
+    try {
+      const [data, ys] = await Promise.all([readAndDispose(tf.tidy(() => forward(batch.xs, false))), batch.ys.data()]);
+      probabilities.push(...toClassProbabilities(data, batch.size, numClasses));
+      // Labels are [n, 1] of 0/1 for two classes, one-hot [n, k] otherwise.
+      const width = ys.length / batch.size;
+      for (let i = 0; i < batch.size; i++) {
+        if (width === 1) labels.push(ys[i]! > 0.5 ? 1 : 0);
+        else {
+          let best = 0;
+          for (let k = 1; k < width; k++) if (ys[i * width + k]! > ys[i * width + best]!) best = k;
+          labels.push(best);
+        }
+      }
+    } finally {
+      disposeBatch(batch);
+    }
+  }
+  return { probabilities, labels };
+}
+
+/** Class probabilities of decoded images (size x size x 3 RGB) through a classifier, in batches. */
+export async function predictProbabilities(
+  model: tf.LayersModel,
+  images: Uint8Array[],
+  size: number,
+  preprocessing: Preprocessing,
+  numClasses: number,
+  signal?: AbortSignal,
+  onProgress?: (done: number) => void,
+): Promise<Float32Array[]> {
+  const per = size * size * 3;
+  const result: Float32Array[] = [];
+  for (let start = 0; start < images.length; start += INFERENCE_BATCH) {
+    throwIfAborted(signal);
+    const batch = images.slice(start, start + INFERENCE_BATCH);
+    const buf = new Float32Array(batch.length * per);
+    batch.forEach((img, j) => normalizePixels(img, preprocessing, buf.subarray(j * per, (j + 1) * per)));
+    const data = await readAndDispose(tf.tidy(() => model.predict(tf.tensor4d(buf, [batch.length, size, size, 3])) as tf.Tensor));
+    result.push(...toClassProbabilities(data, batch.length, numClasses));
+    onProgress?.(start + batch.length);
+    await new Promise<void>((r) => setImmediate(r));
+  }
+  return result;
+}

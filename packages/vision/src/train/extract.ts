@@ -1,0 +1,80 @@
+// Phase "extract": runs the frozen part once per image and caches what the trained parts take. With cached
+// augmentation, every training image and `copies` augmented copies of it: pooled vectors for the head, the lower
+// part's outputs for fine-tuning. Always the validation images (no augmentation). With end-to-end augmentation
+// the training images go through the frozen part every epoch instead (head.ts, fine-tune.ts).
+import { extractFeatures, FeatureStore, type ExtractItem, type PendingImage, type Sampling } from '../features';
+import type { Prepared, Sets } from './prepare';
+import type { Plan } from './plan';
+import { FINE_TUNING_SAMPLING, HEAD_SAMPLING, type RunResources } from './resources';
+import type { Transfer } from './transfer';
+import { INFERENCE_BATCH, type TrainContext } from './types';
+
+export interface Extracted {
+  sets: Sets;
+  /** Cached head features of the training images; null with end-to-end augmentation or no head phase. */
+  headTrain: FeatureStore | null;
+  /** Cached lower-part outputs of the training images (fine-tuning with cached augmentation). */
+  lowerTrain: FeatureStore | null;
+  headVal: FeatureStore | null;
+  lowerVal: FeatureStore | null;
+}
+
+/** A store of features of the given shapes with this run's labels and seed. */
+export function featureStore(ctx: TrainContext, shapes: number[][], batchSize: number, sampling: Sampling = 'all'): FeatureStore {
+  return new FeatureStore(shapes, ctx.kind, ctx.numClasses, batchSize, ctx.cfg.seed, sampling);
+}
+
+export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, prepared: Prepared): Promise<Extracted> {
+  const { cfg } = ctx;
+  res.progress.phase('extracting');
+  const needHead = !p.skipHead;
+  const headTrain = needHead && p.cachedMode ? featureStore(ctx, [t.pooledShape], cfg.batchSize, HEAD_SAMPLING) : null;
+  const lowerTrain = t.parts && p.cachedMode ? featureStore(ctx, t.lowerShapes, cfg.batchSize, FINE_TUNING_SAMPLING) : null;
+  const nTrain = p.splits.train.length;
+  const trainItems = p.cachedMode ? nTrain * (1 + p.copies) : 0;
+  const totalItems = trainItems + p.splits.validation.length;
+  const started = performance.now();
+  let count = 0;
+
+  /** Runs images (and nCopies augmented copies of each) through the frozen part into the stores given. */
+  const run = async (images: PendingImage[], labels: number[], nCopies: number, lower: FeatureStore | null, head: FeatureStore | null, offset: number) => {
+    const stores = [lower, head].filter((s): s is FeatureStore => s !== null);
+    if (!stores.length) return;
+    const items: ExtractItem[] = [];
+    images.forEach((_, i) => {
+      for (let c = 0; c <= nCopies; c++) items.push({ image: i, copy: c, label: labels[i]! });
+    });
+    count += await extractFeatures({
+      images,
+      items,
+      size: p.size,
+      preprocessing: p.preprocessing,
+      augmentation: p.augmentation,
+      seed: cfg.seed,
+      batchSize: INFERENCE_BATCH,
+      stores,
+      signal: ctx.signal,
+      forward: async (input, n) => {
+        if (!t.parts) return t.headFeatures(input, n);
+        const lowers = await t.lowerOutputs(input, n);
+        const outs = lower ? [...lowers] : [];
+        if (head) outs.push(await t.headFromLower(lowers, n));
+        return outs;
+      },
+      onProgress: (done) => res.progress.update('extracting', (offset + done) / totalItems),
+    });
+  };
+
+  // The training images are taken as they decode (prepare.ts), so decoding overlaps with the frozen passes.
+  if (p.cachedMode) await run(prepared.trainPending, p.splits.train.map((r) => r.label), p.copies, lowerTrain, headTrain, 0);
+  const sets = await prepared.sets();
+  const hasVal = sets.validation.images.length > 0;
+  const headVal = needHead && hasVal ? featureStore(ctx, [t.pooledShape], INFERENCE_BATCH) : null;
+  const lowerVal = t.parts && hasVal ? featureStore(ctx, t.lowerShapes, INFERENCE_BATCH) : null;
+  await run(sets.validation.images, sets.validation.labels, 0, lowerVal, headVal, trainItems);
+  const seconds = (performance.now() - started) / 1000;
+  if (count) {
+    ctx.log({ images: count, seconds: +seconds.toFixed(1), imagesPerSecond: +(count / seconds).toFixed(1), engine: t.base.engine }, 'features extracted');
+  }
+  return { sets, headTrain, lowerTrain, headVal, lowerVal };
+}

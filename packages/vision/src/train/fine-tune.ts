@@ -1,0 +1,53 @@
+// Phase "fine-tune": trains the backbone's top block together with the head, on the cached outputs of the frozen
+// part below it (one augmented copy of each image per epoch) or, with end-to-end augmentation, on new augmented
+// images through the frozen part every epoch. The batch-normalization layers of the block stay frozen.
+import { ImageSource } from '../features';
+import { fineTuneForward } from '../fine-tune';
+import { readWeights, type BatchSource } from '../fit';
+import { variableRefs, type ReplicaSpec } from '../replicas';
+import type { Extracted } from './extract';
+import { runEpochs } from './epochs';
+import type { Plan } from './plan';
+import type { RunResources } from './resources';
+import type { Transfer } from './transfer';
+import type { TrainContext, Trained } from './types';
+
+export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted): Promise<Trained> {
+  const { cfg } = ctx;
+  const parts = t.parts!;
+  const forward = fineTuneForward(parts, t.head);
+  const train: BatchSource =
+    x.lowerTrain ??
+    new ImageSource({
+      ...x.sets.train,
+      size: p.size,
+      preprocessing: p.preprocessing,
+      augmentation: p.augmentation,
+      frozen: { forward: t.lowerOutputs, shapes: t.lowerShapes },
+      kind: ctx.kind,
+      numClasses: ctx.numClasses,
+      batchSize: cfg.batchSize,
+      seed: cfg.seed,
+    });
+  const variables = [...parts.blockWeights, ...t.head.trainableWeights];
+  const replicaSpec = async (): Promise<ReplicaSpec> => ({
+    topology: parts.upper.toJSON(null, false) as object,
+    weights: await readWeights(parts.upper.weights),
+    head: { featureShape: t.featureShape, numClasses: ctx.numClasses, config: cfg.head, seed: cfg.seed },
+    loss: ctx.kind,
+    numClasses: ctx.numClasses,
+    variables: variableRefs(parts.upper, t.head.layers, variables),
+    backend: ctx.backend,
+  });
+  await runEpochs(ctx, p, res, {
+    phase: 'fine_tuning',
+    settings: cfg.fineTuning,
+    variables,
+    forward,
+    train,
+    validation: x.lowerVal,
+    extraLoss: parts.regularization,
+    replicaSpec,
+  });
+  return { forward, validation: x.lowerVal };
+}

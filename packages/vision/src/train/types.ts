@@ -1,0 +1,73 @@
+// What train() takes and gives back, and the context every phase of a run reads.
+import type { BackboneSource } from '../backbones';
+import type { LogFn } from '../backend';
+import type { Checkpoint } from '../checkpoint';
+import type { TrainingConfig } from '../config';
+import type { TestMetrics } from '../evaluate';
+import type { GraftManifest } from '../export';
+import type { BatchSource, Forward, HistoryRow, LossKind } from '../fit';
+import type { TrainEvent } from '../progress';
+import type { ImageRef } from '../split';
+
+export interface TrainOptions {
+  /** From resolveConfig(); inputSize null means the backbone's training size (150 for scratch). */
+  config: TrainingConfig;
+  labels: string[];
+  /** Validation or test may be empty: they are then carved from train per config.split. */
+  splits: { train: ImageRef[]; validation: ImageRef[]; test: ImageRef[] };
+  /** Encoded bytes (JPEG, PNG, WebP) of an image. */
+  readImage(key: string): Promise<Uint8Array>;
+  /** Folder, file:// URL or http(s):// URL base holding `<backbone>/model.json`, or a reader of `<backbone>/<file>`. */
+  backbones: BackboneSource;
+  /** Aborting stops training before the next batch; train() then rejects with an AbortError. */
+  signal?: AbortSignal;
+  onEvent?(e: TrainEvent): void;
+  /** Written into every history row (default 1). */
+  attempt?: number;
+  /** Continue from this checkpoint: finished epochs are skipped, earlier history rows kept. */
+  resume?: Checkpoint | null;
+  /** Called after every epoch with the checkpoint to store. */
+  onCheckpoint?(c: Checkpoint): Promise<void>;
+  log?: LogFn;
+}
+
+export interface TrainResult {
+  /** `model.json`, `weights.bin`, `graft.json`. */
+  artifacts: Record<string, Uint8Array>;
+  history: HistoryRow[];
+  test: TestMetrics | null;
+  validation: TestMetrics | null;
+  labels: string[];
+  graft: GraftManifest;
+  /** Images per split after carving and after dropping undecodable ones. */
+  counts: { train: number; validation: number; test: number; skipped: number };
+}
+
+/** What every phase reads: the options, the TensorFlow.js backend, the labels and their loss. */
+export interface TrainContext {
+  opts: TrainOptions;
+  cfg: TrainingConfig;
+  labels: string[];
+  numClasses: number;
+  kind: LossKind;
+  backend: string;
+  attempt: number;
+  signal?: AbortSignal;
+  log: LogFn;
+  emit(e: TrainEvent): void;
+}
+
+/** Batch size of forward passes that are not training steps (feature extraction, evaluation). */
+export const INFERENCE_BATCH = 32;
+
+/** What the trained part is after a phase: its forward function and its validation data. */
+export interface Trained {
+  forward: Forward;
+  validation: BatchSource | null;
+}
+
+/** Decoded images (size x size x 3 RGB) of one split and their labels. */
+export interface ImageSet {
+  images: Uint8Array[];
+  labels: number[];
+}
