@@ -39,6 +39,12 @@ describe('docker-compose.yml', () => {
     for (const f of [doc.services.api.build.dockerfile, worker.build.dockerfile, doc.services['worker-cpu'].build.dockerfile]) {
       expect(fs.existsSync(path.join(root, f)), f).toBe(true);
     }
-    expect(fs.readFileSync(path.join(root, 'docker/worker-gpu.Dockerfile'), 'utf8')).toMatch(/tfjs-node-gpu/);
+    const gpu = fs.readFileSync(path.join(root, 'docker/worker-gpu.Dockerfile'), 'utf8');
+    expect(gpu).toMatch(/tfjs-node-gpu/);
+    // The image asks for no backend by name, so the chooser can fall back to WebGPU, which needs Vulkan and the
+    // driver's graphics capability.
+    expect(gpu).not.toMatch(/^ENV GRAFT_TF_BACKEND/m);
+    expect(gpu).toMatch(/libvulkan1/);
+    expect(gpu).toMatch(/NVIDIA_DRIVER_CAPABILITIES=.*graphics/);
   });
 });

@@ -164,7 +164,7 @@ describe('outages of storage and Redis', () => {
       { name: 'training the head', reached: (j) => j.phase === 'training_head' },
       {
         name: 'checkpointing',
-        reached: () => [...filesMatching(bucketDir, /checkpoint\/\d+\/files\//).values()].some((t) => t > checkpointSeen),
+        reached: () => [...filesMatching(bucketDir, /checkpoint\/\d+\/(weights|best)\.bin/).values()].some((t) => t > checkpointSeen),
       },
       { name: 'fine-tuning', reached: (j) => j.phase === 'fine_tuning' && j.history.length >= 4 },
       { name: 'evaluating or exporting', reached: (j) => ['evaluating', 'exporting'].includes(j.phase) },
@@ -176,7 +176,7 @@ describe('outages of storage and Redis', () => {
     for (const m of moments) {
       if (m.name === 'checkpointing') {
         // The next checkpoint write after the head's first epoch: fine-tuning's weights, or the head's second.
-        checkpointSeen = Math.max(0, ...filesMatching(bucketDir, /checkpoint\/\d+\/files\//).values());
+        checkpointSeen = Math.max(0, ...filesMatching(bucketDir, /checkpoint\/\d+\/(weights|best)\.bin/).values());
       }
       const job = await waitFor(m.name, async () => {
         const j = await get(`/v1/jobs/${jobId}`);

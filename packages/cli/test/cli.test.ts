@@ -317,7 +317,7 @@ describe('graft CLI', () => {
       }, 120_000, 100);
       expect(mid).toMatch(/^job\s+[█░]{24}\s+\d+% (training the head|extracting features|fine-tuning)/m);
       expect(mid).toMatch(/fine-tuning\s+░{24} 0\/6 epochs │ waiting/);
-      const end = await waitFor('the end', async () => /EXIT=\d+/.test(pane()) && pane(), 120_000, 250);
+      const end = await waitFor('the end', async () => /EXIT=\d+/.test(pane()) && tmux('capture-pane', '-p', '-S', '-200', '-t', 'graft'), 120_000, 250);
       expect(end).toContain('EXIT=0');
       expect(end).toMatch(/^job\s+█{24} 100% succeeded/m);
       expect(end).toMatch(/training head\s+█{24} 40\/40 epochs │ .* │ done in/);
