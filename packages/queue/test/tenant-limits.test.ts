@@ -53,7 +53,8 @@ describe('withTenantLimits', () => {
         const { jobId, tenant } = job.data as { jobId: string; tenant: string };
         started.push(jobId);
         if (tenant === 'a') maxRunningA = Math.max(maxRunningA, ++runningA);
-        await new Promise((r) => setTimeout(r, 1_000));
+        // Long enough that b1 is fetched while a1 still runs, on a loaded machine too.
+        await new Promise((r) => setTimeout(r, 2_500));
         if (tenant === 'a') runningA--;
         return jobId;
       },
