@@ -3,6 +3,7 @@
 // requests share batches through a DynamicBatcher. Images are decoded per request (sharp, on libuv's pool), so
 // an undecodable image fails its own request only, before anything of it is queued.
 import { DynamicBatcher, type Batched } from './batcher';
+import { applyTemperature } from './calibration';
 import { decodeAll, pixelTransform, type PixelPreprocessing } from './image';
 import type { HostedSession, SessionHostLike } from './host';
 
@@ -13,6 +14,13 @@ export interface ClassifierManifest {
   preprocessing: PixelPreprocessing;
   /** 'sigmoid': one output p = probability of labels[1]; 'softmax' (or absent): one probability per label. */
   outputActivation?: 'sigmoid' | 'softmax';
+  /** Temperature scaling fitted at training time (absent: the model's probabilities as they are). */
+  calibration?: { temperature: number } | null;
+}
+
+/** The temperature a manifest asks for (1 where it gives none). */
+export function manifestTemperature(m: ClassifierManifest): number {
+  return m.calibration?.temperature ?? 1;
 }
 
 export interface Prediction {
@@ -72,6 +80,10 @@ export function checkManifest(m: unknown): ClassifierManifest {
   if (x.outputActivation !== undefined && x.outputActivation !== 'sigmoid' && x.outputActivation !== 'softmax') {
     throw new Error(`graft.json's outputActivation ${JSON.stringify(x.outputActivation)} is neither sigmoid nor softmax`);
   }
+  const t = x.calibration?.temperature;
+  if (x.calibration != null && !(typeof t === 'number' && Number.isFinite(t) && t > 0)) {
+    throw new Error(`graft.json's calibration temperature ${JSON.stringify(t)} is not a positive number`);
+  }
   return x as ClassifierManifest;
 }
 
@@ -112,6 +124,7 @@ class OnnxClassifier implements ImageClassifier {
   readonly labels: readonly string[];
   readonly inputSize: number;
   private readonly width: number;
+  private readonly temperature: number;
   private readonly batcher: DynamicBatcher<Uint8Array, Float32Array>;
   private disposed = false;
 
@@ -133,6 +146,7 @@ class OnnxClassifier implements ImageClassifier {
       throw new Error(`the ONNX model gives [${out}] per image, which does not fit ${n} labels`);
     }
     this.width = out[0]!;
+    this.temperature = manifestTemperature(manifest);
     const per = size * size * 3;
     this.batcher = new DynamicBatcher<Uint8Array, Float32Array>(
       async (pixels) => {
@@ -148,13 +162,10 @@ class OnnxClassifier implements ImageClassifier {
     );
   }
 
-  /** As @graft/vision's toClassProbabilities: one sigmoid unit p gives [1 - p, p]. */
+  /** As @graft/vision's toClassProbabilities (one sigmoid unit p gives [1 - p, p]), calibrated. */
   private toProbabilities(output: Float32Array, i: number): Float32Array {
-    if (this.width === 1) {
-      const p = output[i]!;
-      return Float32Array.of(1 - p, p);
-    }
-    return output.slice(i * this.width, (i + 1) * this.width);
+    const p = this.width === 1 ? Float32Array.of(1 - output[i]!, output[i]!) : output.slice(i * this.width, (i + 1) * this.width);
+    return applyTemperature(p, this.temperature);
   }
 
   get alive(): boolean {
@@ -190,7 +201,7 @@ class OnnxClassifier implements ImageClassifier {
   }
 }
 
-/** What @graft/vision's loadClassifier returns, as far as serving uses it. */
+/** What @graft/vision's loadClassifier returns (calibrated probabilities), as far as serving uses it. */
 export interface TfjsClassifierLike {
   readonly labels: string[];
   readonly inputSize: number;

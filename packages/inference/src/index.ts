@@ -29,6 +29,7 @@ export {
   tfjsClassifier,
   topK,
   checkManifest,
+  manifestTemperature,
   type ClassifierManifest,
   type ClassifyResult,
   type ClassifyTiming,
@@ -47,3 +48,13 @@ export {
   type PredictTiming,
   type LogFn,
 } from './predictor';
+export {
+  applyTemperature,
+  fitTemperature,
+  reliabilityBins,
+  expectedCalibrationError,
+  calibrationReport,
+  CALIBRATION_BINS,
+  type CalibrationReport,
+  type ReliabilityBin,
+} from './calibration';

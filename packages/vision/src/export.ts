@@ -24,6 +24,11 @@ export interface GraftManifest {
   preprocessing: Preprocessing & { resize: 'stretch'; colorSpace: 'srgb'; exifRotate: true };
   /** 'sigmoid': one output p = probability of labels[1]; 'softmax': one probability per label. */
   outputActivation: OutputActivation;
+  /**
+   * Temperature scaling fitted on the validation split after training: served probabilities are
+   * softmax(log(p) / temperature). Null where there were no validation images.
+   */
+  calibration: { temperature: number; fittedOn: 'validation'; images: number } | null;
   modelFile: 'model.json';
   createdWith: { graftVision: string; tfjs: string; backend: string };
   createdAt: string;
@@ -39,6 +44,7 @@ export function makeManifest(args: {
   method: GraftManifest['method'];
   preprocessing: Preprocessing;
   outputActivation: OutputActivation;
+  calibration?: GraftManifest['calibration'];
 }): GraftManifest {
   return {
     format: 'graft-classifier',
@@ -49,6 +55,7 @@ export function makeManifest(args: {
     method: args.method,
     preprocessing: { ...args.preprocessing, resize: 'stretch', colorSpace: 'srgb', exifRotate: true },
     outputActivation: args.outputActivation,
+    calibration: args.calibration ?? null,
     modelFile: 'model.json',
     createdWith: { graftVision: VISION_VERSION, tfjs: tf.version.tfjs, backend: tf.getBackend() },
     createdAt: new Date().toISOString(),

@@ -5,7 +5,7 @@
 //   extract    run the frozen part once per image (and augmented copy) and cache its outputs
 //   head       train the new head on the frozen features
 //   fine-tune  train the backbone's top block together with the head
-//   evaluate   validation loss and accuracy, test metrics
+//   evaluate   validation loss and accuracy, test metrics, the calibration temperature fitted on validation
 //   export     one TensorFlow.js model and its graft.json
 //
 // Methods:
@@ -66,8 +66,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (transfer.parts) trained = await fineTune(ctx, p, res, transfer, extracted);
       network = { transfer };
     }
-    const { validation, test } = await evaluate(ctx, p, res, trained, sets, network);
-    const { graft, artifacts } = await exportModel(ctx, p, res, network);
+    const { validation, test, calibration } = await evaluate(ctx, p, res, trained, sets, network);
+    const { graft, artifacts } = await exportModel(ctx, p, res, network, calibration);
     return {
       artifacts,
       history: p.history,

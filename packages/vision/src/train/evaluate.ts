@@ -1,8 +1,10 @@
 // Phase "evaluate": the trained model's metrics on the validation data (confusion matrix included) and on the
 // test images. For transfer learning the test images go through the frozen part once and then the trained part,
 // as in training; a scratch model classifies the decoded images directly.
+import { calibrationReport, fitTemperature } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted } from '../errors';
+import type { GraftManifest } from '../export';
 import { classificationMetrics, toClassProbabilities, type TestMetrics } from '../evaluate';
 import { extractFeatures } from '../features';
 import { disposeBatch, type BatchSource, type Forward } from '../fit';
@@ -18,6 +20,8 @@ export interface Evaluation {
   /** The validation images as the trained model classifies them: loss, accuracy, confusion matrix, per class. */
   validation: TestMetrics | null;
   test: TestMetrics | null;
+  /** Temperature scaling fitted on the validation images (null without them). */
+  calibration: GraftManifest['calibration'];
 }
 
 export async function evaluate(ctx: TrainContext, p: Plan, res: RunResources, trained: Trained, sets: Sets, path: Network): Promise<Evaluation> {
@@ -32,14 +36,21 @@ export async function evaluate(ctx: TrainContext, p: Plan, res: RunResources, tr
         : await predictProbabilities(path.model, test.images, p.size, p.preprocessing, ctx.numClasses, ctx.signal, progress(1));
   }
   let validation: TestMetrics | null = null;
+  let calibration: Evaluation['calibration'] = null;
   if (trained.validation) {
     const v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
-    validation = classificationMetrics(v.probabilities, v.labels, ctx.labels);
+    const temperature = fitTemperature(v.probabilities, v.labels);
+    calibration = { temperature, fittedOn: 'validation', images: v.labels.length };
+    validation = { ...classificationMetrics(v.probabilities, v.labels, ctx.labels), calibration: calibrationReport(v.probabilities, v.labels, temperature) };
   }
-  const metrics = probabilities ? classificationMetrics(probabilities, test.labels, ctx.labels) : null;
-  const brief = (m: TestMetrics | null) => (m ? { loss: m.loss, accuracy: m.accuracy } : null);
-  ctx.log({ validation: brief(validation), test: brief(metrics) }, 'evaluated');
-  return { validation, test: metrics };
+  const temperature = calibration?.temperature ?? 1;
+  const metrics = probabilities
+    ? { ...classificationMetrics(probabilities, test.labels, ctx.labels), calibration: calibrationReport(probabilities, test.labels, temperature) }
+    : null;
+  const brief = (m: TestMetrics | null) =>
+    m ? { loss: m.loss, accuracy: m.accuracy, ece: m.calibration?.ece, calibratedEce: m.calibration?.calibratedEce } : null;
+  ctx.log({ validation: brief(validation), test: brief(metrics), temperature }, 'evaluated');
+  return { validation, test: metrics, calibration };
 }
 
 /** Test images through the frozen part (once), then the trained part. */

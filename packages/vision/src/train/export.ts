@@ -12,6 +12,7 @@ export async function exportModel(
   p: Plan,
   res: RunResources,
   trained: Network,
+  calibration: GraftManifest['calibration'],
 ): Promise<{ graft: GraftManifest; artifacts: Record<string, Uint8Array> }> {
   res.progress.phase('exporting');
   const classifier =
@@ -25,6 +26,7 @@ export async function exportModel(
     method: p.method,
     preprocessing: p.preprocessing,
     outputActivation: ctx.kind === 'binary' ? 'sigmoid' : 'softmax',
+    calibration,
   });
   const artifacts = await exportClassifier(classifier, graft);
   res.progress.update('exporting', 1, {}, true);
