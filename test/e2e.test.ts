@@ -95,6 +95,14 @@ describe('end to end', () => {
     expect(files).toEqual(expect.arrayContaining(['model.json', 'graft.json', 'metrics.json']));
     const graft = await get(`/v1/models/${job.modelId}/artifacts/graft.json`);
     expect(graft.labels).toEqual(['dots', 'stripes']);
+    // Calibrated on the validation images: the temperature in graft.json, the error before and after in the metrics.
+    expect(graft.calibration).toMatchObject({ fittedOn: 'validation', images: 12 });
+    expect(graft.calibration.temperature).toBeGreaterThan(0);
+    expect(model.metrics.validation.calibration.temperature).toBe(graft.calibration.temperature);
+    expect(model.metrics.validation.calibration.reliability).toHaveLength(15);
+    expect(model.metrics.validation.calibration.calibratedEce).toBeGreaterThanOrEqual(0);
+    expect(files).toContain('ood-features.bin');
+    expect(graft.outOfDistribution).toMatchObject({ method: 'knn', featureSize: 256 });
 
     // Held-out images the training never saw, one request each (raw body), then all at once (multipart).
     let right = 0;
@@ -110,8 +118,28 @@ describe('end to end', () => {
       expect(body.results[0].predictions).toHaveLength(1);
       expect(body.timing.totalMs).toBeGreaterThan(0);
       if (img.path.includes(`/${body.results[0].predictions[0].label}/`)) right++;
+      const ood = body.results[0].outOfDistribution;
+      expect(ood.score).toBeGreaterThanOrEqual(0);
+      expect(ood.flagged).toBe(ood.score > graft.outOfDistribution.threshold);
     }
     expect(right / testImages.length).toBeGreaterThanOrEqual(0.8);
+
+    // Every image flagged under a threshold of 0; the flip average is a probability too.
+    const strict = await fetch(`${api.url}/v1/models/${job.modelId}/predict?oodThreshold=0&tta=flip`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'image/jpeg' },
+      body: new Uint8Array(testImages[0]!.data),
+    });
+    const strictBody = await strict.json();
+    expect(strict.status, JSON.stringify(strictBody)).toBe(200);
+    expect(strictBody.results[0].outOfDistribution.flagged).toBe(true);
+    expect(strictBody.results[0].predictions.reduce((s: number, p: any) => s + p.probability, 0)).toBeCloseTo(1, 4);
+    const badQuery = await fetch(`${api.url}/v1/models/${job.modelId}/predict?tta=rotate`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'image/jpeg' },
+      body: new Uint8Array(testImages[0]!.data),
+    });
+    expect(badQuery.status).toBe(400);
 
     const form = new FormData();
     for (const img of testImages.slice(0, 3)) form.append('image', new Blob([new Uint8Array(img.data)], { type: 'image/jpeg' }), 'x.jpg');

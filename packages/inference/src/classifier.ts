@@ -2,8 +2,10 @@
 // normalisation, output activation), the ONNX model runs in a SessionHost's worker threads, and concurrent
 // requests share batches through a DynamicBatcher. Images are decoded per request (sharp, on libuv's pool), so
 // an undecodable image fails its own request only, before anything of it is queued.
-import { DynamicBatcher, type Batched } from './batcher';
+import sharp from 'sharp';
+import { DynamicBatcher } from './batcher';
 import { applyTemperature } from './calibration';
+import { checkOodManifest, type OodManifest } from './ood';
 import { decodeAll, pixelTransform, type PixelPreprocessing } from './image';
 import type { HostedSession, SessionHostLike } from './host';
 
@@ -16,6 +18,8 @@ export interface ClassifierManifest {
   outputActivation?: 'sigmoid' | 'softmax';
   /** Temperature scaling fitted at training time (absent: the model's probabilities as they are). */
   calibration?: { temperature: number } | null;
+  /** How to score images of none of the classes (absent: not scored). */
+  outOfDistribution?: OodManifest | null;
 }
 
 /** The temperature a manifest asks for (1 where it gives none). */
@@ -43,9 +47,16 @@ export interface ClassifyTiming {
   batchSize: number;
 }
 
+export interface ClassifyOptions {
+  /** Also classify each image mirrored left to right, and average the two (test-time augmentation). */
+  flip?: boolean;
+}
+
 export interface ClassifyResult {
   /** Per image, one probability per label, in label order. */
   probabilities: Float32Array[];
+  /** Per image, the feature vector graft.json's outOfDistribution names, where the engine gives it. */
+  features: Float32Array[] | null;
   timing: ClassifyTiming;
 }
 
@@ -55,7 +66,7 @@ export interface ImageClassifier {
   readonly labels: readonly string[];
   readonly inputSize: number;
   /** Rejects with an error whose `index` names the first image that cannot be decoded. */
-  classify(images: Uint8Array[]): Promise<ClassifyResult>;
+  classify(images: Uint8Array[], opts?: ClassifyOptions): Promise<ClassifyResult>;
   /** False once the classifier cannot serve any more (its worker thread died) and must be loaded again. */
   readonly alive: boolean;
   dispose(): Promise<void>;
@@ -84,6 +95,7 @@ export function checkManifest(m: unknown): ClassifierManifest {
   if (x.calibration != null && !(typeof t === 'number' && Number.isFinite(t) && t > 0)) {
     throw new Error(`graft.json's calibration temperature ${JSON.stringify(t)} is not a positive number`);
   }
+  if (x.outOfDistribution != null) checkOodManifest(x.outOfDistribution);
   return x as ClassifierManifest;
 }
 
@@ -125,7 +137,9 @@ class OnnxClassifier implements ImageClassifier {
   readonly inputSize: number;
   private readonly width: number;
   private readonly temperature: number;
-  private readonly batcher: DynamicBatcher<Uint8Array, Float32Array>;
+  /** Length of the feature vector that follows the class outputs (0: the model gives none). */
+  private readonly featureSize: number;
+  private readonly batcher: DynamicBatcher<Uint8Array, { probabilities: Float32Array; features: Float32Array | null }>;
   private disposed = false;
 
   constructor(
@@ -142,29 +156,37 @@ class OnnxClassifier implements ImageClassifier {
     }
     const out = session.outputShape;
     const n = this.labels.length;
-    if (out.length !== 1 || !(out[0] === n || (out[0] === 1 && n === 2))) {
+    const d = manifest.outOfDistribution?.featureSize ?? 0;
+    // The class outputs, or the class outputs followed by the features (withFeatureOutput).
+    const fits = (w: number) => w === n || (w === 1 && n === 2);
+    if (out.length !== 1 || !(fits(out[0]!) || (d > 0 && fits(out[0]! - d)))) {
       throw new Error(`the ONNX model gives [${out}] per image, which does not fit ${n} labels`);
     }
-    this.width = out[0]!;
+    this.featureSize = d > 0 && fits(out[0]! - d) ? d : 0;
+    this.width = out[0]! - this.featureSize;
     this.temperature = manifestTemperature(manifest);
     const per = size * size * 3;
-    this.batcher = new DynamicBatcher<Uint8Array, Float32Array>(
+    const stride = this.width + this.featureSize;
+    this.batcher = new DynamicBatcher(
       async (pixels) => {
         const input = new Uint8Array(pixels.length * per);
         pixels.forEach((p, i) => input.set(p, i * per));
         const output = await this.session.run(input, pixels.length);
-        if (output.length !== pixels.length * this.width) {
-          throw new Error(`ONNX Runtime returned ${output.length} values for ${pixels.length} images of ${this.width}`);
+        if (output.length !== pixels.length * stride) {
+          throw new Error(`ONNX Runtime returned ${output.length} values for ${pixels.length} images of ${stride}`);
         }
-        return pixels.map((_, i) => this.toProbabilities(output, i));
+        return pixels.map((_, i) => ({
+          probabilities: this.toProbabilities(output.subarray(i * stride, i * stride + this.width)),
+          features: this.featureSize ? output.slice(i * stride + this.width, (i + 1) * stride) : null,
+        }));
       },
       { maxBatch: opts.maxBatch, maxWaitMs: opts.maxWaitMs, concurrency: session.parallelism, onBatch: opts.onBatch },
     );
   }
 
   /** As @graft/vision's toClassProbabilities (one sigmoid unit p gives [1 - p, p]), calibrated. */
-  private toProbabilities(output: Float32Array, i: number): Float32Array {
-    const p = this.width === 1 ? Float32Array.of(1 - output[i]!, output[i]!) : output.slice(i * this.width, (i + 1) * this.width);
+  private toProbabilities(row: Float32Array): Float32Array {
+    const p = this.width === 1 ? Float32Array.of(1 - row[0]!, row[0]!) : row.slice();
     return applyTemperature(p, this.temperature);
   }
 
@@ -172,12 +194,13 @@ class OnnxClassifier implements ImageClassifier {
     return !this.disposed && this.session.alive;
   }
 
-  async classify(images: Uint8Array[]): Promise<ClassifyResult> {
+  async classify(images: Uint8Array[], opts: ClassifyOptions = {}): Promise<ClassifyResult> {
     if (this.disposed) throw new Error('the classifier has been disposed');
     const t0 = performance.now();
     const pixels = await decodeAll(images, this.inputSize);
+    if (opts.flip) pixels.push(...pixels.map((p) => mirrored(p, this.inputSize)));
     const decodeMs = performance.now() - t0;
-    const results: Batched<Float32Array>[] = await Promise.all(this.batcher.submitAll(pixels));
+    const results = await Promise.all(this.batcher.submitAll(pixels));
     let queueMs = 0;
     let inferenceMs = 0;
     let batchSize = 0;
@@ -186,8 +209,12 @@ class OnnxClassifier implements ImageClassifier {
       inferenceMs = Math.max(inferenceMs, r.batch.runMs);
       batchSize = Math.max(batchSize, r.batch.size);
     }
+    const n = images.length;
+    const outputs = results.map((r) => r.output);
+    const both = (i: number, pick: (o: (typeof outputs)[number]) => Float32Array) => (opts.flip ? mean(pick(outputs[i]!), pick(outputs[i + n]!)) : pick(outputs[i]!));
     return {
-      probabilities: results.map((r) => r.output),
+      probabilities: images.map((_, i) => both(i, (o) => o.probabilities)),
+      features: this.featureSize ? images.map((_, i) => both(i, (o) => o.features!)) : null,
       timing: { engine: this.engine, decodeMs, queueMs, inferenceMs, batchSize },
     };
   }
@@ -199,6 +226,35 @@ class OnnxClassifier implements ImageClassifier {
     await this.batcher.drain();
     await this.session.dispose();
   }
+}
+
+/** An image of size x size RGB pixels mirrored left to right. */
+export function mirrored(pixels: Uint8Array, size: number): Uint8Array {
+  const out = new Uint8Array(pixels.length);
+  const row = size * 3;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const from = y * row + x * 3;
+      const to = y * row + (size - 1 - x) * 3;
+      out[to] = pixels[from]!;
+      out[to + 1] = pixels[from + 1]!;
+      out[to + 2] = pixels[from + 2]!;
+    }
+  }
+  return out;
+}
+
+/** An encoded image mirrored left to right (after its EXIF rotation), as PNG; the bytes as they are if sharp cannot read them. */
+async function mirroredEncoded(bytes: Uint8Array): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await sharp(bytes).rotate().flop().png().toBuffer());
+  } catch {
+    return bytes;
+  }
+}
+
+function mean(a: Float32Array, b: Float32Array): Float32Array {
+  return a.map((v, i) => (v + b[i]!) / 2);
 }
 
 /** What @graft/vision's loadClassifier returns (calibrated probabilities), as far as serving uses it. */
@@ -224,16 +280,19 @@ export function tfjsClassifier(c: TfjsClassifierLike, opts: { onBatch?(size: num
     get alive() {
       return !disposed;
     },
-    async classify(images) {
+    async classify(images, classifyOpts = {}) {
       if (disposed) throw new Error('the classifier has been disposed');
       const started = performance.now();
-      opts.onBatch?.(images.length);
-      const run = c.probabilities(images);
+      const all = classifyOpts.flip ? [...images, ...(await Promise.all(images.map(mirroredEncoded)))] : images;
+      opts.onBatch?.(all.length);
+      const run = c.probabilities(all);
       running.add(run);
       try {
-        const probabilities = await run;
+        const out = await run;
+        const n = images.length;
         return {
-          probabilities,
+          probabilities: classifyOpts.flip ? images.map((_, i) => mean(out[i]!, out[i + n]!)) : out,
+          features: null,
           timing: { engine: 'tfjs', decodeMs: null, queueMs: 0, inferenceMs: performance.now() - started, batchSize: images.length },
         };
       } finally {

@@ -12,6 +12,7 @@ import {
   tfjsClassifier,
   topK,
   type ClassifierManifest,
+  type ClassifyOptions,
   type ClassifyTiming,
   type EngineName,
   type ImageClassifier,
@@ -19,6 +20,7 @@ import {
   type TfjsClassifierLike,
 } from './classifier';
 import { LocalSessionHost } from './local-host';
+import { normalizeRows, oodScore, readBank, withFeatureOutput, type OodManifest, type OodResult } from './ood';
 import type { SessionHostLike } from './host';
 import { ModelCache, type Loaded } from './model-cache';
 import { SessionHost } from './session-host';
@@ -60,11 +62,18 @@ export interface PredictTiming extends ClassifyTiming {
   loadMs: number;
 }
 
+export interface PredictOptions extends ClassifyOptions {
+  /** Flag images whose out-of-distribution score is above this (default: graft.json's threshold). */
+  oodThreshold?: number;
+}
+
 export interface PredictResult {
   /** Per image, its topK labels, most probable first. */
   predictions: Prediction[][];
-  /** Per image, one probability per label, in label order. */
+  /** Per image, one probability per label, in label order (calibrated where graft.json says how). */
   probabilities: Float32Array[];
+  /** Per image, how far it lies from the training images; null where the model or its engine gives no features. */
+  outOfDistribution: OodResult[] | null;
   labels: readonly string[];
   timing: PredictTiming;
 }
@@ -91,9 +100,15 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** A loaded model: its classifier and, where graft.json has one, its out-of-distribution bank. */
+interface Served {
+  clf: ImageClassifier;
+  ood: { manifest: OodManifest; bank: Float32Array } | null;
+}
+
 export class Predictor {
   readonly engine: PredictEngine;
-  private readonly cache: ModelCache<ImageClassifier>;
+  private readonly cache: ModelCache<Served>;
   private readonly log: { info: LogFn; warn: LogFn };
   private host: Promise<SessionHostLike> | null = null;
   private ortAvailable: Promise<boolean> | null = null;
@@ -103,7 +118,7 @@ export class Predictor {
     this.engine = opts.engine ?? 'auto';
     if (!['auto', 'onnx', 'tfjs'].includes(this.engine)) throw new RangeError(`engine must be auto, onnx or tfjs, got ${this.engine}`);
     this.log = opts.log ?? { info: silent, warn: silent };
-    this.cache = new ModelCache<ImageClassifier>({
+    this.cache = new ModelCache<Served>({
       maxBytes: opts.cacheBytes,
       onEvict: (key, bytes) => this.log.info({ model: key, bytes }, 'model evicted from the prediction cache'),
     });
@@ -123,19 +138,29 @@ export class Predictor {
    * Classifies images with the model under `key`, loading it from `source` if it is not cached. Rejects with an
    * error whose `index` names the first undecodable image.
    */
-  async predict(key: string, source: ModelSource, images: Uint8Array[], k: number): Promise<PredictResult> {
+  async predict(key: string, source: ModelSource, images: Uint8Array[], k: number, opts: PredictOptions = {}): Promise<PredictResult> {
     if (this.closed) throw new Error('the predictor is closed');
     const t0 = performance.now();
     return this.cache.use(
       key,
       () => this.load(key, source),
-      async (clf, waitedForLoad) => {
+      async ({ clf, ood }, waitedForLoad) => {
         const loadMs = waitedForLoad ? performance.now() - t0 : 0;
         try {
-          const r = await clf.classify(images);
+          const r = await clf.classify(images, { flip: opts.flip });
+          let outOfDistribution: OodResult[] | null = null;
+          if (ood && r.features) {
+            const { manifest, bank } = ood;
+            const threshold = opts.oodThreshold ?? manifest.threshold;
+            outOfDistribution = r.features.map((f) => {
+              const score = oodScore(bank, manifest.featureSize, normalizeRows(f, manifest.featureSize), manifest.neighbours);
+              return { score, flagged: score > threshold };
+            });
+          }
           return {
             predictions: r.probabilities.map((p) => topK(p, clf.labels, k)),
             probabilities: r.probabilities,
+            outOfDistribution,
             labels: clf.labels,
             timing: { ...r.timing, loadMs },
           };
@@ -181,12 +206,19 @@ export class Predictor {
     return this.host;
   }
 
-  private async load(key: string, source: ModelSource): Promise<Loaded<ImageClassifier>> {
-    const started = performance.now();
+  private async load(key: string, source: ModelSource): Promise<Loaded<Served>> {
     const listing = await source.list();
     const sizes = new Map(listing.map((f) => [f.name, f.bytes]));
     if (!sizes.has('graft.json')) throw new Error('the model has no graft.json');
     const manifest = checkManifest(parseJson(await source.read('graft.json'), 'graft.json'));
+    const om = manifest.outOfDistribution ?? null;
+    const ood = om && sizes.has(om.bankFile) ? { manifest: om, bank: readBank(await source.read(om.bankFile), om) } : null;
+    const loaded = await this.loadClassifier(key, source, manifest, sizes);
+    return { value: { clf: loaded.value, ood }, bytes: loaded.bytes + (ood?.bank.byteLength ?? 0), dispose: loaded.dispose };
+  }
+
+  private async loadClassifier(key: string, source: ModelSource, manifest: ClassifierManifest, sizes: Map<string, number>): Promise<Loaded<ImageClassifier>> {
+    const started = performance.now();
     const reasons: string[] = [];
     if (this.engine !== 'tfjs') {
       this.ortAvailable ??= isOnnxRuntimeAvailable();
@@ -246,7 +278,9 @@ export class Predictor {
       const modelJson = parseJson(await source.read('model.json'), 'model.json');
       const paths: string[] = (modelJson.weightsManifest ?? []).flatMap((g: { paths: string[] }) => g.paths);
       const weights = concat(await Promise.all(paths.map((p) => source.read(p))));
-      onnx = await host.convert(modelJson, weights);
+      const ood = manifest.outOfDistribution;
+      // With an out-of-distribution bank the graph also outputs the features it is scored on.
+      onnx = await host.convert(ood ? withFeatureOutput(modelJson, ood.featureLayer) : modelJson, weights);
     } catch (err) {
       const e = err as Error;
       reasons.push(`${e.name === 'UnsupportedLayerError' ? 'conversion to ONNX: ' : ''}${e.message}`);

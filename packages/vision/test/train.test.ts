@@ -65,8 +65,15 @@ describe('train', () => {
     expect(result.test!.accuracy).toBeGreaterThanOrEqual(0.9);
     expect(result.test!.confusionMatrix.flat().reduce((a, b) => a + b, 0)).toBe(10);
     expect(result.test!.perClass.red!.support).toBe(5);
-    expect(Object.keys(result.artifacts).sort()).toEqual(['graft.json', 'model.json', 'weights.bin']);
+    expect(Object.keys(result.artifacts).sort()).toEqual(['graft.json', 'model.json', 'ood-features.bin', 'weights.bin']);
     expect(result.graft).toMatchObject({ labels: ['red', 'blue'], inputSize: 32, backbone: TINY_BACKBONE, outputActivation: 'sigmoid' });
+    // The out-of-distribution bank: one unit vector per training image, and the layer they come from.
+    const ood = result.graft.outOfDistribution!;
+    expect(ood).toMatchObject({ method: 'knn', bankFile: 'ood-features.bin', bankSize: result.counts.train });
+    expect(result.artifacts['ood-features.bin']!.byteLength).toBe(ood.bankSize * ood.featureSize * 4);
+    const bank = new Float32Array(result.artifacts['ood-features.bin']!.slice().buffer);
+    expect(Math.hypot(...bank.subarray(0, ood.featureSize))).toBeCloseTo(1, 4);
+    expect(ood.threshold).toBeGreaterThan(0);
     expect(result.graft.preprocessing).toMatchObject({ mode: 'tf', resize: 'stretch' });
     // The temperature fitted on validation is in the manifest and in both splits' calibration reports.
     const t = result.graft.calibration!.temperature;

@@ -5,7 +5,7 @@ import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft
 import { initBackend, isPermanent, train, type TrainEvent } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
-import { exportOnnx, UnsupportedLayerError } from '@graft/inference';
+import { exportOnnx, UnsupportedLayerError, withFeatureOutput } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { publishModel } from './publish';
@@ -58,7 +58,9 @@ function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg:
     const modelJson = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
     const paths: string[] = (modelJson.weightsManifest ?? []).flatMap((g: { paths: string[] }) => g.paths);
     const weights = Buffer.concat(paths.map((p) => files[p] ?? new Uint8Array(0)));
-    return exportOnnx(modelJson, weights);
+    // With an out-of-distribution bank the graph also outputs the features it is scored on.
+    const ood = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8')).outOfDistribution as { featureLayer: string } | null;
+    return exportOnnx(ood ? withFeatureOutput(modelJson, ood.featureLayer) : modelJson, weights);
   } catch (err) {
     const unsupported = err instanceof UnsupportedLayerError;
     log.warn(

@@ -12,7 +12,13 @@ import { FairGate } from '../models/fair-gate';
 import type { Predictor } from '../models/predictor';
 import { ObjectNotFoundError } from '@graft/storage';
 
-const PredictQuery = Type.Object({ topK: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5 })) });
+const PredictQuery = Type.Object({
+  topK: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5 })),
+  tta: Type.Optional(Type.Literal('flip', { description: 'flip: average each prediction with that of the image mirrored left to right' })),
+  oodThreshold: Type.Optional(
+    Type.Number({ minimum: 0, maximum: 2, description: "flag images whose out-of-distribution score is above this (default: the model's, set in training)" }),
+  ),
+});
 const ArtifactParams = Type.Object({
   id: Type.String({ pattern: ID_PATTERN.mdl }),
   file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$' }),
@@ -108,7 +114,8 @@ export default async function modelRoutes(
     async (req) => {
       const started = performance.now();
       const { id } = req.params as { id: string };
-      const topKAsked = (req.query as { topK?: number }).topK ?? 5;
+      const query = req.query as { topK?: number; tta?: 'flip'; oodThreshold?: number };
+      const topKAsked = query.topK ?? 5;
       // The model was found before the body was read (beforeBody).
       const model = body.modelOf(req);
       if (!model) throw notFound('model', id);
@@ -118,7 +125,7 @@ export default async function modelRoutes(
       const release = await decodeGate.acquire(req.tenant, pixels);
       let answer: Awaited<ReturnType<typeof predictor.predictTimed>>;
       try {
-        answer = await predictor.predictTimed(req.tenant, id, images, topK);
+        answer = await predictor.predictTimed(req.tenant, id, images, topK, { flip: query.tta === 'flip', oodThreshold: query.oodThreshold });
       } catch (err) {
         // Deleted through another API process since its record was remembered.
         if (err instanceof ObjectNotFoundError) throw notFound('model', id);
@@ -126,13 +133,13 @@ export default async function modelRoutes(
       } finally {
         release();
       }
-      const { predictions, timing } = answer;
+      const { predictions, outOfDistribution, timing } = answer;
       const totalMs = performance.now() - started;
       app.metrics.predictSeconds.observe(totalMs / 1000);
       const ms = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
       return {
         modelId: id,
-        results: predictions.map((p) => ({ predictions: p })),
+        results: predictions.map((p, i) => ({ predictions: p, outOfDistribution: outOfDistribution?.[i] ?? null })),
         timing: {
           totalMs: ms(totalMs),
           decodeMs: ms(timing.decodeMs),
