@@ -102,6 +102,21 @@ describe('end to end', () => {
     expect(model.metrics.validation.calibration.reliability).toHaveLength(15);
     expect(model.metrics.validation.calibration.calibratedEce).toBeGreaterThanOrEqual(0);
     expect(files).toContain('ood-features.bin');
+
+    // Each validation image as the model classifies it, making up the validation confusion matrix.
+    const perImage = await get(`/v1/jobs/${jobId}/predictions?split=validation`);
+    expect(perImage).toMatchObject({ jobId, modelId: job.modelId, split: 'validation', labels: ['dots', 'stripes'] });
+    expect(perImage.items).toHaveLength(12);
+    const cm = [[0, 0], [0, 0]];
+    for (const it of perImage.items) {
+      expect(it.imageId).toMatch(/\S/);
+      expect(it.probabilities.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
+      cm[perImage.labels.indexOf(it.label)]![perImage.labels.indexOf(it.predicted)]! += 1;
+    }
+    expect(cm).toEqual(model.metrics.validation.confusionMatrix);
+    expect((await get(`/v1/jobs/${jobId}/predictions?split=test`)).items).toEqual([]);
+    const badSplit = await fetch(`${api.url}/v1/jobs/${jobId}/predictions?split=train`, { headers: H });
+    expect(badSplit.status).toBe(400);
     expect(graft.outOfDistribution).toMatchObject({ method: 'knn', featureSize: 256 });
 
     // Held-out images the training never saw, one request each (raw body), then all at once (multipart).
@@ -179,6 +194,9 @@ describe('end to end', () => {
     expect(Date.now() - asked).toBeLessThan(5_000);
     const job = await get(`/v1/jobs/${jobId}`);
     expect(job.modelId).toBeNull();
+    const none = await fetch(`${api.url}/v1/jobs/${jobId}/predictions`, { headers: H });
+    expect(none.status).toBe(409);
+    expect((await none.json()).error.code).toBe('JOB_NOT_SUCCEEDED');
     expect((await fetch(`${api.url}/v1/models/mdl_${jobId.slice(4)}`, { headers: H })).status).toBe(404);
     // Partial artifacts and checkpoints are gone.
     const left: string[] = [];

@@ -41,6 +41,7 @@ export { createRng, deriveSeed, type Rng } from './random';
 export { createFrozenModel, type FrozenModel, type FrozenModelOptions, type FrozenEngine } from './frozen';
 export { carveSplits, type ImageRef, type Splits, type SplitConfig } from './split';
 export { train, type TrainOptions, type TrainResult } from './train';
+export type { ImagePrediction } from './train/types';
 export type { HistoryRow } from './fit';
 export type { TrainEvent, Phase } from './progress';
 export {

@@ -68,7 +68,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (transfer.parts) trained = await fineTune(ctx, p, res, transfer, extracted);
       network = { transfer };
     }
-    const { validation, test, calibration } = await evaluate(ctx, p, res, trained, sets, network);
+    const { validation, test, calibration, predictions } = await evaluate(ctx, p, res, trained, sets, network);
     const ood = 'transfer' in network ? await outOfDistributionStats(ctx, p, network.transfer, sets) : null;
     const { graft, artifacts } = await exportModel(ctx, p, res, network, calibration, ood);
     return {
@@ -76,6 +76,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       history: p.history,
       test,
       validation,
+      predictions,
       labels: ctx.labels,
       graft,
       counts: { train: sets.train.images.length, validation: sets.validation.images.length, test: sets.test.images.length, skipped: sets.skipped },

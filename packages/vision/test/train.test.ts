@@ -86,6 +86,13 @@ describe('train', () => {
       expect(m.calibration!.ece).toBeGreaterThanOrEqual(0);
       expect(m.calibration!.calibratedEce).toBeGreaterThanOrEqual(0);
     }
+    // Per image: keys of the test split in order, and (label, predicted) pairs that make up each confusion matrix.
+    expect(result.predictions.test!.map((p) => p.key)).toEqual(twoClass.splits.test.map((r) => r.key));
+    for (const split of ['validation', 'test'] as const) {
+      const cm = result[split]!.confusionMatrix.map((row) => row.map(() => 0));
+      for (const p of result.predictions[split]!) cm[p.label]![p.predicted]! += 1;
+      expect(cm).toEqual(result[split]!.confusionMatrix);
+    }
     // Fitted to minimise the validation loss: never above the uncalibrated one.
     expect(result.validation!.calibration!.calibratedLoss).toBeLessThanOrEqual(result.validation!.loss + 1e-6);
   });

@@ -2,7 +2,8 @@
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
-import { initBackend, isPermanent, train, type TrainEvent } from '@graft/vision';
+import { PREDICTIONS_FILE, type EvaluatedImages } from '@graft/queue';
+import { initBackend, isPermanent, train, type ImagePrediction, type TrainEvent, type TrainResult } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, UnsupportedLayerError, withFeatureOutput } from '@graft/inference';
@@ -30,7 +31,8 @@ interface DatasetManifest {
   classes: string[];
 }
 interface DatasetIndex {
-  images: { split: 'train' | 'validation' | 'test'; label: string; key: string }[];
+  /** `path`: where the image was in the uploaded archive, where the index records it. */
+  images: { split: 'train' | 'validation' | 'test'; label: string; key: string; path?: string }[];
 }
 
 const controller = new AbortController();
@@ -69,6 +71,20 @@ function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg:
     );
     return null;
   }
+}
+
+/** The engine's per-image results with label names; imageId is the image's key in the dataset. */
+function imagePredictions(p: TrainResult['predictions'], labels: string[], index: DatasetIndex): EvaluatedImages {
+  const paths = new Map(index.images.map((im) => [im.key, im.path ?? null]));
+  const named = (rows: ImagePrediction[] | null) =>
+    rows?.map((r) => ({
+      imageId: r.key,
+      path: paths.get(r.key) ?? null,
+      label: labels[r.label]!,
+      predicted: labels[r.predicted]!,
+      probabilities: r.probabilities,
+    })) ?? null;
+  return { labels, validation: named(p.validation), test: named(p.test) };
 }
 
 async function run({ payload, attempt, config }: StartMessage) {
@@ -139,6 +155,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     if (onnx) artifacts['model.onnx'] = onnx;
     const metrics = { test: result.test, validation: result.validation, history: result.history };
     artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
+    artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, index));
     const graft = result.graft as unknown as { inputSize: number; backbone?: string | null; method?: string };
     await publishModel(storage, payload.tenant, artifacts, {
       id: modelId,
