@@ -55,6 +55,7 @@ export {
 export { classificationMetrics, type TestMetrics, type ClassMetrics } from './evaluate';
 export { exportClassifier, makeManifest, MANIFEST_FILE, VISION_VERSION, type GraftManifest } from './export';
 export { loadClassifier, type Classifier, type Prediction } from './classifier';
+export { loadExplainer, type Explainer, type Explanation } from './explain';
 export { saveLayersModelToFiles, loadLayersModelFromFiles } from './model-files';
 export { VisionError, AbortError, ImageDecodeError, isPermanent, type EngineError } from './errors';
 export { SCRATCH_INPUT_SIZE } from './scratch';
