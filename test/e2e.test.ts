@@ -149,6 +149,25 @@ describe('end to end', () => {
     expect(strict.status, JSON.stringify(strictBody)).toBe(200);
     expect(strictBody.results[0].outOfDistribution.flagged).toBe(true);
     expect(strictBody.results[0].predictions.reduce((s: number, p: any) => s + p.probability, 0)).toBeCloseTo(1, 4);
+    // Grad-CAM of one image: the top class by default, or the class asked for.
+    const explain = (query: string, b: BodyInit, type?: string) =>
+      fetch(`${api.url}/v1/models/${job.modelId}/explain${query}`, { method: 'POST', headers: type ? { ...H, 'content-type': type } : H, body: b });
+    const ex = await explain('', new Uint8Array(testImages[0]!.data), 'image/jpeg');
+    const exBody = await ex.json();
+    expect(ex.status, JSON.stringify(exBody)).toBe(200);
+    expect(['dots', 'stripes']).toContain(exBody.label);
+    expect(exBody.heatmap.values).toHaveLength(exBody.heatmap.width * exBody.heatmap.height);
+    expect(exBody.heatmap.values.every((v: number) => v >= 0 && v <= 1)).toBe(true);
+    expect(exBody.overlay).toMatch(/^data:image\/png;base64,/);
+    const asked = await (await explain('?label=stripes', new Uint8Array(testImages[0]!.data), 'image/jpeg')).json();
+    expect(asked.label).toBe('stripes');
+    const unknownLabel = await explain('?label=cats', new Uint8Array(testImages[0]!.data), 'image/jpeg');
+    expect(unknownLabel.status).toBe(400);
+    expect((await unknownLabel.json()).error.message).toContain('cats');
+    const two = new FormData();
+    for (const img of testImages.slice(0, 2)) two.append('image', new Blob([new Uint8Array(img.data)], { type: 'image/jpeg' }), 'x.jpg');
+    expect((await explain('', two)).status).toBe(400);
+
     const badQuery = await fetch(`${api.url}/v1/models/${job.modelId}/predict?tta=rotate`, {
       method: 'POST',
       headers: { ...H, 'content-type': 'image/jpeg' },

@@ -1,8 +1,10 @@
-// Trained models: records, artifacts, prediction.
+// Trained models: records, artifacts, prediction, explanation.
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { ApiDeps } from '../deps';
-import { notFound } from '../errors';
+import { ApiError, notFound } from '../errors';
+import { Explainers } from '../models/explainers';
+import { undecodableImage } from '../models/predict-images';
 import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
 import type { ModelService } from '../models/service';
@@ -18,6 +20,9 @@ const PredictQuery = Type.Object({
   oodThreshold: Type.Optional(
     Type.Number({ minimum: 0, maximum: 2, description: "flag images whose out-of-distribution score is above this (default: the model's, set in training)" }),
   ),
+});
+const ExplainQuery = Type.Object({
+  label: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'the class to explain (default: the most probable)' })),
 });
 const ArtifactParams = Type.Object({
   id: Type.String({ pattern: ID_PATTERN.mdl }),
@@ -52,6 +57,8 @@ export default async function modelRoutes(
   const body = predictBody(models, limits);
   const decodeGate = new FairGate(limits.predictDecodePixels);
   const inflight = new TenantInflight(limits.tenantPredicts, '/predict requests', 'GRAFT_TENANT_PREDICTS');
+  const explainers = new Explainers(models);
+  app.addHook('onClose', async () => explainers.close());
 
   app.get('/v1/models', { schema: { tags: ['models'], summary: 'List models, newest first' } }, async (req) => {
     const items = await models.list(req.tenant);
@@ -153,6 +160,47 @@ export default async function modelRoutes(
     },
   );
 
+  app.post(
+    '/v1/models/:id/explain',
+    {
+      bodyLimit: limits.predictBodyBytes,
+      ...inflight.hooks(),
+      preParsing: async (req, _reply, payload) => {
+        await body.beforeBody(req);
+        return payload;
+      },
+      schema: {
+        tags: ['models'],
+        summary: 'Grad-CAM: where the model looks for a class in one image',
+        description:
+          'One image as /predict takes it. Answers {label, probability, heatmap: {width, height, values}, overlay}: values row-major in [0, 1] over the last convolutional feature map, overlay a PNG data URL of the heatmap over the image.',
+        params: IdParams(ID_PATTERN.mdl),
+        querystring: ExplainQuery,
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const { label } = req.query as { label?: string };
+      const model = body.modelOf(req);
+      if (!model) throw notFound('model', id);
+      if (label !== undefined && !model.labels.includes(label)) {
+        throw new ApiError('VALIDATION_FAILED', `label '${label}' is not one of the model's: ${model.labels.join(', ')}`, { label });
+      }
+      const { images, pixels } = await body.readImages(req);
+      if (images.length !== 1) throw new ApiError('VALIDATION_FAILED', `explain takes one image, got ${images.length}`, { images: images.length });
+      const release = await decodeGate.acquire(req.tenant, pixels);
+      try {
+        return { modelId: id, ...(await explainers.explain(req.tenant, id, images[0]!, label)) };
+      } catch (err: any) {
+        if (err instanceof ObjectNotFoundError) throw notFound('model', id);
+        if (typeof err?.index === 'number') throw undecodableImage(err.index);
+        throw err;
+      } finally {
+        release();
+      }
+    },
+  );
+
   app.delete(
     '/v1/models/:id',
     { schema: { tags: ['models'], summary: 'Delete a model', params: IdParams(ID_PATTERN.mdl) } },
@@ -161,6 +209,7 @@ export default async function modelRoutes(
       await load(req.tenant, id);
       await models.delete(req.tenant, id);
       predictor.forget(req.tenant, id);
+      explainers.forget(req.tenant, id);
       reply.code(204);
     },
   );
