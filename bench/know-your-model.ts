@@ -3,7 +3,8 @@
 // held out as the test split), then reports the expected calibration error (15 bins) on the test split before and
 // after the temperature fitted on validation, and, served by the Predictor as the API serves it (ONNX Runtime,
 // features in the same pass), the share of out-of-distribution flags on the held-out images against images of
-// another dataset.
+// another dataset; then Grad-CAM on composites (one class's image on each half): how often each class's map lies
+// mostly over its own half, and how long one explanation takes.
 //
 //   npx tsx bench/know-your-model.ts [--data hymenoptera] [--other flowers] [--backbone mobilenet_v1_0.75_224]
 //                                    [--epochs 10] [--others 200]
@@ -11,7 +12,8 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { exportOnnx, Predictor, withFeatureOutput } from '@graft/inference';
-import { initBackend, loadClassifier, train } from '@graft/vision';
+import sharp from 'sharp';
+import { initBackend, loadClassifier, loadExplainer, train } from '@graft/vision';
 import { resolveConfig } from '@graft/vision/config';
 import { classLabels, listSplit } from './splits';
 
@@ -82,6 +84,55 @@ async function main(): Promise<void> {
   } finally {
     await predictor.close();
   }
+  await composites(files, labels, test);
+}
+
+/** Side by side at 224 x 224 each. */
+async function composite(left: string, right: string): Promise<Uint8Array> {
+  const half = (key: string) => sharp(read(key)).rotate().resize(224, 224, { fit: 'cover' }).removeAlpha().raw().toBuffer();
+  const [l, r] = await Promise.all([half(left), half(right)]);
+  return new Uint8Array(
+    await sharp({ create: { width: 448, height: 224, channels: 3, background: '#000' } })
+      .composite([
+        { input: l, raw: { width: 224, height: 224, channels: 3 }, left: 0, top: 0 },
+        { input: r, raw: { width: 224, height: 224, channels: 3 }, left: 224, top: 0 },
+      ])
+      .jpeg()
+      .toBuffer(),
+  );
+}
+
+async function composites(files: Record<string, Uint8Array>, labels: string[], test: { key: string; label: number }[]): Promise<void> {
+  const ex = await loadExplainer(files);
+  const a = test.filter((t) => t.label === 0);
+  const b = test.filter((t) => t.label === 1);
+  const n = Math.min(10, a.length, b.length);
+  const times: number[] = [];
+  let own = 0;
+  let maps = 0;
+  for (let i = 0; i < n; i++) {
+    // Class 0 on the left for even i, on the right for odd i.
+    const [left, right] = i % 2 === 0 ? [a[i]!, b[i]!] : [b[i]!, a[i]!];
+    const image = await composite(left.key, right.key);
+    for (const side of [left, right]) {
+      const t = performance.now();
+      const e = await ex.explain(image, labels[side.label]);
+      times.push(performance.now() - t);
+      const { width, values } = e.heatmap;
+      let l = 0;
+      let all = 0;
+      values.forEach((v, k) => {
+        all += v;
+        if (k % width < width / 2) l += v;
+      });
+      const onLeft = all ? l / all : 0.5;
+      if ((side === left ? onLeft : 1 - onLeft) > 0.5) own++;
+      maps++;
+    }
+  }
+  ex.dispose();
+  times.sort((x, y) => x - y);
+  console.log(`Grad-CAM on ${n} composites: ${own} of ${maps} class maps lie mostly over their own half; explain p50 ${times[Math.floor(times.length / 2)]!.toFixed(0)} ms, max ${times.at(-1)!.toFixed(0)} ms`);
 }
 
 await main();
