@@ -2,7 +2,7 @@
 // feature-extraction classifier on one dataset's train split (validation carved from it, its validation folder
 // held out as the test split), then reports the expected calibration error (15 bins) on the test split before and
 // after the temperature fitted on validation, and, served by the Predictor as the API serves it (ONNX Runtime,
-// features in the same pass), the share of out-of-distribution flags on the held-out images against images of
+// features and bank dot products in the same pass), the share of out-of-distribution flags on the held-out images against images of
 // another dataset; then Grad-CAM on composites (one class's image on each half): how often each class's map lies
 // mostly over its own half, and how long one explanation takes.
 //
@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { exportOnnx, Predictor, withFeatureOutput } from '@graft/inference';
+import { exportOnnx, Predictor, readBank, withOodOutput } from '@graft/inference';
 import sharp from 'sharp';
 import { initBackend, loadClassifier, loadExplainer, train } from '@graft/vision';
 import { resolveConfig } from '@graft/vision/config';
@@ -60,7 +60,8 @@ async function main(): Promise<void> {
   const files: Record<string, Uint8Array> = { ...result.artifacts };
   const ood = result.graft.outOfDistribution!;
   const json = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
-  files['model.onnx'] = exportOnnx(withFeatureOutput(json, ood.featureLayer), files['weights.bin']!);
+  const served = withOodOutput(json, files['weights.bin']!, ood, readBank(files[ood.bankFile]!, ood));
+  files['model.onnx'] = exportOnnx(served.modelJson, served.weights);
   const source = {
     list: async () => Object.entries(files).map(([name, b]) => ({ name, bytes: b.byteLength })),
     read: async (name: string) => files[name]!,

@@ -10,8 +10,8 @@
 // stalls with sessions on the main thread against a worker thread.
 //
 // With --ood the classifier is saved as training saves it now: a calibration temperature, and an out-of-distribution
-// bank of 1000 feature vectors whose features model.onnx outputs beside the probabilities, so every prediction
-// is calibrated and scored.
+// bank of 1000 feature vectors, model.onnx giving the features and their dot products with the bank beside the
+// probabilities, so every prediction is calibrated and scored.
 //
 //   npx tsx bench/predict.ts [--requests 200] [--tfjs-requests 40] [--agree 64] [--sweep | --sweep-only]
 //                            [--max-wait 3] [--max-batch 16] [--ood]
@@ -23,7 +23,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
-import { exportOnnx, normalizeRows, OOD_BANK_FILE, OOD_NEIGHBOURS, withFeatureOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
+import { exportOnnx, normalizeRows, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
 import { keys, Storage } from '@graft/storage';
 import { startEmbeddedS3 } from '@graft/storage/embedded';
 import { startRedisServer } from '@graft/queue/embedded-redis';
@@ -71,8 +71,10 @@ async function buildClassifier(): Promise<Record<string, Uint8Array>> {
   model.dispose();
   // As the worker does after training.
   const json = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
-  files['model.onnx'] = exportOnnx(args.ood ? withFeatureOutput(json, 'graft_head_pool') : json, files['weights.bin']!);
-  if (args.ood) files[OOD_BANK_FILE] = new Uint8Array(oodBank().buffer);
+  const bank = oodBank();
+  const served = args.ood ? withOodOutput(json, files['weights.bin']!, oodParts().outOfDistribution, bank) : { modelJson: json, weights: files['weights.bin']! };
+  files['model.onnx'] = exportOnnx(served.modelJson, served.weights);
+  if (args.ood) files[OOD_BANK_FILE] = new Uint8Array(bank.buffer);
   return files;
 }
 

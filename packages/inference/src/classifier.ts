@@ -55,7 +55,7 @@ export interface ClassifyOptions {
 export interface ClassifyResult {
   /** Per image, one probability per label, in label order. */
   probabilities: Float32Array[];
-  /** Per image, the feature vector graft.json's outOfDistribution names, where the engine gives it. */
+  /** Per image, the feature vector graft.json's outOfDistribution names then its dot products with the bank, where the engine gives them. */
   features: Float32Array[] | null;
   timing: ClassifyTiming;
 }
@@ -137,7 +137,7 @@ class OnnxClassifier implements ImageClassifier {
   readonly inputSize: number;
   private readonly width: number;
   private readonly temperature: number;
-  /** Length of the feature vector that follows the class outputs (0: the model gives none). */
+  /** Values per image after the class outputs: features and bank dot products (0: the model gives none). */
   private readonly featureSize: number;
   private readonly batcher: DynamicBatcher<Uint8Array, { probabilities: Float32Array; features: Float32Array | null }>;
   private disposed = false;
@@ -156,13 +156,15 @@ class OnnxClassifier implements ImageClassifier {
     }
     const out = session.outputShape;
     const n = this.labels.length;
-    const d = manifest.outOfDistribution?.featureSize ?? 0;
-    // The class outputs, or the class outputs followed by the features (withFeatureOutput).
+    const ood = manifest.outOfDistribution;
+    const extra = ood ? ood.featureSize + ood.bankSize : 0;
+    // The class outputs, or the class outputs followed by the features and their dot products with the
+    // out-of-distribution bank (withOodOutput).
     const fits = (w: number) => w === n || (w === 1 && n === 2);
-    if (out.length !== 1 || !(fits(out[0]!) || (d > 0 && fits(out[0]! - d)))) {
+    if (out.length !== 1 || !(fits(out[0]!) || (extra > 0 && fits(out[0]! - extra)))) {
       throw new Error(`the ONNX model gives [${out}] per image, which does not fit ${n} labels`);
     }
-    this.featureSize = d > 0 && fits(out[0]! - d) ? d : 0;
+    this.featureSize = extra > 0 && fits(out[0]! - extra) ? extra : 0;
     this.width = out[0]! - this.featureSize;
     this.temperature = manifestTemperature(manifest);
     const per = size * size * 3;

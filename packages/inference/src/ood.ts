@@ -7,8 +7,10 @@
 // opposite to all of them. Unlike the top probability, it rises for an image of none of the classes even when the
 // model is sure of one of them.
 //
-// To serve it in one pass, the classifier's graph gets one output that is the class probabilities followed by the
-// features (withFeatureOutput).
+// To serve it in one pass, the classifier's graph gets one output that is the class probabilities, then the
+// features, then their dot products with every bank vector (withOodOutput: the bank becomes the kernel of a
+// dense layer, so ONNX Runtime does the heavy part); the score needs only the features' length and the k largest
+// dot products (scoreFromDots).
 
 /** File of the feature bank among the model's artifacts: bankSize x featureSize float32, little-endian, unit rows. */
 export const OOD_BANK_FILE = 'ood-features.bin';
@@ -76,6 +78,26 @@ export function oodScore(bank: Float32Array, d: number, v: ArrayLike<number>, k 
   return sum / m;
 }
 
+/** The score of a feature vector from its dot products with the bank's unit vectors and its own length. */
+export function scoreFromDots(dots: ArrayLike<number>, norm: number, k = OOD_NEIGHBOURS): number {
+  const m = Math.min(k, dots.length);
+  if (m <= 0 || !(norm > 0)) return NaN;
+  const best = new Float64Array(m).fill(-Infinity);
+  for (let r = 0; r < dots.length; r++) {
+    const dot = dots[r]! / norm;
+    if (dot <= best[m - 1]!) continue;
+    let i = m - 1;
+    while (i > 0 && best[i - 1]! < dot) {
+      best[i] = best[i - 1]!;
+      i--;
+    }
+    best[i] = dot;
+  }
+  let sum = 0;
+  for (let i = 0; i < m; i++) sum += Math.sqrt(Math.max(0, 2 - 2 * best[i]!));
+  return sum / m;
+}
+
 /** The score below which a share `1 - flagged` of `scores` lies (the threshold that flags about `flagged` of them). */
 export function thresholdFor(scores: number[], flagged = OOD_VALIDATION_SHARE): number {
   if (!scores.length) return NaN;
@@ -115,31 +137,62 @@ interface LayerJson {
   inbound_nodes?: unknown[];
 }
 
+interface ModelJsonLike {
+  modelTopology?: { model_config?: LayerJson } & Partial<LayerJson>;
+  weightsManifest?: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
+}
+
 /**
- * A copy of a TF.js model.json (functional model, one output) whose output is the model's output followed by
- * `featureLayer`'s output (one vector per image), concatenated on the last axis.
+ * A TF.js model.json (functional, one output) and its weights, with one output per image: the model's output,
+ * then `featureLayer`'s output (one vector per image), then its dot products with each row of `bank` (a dense
+ * layer without bias whose kernel is the bank).
  */
-export function withFeatureOutput<T extends object>(modelJson: T, featureLayer: string): T {
-  const json = structuredClone(modelJson) as { modelTopology?: { model_config?: LayerJson } & Partial<LayerJson> };
+export function withOodOutput<T extends object>(
+  modelJson: T,
+  weights: Uint8Array,
+  ood: Pick<OodManifest, 'featureLayer' | 'featureSize' | 'bankSize'>,
+  bank: Float32Array,
+): { modelJson: T; weights: Uint8Array } {
+  const json = structuredClone(modelJson) as ModelJsonLike;
   const top = json.modelTopology?.model_config ?? (json.modelTopology as LayerJson | undefined);
   const config = top?.config;
-  if (!config?.layers || !config.output_layers || config.output_layers.length !== 1) {
-    throw new Error('the model is not a functional model with one output');
+  const groups = json.weightsManifest;
+  if (!config?.layers || !config.output_layers || config.output_layers.length !== 1 || !groups?.length) {
+    throw new Error('the model is not a functional model with one output and a weights manifest');
   }
-  if (!config.layers.some((l) => (l.config.name ?? l.name) === featureLayer)) throw new Error(`layer "${featureLayer}" not found in the model`);
+  const { featureLayer: feature, featureSize: d, bankSize: n } = ood;
+  if (!config.layers.some((l) => (l.config.name ?? l.name) === feature)) throw new Error(`layer "${feature}" not found in the model`);
+  if (bank.length !== n * d) throw new Error(`the bank holds ${bank.length} values, not ${n} x ${d}`);
+  const similarity = 'graft_ood_similarity';
   const name = 'graft_ood_output';
   const [out] = config.output_layers;
-  config.layers.push({
-    class_name: 'Concatenate',
-    config: { name, trainable: false, axis: -1 },
-    name,
-    inbound_nodes: [
-      [
-        [out![0], out![1], out![2], {}],
-        [featureLayer, 0, 0, {}],
+  config.layers.push(
+    {
+      class_name: 'Dense',
+      config: { name: similarity, trainable: false, units: n, activation: 'linear', use_bias: false },
+      name: similarity,
+      inbound_nodes: [[[feature, 0, 0, {}]]],
+    },
+    {
+      class_name: 'Concatenate',
+      config: { name, trainable: false, axis: -1 },
+      name,
+      inbound_nodes: [
+        [
+          [out![0], out![1], out![2], {}],
+          [feature, 0, 0, {}],
+          [similarity, 0, 0, {}],
+        ],
       ],
-    ],
-  });
+    },
+  );
   config.output_layers = [[name, 0, 0]];
-  return json as T;
+  // The kernel is [d, n]: the bank transposed.
+  const kernel = new Float32Array(d * n);
+  for (let r = 0; r < n; r++) for (let j = 0; j < d; j++) kernel[j * n + r] = bank[r * d + j]!;
+  groups.at(-1)!.weights.push({ name: `${similarity}/kernel`, shape: [d, n], dtype: 'float32' });
+  const all = new Uint8Array(weights.byteLength + kernel.byteLength);
+  all.set(weights);
+  all.set(new Uint8Array(kernel.buffer), weights.byteLength);
+  return { modelJson: json as T, weights: all };
 }

@@ -20,7 +20,7 @@ import {
   type TfjsClassifierLike,
 } from './classifier';
 import { LocalSessionHost } from './local-host';
-import { normalizeRows, oodScore, readBank, withFeatureOutput, type OodManifest, type OodResult } from './ood';
+import { readBank, scoreFromDots, withOodOutput, type OodManifest, type OodResult } from './ood';
 import type { SessionHostLike } from './host';
 import { ModelCache, type Loaded } from './model-cache';
 import { SessionHost } from './session-host';
@@ -100,10 +100,10 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** A loaded model: its classifier and, where graft.json has one, its out-of-distribution bank. */
+/** A loaded model: its classifier and, where graft.json has one, how it scores out-of-distribution images. */
 interface Served {
   clf: ImageClassifier;
-  ood: { manifest: OodManifest; bank: Float32Array } | null;
+  ood: { manifest: OodManifest } | null;
 }
 
 export class Predictor {
@@ -150,10 +150,13 @@ export class Predictor {
           const r = await clf.classify(images, { flip: opts.flip });
           let outOfDistribution: OodResult[] | null = null;
           if (ood && r.features) {
-            const { manifest, bank } = ood;
+            const { manifest } = ood;
             const threshold = opts.oodThreshold ?? manifest.threshold;
+            const d = manifest.featureSize;
             outOfDistribution = r.features.map((f) => {
-              const score = oodScore(bank, manifest.featureSize, normalizeRows(f, manifest.featureSize), manifest.neighbours);
+              let norm = 0;
+              for (let j = 0; j < d; j++) norm += f[j]! * f[j]!;
+              const score = scoreFromDots(f.subarray(d), Math.sqrt(norm), manifest.neighbours);
               return { score, flagged: score > threshold };
             });
           }
@@ -212,19 +215,26 @@ export class Predictor {
     if (!sizes.has('graft.json')) throw new Error('the model has no graft.json');
     const manifest = checkManifest(parseJson(await source.read('graft.json'), 'graft.json'));
     const om = manifest.outOfDistribution ?? null;
-    const ood = om && sizes.has(om.bankFile) ? { manifest: om, bank: readBank(await source.read(om.bankFile), om) } : null;
-    const loaded = await this.loadClassifier(key, source, manifest, sizes);
-    return { value: { clf: loaded.value, ood }, bytes: loaded.bytes + (ood?.bank.byteLength ?? 0), dispose: loaded.dispose };
+    // The bank is needed to convert model.json; model.onnx has it in its graph already.
+    const bank = om && sizes.has(om.bankFile) && !sizes.has('model.onnx') ? readBank(await source.read(om.bankFile), om) : null;
+    const loaded = await this.loadClassifier(key, source, manifest, sizes, bank);
+    return { value: { clf: loaded.value, ood: om ? { manifest: om } : null }, bytes: loaded.bytes, dispose: loaded.dispose };
   }
 
-  private async loadClassifier(key: string, source: ModelSource, manifest: ClassifierManifest, sizes: Map<string, number>): Promise<Loaded<ImageClassifier>> {
+  private async loadClassifier(
+    key: string,
+    source: ModelSource,
+    manifest: ClassifierManifest,
+    sizes: Map<string, number>,
+    bank: Float32Array | null,
+  ): Promise<Loaded<ImageClassifier>> {
     const started = performance.now();
     const reasons: string[] = [];
     if (this.engine !== 'tfjs') {
       this.ortAvailable ??= isOnnxRuntimeAvailable();
       if (!(await this.ortAvailable)) reasons.push('onnxruntime-node does not load on this machine');
       else {
-        const loaded = await this.loadOnnx(key, source, manifest, sizes, reasons);
+        const loaded = await this.loadOnnx(key, source, manifest, sizes, bank, reasons);
         if (loaded) {
           this.log.info({ model: key, engine: 'onnxruntime', from: loaded.from, ms: Math.round(performance.now() - started) }, 'model loaded');
           return loaded.model;
@@ -244,6 +254,7 @@ export class Predictor {
     source: ModelSource,
     manifest: ClassifierManifest,
     sizes: Map<string, number>,
+    bank: Float32Array | null,
     reasons: string[],
   ): Promise<{ model: Loaded<ImageClassifier>; from: string } | null> {
     let host: SessionHostLike;
@@ -279,8 +290,9 @@ export class Predictor {
       const paths: string[] = (modelJson.weightsManifest ?? []).flatMap((g: { paths: string[] }) => g.paths);
       const weights = concat(await Promise.all(paths.map((p) => source.read(p))));
       const ood = manifest.outOfDistribution;
-      // With an out-of-distribution bank the graph also outputs the features it is scored on.
-      onnx = await host.convert(ood ? withFeatureOutput(modelJson, ood.featureLayer) : modelJson, weights);
+      // With an out-of-distribution bank the graph also outputs the features and their dot products with it.
+      const model = ood && bank ? withOodOutput(modelJson, weights, ood, bank) : { modelJson, weights };
+      onnx = await host.convert(model.modelJson, model.weights);
     } catch (err) {
       const e = err as Error;
       reasons.push(`${e.name === 'UnsupportedLayerError' ? 'conversion to ONNX: ' : ''}${e.message}`);

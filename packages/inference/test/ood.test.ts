@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportClassifier, initBackend, loadClassifier, makeManifest, PREPROCESSING } from '@graft/vision';
 import { mirrored } from '../src/classifier';
 import { decodeAll, normalizeInto, pixelTransform } from '../src/image';
-import { normalizeRows, oodScore, thresholdFor, withFeatureOutput, type OodManifest } from '../src/ood';
+import { normalizeRows, oodScore, scoreFromDots, thresholdFor, withOodOutput, type OodManifest } from '../src/ood';
 import { Predictor, type ModelSource } from '../src/predictor';
 import { randomizeWeights } from './helpers';
 
@@ -102,11 +102,23 @@ describe('oodScore and thresholdFor', () => {
     expect(scores.filter((s) => s > t)).toHaveLength(5);
   });
 
-  it('withFeatureOutput refuses a layer the model does not have', async () => {
+  it('scoreFromDots gives the score oodScore gives from the vectors', () => {
+    const bank = normalizeRows(Float32Array.from({ length: 40 }, (_, i) => Math.sin(i * 1.7)), 4);
+    const v = Float32Array.of(0.3, -1.2, 2, 0.5);
+    const norm = Math.hypot(...v);
+    const dots = Array.from({ length: 10 }, (_, r) => bank.subarray(r * 4, r * 4 + 4).reduce((s, b, j) => s + b * v[j]!, 0));
+    expect(scoreFromDots(dots, norm, 3)).toBeCloseTo(oodScore(bank, 4, normalizeRows(v.slice(), 4), 3), 6);
+  });
+
+  it('withOodOutput refuses a layer the model does not have and leaves the original alone', async () => {
     const json = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
-    expect(() => withFeatureOutput(json, 'nope')).toThrow(/nope/);
-    expect(withFeatureOutput(json, 'graft_head_pool').modelTopology.config.output_layers).toEqual([['graft_ood_output', 0, 0]]);
-    // The original is left as it was.
+    const ood = { featureLayer: 'graft_head_pool', featureSize: 8, bankSize: 4 };
+    const bank = new Float32Array(32);
+    expect(() => withOodOutput(json, files['weights.bin']!, { ...ood, featureLayer: 'nope' }, bank)).toThrow(/nope/);
+    expect(() => withOodOutput(json, files['weights.bin']!, ood, new Float32Array(5))).toThrow(/bank/);
+    const out = withOodOutput(json, files['weights.bin']!, ood, bank);
+    expect(out.modelJson.modelTopology.config.output_layers).toEqual([['graft_ood_output', 0, 0]]);
+    expect(out.weights.byteLength).toBe(files['weights.bin']!.byteLength + 32 * 4);
     expect(json.modelTopology.config.output_layers[0][0]).toBe('graft_head_predictions');
   });
 });

@@ -6,7 +6,7 @@ import { PREDICTIONS_FILE, type EvaluatedImages } from '@graft/queue';
 import { initBackend, isPermanent, train, type ImagePrediction, type TrainEvent, type TrainResult } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
-import { exportOnnx, UnsupportedLayerError, withFeatureOutput } from '@graft/inference';
+import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { publishModel } from './publish';
@@ -60,9 +60,11 @@ function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg:
     const modelJson = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
     const paths: string[] = (modelJson.weightsManifest ?? []).flatMap((g: { paths: string[] }) => g.paths);
     const weights = Buffer.concat(paths.map((p) => files[p] ?? new Uint8Array(0)));
-    // With an out-of-distribution bank the graph also outputs the features it is scored on.
-    const ood = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8')).outOfDistribution as { featureLayer: string } | null;
-    return exportOnnx(ood ? withFeatureOutput(modelJson, ood.featureLayer) : modelJson, weights);
+    // With an out-of-distribution bank the graph also outputs the features and their dot products with it.
+    const ood = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8')).outOfDistribution as OodManifest | null;
+    const bank = ood && files[ood.bankFile];
+    const model = ood && bank ? withOodOutput(modelJson, weights, ood, readBank(bank, ood)) : { modelJson, weights };
+    return exportOnnx(model.modelJson, model.weights);
   } catch (err) {
     const unsupported = err instanceof UnsupportedLayerError;
     log.warn(
