@@ -9,8 +9,12 @@
 // With --sweep it first compares ONNX Runtime thread layouts in-process (no HTTP), and how long the event loop
 // stalls with sessions on the main thread against a worker thread.
 //
+// With --ood the classifier is saved as training saves it now: a calibration temperature, and an out-of-distribution
+// bank of 1000 feature vectors, model.onnx giving the features and their dot products with the bank beside the
+// probabilities, so every prediction is calibrated and scored.
+//
 //   npx tsx bench/predict.ts [--requests 200] [--tfjs-requests 40] [--agree 64] [--sweep | --sweep-only]
-//                            [--max-wait 3] [--max-batch 16]
+//                            [--max-wait 3] [--max-batch 16] [--ood]
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -19,7 +23,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
-import { exportOnnx, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
+import { exportOnnx, normalizeRows, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
 import { keys, Storage } from '@graft/storage';
 import { startEmbeddedS3 } from '@graft/storage/embedded';
 import { startRedisServer } from '@graft/queue/embedded-redis';
@@ -34,6 +38,7 @@ const { values: args } = parseArgs({
     'sweep-only': { type: 'boolean', default: false },
     'max-wait': { type: 'string', default: '3' },
     'max-batch': { type: 'string', default: '16' },
+    ood: { type: 'boolean', default: false },
   },
 });
 
@@ -60,12 +65,42 @@ async function buildClassifier(): Promise<Record<string, Uint8Array>> {
     method: 'feature_extraction',
     preprocessing: getBackboneSpec(BACKBONE).preprocessing,
     outputActivation: 'sigmoid',
+    ...(args.ood ? oodParts() : {}),
   });
   const files = await exportClassifier(model, manifest);
   model.dispose();
   // As the worker does after training.
-  files['model.onnx'] = exportOnnx(JSON.parse(Buffer.from(files['model.json']!).toString('utf8')), files['weights.bin']!);
+  const json = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
+  const bank = oodBank();
+  const served = args.ood ? withOodOutput(json, files['weights.bin']!, oodParts().outOfDistribution, bank) : { modelJson: json, weights: files['weights.bin']! };
+  files['model.onnx'] = exportOnnx(served.modelJson, served.weights);
+  if (args.ood) files[OOD_BANK_FILE] = new Uint8Array(bank.buffer);
   return files;
+}
+
+const BANK = 1000;
+const FEATURES = 768;
+
+/** A bank of pseudo-random unit vectors: what scoring costs does not depend on their values. */
+function oodBank(): Float32Array {
+  let s = 12345;
+  const bank = Float32Array.from({ length: BANK * FEATURES }, () => ((s = (s * 1103515245 + 12345) >>> 0) / 2 ** 32) - 0.5);
+  return normalizeRows(bank, FEATURES);
+}
+
+function oodParts() {
+  return {
+    calibration: { temperature: 1.5, fittedOn: 'validation' as const, images: 100 },
+    outOfDistribution: {
+      method: 'knn' as const,
+      neighbours: OOD_NEIGHBOURS,
+      featureLayer: 'graft_head_pool',
+      featureSize: FEATURES,
+      bankFile: OOD_BANK_FILE,
+      bankSize: BANK,
+      threshold: 1,
+    },
+  };
 }
 
 async function publish(storage: Storage, files: Record<string, Uint8Array>): Promise<void> {
@@ -278,6 +313,7 @@ async function main(): Promise<void> {
       t = performance.now();
       const first = await post(agent, api.url, images[0]!);
       if (first.status !== 200) throw new Error(`${engine}: ${JSON.stringify(first.body)}`);
+      if (args.ood && engine === 'onnx' && typeof first.body.results[0].outOfDistribution?.score !== 'number') throw new Error('no out-of-distribution score');
       if (first.body.timing.engine !== (engine === 'onnx' ? 'onnxruntime' : 'tfjs')) throw new Error(`${engine} API served with ${first.body.timing.engine}`);
       console.log(`${engine}: first request (model load) ${(performance.now() - t).toFixed(0)} ms`);
       for (let i = 1; i < 10; i++) await post(agent, api.url, images[i]!);

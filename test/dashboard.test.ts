@@ -138,6 +138,13 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
     await evaluation.getByRole('heading', { name: 'Validation set' }).waitFor();
     expect(await evaluation.locator('.stat').first().textContent()).toContain(`${(job.validation.accuracy * 100).toFixed(1)}%`);
     await assertMatrix(page, job.validation);
+    // The reliability diagram, and a cell of the matrix opening the gallery of its images.
+    await evaluation.locator('.reliability svg[aria-label="Reliability diagram"]').waitFor();
+    const diag = job.validation.confusionMatrix[0][0] ? { r: 0, c: 0 } : { r: 1, c: 1 };
+    await page.locator(`.cm-cell[data-row="${diag.r}"][data-col="${diag.c}"]`).click();
+    const gallery = page.locator(`.gallery[data-label="${job.validation.labels[diag.r]}"][data-predicted="${job.validation.labels[diag.c]}"]`);
+    await gallery.locator('li').first().waitFor();
+    expect(await gallery.locator('li').count()).toBe(job.validation.confusionMatrix[diag.r][diag.c]);
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
 
     // The playground shows the model's top classes for an image, as the API ranks them.
@@ -151,6 +158,11 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
       await fetch(`${api.url}/v1/models/${job.modelId}/predict`, { method: 'POST', headers: { ...H, 'content-type': 'image/jpeg' }, body: new Uint8Array(image) })
     ).json();
     expect(shown).toEqual(predicted.results[0].predictions.map((p: any) => p.label));
+    // Where the model looks for the top class, then for the class clicked.
+    await page.locator(`.explanation[data-label="${shown[0]}"] img`).waitFor();
+    await page.locator(`.pred-list li[data-label="${shown[1]}"]`).click();
+    await page.locator(`.explanation[data-label="${shown[1]}"] img`).waitFor();
+    expect(await page.locator('[data-ood]').count()).toBe(1);
     await page.screenshot({ path: '/tmp/graft-dashboard-playground.png', fullPage: true });
 
     // The jobs list shows the finished job.

@@ -107,6 +107,29 @@ describe('end to end', () => {
     expect(files).toEqual(expect.arrayContaining(['model.json', 'graft.json', 'metrics.json']));
     const graft = await get(`/v1/models/${job.modelId}/artifacts/graft.json`);
     expect(graft.labels).toEqual(['dots', 'stripes']);
+    // Calibrated on the validation images: the temperature in graft.json, the error before and after in the metrics.
+    expect(graft.calibration).toMatchObject({ fittedOn: 'validation', images: 12 });
+    expect(graft.calibration.temperature).toBeGreaterThan(0);
+    expect(model.metrics.validation.calibration.temperature).toBe(graft.calibration.temperature);
+    expect(model.metrics.validation.calibration.reliability).toHaveLength(15);
+    expect(model.metrics.validation.calibration.calibratedEce).toBeGreaterThanOrEqual(0);
+    expect(files).toContain('ood-features.bin');
+
+    // Each validation image as the model classifies it, making up the validation confusion matrix.
+    const perImage = await get(`/v1/jobs/${jobId}/predictions?split=validation`);
+    expect(perImage).toMatchObject({ jobId, modelId: job.modelId, split: 'validation', labels: ['dots', 'stripes'] });
+    expect(perImage.items).toHaveLength(12);
+    const cm = [[0, 0], [0, 0]];
+    for (const it of perImage.items) {
+      expect(it.imageId).toMatch(/\S/);
+      expect(it.probabilities.reduce((a: number, b: number) => a + b, 0)).toBeCloseTo(1, 4);
+      cm[perImage.labels.indexOf(it.label)]![perImage.labels.indexOf(it.predicted)]! += 1;
+    }
+    expect(cm).toEqual(model.metrics.validation.confusionMatrix);
+    expect((await get(`/v1/jobs/${jobId}/predictions?split=test`)).items).toEqual([]);
+    const badSplit = await fetch(`${api.url}/v1/jobs/${jobId}/predictions?split=train`, { headers: H });
+    expect(badSplit.status).toBe(400);
+    expect(graft.outOfDistribution).toMatchObject({ method: 'knn', featureSize: 256 });
 
     // Held-out images the training never saw, one request each (raw body), then all at once (multipart).
     let right = 0;
@@ -122,8 +145,47 @@ describe('end to end', () => {
       expect(body.results[0].predictions).toHaveLength(1);
       expect(body.timing.totalMs).toBeGreaterThan(0);
       if (img.path.includes(`/${body.results[0].predictions[0].label}/`)) right++;
+      const ood = body.results[0].outOfDistribution;
+      expect(ood.score).toBeGreaterThanOrEqual(0);
+      expect(ood.flagged).toBe(ood.score > graft.outOfDistribution.threshold);
     }
     expect(right / testImages.length).toBeGreaterThanOrEqual(0.8);
+
+    // Every image flagged under a threshold of 0; the flip average is a probability too.
+    const strict = await fetch(`${api.url}/v1/models/${job.modelId}/predict?oodThreshold=0&tta=flip`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'image/jpeg' },
+      body: new Uint8Array(testImages[0]!.data),
+    });
+    const strictBody = await strict.json();
+    expect(strict.status, JSON.stringify(strictBody)).toBe(200);
+    expect(strictBody.results[0].outOfDistribution.flagged).toBe(true);
+    expect(strictBody.results[0].predictions.reduce((s: number, p: any) => s + p.probability, 0)).toBeCloseTo(1, 4);
+    // Grad-CAM of one image: the top class by default, or the class asked for.
+    const explain = (query: string, b: BodyInit, type?: string) =>
+      fetch(`${api.url}/v1/models/${job.modelId}/explain${query}`, { method: 'POST', headers: type ? { ...H, 'content-type': type } : H, body: b });
+    const ex = await explain('', new Uint8Array(testImages[0]!.data), 'image/jpeg');
+    const exBody = await ex.json();
+    expect(ex.status, JSON.stringify(exBody)).toBe(200);
+    expect(['dots', 'stripes']).toContain(exBody.label);
+    expect(exBody.heatmap.values).toHaveLength(exBody.heatmap.width * exBody.heatmap.height);
+    expect(exBody.heatmap.values.every((v: number) => v >= 0 && v <= 1)).toBe(true);
+    expect(exBody.overlay).toMatch(/^data:image\/png;base64,/);
+    const asked = await (await explain('?label=stripes', new Uint8Array(testImages[0]!.data), 'image/jpeg')).json();
+    expect(asked.label).toBe('stripes');
+    const unknownLabel = await explain('?label=cats', new Uint8Array(testImages[0]!.data), 'image/jpeg');
+    expect(unknownLabel.status).toBe(400);
+    expect((await unknownLabel.json()).error.message).toContain('cats');
+    const two = new FormData();
+    for (const img of testImages.slice(0, 2)) two.append('image', new Blob([new Uint8Array(img.data)], { type: 'image/jpeg' }), 'x.jpg');
+    expect((await explain('', two)).status).toBe(400);
+
+    const badQuery = await fetch(`${api.url}/v1/models/${job.modelId}/predict?tta=rotate`, {
+      method: 'POST',
+      headers: { ...H, 'content-type': 'image/jpeg' },
+      body: new Uint8Array(testImages[0]!.data),
+    });
+    expect(badQuery.status).toBe(400);
 
     const form = new FormData();
     for (const img of testImages.slice(0, 3)) form.append('image', new Blob([new Uint8Array(img.data)], { type: 'image/jpeg' }), 'x.jpg');
@@ -163,6 +225,9 @@ describe('end to end', () => {
     expect(Date.now() - asked).toBeLessThan(5_000);
     const job = await get(`/v1/jobs/${jobId}`);
     expect(job.modelId).toBeNull();
+    const none = await fetch(`${api.url}/v1/jobs/${jobId}/predictions`, { headers: H });
+    expect(none.status).toBe(409);
+    expect((await none.json()).error.code).toBe('JOB_NOT_SUCCEEDED');
     expect((await fetch(`${api.url}/v1/models/mdl_${jobId.slice(4)}`, { headers: H })).status).toBe(404);
     // Partial artifacts and checkpoints are gone.
     const left: string[] = [];

@@ -29,9 +29,44 @@ export interface EvalMetrics {
   confusionMatrix?: number[][];
   labels?: string[];
   perClass?: Record<string, ClassMetrics>;
+  /** Expected calibration error before and after the model's temperature, with the reliability diagrams. */
+  calibration?: Calibration;
 }
 
-export type DetailedMetrics = Required<EvalMetrics>;
+export interface ReliabilityBin {
+  from: number;
+  to: number;
+  count: number;
+  confidence: number | null;
+  accuracy: number | null;
+}
+
+export interface Calibration {
+  temperature: number;
+  ece: number;
+  calibratedEce: number;
+  reliability: ReliabilityBin[];
+  calibratedReliability: ReliabilityBin[];
+}
+
+export type DetailedMetrics = Required<Omit<EvalMetrics, 'calibration'>> & Pick<EvalMetrics, 'calibration'>;
+
+/** One evaluated image (GET /v1/jobs/:id/predictions). */
+export interface EvaluatedImage {
+  imageId: string;
+  path: string | null;
+  label: string;
+  predicted: string;
+  probabilities: number[];
+}
+
+/** Grad-CAM of one image (POST /v1/models/:id/explain). */
+export interface Explanation {
+  label: string;
+  probability: number;
+  heatmap: { width: number; height: number; values: number[] };
+  overlay: string;
+}
 
 export interface Job {
   id: string;
@@ -121,7 +156,7 @@ export interface Prediction {
 
 export interface PredictResponse {
   modelId: string;
-  results: { predictions: Prediction[] }[];
+  results: { predictions: Prediction[]; outOfDistribution: { score: number; flagged: boolean } | null }[];
   timing: { totalMs: number };
 }
 

@@ -2,7 +2,10 @@
 // normalisation, output activation), the ONNX model runs in a SessionHost's worker threads, and concurrent
 // requests share batches through a DynamicBatcher. Images are decoded per request (sharp, on libuv's pool), so
 // an undecodable image fails its own request only, before anything of it is queued.
-import { DynamicBatcher, type Batched } from './batcher';
+import sharp from 'sharp';
+import { DynamicBatcher } from './batcher';
+import { applyTemperature } from './calibration';
+import { checkOodManifest, type OodManifest } from './ood';
 import { decodeAll, pixelTransform, type PixelPreprocessing } from './image';
 import type { HostedSession, SessionHostLike } from './host';
 
@@ -13,6 +16,15 @@ export interface ClassifierManifest {
   preprocessing: PixelPreprocessing;
   /** 'sigmoid': one output p = probability of labels[1]; 'softmax' (or absent): one probability per label. */
   outputActivation?: 'sigmoid' | 'softmax';
+  /** Temperature scaling fitted at training time (absent: the model's probabilities as they are). */
+  calibration?: { temperature: number } | null;
+  /** How to score images of none of the classes (absent: not scored). */
+  outOfDistribution?: OodManifest | null;
+}
+
+/** The temperature a manifest asks for (1 where it gives none). */
+export function manifestTemperature(m: ClassifierManifest): number {
+  return m.calibration?.temperature ?? 1;
 }
 
 export interface Prediction {
@@ -35,9 +47,16 @@ export interface ClassifyTiming {
   batchSize: number;
 }
 
+export interface ClassifyOptions {
+  /** Also classify each image mirrored left to right, and average the two (test-time augmentation). */
+  flip?: boolean;
+}
+
 export interface ClassifyResult {
   /** Per image, one probability per label, in label order. */
   probabilities: Float32Array[];
+  /** Per image, the feature vector graft.json's outOfDistribution names then its dot products with the bank, where the engine gives them. */
+  features: Float32Array[] | null;
   timing: ClassifyTiming;
 }
 
@@ -47,7 +66,7 @@ export interface ImageClassifier {
   readonly labels: readonly string[];
   readonly inputSize: number;
   /** Rejects with an error whose `index` names the first image that cannot be decoded. */
-  classify(images: Uint8Array[]): Promise<ClassifyResult>;
+  classify(images: Uint8Array[], opts?: ClassifyOptions): Promise<ClassifyResult>;
   /** False once the classifier cannot serve any more (its worker thread died) and must be loaded again. */
   readonly alive: boolean;
   dispose(): Promise<void>;
@@ -72,6 +91,11 @@ export function checkManifest(m: unknown): ClassifierManifest {
   if (x.outputActivation !== undefined && x.outputActivation !== 'sigmoid' && x.outputActivation !== 'softmax') {
     throw new Error(`graft.json's outputActivation ${JSON.stringify(x.outputActivation)} is neither sigmoid nor softmax`);
   }
+  const t = x.calibration?.temperature;
+  if (x.calibration != null && !(typeof t === 'number' && Number.isFinite(t) && t > 0)) {
+    throw new Error(`graft.json's calibration temperature ${JSON.stringify(t)} is not a positive number`);
+  }
+  if (x.outOfDistribution != null) checkOodManifest(x.outOfDistribution);
   return x as ClassifierManifest;
 }
 
@@ -112,7 +136,10 @@ class OnnxClassifier implements ImageClassifier {
   readonly labels: readonly string[];
   readonly inputSize: number;
   private readonly width: number;
-  private readonly batcher: DynamicBatcher<Uint8Array, Float32Array>;
+  private readonly temperature: number;
+  /** Values per image after the class outputs: features and bank dot products (0: the model gives none). */
+  private readonly featureSize: number;
+  private readonly batcher: DynamicBatcher<Uint8Array, { probabilities: Float32Array; features: Float32Array | null }>;
   private disposed = false;
 
   constructor(
@@ -129,44 +156,53 @@ class OnnxClassifier implements ImageClassifier {
     }
     const out = session.outputShape;
     const n = this.labels.length;
-    if (out.length !== 1 || !(out[0] === n || (out[0] === 1 && n === 2))) {
+    const ood = manifest.outOfDistribution;
+    const extra = ood ? ood.featureSize + ood.bankSize : 0;
+    // The class outputs, or the class outputs followed by the features and their dot products with the
+    // out-of-distribution bank (withOodOutput).
+    const fits = (w: number) => w === n || (w === 1 && n === 2);
+    if (out.length !== 1 || !(fits(out[0]!) || (extra > 0 && fits(out[0]! - extra)))) {
       throw new Error(`the ONNX model gives [${out}] per image, which does not fit ${n} labels`);
     }
-    this.width = out[0]!;
+    this.featureSize = extra > 0 && fits(out[0]! - extra) ? extra : 0;
+    this.width = out[0]! - this.featureSize;
+    this.temperature = manifestTemperature(manifest);
     const per = size * size * 3;
-    this.batcher = new DynamicBatcher<Uint8Array, Float32Array>(
+    const stride = this.width + this.featureSize;
+    this.batcher = new DynamicBatcher(
       async (pixels) => {
         const input = new Uint8Array(pixels.length * per);
         pixels.forEach((p, i) => input.set(p, i * per));
         const output = await this.session.run(input, pixels.length);
-        if (output.length !== pixels.length * this.width) {
-          throw new Error(`ONNX Runtime returned ${output.length} values for ${pixels.length} images of ${this.width}`);
+        if (output.length !== pixels.length * stride) {
+          throw new Error(`ONNX Runtime returned ${output.length} values for ${pixels.length} images of ${stride}`);
         }
-        return pixels.map((_, i) => this.toProbabilities(output, i));
+        return pixels.map((_, i) => ({
+          probabilities: this.toProbabilities(output.subarray(i * stride, i * stride + this.width)),
+          features: this.featureSize ? output.slice(i * stride + this.width, (i + 1) * stride) : null,
+        }));
       },
       { maxBatch: opts.maxBatch, maxWaitMs: opts.maxWaitMs, concurrency: session.parallelism, onBatch: opts.onBatch },
     );
   }
 
-  /** As @graft/vision's toClassProbabilities: one sigmoid unit p gives [1 - p, p]. */
-  private toProbabilities(output: Float32Array, i: number): Float32Array {
-    if (this.width === 1) {
-      const p = output[i]!;
-      return Float32Array.of(1 - p, p);
-    }
-    return output.slice(i * this.width, (i + 1) * this.width);
+  /** As @graft/vision's toClassProbabilities (one sigmoid unit p gives [1 - p, p]), calibrated. */
+  private toProbabilities(row: Float32Array): Float32Array {
+    const p = this.width === 1 ? Float32Array.of(1 - row[0]!, row[0]!) : row.slice();
+    return applyTemperature(p, this.temperature);
   }
 
   get alive(): boolean {
     return !this.disposed && this.session.alive;
   }
 
-  async classify(images: Uint8Array[]): Promise<ClassifyResult> {
+  async classify(images: Uint8Array[], opts: ClassifyOptions = {}): Promise<ClassifyResult> {
     if (this.disposed) throw new Error('the classifier has been disposed');
     const t0 = performance.now();
     const pixels = await decodeAll(images, this.inputSize);
+    if (opts.flip) pixels.push(...pixels.map((p) => mirrored(p, this.inputSize)));
     const decodeMs = performance.now() - t0;
-    const results: Batched<Float32Array>[] = await Promise.all(this.batcher.submitAll(pixels));
+    const results = await Promise.all(this.batcher.submitAll(pixels));
     let queueMs = 0;
     let inferenceMs = 0;
     let batchSize = 0;
@@ -175,8 +211,12 @@ class OnnxClassifier implements ImageClassifier {
       inferenceMs = Math.max(inferenceMs, r.batch.runMs);
       batchSize = Math.max(batchSize, r.batch.size);
     }
+    const n = images.length;
+    const outputs = results.map((r) => r.output);
+    const both = (i: number, pick: (o: (typeof outputs)[number]) => Float32Array) => (opts.flip ? mean(pick(outputs[i]!), pick(outputs[i + n]!)) : pick(outputs[i]!));
     return {
-      probabilities: results.map((r) => r.output),
+      probabilities: images.map((_, i) => both(i, (o) => o.probabilities)),
+      features: this.featureSize ? images.map((_, i) => both(i, (o) => o.features!)) : null,
       timing: { engine: this.engine, decodeMs, queueMs, inferenceMs, batchSize },
     };
   }
@@ -190,7 +230,36 @@ class OnnxClassifier implements ImageClassifier {
   }
 }
 
-/** What @graft/vision's loadClassifier returns, as far as serving uses it. */
+/** An image of size x size RGB pixels mirrored left to right. */
+export function mirrored(pixels: Uint8Array, size: number): Uint8Array {
+  const out = new Uint8Array(pixels.length);
+  const row = size * 3;
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      const from = y * row + x * 3;
+      const to = y * row + (size - 1 - x) * 3;
+      out[to] = pixels[from]!;
+      out[to + 1] = pixels[from + 1]!;
+      out[to + 2] = pixels[from + 2]!;
+    }
+  }
+  return out;
+}
+
+/** An encoded image mirrored left to right (after its EXIF rotation), as PNG; the bytes as they are if sharp cannot read them. */
+async function mirroredEncoded(bytes: Uint8Array): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await sharp(bytes).rotate().flop().png().toBuffer());
+  } catch {
+    return bytes;
+  }
+}
+
+function mean(a: Float32Array, b: Float32Array): Float32Array {
+  return a.map((v, i) => (v + b[i]!) / 2);
+}
+
+/** What @graft/vision's loadClassifier returns (calibrated probabilities), as far as serving uses it. */
 export interface TfjsClassifierLike {
   readonly labels: string[];
   readonly inputSize: number;
@@ -213,16 +282,19 @@ export function tfjsClassifier(c: TfjsClassifierLike, opts: { onBatch?(size: num
     get alive() {
       return !disposed;
     },
-    async classify(images) {
+    async classify(images, classifyOpts = {}) {
       if (disposed) throw new Error('the classifier has been disposed');
       const started = performance.now();
-      opts.onBatch?.(images.length);
-      const run = c.probabilities(images);
+      const all = classifyOpts.flip ? [...images, ...(await Promise.all(images.map(mirroredEncoded)))] : images;
+      opts.onBatch?.(all.length);
+      const run = c.probabilities(all);
       running.add(run);
       try {
-        const probabilities = await run;
+        const out = await run;
+        const n = images.length;
         return {
-          probabilities,
+          probabilities: classifyOpts.flip ? images.map((_, i) => mean(out[i]!, out[i + n]!)) : out,
+          features: null,
           timing: { engine: 'tfjs', decodeMs: null, queueMs: 0, inferenceMs: performance.now() - started, batchSize: images.length },
         };
       } finally {

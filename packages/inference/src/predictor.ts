@@ -12,6 +12,7 @@ import {
   tfjsClassifier,
   topK,
   type ClassifierManifest,
+  type ClassifyOptions,
   type ClassifyTiming,
   type EngineName,
   type ImageClassifier,
@@ -19,6 +20,7 @@ import {
   type TfjsClassifierLike,
 } from './classifier';
 import { LocalSessionHost } from './local-host';
+import { readBank, scoreFromDots, withOodOutput, type OodManifest, type OodResult } from './ood';
 import type { SessionHostLike } from './host';
 import { ModelCache, type Loaded } from './model-cache';
 import { SessionHost } from './session-host';
@@ -60,11 +62,18 @@ export interface PredictTiming extends ClassifyTiming {
   loadMs: number;
 }
 
+export interface PredictOptions extends ClassifyOptions {
+  /** Flag images whose out-of-distribution score is above this (default: graft.json's threshold). */
+  oodThreshold?: number;
+}
+
 export interface PredictResult {
   /** Per image, its topK labels, most probable first. */
   predictions: Prediction[][];
-  /** Per image, one probability per label, in label order. */
+  /** Per image, one probability per label, in label order (calibrated where graft.json says how). */
   probabilities: Float32Array[];
+  /** Per image, how far it lies from the training images; null where the model or its engine gives no features. */
+  outOfDistribution: OodResult[] | null;
   labels: readonly string[];
   timing: PredictTiming;
 }
@@ -91,9 +100,15 @@ function concat(parts: Uint8Array[]): Uint8Array {
   return out;
 }
 
+/** A loaded model: its classifier and, where graft.json has one, how it scores out-of-distribution images. */
+interface Served {
+  clf: ImageClassifier;
+  ood: { manifest: OodManifest } | null;
+}
+
 export class Predictor {
   readonly engine: PredictEngine;
-  private readonly cache: ModelCache<ImageClassifier>;
+  private readonly cache: ModelCache<Served>;
   private readonly log: { info: LogFn; warn: LogFn };
   private host: Promise<SessionHostLike> | null = null;
   private ortAvailable: Promise<boolean> | null = null;
@@ -103,7 +118,7 @@ export class Predictor {
     this.engine = opts.engine ?? 'auto';
     if (!['auto', 'onnx', 'tfjs'].includes(this.engine)) throw new RangeError(`engine must be auto, onnx or tfjs, got ${this.engine}`);
     this.log = opts.log ?? { info: silent, warn: silent };
-    this.cache = new ModelCache<ImageClassifier>({
+    this.cache = new ModelCache<Served>({
       maxBytes: opts.cacheBytes,
       onEvict: (key, bytes) => this.log.info({ model: key, bytes }, 'model evicted from the prediction cache'),
     });
@@ -123,19 +138,32 @@ export class Predictor {
    * Classifies images with the model under `key`, loading it from `source` if it is not cached. Rejects with an
    * error whose `index` names the first undecodable image.
    */
-  async predict(key: string, source: ModelSource, images: Uint8Array[], k: number): Promise<PredictResult> {
+  async predict(key: string, source: ModelSource, images: Uint8Array[], k: number, opts: PredictOptions = {}): Promise<PredictResult> {
     if (this.closed) throw new Error('the predictor is closed');
     const t0 = performance.now();
     return this.cache.use(
       key,
       () => this.load(key, source),
-      async (clf, waitedForLoad) => {
+      async ({ clf, ood }, waitedForLoad) => {
         const loadMs = waitedForLoad ? performance.now() - t0 : 0;
         try {
-          const r = await clf.classify(images);
+          const r = await clf.classify(images, { flip: opts.flip });
+          let outOfDistribution: OodResult[] | null = null;
+          if (ood && r.features) {
+            const { manifest } = ood;
+            const threshold = opts.oodThreshold ?? manifest.threshold;
+            const d = manifest.featureSize;
+            outOfDistribution = r.features.map((f) => {
+              let norm = 0;
+              for (let j = 0; j < d; j++) norm += f[j]! * f[j]!;
+              const score = scoreFromDots(f.subarray(d), Math.sqrt(norm), manifest.neighbours);
+              return { score, flagged: score > threshold };
+            });
+          }
           return {
             predictions: r.probabilities.map((p) => topK(p, clf.labels, k)),
             probabilities: r.probabilities,
+            outOfDistribution,
             labels: clf.labels,
             timing: { ...r.timing, loadMs },
           };
@@ -181,18 +209,32 @@ export class Predictor {
     return this.host;
   }
 
-  private async load(key: string, source: ModelSource): Promise<Loaded<ImageClassifier>> {
-    const started = performance.now();
+  private async load(key: string, source: ModelSource): Promise<Loaded<Served>> {
     const listing = await source.list();
     const sizes = new Map(listing.map((f) => [f.name, f.bytes]));
     if (!sizes.has('graft.json')) throw new Error('the model has no graft.json');
     const manifest = checkManifest(parseJson(await source.read('graft.json'), 'graft.json'));
+    const om = manifest.outOfDistribution ?? null;
+    // The bank is needed to convert model.json; model.onnx has it in its graph already.
+    const bank = om && sizes.has(om.bankFile) && !sizes.has('model.onnx') ? readBank(await source.read(om.bankFile), om) : null;
+    const loaded = await this.loadClassifier(key, source, manifest, sizes, bank);
+    return { value: { clf: loaded.value, ood: om ? { manifest: om } : null }, bytes: loaded.bytes, dispose: loaded.dispose };
+  }
+
+  private async loadClassifier(
+    key: string,
+    source: ModelSource,
+    manifest: ClassifierManifest,
+    sizes: Map<string, number>,
+    bank: Float32Array | null,
+  ): Promise<Loaded<ImageClassifier>> {
+    const started = performance.now();
     const reasons: string[] = [];
     if (this.engine !== 'tfjs') {
       this.ortAvailable ??= isOnnxRuntimeAvailable();
       if (!(await this.ortAvailable)) reasons.push('onnxruntime-node does not load on this machine');
       else {
-        const loaded = await this.loadOnnx(key, source, manifest, sizes, reasons);
+        const loaded = await this.loadOnnx(key, source, manifest, sizes, bank, reasons);
         if (loaded) {
           this.log.info({ model: key, engine: 'onnxruntime', from: loaded.from, ms: Math.round(performance.now() - started) }, 'model loaded');
           return loaded.model;
@@ -212,6 +254,7 @@ export class Predictor {
     source: ModelSource,
     manifest: ClassifierManifest,
     sizes: Map<string, number>,
+    bank: Float32Array | null,
     reasons: string[],
   ): Promise<{ model: Loaded<ImageClassifier>; from: string } | null> {
     let host: SessionHostLike;
@@ -246,7 +289,10 @@ export class Predictor {
       const modelJson = parseJson(await source.read('model.json'), 'model.json');
       const paths: string[] = (modelJson.weightsManifest ?? []).flatMap((g: { paths: string[] }) => g.paths);
       const weights = concat(await Promise.all(paths.map((p) => source.read(p))));
-      onnx = await host.convert(modelJson, weights);
+      const ood = manifest.outOfDistribution;
+      // With an out-of-distribution bank the graph also outputs the features and their dot products with it.
+      const model = ood && bank ? withOodOutput(modelJson, weights, ood, bank) : { modelJson, weights };
+      onnx = await host.convert(model.modelJson, model.weights);
     } catch (err) {
       const e = err as Error;
       reasons.push(`${e.name === 'UnsupportedLayerError' ? 'conversion to ONNX: ' : ''}${e.message}`);

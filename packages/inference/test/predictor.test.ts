@@ -3,6 +3,7 @@ import sharp from 'sharp';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportClassifier, initBackend, loadClassifier, makeManifest, PREPROCESSING, type Preprocessing } from '@graft/vision';
+import { applyTemperature } from '../src/calibration';
 import { exportOnnx } from '../src/onnx-export';
 import { Predictor, type ModelSource, type PredictorOptions } from '../src/predictor';
 import { randomizeWeights } from './helpers';
@@ -31,7 +32,7 @@ function buildModel(classes: number, seed: number, extra?: 'upsampling'): tf.Lay
 async function classifierFiles(
   classes: number,
   seed: number,
-  opts: { preprocessing?: Preprocessing; onnx?: boolean; extra?: 'upsampling' } = {},
+  opts: { preprocessing?: Preprocessing; onnx?: boolean; extra?: 'upsampling'; temperature?: number } = {},
 ): Promise<Record<string, Uint8Array>> {
   const model = buildModel(classes, seed, opts.extra);
   const labels = Array.from({ length: classes }, (_, i) => `class_${i}`);
@@ -42,6 +43,7 @@ async function classifierFiles(
     method: 'scratch',
     preprocessing: opts.preprocessing ?? PREPROCESSING.tf,
     outputActivation: classes === 2 ? 'sigmoid' : 'softmax',
+    calibration: opts.temperature ? { temperature: opts.temperature, fittedOn: 'validation', images: 10 } : null,
   });
   const files = await exportClassifier(model, manifest);
   model.dispose();
@@ -158,6 +160,29 @@ describe('Predictor on ONNX Runtime', () => {
     for (const row of r.probabilities) expect(row[0]! + row[1]!).toBeCloseTo(1, 6);
     expect(maxAbsDiff(r.probabilities, await tfjsProbabilities(files, imgs))).toBeLessThan(1e-4);
     expect(r.predictions[0]!.map((x) => x.label).sort()).toEqual(['class_0', 'class_1']);
+  });
+
+  it("applies graft.json's calibration temperature on both engines, keeping the top label", async () => {
+    for (const classes of [2, 3]) {
+      const raw = await classifierFiles(classes, 5);
+      const calibrated = await classifierFiles(classes, 5, { temperature: 2.5 });
+      const { p } = predictor();
+      const before = await p.predict(`raw${classes}`, source(raw).src, imgs, 1);
+      const after = await p.predict(`cal${classes}`, source(calibrated).src, imgs, 1);
+      expect(after.timing.engine).toBe('onnxruntime');
+      expect(maxAbsDiff(after.probabilities, before.probabilities.map((q) => applyTemperature(q, 2.5)))).toBeLessThan(1e-5);
+      expect(maxAbsDiff(after.probabilities, before.probabilities)).toBeGreaterThan(1e-3);
+      expect(after.predictions.map((x) => x[0]!.label)).toEqual(before.predictions.map((x) => x[0]!.label));
+      expect(maxAbsDiff(await tfjsProbabilities(calibrated, imgs), after.probabilities)).toBeLessThan(1e-4);
+    }
+  });
+
+  it('refuses a manifest whose temperature is not a positive number', async () => {
+    const files = await classifierFiles(2, 6);
+    const m = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8'));
+    files['graft.json'] = new Uint8Array(Buffer.from(JSON.stringify({ ...m, calibration: { temperature: -1 } })));
+    const { p } = predictor();
+    await expect(p.predict('bad-t', source(files).src, imgs, 1)).rejects.toThrow(/temperature/);
   });
 
   it('gives each of many concurrent requests its own results, batched together', async () => {

@@ -7,3 +7,4 @@ export * from './embedded-redis';
 export { UnrecoverableError, Worker, type Job } from 'bullmq';
 export * from './tenant-limits';
 export * from './job-lock';
+export * from './evaluated-images';

@@ -1,5 +1,6 @@
 // A trained classifier loaded from its files (`graft.json`, `model.json`, weights), answering top-k predictions
 // for encoded images.
+import { applyTemperature, manifestTemperature } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from './backend';
 import { ImageDecodeError } from './errors';
@@ -22,7 +23,7 @@ export interface Classifier {
    * `index` names the first image that cannot be decoded.
    */
   predict(images: Uint8Array[], topK?: number): Promise<Prediction[][]>;
-  /** Per-class probabilities of each image, in label order. */
+  /** Per-class probabilities of each image, in label order, calibrated as graft.json says. */
   probabilities(images: Uint8Array[]): Promise<Float32Array[]>;
   dispose(): void;
 }
@@ -38,6 +39,7 @@ export async function loadClassifier(files: Record<string, Uint8Array> | ((name:
   }
   const model = await tf.loadLayersModel(readerHandler(read, { modelJson: manifest.modelFile ?? 'model.json' }));
   const { labels, inputSize: size, preprocessing } = manifest;
+  const temperature = manifestTemperature(manifest);
   let disposed = false;
 
   const probabilities = async (images: Uint8Array[]): Promise<Float32Array[]> => {
@@ -60,7 +62,7 @@ export async function loadClassifier(files: Record<string, Uint8Array> | ((name:
       const out = tf.tidy(() => model.predict(tf.tensor4d(buf, [batch.length, size, size, 3])) as tf.Tensor);
       const data = (await out.data()) as Float32Array;
       out.dispose();
-      result.push(...toClassProbabilities(data, batch.length, labels.length));
+      result.push(...toClassProbabilities(data, batch.length, labels.length).map((p) => applyTemperature(p, temperature)));
     }
     return result;
   };

@@ -1,5 +1,7 @@
 // Classification metrics from predicted probabilities: loss, accuracy, confusion matrix (rows = true label,
-// columns = predicted label) and per-class precision, recall, F1 and support.
+// columns = predicted label), per-class precision, recall, F1 and support, and calibration (expected calibration
+// error before and after the model's temperature, with their reliability diagrams).
+import type { CalibrationReport } from '@graft/inference';
 
 export interface ClassMetrics {
   precision: number;
@@ -14,6 +16,8 @@ export interface TestMetrics {
   confusionMatrix: number[][];
   labels: string[];
   perClass: Record<string, ClassMetrics>;
+  /** How well the probabilities match the accuracy, before and after the temperature fitted on validation. */
+  calibration?: CalibrationReport;
 }
 
 const EPSILON = 1e-7;

@@ -2,6 +2,7 @@
 // size x size x 3 image to class probabilities) as `model.json` + `weights.bin`, and `graft.json` describing how
 // to use it (labels, input size, preprocessing, output activation).
 import { createRequire } from 'node:module';
+import type { OodManifest } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import type { OutputActivation } from './head';
 import { saveLayersModelToFiles } from './model-files';
@@ -24,6 +25,13 @@ export interface GraftManifest {
   preprocessing: Preprocessing & { resize: 'stretch'; colorSpace: 'srgb'; exifRotate: true };
   /** 'sigmoid': one output p = probability of labels[1]; 'softmax': one probability per label. */
   outputActivation: OutputActivation;
+  /**
+   * Temperature scaling fitted on the validation split after training: served probabilities are
+   * softmax(log(p) / temperature). Null where there were no validation images.
+   */
+  calibration: { temperature: number; fittedOn: 'validation'; images: number } | null;
+  /** How to score images of none of the classes (feature bank and threshold); null where none was made. */
+  outOfDistribution: OodManifest | null;
   modelFile: 'model.json';
   createdWith: { graftVision: string; tfjs: string; backend: string };
   createdAt: string;
@@ -39,6 +47,8 @@ export function makeManifest(args: {
   method: GraftManifest['method'];
   preprocessing: Preprocessing;
   outputActivation: OutputActivation;
+  calibration?: GraftManifest['calibration'];
+  outOfDistribution?: OodManifest | null;
 }): GraftManifest {
   return {
     format: 'graft-classifier',
@@ -49,6 +59,8 @@ export function makeManifest(args: {
     method: args.method,
     preprocessing: { ...args.preprocessing, resize: 'stretch', colorSpace: 'srgb', exifRotate: true },
     outputActivation: args.outputActivation,
+    calibration: args.calibration ?? null,
+    outOfDistribution: args.outOfDistribution ?? null,
     modelFile: 'model.json',
     createdWith: { graftVision: VISION_VERSION, tfjs: tf.version.tfjs, backend: tf.getBackend() },
     createdAt: new Date().toISOString(),

@@ -41,6 +41,7 @@ export { createRng, deriveSeed, type Rng } from './random';
 export { createFrozenModel, type FrozenModel, type FrozenModelOptions, type FrozenEngine } from './frozen';
 export { carveSplits, type ImageRef, type Splits, type SplitConfig } from './split';
 export { train, type TrainOptions, type TrainResult } from './train';
+export type { ImagePrediction } from './train/types';
 export type { HistoryRow } from './fit';
 export type { TrainEvent, Phase } from './progress';
 export {
@@ -54,6 +55,7 @@ export {
 export { classificationMetrics, type TestMetrics, type ClassMetrics } from './evaluate';
 export { exportClassifier, makeManifest, MANIFEST_FILE, VISION_VERSION, type GraftManifest } from './export';
 export { loadClassifier, type Classifier, type Prediction } from './classifier';
+export { loadExplainer, type Explainer, type Explanation } from './explain';
 export { saveLayersModelToFiles, loadLayersModelFromFiles } from './model-files';
 export { VisionError, AbortError, ImageDecodeError, isPermanent, type EngineError } from './errors';
 export { SCRATCH_INPUT_SIZE } from './scratch';

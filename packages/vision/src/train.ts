@@ -5,7 +5,8 @@
 //   extract    run the frozen part once per image (and augmented copy) and cache its outputs
 //   head       train the new head on the frozen features
 //   fine-tune  train the backbone's top block together with the head
-//   evaluate   validation loss and accuracy, test metrics
+//   evaluate   validation loss and accuracy, test metrics, the calibration temperature fitted on validation,
+//              the out-of-distribution feature bank and threshold
 //   export     one TensorFlow.js model and its graft.json
 //
 // Methods:
@@ -27,6 +28,7 @@ import { AbortError, throwIfAborted, VisionError } from './errors';
 import type { LossKind } from './fit';
 import type { TrainEvent } from './progress';
 import { evaluate } from './train/evaluate';
+import { outOfDistributionStats } from './train/ood';
 import { exportModel } from './train/export';
 import { extract } from './train/extract';
 import { fineTune } from './train/fine-tune';
@@ -66,13 +68,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (transfer.parts) trained = await fineTune(ctx, p, res, transfer, extracted);
       network = { transfer };
     }
-    const { validation, test } = await evaluate(ctx, p, res, trained, sets, network);
-    const { graft, artifacts } = await exportModel(ctx, p, res, network);
+    const { validation, test, calibration, predictions } = await evaluate(ctx, p, res, trained, sets, network);
+    const ood = 'transfer' in network ? await outOfDistributionStats(ctx, p, network.transfer, sets) : null;
+    const { graft, artifacts } = await exportModel(ctx, p, res, network, calibration, ood);
     return {
       artifacts,
       history: p.history,
       test,
       validation,
+      predictions,
       labels: ctx.labels,
       graft,
       counts: { train: sets.train.images.length, validation: sets.validation.images.length, test: sets.test.images.length, skipped: sets.skipped },

@@ -112,7 +112,9 @@ function expectTrained(r: TrainResult, phases: string[]): void {
   expect(r.history.every((h) => Number.isFinite(h.loss) && Number.isFinite(h.valLoss!))).toBe(true);
   expect(r.test!.confusionMatrix.flat().reduce((a, b) => a + b, 0)).toBe(job.splits.test.length);
   expect(Number.isFinite(r.validation!.loss)).toBe(true);
-  expect(Object.keys(r.artifacts).sort()).toEqual(['graft.json', 'model.json', 'weights.bin']);
+  // Transfer learning also saves the out-of-distribution feature bank.
+  const ood = r.graft.method === 'scratch' ? [] : ['ood-features.bin'];
+  expect(Object.keys(r.artifacts).sort()).toEqual(['graft.json', 'model.json', ...ood, 'weights.bin']);
 }
 
 const aug = { copies: 1, rotationRange: 10, zoomRange: 0.1 };

@@ -65,9 +65,36 @@ describe('train', () => {
     expect(result.test!.accuracy).toBeGreaterThanOrEqual(0.9);
     expect(result.test!.confusionMatrix.flat().reduce((a, b) => a + b, 0)).toBe(10);
     expect(result.test!.perClass.red!.support).toBe(5);
-    expect(Object.keys(result.artifacts).sort()).toEqual(['graft.json', 'model.json', 'weights.bin']);
+    expect(Object.keys(result.artifacts).sort()).toEqual(['graft.json', 'model.json', 'ood-features.bin', 'weights.bin']);
     expect(result.graft).toMatchObject({ labels: ['red', 'blue'], inputSize: 32, backbone: TINY_BACKBONE, outputActivation: 'sigmoid' });
+    // The out-of-distribution bank: one unit vector per training image, and the layer they come from.
+    const ood = result.graft.outOfDistribution!;
+    expect(ood).toMatchObject({ method: 'knn', bankFile: 'ood-features.bin', bankSize: result.counts.train });
+    expect(result.artifacts['ood-features.bin']!.byteLength).toBe(ood.bankSize * ood.featureSize * 4);
+    const bank = new Float32Array(result.artifacts['ood-features.bin']!.slice().buffer);
+    expect(Math.hypot(...bank.subarray(0, ood.featureSize))).toBeCloseTo(1, 4);
+    expect(ood.threshold).toBeGreaterThan(0);
     expect(result.graft.preprocessing).toMatchObject({ mode: 'tf', resize: 'stretch' });
+    // The temperature fitted on validation is in the manifest and in both splits' calibration reports.
+    const t = result.graft.calibration!.temperature;
+    expect(result.graft.calibration).toMatchObject({ fittedOn: 'validation', images: result.counts.validation });
+    expect(t).toBeGreaterThan(0);
+    for (const m of [result.validation!, result.test!]) {
+      expect(m.calibration!.temperature).toBe(t);
+      expect(m.calibration!.reliability).toHaveLength(15);
+      expect(m.calibration!.reliability.reduce((s, b) => s + b.count, 0)).toBe(m.confusionMatrix.flat().reduce((a, b) => a + b, 0));
+      expect(m.calibration!.ece).toBeGreaterThanOrEqual(0);
+      expect(m.calibration!.calibratedEce).toBeGreaterThanOrEqual(0);
+    }
+    // Per image: keys of the test split in order, and (label, predicted) pairs that make up each confusion matrix.
+    expect(result.predictions.test!.map((p) => p.key)).toEqual(twoClass.splits.test.map((r) => r.key));
+    for (const split of ['validation', 'test'] as const) {
+      const cm = result[split]!.confusionMatrix.map((row) => row.map(() => 0));
+      for (const p of result.predictions[split]!) cm[p.label]![p.predicted]! += 1;
+      expect(cm).toEqual(result[split]!.confusionMatrix);
+    }
+    // Fitted to minimise the validation loss: never above the uncalibrated one.
+    expect(result.validation!.calibration!.calibratedLoss).toBeLessThanOrEqual(result.validation!.loss + 1e-6);
   });
 
   it('export -> loadClassifier -> predict gives the probabilities the in-memory model gave', async () => {
@@ -77,8 +104,9 @@ describe('train', () => {
       expect(clf.labels).toEqual(['red', 'blue']);
       expect(clf.inputSize).toBe(32);
       const probs = await clf.probabilities(testBytes(twoClass));
+      // loadClassifier serves calibrated probabilities: their loss is the calibrated test loss.
       const again = classificationMetrics(probs, twoClass.splits.test.map((r) => r.label), twoClass.labels);
-      expect(again.loss).toBeCloseTo(result.test!.loss, 5);
+      expect(again.loss).toBeCloseTo(result.test!.calibration!.calibratedLoss, 5);
       expect(again.confusionMatrix).toEqual(result.test!.confusionMatrix);
 
       const top = await clf.predict(testBytes(twoClass), 5);

@@ -2,10 +2,11 @@
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
-import { initBackend, isPermanent, train, type TrainEvent } from '@graft/vision';
+import { PREDICTIONS_FILE, type EvaluatedImages } from '@graft/queue';
+import { initBackend, isPermanent, train, type ImagePrediction, type TrainEvent, type TrainResult } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
-import { exportOnnx, UnsupportedLayerError } from '@graft/inference';
+import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { publishModel } from './publish';
@@ -30,7 +31,8 @@ interface DatasetManifest {
   classes: string[];
 }
 interface DatasetIndex {
-  images: { id?: string; split: 'train' | 'validation' | 'test'; label: string; key: string }[];
+  /** `path`: where the image was in the uploaded archive (or under the import prefix). */
+  images: { id?: string; split: 'train' | 'validation' | 'test'; label: string; key: string; path?: string }[];
   /** Validation and test images that are near-copies of an earlier split's. */
   leakedImageIds?: string[];
 }
@@ -60,7 +62,11 @@ function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg:
     const modelJson = JSON.parse(Buffer.from(files['model.json']!).toString('utf8'));
     const paths: string[] = (modelJson.weightsManifest ?? []).flatMap((g: { paths: string[] }) => g.paths);
     const weights = Buffer.concat(paths.map((p) => files[p] ?? new Uint8Array(0)));
-    return exportOnnx(modelJson, weights);
+    // With an out-of-distribution bank the graph also outputs the features and their dot products with it.
+    const ood = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8')).outOfDistribution as OodManifest | null;
+    const bank = ood && files[ood.bankFile];
+    const model = ood && bank ? withOodOutput(modelJson, weights, ood, readBank(bank, ood)) : { modelJson, weights };
+    return exportOnnx(model.modelJson, model.weights);
   } catch (err) {
     const unsupported = err instanceof UnsupportedLayerError;
     log.warn(
@@ -69,6 +75,20 @@ function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg:
     );
     return null;
   }
+}
+
+/** The engine's per-image results with label names; imageId is the image's key in the dataset. */
+function imagePredictions(p: TrainResult['predictions'], labels: string[], index: DatasetIndex): EvaluatedImages {
+  const paths = new Map(index.images.map((im) => [im.key, im.path ?? null]));
+  const named = (rows: ImagePrediction[] | null) =>
+    rows?.map((r) => ({
+      imageId: r.key,
+      path: paths.get(r.key) ?? null,
+      label: labels[r.label]!,
+      predicted: labels[r.predicted]!,
+      probabilities: r.probabilities,
+    })) ?? null;
+  return { labels, validation: named(p.validation), test: named(p.test) };
 }
 
 async function run({ payload, attempt, config }: StartMessage) {
@@ -147,6 +167,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     if (onnx) artifacts['model.onnx'] = onnx;
     const metrics = { test: result.test, validation: result.validation, history: result.history };
     artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
+    artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, index));
     const graft = result.graft as unknown as { inputSize: number; backbone?: string | null; method?: string };
     await publishModel(storage, payload.tenant, artifacts, {
       id: modelId,

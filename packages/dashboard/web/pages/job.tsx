@@ -6,9 +6,9 @@ import { applyEvent, isTerminal, useJobEvents } from '../live';
 import { curveData } from '../curves';
 import { Link, paths } from '../router';
 import { ago, dateTime, duration, elapsed, methodName, num, pct, phaseName } from '../format';
-import type { Dataset, DetailedMetrics, EvalMetrics, Job } from '../types';
+import type { Dataset, DetailedMetrics, EvalMetrics, EvaluatedImage, Job } from '../types';
 import { CurvesChart, TRAIN_COLOR, VAL_COLOR } from '../components/curves-chart';
-import { ConfusionMatrix, PerClassTable } from '../components/metrics';
+import { ConfusionMatrix, PerClassTable, ReliabilityDiagram } from '../components/metrics';
 import { Card, Empty, ErrorBox, Loading, Mono, PageHead, ProgressBar, Stat, StateBadge } from '../components/ui';
 
 const STEPS: Record<string, string[]> = {
@@ -83,8 +83,34 @@ function Curves({ job }: { job: Job }) {
 const detailed = (m: EvalMetrics): m is DetailedMetrics =>
   Array.isArray(m.confusionMatrix) && Array.isArray(m.labels) && !!m.perClass;
 
-function Evaluation({ metrics, split }: { metrics: EvalMetrics; split: 'test' | 'validation' }) {
+/** The images of one confusion-matrix cell: true `label`, predicted `predicted`. */
+function Gallery({ jobId, split, label, predicted }: { jobId: string; split: 'test' | 'validation'; label: string; predicted: string }) {
+  const res = useResource((s) => get<{ labels: string[]; items: EvaluatedImage[] }>(`/v1/jobs/${jobId}/predictions?split=${split}`, s), [jobId, split]);
+  if (res.error) return <ErrorBox error={res.error} what="the evaluated images" />;
+  if (!res.data) return <Loading what="the evaluated images" />;
+  const { labels, items } = res.data;
+  const c = labels.indexOf(predicted);
+  const cell = items.filter((i) => i.label === label && i.predicted === predicted).sort((a, b) => b.probabilities[c]! - a.probabilities[c]!);
+  return (
+    <div class="gallery" data-label={label} data-predicted={predicted}>
+      <h3>
+        True {label}, predicted {predicted}: {cell.length} image{cell.length === 1 ? '' : 's'}
+      </h3>
+      <ol class="gallery-list">
+        {cell.map((i) => (
+          <li data-image={i.imageId}>
+            <Mono>{i.path ?? i.imageId}</Mono>
+            <span class="muted">{pct(i.probabilities[c]!)} {predicted}</span>
+          </li>
+        ))}
+      </ol>
+    </div>
+  );
+}
+
+function Evaluation({ metrics, split, jobId }: { metrics: EvalMetrics; split: 'test' | 'validation'; jobId: string }) {
   const full = detailed(metrics);
+  const [cell, setCell] = useState<{ r: number; c: number } | null>(null);
   return (
     <Card
       title={split === 'test' ? 'Test set' : 'Validation set'}
@@ -101,11 +127,18 @@ function Evaluation({ metrics, split }: { metrics: EvalMetrics; split: 'test' | 
         <div class="eval-grid">
           <div>
             <h3>Confusion matrix</h3>
-            <ConfusionMatrix metrics={metrics} />
+            <ConfusionMatrix metrics={metrics} onCell={(r, c) => setCell({ r, c })} />
+            {cell && <Gallery jobId={jobId} split={split} label={metrics.labels[cell.r]!} predicted={metrics.labels[cell.c]!} />}
           </div>
           <div>
             <h3>Per class</h3>
             <PerClassTable metrics={metrics} />
+            {metrics.calibration && (
+              <>
+                <h3>Calibration</h3>
+                <ReliabilityDiagram calibration={metrics.calibration} />
+              </>
+            )}
           </div>
         </div>
       ) : (
@@ -297,7 +330,7 @@ export function JobPage({ id }: { id: string }) {
       </Card>
 
       {evaluation ? (
-        <Evaluation metrics={evaluation.m} split={evaluation.split} />
+        <Evaluation metrics={evaluation.m} split={evaluation.split} jobId={job.id} />
       ) : (
         job.state === 'succeeded' && (
           <Card title="Evaluation">

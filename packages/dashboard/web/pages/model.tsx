@@ -1,17 +1,19 @@
-// One model and its prediction playground: drop an image, see the top classes.
+// One model and its prediction playground: drop an image, see the top classes, whether it looks like none of
+// them, and where the model looks for a class (Grad-CAM).
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, authHeaders, get } from '../api';
 import { useResource } from '../use-resource';
 import { Link, paths } from '../router';
 import { dateTime, methodName, num, pct } from '../format';
-import type { Model, PredictResponse } from '../types';
+import type { Explanation, Model, PredictResponse } from '../types';
 import { Card, ErrorBox, Loading, Meter, Mono, PageHead, Stat } from '../components/ui';
 
 const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
 const TOP_K = 5;
 
-async function predict(modelId: string, file: File): Promise<PredictResponse> {
-  const res = await fetch(`/v1/models/${modelId}/predict?topK=${TOP_K}`, {
+/** POSTs an image file as the raw body. */
+async function postImage<T>(path: string, file: File): Promise<T> {
+  const res = await fetch(path, {
     method: 'POST',
     headers: authHeaders({ 'content-type': file.type }),
     body: file,
@@ -21,7 +23,35 @@ async function predict(modelId: string, file: File): Promise<PredictResponse> {
     const e = body?.error;
     throw new ApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? `the API answered ${res.status}`, e?.details);
   }
-  return body as PredictResponse;
+  return body as T;
+}
+
+const predict = (modelId: string, file: File) => postImage<PredictResponse>(`/v1/models/${modelId}/predict?topK=${TOP_K}`, file);
+const explain = (modelId: string, file: File, label: string) =>
+  postImage<Explanation>(`/v1/models/${modelId}/explain?label=${encodeURIComponent(label)}`, file);
+
+/** The Grad-CAM overlay of one class, loaded when asked for. */
+function ExplanationView({ modelId, file, label }: { modelId: string; file: File; label: string }) {
+  const [ex, setEx] = useState<Explanation | null>(null);
+  const [error, setError] = useState<Error | null>(null);
+  useEffect(() => {
+    let live = true;
+    setEx(null);
+    setError(null);
+    explain(modelId, file, label).then(
+      (e) => live && setEx(e),
+      (err) => live && setError(err as Error),
+    );
+    return () => void (live = false);
+  }, [modelId, file, label]);
+  if (error) return <ErrorBox error={error} what="the explanation" />;
+  if (!ex) return <Loading what="the explanation" />;
+  return (
+    <figure class="explanation" data-label={ex.label}>
+      <img src={ex.overlay} alt={`where the model looks for ${ex.label}`} />
+      <figcaption class="muted small">Where the model looks for {ex.label} (Grad-CAM; red: most). Click a class to see another.</figcaption>
+    </figure>
+  );
 }
 
 function Playground({ model }: { model: Model }) {
@@ -31,6 +61,7 @@ function Playground({ model }: { model: Model }) {
   const [error, setError] = useState<Error | null>(null);
   const [busy, setBusy] = useState(false);
   const [over, setOver] = useState(false);
+  const [explained, setExplained] = useState<string | null>(null);
   const input = useRef<HTMLInputElement>(null);
 
   useEffect(() => () => void (preview && URL.revokeObjectURL(preview)), [preview]);
@@ -39,6 +70,7 @@ function Playground({ model }: { model: Model }) {
     if (!f) return;
     setError(null);
     setResult(null);
+    setExplained(null);
     if (!IMAGE_TYPES.includes(f.type)) {
       setFile(null);
       setPreview(null);
@@ -49,7 +81,9 @@ function Playground({ model }: { model: Model }) {
     setPreview(URL.createObjectURL(f));
     setBusy(true);
     try {
-      setResult(await predict(model.id, f));
+      const r = await predict(model.id, f);
+      setResult(r);
+      setExplained(r.results[0]?.predictions[0]?.label ?? null);
     } catch (err) {
       setError(err as Error);
     } finally {
@@ -58,6 +92,7 @@ function Playground({ model }: { model: Model }) {
   };
 
   const predictions = result?.results[0]?.predictions ?? [];
+  const ood = result?.results[0]?.outOfDistribution ?? null;
   return (
     <div class="playground">
       <label
@@ -102,18 +137,26 @@ function Playground({ model }: { model: Model }) {
         {predictions.length > 0 && (
           <ol class="pred-list">
             {predictions.map((p, i) => (
-              <li class={i === 0 ? 'top' : ''} data-label={p.label}>
+              <li class={`${i === 0 ? 'top' : ''} explainable`} data-label={p.label} onClick={() => setExplained(p.label)} title={`where the model looks for ${p.label}`}>
                 <span class="pred-label">{p.label}</span>
                 <Meter value={p.probability} text={pct(p.probability)} tone={i === 0 ? 'green' : 'blue'} />
               </li>
             ))}
           </ol>
         )}
+        {ood && (
+          <p class={`small ${ood.flagged ? 'ood-flag' : 'muted'}`} data-ood={ood.flagged ? 'flagged' : 'ok'}>
+            {ood.flagged
+              ? `Unlike the training images (distance ${num(ood.score, 2)}): probably none of these classes.`
+              : `Like the training images (distance ${num(ood.score, 2)}).`}
+          </p>
+        )}
         {result && (
           <p class="muted small">
             {file?.name} · answered in {num(result.timing.totalMs, 1)} ms
           </p>
         )}
+        {file && explained && <ExplanationView modelId={model.id} file={file} label={explained} />}
       </div>
     </div>
   );

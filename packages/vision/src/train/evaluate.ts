@@ -1,8 +1,10 @@
 // Phase "evaluate": the trained model's metrics on the validation data (confusion matrix included) and on the
 // test images. For transfer learning the test images go through the frozen part once and then the trained part,
 // as in training; a scratch model classifies the decoded images directly.
+import { applyTemperature, calibrationReport, fitTemperature } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted } from '../errors';
+import type { GraftManifest } from '../export';
 import { classificationMetrics, toClassProbabilities, type TestMetrics } from '../evaluate';
 import { extractFeatures } from '../features';
 import { disposeBatch, type BatchSource, type Forward } from '../fit';
@@ -12,12 +14,15 @@ import type { Plan } from './plan';
 import type { Sets } from './prepare';
 import type { RunResources } from './resources';
 import { readAndDispose, type Network, type Transfer } from './transfer';
-import { INFERENCE_BATCH, type TrainContext, type Trained } from './types';
+import { INFERENCE_BATCH, type ImagePrediction, type ImageSet, type TrainContext, type Trained } from './types';
 
 export interface Evaluation {
   /** The validation images as the trained model classifies them: loss, accuracy, confusion matrix, per class. */
   validation: TestMetrics | null;
   test: TestMetrics | null;
+  /** Temperature scaling fitted on the validation images (null without them). */
+  calibration: GraftManifest['calibration'];
+  predictions: { validation: ImagePrediction[] | null; test: ImagePrediction[] | null };
 }
 
 export async function evaluate(ctx: TrainContext, p: Plan, res: RunResources, trained: Trained, sets: Sets, path: Network): Promise<Evaluation> {
@@ -32,14 +37,35 @@ export async function evaluate(ctx: TrainContext, p: Plan, res: RunResources, tr
         : await predictProbabilities(path.model, test.images, p.size, p.preprocessing, ctx.numClasses, ctx.signal, progress(1));
   }
   let validation: TestMetrics | null = null;
+  let calibration: Evaluation['calibration'] = null;
+  let v: { probabilities: Float32Array[]; labels: number[] } | null = null;
   if (trained.validation) {
-    const v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
-    validation = classificationMetrics(v.probabilities, v.labels, ctx.labels);
+    v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
+    const temperature = fitTemperature(v.probabilities, v.labels);
+    calibration = { temperature, fittedOn: 'validation', images: v.labels.length };
+    validation = { ...classificationMetrics(v.probabilities, v.labels, ctx.labels), calibration: calibrationReport(v.probabilities, v.labels, temperature) };
   }
-  const metrics = probabilities ? classificationMetrics(probabilities, test.labels, ctx.labels) : null;
-  const brief = (m: TestMetrics | null) => (m ? { loss: m.loss, accuracy: m.accuracy } : null);
-  ctx.log({ validation: brief(validation), test: brief(metrics) }, 'evaluated');
-  return { validation, test: metrics };
+  const temperature = calibration?.temperature ?? 1;
+  const metrics = probabilities
+    ? { ...classificationMetrics(probabilities, test.labels, ctx.labels), calibration: calibrationReport(probabilities, test.labels, temperature) }
+    : null;
+  const brief = (m: TestMetrics | null) =>
+    m ? { loss: m.loss, accuracy: m.accuracy, ece: m.calibration?.ece, calibratedEce: m.calibration?.calibratedEce } : null;
+  ctx.log({ validation: brief(validation), test: brief(metrics), temperature }, 'evaluated');
+  const predictions = {
+    validation: v ? perImage(sets.validation, v.probabilities, temperature) : null,
+    test: probabilities ? perImage(test, probabilities, temperature) : null,
+  };
+  return { validation, test: metrics, calibration, predictions };
+}
+
+/** Each image of a split with its calibrated probabilities (in the split's order); null if they do not line up. */
+function perImage(set: ImageSet, probabilities: Float32Array[], temperature: number): ImagePrediction[] | null {
+  if (probabilities.length !== set.keys.length) return null;
+  return probabilities.map((raw, i) => {
+    const p = Array.from(applyTemperature(raw, temperature));
+    return { key: set.keys[i]!, label: set.labels[i]!, predicted: p.indexOf(Math.max(...p)), probabilities: p };
+  });
 }
 
 /** Test images through the frozen part (once), then the trained part. */

@@ -1,7 +1,8 @@
 // Phase "export": the trained classifier as one TensorFlow.js layers model (the backbone with the head on top,
-// or the scratch convnet) with its graft.json manifest.
+// or the scratch convnet) with its graft.json manifest, and the out-of-distribution feature bank where there is one.
 import * as tf from '@tensorflow/tfjs';
 import { exportClassifier, makeManifest, type GraftManifest } from '../export';
+import type { OodStats } from './ood';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
 import type { Network } from './transfer';
@@ -12,6 +13,8 @@ export async function exportModel(
   p: Plan,
   res: RunResources,
   trained: Network,
+  calibration: GraftManifest['calibration'],
+  ood: OodStats | null,
 ): Promise<{ graft: GraftManifest; artifacts: Record<string, Uint8Array> }> {
   res.progress.phase('exporting');
   const classifier =
@@ -25,8 +28,11 @@ export async function exportModel(
     method: p.method,
     preprocessing: p.preprocessing,
     outputActivation: ctx.kind === 'binary' ? 'sigmoid' : 'softmax',
+    calibration,
+    outOfDistribution: ood?.manifest ?? null,
   });
   const artifacts = await exportClassifier(classifier, graft);
+  if (ood) artifacts[ood.manifest.bankFile] = ood.bank;
   res.progress.update('exporting', 1, {}, true);
   return { graft, artifacts };
 }

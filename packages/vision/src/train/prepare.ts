@@ -47,12 +47,13 @@ async function settle(ctx: TrainContext, pending: PendingImage[], splits: [Image
   let skipped = 0;
   let offset = 0;
   const take = (refs: ImageRef[]): ImageSet => {
-    const out: ImageSet = { images: [], labels: [] };
+    const out: ImageSet = { images: [], labels: [], keys: [] };
     refs.forEach((r, i) => {
       const d = decoded[offset + i]!;
       if (d instanceof Uint8Array) {
         out.images.push(d);
         out.labels.push(r.label);
+        out.keys.push(r.key);
       } else {
         skipped++;
         ctx.log({ key: r.key, err: d.message }, 'skipping an image that cannot be decoded');

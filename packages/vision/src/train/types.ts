@@ -37,6 +37,8 @@ export interface TrainResult {
   history: HistoryRow[];
   test: TestMetrics | null;
   validation: TestMetrics | null;
+  /** Each evaluated image of the validation and test splits (null where the split has none). */
+  predictions: { validation: ImagePrediction[] | null; test: ImagePrediction[] | null };
   labels: string[];
   graft: GraftManifest;
   /** Images per split after carving and after dropping undecodable ones. */
@@ -66,8 +68,17 @@ export interface Trained {
   validation: BatchSource | null;
 }
 
-/** Decoded images (size x size x 3 RGB) of one split and their labels. */
+/** Decoded images (size x size x 3 RGB) of one split, their labels and their keys. */
 export interface ImageSet {
   images: Uint8Array[];
   labels: number[];
+  keys: string[];
+}
+
+/** How the trained model classifies one evaluated image (calibrated probabilities, as served). */
+export interface ImagePrediction {
+  key: string;
+  label: number;
+  predicted: number;
+  probabilities: number[];
 }

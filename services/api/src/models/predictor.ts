@@ -6,8 +6,10 @@ import {
   Predictor as InferencePredictor,
   type EngineName,
   type LogFn,
+  type OodResult,
   type Prediction,
   type PredictEngine,
+  type PredictOptions,
   type PredictTiming,
 } from '@graft/inference';
 import { undecodableImage } from './predict-images';
@@ -68,14 +70,15 @@ export class Predictor {
     modelId: string,
     images: Uint8Array[],
     topK: number,
-  ): Promise<{ predictions: Prediction[][]; timing: PredictTiming }> {
+    opts: PredictOptions = {},
+  ): Promise<{ predictions: Prediction[][]; outOfDistribution: OodResult[] | null; timing: PredictTiming }> {
     const source = {
       list: () => this.models.artifacts(tenant, modelId),
       read: (name: string) => this.models.artifactBuffer(tenant, modelId, name),
     };
     try {
-      const r = await this.predictor().predict(`${tenant}/${modelId}`, source, images, topK);
-      return { predictions: r.predictions, timing: r.timing };
+      const r = await this.predictor().predict(`${tenant}/${modelId}`, source, images, topK, opts);
+      return { predictions: r.predictions, outOfDistribution: r.outOfDistribution, timing: r.timing };
     } catch (err: any) {
       if (typeof err?.index === 'number') {
         throw undecodableImage(err.index);

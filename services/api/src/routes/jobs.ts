@@ -2,8 +2,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
-import { TERMINAL_STATES, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
-import { keys } from '@graft/storage';
+import { PREDICTIONS_FILE, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
+import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
 import { ID_PATTERN, newId } from '../ids';
@@ -152,6 +152,33 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
     '/v1/jobs/:id',
     { schema: { tags: ['jobs'], summary: 'A job: state, progress, history, metrics', params: IdParams(ID_PATTERN.job) } },
     async (req) => jobView(await load(req.tenant, (req.params as { id: string }).id)),
+  );
+
+  app.get(
+    '/v1/jobs/:id/predictions',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Each evaluated image of a split: its label, the predicted label and the calibrated probabilities',
+        params: IdParams(ID_PATTERN.job),
+        querystring: Type.Object({ split: Type.Optional(Type.Union([Type.Literal('validation'), Type.Literal('test')], { default: 'validation' })) }),
+      },
+    },
+    async (req) => {
+      const rec = await load(req.tenant, (req.params as { id: string }).id);
+      const split = (req.query as { split?: 'validation' | 'test' }).split ?? 'validation';
+      if (rec.state !== 'succeeded' || !rec.modelId) {
+        throw new ApiError('JOB_NOT_SUCCEEDED', `job '${rec.id}' is ${rec.state}: its images are evaluated once it has succeeded`, { state: rec.state });
+      }
+      let file: EvaluatedImages;
+      try {
+        file = await deps.storage.getJson<EvaluatedImages>(keys.modelArtifact(req.tenant, rec.modelId, PREDICTIONS_FILE));
+      } catch (err) {
+        if (err instanceof ObjectNotFoundError) throw notFound('artifact', `${rec.modelId}/${PREDICTIONS_FILE}`);
+        throw err;
+      }
+      return { jobId: rec.id, modelId: rec.modelId, split, labels: file.labels, items: file[split] ?? [] };
+    },
   );
 
   app.post(

@@ -1,8 +1,10 @@
-// Trained models: records, artifacts, prediction.
+// Trained models: records, artifacts, prediction, explanation.
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { ApiDeps } from '../deps';
-import { notFound } from '../errors';
+import { ApiError, notFound } from '../errors';
+import { Explainers } from '../models/explainers';
+import { undecodableImage } from '../models/predict-images';
 import { ID_PATTERN } from '../ids';
 import { IdParams } from '../schemas/common';
 import type { ModelService } from '../models/service';
@@ -12,7 +14,16 @@ import { FairGate } from '../models/fair-gate';
 import type { Predictor } from '../models/predictor';
 import { ObjectNotFoundError } from '@graft/storage';
 
-const PredictQuery = Type.Object({ topK: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5 })) });
+const PredictQuery = Type.Object({
+  topK: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5 })),
+  tta: Type.Optional(Type.Literal('flip', { description: 'flip: average each prediction with that of the image mirrored left to right' })),
+  oodThreshold: Type.Optional(
+    Type.Number({ minimum: 0, maximum: 2, description: "flag images whose out-of-distribution score is above this (default: the model's, set in training)" }),
+  ),
+});
+const ExplainQuery = Type.Object({
+  label: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'the class to explain (default: the most probable)' })),
+});
 const ArtifactParams = Type.Object({
   id: Type.String({ pattern: ID_PATTERN.mdl }),
   file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$' }),
@@ -46,6 +57,8 @@ export default async function modelRoutes(
   const body = predictBody(models, limits);
   const decodeGate = new FairGate(limits.predictDecodePixels);
   const inflight = new TenantInflight(limits.tenantPredicts, '/predict requests', 'GRAFT_TENANT_PREDICTS');
+  const explainers = new Explainers(models);
+  app.addHook('onClose', async () => explainers.close());
 
   app.get('/v1/models', { schema: { tags: ['models'], summary: 'List models, newest first' } }, async (req) => {
     const items = await models.list(req.tenant);
@@ -108,7 +121,8 @@ export default async function modelRoutes(
     async (req) => {
       const started = performance.now();
       const { id } = req.params as { id: string };
-      const topKAsked = (req.query as { topK?: number }).topK ?? 5;
+      const query = req.query as { topK?: number; tta?: 'flip'; oodThreshold?: number };
+      const topKAsked = query.topK ?? 5;
       // The model was found before the body was read (beforeBody).
       const model = body.modelOf(req);
       if (!model) throw notFound('model', id);
@@ -118,7 +132,7 @@ export default async function modelRoutes(
       const release = await decodeGate.acquire(req.tenant, pixels);
       let answer: Awaited<ReturnType<typeof predictor.predictTimed>>;
       try {
-        answer = await predictor.predictTimed(req.tenant, id, images, topK);
+        answer = await predictor.predictTimed(req.tenant, id, images, topK, { flip: query.tta === 'flip', oodThreshold: query.oodThreshold });
       } catch (err) {
         // Deleted through another API process since its record was remembered.
         if (err instanceof ObjectNotFoundError) throw notFound('model', id);
@@ -126,13 +140,13 @@ export default async function modelRoutes(
       } finally {
         release();
       }
-      const { predictions, timing } = answer;
+      const { predictions, outOfDistribution, timing } = answer;
       const totalMs = performance.now() - started;
       app.metrics.predictSeconds.observe(totalMs / 1000);
       const ms = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
       return {
         modelId: id,
-        results: predictions.map((p) => ({ predictions: p })),
+        results: predictions.map((p, i) => ({ predictions: p, outOfDistribution: outOfDistribution?.[i] ?? null })),
         timing: {
           totalMs: ms(totalMs),
           decodeMs: ms(timing.decodeMs),
@@ -146,6 +160,47 @@ export default async function modelRoutes(
     },
   );
 
+  app.post(
+    '/v1/models/:id/explain',
+    {
+      bodyLimit: limits.predictBodyBytes,
+      ...inflight.hooks(),
+      preParsing: async (req, _reply, payload) => {
+        await body.beforeBody(req);
+        return payload;
+      },
+      schema: {
+        tags: ['models'],
+        summary: 'Grad-CAM: where the model looks for a class in one image',
+        description:
+          'One image as /predict takes it. Answers {label, probability, heatmap: {width, height, values}, overlay}: values row-major in [0, 1] over the last convolutional feature map, overlay a PNG data URL of the heatmap over the image.',
+        params: IdParams(ID_PATTERN.mdl),
+        querystring: ExplainQuery,
+      },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const { label } = req.query as { label?: string };
+      const model = body.modelOf(req);
+      if (!model) throw notFound('model', id);
+      if (label !== undefined && !model.labels.includes(label)) {
+        throw new ApiError('VALIDATION_FAILED', `label '${label}' is not one of the model's: ${model.labels.join(', ')}`, { label });
+      }
+      const { images, pixels } = await body.readImages(req);
+      if (images.length !== 1) throw new ApiError('VALIDATION_FAILED', `explain takes one image, got ${images.length}`, { images: images.length });
+      const release = await decodeGate.acquire(req.tenant, pixels);
+      try {
+        return { modelId: id, ...(await explainers.explain(req.tenant, id, images[0]!, label)) };
+      } catch (err: any) {
+        if (err instanceof ObjectNotFoundError) throw notFound('model', id);
+        if (typeof err?.index === 'number') throw undecodableImage(err.index);
+        throw err;
+      } finally {
+        release();
+      }
+    },
+  );
+
   app.delete(
     '/v1/models/:id',
     { schema: { tags: ['models'], summary: 'Delete a model', params: IdParams(ID_PATTERN.mdl) } },
@@ -154,6 +209,7 @@ export default async function modelRoutes(
       await load(req.tenant, id);
       await models.delete(req.tenant, id);
       predictor.forget(req.tenant, id);
+      explainers.forget(req.tenant, id);
       reply.code(204);
     },
   );
