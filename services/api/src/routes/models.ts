@@ -1,5 +1,5 @@
 // Trained models: records, artifacts, prediction, explanation.
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, RequestPayload } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
@@ -100,15 +100,20 @@ export default async function modelRoutes(
     },
   );
 
+  // /predict and /explain take images the same way: bounded, in flight per tenant, read only once the model is found.
+  const imageBody = {
+    bodyLimit: limits.predictBodyBytes,
+    ...inflight.hooks(),
+    preParsing: async (req: FastifyRequest, _reply: FastifyReply, payload: RequestPayload) => {
+      await body.beforeBody(req);
+      return payload;
+    },
+  };
+
   app.post(
     '/v1/models/:id/predict',
     {
-      bodyLimit: limits.predictBodyBytes,
-      ...inflight.hooks(),
-      preParsing: async (req, _reply, payload) => {
-        await body.beforeBody(req);
-        return payload;
-      },
+      ...imageBody,
       schema: {
         tags: ['models'],
         summary: 'Classify one or more images',
@@ -163,12 +168,7 @@ export default async function modelRoutes(
   app.post(
     '/v1/models/:id/explain',
     {
-      bodyLimit: limits.predictBodyBytes,
-      ...inflight.hooks(),
-      preParsing: async (req, _reply, payload) => {
-        await body.beforeBody(req);
-        return payload;
-      },
+      ...imageBody,
       schema: {
         tags: ['models'],
         summary: 'Grad-CAM: where the model looks for a class in one image',
