@@ -52,19 +52,16 @@ export function normalizeRows(rows: Float32Array, d: number): Float32Array {
 }
 
 /**
- * Mean distance of unit vector `v` to its `k` nearest rows of `bank` (unit rows of length d), skipping the row
- * `skip` (an image's own row when scoring the bank against itself).
+ * Mean distance of a unit vector to the m nearest of the unit vectors it has the dot products `dots` with
+ * (|a - b| = sqrt(2 - 2 a.b) for unit vectors); `skip` leaves one out.
  */
-export function oodScore(bank: Float32Array, d: number, v: ArrayLike<number>, k = OOD_NEIGHBOURS, skip = -1): number {
-  const n = bank.length / d;
-  const m = Math.min(k, n - (skip >= 0 && skip < n ? 1 : 0));
+function meanNearestDistance(dots: (r: number) => number, n: number, m: number, skip = -1): number {
   if (m <= 0) return NaN;
   // The m largest dot products, in decreasing order.
   const best = new Float64Array(m).fill(-Infinity);
-  for (let r = 0, o = 0; r < n; r++, o += d) {
+  for (let r = 0; r < n; r++) {
     if (r === skip) continue;
-    let dot = 0;
-    for (let j = 0; j < d; j++) dot += bank[o + j]! * v[j]!;
+    const dot = dots(r);
     if (dot <= best[m - 1]!) continue;
     let i = m - 1;
     while (i > 0 && best[i - 1]! < dot) {
@@ -78,24 +75,25 @@ export function oodScore(bank: Float32Array, d: number, v: ArrayLike<number>, k 
   return sum / m;
 }
 
+/**
+ * Mean distance of unit vector `v` to its `k` nearest rows of `bank` (unit rows of length d), skipping the row
+ * `skip` (an image's own row when scoring the bank against itself).
+ */
+export function oodScore(bank: Float32Array, d: number, v: ArrayLike<number>, k = OOD_NEIGHBOURS, skip = -1): number {
+  const n = bank.length / d;
+  const m = Math.min(k, n - (skip >= 0 && skip < n ? 1 : 0));
+  const dot = (r: number) => {
+    let s = 0;
+    for (let j = 0, o = r * d; j < d; j++) s += bank[o + j]! * v[j]!;
+    return s;
+  };
+  return meanNearestDistance(dot, n, m, skip);
+}
+
 /** The score of a feature vector from its dot products with the bank's unit vectors and its own length. */
 export function scoreFromDots(dots: ArrayLike<number>, norm: number, k = OOD_NEIGHBOURS): number {
-  const m = Math.min(k, dots.length);
-  if (m <= 0 || !(norm > 0)) return NaN;
-  const best = new Float64Array(m).fill(-Infinity);
-  for (let r = 0; r < dots.length; r++) {
-    const dot = dots[r]! / norm;
-    if (dot <= best[m - 1]!) continue;
-    let i = m - 1;
-    while (i > 0 && best[i - 1]! < dot) {
-      best[i] = best[i - 1]!;
-      i--;
-    }
-    best[i] = dot;
-  }
-  let sum = 0;
-  for (let i = 0; i < m; i++) sum += Math.sqrt(Math.max(0, 2 - 2 * best[i]!));
-  return sum / m;
+  if (!(norm > 0)) return NaN;
+  return meanNearestDistance((r) => dots[r]! / norm, dots.length, Math.min(k, dots.length));
 }
 
 /** The score below which a share `1 - flagged` of `scores` lies (the threshold that flags about `flagged` of them). */
