@@ -2,7 +2,7 @@
 // augmentation, every training image and `copies` augmented copies of it: pooled vectors for the head, the lower
 // part's outputs for fine-tuning. Always the validation images (no augmentation). With end-to-end augmentation
 // the training images go through the frozen part every epoch instead (head.ts, fine-tune.ts).
-import { extractFeatures, FeatureStore, type ExtractItem, type PendingImage, type Sampling } from '../features';
+import { extractFeatures, FeatureStore, ImageSource, type ExtractItem, type FrozenStage, type PendingImage, type Sampling } from '../features';
 import type { Prepared, Sets } from './prepare';
 import type { Plan } from './plan';
 import { FINE_TUNING_SAMPLING, HEAD_SAMPLING, type RunResources } from './resources';
@@ -22,6 +22,21 @@ export interface Extracted {
 /** A store of features of the given shapes with this run's labels and seed. */
 export function featureStore(ctx: TrainContext, shapes: number[][], batchSize: number, sampling: Sampling = 'all'): FeatureStore {
   return new FeatureStore(shapes, ctx.kind, ctx.numClasses, batchSize, ctx.cfg.seed, sampling);
+}
+
+/** With end-to-end augmentation: the training images, augmented anew every epoch, through the frozen stage. */
+export function augmentedTrainSource(ctx: TrainContext, p: Plan, x: Extracted, frozen: FrozenStage): ImageSource {
+  return new ImageSource({
+    ...x.sets.train,
+    size: p.size,
+    preprocessing: p.preprocessing,
+    augmentation: p.augmentation,
+    frozen,
+    kind: ctx.kind,
+    numClasses: ctx.numClasses,
+    batchSize: ctx.cfg.batchSize,
+    seed: ctx.cfg.seed,
+  });
 }
 
 export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, prepared: Prepared): Promise<Extracted> {

@@ -1,11 +1,10 @@
 // Phase "fine-tune": trains the backbone's top block together with the head, on the cached outputs of the frozen
 // part below it (one augmented copy of each image per epoch) or, with end-to-end augmentation, on new augmented
 // images through the frozen part every epoch. The batch-normalization layers of the block stay frozen.
-import { ImageSource } from '../features';
 import { fineTuneForward } from '../fine-tune';
 import { readWeights, type BatchSource } from '../fit';
 import { variableRefs, type ReplicaSpec } from '../replicas';
-import type { Extracted } from './extract';
+import { augmentedTrainSource, type Extracted } from './extract';
 import { runEpochs } from './epochs';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
@@ -16,19 +15,7 @@ export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t:
   const { cfg } = ctx;
   const parts = t.parts!;
   const forward = fineTuneForward(parts, t.head);
-  const train: BatchSource =
-    x.lowerTrain ??
-    new ImageSource({
-      ...x.sets.train,
-      size: p.size,
-      preprocessing: p.preprocessing,
-      augmentation: p.augmentation,
-      frozen: { forward: t.lowerOutputs, shapes: t.lowerShapes },
-      kind: ctx.kind,
-      numClasses: ctx.numClasses,
-      batchSize: cfg.batchSize,
-      seed: cfg.seed,
-    });
+  const train: BatchSource = x.lowerTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.lowerOutputs, shapes: t.lowerShapes });
   const variables = [...parts.blockWeights, ...t.head.trainableWeights];
   const replicaSpec = async (): Promise<ReplicaSpec> => ({
     topology: parts.upper.toJSON(null, false) as object,

@@ -1,9 +1,8 @@
 // Phase "head": trains the new head on frozen features, from the cache (extract.ts) or, with end-to-end
 // augmentation, on new augmented images through the frozen part every epoch. Skipped where the run resumes
 // from a fine-tuning checkpoint (the head's weights are in it).
-import { ImageSource } from '../features';
 import type { BatchSource, Forward } from '../fit';
-import type { Extracted } from './extract';
+import { augmentedTrainSource, type Extracted } from './extract';
 import { runEpochs } from './epochs';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
@@ -14,19 +13,7 @@ export async function trainHead(ctx: TrainContext, p: Plan, res: RunResources, t
   const { cfg } = ctx;
   const forward: Forward = (xs, training) => t.head.classify(xs[0]!, training);
   if (!p.skipHead) {
-    const train: BatchSource =
-      x.headTrain ??
-      new ImageSource({
-        ...x.sets.train,
-        size: p.size,
-        preprocessing: p.preprocessing,
-        augmentation: p.augmentation,
-        frozen: { forward: t.headFeatures, shapes: [t.pooledShape] },
-        kind: ctx.kind,
-        numClasses: ctx.numClasses,
-        batchSize: cfg.batchSize,
-        seed: cfg.seed,
-      });
+    const train: BatchSource = x.headTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.headFeatures, shapes: [t.pooledShape] });
     await runEpochs(ctx, p, res, { phase: 'training_head', settings: cfg.featureExtraction, variables: t.head.trainableWeights, forward, train, validation: x.headVal });
   }
   // The top block's copy from before fine-tuning is not needed any more.
