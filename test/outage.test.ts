@@ -10,12 +10,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '@graft/config';
 import { freePort, startEmbeddedS3, type EmbeddedS3 } from '@graft/storage/embedded';
 import { startRedisServer, type EmbeddedRedis } from '@graft/queue/embedded-redis';
 import { zipOf, type Entry } from './support/images';
 import { runService, startApi, waitFor, type Service } from './support/processes';
-import { uniqueName } from './support/services';
+import { ownServersEnv } from './support/services';
 
 const KEY = 'outage-key-0123456789';
 const H = { authorization: `Bearer ${KEY}` };
@@ -123,16 +122,7 @@ describe('outages of storage and Redis', () => {
 
   beforeAll(async () => {
     [redis, s3] = await Promise.all([startRedisServer({ dir: redisDir }), startEmbeddedS3({ dir: s3Dir })]);
-    env = {
-      REDIS_URL: redis.url,
-      S3_ENDPOINT: s3.endpoint,
-      S3_BUCKET: uniqueName('graft-outage'),
-      GRAFT_QUEUE_PREFIX: uniqueName('outage'),
-      GRAFT_BACKBONES: loadConfig({ GRAFT_BACKBONES: path.resolve(import.meta.dirname, '../../shared/models') }).backbones,
-      GRAFT_API_KEYS: `outage:${KEY}`,
-      GRAFT_JOB_ATTEMPTS: '1',
-      GRAFT_JOB_LOCK_MS: '3000',
-    };
+    env = { ...ownServersEnv({ redisUrl: redis.url, s3Endpoint: s3.endpoint }, 'outage', KEY), GRAFT_JOB_ATTEMPTS: '1', GRAFT_JOB_LOCK_MS: '3000' };
     api = await startApi(env);
     const r = await fetch(`${api.url}/v1/datasets`, {
       method: 'POST',

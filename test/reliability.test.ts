@@ -4,12 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadConfig } from '@graft/config';
 import { startEmbeddedS3, type EmbeddedS3 } from '@graft/storage/embedded';
 import { startRedisServer, type EmbeddedRedis } from '@graft/queue/embedded-redis';
 import { patternDataset, zipOf } from './support/images';
 import { runService, startApi, waitFor, type Service } from './support/processes';
-import { uniqueName } from './support/services';
+import { ownServersEnv } from './support/services';
 
 const KEY = 'reliability-key-0123456789';
 const H = { authorization: `Bearer ${KEY}` };
@@ -54,15 +53,7 @@ describe('reliability', () => {
       startRedisServer({ dir: path.join(dir, 'redis') }),
       startEmbeddedS3({ dir: path.join(dir, 's3') }),
     ]);
-    env = {
-      REDIS_URL: redis.url,
-      S3_ENDPOINT: s3.endpoint,
-      S3_BUCKET: uniqueName('graft-rel'),
-      GRAFT_QUEUE_PREFIX: uniqueName('rel'),
-      GRAFT_BACKBONES: loadConfig({ GRAFT_BACKBONES: path.resolve(import.meta.dirname, '../../shared/models') }).backbones,
-      GRAFT_API_KEYS: `rel:${KEY}`,
-      GRAFT_JOB_LOCK_MS: '3000',
-    };
+    env = { ...ownServersEnv({ redisUrl: redis.url, s3Endpoint: s3.endpoint }, 'rel', KEY), GRAFT_JOB_LOCK_MS: '3000' };
     api = await startApi(env);
     const r = await fetch(`${api.url}/v1/datasets`, {
       method: 'POST',

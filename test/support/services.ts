@@ -31,3 +31,18 @@ export function configEnv(c: GraftConfig): Record<string, string> {
     GRAFT_DATA_DIR: c.dataDir,
   };
 }
+
+/**
+ * The environment of services that use a test file's own redis-server and S3-protocol server (files that stop and
+ * restart them): a bucket and queue prefix named after the file, the shared models, and one API key.
+ */
+export function ownServersEnv(servers: { redisUrl: string; s3Endpoint: string }, name: string, apiKey: string): Record<string, string> {
+  return {
+    REDIS_URL: servers.redisUrl,
+    S3_ENDPOINT: servers.s3Endpoint,
+    S3_BUCKET: uniqueName(`graft-${name}`),
+    GRAFT_QUEUE_PREFIX: uniqueName(name),
+    GRAFT_BACKBONES: loadConfig({ GRAFT_BACKBONES: new URL('../../../shared/models', import.meta.url).pathname }).backbones,
+    GRAFT_API_KEYS: `${name}:${apiKey}`,
+  };
+}
