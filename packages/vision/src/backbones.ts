@@ -22,6 +22,8 @@ import { isPermanent, VisionError } from './errors';
 import { disposeWeights, headlessModel } from './graph';
 import { loadLayersModelFrom, parseJsonFile, readerFor, type FileReader } from './model-files';
 import { PREPROCESSING, type Preprocessing } from './preprocess';
+import { SCRATCH_INPUT_SIZE } from './scratch';
+import type { TrainingConfig } from './config';
 
 /**
  * Files of a backbone source reached through code (object storage, an archive), by path relative to the source:
@@ -105,6 +107,14 @@ export function getBackboneSpec(name: string): BackboneSpec {
     });
   }
   return spec;
+}
+
+/** The input size a run trains at: the config's, else the backbone's training size, else the scratch network's. */
+export function trainingInputSize(cfg: Pick<TrainingConfig, 'method' | 'backbone' | 'inputSize'>): number {
+  if (cfg.inputSize !== null) return cfg.inputSize;
+  if (cfg.method === 'scratch') return SCRATCH_INPUT_SIZE;
+  const spec = getBackboneSpec(cfg.backbone);
+  return spec.trainingInputSize ?? spec.inputSize;
 }
 
 const GOOGLE_TFJS_MODELS = 'https://storage.googleapis.com/tfjs-models/tfjs';

@@ -4,6 +4,7 @@ export { initBackend, type BackendName, type LogFn } from './backend';
 export {
   registerBackbone,
   getBackboneSpec,
+  trainingInputSize,
   backboneNames,
   loadBackbone,
   listBackbones,
@@ -58,4 +59,3 @@ export { loadClassifier, type Classifier, type Prediction } from './classifier';
 export { loadExplainer, type Explainer, type Explanation } from './explain';
 export { saveLayersModelToFiles, loadLayersModelFromFiles } from './model-files';
 export { VisionError, AbortError, ImageDecodeError, isPermanent, type EngineError } from './errors';
-export { SCRATCH_INPUT_SIZE } from './scratch';

@@ -1,17 +1,8 @@
 // The backbone registry as the API sees it (packages/vision owns it).
-import { backboneNames, getBackboneSpec, describeBackbone, SCRATCH_INPUT_SIZE, type BackboneDescription, type BackboneSource } from '@graft/vision';
-import type { TrainingConfig } from '@graft/vision/config';
+import { backboneNames, getBackboneSpec, describeBackbone, type BackboneDescription, type BackboneSource } from '@graft/vision';
 
-export function findBackbone(name: string): { name: string; inputSize: number; trainingInputSize?: number; minInputSize?: number } | null {
+export function findBackbone(name: string): { name: string; inputSize: number; minInputSize?: number } | null {
   return backboneNames().includes(name) ? getBackboneSpec(name) : null;
-}
-
-/** The input size a job trains at: the config's, else the backbone's training size, else the scratch network's. */
-export function jobInputSize(config: Pick<TrainingConfig, 'method' | 'backbone' | 'inputSize'>): number {
-  if (config.inputSize !== null) return config.inputSize;
-  if (config.method === 'scratch') return SCRATCH_INPUT_SIZE;
-  const bb = findBackbone(config.backbone);
-  return bb ? (bb.trainingInputSize ?? bb.inputSize) : SCRATCH_INPUT_SIZE;
 }
 
 /**

@@ -2,13 +2,12 @@
 // the run will do (method, backbone, input size, preprocessing, augmentation, what a checkpoint resumes).
 // Nothing is loaded or decoded yet.
 import type { AugmentationOptions } from '../augment';
-import { getBackboneSpec, type BackboneSpec } from '../backbones';
+import { getBackboneSpec, trainingInputSize, type BackboneSpec } from '../backbones';
 import type { Checkpoint } from '../checkpoint';
 import type { TrainingConfig } from '../config';
 import { VisionError } from '../errors';
 import type { HistoryRow } from '../fit';
 import { PREPROCESSING, type Preprocessing } from '../preprocess';
-import { SCRATCH_INPUT_SIZE } from '../scratch';
 import { carveSplits, type Splits } from '../split';
 import type { TrainContext } from './types';
 
@@ -51,7 +50,7 @@ export function plan(ctx: TrainContext): Plan {
 
   const method = cfg.method;
   const spec = method === 'scratch' ? null : getBackboneSpec(cfg.backbone);
-  const size = cfg.inputSize ?? spec?.trainingInputSize ?? spec?.inputSize ?? SCRATCH_INPUT_SIZE;
+  const size = trainingInputSize(cfg);
   if (method === 'scratch' && size < 46) {
     throw new VisionError('INVALID_INPUT_SIZE', `the scratch convnet needs an input size of at least 46 (got ${size})`);
   }

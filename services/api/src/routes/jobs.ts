@@ -1,6 +1,7 @@
 // Training jobs: create, list, get, live events (SSE), cancel.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
+import { trainingInputSize } from '@graft/vision';
 import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { PREDICTIONS_FILE, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
@@ -9,7 +10,7 @@ import { ApiError, notFound } from '../errors';
 import { ID_PATTERN, newId } from '../ids';
 import { IdParams, Pagination } from '../schemas/common';
 import type { DatasetService } from '../datasets/service';
-import { backboneDescriber, findBackbone, jobInputSize } from '../backbones';
+import { backboneDescriber, findBackbone } from '../backbones';
 import { admitJob, baseShapeAt, checkQuota, datasetCounts } from '../jobs/admission';
 import { TenantInflight } from '../http/tenant-inflight';
 import { backboneSource } from '@graft/storage';
@@ -86,7 +87,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         });
       }
       // The record shows, and the worker trains, the same resolved config: the input size included.
-      config.inputSize = jobInputSize(config);
+      config.inputSize = trainingInputSize(config);
       checkQuota(await store.countActive(req.tenant), deps.config.jobs);
       const size = config.inputSize;
       admitJob(config, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
