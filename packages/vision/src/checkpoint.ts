@@ -208,7 +208,7 @@ export class Checkpoints {
   async save(c: Checkpoint): Promise<void> {
     const seq = this.seq + 1;
     const names = Object.keys(c.files);
-    for (const name of names) await this.store.write(fileName(seq, name), c.files[name]!);
+    await Promise.all(names.map((name) => this.store.write(fileName(seq, name), c.files[name]!)));
     const meta: StoredMeta = { ...c.meta, seq, bytes: Object.fromEntries(names.map((n) => [n, c.files[n]!.byteLength])) };
     await this.store.write(slotName(seq), new Uint8Array(Buffer.from(JSON.stringify(meta))));
     this.seq = seq;
