@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import { applyTransform, sampleTransform, type AugmentationOptions, type AffineTransform } from './augment';
 import { throwIfAborted } from './errors';
 import type { Batch, BatchSource, LossKind } from './fit';
-import { labelTensor } from './fit';
+import { labelArray, labelTensor } from './fit';
 import { normalizePixels, type Preprocessing } from './preprocess';
 import { createRng, deriveSeed, permutation } from './random';
 
@@ -103,18 +103,20 @@ export class FeatureStore implements BatchSource {
     for (let start = 0; start < order.length; start += this.batchSize) {
       throwIfAborted(signal);
       const idx = order.slice(start, start + this.batchSize);
-      const xs = this.shapes.map((shape, k) => {
+      const bufs = this.shapes.map((shape, k) => {
         const per = sizeOf(shape);
         const buf = new Float32Array(idx.length * per);
         idx.forEach((s, j) => buf.set(this.samples[s]![k]!, j * per));
-        return tf.tensor(buf, [idx.length, ...shape]);
+        return buf;
       });
-      const ys = labelTensor(
+      const xs = bufs.map((buf, k) => tf.tensor(buf, [idx.length, ...this.shapes[k]!]));
+      const labels = labelArray(
         idx.map((s) => this.labels[s]!),
         this.kind,
         this.numClasses,
       );
-      yield { xs, ys, size: idx.length };
+      const ys = tf.tensor2d(labels, [idx.length, labels.length / idx.length]);
+      yield { xs, ys, size: idx.length, host: { xs: bufs, ys: labels } };
     }
   }
 }

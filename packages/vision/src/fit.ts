@@ -4,6 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted, VisionError } from './errors';
 import type { GradientReplicas, Share } from './replicas';
+import type { GradientEngine } from './step-engine';
 
 /** 'binary': one sigmoid unit, labels 0/1; 'categorical': softmax over k classes, one-hot labels. */
 export type LossKind = 'binary' | 'categorical';
@@ -14,6 +15,8 @@ export interface Batch {
   /** Labels: [n, 1] of 0/1 ('binary') or one-hot [n, k] ('categorical'). */
   ys: tf.Tensor2D;
   size: number;
+  /** The same inputs and labels as arrays, where the source had them (saves reading the tensors back). */
+  host?: { xs: Float32Array[]; ys: Float32Array };
 }
 
 /** Something that yields batches; `shuffle` draws a new order per epoch. */
@@ -27,13 +30,19 @@ export function disposeBatch(b: Batch): void {
   b.ys.dispose();
 }
 
+/** Labels as the loss kind wants them, as an array ([n, 1] or one-hot [n, k], row after row). */
+export function labelArray(labels: ArrayLike<number>, kind: LossKind, numClasses: number): Float32Array {
+  const n = labels.length;
+  if (kind === 'binary') return Float32Array.from(labels);
+  const onehot = new Float32Array(n * numClasses);
+  for (let i = 0; i < n; i++) onehot[i * numClasses + labels[i]!] = 1;
+  return onehot;
+}
+
 /** Labels as the loss kind wants them. */
 export function labelTensor(labels: ArrayLike<number>, kind: LossKind, numClasses: number): tf.Tensor2D {
   const n = labels.length;
-  if (kind === 'binary') return tf.tensor2d(Float32Array.from(labels), [n, 1]);
-  const onehot = new Float32Array(n * numClasses);
-  for (let i = 0; i < n; i++) onehot[i * numClasses + labels[i]!] = 1;
-  return tf.tensor2d(onehot, [n, numClasses]);
+  return tf.tensor2d(labelArray(labels, kind, numClasses), [n, kind === 'binary' ? 1 : numClasses]);
 }
 
 const EPSILON = 1e-7;
@@ -177,6 +186,8 @@ export interface FitOptions {
   signal?: AbortSignal;
   /** Worker-thread replicas that compute the gradients of shares of each batch (see replicas.ts). */
   replicas?: GradientReplicas | null;
+  /** Computes each step's loss and gradients instead of TensorFlow.js (step-engine.ts); one-input forwards only. */
+  gradients?: GradientEngine | null;
   /** Called when a replica fails; training goes on in this thread. */
   onReplicaFailure?(): void;
   onBatch?(epoch: number, fraction: number): void;
@@ -274,6 +285,21 @@ async function parallelStep(o: FitOptions, vars: tf.Variable[], batch: Batch): P
   }
 }
 
+/** One optimizer step with the loss and gradients from o.gradients; the optimizer applies them here. */
+async function engineStep(o: FitOptions, vars: tf.Variable[], batch: Batch): Promise<{ lossSum: number; correct: number }> {
+  const x = batch.host?.xs[0] ?? ((await batch.xs[0]!.data()) as Float32Array);
+  const y = batch.host?.ys ?? ((await batch.ys.data()) as Float32Array);
+  const r = await o.gradients!.compute(x, y, batch.size, await readWeights(vars));
+  tf.tidy(() => {
+    const named: tf.NamedTensorMap = {};
+    vars.forEach((v, i) => {
+      named[v.name] = tf.tensor(r.grads[i]!, v.shape);
+    });
+    o.optimizer.applyGradients(named);
+  });
+  return { lossSum: r.loss * batch.size, correct: r.correct };
+}
+
 /** Trains until the epochs are done or early stopping ends the phase; then restores the best weights. */
 export async function fit(o: FitOptions): Promise<void> {
   const vars = o.variables.map((v) => v.read() as tf.Variable);
@@ -295,9 +321,10 @@ export async function fit(o: FitOptions): Promise<void> {
           replicas = null;
           parallel = null;
         }
-        if (parallel) {
-          lossSum += parallel.lossSum;
-          correct += parallel.correct;
+        const viaEngine = !parallel && o.gradients ? await engineStep(o, vars, batch) : null;
+        if (parallel || viaEngine) {
+          lossSum += (parallel ?? viaEngine)!.lossSum;
+          correct += (parallel ?? viaEngine)!.correct;
         } else {
           let correctT: tf.Scalar | null = null;
           let cost: tf.Scalar | null;

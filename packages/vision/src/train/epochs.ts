@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { checkpointState, checkpointWeights, makeCheckpoint } from '../checkpoint';
 import { fit, newPhaseState, phaseDone, readWeights, writeWeights, type BatchSource, type Forward, type HistoryRow, type PhaseState } from '../fit';
 import { GradientReplicas, trainThreads, type ReplicaSpec } from '../replicas';
+import type { GradientEngine } from '../step-engine';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
 import type { TrainContext } from './types';
@@ -22,6 +23,8 @@ export interface EpochsOptions {
   extraLoss?: () => tf.Scalar | null;
   /** What a replica needs to share the steps; without it every step runs on this thread. */
   replicaSpec?: () => Promise<ReplicaSpec>;
+  /** Builds the engine that computes the steps' gradients on ONNX Runtime (null: TensorFlow.js computes them). */
+  gradientEngine?: () => Promise<GradientEngine | null>;
 }
 
 export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o: EpochsOptions): Promise<void> {
@@ -29,12 +32,16 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
   const state = restore(ctx, p, phase, o.variables);
   res.progress.phase(phase);
   const optimizer = res.own(makeOptimizer(settings.optimizer, settings.learningRate), (x) => x.dispose(), 'optimizer');
-  // Heavy steps (convolutions) are shared with worker threads on backends that use one core.
-  const threads = o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && !phaseDone(state, settings.epochs) ? trainThreads() : 1;
+  const todo = !phaseDone(state, settings.epochs);
+  const gradients = todo && o.gradientEngine ? await o.gradientEngine() : null;
+  if (gradients) res.own(gradients, (g) => g.dispose(), 'training engine');
+  // Otherwise heavy steps (convolutions) are shared with worker threads on backends that use one core.
+  const threads = !gradients && o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && todo ? trainThreads() : 1;
   const replicas = threads > 1 ? await GradientReplicas.start(await o.replicaSpec!(), threads - 1, ctx.log) : null;
   if (replicas) res.own(replicas, (r) => r.dispose(), 'replicas');
   await fit({
     replicas,
+    gradients,
     onReplicaFailure: () => ctx.log({ phase }, 'a training replica failed; training goes on in one thread'),
     phase,
     attempt: ctx.attempt,
@@ -64,6 +71,7 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
     },
   });
   await replicas?.dispose();
+  await gradients?.dispose();
   ctx.log({ phase, bestEpoch: state.bestEpoch, bestValLoss: state.bestValLoss, stopped: state.stopped }, `${phase} finished`);
 }
 

@@ -4,6 +4,7 @@
 import { fineTuneForward } from '../fine-tune';
 import { readWeights, type BatchSource } from '../fit';
 import { variableRefs, type ReplicaSpec } from '../replicas';
+import { createStepEngine } from '../step-engine';
 import { augmentedTrainSource, type Extracted } from './extract';
 import { runEpochs } from './epochs';
 import type { Plan } from './plan';
@@ -35,6 +36,10 @@ export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t:
     validation: x.lowerVal,
     extraLoss: parts.regularization,
     replicaSpec,
+    gradientEngine: async () =>
+      t.lowerShapes.length === 1
+        ? createStepEngine({ block: parts.upper.layers, head: t.head, inputShape: t.lowerShapes[0]!, loss: ctx.kind, variables, seed: cfg.seed, log: ctx.log, what: 'fine-tuning' })
+        : null,
   });
   return { forward, validation: x.lowerVal };
 }

@@ -2,6 +2,7 @@
 // augmentation, on new augmented images through the frozen part every epoch. Skipped where the run resumes
 // from a fine-tuning checkpoint (the head's weights are in it).
 import type { BatchSource, Forward } from '../fit';
+import { createStepEngine } from '../step-engine';
 import { augmentedTrainSource, type Extracted } from './extract';
 import { runEpochs } from './epochs';
 import type { Plan } from './plan';
@@ -14,7 +15,9 @@ export async function trainHead(ctx: TrainContext, p: Plan, res: RunResources, t
   const forward: Forward = (xs, training) => t.head.classify(xs[0]!, training);
   if (!p.skipHead) {
     const train: BatchSource = x.headTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.headFeatures, shapes: [t.pooledShape] });
-    await runEpochs(ctx, p, res, { phase: 'training_head', settings: cfg.featureExtraction, variables: t.head.trainableWeights, forward, train, validation: x.headVal });
+    const variables = t.head.trainableWeights;
+    const gradientEngine = () => createStepEngine({ block: [], head: t.head, inputShape: t.pooledShape, loss: ctx.kind, variables, seed: cfg.seed, log: ctx.log, what: 'head' });
+    await runEpochs(ctx, p, res, { phase: 'training_head', settings: cfg.featureExtraction, variables, forward, train, validation: x.headVal, gradientEngine });
   }
   // The top block's copy from before fine-tuning is not needed any more.
   await t.upper?.dispose();
