@@ -33,7 +33,8 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
   res.progress.phase(phase);
   const optimizer = res.own(makeOptimizer(settings.optimizer, settings.learningRate), (x) => x.dispose(), 'optimizer');
   const todo = !phaseDone(state, settings.epochs);
-  const gradients = todo && o.gradientEngine ? await o.gradientEngine() : null;
+  // On backends that compute on the CPU, ONNX Runtime computes the steps' gradients where it can (step-engine.ts).
+  const gradients = todo && o.gradientEngine && SINGLE_THREADED_BACKENDS.has(ctx.backend) ? await o.gradientEngine() : null;
   if (gradients) res.own(gradients, (g) => g.dispose(), 'training engine');
   // Otherwise heavy steps (convolutions) are shared with worker threads on backends that use one core.
   const threads = !gradients && o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && todo ? trainThreads() : 1;
