@@ -77,19 +77,33 @@ export function correctCount(kind: LossKind, yTrue: tf.Tensor, yPred: tf.Tensor)
 
 export type Forward = (xs: tf.Tensor[], training: boolean) => tf.Tensor;
 
-/** Loss and accuracy of forward over a source, in inference mode. */
+/**
+ * Loss and accuracy of forward over a source, in inference mode; with `engine`, computed by it at the weights
+ * of `variables` (step-engine.ts).
+ */
 export async function evaluateSource(
   forward: Forward,
   source: BatchSource,
   kind: LossKind,
   signal?: AbortSignal,
+  engine?: { gradients: GradientEngine; variables: tf.Variable[] },
 ): Promise<{ loss: number; accuracy: number }> {
   let lossSum = 0;
   let correct = 0;
   let n = 0;
+  const weights = engine ? await readWeights(engine.variables) : null;
   for await (const batch of source.batches(0, false, signal)) {
     try {
       throwIfAborted(signal);
+      if (engine) {
+        const x = batch.host?.xs[0] ?? ((await batch.xs[0]!.data()) as Float32Array);
+        const y = batch.host?.ys ?? ((await batch.ys.data()) as Float32Array);
+        const r = await engine.gradients.evaluate(x, y, batch.size, weights!);
+        lossSum += r.loss * batch.size;
+        correct += r.correct;
+        n += batch.size;
+        continue;
+      }
       const [l, c] = tf.tidy(() => {
         const p = forward(batch.xs, false);
         return [crossEntropy(kind, batch.ys, p), correctCount(kind, batch.ys, p)];
@@ -359,7 +373,8 @@ export async function fit(o: FitOptions): Promise<void> {
       // Let timers, I/O and abort events run between batches.
       await new Promise<void>((r) => setImmediate(r));
     }
-    const val = o.validation ? await evaluateSource(o.forward, o.validation, o.loss, o.signal) : null;
+    const engine = o.gradients ? { gradients: o.gradients, variables: vars } : undefined;
+    const val = o.validation ? await evaluateSource(o.forward, o.validation, o.loss, o.signal, engine) : null;
     const row: HistoryRow = {
       phase: o.phase,
       epoch: epoch + 1,

@@ -22,6 +22,8 @@ export interface GradientEngine {
   readonly name: 'onnxruntime';
   /** Mean loss, right answers and the gradient of each trained variable for a batch at the given weights. */
   compute(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]): Promise<{ loss: number; correct: number; grads: Float32Array[] }>;
+  /** Mean loss and right answers of a batch in inference mode (no dropout), without gradients. */
+  evaluate(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]): Promise<{ loss: number; correct: number }>;
   dispose(): Promise<void>;
 }
 
@@ -73,26 +75,27 @@ export async function createStepEngine(o: StepEngineOptions): Promise<GradientEn
     const block = (await stepLayers(o.block)).filter((l) => l.className !== 'InputLayer');
     const headPooling = o.inputShape.length === 3 ? o.head.config.pooling : null;
     if (headPooling !== null && headPooling !== 'avg') throw new UnsupportedStepError(`head pooling '${headPooling}'`);
-    const graph = buildStepGraph({
-      block,
-      pooling: headPooling,
-      head: await stepLayers(o.head.layers),
-      inputShape: o.inputShape,
-      loss: o.loss,
-      variables: o.variables,
-    });
+    const spec = { block, pooling: headPooling, head: await stepLayers(o.head.layers), inputShape: o.inputShape, loss: o.loss, variables: o.variables } as const;
+    const graph = buildStepGraph(spec);
+    const evalGraph = buildStepGraph(spec, { backward: false });
     const ort = await loadOrt();
     const threads = o.threads ?? availableParallelism();
-    const session = await ort.InferenceSession.create(graph.onnx, {
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      executionProviders: ['cpu'],
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    const open = (onnx: Uint8Array) =>
+      ort.InferenceSession.create(onnx, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: 'sequential',
+        graphOptimizationLevel: 'all',
+        executionProviders: ['cpu'],
+        extra: { session: { intra_op: { allow_spinning: '0' } } },
+      });
+    const train = await open(graph.onnx);
+    const evaluate = await open(evalGraph.onnx).catch(async (err) => {
+      await train.release();
+      throw err;
     });
     log({ what: o.what, threads }, 'training steps run on ONNX Runtime');
-    return new OrtStepEngine(ort, session, graph.dropouts, graph.outputs, o.inputShape, o.variables.map((v) => v.shape as number[]), createRng(deriveSeed(o.seed, 'dropout')));
+    return new OrtStepEngine(ort, { train, evaluate }, graph, evalGraph, o.inputShape, o.variables.map((v) => v.shape as number[]), createRng(deriveSeed(o.seed, 'dropout')));
   } catch (err) {
     if (wanted === 'onnxruntime') {
       throw new VisionError('ENGINE_UNAVAILABLE', `training steps cannot run on ONNX Runtime: ${(err as Error).message}`);
@@ -117,47 +120,57 @@ class OrtStepEngine implements GradientEngine {
 
   constructor(
     private readonly ort: typeof Ort,
-    private readonly session: Ort.InferenceSession,
-    private readonly dropouts: StepGraph['dropouts'],
-    private readonly outputs: StepGraph['outputs'],
+    private readonly sessions: { train: Ort.InferenceSession; evaluate: Ort.InferenceSession },
+    private readonly graph: StepGraph,
+    private readonly evalGraph: StepGraph,
     private readonly inputShape: number[],
     private readonly weightShapes: number[][],
     private readonly rng: Rng,
   ) {}
 
-  async compute(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]) {
+  /** The session's inputs; dropout masks drawn (training) or ones (inference). */
+  private feeds(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[], training: boolean): Record<string, Ort.Tensor> {
     if (this.disposed) throw new Error('the training engine was disposed');
     const T = this.ort.Tensor;
     // ONNX Runtime checks the array's class; arrays from another realm (worker, test sandbox) are copied.
     const own = (a: Float32Array) => (a instanceof Float32Array ? a : Float32Array.from(a));
-    x = own(x);
-    y = own(y);
-    weights = weights.map(own);
     const feeds: Record<string, Ort.Tensor> = {
-      x: new T('float32', x, [n, ...this.inputShape]),
-      y: new T('float32', y, [n, y.length / n]),
+      x: new T('float32', own(x), [n, ...this.inputShape]),
+      y: new T('float32', own(y), [n, y.length / n]),
       inv_n: new T('float32', Float32Array.of(1 / n), []),
     };
-    this.dropouts.forEach((d, i) => {
+    this.graph.dropouts.forEach((d, i) => {
       const keep = 1 / (1 - d.rate);
       const mask = new Float32Array(n * d.width);
-      for (let j = 0; j < mask.length; j++) mask[j] = this.rng() < d.rate ? 0 : keep;
+      if (training) for (let j = 0; j < mask.length; j++) mask[j] = this.rng() < d.rate ? 0 : keep;
+      else mask.fill(1);
       feeds[`mask_${i}`] = new T('float32', mask, [n, d.width]);
     });
     weights.forEach((w, i) => {
-      feeds[`w${i}`] = new T('float32', w, this.weightShapes[i]!);
+      feeds[`w${i}`] = new T('float32', own(w), this.weightShapes[i]!);
     });
-    const out = await this.session.run(feeds);
+    return feeds;
+  }
+
+  async compute(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]) {
+    const out = await this.sessions.train.run(this.feeds(x, y, n, weights, true));
+    const names = this.graph.outputs;
     return {
-      loss: (out[this.outputs.loss]!.data as Float32Array)[0]!,
-      correct: (out[this.outputs.correct]!.data as Float32Array)[0]!,
-      grads: this.outputs.grads.map((name) => out[name]!.data as Float32Array),
+      loss: (out[names.loss]!.data as Float32Array)[0]!,
+      correct: (out[names.correct]!.data as Float32Array)[0]!,
+      grads: names.grads.map((name) => out[name]!.data as Float32Array),
     };
+  }
+
+  async evaluate(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]) {
+    const out = await this.sessions.evaluate.run(this.feeds(x, y, n, weights, false));
+    const names = this.evalGraph.outputs;
+    return { loss: (out[names.loss]!.data as Float32Array)[0]!, correct: (out[names.correct]!.data as Float32Array)[0]! };
   }
 
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    await this.session.release();
+    await Promise.all([this.sessions.train.release(), this.sessions.evaluate.release()]);
   }
 }

@@ -54,8 +54,12 @@ export interface StepGraph {
 
 type Backward = (dy: string) => string | null;
 
-/** Builds the step graph; throws UnsupportedStepError naming what it cannot express. */
-export function buildStepGraph(spec: StepGraphSpec): StepGraph {
+/**
+ * Builds the step graph; throws UnsupportedStepError naming what it cannot express. With `backward: false`, the
+ * graph of the loss and right answers alone (for validation; its dropout masks are then fed with ones).
+ */
+export function buildStepGraph(spec: StepGraphSpec, opts: { backward?: boolean } = {}): StepGraph {
+  const backward = opts.backward ?? true;
   const g = new GraphBuilder();
   const trained = new Map(spec.variables.map((v, i) => [v, i]));
   const grads: (string | null)[] = spec.variables.map(() => null);
@@ -235,14 +239,15 @@ export function buildStepGraph(spec: StepGraphSpec): StepGraph {
   if (logits === null || outputBackward === null) throw new UnsupportedStepError('a head without an output layer');
 
   const { loss, correct, dLogits } = lossAndGradient(g, spec.loss, logits, y, invN);
-  let d: string | null = (outputBackward as Backward)(dLogits);
-  for (let i = tape.length - 1; i >= 0 && d !== null; i--) d = tape[i]!(d);
-
-  grads.forEach((name, i) => {
-    if (name === null) throw new UnsupportedStepError(`no gradient for ${spec.variables[i]!.name}`);
-  });
+  if (backward) {
+    let d: string | null = (outputBackward as Backward)(dLogits);
+    for (let i = tape.length - 1; i >= 0 && d !== null; i--) d = tape[i]!(d);
+    grads.forEach((name, i) => {
+      if (name === null) throw new UnsupportedStepError(`no gradient for ${spec.variables[i]!.name}`);
+    });
+  }
   g.outputs.push({ name: loss, shape: [] }, { name: correct, shape: [] });
-  const gradOutputs = grads.map((name, i) => {
+  const gradOutputs = (backward ? grads : []).map((name, i) => {
     const out = g.add('Identity', [name!], [], `g${i}`);
     g.outputs.push({ name: out, shape: spec.variables[i]!.shape as number[] });
     return out;
@@ -298,7 +303,7 @@ function lossAndGradient(g: GraphBuilder, kind: LossKind, logits: string, y: str
 function checkLinear(layer: StepLayer): void {
   const act = layer.config.activation as string | undefined;
   if (act && act !== 'linear') throw new UnsupportedStepError(`a ${layer.className} with activation ${act}`);
-  if (layer.config.kernelRegularizer || layer.config.biasRegularizer) throw new UnsupportedStepError(`a ${layer.className} with a weight regularizer`);
+  if (layer.config.kernelRegularizer || layer.config.depthwiseRegularizer || layer.config.biasRegularizer) throw new UnsupportedStepError(`a ${layer.className} with a weight regularizer`);
 }
 
 /** ReLU's maximum (null: none), or -1 for a linear activation. */
