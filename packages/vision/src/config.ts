@@ -24,7 +24,7 @@ export const AugmentationSchema = Type.Object(
       Type.Integer({
         minimum: 1,
         maximum: 50,
-        default: 5,
+        default: 2,
         description: 'augmented copies of each training image whose features are computed once (cached mode)',
       }),
     ),
@@ -76,7 +76,7 @@ export const TrainingConfigSchema = Type.Object(
       Type.Object(
         {
           fromLayer: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()], { default: null })),
-          epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 20 })),
+          epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 8 })),
           optimizer: Type.Optional(Type.Union(Optimizer.anyOf, { default: 'rmsprop' })),
           learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
         },
