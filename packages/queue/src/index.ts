@@ -8,3 +8,4 @@ export { UnrecoverableError, Worker, type Job } from 'bullmq';
 export * from './tenant-limits';
 export * from './job-lock';
 export * from './evaluated-images';
+export * from './label-issues';

@@ -2,8 +2,8 @@
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
-import { PREDICTIONS_FILE, type EvaluatedImages } from '@graft/queue';
-import { initBackend, isPermanent, train, type ImagePrediction, type TrainEvent, type TrainResult } from '@graft/vision';
+import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, type EvaluatedImages, type LabelIssuesFile } from '@graft/queue';
+import { initBackend, isPermanent, train, type ImagePrediction, type LabelIssues, type TrainEvent, type TrainResult } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
@@ -77,18 +77,48 @@ function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg:
   }
 }
 
-/** The engine's per-image results with label names; imageId is the image's key in the dataset. */
+type IndexedImage = DatasetIndex['images'][number];
+
+/** The dataset's images by key: how the reports name an image the engine knows by its key. */
+function imagesByKey(index: DatasetIndex): (key: string) => { imageId: string | null; path: string | null; split: IndexedImage['split'] } {
+  const byKey = new Map(index.images.map((im) => [im.key, im]));
+  return (key) => {
+    const im = byKey.get(key);
+    return { imageId: im?.id ?? null, path: im?.path ?? null, split: im?.split ?? 'train' };
+  };
+}
+
+/** The engine's per-image results with label names, each image named by its id and archive path. */
 function imagePredictions(p: TrainResult['predictions'], labels: string[], index: DatasetIndex): EvaluatedImages {
-  const paths = new Map(index.images.map((im) => [im.key, im.path ?? null]));
+  const image = imagesByKey(index);
   const named = (rows: ImagePrediction[] | null) =>
     rows?.map((r) => ({
-      imageId: r.key,
-      path: paths.get(r.key) ?? null,
+      imageId: image(r.key).imageId,
+      path: image(r.key).path,
       label: labels[r.label]!,
       predicted: labels[r.predicted]!,
       probabilities: r.probabilities,
     })) ?? null;
   return { labels, validation: named(p.validation), test: named(p.test) };
+}
+
+/** The engine's likely label errors with label names, each image named as in the dataset's health report. */
+function labelIssuesFile(issues: LabelIssues, labels: string[], index: DatasetIndex): LabelIssuesFile {
+  if (!issues.available) return { available: false, reason: issues.reason };
+  const image = imagesByKey(index);
+  return {
+    available: true,
+    labels,
+    method: { name: 'confident_learning', folds: issues.folds },
+    scored: issues.scored,
+    seconds: +issues.seconds.toFixed(3),
+    items: issues.items.map((it) => ({
+      ...image(it.key),
+      label: labels[it.label]!,
+      suggestedLabel: labels[it.suggested]!,
+      score: +it.score.toFixed(6),
+    })),
+  };
 }
 
 async function run({ payload, attempt, config }: StartMessage) {
@@ -147,6 +177,9 @@ async function run({ payload, attempt, config }: StartMessage) {
     // whose checkpoint was never written are trained again).
     send({ type: 'resumed', history: resume?.meta.history ?? [], phase: resume?.meta.phase ?? 'preparing', epoch: resume?.meta.epoch ?? 0 });
 
+    const labelIssuesKey = keys.jobArtifact(payload.tenant, payload.jobId, LABEL_ISSUES_FILE);
+    const saveLabelIssues = (issues: LabelIssues) =>
+      storage.putVerified(labelIssuesKey, JSON.stringify(labelIssuesFile(issues, labels, index)), 'application/json');
     const result = await train({
       config: config_,
       labels,
@@ -158,9 +191,12 @@ async function run({ payload, attempt, config }: StartMessage) {
       resume,
       onEvent: (event: TrainEvent) => send({ type: 'event', event }),
       onCheckpoint: (c) => checkpoints.save(c),
+      onLabelIssues: saveLabelIssues,
       log: (obj, msg) => log.info(obj, msg),
     });
 
+    // A run resumed in fine-tuning keeps the label issues an earlier attempt stored.
+    if (!result.labelIssues.available && !result.labelIssues.resumed) await saveLabelIssues(result.labelIssues);
     const modelId = modelIdFor(payload.jobId);
     const artifacts: Record<string, Uint8Array | string> = { ...result.artifacts };
     const onnx = toOnnx(result.artifacts, log);

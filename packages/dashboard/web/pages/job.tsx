@@ -10,6 +10,7 @@ import type { Dataset, DetailedMetrics, EvalMetrics, EvaluatedImage, Job } from 
 import { CurvesChart, TRAIN_COLOR, VAL_COLOR } from '../components/curves-chart';
 import { ConfusionMatrix, PerClassTable, ReliabilityDiagram } from '../components/metrics';
 import { Card, Empty, ErrorBox, Loading, Mono, PageHead, ProgressBar, Stat, StateBadge } from '../components/ui';
+import { Thumbnail } from '../components/thumbnail';
 
 const STEPS: Record<string, string[]> = {
   fine_tuning: ['preparing', 'extracting', 'training_head', 'fine_tuning', 'evaluating', 'exporting'],
@@ -84,7 +85,7 @@ const detailed = (m: EvalMetrics): m is DetailedMetrics =>
   Array.isArray(m.confusionMatrix) && Array.isArray(m.labels) && !!m.perClass;
 
 /** The images of one confusion-matrix cell: true `label`, predicted `predicted`. */
-function Gallery({ jobId, split, label, predicted }: { jobId: string; split: 'test' | 'validation'; label: string; predicted: string }) {
+function Gallery({ jobId, datasetId, split, label, predicted }: { jobId: string; datasetId: string; split: 'test' | 'validation'; label: string; predicted: string }) {
   const res = useResource((s) => get<{ labels: string[]; items: EvaluatedImage[] }>(`/v1/jobs/${jobId}/predictions?split=${split}`, s), [jobId, split]);
   if (res.error) return <ErrorBox error={res.error} what="the evaluated images" />;
   if (!res.data) return <Loading what="the evaluated images" />;
@@ -99,6 +100,7 @@ function Gallery({ jobId, split, label, predicted }: { jobId: string; split: 'te
       <ol class="gallery-list">
         {cell.map((i) => (
           <li data-image={i.imageId}>
+            <Thumbnail datasetId={datasetId} imageId={i.imageId} size={96} alt={i.path ?? i.imageId ?? ''} />
             <Mono>{i.path ?? i.imageId}</Mono>
             <span class="muted">{pct(i.probabilities[c]!)} {predicted}</span>
           </li>
@@ -108,7 +110,7 @@ function Gallery({ jobId, split, label, predicted }: { jobId: string; split: 'te
   );
 }
 
-function Evaluation({ metrics, split, jobId }: { metrics: EvalMetrics; split: 'test' | 'validation'; jobId: string }) {
+function Evaluation({ metrics, split, jobId, datasetId }: { metrics: EvalMetrics; split: 'test' | 'validation'; jobId: string; datasetId: string }) {
   const full = detailed(metrics);
   const [cell, setCell] = useState<{ r: number; c: number } | null>(null);
   return (
@@ -128,7 +130,7 @@ function Evaluation({ metrics, split, jobId }: { metrics: EvalMetrics; split: 't
           <div>
             <h3>Confusion matrix</h3>
             <ConfusionMatrix metrics={metrics} onCell={(r, c) => setCell({ r, c })} />
-            {cell && <Gallery jobId={jobId} split={split} label={metrics.labels[cell.r]!} predicted={metrics.labels[cell.c]!} />}
+            {cell && <Gallery jobId={jobId} datasetId={datasetId} split={split} label={metrics.labels[cell.r]!} predicted={metrics.labels[cell.c]!} />}
           </div>
           <div>
             <h3>Per class</h3>
@@ -286,6 +288,11 @@ export function JobPage({ id }: { id: string }) {
                 Try the model
               </Link>
             )}
+            {job.state === 'succeeded' && (
+              <Link href={paths.labelIssues(job.id)} class="btn">
+                Label issues
+              </Link>
+            )}
             <Link href={paths.newJob(job.datasetId)} class="btn">
               Train again
             </Link>
@@ -330,7 +337,7 @@ export function JobPage({ id }: { id: string }) {
       </Card>
 
       {evaluation ? (
-        <Evaluation metrics={evaluation.m} split={evaluation.split} jobId={job.id} />
+        <Evaluation metrics={evaluation.m} split={evaluation.split} jobId={job.id} datasetId={job.datasetId} />
       ) : (
         job.state === 'succeeded' && (
           <Card title="Evaluation">

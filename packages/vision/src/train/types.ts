@@ -8,6 +8,7 @@ import type { GraftManifest } from '../export';
 import type { BatchSource, Forward, HistoryRow, LossKind } from '../fit';
 import type { TrainEvent } from '../progress';
 import type { ImageRef } from '../split';
+import type { LabelIssues } from './label-issues';
 
 export interface TrainOptions {
   /** From resolveConfig(); inputSize null means the backbone's training size (150 for scratch). */
@@ -26,6 +27,8 @@ export interface TrainOptions {
   attempt?: number;
   /** Continue from this checkpoint: finished epochs are skipped, earlier history rows kept. */
   resume?: Checkpoint | null;
+  /** Called with the likely label errors as soon as they are found (before the head is trained), to store them. */
+  onLabelIssues?(issues: Extract<LabelIssues, { available: true }>): Promise<void>;
   /** Called after every epoch with the checkpoint to store. */
   onCheckpoint?(c: Checkpoint): Promise<void>;
   log?: LogFn;
@@ -41,6 +44,8 @@ export interface TrainResult {
   predictions: { validation: ImagePrediction[] | null; test: ImagePrediction[] | null };
   labels: string[];
   graft: GraftManifest;
+  /** Likely label errors of the training and validation images, or why the run has none. */
+  labelIssues: LabelIssues;
   /** Images per split after carving and after dropping undecodable ones. */
   counts: { train: number; validation: number; test: number; skipped: number };
 }
