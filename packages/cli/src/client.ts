@@ -46,6 +46,14 @@ export interface DatasetHealth {
   leakage: { similarity: number; images: [HealthImage, HealthImage] }[];
 }
 
+/** GET /v1/jobs/:id/label-issues: likely label errors, most suspicious first. */
+export interface LabelIssues {
+  labels: string[];
+  scored: { train: number; validation: number };
+  total: number;
+  items: { imageId: string | null; path: string | null; split: string; label: string; suggestedLabel: string; score: number }[];
+}
+
 export interface HistoryRow {
   phase: string;
   epoch: number;
@@ -234,6 +242,10 @@ export class GraftClient {
 
   getJob(id: string) {
     return this.request<Job>('GET', `/v1/jobs/${enc(id)}`);
+  }
+
+  labelIssues(id: string, q: { limit?: number; split?: string } = {}) {
+    return this.request<LabelIssues>('GET', `/v1/jobs/${enc(id)}/label-issues`, { query: q });
   }
 
   cancelJob(id: string) {
