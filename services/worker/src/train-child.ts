@@ -3,7 +3,7 @@
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
 import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, type EvaluatedImages, type LabelIssuesFile } from '@graft/queue';
-import { initBackend, isPermanent, train, type ImagePrediction, type LabelIssues, type TrainEvent, type TrainResult } from '@graft/vision';
+import { initBackend, isPermanent, train, type ImagePrediction, type ImageRef, type LabelIssues, type TrainEvent, type TrainResult } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
@@ -35,6 +35,8 @@ interface DatasetIndex {
   images: { id?: string; split: 'train' | 'validation' | 'test'; label: string; key: string; path?: string }[];
   /** Validation and test images that are near-copies of an earlier split's. */
   leakedImageIds?: string[];
+  /** Image ids of each group of near-identical images within a split. */
+  nearDuplicateGroups?: string[][];
 }
 
 const controller = new AbortController();
@@ -151,7 +153,9 @@ async function run({ payload, attempt, config }: StartMessage) {
     const labels = [...manifest.classes];
     const labelOf = new Map(labels.map((l, i) => [l, i]));
     const leaked = new Set(config_.dropLeaked ? (index.leakedImageIds ?? []) : []);
-    const splits = { train: [], validation: [], test: [] } as Record<'train' | 'validation' | 'test', { key: string; label: number }[]>;
+    // Near-copies share a group: a validation split carved out of train keeps each group whole.
+    const groupOf = new Map((index.nearDuplicateGroups ?? []).flatMap((ids) => ids.map((id) => [id, ids[0]!] as const)));
+    const splits = { train: [], validation: [], test: [] } as Record<'train' | 'validation' | 'test', ImageRef[]>;
     let droppedLeaked = 0;
     for (const im of index.images) {
       const label = labelOf.get(im.label);
@@ -160,7 +164,8 @@ async function run({ payload, attempt, config }: StartMessage) {
         droppedLeaked++;
         continue;
       }
-      splits[im.split].push({ key: im.key, label });
+      const group = im.id === undefined ? undefined : groupOf.get(im.id);
+      splits[im.split].push(group === undefined ? { key: im.key, label } : { key: im.key, label, group });
     }
     if (config_.dropLeaked) log.info({ dropped: droppedLeaked }, 'left out leaked validation and test images');
     send({ type: 'dataset', dropped: { leaked: droppedLeaked } });
