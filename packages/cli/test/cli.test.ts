@@ -154,6 +154,18 @@ describe('graft CLI', () => {
     const again = await graft(['jobs', 'show', jobId, '--follow']);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain(`model ${modelId}`);
+
+    // Its likely label errors: a table, or a line saying there are none, as the API's answer has them.
+    const issues = JSON.parse((await graft(['jobs', 'label-issues', jobId, '--json'])).stdout);
+    expect(issues.scored.train).toBeGreaterThan(0);
+    const text = await graft(['jobs', 'label-issues', jobId]);
+    expect(text.code).toBe(0);
+    if (issues.items.length) {
+      expect(text.stdout.split('\n')[0]).toMatch(/^#\s+SCORE\s+LABEL\s+SUGGESTED\s+SPLIT\s+PATH/);
+      expect(text.stdout).toContain(issues.items[0].path);
+    } else {
+      expect(text.stdout).toContain(`no likely label errors among the ${issues.scored.train + issues.scored.validation} images scored`);
+    }
   });
 
   it('predicts held-out images into a table of labels and probabilities', async () => {

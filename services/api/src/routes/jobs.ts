@@ -24,7 +24,7 @@ const CreateJobBody = Type.Object(
 );
 
 const LabelIssuesQuery = Type.Object({
-  split: Type.Optional(Type.Union([Type.Literal('train'), Type.Literal('validation'), Type.Literal('test')], { description: "only images of this split of the dataset" })),
+  split: Type.Optional(Type.Union([Type.Literal('train'), Type.Literal('validation'), Type.Literal('test')], { description: 'only images of this split of the dataset' })),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'at most this many items (default: all)' })),
   offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
 });
@@ -201,8 +201,9 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         summary: 'Likely label errors: images whose given label disagrees most confidently with an out-of-sample prediction',
         description:
           'Every training image is scored by a model that did not see it (5-fold cross-validation over the frozen features), ' +
-          'every validation image by the folds together; images confidently of another class (per-class thresholds: the mean ' +
-          'probability of each class over the images given it) are listed most suspicious first, as ' +
+          'every validation image by the folds together. Confident learning picks the likely errors: per-class thresholds (the ' +
+          'mean probability of each class over the images given it) estimate how many images of each label belong to each other ' +
+          'class, and that many are taken, those with the largest margin. They are listed most suspicious first, as ' +
           '`{imageId, path, split, label, suggestedLabel, score}`, score in [0, 1]. Images are named by the ids of the ' +
           "dataset's health report (GET /v1/datasets/:id/images/:imageId/thumbnail). 409 JOB_NOT_SUCCEEDED before the job has " +
           'succeeded; 409 LABEL_ISSUES_NOT_AVAILABLE where the job has none (trained from scratch, end-to-end augmentation, ' +
