@@ -6,8 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfigOrExit, createLogger } from '@graft/config';
-import { startEmbeddedS3, stopChild } from '@graft/storage/embedded';
-import { redisServerAvailable, startRedisServer } from '@graft/queue/embedded-redis';
+import { redisServerAvailable, startEmbeddedS3, startRedisServer, stopChild } from '@graft/devservers';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

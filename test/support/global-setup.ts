@@ -4,8 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedS3 } from '@graft/storage/embedded';
-import { startRedisServer } from '@graft/queue/embedded-redis';
+import { startEmbeddedS3, startRedisServer } from '@graft/devservers';
 
 declare module 'vitest' {
   export interface ProvidedContext {
