@@ -53,7 +53,7 @@ async function main() {
   }
 
   if (!config.s3.endpoint) {
-    const s3 = await startEmbeddedS3({ dir: path.join(config.dataDir, 's3'), port: Number(process.env.GRAFT_S3_PORT) || 0 });
+    const s3 = await startEmbeddedS3({ dir: path.join(config.dataDir, 's3'), port: config.embeddedS3Port });
     stops.push(s3.stop);
     env.S3_ENDPOINT = s3.endpoint;
     log.info({ endpoint: s3.endpoint, dir: path.join(config.dataDir, 's3') }, 'embedded S3-protocol server started');

@@ -110,7 +110,11 @@ async function run({ payload, attempt, config }: StartMessage) {
     },
   });
   try {
-    const backend = await initBackend({ log: (obj, msg) => log.info(obj, msg) });
+    const backend = await initBackend({
+      prefer: config.training.tfBackend ?? undefined,
+      syncReads: config.testing.syncReads,
+      log: (obj, msg) => log.info(obj, msg),
+    });
     send({ type: 'backend', backend });
     const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
     if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
@@ -159,6 +163,8 @@ async function run({ payload, attempt, config }: StartMessage) {
       onEvent: (event: TrainEvent) => send({ type: 'event', event }),
       onCheckpoint: (c) => checkpoints.save(c),
       log: (obj, msg) => log.info(obj, msg),
+      threads: config.training.threads,
+      frozenEngine: config.training.frozenEngine,
     });
 
     const modelId = modelIdFor(payload.jobId);
