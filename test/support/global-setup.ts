@@ -21,8 +21,6 @@ export default async function setup(project: TestProject) {
   ]);
   project.provide('redisUrl', redis.url);
   project.provide('s3Endpoint', s3.endpoint);
-  process.env.GRAFT_TEST_REDIS_URL = redis.url;
-  process.env.GRAFT_TEST_S3_ENDPOINT = s3.endpoint;
   return async () => {
     await Promise.all([redis.stop(), s3.stop()]);
     fs.rmSync(dir, { recursive: true, force: true });

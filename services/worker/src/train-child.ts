@@ -4,7 +4,6 @@
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
 import { PREDICTIONS_FILE, type EvaluatedImages } from '@graft/queue';
 import { initBackend, isPermanent, train, type ImagePrediction, type TrainEvent, type TrainResult } from '@graft/vision';
-import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
@@ -121,7 +120,8 @@ async function run({ payload, attempt, config }: StartMessage) {
     const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
     if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
-    const config_ = resolveConfig(payload.config as TrainingConfigInput);
+    // Trained as the job record shows it: resolved when the job was accepted, never filled in again here.
+    const config_ = payload.config;
     const labels = [...manifest.classes];
     const labelOf = new Map(labels.map((l, i) => [l, i]));
     const leaked = new Set(config_.dropLeaked ? (index.leakedImageIds ?? []) : []);

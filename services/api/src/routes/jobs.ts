@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { trainingInputSize } from '@graft/vision';
-import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { TrainingConfigSchema, resolveConfig, type ResolvedTrainingConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { PREDICTIONS_FILE, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
@@ -87,10 +87,10 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         });
       }
       // The record shows, and the worker trains, the same resolved config: the input size included.
-      config.inputSize = trainingInputSize(config);
+      const accepted: ResolvedTrainingConfig = { ...config, inputSize: trainingInputSize(config) };
       checkQuota(await store.countActive(req.tenant), deps.config.jobs);
-      const size = config.inputSize;
-      admitJob(config, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
+      const size = accepted.inputSize;
+      admitJob(accepted, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
       const now = new Date().toISOString();
       const epochs =
         config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
@@ -104,7 +104,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         epoch: null,
         epochs,
         etaSeconds: null,
-        config: config as unknown as Record<string, unknown>,
+        config: accepted as unknown as Record<string, unknown>,
         history: [],
         test: null,
         validation: null,
@@ -123,7 +123,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         tenant: req.tenant,
         datasetId: ds.id,
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
-        config: config as unknown as TrainingConfigInput,
+        config: accepted,
       });
       await store.trimFinished(req.tenant, deps.config.jobs.tenantRecords);
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);
