@@ -183,3 +183,6 @@ export function unresolvedFields(config: TrainingConfigInput): string[] {
   walk(resolveConfig(config), config, '');
   return fields;
 }
+
+/** Epochs a config trains at most: the head's, and fine-tuning's where the method fine-tunes. */
+export const plannedEpochs = (c: TrainingConfig): number => c.featureExtraction.epochs + (c.method === 'fine_tuning' ? c.fineTuning.epochs : 0);

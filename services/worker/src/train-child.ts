@@ -117,7 +117,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     send({ type: 'backend', backend });
     const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
     if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
-    const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
+    const index = await storage.getJsonOrNull<DatasetIndex>(keys.datasetIndex(payload.tenant, payload.datasetId));
     if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
     // Trained as the job record shows it: resolved when the job was accepted, never filled in again here.

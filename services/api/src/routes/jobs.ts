@@ -2,8 +2,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { trainingInputSize } from '@graft/vision';
-import { TrainingConfigSchema, resolveConfig, type ResolvedTrainingConfig, type TrainingConfigInput } from '@graft/vision/config';
-import { PREDICTIONS_FILE, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
+import { plannedEpochs, TrainingConfigSchema, resolveConfig, type ResolvedTrainingConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { PREDICTIONS_FILE, queuedJobRecord, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
@@ -91,33 +91,13 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       checkQuota(await store.countActive(req.tenant), deps.config.jobs);
       const size = accepted.inputSize;
       admitJob(accepted, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
-      const now = new Date().toISOString();
-      const epochs =
-        config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
-      const rec: JobRecord = {
+      const rec = queuedJobRecord({
         id: newId('job'),
         tenant: req.tenant,
         datasetId: ds.id,
-        state: 'queued',
-        phase: null,
-        progress: 0,
-        epoch: null,
-        epochs,
-        etaSeconds: null,
+        epochs: plannedEpochs(accepted),
         config: accepted as unknown as Record<string, unknown>,
-        history: [],
-        test: null,
-        validation: null,
-        modelId: null,
-        error: null,
-        attempts: 0,
-        backend: null,
-        dropped: null,
-        cancelRequested: false,
-        createdAt: now,
-        startedAt: null,
-        finishedAt: null,
-      };
+      });
       await deps.queue.enqueue(rec, {
         jobId: rec.id,
         tenant: req.tenant,
