@@ -186,7 +186,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       threads: r.int('GRAFT_TRAIN_THREADS', 1, 1, 1024),
     },
     embeddedS3Port: r.int('GRAFT_S3_PORT', 0, 0, 65535),
-    testing: { syncReads: r.oneOf('GRAFT_TF_SYNC_READS', 'allow', SYNC_READS, (v) => SYNC_READS.find((s) => s === v.trim().toLowerCase()) ?? null) },
+    testing: { syncReads: r.oneOf('GRAFT_TF_SYNC_READS', 'allow', SYNC_READS) },
   };
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
     problems.push('GRAFT_HEADERS_TIMEOUT_MS must not be more than GRAFT_REQUEST_TIMEOUT_MS');

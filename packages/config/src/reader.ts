@@ -41,10 +41,11 @@ export function envReader(env: Env, problems: string[]) {
       return bad(name, v, `a URL starting with ${protocols.join(' or ')}//`, def);
     },
     /** One of a closed set of values; `named` turns a value (or an alias) into the set's member, null where none. */
-    oneOf<T extends string>(name: EnvName, def: NoInfer<T>, choices: readonly T[], named: (v: string) => T | null = (v) => (choices.includes(v as T) ? (v as T) : null)): T {
+    oneOf<T extends string>(name: EnvName, def: NoInfer<T>, choices: readonly T[], named?: (v: string) => T | null): T {
       const v = raw(name);
       if (v === undefined) return def;
-      return named(v) ?? bad(name, v, `one of ${choices.join(', ')}`, def);
+      const member = named ? named(v) : (choices.find((c) => c === v) ?? null);
+      return member ?? bad(name, v, `one of ${choices.join(', ')}`, def);
     },
     /** A duration: `90` (seconds), `500ms`, `45s`, `10m`, `1h`. */
     duration(name: EnvName, defMs: number, maxMs: number): number {
