@@ -67,8 +67,13 @@ describe('the worker process', () => {
     expect(rec.state).toBe('failed');
     expect(rec.error?.code).toBe('DATASET_NOT_FOUND');
     expect(rec.attempts).toBe(1);
+    // The record is failed first, then BullMQ moves the job to failed (not back to the queue for a retry).
+    const state = await waitFor('BullMQ to finish the job', async () => {
+      const now = await (await queue.queue.getJob(id))!.getState();
+      return now !== 'active' && now;
+    }, 30_000, 100);
+    expect(state).toBe('failed');
     const job = (await queue.queue.getJob(id))!;
-    expect(await job.getState()).toBe('failed');
     expect(job.attemptsMade).toBe(1);
     expect(job.opts.attempts).toBe(3);
     await w.stop();
