@@ -3,11 +3,12 @@
 // held out as the test split), then reports the expected calibration error (15 bins) on the test split before and
 // after the temperature fitted on validation, and, served by the Predictor as the API serves it (ONNX Runtime,
 // features and bank dot products in the same pass), the share of out-of-distribution flags on the held-out images against images of
-// another dataset; then Grad-CAM on composites (one class's image on each half): how often each class's map lies
-// mostly over its own half, and how long one explanation takes.
+// other datasets (their validation folders, `--others` images of each, spread over their classes); then Grad-CAM on
+// composites of held-out images (one class's image on each half): how often each class's map lies mostly over its
+// own half, and how long one explanation takes.
 //
-//   npx tsx bench/know-your-model.ts [--data hymenoptera] [--other flowers] [--backbone mobilenet_v1_0.75_224]
-//                                    [--epochs 10] [--others 200]
+//   npx tsx bench/know-your-model.ts [--data hymenoptera] [--other flowers[,dogs-vs-cats…]] [--backbone mobilenet_v1_0.75_224]
+//                                    [--epochs 10] [--others 200] [--composites 10]
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,12 +25,13 @@ const { values: args } = parseArgs({
     backbone: { type: 'string', default: 'mobilenet_v1_0.75_224' },
     epochs: { type: 'string', default: '10' },
     others: { type: 'string', default: '200' },
+    composites: { type: 'string', default: '10' },
   },
 });
 
 const SHARED = resolve(import.meta.dirname, '../../shared');
 const dataset = join(SHARED, 'datasets', args.data!);
-const other = join(SHARED, 'datasets', args.other!);
+const otherNames = args.other!.split(',').filter(Boolean);
 const read = (key: string) => new Uint8Array(readFileSync(key));
 
 async function main(): Promise<void> {
@@ -68,10 +70,6 @@ async function main(): Promise<void> {
   };
   const predictor = new Predictor({ cacheBytes: 1 << 28, engine: 'onnx', loadTfjs: (f) => loadClassifier(f) });
   try {
-    const otherLabels = classLabels(other);
-    const others = listSplit(join(other, 'validation'), otherLabels);
-    const step = Math.max(1, Math.floor(others.length / Number(args.others)));
-    const picked = others.filter((_, i) => i % step === 0).slice(0, Number(args.others));
     const share = async (refs: { key: string }[]) => {
       let flagged = 0;
       for (let i = 0; i < refs.length; i += 16) {
@@ -81,7 +79,14 @@ async function main(): Promise<void> {
       return flagged / refs.length;
     };
     console.log(`out-of-distribution threshold ${ood.threshold.toFixed(4)} (bank of ${ood.bankSize} training images, ${ood.featureSize} features)`);
-    console.log(`flagged: held-out ${args.data} test images ${(100 * (await share(test))).toFixed(1)}% of ${test.length}; ${args.other} images ${(100 * (await share(picked))).toFixed(1)}% of ${picked.length}`);
+    console.log(`flagged: held-out ${args.data} test images ${(100 * (await share(test))).toFixed(1)}% of ${test.length}`);
+    for (const name of otherNames) {
+      const dir = join(SHARED, 'datasets', name);
+      const others = listSplit(join(dir, 'validation'), classLabels(dir));
+      const step = Math.max(1, Math.floor(others.length / Number(args.others)));
+      const picked = others.filter((_, i) => i % step === 0).slice(0, Number(args.others));
+      console.log(`flagged: ${name} images ${(100 * (await share(picked))).toFixed(1)}% of ${picked.length}`);
+    }
   } finally {
     await predictor.close();
   }
@@ -107,7 +112,7 @@ async function composites(files: Record<string, Uint8Array>, labels: string[], t
   const ex = await loadExplainer(files);
   const a = test.filter((t) => t.label === 0);
   const b = test.filter((t) => t.label === 1);
-  const n = Math.min(10, a.length, b.length);
+  const n = Math.min(Number(args.composites), a.length, b.length);
   const times: number[] = [];
   let own = 0;
   let maps = 0;
