@@ -70,6 +70,21 @@ describe('folder zip', () => {
     src.stream.resume();
   });
 
+  it('announces the exact size of a folder whose zip directory passes 64 KiB (Dogs vs Cats has 3,000 photos)', async () => {
+    const root = path.join(dir, 'many');
+    for (const c of ['cats', 'dogs']) {
+      fs.mkdirSync(path.join(root, 'train', c), { recursive: true });
+      for (let i = 0; i < 700; i++) fs.writeFileSync(path.join(root, 'train', c, `${c.slice(0, -1)}.${i}.jpg`), `${c} ${i}`);
+    }
+    const z = await zipFolder(root);
+    expect(z.files).toBe(1400);
+    const zip = await buffer(z.stream);
+    expect(zip.length).toBe(z.size);
+    const got = await entriesOf(zip);
+    expect(Object.keys(got)).toHaveLength(1400);
+    expect(got['train/dogs/dog.699.jpg']!.toString()).toBe('dogs 699');
+  });
+
   it('sends archives as they are and refuses what is neither folder nor archive', async () => {
     const tgz = path.join(dir, 'set.tar.gz');
     fs.writeFileSync(tgz, Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0]));
