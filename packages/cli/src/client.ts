@@ -70,6 +70,8 @@ export interface EvalMetrics {
   confusionMatrix?: number[][];
   labels?: string[];
   perClass?: Record<string, ClassMetrics>;
+  /** Expected calibration error (15 bins) before and after the temperature fitted on validation. */
+  calibration?: { temperature: number; ece: number; calibratedEce: number } | null;
 }
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
