@@ -157,23 +157,25 @@ function Evaluation({ metrics, split, job }: { metrics: EvalMetrics; split: 'tes
         {full && <Stat label="Classes" value={metrics.labels.length} />}
       </div>
       {full ? (
-        <div class="eval-grid">
-          <div>
-            <h3>Confusion matrix</h3>
-            <ConfusionMatrix metrics={metrics} onCell={(r, c) => setCell({ r, c })} />
-            {cell && <Gallery job={job} split={split} label={metrics.labels[cell.r]!} predicted={metrics.labels[cell.c]!} />}
+        <>
+          <div class="eval-grid">
+            <div>
+              <h3>Confusion matrix</h3>
+              <ConfusionMatrix metrics={metrics} onCell={(r, c) => setCell({ r, c })} />
+            </div>
+            <div>
+              <h3>Per class</h3>
+              <PerClassTable metrics={metrics} />
+              {metrics.calibration && (
+                <>
+                  <h3>Calibration</h3>
+                  <ReliabilityDiagram calibration={metrics.calibration} />
+                </>
+              )}
+            </div>
           </div>
-          <div>
-            <h3>Per class</h3>
-            <PerClassTable metrics={metrics} />
-            {metrics.calibration && (
-              <>
-                <h3>Calibration</h3>
-                <ReliabilityDiagram calibration={metrics.calibration} />
-              </>
-            )}
-          </div>
-        </div>
+          {cell && <Gallery job={job} split={split} label={metrics.labels[cell.r]!} predicted={metrics.labels[cell.c]!} />}
+        </>
       ) : (
         <p class="muted small">This job recorded the accuracy and loss of this split, without a confusion matrix.</p>
       )}
