@@ -23,6 +23,10 @@ import sharp from 'sharp';
 import { initBackend, loadClassifier, loadExplainer, train } from '@graft/vision';
 import { resolveConfig } from '@graft/vision/config';
 import { classLabels, listSplit } from './splits';
+import { loadConfigOrExit } from '@graft/config';
+
+// GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them.
+const { training } = loadConfigOrExit();
 
 const { values: args } = parseArgs({
   options: {
@@ -74,7 +78,7 @@ function printCalibration(split: string, m: { accuracy: number; loss: number; ca
 
 /** Trains a feature-extraction classifier here and serves it with the Predictor and the Explainer. */
 async function trainedHere(labels: string[], test: { key: string; label: number }[]): Promise<Served> {
-  await initBackend();
+  await initBackend({ prefer: training.tfBackend ?? undefined });
   const started = performance.now();
   const result = await train({
     config: resolveConfig({
@@ -87,6 +91,8 @@ async function trainedHere(labels: string[], test: { key: string; label: number 
     splits: { train: listSplit(join(dataset, 'train'), labels), validation: [], test },
     readImage: async (key) => read(key),
     backbones: join(SHARED, 'models'),
+    threads: training.threads,
+    frozenEngine: training.frozenEngine,
   });
   console.log(`# ${args.data}: ${args.backbone}, trained in ${((performance.now() - started) / 1000).toFixed(0)} s, images ${JSON.stringify(result.counts)}`);
   console.log(`temperature fitted on ${result.graft.calibration!.images} validation images`);
