@@ -1,0 +1,321 @@
+// Post-training int8 quantization of an ONNX model as exportOnnx writes it, in the QDQ form that ONNX Runtime
+// turns into integer kernels (QLinearConv, QGemm; VNNI on CPUs that have it):
+//
+// - weights of Conv (and, when asked, plain Gemm) become int8 initializers, symmetric, one scale per output
+//   channel, read through DequantizeLinear(axis); biases become int32 at scale input scale x weight scale;
+// - every activation those nodes read, and each one's own output after its Relu/Clip, goes through a
+//   QuantizeLinear -> DequantizeLinear pair (uint8, asymmetric) whose scale and zero point are calibrated on
+//   sample inputs: the range seen (min-max) or the average over batches of a percentile of |values| (percentile).
+//   ORT folds the Relu/Clip before a QuantizeLinear whose range lies inside it, so Conv -> Q is one integer kernel.
+//
+// Everything else (pooling, the head's probabilities, the out-of-distribution dot products) stays fp32.
+import { decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
+import { loadOrt } from './session';
+
+export type CalibrationMethod = 'minmax' | 'percentile';
+
+export interface QuantizeOptions {
+  /** How activation ranges are taken from the calibration batches (default 'percentile'). */
+  method?: CalibrationMethod;
+  /** For 'percentile': the share of |values| kept inside the range, in percent (default 99.99). */
+  percentile?: number;
+  /**
+   * Bits of the weights' integer range (default 8; stored as int8 whatever it is). Fewer bits make a coarser
+   * model; nothing but tests should need that.
+   */
+  weightBits?: number;
+  /** Quantize plain Gemm nodes too (default false: the head is a sliver of the work and carries the probabilities). */
+  gemm?: boolean;
+  /** ORT intra-op threads for calibration (default 1). */
+  threads?: number;
+}
+
+export interface QuantizeReport {
+  method: CalibrationMethod;
+  percentile: number | null;
+  weightBits: number;
+  /** Calibration samples seen. */
+  samples: number;
+  /** Nodes whose weights are int8. */
+  nodes: number;
+  /** Activations given a QuantizeLinear/DequantizeLinear pair. */
+  activations: number;
+}
+
+/** Calibration input: batches of the model's input, samples one after the other. */
+export interface CalibrationBatch {
+  input: Float32Array;
+  batch: number;
+}
+
+const QUANT_OPS = new Set(['Conv', 'Gemm']);
+const ACTIVATIONS = new Set(['Relu', 'Clip']);
+const DT = TensorDataType;
+const SAMPLE_PER_TENSOR = 16_384;
+
+/** The fp32 model quantized to int8 (QDQ), calibrated on `calibration`. */
+export async function quantizeOnnx(
+  fp32: Uint8Array,
+  calibration: Iterable<CalibrationBatch> | AsyncIterable<CalibrationBatch>,
+  opts: QuantizeOptions = {},
+): Promise<{ model: Uint8Array; report: QuantizeReport }> {
+  const method = opts.method ?? 'percentile';
+  const percentile = opts.percentile ?? 99.99;
+  const weightBits = opts.weightBits ?? 8;
+  if (method !== 'minmax' && method !== 'percentile') throw new RangeError(`calibration method must be minmax or percentile, got ${method}`);
+  if (!(percentile > 50 && percentile <= 100)) throw new RangeError(`percentile must be in (50, 100], got ${percentile}`);
+  if (!Number.isInteger(weightBits) || weightBits < 2 || weightBits > 8) throw new RangeError(`weightBits must be an integer from 2 to 8, got ${weightBits}`);
+  const model = decodeModel(fp32);
+  const plan = planQuantization(model, opts.gemm ?? false);
+  if (plan.nodes.length === 0) throw new Error('the model has no Conv or Gemm with constant weights to quantize');
+  const { ranges, samples } = await calibrate(model, plan.activations, calibration, method, percentile, opts.threads ?? 1);
+  rewrite(model, plan, ranges, weightBits);
+  const report: QuantizeReport = {
+    method,
+    percentile: method === 'percentile' ? percentile : null,
+    weightBits,
+    samples,
+    nodes: plan.nodes.length,
+    activations: plan.activations.length,
+  };
+  model.metadata_props.push({ key: 'graft.quantization', value: JSON.stringify(report) });
+  return { model: encodeModel(model), report };
+}
+
+interface Plan {
+  /** Conv/Gemm nodes whose weights become int8, with the axis of their output channels in the weight. */
+  nodes: { node: OnnxNode; axis: number }[];
+  /** Activation tensors that get a Q/DQ pair. */
+  activations: string[];
+}
+
+function planQuantization(model: OnnxModel, gemm: boolean): Plan {
+  const g = model.graph;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const readers = new Map<string, OnnxNode[]>();
+  for (const n of g.node) for (const i of n.input) if (i) readers.set(i, [...(readers.get(i) ?? []), n]);
+  const nodes: Plan['nodes'] = [];
+  const activations = new Set<string>();
+  for (const node of g.node) {
+    if (!QUANT_OPS.has(node.op_type)) continue;
+    const [x, w, b] = node.input;
+    const weight = inits.get(w!);
+    if (!weight || weight.data_type !== DT.FLOAT || inits.has(x!) || (readers.get(w!)?.length ?? 0) !== 1) continue;
+    if (b && (!inits.has(b) || (readers.get(b)?.length ?? 0) !== 1)) continue;
+    let axis = 0;
+    if (node.op_type === 'Gemm') {
+      if (!gemm || !plainGemm(node) || weight.dims.length !== 2) continue;
+      axis = 1;
+    }
+    nodes.push({ node, axis });
+    activations.add(x!);
+    // The node's output after its activation function: a QuantizeLinear right there makes node + Q one kernel.
+    let out = node.output[0]!;
+    const next = readers.get(out);
+    if (next?.length === 1 && ACTIVATIONS.has(next[0]!.op_type)) out = next[0]!.output[0]!;
+    activations.add(out);
+  }
+  return { nodes, activations: [...activations] };
+}
+
+function plainGemm(node: OnnxNode): boolean {
+  return node.attribute.every((a) => (a.name === 'transA' || a.name === 'transB' ? !a.i : a.name !== 'alpha' && a.name !== 'beta'));
+}
+
+interface Range {
+  lo: number;
+  hi: number;
+}
+
+/** Runs the fp32 model with every planned activation as an extra output, and takes each one's range. */
+async function calibrate(
+  model: OnnxModel,
+  tensors: string[],
+  batches: Iterable<CalibrationBatch> | AsyncIterable<CalibrationBatch>,
+  method: CalibrationMethod,
+  percentile: number,
+  threads: number,
+): Promise<{ ranges: Map<string, Range>; samples: number }> {
+  const ort = await loadOrt();
+  const probe: OnnxModel = structuredClone(model);
+  const existing = new Set(probe.graph.output.map((o) => o.name));
+  const inputName = probe.graph.input[0]!.name;
+  const extra = tensors.filter((t) => !existing.has(t) && t !== inputName);
+  for (const name of extra) probe.graph.output.push({ name, type: { tensor_type: { elem_type: DT.FLOAT } } } as never);
+  const session = await ort.InferenceSession.create(encodeModel(probe), {
+    intraOpNumThreads: threads,
+    graphOptimizationLevel: 'basic',
+    executionProviders: ['cpu'],
+  });
+  const seen = new Map<string, { min: number; max: number; lowSum: number; highSum: number; batches: number }>();
+  let samples = 0;
+  try {
+    const inputShape = probe.graph.input[0]!.type.tensor_type.shape.dim.slice(1).map((d) => Number(d.dim_value));
+    for await (const { input, batch } of batches) {
+      const feeds = { [inputName]: new ort.Tensor('float32', input, [batch, ...inputShape]) };
+      const results = await session.run(feeds, tensors.filter((t) => t !== inputName));
+      for (const name of tensors) {
+        const values = name === inputName ? input : (results[name]!.data as Float32Array);
+        const s = seen.get(name) ?? { min: Infinity, max: -Infinity, lowSum: 0, highSum: 0, batches: 0 };
+        observe(s, values, method, percentile);
+        seen.set(name, s);
+      }
+      for (const t of Object.values(results)) t.dispose();
+      samples += batch;
+    }
+  } finally {
+    await session.release();
+  }
+  if (samples === 0) throw new Error('no calibration samples');
+  const ranges = new Map<string, Range>();
+  for (const [name, s] of seen) {
+    ranges.set(name, method === 'minmax' ? { lo: s.min, hi: s.max } : { lo: Math.max(s.min, s.lowSum / s.batches), hi: Math.min(s.max, s.highSum / s.batches) });
+  }
+  return { ranges, samples };
+}
+
+function observe(
+  s: { min: number; max: number; lowSum: number; highSum: number; batches: number },
+  values: Float32Array,
+  method: CalibrationMethod,
+  percentile: number,
+): void {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  s.min = Math.min(s.min, min);
+  s.max = Math.max(s.max, max);
+  if (method !== 'percentile') return;
+  // A strided sample of the batch's values; its percentiles are averaged over the batches.
+  const step = Math.max(1, Math.floor(values.length / SAMPLE_PER_TENSOR));
+  const sample = new Float32Array(Math.ceil(values.length / step));
+  for (let i = 0, j = 0; i < values.length; i += step, j++) sample[j] = values[i]!;
+  sample.sort();
+  const at = (p: number) => sample[Math.min(sample.length - 1, Math.max(0, Math.round((p / 100) * (sample.length - 1))))]!;
+  s.lowSum += Math.min(at(100 - percentile), 0);
+  s.highSum += Math.max(at(percentile), 0);
+  s.batches++;
+}
+
+/** uint8 scale and zero point covering [lo, hi] and 0. */
+function activationParams({ lo, hi }: Range): { scale: number; zero: number } {
+  const rmin = Math.min(lo, 0);
+  const rmax = Math.max(hi, 0);
+  const scale = rmax > rmin ? (rmax - rmin) / 255 : 1;
+  const zero = Math.min(255, Math.max(0, Math.round(-rmin / scale)));
+  return { scale, zero };
+}
+
+function floatsOf(t: OnnxTensor): Float32Array {
+  const raw = t.raw_data;
+  const copy = new Uint8Array(raw.byteLength);
+  copy.set(raw);
+  return new Float32Array(copy.buffer);
+}
+
+function tensor(name: string, dims: number[], dataType: number, data: ArrayBufferView): OnnxTensor {
+  return { name, dims, data_type: dataType, raw_data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+function rewrite(model: OnnxModel, plan: Plan, ranges: Map<string, Range>, weightBits: number): void {
+  const g = model.graph;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const added: OnnxNode[] = [];
+  const scales = new Map<string, number>();
+  // Activations: x -> Q -> DQ, every reader of x then reads the DQ output.
+  const renamed = new Map<string, string>();
+  for (const name of plan.activations) {
+    const range = ranges.get(name);
+    if (!range) throw new Error(`no calibration range for ${name}`);
+    const { scale, zero } = activationParams(range);
+    scales.set(name, scale);
+    g.initializer.push(tensor(`${name}/q_scale`, [], DT.FLOAT, Float32Array.of(scale)));
+    g.initializer.push(tensor(`${name}/q_zero`, [], DT.UINT8, Uint8Array.of(zero)));
+    const q = `${name}/quantized`;
+    const dq = `${name}/dequantized`;
+    added.push({ op_type: 'QuantizeLinear', name: `${name}/QuantizeLinear`, input: [name, `${name}/q_scale`, `${name}/q_zero`], output: [q], attribute: [] });
+    added.push({ op_type: 'DequantizeLinear', name: `${name}/DequantizeLinear`, input: [q, `${name}/q_scale`, `${name}/q_zero`], output: [dq], attribute: [] });
+    renamed.set(name, dq);
+  }
+  for (const n of g.node) n.input = n.input.map((i) => renamed.get(i) ?? i);
+  // Weights (per output channel, symmetric) and biases (int32 at input scale x weight scale).
+  const qmax = 2 ** (weightBits - 1) - 1;
+  for (const { node, axis } of plan.nodes) {
+    const [x, w, b] = node.input;
+    const weight = inits.get(w!)!;
+    const values = floatsOf(weight);
+    const channels = weight.dims[axis]!;
+    const inner = weight.dims.slice(axis + 1).reduce((p, d) => p * d, 1);
+    const wScale = new Float32Array(channels);
+    for (let i = 0; i < values.length; i++) {
+      const c = Math.floor(i / inner) % channels;
+      wScale[c] = Math.max(wScale[c]!, Math.abs(values[i]!));
+    }
+    for (let c = 0; c < channels; c++) wScale[c] = wScale[c]! > 0 ? wScale[c]! / qmax : 1;
+    const q = new Int8Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const c = Math.floor(i / inner) % channels;
+      q[i] = Math.max(-qmax, Math.min(qmax, Math.round(values[i]! / wScale[c]!)));
+    }
+    const wName = weight.name;
+    const idx = g.initializer.indexOf(weight);
+    g.initializer[idx] = tensor(`${wName}/int8`, weight.dims, DT.INT8, q);
+    g.initializer.push(tensor(`${wName}/w_scale`, [channels], DT.FLOAT, wScale));
+    g.initializer.push(tensor(`${wName}/w_zero`, [channels], DT.INT8, new Int8Array(channels)));
+    added.push({
+      op_type: 'DequantizeLinear',
+      name: `${wName}/DequantizeLinear`,
+      input: [`${wName}/int8`, `${wName}/w_scale`, `${wName}/w_zero`],
+      output: [`${wName}/dequantized`],
+      attribute: [{ name: 'axis', type: 2, i: axis }],
+    });
+    node.input[1] = `${wName}/dequantized`;
+    if (b) {
+      const bias = inits.get(b)!;
+      const bv = floatsOf(bias);
+      const xScale = scales.get(originalOf(x!, renamed))!;
+      const bScale = Float32Array.from(wScale, (s) => s * xScale);
+      const bq = Int32Array.from(bv, (v, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, Math.round(v / bScale[c]!))));
+      g.initializer[g.initializer.indexOf(bias)] = tensor(`${b}/int32`, bias.dims, DT.INT32, bq);
+      g.initializer.push(tensor(`${b}/b_scale`, [channels], DT.FLOAT, bScale));
+      g.initializer.push(tensor(`${b}/b_zero`, [channels], DT.INT32, new Int32Array(channels)));
+      added.push({
+        op_type: 'DequantizeLinear',
+        name: `${b}/DequantizeLinear`,
+        input: [`${b}/int32`, `${b}/b_scale`, `${b}/b_zero`],
+        output: [`${b}/dequantized`],
+        attribute: [{ name: 'axis', type: 2, i: 0 }],
+      });
+      node.input[2] = `${b}/dequantized`;
+    }
+  }
+  // Nodes in an order where each reads only what is computed before it: the new ones go right after their input.
+  g.node = topologicalOrder([...g.node, ...added], new Set([...g.initializer.map((t) => t.name), ...g.input.map((i) => i.name)]));
+}
+
+function originalOf(name: string, renamed: Map<string, string>): string {
+  for (const [from, to] of renamed) if (to === name) return from;
+  return name;
+}
+
+function topologicalOrder(nodes: OnnxNode[], available: Set<string>): OnnxNode[] {
+  const ready = new Set(available);
+  const out: OnnxNode[] = [];
+  let pending = nodes;
+  while (pending.length > 0) {
+    const waiting: OnnxNode[] = [];
+    for (const n of pending) {
+      if (n.input.every((i) => !i || ready.has(i))) {
+        out.push(n);
+        for (const o of n.output) ready.add(o);
+      } else waiting.push(n);
+    }
+    if (waiting.length === pending.length) throw new Error(`cannot order nodes: ${waiting.map((n) => n.name).join(', ')}`);
+    pending = waiting;
+  }
+  return out;
+}
