@@ -86,6 +86,17 @@ export interface GraftConfig {
     /** What runs /predict: ONNX Runtime with TF.js as the fallback ('auto'), or one of them alone. */
     engine: 'auto' | 'onnx' | 'tfjs';
   };
+  /**
+   * int8 models (GRAFT_INT8): training quantizes each model it exports to ONNX and keeps model.int8.onnx where it
+   * agrees with fp32 on the validation images; /predict serves it where there is one.
+   */
+  int8: {
+    enabled: boolean;
+    /** Training images the activation ranges are calibrated on. */
+    calibrationImages: number;
+    /** Most validation images int8 is checked against fp32 on. */
+    validationImages: number;
+  };
   jobAttempts: number;
   /** How long a worker's lock on a job lasts without renewal; a crashed worker's job is taken over after it. */
   jobLockMs: number;
@@ -293,6 +304,11 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       maxWaitMs: int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
       cacheBytes: int('GRAFT_MODEL_CACHE_BYTES', 1024 ** 3, 1024 ** 2),
       engine: predictEngine as GraftConfig['predict']['engine'],
+    },
+    int8: {
+      enabled: bool('GRAFT_INT8', true),
+      calibrationImages: int('GRAFT_INT8_CALIBRATION_IMAGES', 256, 8, 10_000),
+      validationImages: int('GRAFT_INT8_VALIDATION_IMAGES', 2_000, 10, 1_000_000),
     },
     jobAttempts: int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
     jobLockMs: int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),

@@ -52,6 +52,7 @@ export {
 } from './classifier';
 export {
   Predictor,
+  INT8_FILE,
   type ModelSource,
   type PredictEngine,
   type PredictorOptions,

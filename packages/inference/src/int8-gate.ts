@@ -56,14 +56,31 @@ export async function quantizeClassifier(
   const base: Int8Decision = { used: false, reason: null, minAgreement, maxAccuracyDrop, agreement: null, accuracyFp32: null, accuracyInt8: null, images: 0, quantization: null };
   if (data.validation.images.length !== data.validation.labels.length) throw new RangeError('one label per validation image');
   if (data.validation.images.length === 0) return { model: null, decision: { ...base, reason: 'no validation images to check int8 against fp32' } };
-  const batch = opts.batch ?? 16;
   const transform = pixelTransform(m.preprocessing);
   let quantized: { model: Uint8Array; report: QuantizeReport };
   try {
-    quantized = await quantizeOnnx(fp32, inputBatches(data.calibration, m.inputSize, transform, batch), opts);
+    quantized = await quantizeOnnx(fp32, inputBatches(data.calibration, m.inputSize, transform, opts.batch ?? 16), opts);
   } catch (err) {
     return { model: null, decision: { ...base, reason: `quantization failed: ${(err as Error).message}` } };
   }
+  try {
+    return await compare(fp32, quantized, m, data.validation, transform, { ...base, quantization: quantized.report }, opts);
+  } catch (err) {
+    return { model: null, decision: { ...base, quantization: quantized.report, reason: `int8 could not be checked against fp32: ${(err as Error).message}` } };
+  }
+}
+
+/** Runs both models over the validation images and applies the thresholds. */
+async function compare(
+  fp32: Uint8Array,
+  quantized: { model: Uint8Array; report: QuantizeReport },
+  m: ClassifierManifest,
+  validation: Int8GateData['validation'],
+  transform: PixelTransform,
+  base: Int8Decision,
+  opts: Int8GateOptions,
+): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
+  const { minAgreement, maxAccuracyDrop } = base;
   const threads = opts.threads ?? 1;
   const [s32, s8] = await Promise.all([createSession(fp32, { threads }), createSession(quantized.model, { threads })]);
   try {
@@ -72,8 +89,8 @@ export async function quantizeClassifier(
     let agree = 0;
     let right32 = 0;
     let right8 = 0;
-    const labels = data.validation.labels;
-    for await (const b of inputBatches(data.validation.images, m.inputSize, transform, batch)) {
+    const labels = validation.labels;
+    for await (const b of inputBatches(validation.images, m.inputSize, transform, opts.batch ?? 16)) {
       const [o32, o8] = [await s32.run(b.input, b.batch), await s8.run(b.input, b.batch)];
       const stride = o32.length / b.batch;
       for (let i = 0; i < b.batch; i++) {
@@ -86,10 +103,9 @@ export async function quantizeClassifier(
         right8 += +(p8 === label);
       }
     }
-    if (images === 0) return { model: null, decision: { ...base, quantization: quantized.report, reason: 'no validation image could be decoded' } };
+    if (images === 0) return { model: null, decision: { ...base, reason: 'no validation image could be decoded' } };
     const decision: Int8Decision = {
       ...base,
-      quantization: quantized.report,
       images,
       agreement: agree / images,
       accuracyFp32: right32 / images,
