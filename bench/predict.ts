@@ -204,6 +204,7 @@ async function measure(base: string, images: Buffer[], clients: number, requests
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const latencies: number[] = [];
   const timings: any[] = [];
+  const statuses: Record<number, number> = {};
   let errors = 0;
   let next = 0;
   const t0 = performance.now();
@@ -214,8 +215,10 @@ async function measure(base: string, images: Buffer[], clients: number, requests
         const t = performance.now();
         try {
           const r = await post(agent, base, images[i % images.length]!);
-          if (r.status !== 200) errors++;
-          else timings.push(r.body.timing);
+          if (r.status !== 200) {
+            errors++;
+            statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+          } else timings.push(r.body.timing);
         } catch {
           errors++;
         }
@@ -225,6 +228,7 @@ async function measure(base: string, images: Buffer[], clients: number, requests
   );
   const seconds = (performance.now() - t0) / 1000;
   agent.destroy();
+  if (errors) console.log(`${clients} clients: ${errors} errors, by status ${JSON.stringify(statuses)}`);
   latencies.sort((a, b) => a - b);
   const avg = (k: string) => mean(timings.map((x) => x[k] ?? 0));
   return {
@@ -334,6 +338,8 @@ async function main(): Promise<void> {
       GRAFT_QUEUE_PREFIX: 'bench',
       GRAFT_API_KEYS: `${TENANT}:${KEY}`,
       GRAFT_RATE_LIMIT: '0',
+      // 32 clients of one tenant at once: above the default in-flight bound of 16, which would refuse half of them.
+      GRAFT_TENANT_PREDICTS: '64',
       GRAFT_PREDICT_MAX_WAIT_MS: args['max-wait']!,
       GRAFT_PREDICT_MAX_BATCH: args['max-batch']!,
       LOG_LEVEL: 'warn',
