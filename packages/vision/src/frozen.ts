@@ -7,11 +7,13 @@
 // augments the next one, or trains. Where the worker cannot start, the session runs on the main thread.
 //
 // GRAFT_FROZEN_ENGINE (or opts.engine) forces one engine: 'onnxruntime' (an error where it cannot be used),
-// 'tfjs', or 'auto' (default).
+// 'tfjs', or 'auto' (default). GRAFT_FROZEN_PRECISION=int8 (or opts.precision) makes an ONNX Runtime model
+// calibrate int8 on its first inputs and run in int8 where it stays close to fp32 (frozen-int8.ts).
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
+import { int8FrozenModel, type FrozenInt8Options } from './frozen-int8';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
 
 export type FrozenEngine = 'onnxruntime' | 'tfjs';
@@ -43,10 +45,20 @@ export interface FrozenModelOptions {
   log?: LogFn;
   /** What the model is, for log lines ('backbone', 'lower part'). */
   what?: string;
+  /** 'fp32' (default) or 'int8' (ONNX Runtime only: calibrated on the first runs' inputs, kept where close to fp32). */
+  precision?: 'fp32' | 'int8';
+  int8?: FrozenInt8Options;
 }
 
 const shapeOf = (t: tf.SymbolicTensor) => (t.shape as (number | null)[]).slice(1) as number[];
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
+
+function wantedPrecision(opt: FrozenModelOptions['precision']): 'fp32' | 'int8' {
+  const raw = (opt ?? process.env.GRAFT_FROZEN_PRECISION ?? 'fp32').trim().toLowerCase();
+  if (raw === 'fp32' || raw === '') return 'fp32';
+  if (raw === 'int8') return 'int8';
+  throw new VisionError('INVALID_PRECISION', `unknown frozen-model precision '${raw}'; use fp32 or int8`);
+}
 
 function wantedEngine(opt: FrozenModelOptions['engine']): 'auto' | FrozenEngine {
   const raw = (opt ?? process.env.GRAFT_FROZEN_ENGINE ?? 'auto').trim().toLowerCase();
@@ -64,10 +76,11 @@ export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModel
   const log: LogFn = opts.log ?? (() => {});
   const what = opts.what ?? model.name;
   const wanted = wantedEngine(opts.engine);
+  const precision = wantedPrecision(opts.precision);
   if (wanted !== 'tfjs') {
     const started = performance.now();
     try {
-      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what);
+      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what, precision === 'int8' ? (opts.int8 ?? {}) : null);
       log(
         {
           model: what,
@@ -130,6 +143,7 @@ async function onnxRuntimeModel(
   useWorker: boolean,
   log: LogFn,
   what: string,
+  int8: FrozenInt8Options | null,
 ): Promise<{ model: FrozenModel; provider: string }> {
   if (model.inputs.length !== 1) throw new Error(`the model has ${model.inputs.length} inputs; ONNX Runtime is used for one`);
   if (model.outputs.length !== 1) throw new Error(`the model has ${model.outputs.length} outputs; ONNX Runtime is used for one`);
@@ -141,6 +155,24 @@ async function onnxRuntimeModel(
   }
   if (!(await inference.isOnnxRuntimeAvailable())) throw new Error('onnxruntime-node does not load on this machine');
   const onnx = await toOnnx(inference, model);
+  const opened = await openOnnx(inference, model, onnx, threads, useWorker, log, what);
+  if (!int8) return opened;
+  const quantize = async (bytes: Uint8Array, batches: { input: Float32Array; batch: number }[]) =>
+    (await inference.quantizeOnnx(bytes, batches, { method: 'minmax', threads })).model;
+  const reopen = async (bytes: Uint8Array) => (await openOnnx(inference, model, bytes, threads, useWorker, log, what)).model;
+  return { provider: opened.provider, model: int8FrozenModel(opened.model, onnx, quantize, reopen, log, what, int8) };
+}
+
+/** Opens ONNX bytes of `model` in ONNX Runtime: in a worker thread where one starts, else on this thread. */
+async function openOnnx(
+  inference: Inference,
+  model: tf.LayersModel,
+  onnx: Uint8Array,
+  threads: number,
+  useWorker: boolean,
+  log: LogFn,
+  what: string,
+): Promise<{ model: FrozenModel; provider: string }> {
   const inputShape = shapeOf(model.inputs[0]!);
   const outputShape = shapeOf(model.outputs[0]!);
   const per = sizeOf(outputShape);
