@@ -9,7 +9,7 @@
 //   ORT folds the Relu/Clip before a QuantizeLinear whose range lies inside it, so Conv -> Q is one integer kernel.
 //
 // Everything else (pooling, the head's probabilities, the out-of-distribution dot products) stays fp32.
-import { decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
+import { AttributeType, decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
 import { loadOrt } from './session';
 
 export type CalibrationMethod = 'minmax' | 'percentile';
@@ -266,14 +266,7 @@ function rewrite(model: OnnxModel, plan: Plan, ranges: Map<string, Range>, weigh
     g.initializer[idx] = tensor(`${wName}/int8`, weight.dims, DT.INT8, q);
     g.initializer.push(tensor(`${wName}/w_scale`, [channels], DT.FLOAT, wScale));
     g.initializer.push(tensor(`${wName}/w_zero`, [channels], DT.INT8, new Int8Array(channels)));
-    added.push({
-      op_type: 'DequantizeLinear',
-      name: `${wName}/DequantizeLinear`,
-      input: [`${wName}/int8`, `${wName}/w_scale`, `${wName}/w_zero`],
-      output: [`${wName}/dequantized`],
-      attribute: [{ name: 'axis', type: 2, i: axis }],
-    });
-    node.input[1] = `${wName}/dequantized`;
+    node.input[1] = dequantizeAlong(added, wName, [`${wName}/int8`, `${wName}/w_scale`, `${wName}/w_zero`], axis);
     if (b) {
       const bias = inits.get(b)!;
       const bv = floatsOf(bias);
@@ -283,18 +276,18 @@ function rewrite(model: OnnxModel, plan: Plan, ranges: Map<string, Range>, weigh
       g.initializer[g.initializer.indexOf(bias)] = tensor(`${b}/int32`, bias.dims, DT.INT32, bq);
       g.initializer.push(tensor(`${b}/b_scale`, [channels], DT.FLOAT, bScale));
       g.initializer.push(tensor(`${b}/b_zero`, [channels], DT.INT32, new Int32Array(channels)));
-      added.push({
-        op_type: 'DequantizeLinear',
-        name: `${b}/DequantizeLinear`,
-        input: [`${b}/int32`, `${b}/b_scale`, `${b}/b_zero`],
-        output: [`${b}/dequantized`],
-        attribute: [{ name: 'axis', type: 2, i: 0 }],
-      });
-      node.input[2] = `${b}/dequantized`;
+      node.input[2] = dequantizeAlong(added, b, [`${b}/int32`, `${b}/b_scale`, `${b}/b_zero`], 0);
     }
   }
   // Nodes in an order where each reads only what is computed before it: the new ones go right after their input.
   g.node = topologicalOrder([...g.node, ...added], new Set([...g.initializer.map((t) => t.name), ...g.input.map((i) => i.name)]));
+}
+
+/** Adds a DequantizeLinear with one scale per slice along `axis`; returns its output's name. */
+function dequantizeAlong(nodes: OnnxNode[], base: string, inputs: string[], axis: number): string {
+  const output = `${base}/dequantized`;
+  nodes.push({ op_type: 'DequantizeLinear', name: `${base}/DequantizeLinear`, input: inputs, output: [output], attribute: [{ name: 'axis', type: AttributeType.INT, i: axis }] });
+  return output;
 }
 
 function originalOf(name: string, renamed: Map<string, string>): string {

@@ -102,6 +102,21 @@ describe('quantizeOnnx', () => {
     await Promise.all([s32.dispose(), s8.dispose()]);
   }, 120_000);
 
+  it('quantizes plain Gemm weights too when asked, per output column', async () => {
+    const { model, report } = await quantizeOnnx(fp32, [await batchOf(calibration.slice(0, 8))], { gemm: true });
+    const proto = decodeModel(model);
+    const gemm = proto.graph.node.find((n) => n.op_type === 'Gemm')!;
+    const producers = new Map(proto.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    const dq = producers.get(gemm.input[1]!)!;
+    expect(dq.op_type).toBe('DequantizeLinear');
+    expect(dq.attribute).toContainEqual(expect.objectContaining({ name: 'axis', i: 1 }));
+    expect(report.nodes).toBe(proto.graph.node.filter((n) => n.op_type === 'Conv').length + 1);
+    const s8 = await createSession(model, { threads: 1 });
+    const x = await batchOf(validation.images.slice(0, 4));
+    expect((await s8.run(x.input, x.batch)).every(Number.isFinite)).toBe(true);
+    await s8.dispose();
+  }, 120_000);
+
   it('refuses a model without Conv or Gemm weights, and bad options', async () => {
     await expect(quantizeOnnx(fp32, [], { weightBits: 9 })).rejects.toThrow(/weightBits/);
     await expect(quantizeOnnx(fp32, [], { method: 'entropy' as never })).rejects.toThrow(/calibration method/);
