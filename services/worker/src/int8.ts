@@ -1,6 +1,7 @@
 // The int8 model of a trained classifier: model.onnx quantized, calibrated on training images, and kept as
 // model.int8.onnx only where it agrees with fp32 on the validation images (@graft/inference quantizeClassifier).
 // The decision, kept or not and why, goes into graft.json and metrics.json as `int8`.
+import { availableParallelism } from 'node:os';
 import { quantizeClassifier, type ClassifierManifest, type Int8Decision } from '@graft/inference';
 import type { GraftConfig } from '@graft/config';
 
@@ -29,5 +30,7 @@ export async function int8Model(
     Promise.all(calibrationKeys.map(readImage)),
     Promise.all(validation.map((s) => readImage(s.key))),
   ]);
-  return quantizeClassifier(fp32, manifest, { calibration, validation: { images, labels: validation.map((s) => s.label) } }, { method: 'minmax' });
+  // Training is over: the job has the cores to itself.
+  const opts = { method: 'minmax' as const, threads: availableParallelism() };
+  return quantizeClassifier(fp32, manifest, { calibration, validation: { images, labels: validation.map((s) => s.label) } }, opts);
 }
