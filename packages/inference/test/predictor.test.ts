@@ -177,6 +177,19 @@ describe('Predictor on ONNX Runtime', () => {
     expect(served.reads).not.toContain('model.onnx');
     expect(int8.logs).toContainEqual(expect.objectContaining({ msg: 'model loaded', obj: expect.objectContaining({ from: INT8_FILE }) }));
     expect(maxAbsDiff(r.probabilities, fp32)).toBeGreaterThan(1e-3);
+    // Batched with other requests, each image keeps its own int8 result, in its request's order; an undecodable
+    // image fails its own request only, by its index.
+    const singles = await Promise.all(imgs.map((im) => int8.p.predict('q1', served.src, [im], 1)));
+    const bad = [imgs[3]!, Buffer.from('not an image'), imgs[1]!];
+    const [mixed, reversed, failed] = await Promise.allSettled([
+      int8.p.predict('q1', served.src, imgs, 1),
+      int8.p.predict('q1', served.src, [...imgs].reverse(), 1),
+      int8.p.predict('q1', served.src, bad, 1),
+    ]);
+    const perImage = singles.map((x) => x.probabilities[0]!);
+    expect(maxAbsDiff((mixed as PromiseFulfilledResult<any>).value.probabilities, perImage)).toBeLessThan(1e-5);
+    expect(maxAbsDiff((reversed as PromiseFulfilledResult<any>).value.probabilities, [...perImage].reverse())).toBeLessThan(1e-5);
+    expect((failed as PromiseRejectedResult).reason.index).toBe(1);
 
     const off = predictor({ int8: false });
     const plain = source(files);
