@@ -3,13 +3,16 @@
 // does after a job (calibration on 256 training images, min-max; int8 against fp32 on every validation image).
 // Prints the decision (agreement, both accuracies, whether int8 would be kept) and how long the check took.
 //
-//   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--method minmax|percentile]
+// --variants compares quantization choices on the same model: default (what training does), outputs (the last
+// convolution's output quantized too), first-fp32 (the first convolution left in fp32), percentile.
+//
+//   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--variants default,outputs]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeClassifier } from '@graft/inference';
+import { createSession, decodeImage, decodeModel, exportOnnx, normalizeInto, pixelTransform, quantizeClassifier, type Int8GateOptions } from '@graft/inference';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
 
 const { values: args } = parseArgs({
@@ -17,7 +20,7 @@ const { values: args } = parseArgs({
     train: { type: 'string', default: '600' },
     validation: { type: 'string', default: '1000' },
     calibration: { type: 'string', default: '256' },
-    method: { type: 'string', default: 'minmax' },
+    variants: { type: 'string', default: 'default' },
   },
 });
 const SHARED = path.resolve(import.meta.dirname, '../../shared');
@@ -83,17 +86,27 @@ async function main(): Promise<void> {
 
   const validation = split('validation', Number(args.validation));
   const calibration = split('train', 4000).filter((_, i, all) => i % Math.max(1, Math.floor(all.length / Number(args.calibration))) === 0).slice(0, Number(args.calibration));
-  started = performance.now();
-  const { decision } = await quantizeClassifier(
-    fp32,
-    JSON.parse(Buffer.from(files['graft.json']!).toString('utf8')),
-    { calibration: calibration.map((c) => c.bytes), validation: { images: validation.map((v) => v.bytes), labels: validation.map((v) => v.label) } },
-    { method: args.method as 'minmax' | 'percentile', threads: os.availableParallelism() },
-  );
-  const seconds = (performance.now() - started) / 1000;
-  console.log(`\nquantize + check (${calibration.length} calibration, ${validation.length} validation images): ${seconds.toFixed(1)} s, load average ${load()}`);
-  console.log(JSON.stringify(decision, null, 2));
-  console.log(`\nint8 ${decision.used ? 'KEPT' : 'left out'}: agreement ${((decision.agreement ?? 0) * 100).toFixed(2)}% (>= 99.5% needed), accuracy fp32 ${decision.accuracyFp32} int8 ${decision.accuracyInt8}`);
+  const firstConv = decodeModel(fp32).graph.node.find((n) => n.op_type === 'Conv')!.name;
+  const variants: Record<string, Int8GateOptions> = {
+    default: { method: 'minmax' },
+    outputs: { method: 'minmax', quantizeOutputs: true },
+    'first-fp32': { method: 'minmax', fp32Nodes: [firstConv] },
+    percentile: { method: 'percentile' },
+  };
+  console.log('\n| variant | kept | agreement | accuracy fp32 | accuracy int8 | seconds | load |\n| --- | --- | --- | --- | --- | --- | --- |');
+  for (const name of args.variants!.split(',')) {
+    started = performance.now();
+    const { decision } = await quantizeClassifier(
+      fp32,
+      JSON.parse(Buffer.from(files['graft.json']!).toString('utf8')),
+      { calibration: calibration.map((c) => c.bytes), validation: { images: validation.map((v) => v.bytes), labels: validation.map((v) => v.label) } },
+      { ...variants[name], threads: os.availableParallelism() },
+    );
+    const seconds = (performance.now() - started) / 1000;
+    const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(2)}%`);
+    console.log(`| ${name} | ${decision.used ? 'yes' : `no: ${decision.reason}`} | ${pct(decision.agreement)} | ${pct(decision.accuracyFp32)} | ${pct(decision.accuracyInt8)} | ${seconds.toFixed(1)} | ${load()} |`);
+  }
+  console.log(`\n(${calibration.length} calibration, ${validation.length} validation images)`);
 }
 
 main().catch((err) => {

@@ -26,6 +26,14 @@ export interface QuantizeOptions {
   weightBits?: number;
   /** Quantize plain Gemm nodes too (default false: the head is a sliver of the work and carries the probabilities). */
   gemm?: boolean;
+  /**
+   * Also quantize the outputs of quantized nodes that no quantized node reads (the last convolution's, before the
+   * head's pooling). Default false: that node then runs in float on its int8 weights, and the features the head
+   * reads are not rounded to 8 bits.
+   */
+  quantizeOutputs?: boolean;
+  /** Names of Conv/Gemm nodes left in fp32. */
+  fp32Nodes?: readonly string[];
   /** ORT intra-op threads for calibration (default 1). */
   threads?: number;
 }
@@ -66,7 +74,7 @@ export async function quantizeOnnx(
   if (!(percentile > 50 && percentile <= 100)) throw new RangeError(`percentile must be in (50, 100], got ${percentile}`);
   if (!Number.isInteger(weightBits) || weightBits < 2 || weightBits > 8) throw new RangeError(`weightBits must be an integer from 2 to 8, got ${weightBits}`);
   const model = decodeModel(fp32);
-  const plan = planQuantization(model, opts.gemm ?? false);
+  const plan = planQuantization(model, opts.gemm ?? false, opts.quantizeOutputs ?? false, new Set(opts.fp32Nodes ?? []));
   if (plan.nodes.length === 0) throw new Error('the model has no Conv or Gemm with constant weights to quantize');
   const { ranges, samples } = await calibrate(model, plan.activations, calibration, method, percentile, opts.threads ?? 1);
   rewrite(model, plan, ranges, weightBits);
@@ -89,7 +97,7 @@ interface Plan {
   activations: string[];
 }
 
-function planQuantization(model: OnnxModel, gemm: boolean): Plan {
+function planQuantization(model: OnnxModel, gemm: boolean, quantizeOutputs: boolean, fp32Nodes: ReadonlySet<string>): Plan {
   const g = model.graph;
   const inits = new Map(g.initializer.map((t) => [t.name, t]));
   const readers = new Map<string, OnnxNode[]>();
@@ -97,7 +105,7 @@ function planQuantization(model: OnnxModel, gemm: boolean): Plan {
   const nodes: Plan['nodes'] = [];
   const activations = new Set<string>();
   for (const node of g.node) {
-    if (!QUANT_OPS.has(node.op_type)) continue;
+    if (!QUANT_OPS.has(node.op_type) || fp32Nodes.has(node.name)) continue;
     const [x, w, b] = node.input;
     const weight = inits.get(w!);
     if (!weight || weight.data_type !== DT.FLOAT || inits.has(x!) || (readers.get(w!)?.length ?? 0) !== 1) continue;
@@ -109,6 +117,7 @@ function planQuantization(model: OnnxModel, gemm: boolean): Plan {
     }
     nodes.push({ node, axis });
     activations.add(x!);
+    if (!quantizeOutputs) continue;
     // The node's output after its activation function: a QuantizeLinear right there makes node + Q one kernel.
     let out = node.output[0]!;
     const next = readers.get(out);

@@ -117,6 +117,24 @@ describe('quantizeOnnx', () => {
     await s8.dispose();
   }, 120_000);
 
+  it("leaves the last convolution's output unrounded unless asked, and named nodes in fp32", async () => {
+    const calib = [await batchOf(calibration.slice(0, 4))];
+    const convs = decodeModel(fp32).graph.node.filter((n) => n.op_type === 'Conv');
+    const plain = await quantizeOnnx(fp32, calib);
+    const outputs = await quantizeOnnx(fp32, calib, { quantizeOutputs: true });
+    // Two Convs feed no quantized node: the last feature map's (pooled next) and the ImageNet predictions'. Only
+    // `quantizeOutputs` rounds their outputs.
+    expect(outputs.report.activations).toBe(plain.report.activations + 2);
+    const quantized = (m: Uint8Array) => new Set(decodeModel(m).graph.node.filter((n) => n.op_type === 'QuantizeLinear').map((n) => n.input[0]));
+    expect([...quantized(outputs.model)].filter((t) => !quantized(plain.model).has(t)).sort()).toEqual(['conv_preds', 'conv_pw_13_relu/relu6']);
+    const first = convs[0]!.name;
+    const mixed = await quantizeOnnx(fp32, calib, { fp32Nodes: [first] });
+    expect(mixed.report.nodes).toBe(convs.length - 1);
+    const firstNode = decodeModel(mixed.model).graph.node.find((n) => n.name === first)!;
+    const weight = decodeModel(mixed.model).graph.initializer.find((t) => t.name === firstNode.input[1]);
+    expect(weight?.data_type).toBe(1);
+  }, 120_000);
+
   it('refuses a model without Conv or Gemm weights, and bad options', async () => {
     await expect(quantizeOnnx(fp32, [], { weightBits: 9 })).rejects.toThrow(/weightBits/);
     await expect(quantizeOnnx(fp32, [], { method: 'entropy' as never })).rejects.toThrow(/calibration method/);
