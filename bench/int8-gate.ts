@@ -4,7 +4,7 @@
 // Prints the decision (agreement, both accuracies, whether int8 would be kept) and how long the check took.
 //
 // --variants compares quantization choices on the same model: default (what training does), outputs (the last
-// convolution's output quantized too), first-fp32 (the first convolution left in fp32), percentile.
+// convolution's output quantized too), first-fp32 (the first convolution left in fp32), percentile, no-bias-correction.
 //
 //   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--variants default,outputs]
 import fs from 'node:fs';
@@ -92,6 +92,7 @@ async function main(): Promise<void> {
     outputs: { method: 'minmax', quantizeOutputs: true },
     'first-fp32': { method: 'minmax', fp32Nodes: [firstConv] },
     percentile: { method: 'percentile' },
+    'no-bias-correction': { method: 'minmax', biasCorrection: false },
   };
   console.log('\n| variant | kept | agreement | accuracy fp32 | accuracy int8 | seconds | load |\n| --- | --- | --- | --- | --- | --- | --- |');
   for (const name of args.variants!.split(',')) {

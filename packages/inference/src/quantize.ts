@@ -15,7 +15,7 @@ import { loadOrt } from './session';
 export type CalibrationMethod = 'minmax' | 'percentile';
 
 export interface QuantizeOptions {
-  /** How activation ranges are taken from the calibration batches (default 'percentile'). */
+  /** How activation ranges are taken from the calibration batches (default 'minmax'). */
   method?: CalibrationMethod;
   /** For 'percentile': the share of |values| kept inside the range, in percent (default 99.99). */
   percentile?: number;
@@ -32,6 +32,11 @@ export interface QuantizeOptions {
    * reads are not rounded to 8 bits.
    */
   quantizeOutputs?: boolean;
+  /**
+   * Shift each quantized node's bias so that its outputs' mean per channel on the calibration samples (the first
+   * 64) is fp32's (default true): rounding weights moves those means, and the shifts add up layer after layer.
+   */
+  biasCorrection?: boolean;
   /** Names of Conv/Gemm nodes left in fp32. */
   fp32Nodes?: readonly string[];
   /** ORT intra-op threads for calibration (default 1). */
@@ -48,6 +53,7 @@ export interface QuantizeReport {
   nodes: number;
   /** Activations given a QuantizeLinear/DequantizeLinear pair. */
   activations: number;
+  biasCorrection: boolean;
 }
 
 /** Calibration input: batches of the model's input, samples one after the other. */
@@ -67,7 +73,7 @@ export async function quantizeOnnx(
   calibration: Iterable<CalibrationBatch> | AsyncIterable<CalibrationBatch>,
   opts: QuantizeOptions = {},
 ): Promise<{ model: Uint8Array; report: QuantizeReport }> {
-  const method = opts.method ?? 'percentile';
+  const method = opts.method ?? 'minmax';
   const percentile = opts.percentile ?? 99.99;
   const weightBits = opts.weightBits ?? 8;
   if (method !== 'minmax' && method !== 'percentile') throw new RangeError(`calibration method must be minmax or percentile, got ${method}`);
@@ -76,8 +82,10 @@ export async function quantizeOnnx(
   const model = decodeModel(fp32);
   const plan = planQuantization(model, opts.gemm ?? false, opts.quantizeOutputs ?? false, new Set(opts.fp32Nodes ?? []));
   if (plan.nodes.length === 0) throw new Error('the model has no Conv or Gemm with constant weights to quantize');
-  const { ranges, samples } = await calibrate(model, plan.activations, calibration, method, percentile, opts.threads ?? 1);
+  const threads = opts.threads ?? 1;
+  const { ranges, samples, kept } = await calibrate(model, plan.activations, calibration, method, percentile, threads);
   rewrite(model, plan, ranges, weightBits);
+  if (opts.biasCorrection ?? true) await correctBiases(decodeModel(fp32), model, plan, kept, threads);
   const report: QuantizeReport = {
     method,
     percentile: method === 'percentile' ? percentile : null,
@@ -85,6 +93,7 @@ export async function quantizeOnnx(
     samples,
     nodes: plan.nodes.length,
     activations: plan.activations.length,
+    biasCorrection: opts.biasCorrection ?? true,
   };
   model.metadata_props.push({ key: 'graft.quantization', value: JSON.stringify(report) });
   return { model: encodeModel(model), report };
@@ -137,6 +146,33 @@ interface Range {
 }
 
 /** Runs the fp32 model with every planned activation as an extra output, and takes each one's range. */
+/** Calibration samples kept for bias correction. */
+const KEPT_SAMPLES = 64;
+
+/** An ORT session of `model` that also outputs `tensors` (graph optimisations that would hide them are off). */
+async function probeSession(model: OnnxModel, tensors: string[], threads: number) {
+  const ort = await loadOrt();
+  const probe: OnnxModel = structuredClone(model);
+  const existing = new Set(probe.graph.output.map((o) => o.name));
+  const inputName = probe.graph.input[0]!.name;
+  for (const name of tensors.filter((t) => !existing.has(t) && t !== inputName)) {
+    probe.graph.output.push({ name, type: { tensor_type: { elem_type: DT.FLOAT } } } as never);
+  }
+  const session = await ort.InferenceSession.create(encodeModel(probe), { intraOpNumThreads: threads, graphOptimizationLevel: 'basic', executionProviders: ['cpu'] });
+  const inputShape = probe.graph.input[0]!.type.tensor_type.shape.dim.slice(1).map((d) => Number(d.dim_value));
+  const wanted = tensors.filter((t) => t !== inputName);
+  return {
+    /** The tensors' values for one batch (the input itself where it is one of them). */
+    async run({ input, batch }: CalibrationBatch, use: (name: string, values: Float32Array) => void): Promise<void> {
+      const results = await session.run({ [inputName]: new ort.Tensor('float32', input, [batch, ...inputShape]) }, wanted);
+      for (const name of tensors) use(name, name === inputName ? input : (results[name]!.data as Float32Array));
+      for (const t of Object.values(results)) t.dispose();
+    },
+    release: () => session.release(),
+  };
+}
+
+/** Runs the fp32 model with every planned activation as an extra output, and takes each one's range. */
 async function calibrate(
   model: OnnxModel,
   tensors: string[],
@@ -144,44 +180,95 @@ async function calibrate(
   method: CalibrationMethod,
   percentile: number,
   threads: number,
-): Promise<{ ranges: Map<string, Range>; samples: number }> {
-  const ort = await loadOrt();
-  const probe: OnnxModel = structuredClone(model);
-  const existing = new Set(probe.graph.output.map((o) => o.name));
-  const inputName = probe.graph.input[0]!.name;
-  const extra = tensors.filter((t) => !existing.has(t) && t !== inputName);
-  for (const name of extra) probe.graph.output.push({ name, type: { tensor_type: { elem_type: DT.FLOAT } } } as never);
-  const session = await ort.InferenceSession.create(encodeModel(probe), {
-    intraOpNumThreads: threads,
-    graphOptimizationLevel: 'basic',
-    executionProviders: ['cpu'],
-  });
+): Promise<{ ranges: Map<string, Range>; samples: number; kept: CalibrationBatch[] }> {
+  const probe = await probeSession(model, tensors, threads);
   const seen = new Map<string, { min: number; max: number; lowSum: number; highSum: number; batches: number }>();
+  const kept: CalibrationBatch[] = [];
   let samples = 0;
   try {
-    const inputShape = probe.graph.input[0]!.type.tensor_type.shape.dim.slice(1).map((d) => Number(d.dim_value));
-    for await (const { input, batch } of batches) {
-      const feeds = { [inputName]: new ort.Tensor('float32', input, [batch, ...inputShape]) };
-      const results = await session.run(feeds, tensors.filter((t) => t !== inputName));
-      for (const name of tensors) {
-        const values = name === inputName ? input : (results[name]!.data as Float32Array);
+    for await (const b of batches) {
+      await probe.run(b, (name, values) => {
         const s = seen.get(name) ?? { min: Infinity, max: -Infinity, lowSum: 0, highSum: 0, batches: 0 };
         observe(s, values, method, percentile);
         seen.set(name, s);
-      }
-      for (const t of Object.values(results)) t.dispose();
-      samples += batch;
+      });
+      if (samples < KEPT_SAMPLES) kept.push(b);
+      samples += b.batch;
     }
   } finally {
-    await session.release();
+    await probe.release();
   }
   if (samples === 0) throw new Error('no calibration samples');
   const ranges = new Map<string, Range>();
   for (const [name, s] of seen) {
     ranges.set(name, method === 'minmax' ? { lo: s.min, hi: s.max } : { lo: Math.max(s.min, s.lowSum / s.batches), hi: Math.min(s.max, s.highSum / s.batches) });
   }
-  return { ranges, samples };
+  return { ranges, samples, kept };
 }
+
+/** Per channel (axis 1), the mean of each tensor over `batches`. */
+async function channelMeans(model: OnnxModel, tensors: Map<string, number>, batches: CalibrationBatch[], threads: number): Promise<Map<string, Float64Array>> {
+  const probe = await probeSession(model, [...tensors.keys()], threads);
+  const sums = new Map([...tensors].map(([name, channels]) => [name, new Float64Array(channels)]));
+  const counts = new Map<string, number>();
+  try {
+    for (const b of batches) {
+      await probe.run(b, (name, values) => {
+        const sum = sums.get(name)!;
+        const channels = sum.length;
+        const inner = values.length / (b.batch * channels);
+        for (let i = 0; i < values.length; i++) sum[Math.floor(i / inner) % channels]! += values[i]!;
+        counts.set(name, (counts.get(name) ?? 0) + b.batch * inner);
+      });
+    }
+  } finally {
+    await probe.release();
+  }
+  for (const [name, sum] of sums) for (let c = 0; c < sum.length; c++) sum[c]! /= counts.get(name)!;
+  return sums;
+}
+
+/**
+ * Moves each quantized node's int32 bias by the mean shift its rounded weights cause per channel: beside each node,
+ * a float twin with the original weights reads the same input, and both outputs' channel means are compared.
+ */
+async function correctBiases(fp32: OnnxModel, int8: OnnxModel, plan: Plan, batches: CalibrationBatch[], threads: number): Promise<void> {
+  const originals = new Map(fp32.graph.initializer.map((t) => [t.name, t]));
+  const inits = new Map(int8.graph.initializer.map((t) => [t.name, t]));
+  const biased = plan.nodes.filter(({ node }) => node.input[2]);
+  const probe: OnnxModel = structuredClone(int8);
+  const outputs = new Map<string, number>();
+  for (const { node } of biased) {
+    const [weight, bias] = [undequantized(node.input[1]!), originalBias(node)];
+    const twin = `${node.output[0]}/fp32_twin`;
+    probe.graph.initializer.push({ ...originals.get(weight)!, name: `${weight}/fp32_twin` }, { ...originals.get(bias)!, name: `${bias}/fp32_twin` });
+    probe.graph.node.push({ ...node, name: `${node.name}/fp32_twin`, input: [node.input[0]!, `${weight}/fp32_twin`, `${bias}/fp32_twin`], output: [twin] });
+    const channels = inits.get(`${bias}/b_scale`)!.dims[0]!;
+    outputs.set(node.output[0]!, channels).set(twin, channels);
+  }
+  const means = await channelMeans(probe, outputs, batches, threads);
+  for (const { node } of biased) {
+    const bias = originalBias(node);
+    const q = inits.get(`${bias}/int32`)!;
+    const values = new Int32Array(q.raw_data.slice().buffer);
+    const scale = new Float32Array(inits.get(`${bias}/b_scale`)!.raw_data.slice().buffer);
+    const [want, got] = [means.get(`${node.output[0]}/fp32_twin`)!, means.get(node.output[0]!)!];
+    for (let c = 0; c < values.length; c++) values[c] = clampInt32(values[c]! + Math.round((want[c]! - got[c]!) / scale[c]!));
+    q.raw_data = new Uint8Array(values.buffer);
+  }
+}
+
+/** The name of a quantized node's weight before quantization. */
+function undequantized(dequantized: string): string {
+  return dequantized.replace(/\/dequantized$/, '');
+}
+
+/** The name of a quantized node's bias before quantization. */
+function originalBias(node: OnnxNode): string {
+  return undequantized(node.input[2]!);
+}
+
+const clampInt32 = (v: number) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, v));
 
 function observe(
   s: { min: number; max: number; lowSum: number; highSum: number; batches: number },
@@ -281,7 +368,7 @@ function rewrite(model: OnnxModel, plan: Plan, ranges: Map<string, Range>, weigh
       const bv = floatsOf(bias);
       const xScale = scales.get(originalOf(x!, renamed))!;
       const bScale = Float32Array.from(wScale, (s) => s * xScale);
-      const bq = Int32Array.from(bv, (v, c) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, Math.round(v / bScale[c]!))));
+      const bq = Int32Array.from(bv, (v, c) => clampInt32(Math.round(v / bScale[c]!)));
       g.initializer[g.initializer.indexOf(bias)] = tensor(`${b}/int32`, bias.dims, DT.INT32, bq);
       g.initializer.push(tensor(`${b}/b_scale`, [channels], DT.FLOAT, bScale));
       g.initializer.push(tensor(`${b}/b_zero`, [channels], DT.INT32, new Int32Array(channels)));
