@@ -6,17 +6,18 @@
 // (@graft/inference's SessionHost with one worker): while it computes one batch, the main thread decodes and
 // augments the next one, or trains. Where the worker cannot start, the session runs on the main thread.
 //
-// GRAFT_FROZEN_ENGINE (or opts.engine) forces one engine: 'onnxruntime' (an error where it cannot be used),
-// 'tfjs', or 'auto' (default). GRAFT_FROZEN_PRECISION=int8 (or opts.precision) makes an ONNX Runtime model
-// calibrate int8 on its first inputs and run in int8 where it stays close to fp32 (frozen-int8.ts).
+// opts.engine (GRAFT_FROZEN_ENGINE, read by @graft/config) forces one engine: 'onnxruntime' (an error where it
+// cannot be used), 'tfjs', or 'auto' (default). opts.precision 'int8' (GRAFT_FROZEN_PRECISION) makes an ONNX
+// Runtime model calibrate int8 on its first inputs and run in int8 where it stays close to fp32 (frozen-int8.ts).
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import type { FrozenEngineSetting } from '@graft/config/engines';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
 import { int8FrozenModel, type FrozenInt8Options } from './frozen-int8';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
 
-export type FrozenEngine = 'onnxruntime' | 'tfjs';
+export type FrozenEngine = Exclude<FrozenEngineSetting, 'auto'>;
 
 export interface FrozenModel {
   readonly engine: FrozenEngine;
@@ -53,20 +54,6 @@ export interface FrozenModelOptions {
 const shapeOf = (t: tf.SymbolicTensor) => (t.shape as (number | null)[]).slice(1) as number[];
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-function wantedPrecision(opt: FrozenModelOptions['precision']): 'fp32' | 'int8' {
-  const raw = (opt ?? process.env.GRAFT_FROZEN_PRECISION ?? 'fp32').trim().toLowerCase();
-  if (raw === 'fp32' || raw === '') return 'fp32';
-  if (raw === 'int8') return 'int8';
-  throw new VisionError('INVALID_PRECISION', `unknown frozen-model precision '${raw}'; use fp32 or int8`);
-}
-
-function wantedEngine(opt: FrozenModelOptions['engine']): 'auto' | FrozenEngine {
-  const raw = (opt ?? process.env.GRAFT_FROZEN_ENGINE ?? 'auto').trim().toLowerCase();
-  if (raw === 'auto' || raw === '') return 'auto';
-  if (raw === 'onnxruntime' || raw === 'onnx' || raw === 'ort') return 'onnxruntime';
-  if (raw === 'tfjs' || raw === 'tensorflow') return 'tfjs';
-  throw new VisionError('INVALID_ENGINE', `unknown frozen-model engine '${raw}'; use auto, onnxruntime or tfjs`);
-}
 
 /**
  * Wraps a frozen TF.js layers model for batched forward passes on float arrays. The weights are read when this
@@ -75,8 +62,8 @@ function wantedEngine(opt: FrozenModelOptions['engine']): 'auto' | FrozenEngine 
 export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModelOptions = {}): Promise<FrozenModel> {
   const log: LogFn = opts.log ?? (() => {});
   const what = opts.what ?? model.name;
-  const wanted = wantedEngine(opts.engine);
-  const precision = wantedPrecision(opts.precision);
+  const wanted = opts.engine ?? 'auto';
+  const precision = opts.precision ?? 'fp32';
   if (wanted !== 'tfjs') {
     const started = performance.now();
     try {
