@@ -135,6 +135,17 @@ describe('quantizeOnnx', () => {
     expect(weight?.data_type).toBe(1);
   }, 120_000);
 
+  it('corrects each quantized bias for the mean shift of its rounded weights, unless told not to', async () => {
+    const calib = [await batchOf(calibration.slice(0, 8))];
+    const [corrected, plain] = [await quantizeOnnx(fp32, calib), await quantizeOnnx(fp32, calib, { biasCorrection: false })];
+    expect([corrected.report.biasCorrection, plain.report.biasCorrection]).toEqual([true, false]);
+    const biases = (m: Uint8Array) => decodeModel(m).graph.initializer.filter((t) => t.data_type === 6 && t.name.endsWith('/int32'));
+    const [a, b] = [biases(corrected.model), biases(plain.model)];
+    expect(a.map((t) => t.name)).toEqual(b.map((t) => t.name));
+    const moved = a.filter((t, i) => Buffer.compare(Buffer.from(t.raw_data), Buffer.from(b[i]!.raw_data)) !== 0);
+    expect(moved.length).toBeGreaterThan(a.length / 2);
+  }, 120_000);
+
   it('refuses a model without Conv or Gemm weights, and bad options', async () => {
     await expect(quantizeOnnx(fp32, [], { weightBits: 9 })).rejects.toThrow(/weightBits/);
     await expect(quantizeOnnx(fp32, [], { method: 'entropy' as never })).rejects.toThrow(/calibration method/);
