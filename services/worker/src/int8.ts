@@ -4,6 +4,9 @@
 import { availableParallelism } from 'node:os';
 import { quantizeClassifier, type ClassifierManifest, type Int8Decision } from '@graft/inference';
 import type { GraftConfig } from '@graft/config';
+import { mapConcurrent } from '@graft/vision';
+
+const READS_AT_ONCE = 16;
 
 interface Sample {
   key: string;
@@ -26,10 +29,9 @@ export async function int8Model(
   const manifest = JSON.parse(Buffer.from(graftJson).toString('utf8')) as ClassifierManifest;
   const calibrationKeys = spread(splits.train, settings.calibrationImages).map((s) => s.key);
   const validation = spread(splits.validation, settings.validationImages);
-  const [calibration, images] = await Promise.all([
-    Promise.all(calibrationKeys.map(readImage)),
-    Promise.all(validation.map((s) => readImage(s.key))),
-  ]);
+  // A bounded number of reads at once: a dataset's validation split can be thousands of objects.
+  const calibration = await mapConcurrent(calibrationKeys, READS_AT_ONCE, (key) => readImage(key));
+  const images = await mapConcurrent(validation, READS_AT_ONCE, (s) => readImage(s.key));
   // Training is over: the job has the cores to itself.
   const opts = { method: 'minmax' as const, threads: availableParallelism() };
   return quantizeClassifier(fp32, manifest, { calibration, validation: { images, labels: validation.map((s) => s.label) } }, opts);
