@@ -5,11 +5,12 @@ import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft
 import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, type EvaluatedImages, type LabelIssuesFile } from '@graft/queue';
 import { initBackend, isPermanent, train, type ImagePrediction, type ImageRef, type LabelIssues, type TrainEvent, type TrainResult } from '@graft/vision';
 import { createLogger } from '@graft/config';
-import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
+import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type Int8Decision, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { publishModel } from './publish';
 import { jobCheckpoints } from './checkpoint-store';
+import { int8Model } from './int8';
 
 const send = (m: ChildMessage) => process.send?.(m);
 
@@ -204,6 +205,7 @@ async function run({ payload, attempt, config }: StartMessage) {
       log: (obj, msg) => log.info(obj, msg),
       threads: config.training.threads,
       frozenEngine: config.training.frozenEngine,
+      frozenPrecision: config.training.frozenPrecision,
     });
 
     // A run resumed in fine-tuning keeps the label issues an earlier attempt stored.
@@ -212,7 +214,17 @@ async function run({ payload, attempt, config }: StartMessage) {
     const artifacts: Record<string, Uint8Array | string> = { ...result.artifacts };
     const onnx = toOnnx(result.artifacts, log);
     if (onnx) artifacts['model.onnx'] = onnx;
-    const metrics = { test: result.test, validation: result.validation, history: result.history };
+    let int8: Int8Decision | null = null;
+    if (onnx && config.int8.enabled) {
+      const started = performance.now();
+      const q = await int8Model(onnx, result.artifacts['graft.json']!, splits, (key) => storage.getBuffer(key), config.int8);
+      int8 = q.decision;
+      if (q.model) artifacts['model.int8.onnx'] = q.model;
+      const graftJson = JSON.parse(Buffer.from(result.artifacts['graft.json']!).toString('utf8'));
+      artifacts['graft.json'] = JSON.stringify({ ...graftJson, int8 }, null, 2);
+      log.info({ ...int8, seconds: +((performance.now() - started) / 1000).toFixed(1) }, int8.used ? 'int8 model kept' : 'int8 model left out: fp32 serves');
+    }
+    const metrics = { test: result.test, validation: result.validation, history: result.history, ...(int8 ? { int8 } : {}) };
     artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
     artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, index));
     const graft = result.graft as unknown as { inputSize: number; backbone?: string | null; method?: string };

@@ -1,5 +1,5 @@
 // What train() takes and gives back, and the context every phase of a run reads.
-import type { FrozenEngineSetting } from '@graft/config/engines';
+import type { FrozenEngineSetting, FrozenPrecision } from '@graft/config/engines';
 import type { BackboneSource } from '../backbones';
 import type { LogFn } from '../backend';
 import type { Checkpoint } from '../checkpoint';
@@ -37,6 +37,8 @@ export interface TrainOptions {
   threads?: number;
   /** What runs the frozen part: ONNX Runtime where it can ('auto', the default), or one engine (GRAFT_FROZEN_ENGINE). */
   frozenEngine?: FrozenEngineSetting;
+  /** The frozen part's number format (GRAFT_FROZEN_PRECISION): fp32 (default), or int8 where it stays close to fp32. */
+  frozenPrecision?: FrozenPrecision;
 }
 
 export interface TrainResult {
