@@ -109,6 +109,12 @@ export const TrainingConfigSchema = Type.Object(
         description: "leave out validation and test images that are near-copies of an earlier split's (the dataset's health report lists them)",
       }),
     ),
+    labelIssues: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description: 'score every training image by k-fold cross-validation over the cached features and rank likely label errors (GET /v1/jobs/:id/label-issues)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -129,6 +135,7 @@ export interface TrainingConfig {
   split: { validation: number; test: number; seed: number };
   seed: number;
   dropLeaked: boolean;
+  labelIssues: boolean;
 }
 
 export const DEFAULT_AUGMENTATION: Augmentation = Value.Default(AugmentationSchema, {}) as Augmentation;
@@ -155,6 +162,7 @@ export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
     split: Value.Default(TrainingConfigSchema.properties.split, c.split ?? {}) as TrainingConfig['split'],
     seed: c.seed,
     dropLeaked: c.dropLeaked,
+    labelIssues: c.labelIssues,
   };
 }
 
@@ -165,3 +173,24 @@ export function validateConfig(input: unknown): { field: string; message: string
     message: e.message,
   }));
 }
+
+/** A config resolved to its last field, the input size chosen too: what a job's record shows and what it trains. */
+export type ResolvedTrainingConfig = TrainingConfig & { inputSize: number };
+
+/**
+ * The fields (dotted, `head.units`) that resolveConfig would still fill in or change: none for the config of a
+ * job as it was accepted, which is trained as it is, never resolved again with the defaults of a later version.
+ */
+export function unresolvedFields(config: TrainingConfigInput): string[] {
+  const fields: string[] = [];
+  const walk = (want: unknown, got: unknown, at: string) => {
+    if (want !== null && typeof want === 'object' && got !== null && typeof got === 'object') {
+      for (const [k, v] of Object.entries(want)) walk(v, (got as Record<string, unknown>)[k], at ? `${at}.${k}` : k);
+    } else if (want !== got || want === null && at === 'inputSize') fields.push(at);
+  };
+  walk(resolveConfig(config), config, '');
+  return fields;
+}
+
+/** Epochs a config trains at most: the head's, and fine-tuning's where the method fine-tunes. */
+export const plannedEpochs = (c: TrainingConfig): number => c.featureExtraction.epochs + (c.method === 'fine_tuning' ? c.fineTuning.epochs : 0);

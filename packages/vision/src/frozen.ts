@@ -6,15 +6,18 @@
 // (@graft/inference's SessionHost with one worker): while it computes one batch, the main thread decodes and
 // augments the next one, or trains. Where the worker cannot start, the session runs on the main thread.
 //
-// GRAFT_FROZEN_ENGINE (or opts.engine) forces one engine: 'onnxruntime' (an error where it cannot be used),
-// 'tfjs', or 'auto' (default).
+// opts.engine (GRAFT_FROZEN_ENGINE, read by @graft/config) forces one engine: 'onnxruntime' (an error where it
+// cannot be used), 'tfjs', or 'auto' (default). opts.precision 'int8' (GRAFT_FROZEN_PRECISION) makes an ONNX
+// Runtime model calibrate int8 on its first inputs and run in int8 where it stays close to fp32 (frozen-int8.ts).
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import type { FrozenEngineSetting } from '@graft/config/engines';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
+import { int8FrozenModel, type FrozenInt8Options } from './frozen-int8';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
 
-export type FrozenEngine = 'onnxruntime' | 'tfjs';
+export type FrozenEngine = Exclude<FrozenEngineSetting, 'auto'>;
 
 export interface FrozenModel {
   readonly engine: FrozenEngine;
@@ -43,18 +46,14 @@ export interface FrozenModelOptions {
   log?: LogFn;
   /** What the model is, for log lines ('backbone', 'lower part'). */
   what?: string;
+  /** 'fp32' (default) or 'int8' (ONNX Runtime only: calibrated on the first runs' inputs, kept where close to fp32). */
+  precision?: 'fp32' | 'int8';
+  int8?: FrozenInt8Options;
 }
 
 const shapeOf = (t: tf.SymbolicTensor) => (t.shape as (number | null)[]).slice(1) as number[];
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-function wantedEngine(opt: FrozenModelOptions['engine']): 'auto' | FrozenEngine {
-  const raw = (opt ?? process.env.GRAFT_FROZEN_ENGINE ?? 'auto').trim().toLowerCase();
-  if (raw === 'auto' || raw === '') return 'auto';
-  if (raw === 'onnxruntime' || raw === 'onnx' || raw === 'ort') return 'onnxruntime';
-  if (raw === 'tfjs' || raw === 'tensorflow') return 'tfjs';
-  throw new VisionError('INVALID_ENGINE', `unknown frozen-model engine '${raw}'; use auto, onnxruntime or tfjs`);
-}
 
 /**
  * Wraps a frozen TF.js layers model for batched forward passes on float arrays. The weights are read when this
@@ -63,11 +62,12 @@ function wantedEngine(opt: FrozenModelOptions['engine']): 'auto' | FrozenEngine 
 export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModelOptions = {}): Promise<FrozenModel> {
   const log: LogFn = opts.log ?? (() => {});
   const what = opts.what ?? model.name;
-  const wanted = wantedEngine(opts.engine);
+  const wanted = opts.engine ?? 'auto';
+  const precision = opts.precision ?? 'fp32';
   if (wanted !== 'tfjs') {
     const started = performance.now();
     try {
-      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what);
+      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what, precision === 'int8' ? (opts.int8 ?? {}) : null);
       log(
         {
           model: what,
@@ -130,6 +130,7 @@ async function onnxRuntimeModel(
   useWorker: boolean,
   log: LogFn,
   what: string,
+  int8: FrozenInt8Options | null,
 ): Promise<{ model: FrozenModel; provider: string }> {
   if (model.inputs.length !== 1) throw new Error(`the model has ${model.inputs.length} inputs; ONNX Runtime is used for one`);
   if (model.outputs.length !== 1) throw new Error(`the model has ${model.outputs.length} outputs; ONNX Runtime is used for one`);
@@ -141,6 +142,24 @@ async function onnxRuntimeModel(
   }
   if (!(await inference.isOnnxRuntimeAvailable())) throw new Error('onnxruntime-node does not load on this machine');
   const onnx = await toOnnx(inference, model);
+  const opened = await openOnnx(inference, model, onnx, threads, useWorker, log, what);
+  if (!int8) return opened;
+  const quantize = async (bytes: Uint8Array, batches: { input: Float32Array; batch: number }[]) =>
+    (await inference.quantizeOnnx(bytes, batches, { method: 'minmax', threads })).model;
+  const reopen = async (bytes: Uint8Array) => (await openOnnx(inference, model, bytes, threads, useWorker, log, what)).model;
+  return { provider: opened.provider, model: int8FrozenModel(opened.model, onnx, quantize, reopen, log, what, int8) };
+}
+
+/** Opens ONNX bytes of `model` in ONNX Runtime: in a worker thread where one starts, else on this thread. */
+async function openOnnx(
+  inference: Inference,
+  model: tf.LayersModel,
+  onnx: Uint8Array,
+  threads: number,
+  useWorker: boolean,
+  log: LogFn,
+  what: string,
+): Promise<{ model: FrozenModel; provider: string }> {
   const inputShape = shapeOf(model.inputs[0]!);
   const outputShape = shapeOf(model.outputs[0]!);
   const per = sizeOf(outputShape);

@@ -37,7 +37,7 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
   const gradients = todo && o.gradientEngine && SINGLE_THREADED_BACKENDS.has(ctx.backend) ? await o.gradientEngine() : null;
   if (gradients) res.own(gradients, (g) => g.dispose(), 'training engine');
   // Otherwise heavy steps (convolutions) are shared with worker threads on backends that use one core.
-  const threads = !gradients && o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && todo ? trainThreads() : 1;
+  const threads = !gradients && o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && todo ? trainThreads(ctx.opts.threads) : 1;
   const replicas = threads > 1 ? await GradientReplicas.start(await o.replicaSpec!(), threads - 1, ctx.log) : null;
   if (replicas) res.own(replicas, (r) => r.dispose(), 'replicas');
   await fit({

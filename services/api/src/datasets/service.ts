@@ -47,11 +47,13 @@ export interface DatasetIndex {
   }[];
   /** Validation and test images that are near-copies of an image in an earlier split (see the health report). */
   leakedImageIds?: string[];
+  /** The ids of each group of near-identical images within a split: a carved validation split keeps a group whole. */
+  nearDuplicateGroups?: string[][];
 }
 
 export const EXT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp' };
 
-export const indexKey = (tenant: string, id: string) => `${keys.dataset(tenant, id)}index.json`;
+export const indexKey = keys.datasetIndex;
 export const healthKey = (tenant: string, id: string) => `${keys.dataset(tenant, id)}health.json`;
 
 /** Streams a body to a temporary file, failing with 413 past the byte limit. */
@@ -153,6 +155,7 @@ export class DatasetService {
           phash: phashHex(im.fingerprint),
         })),
         leakedImageIds: health.leakedImageIds,
+        nearDuplicateGroups: health.nearDuplicateImageIds,
       };
       const manifest: DatasetManifest = {
         id,

@@ -2,8 +2,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { trainingInputSize } from '@graft/vision';
-import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
-import { PREDICTIONS_FILE, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
+import { plannedEpochs, TrainingConfigSchema, resolveConfig, type ResolvedTrainingConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, queuedJobRecord, TERMINAL_STATES, type EvaluatedImages, type LabelIssuesFile, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
@@ -22,6 +22,12 @@ const CreateJobBody = Type.Object(
   },
   { additionalProperties: false },
 );
+
+const LabelIssuesQuery = Type.Object({
+  split: Type.Optional(Type.Union([Type.Literal('train'), Type.Literal('validation'), Type.Literal('test')], { description: 'only images of this split of the dataset' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'at most this many items (default: all)' })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+});
 
 const JobStateSchema = Type.Union(
   ['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
@@ -52,6 +58,14 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
     const rec = await store.getForTenant(tenant, id);
     if (!rec) throw notFound('job', id);
     return rec;
+  };
+  /** The job, which must have succeeded: what it found about its images is served from then on. */
+  const succeeded = async (tenant: string, id: string) => {
+    const rec = await load(tenant, id);
+    if (rec.state !== 'succeeded' || !rec.modelId) {
+      throw new ApiError('JOB_NOT_SUCCEEDED', `job '${rec.id}' is ${rec.state}: its images are evaluated once it has succeeded`, { state: rec.state });
+    }
+    return rec as JobRecord & { modelId: string };
   };
 
   app.post(
@@ -87,43 +101,23 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         });
       }
       // The record shows, and the worker trains, the same resolved config: the input size included.
-      config.inputSize = trainingInputSize(config);
+      const accepted: ResolvedTrainingConfig = { ...config, inputSize: trainingInputSize(config) };
       checkQuota(await store.countActive(req.tenant), deps.config.jobs);
-      const size = config.inputSize;
-      admitJob(config, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
-      const now = new Date().toISOString();
-      const epochs =
-        config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
-      const rec: JobRecord = {
+      const size = accepted.inputSize;
+      admitJob(accepted, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
+      const rec = queuedJobRecord({
         id: newId('job'),
         tenant: req.tenant,
         datasetId: ds.id,
-        state: 'queued',
-        phase: null,
-        progress: 0,
-        epoch: null,
-        epochs,
-        etaSeconds: null,
-        config: config as unknown as Record<string, unknown>,
-        history: [],
-        test: null,
-        validation: null,
-        modelId: null,
-        error: null,
-        attempts: 0,
-        backend: null,
-        dropped: null,
-        cancelRequested: false,
-        createdAt: now,
-        startedAt: null,
-        finishedAt: null,
-      };
+        epochs: plannedEpochs(accepted),
+        config: accepted as unknown as Record<string, unknown>,
+      });
       await deps.queue.enqueue(rec, {
         jobId: rec.id,
         tenant: req.tenant,
         datasetId: ds.id,
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
-        config: config as unknown as TrainingConfigInput,
+        config: accepted,
       });
       await store.trimFinished(req.tenant, deps.config.jobs.tenantRecords);
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);
@@ -166,11 +160,8 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       },
     },
     async (req) => {
-      const rec = await load(req.tenant, (req.params as { id: string }).id);
+      const rec = await succeeded(req.tenant, (req.params as { id: string }).id);
       const split = (req.query as { split?: 'validation' | 'test' }).split ?? 'validation';
-      if (rec.state !== 'succeeded' || !rec.modelId) {
-        throw new ApiError('JOB_NOT_SUCCEEDED', `job '${rec.id}' is ${rec.state}: its images are evaluated once it has succeeded`, { state: rec.state });
-      }
       let file: EvaluatedImages;
       try {
         file = await deps.storage.getJson<EvaluatedImages>(keys.modelArtifact(req.tenant, rec.modelId, PREDICTIONS_FILE));
@@ -179,6 +170,41 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         throw err;
       }
       return { jobId: rec.id, modelId: rec.modelId, split, labels: file.labels, items: file[split] ?? [] };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id/label-issues',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Likely label errors: images whose given label disagrees most confidently with an out-of-sample prediction',
+        description:
+          'Every training image is scored by a model that did not see it (5-fold cross-validation over the frozen features), ' +
+          'every validation image by the folds together. Confident learning picks the likely errors: per-class thresholds (the ' +
+          'mean probability of each class over the images given it) estimate how many images of each label belong to each other ' +
+          'class, and that many are taken, those with the largest margin. They are listed most suspicious first, as ' +
+          '`{imageId, path, split, label, suggestedLabel, score}`, score in [0, 1]. Images are named by the ids of the ' +
+          "dataset's health report (GET /v1/datasets/:id/images/:imageId/thumbnail). 409 JOB_NOT_SUCCEEDED before the job has " +
+          'succeeded; 409 LABEL_ISSUES_NOT_AVAILABLE where the job has none (trained from scratch, end-to-end augmentation, ' +
+          'config.labelIssues false).',
+        params: IdParams(ID_PATTERN.job),
+        querystring: LabelIssuesQuery,
+      },
+    },
+    async (req) => {
+      const rec = await succeeded(req.tenant, (req.params as { id: string }).id);
+      const q = req.query as Static<typeof LabelIssuesQuery>;
+      const file = await deps.storage.getJsonOrNull<LabelIssuesFile>(keys.jobArtifact(req.tenant, rec.id, LABEL_ISSUES_FILE));
+      if (!file?.available) {
+        const reason = file ? file.reason : 'the job was trained before label issues were looked for';
+        throw new ApiError('LABEL_ISSUES_NOT_AVAILABLE', `job '${rec.id}' has no label issues: ${reason}`, { id: rec.id });
+      }
+      const all = q.split ? file.items.filter((it) => it.split === q.split) : file.items;
+      const offset = q.offset ?? 0;
+      const items = all.slice(offset, q.limit === undefined ? undefined : offset + q.limit);
+      const { labels, method, scored } = file;
+      return { jobId: rec.id, datasetId: rec.datasetId, labels, method, scored, total: all.length, offset, items };
     },
   );
 
