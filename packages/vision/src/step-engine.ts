@@ -4,11 +4,12 @@
 // On this project's 2-core machine a fine-tuning step of MobileNet's top block runs several times faster than
 // on the TensorFlow.js wasm backend (bench/train-speed.ts).
 //
-// GRAFT_TRAIN_ENGINE (or the engine option) picks: 'auto' (default: ONNX Runtime where it loads and the graph
-// can express the trained layers, TensorFlow.js otherwise), 'onnxruntime' (an error where it cannot be used) or
-// 'tfjs'.
+// TrainOptions.trainEngine (GRAFT_TRAIN_ENGINE) picks: 'auto' (default: ONNX Runtime where it loads and the
+// graph can express the trained layers, TensorFlow.js otherwise), 'onnxruntime' (an error where it cannot be
+// used) or 'tfjs'.
 import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
+import type { FrozenEngineSetting } from '@graft/config/engines';
 import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
@@ -37,18 +38,11 @@ export interface StepEngineOptions {
   /** The variables fit() trains, in its order. */
   variables: tf.LayerVariable[];
   seed: number;
-  engine?: 'auto' | 'onnxruntime' | 'tfjs';
+  /** 'auto' (default): ONNX Runtime where it loads and can express the layers; or one engine only. */
+  engine?: FrozenEngineSetting;
   threads?: number;
   log?: LogFn;
   what?: string;
-}
-
-function wantedEngine(opt: StepEngineOptions['engine']): 'auto' | 'onnxruntime' | 'tfjs' {
-  const raw = (opt ?? process.env.GRAFT_TRAIN_ENGINE ?? 'auto').trim().toLowerCase();
-  if (raw === 'auto' || raw === '') return 'auto';
-  if (raw === 'onnxruntime' || raw === 'onnx' || raw === 'ort') return 'onnxruntime';
-  if (raw === 'tfjs' || raw === 'tensorflow') return 'tfjs';
-  throw new VisionError('INVALID_ENGINE', `unknown training engine '${raw}'; use auto, onnxruntime or tfjs`);
 }
 
 async function stepLayers(layers: tf.layers.Layer[]): Promise<StepLayer[]> {
@@ -68,7 +62,7 @@ async function stepLayers(layers: tf.layers.Layer[]): Promise<StepLayer[]> {
  * TensorFlow.js. The frozen weights (batch normalization) are read now: build it after they are final.
  */
 export async function createStepEngine(o: StepEngineOptions): Promise<GradientEngine | null> {
-  const wanted = wantedEngine(o.engine);
+  const wanted = o.engine ?? 'auto';
   if (wanted === 'tfjs') return null;
   const log = o.log ?? (() => {});
   try {

@@ -205,6 +205,7 @@ async function run({ payload, attempt, config }: StartMessage) {
       log: (obj, msg) => log.info(obj, msg),
       threads: config.training.threads,
       frozenEngine: config.training.frozenEngine,
+      trainEngine: config.training.trainEngine,
       frozenPrecision: config.training.frozenPrecision,
     });
 

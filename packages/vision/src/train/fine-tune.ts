@@ -38,7 +38,7 @@ export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t:
     replicaSpec,
     gradientEngine: async () =>
       t.lowerShapes.length === 1
-        ? createStepEngine({ block: parts.upper.layers, head: t.head, inputShape: t.lowerShapes[0]!, loss: ctx.kind, variables, seed: cfg.seed, log: ctx.log, what: 'fine-tuning' })
+        ? createStepEngine({ block: parts.upper.layers, head: t.head, inputShape: t.lowerShapes[0]!, loss: ctx.kind, variables, seed: cfg.seed, engine: ctx.opts.trainEngine, log: ctx.log, what: 'fine-tuning' })
         : null,
   });
   return { forward, validation: x.lowerVal };

@@ -37,6 +37,8 @@ export interface TrainOptions {
   threads?: number;
   /** What runs the frozen part: ONNX Runtime where it can ('auto', the default), or one engine (GRAFT_FROZEN_ENGINE). */
   frozenEngine?: FrozenEngineSetting;
+  /** What computes the training steps' gradients on CPU backends, as frozenEngine (GRAFT_TRAIN_ENGINE; step-engine.ts). */
+  trainEngine?: FrozenEngineSetting;
   /** The frozen part's number format (GRAFT_FROZEN_PRECISION): fp32 (default), or int8 where it stays close to fp32. */
   frozenPrecision?: FrozenPrecision;
 }
