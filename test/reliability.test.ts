@@ -132,8 +132,9 @@ describe('reliability', () => {
     const ready = await fetch(`${api.url}/readyz`);
     expect(ready.status).toBe(503);
     const body = await ready.json();
-    expect(body.checks.redis).toMatch(/^down/);
-    expect(body.checks.s3).toBe('ok');
+    expect(body.error.code).toBe('SERVICE_UNAVAILABLE');
+    expect(body.error.details.checks.redis).toMatch(/^down/);
+    expect(body.error.details.checks.s3).toBe('ok');
     const list = await fetch(`${api.url}/v1/jobs`, { headers: H });
     expect(list.status).toBe(503);
     expect((await list.json()).error.code).toBe('SERVICE_UNAVAILABLE');
@@ -158,7 +159,7 @@ describe('reliability', () => {
     await s3.stop();
     const ready = await fetch(`${api.url}/readyz`);
     expect(ready.status).toBe(503);
-    expect((await ready.json()).checks.s3).toMatch(/^down/);
+    expect((await ready.json()).error.details.checks.s3).toMatch(/^down/);
     const list = await fetch(`${api.url}/v1/datasets`, { headers: H });
     expect(list.status).toBe(503);
     expect((await list.json()).error.message).toMatch(/unavailable/);

@@ -2,13 +2,13 @@
 // Payloads carry ids and S3 keys, never image data.
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { TrainingConfigSchema } from '@graft/vision/config';
+import { ID_PATTERN, TrainingConfigSchema } from '@graft/contract';
 
 export const TrainJobPayloadSchema = Type.Object(
   {
-    jobId: Type.String({ pattern: '^job_[A-Za-z0-9]+$' }),
+    jobId: Type.String({ pattern: ID_PATTERN.job }),
     tenant: Type.String({ minLength: 1 }),
-    datasetId: Type.String({ pattern: '^ds_[A-Za-z0-9]+$' }),
+    datasetId: Type.String({ pattern: ID_PATTERN.ds }),
     manifestKey: Type.String({ minLength: 1 }),
     config: TrainingConfigSchema,
   },

@@ -4,11 +4,12 @@ import { inject } from 'vitest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Queue, Worker, type Job } from 'bullmq';
 import { randomBytes } from 'node:crypto';
+import { resolveConfig } from '@graft/contract';
 import { JobStore, TenantSlots, TIME_LIMIT_CODE, createRedis, withTenantLimits, type JobRecord } from '../src';
 
 const record = (id: string, tenant: string): JobRecord => ({
   id, tenant, datasetId: 'ds_x', state: 'queued', phase: null, progress: 0, epoch: null, epochs: null, etaSeconds: null,
-  config: {}, history: [], test: null, validation: null, modelId: null, error: null, attempts: 0, backend: null,
+  config: resolveConfig(), history: [], test: null, validation: null, modelId: null, error: null, attempts: 0, backend: null,
   cancelRequested: false, createdAt: new Date().toISOString(), startedAt: null, finishedAt: null,
 });
 

@@ -4,7 +4,7 @@
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
 import { PREDICTIONS_FILE, type EvaluatedImages } from '@graft/queue';
 import { initBackend, isPermanent, train, type ImagePrediction, type TrainEvent, type TrainResult } from '@graft/vision';
-import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { isErrorCode, resolveConfig, type DatasetIndex, type DatasetManifest, type ErrorCode, type TrainingConfigInput } from '@graft/contract';
 import { createLogger } from '@graft/config';
 import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
@@ -18,23 +18,12 @@ const send = (m: ChildMessage) => process.send?.(m);
 class DatasetError extends Error {
   readonly permanent = true;
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
     this.name = 'DatasetError';
   }
-}
-
-interface DatasetManifest {
-  id: string;
-  classes: string[];
-}
-interface DatasetIndex {
-  /** `path`: where the image was in the uploaded archive (or under the import prefix). */
-  images: { id?: string; split: 'train' | 'validation' | 'test'; label: string; key: string; path?: string }[];
-  /** Validation and test images that are near-copies of an earlier split's. */
-  leakedImageIds?: string[];
 }
 
 const controller = new AbortController();
@@ -114,7 +103,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     send({ type: 'backend', backend });
     const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
     if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
-    const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
+    const index = await storage.getJsonOrNull<DatasetIndex>(keys.datasetIndex(payload.tenant, payload.datasetId));
     if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
     const config_ = resolveConfig(payload.config as TrainingConfigInput);
@@ -136,7 +125,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     send({ type: 'dataset', dropped: { leaked: droppedLeaked } });
     const trainClasses = new Set(splits.train.map((s) => s.label));
     if (trainClasses.size < 2) {
-      throw new DatasetError('INVALID_DATASET', 'the training split needs images of at least two classes');
+      throw new DatasetError('TOO_FEW_CLASSES', 'the training split needs images of at least two classes');
     }
 
     const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
@@ -193,7 +182,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     log.warn({ err: err?.message, aborted, permanent }, 'training stopped');
     send({
       type: 'error',
-      code: err?.code ?? (aborted ? 'ABORTED' : 'TRAINING_FAILED'),
+      code: isErrorCode(err?.code) ? err.code : aborted ? 'ABORTED' : 'TRAINING_FAILED',
       message: String(err?.message ?? err),
       permanent,
       aborted,

@@ -1,38 +1,47 @@
 // Training jobs: create, list, get, live events (SSE), cancel.
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { trainingInputSize } from '@graft/vision';
-import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
-import { PREDICTIONS_FILE, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
+import {
+  CancelResponse,
+  CreateJobBody,
+  IdParams,
+  isTerminal,
+  JobListQuery,
+  JobPage,
+  JobPredictions,
+  JobSchema,
+  PredictionsQuery,
+  resolveConfig,
+  type EvaluatedImages,
+  type Job,
+  type JobEvent,
+  type JobRecord,
+} from '@graft/contract';
+import { PREDICTIONS_FILE } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
-import { ID_PATTERN, newId } from '../ids';
-import { IdParams, Pagination } from '../schemas/common';
+import { newId } from '../ids';
 import type { DatasetService } from '../datasets/service';
 import { backboneDescriber, findBackbone } from '../backbones';
 import { admitJob, baseShapeAt, checkQuota, datasetCounts } from '../jobs/admission';
 import { TenantInflight } from '../http/tenant-inflight';
 import { backboneSource } from '@graft/storage';
 
-const CreateJobBody = Type.Object(
-  {
-    datasetId: Type.String({ pattern: ID_PATTERN.ds, description: 'a dataset id from POST /v1/datasets' }),
-    config: Type.Optional(TrainingConfigSchema),
-  },
-  { additionalProperties: false },
-);
+/** The events stream: each event's data is JSON (a job, a history row, or the fields that changed). */
+const EVENT_STREAM = {
+  description: 'text/event-stream: `state` (the job), `progress` (the fields that changed), `epoch` (a history row)',
+  content: { 'text/event-stream': { schema: Type.String() } },
+};
 
-const JobStateSchema = Type.Union(
-  ['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
-);
-
-export function jobView(r: JobRecord) {
+export function jobView(r: JobRecord): Job {
   const { tenant: _t, cancelRequested: _c, ...rest } = r;
   return rest;
 }
 
-export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
+const jobRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: DatasetService }> = async (app, opts) => {
   const { deps, datasets } = opts;
   const store = deps.queue.jobs;
   // Feature shapes for the estimate, one description per backbone at its own size.
@@ -56,12 +65,15 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
 
   app.post(
     '/v1/jobs',
-    { schema: { tags: ['jobs'], summary: 'Start a training job', body: CreateJobBody } },
+    {
+      config: { errors: ['DATASET_NOT_FOUND', 'UNKNOWN_BACKBONE', 'INVALID_CONFIG', 'TOO_FEW_CLASSES', 'TENANT_QUOTA_EXCEEDED'] },
+      schema: { tags: ['jobs'], summary: 'Start a training job', body: CreateJobBody, response: { 202: JobSchema } },
+    },
     async (req, reply) => {
-      const body = req.body as Static<typeof CreateJobBody>;
+      const body = req.body;
       const ds = await datasets.get(req.tenant, body.datasetId);
       if (!ds) throw notFound('dataset', body.datasetId);
-      const config = resolveConfig((body.config ?? {}) as TrainingConfigInput);
+      const config = resolveConfig(body.config);
       const bb = config.method === 'scratch' ? null : findBackbone(config.backbone);
       if (config.method !== 'scratch') {
         if (!bb) {
@@ -82,7 +94,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       }
       const trainClasses = Object.keys(ds.splits.train ?? {});
       if (trainClasses.length < 2) {
-        throw new ApiError('INVALID_CONFIG', `dataset '${ds.id}' has fewer than two classes in its train split`, {
+        throw new ApiError('TOO_FEW_CLASSES', `dataset '${ds.id}' has fewer than two classes in its train split`, {
           field: 'datasetId',
         });
       }
@@ -104,7 +116,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         epoch: null,
         epochs,
         etaSeconds: null,
-        config: config as unknown as Record<string, unknown>,
+        config,
         history: [],
         test: null,
         validation: null,
@@ -123,7 +135,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         tenant: req.tenant,
         datasetId: ds.id,
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
-        config: config as unknown as TrainingConfigInput,
+        config: { ...config, inputSize: size },
       });
       await store.trimFinished(req.tenant, deps.config.jobs.tenantRecords);
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);
@@ -137,11 +149,12 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       schema: {
         tags: ['jobs'],
         summary: 'List jobs, newest first',
-        querystring: Type.Intersect([Pagination, Type.Object({ state: Type.Optional(JobStateSchema) })]),
+        querystring: JobListQuery,
+        response: { 200: JobPage },
       },
     },
     async (req) => {
-      const q = req.query as { limit?: number; offset?: number; state?: JobState };
+      const q = req.query;
       const limit = q.limit ?? 50;
       const offset = q.offset ?? 0;
       const { items, total } = await store.list(req.tenant, { state: q.state, limit, offset });
@@ -151,23 +164,28 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
 
   app.get(
     '/v1/jobs/:id',
-    { schema: { tags: ['jobs'], summary: 'A job: state, progress, history, metrics', params: IdParams(ID_PATTERN.job) } },
-    async (req) => jobView(await load(req.tenant, (req.params as { id: string }).id)),
+    {
+      config: { errors: ['JOB_NOT_FOUND'] },
+      schema: { tags: ['jobs'], summary: 'A job: state, progress, history, metrics', params: IdParams('job'), response: { 200: JobSchema } },
+    },
+    async (req) => jobView(await load(req.tenant, req.params.id)),
   );
 
   app.get(
     '/v1/jobs/:id/predictions',
     {
+      config: { errors: ['JOB_NOT_FOUND', 'JOB_NOT_SUCCEEDED', 'ARTIFACT_NOT_FOUND'] },
       schema: {
         tags: ['jobs'],
         summary: 'Each evaluated image of a split: its label, the predicted label and the calibrated probabilities',
-        params: IdParams(ID_PATTERN.job),
-        querystring: Type.Object({ split: Type.Optional(Type.Union([Type.Literal('validation'), Type.Literal('test')], { default: 'validation' })) }),
+        params: IdParams('job'),
+        querystring: PredictionsQuery,
+        response: { 200: JobPredictions },
       },
     },
     async (req) => {
-      const rec = await load(req.tenant, (req.params as { id: string }).id);
-      const split = (req.query as { split?: 'validation' | 'test' }).split ?? 'validation';
+      const rec = await load(req.tenant, req.params.id);
+      const split = req.query.split ?? 'validation';
       if (rec.state !== 'succeeded' || !rec.modelId) {
         throw new ApiError('JOB_NOT_SUCCEEDED', `job '${rec.id}' is ${rec.state}: its images are evaluated once it has succeeded`, { state: rec.state });
       }
@@ -184,10 +202,13 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
 
   app.post(
     '/v1/jobs/:id/cancel',
-    { schema: { tags: ['jobs'], summary: 'Cancel a queued or running job', params: IdParams(ID_PATTERN.job) } },
+    {
+      config: { errors: ['JOB_NOT_FOUND', 'JOB_FINISHED'] },
+      schema: { tags: ['jobs'], summary: 'Cancel a queued or running job', params: IdParams('job'), response: { 202: CancelResponse } },
+    },
     async (req, reply) => {
-      const rec = await load(req.tenant, (req.params as { id: string }).id);
-      if (TERMINAL_STATES.includes(rec.state)) {
+      const rec = await load(req.tenant, req.params.id);
+      if (isTerminal(rec.state)) {
         throw new ApiError('JOB_FINISHED', `job '${rec.id}' has already ${rec.state}`, { state: rec.state });
       }
       const outcome = await deps.queue.cancel(rec);
@@ -199,20 +220,24 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
   app.get(
     '/v1/jobs/:id/events',
     {
+      config: { errors: ['JOB_NOT_FOUND'] },
       schema: {
         tags: ['jobs'],
         summary: 'Server-Sent Events: progress, epoch, state; ends with the final state',
-        params: IdParams(ID_PATTERN.job),
+        params: IdParams('job'),
+        response: { 200: EVENT_STREAM },
       },
     },
     async (req, reply) => {
-      const rec = await load(req.tenant, (req.params as { id: string }).id);
+      const rec = await load(req.tenant, req.params.id);
       streams.enter(req);
       reply.raw.once('close', () => streams.leave(req));
       streamEvents(deps, rec, reply);
     },
   );
-}
+};
+
+export default jobRoutes;
 
 /** Streams a job's events over SSE, starting with a snapshot and ending after a terminal state. */
 function streamEvents(deps: ApiDeps, rec: JobRecord, reply: FastifyReply): void {
@@ -242,7 +267,7 @@ function streamEvents(deps: ApiDeps, rec: JobRecord, reply: FastifyReply): void 
       if (done) return;
       const ev = JSON.parse(message) as JobEvent;
       send(ev.type, ev.data);
-      if (ev.type === 'state' && TERMINAL_STATES.includes((ev.data as JobRecord).state)) finish();
+      if (ev.type === 'state' && ev.data.state && isTerminal(ev.data.state)) finish();
     })
     .then(async (unsub) => {
       unsubscribe = unsub;
@@ -251,7 +276,7 @@ function streamEvents(deps: ApiDeps, rec: JobRecord, reply: FastifyReply): void 
       const now = await store.get(rec.id);
       if (!now) return finish();
       send('state', jobView(now));
-      if (TERMINAL_STATES.includes(now.state)) finish();
+      if (isTerminal(now.state)) finish();
     })
     .catch(finish);
 }
