@@ -23,7 +23,7 @@ export const BackboneSchema = Type.Composite([
     params: Nullable(Type.Integer({ description: 'parameter count; null where it cannot be built' })),
     featureShape: Nullable(Type.Array(Type.Integer())),
   }),
-]);
+], { title: 'Backbone' });
 export type Backbone = Static<typeof BackboneSchema>;
 
 export const BackboneList = Type.Array(BackboneSchema);

@@ -11,6 +11,7 @@ export const ErrorBody = Type.Object(
       details: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     }),
   },
+  { title: 'Error' },
 );
 export type ErrorBody = Static<typeof ErrorBody>;
 

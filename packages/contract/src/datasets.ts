@@ -5,38 +5,44 @@ import { ID_PATTERN, List, Page, Split } from './common';
 
 export const NAME_MAX = 200;
 
-export const HealthSummarySchema = Type.Object({
-  images: Type.Integer(),
-  nearDuplicateGroups: Type.Integer(),
-  nearDuplicateImages: Type.Integer(),
-  leakagePairs: Type.Integer(),
-  leakedImages: Type.Integer(),
-  exactCopies: Type.Integer(),
-  tinyImages: Type.Integer(),
-  extremeAspectImages: Type.Integer(),
-  smallClasses: Type.Integer(),
-});
+export const HealthSummarySchema = Type.Object(
+  {
+    images: Type.Integer(),
+    nearDuplicateGroups: Type.Integer(),
+    nearDuplicateImages: Type.Integer(),
+    leakagePairs: Type.Integer(),
+    leakedImages: Type.Integer(),
+    exactCopies: Type.Integer(),
+    tinyImages: Type.Integer(),
+    extremeAspectImages: Type.Integer(),
+    smallClasses: Type.Integer(),
+  },
+  { title: 'HealthSummary' },
+);
 export type HealthSummary = Static<typeof HealthSummarySchema>;
 
 /** Images per class in each split. */
 const SplitCounts = Type.Record(Type.String(), Type.Record(Type.String(), Type.Integer()));
 
 /** A dataset as the API serves it; stored as manifest.json, written last. */
-export const DatasetManifestSchema = Type.Object({
-  id: Type.String({ pattern: ID_PATTERN.ds }),
-  name: Type.String(),
-  status: Type.Literal('ready'),
-  classes: Type.Array(Type.String()),
-  splits: SplitCounts,
-  imageCount: Type.Integer(),
-  bytes: Type.Integer(),
-  rejected: Type.Array(Type.Object({ path: Type.String(), reason: Type.String() })),
-  duplicates: Type.Integer({ description: 'files whose bytes repeat an image already in the dataset' }),
-  warnings: Type.Array(Type.String()),
-  /** Counts of the health report; absent on datasets uploaded before it existed. */
-  health: Type.Optional(HealthSummarySchema),
-  createdAt: Type.String({ format: 'date-time' }),
-});
+export const DatasetManifestSchema = Type.Object(
+  {
+    id: Type.String({ pattern: ID_PATTERN.ds }),
+    name: Type.String(),
+    status: Type.Literal('ready'),
+    classes: Type.Array(Type.String()),
+    splits: SplitCounts,
+    imageCount: Type.Integer(),
+    bytes: Type.Integer(),
+    rejected: Type.Array(Type.Object({ path: Type.String(), reason: Type.String() })),
+    duplicates: Type.Integer({ description: 'files whose bytes repeat an image already in the dataset' }),
+    warnings: Type.Array(Type.String()),
+    /** Counts of the health report; absent on datasets uploaded before it existed. */
+    health: Type.Optional(HealthSummarySchema),
+    createdAt: Type.String({ format: 'date-time' }),
+  },
+  { title: 'Dataset' },
+);
 export type DatasetManifest = Static<typeof DatasetManifestSchema>;
 
 /** One image of the index. */
@@ -77,45 +83,60 @@ export const ImportBody = Type.Object(
 export type ImportBody = Static<typeof ImportBody>;
 
 /** How an image is named in the health report and the image list. */
-export const ImageRefSchema = Type.Object({
-  imageId: Type.String({ pattern: ID_PATTERN.img }),
-  path: Type.String({ description: 'where it was in the archive' }),
-  split: Split,
-  label: Type.String(),
-  width: Type.Integer(),
-  height: Type.Integer(),
-});
+export const ImageRefSchema = Type.Object(
+  {
+    imageId: Type.String({ pattern: ID_PATTERN.img }),
+    path: Type.String({ description: 'where it was in the archive' }),
+    split: Split,
+    label: Type.String(),
+    width: Type.Integer(),
+    height: Type.Integer(),
+  },
+  { title: 'ImageRef' },
+);
 export type ImageRef = Static<typeof ImageRefSchema>;
 
-export const NearDuplicateGroupSchema = Type.Object({
-  split: Split,
-  similarity: Type.Number({ description: 'the lowest correlation of the pairs that joined the group (0..1)' }),
-  mixedLabels: Type.Boolean({ description: 'the same photo carries two labels' }),
-  images: Type.Array(ImageRefSchema),
-});
+export const NearDuplicateGroupSchema = Type.Object(
+  {
+    split: Split,
+    similarity: Type.Number({ description: 'the lowest correlation of the pairs that joined the group (0..1)' }),
+    mixedLabels: Type.Boolean({ description: 'the same photo carries two labels' }),
+    images: Type.Array(ImageRefSchema),
+  },
+  { title: 'NearDuplicateGroup' },
+);
 export type NearDuplicateGroup = Static<typeof NearDuplicateGroupSchema>;
 
-export const LeakagePairSchema = Type.Object({
-  similarity: Type.Number({ description: "correlation of the two images' best-aligned 16x16 thumbnails (0..1)" }),
-  distance: Type.Integer({ description: 'Hamming distance of their closest perceptual hashes (0..64 bits)' }),
-  sameLabel: Type.Boolean(),
-  images: Type.Tuple([ImageRefSchema, ImageRefSchema], { description: 'the image in the earlier split, then its copy' }),
-});
+export const LeakagePairSchema = Type.Object(
+  {
+    similarity: Type.Number({ description: "correlation of the two images' best-aligned 16x16 thumbnails (0..1)" }),
+    distance: Type.Integer({ description: 'Hamming distance of their closest perceptual hashes (0..64 bits)' }),
+    sameLabel: Type.Boolean(),
+    images: Type.Tuple([ImageRefSchema, ImageRefSchema], { description: 'the image in the earlier split, then its copy' }),
+  },
+  { title: 'LeakagePair' },
+);
 export type LeakagePair = Static<typeof LeakagePairSchema>;
 
-export const ExactCopySchema = Type.Object({
-  path: Type.String({ description: 'where the copy was in the archive; its bytes repeat `kept`, so it was not stored again' }),
-  split: Split,
-  label: Type.String(),
-  kept: ImageRefSchema,
-});
+export const ExactCopySchema = Type.Object(
+  {
+    path: Type.String({ description: 'where the copy was in the archive; its bytes repeat `kept`, so it was not stored again' }),
+    split: Split,
+    label: Type.String(),
+    kept: ImageRefSchema,
+  },
+  { title: 'ExactCopy' },
+);
 export type ExactCopy = Static<typeof ExactCopySchema>;
 
-export const ClassBalanceSchema = Type.Object({
-  counts: SplitCounts,
-  imbalanceRatio: Type.Number({ description: 'largest over smallest train class' }),
-  smallClasses: Type.Array(Type.Object({ class: Type.String(), count: Type.Integer(), othersMedian: Type.Number() })),
-});
+export const ClassBalanceSchema = Type.Object(
+  {
+    counts: SplitCounts,
+    imbalanceRatio: Type.Number({ description: 'largest over smallest train class' }),
+    smallClasses: Type.Array(Type.Object({ class: Type.String(), count: Type.Integer(), othersMedian: Type.Number() })),
+  },
+  { title: 'ClassBalance' },
+);
 export type ClassBalance = Static<typeof ClassBalanceSchema>;
 
 export const MatchThresholdsSchema = Type.Object({
@@ -128,21 +149,24 @@ export const MatchThresholdsSchema = Type.Object({
 export type MatchThresholds = Static<typeof MatchThresholdsSchema>;
 
 /** GET /v1/datasets/:id/health: made at upload, stored as health.json. */
-export const HealthReportSchema = Type.Object({
-  datasetId: Type.String({ pattern: ID_PATTERN.ds }),
-  summary: HealthSummarySchema,
-  findings: Type.Array(Type.Object({ kind: Type.String(), message: Type.String() }), { description: 'in words, most serious first' }),
-  classBalance: ClassBalanceSchema,
-  nearDuplicates: Type.Array(NearDuplicateGroupSchema),
-  leakage: Type.Array(LeakagePairSchema),
-  leakedImageIds: Type.Array(Type.String(), { description: 'the later-split image of every leakage pair: what a job with dropLeaked leaves out' }),
-  exactCopies: Type.Array(ExactCopySchema),
-  tinyImages: Type.Array(ImageRefSchema),
-  extremeAspectImages: Type.Array(Type.Composite([ImageRefSchema, Type.Object({ aspect: Type.Number() })])),
-  thresholds: Type.Composite([MatchThresholdsSchema, Type.Object({ tinyEdge: Type.Integer(), extremeAspect: Type.Number(), smallClassShare: Type.Number() })]),
-  nearDuplicatesSearched: Type.Boolean({ description: 'false where the dataset had more images than are compared pairwise' }),
-  seconds: Type.Number({ description: 'how long the analysis took' }),
-});
+export const HealthReportSchema = Type.Object(
+  {
+    datasetId: Type.String({ pattern: ID_PATTERN.ds }),
+    summary: HealthSummarySchema,
+    findings: Type.Array(Type.Object({ kind: Type.String(), message: Type.String() }), { description: 'in words, most serious first' }),
+    classBalance: ClassBalanceSchema,
+    nearDuplicates: Type.Array(NearDuplicateGroupSchema),
+    leakage: Type.Array(LeakagePairSchema),
+    leakedImageIds: Type.Array(Type.String(), { description: 'the later-split image of every leakage pair: what a job with dropLeaked leaves out' }),
+    exactCopies: Type.Array(ExactCopySchema),
+    tinyImages: Type.Array(ImageRefSchema),
+    extremeAspectImages: Type.Array(Type.Composite([ImageRefSchema, Type.Object({ aspect: Type.Number() })])),
+    thresholds: Type.Composite([MatchThresholdsSchema, Type.Object({ tinyEdge: Type.Integer(), extremeAspect: Type.Number(), smallClassShare: Type.Number() })]),
+    nearDuplicatesSearched: Type.Boolean({ description: 'false where the dataset had more images than are compared pairwise' }),
+    seconds: Type.Number({ description: 'how long the analysis took' }),
+  },
+  { title: 'HealthReport' },
+);
 export type HealthReport = Static<typeof HealthReportSchema>;
 
 const ImageListItem = Type.Object({
@@ -182,7 +206,7 @@ export const ThumbnailsQuery = Type.Object({
 export const ThumbnailSchema = Type.Composite([
   Type.Omit(ImageListItem, ['label']),
   Type.Object({ class: Type.String(), image: Type.String({ description: 'a JPEG data URL' }) }),
-]);
+], { title: 'Thumbnail' });
 export type Thumbnail = Static<typeof ThumbnailSchema>;
 
 export const Thumbnails = Type.Object({ datasetId: Type.String(), size: Type.Integer(), items: Type.Array(ThumbnailSchema) });

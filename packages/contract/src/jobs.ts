@@ -7,80 +7,95 @@ import { ResolvedTrainingConfigSchema, TrainingConfigSchema } from './training-c
 export const JobStateSchema = Type.Union(JOB_STATES.map((s) => Type.Literal(s)));
 
 /** One finished epoch. `attempt`: which attempt of the job ran it (a resumed job keeps its earlier rows). */
-export const HistoryRowSchema = Type.Object({
-  phase: Type.Union(TRAINING_PHASES.map((p) => Type.Literal(p))),
-  epoch: Type.Integer({ minimum: 1 }),
-  attempt: Type.Integer({ minimum: 1 }),
-  loss: Type.Number(),
-  accuracy: Type.Number(),
-  valLoss: Nullable(Type.Number()),
-  valAccuracy: Nullable(Type.Number()),
-  seconds: Type.Number(),
-});
+export const HistoryRowSchema = Type.Object(
+  {
+    phase: Type.Union(TRAINING_PHASES.map((p) => Type.Literal(p))),
+    epoch: Type.Integer({ minimum: 1 }),
+    attempt: Type.Integer({ minimum: 1 }),
+    loss: Type.Number(),
+    accuracy: Type.Number(),
+    valLoss: Nullable(Type.Number()),
+    valAccuracy: Nullable(Type.Number()),
+    seconds: Type.Number(),
+  },
+  { title: 'HistoryRow' },
+);
 export type HistoryRow = Static<typeof HistoryRowSchema>;
 
-export const ClassMetricsSchema = Type.Object({ precision: Type.Number(), recall: Type.Number(), f1: Type.Number(), support: Type.Integer() });
+export const ClassMetricsSchema = Type.Object({ precision: Type.Number(), recall: Type.Number(), f1: Type.Number(), support: Type.Integer() }, { title: 'ClassMetrics' });
 export type ClassMetrics = Static<typeof ClassMetricsSchema>;
 
-export const ReliabilityBinSchema = Type.Object({
-  from: Type.Number(),
-  to: Type.Number(),
-  /** Images whose top probability falls in the bin. */
-  count: Type.Integer(),
-  /** Their mean top probability (null for an empty bin). */
-  confidence: Nullable(Type.Number()),
-  /** The share of them classified correctly (null for an empty bin). */
-  accuracy: Nullable(Type.Number()),
-});
+export const ReliabilityBinSchema = Type.Object(
+  {
+    from: Type.Number(),
+    to: Type.Number(),
+    /** Images whose top probability falls in the bin. */
+    count: Type.Integer(),
+    /** Their mean top probability (null for an empty bin). */
+    confidence: Nullable(Type.Number()),
+    /** The share of them classified correctly (null for an empty bin). */
+    accuracy: Nullable(Type.Number()),
+  },
+  { title: 'ReliabilityBin' },
+);
 export type ReliabilityBin = Static<typeof ReliabilityBinSchema>;
 
 /** Calibration of a split's predictions before and after the temperature fitted on validation. */
-export const CalibrationSchema = Type.Object({
-  temperature: Type.Number(),
-  ece: Type.Number({ description: 'expected calibration error of the model\'s own probabilities' }),
-  calibratedEce: Type.Number({ description: 'expected calibration error of the calibrated probabilities' }),
-  calibratedLoss: Type.Number({ description: 'mean negative log-likelihood of the calibrated probabilities' }),
-  reliability: Type.Array(ReliabilityBinSchema),
-  calibratedReliability: Type.Array(ReliabilityBinSchema),
-});
+export const CalibrationSchema = Type.Object(
+  {
+    temperature: Type.Number(),
+    ece: Type.Number({ description: 'expected calibration error of the model\'s own probabilities' }),
+    calibratedEce: Type.Number({ description: 'expected calibration error of the calibrated probabilities' }),
+    calibratedLoss: Type.Number({ description: 'mean negative log-likelihood of the calibrated probabilities' }),
+    reliability: Type.Array(ReliabilityBinSchema),
+    calibratedReliability: Type.Array(ReliabilityBinSchema),
+  },
+  { title: 'Calibration' },
+);
 export type Calibration = Static<typeof CalibrationSchema>;
 
 /** Evaluation of one split after training. */
-export const EvalMetricsSchema = Type.Object({
-  loss: Type.Number(),
-  accuracy: Type.Number(),
-  confusionMatrix: Type.Array(Type.Array(Type.Integer()), { description: 'rows: true label, columns: predicted, in `labels` order' }),
-  labels: Type.Array(Type.String()),
-  perClass: Type.Record(Type.String(), ClassMetricsSchema),
-  calibration: Type.Optional(CalibrationSchema),
-});
+export const EvalMetricsSchema = Type.Object(
+  {
+    loss: Type.Number(),
+    accuracy: Type.Number(),
+    confusionMatrix: Type.Array(Type.Array(Type.Integer()), { description: 'rows: true label, columns: predicted, in `labels` order' }),
+    labels: Type.Array(Type.String()),
+    perClass: Type.Record(Type.String(), ClassMetricsSchema),
+    calibration: Type.Optional(CalibrationSchema),
+  },
+  { title: 'EvalMetrics' },
+);
 export type EvalMetrics = Static<typeof EvalMetricsSchema>;
 
 export const JobErrorSchema = Type.Object({ code: Type.String({ description: 'a code of the error catalogue' }), message: Type.String() });
 
 /** A job as the API serves it. */
-export const JobSchema = Type.Object({
-  id: Type.String({ pattern: ID_PATTERN.job }),
-  datasetId: Type.String({ pattern: ID_PATTERN.ds }),
-  state: JobStateSchema,
-  phase: Nullable(Type.Union(JOB_PHASES.map((p) => Type.Literal(p)))),
-  progress: Type.Number({ minimum: 0, maximum: 1 }),
-  epoch: Nullable(Type.Integer()),
-  epochs: Nullable(Type.Integer()),
-  etaSeconds: Nullable(Type.Number()),
-  config: ResolvedTrainingConfigSchema,
-  history: Type.Array(HistoryRowSchema),
-  test: Nullable(EvalMetricsSchema),
-  validation: Nullable(EvalMetricsSchema),
-  modelId: Nullable(Type.String({ pattern: ID_PATTERN.mdl })),
-  error: Nullable(JobErrorSchema),
-  attempts: Type.Integer({ minimum: 0 }),
-  backend: Nullable(Type.String({ description: 'the TensorFlow.js backend that trained it' })),
-  dropped: Type.Optional(Nullable(Type.Object({ leaked: Type.Integer() }, { description: 'images left out with config.dropLeaked' }))),
-  createdAt: Type.String({ format: 'date-time' }),
-  startedAt: Nullable(Type.String({ format: 'date-time' })),
-  finishedAt: Nullable(Type.String({ format: 'date-time' })),
-});
+export const JobSchema = Type.Object(
+  {
+    id: Type.String({ pattern: ID_PATTERN.job }),
+    datasetId: Type.String({ pattern: ID_PATTERN.ds }),
+    state: JobStateSchema,
+    phase: Nullable(Type.Union(JOB_PHASES.map((p) => Type.Literal(p)))),
+    progress: Type.Number({ minimum: 0, maximum: 1 }),
+    epoch: Nullable(Type.Integer()),
+    epochs: Nullable(Type.Integer()),
+    etaSeconds: Nullable(Type.Number()),
+    config: ResolvedTrainingConfigSchema,
+    history: Type.Array(HistoryRowSchema),
+    test: Nullable(EvalMetricsSchema),
+    validation: Nullable(EvalMetricsSchema),
+    modelId: Nullable(Type.String({ pattern: ID_PATTERN.mdl })),
+    error: Nullable(JobErrorSchema),
+    attempts: Type.Integer({ minimum: 0 }),
+    backend: Nullable(Type.String({ description: 'the TensorFlow.js backend that trained it' })),
+    dropped: Type.Optional(Nullable(Type.Object({ leaked: Type.Integer() }, { description: 'images left out with config.dropLeaked' }))),
+    createdAt: Type.String({ format: 'date-time' }),
+    startedAt: Nullable(Type.String({ format: 'date-time' })),
+    finishedAt: Nullable(Type.String({ format: 'date-time' })),
+  },
+  { title: 'Job' },
+);
 export type Job = Static<typeof JobSchema>;
 
 /** What the job store keeps besides what the API serves. */
@@ -114,13 +129,16 @@ export const CancelResponse = Type.Object({ id: Type.String(), state: JobStateSc
 export type CancelResponse = Static<typeof CancelResponse>;
 
 /** One evaluated image of a job's validation or test split. */
-export const EvaluatedImageSchema = Type.Object({
-  imageId: Type.String({ description: "the image's key in the dataset" }),
-  path: Nullable(Type.String({ description: 'where it was in the uploaded archive, where the dataset index records it' })),
-  label: Type.String(),
-  predicted: Type.String(),
-  probabilities: Type.Array(Type.Number(), { description: 'calibrated, one per label in `labels` order, as /predict gives them' }),
-});
+export const EvaluatedImageSchema = Type.Object(
+  {
+    imageId: Type.String({ description: "the image's key in the dataset" }),
+    path: Nullable(Type.String({ description: 'where it was in the uploaded archive, where the dataset index records it' })),
+    label: Type.String(),
+    predicted: Type.String(),
+    probabilities: Type.Array(Type.Number(), { description: 'calibrated, one per label in `labels` order, as /predict gives them' }),
+  },
+  { title: 'EvaluatedImage' },
+);
 export type EvaluatedImage = Static<typeof EvaluatedImageSchema>;
 
 /** The per-image results the worker saves beside the model (PREDICTIONS_FILE); null where the split had no images. */

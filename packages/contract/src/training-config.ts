@@ -35,7 +35,7 @@ export const AugmentationSchema = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { title: 'Augmentation', additionalProperties: false },
 );
 
 const PhaseSchema = (epochs: number, learningRate: number) =>
@@ -107,7 +107,7 @@ export const TrainingConfigSchema = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { title: 'TrainingConfig', additionalProperties: false },
 );
 
 export type TrainingConfigInput = Static<typeof TrainingConfigSchema>;
@@ -115,20 +115,23 @@ export type TrainingConfigInput = Static<typeof TrainingConfigSchema>;
 const Given = Type.Required(TrainingConfigSchema).properties;
 
 /** The config with every default filled in: what a job record holds and what the worker trains. */
-export const ResolvedTrainingConfigSchema = Type.Object({
-  method: Given.method,
-  backbone: Given.backbone,
-  inputSize: Type.Union([Type.Integer({ minimum: 32, maximum: 1024 }), Type.Null()], { description: "null: the backbone's own (the API resolves it)" }),
-  batchSize: Given.batchSize,
-  augmentation: Type.Union([Type.Required(AugmentationSchema), Type.Literal(false)]),
-  head: Type.Required(HeadSchema),
-  featureExtraction: Type.Required(FeatureExtractionSchema),
-  fineTuning: Type.Required(FineTuningSchema),
-  earlyStopping: Type.Union([Type.Required(EarlyStoppingSchema), Type.Literal(false)]),
-  split: Type.Required(SplitConfigSchema),
-  seed: Given.seed,
-  dropLeaked: Given.dropLeaked,
-});
+export const ResolvedTrainingConfigSchema = Type.Object(
+  {
+    method: Given.method,
+    backbone: Given.backbone,
+    inputSize: Type.Union([Type.Integer({ minimum: 32, maximum: 1024 }), Type.Null()], { description: "null: the backbone's own (the API resolves it)" }),
+    batchSize: Given.batchSize,
+    augmentation: Type.Union([Type.Required(AugmentationSchema), Type.Literal(false)]),
+    head: Type.Required(HeadSchema),
+    featureExtraction: Type.Required(FeatureExtractionSchema),
+    fineTuning: Type.Required(FineTuningSchema),
+    earlyStopping: Type.Union([Type.Required(EarlyStoppingSchema), Type.Literal(false)]),
+    split: Type.Required(SplitConfigSchema),
+    seed: Given.seed,
+    dropLeaked: Given.dropLeaked,
+  },
+  { title: 'ResolvedTrainingConfig' },
+);
 export type TrainingConfig = Static<typeof ResolvedTrainingConfigSchema>;
 type Augmentation = Exclude<TrainingConfig['augmentation'], false>;
 

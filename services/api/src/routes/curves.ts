@@ -44,7 +44,6 @@ const curvesRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (app, o
         summary: 'The loss and accuracy curves (train and validation, per phase) as an SVG picture',
         params: IdParams('job'),
         querystring: CurvesQuery,
-        produces: ['image/svg+xml'],
         response: { 200: Binary(['image/svg+xml'], 'the picture') },
       },
     },
