@@ -54,19 +54,21 @@ export const CalibrationSchema = Type.Object(
 );
 export type Calibration = Static<typeof CalibrationSchema>;
 
-/** Evaluation of one split after training. */
+/** Evaluation of one split after training (the validation of jobs trained before it was detailed: loss and accuracy only). */
 export const EvalMetricsSchema = Type.Object(
   {
     loss: Type.Number(),
     accuracy: Type.Number(),
-    confusionMatrix: Type.Array(Type.Array(Type.Integer()), { description: 'rows: true label, columns: predicted, in `labels` order' }),
-    labels: Type.Array(Type.String()),
-    perClass: Type.Record(Type.String(), ClassMetricsSchema),
+    confusionMatrix: Type.Optional(Type.Array(Type.Array(Type.Integer()), { description: 'rows: true label, columns: predicted, in `labels` order' })),
+    labels: Type.Optional(Type.Array(Type.String())),
+    perClass: Type.Optional(Type.Record(Type.String(), ClassMetricsSchema)),
     calibration: Type.Optional(CalibrationSchema),
   },
   { title: 'EvalMetrics' },
 );
 export type EvalMetrics = Static<typeof EvalMetricsSchema>;
+/** An evaluation with its confusion matrix and per-class numbers, as training makes it today. */
+export type DetailedMetrics = EvalMetrics & Required<Pick<EvalMetrics, 'confusionMatrix' | 'labels' | 'perClass'>>;
 
 export const JobErrorSchema = Type.Object({ code: Type.String({ description: 'a code of the error catalogue' }), message: Type.String() });
 

@@ -22,6 +22,7 @@ export const ModelRecordSchema = Type.Object(
 export type ModelRecord = Static<typeof ModelRecordSchema>;
 
 export const ModelList = List(ModelRecordSchema);
+export type ModelList = Static<typeof ModelList>;
 
 export const ArtifactSchema = Type.Object({ name: Type.String(), bytes: Type.Integer(), url: Type.String() });
 export type Artifact = Static<typeof ArtifactSchema>;

@@ -1,11 +1,11 @@
 // Classification metrics from predicted probabilities: loss, accuracy, confusion matrix (rows = true label,
 // columns = predicted label), per-class precision, recall, F1 and support, and calibration (expected calibration
 // error before and after the model's temperature, with their reliability diagrams).
-import type { ClassMetrics, EvalMetrics } from '@graft/contract';
+import type { ClassMetrics, DetailedMetrics } from '@graft/contract';
 
 export type { ClassMetrics };
-/** A split's evaluation: the contract's EvalMetrics. */
-export type TestMetrics = EvalMetrics;
+/** A split's evaluation, confusion matrix and per-class numbers included. */
+export type TestMetrics = DetailedMetrics;
 
 const EPSILON = 1e-7;
 
