@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isTerminal } from '@graft/contract';
 import { startEmbeddedS3, type EmbeddedS3 } from '@graft/storage/embedded';
 import { startRedisServer, type EmbeddedRedis } from '@graft/queue/embedded-redis';
 import { patternDataset, zipOf } from './support/images';
@@ -81,7 +82,7 @@ describe('reliability', () => {
       'the job to finish on the second worker',
       async () => {
         const j = await get(`/v1/jobs/${jobId}`);
-        return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : null;
+        return isTerminal(j.state) ? j : null;
       },
       180_000,
     );
@@ -114,7 +115,7 @@ describe('reliability', () => {
       'the job to finish',
       async () => {
         const j = await get(`/v1/jobs/${jobId}`);
-        return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : null;
+        return isTerminal(j.state) ? j : null;
       },
       180_000,
     );

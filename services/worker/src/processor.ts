@@ -6,6 +6,7 @@ import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { GraftConfig, Logger } from '@graft/config';
 import { keys, type Storage } from '@graft/storage';
 import { parseTrainJobPayload, PayloadError, type JobStore, type JobRecord } from '@graft/queue';
+import { isTerminal } from '@graft/contract';
 import type { ChildMessage, ParentMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { jobCheckpoints } from './checkpoint-store';
@@ -52,7 +53,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const jobLog = log.child({ jobId: payload.jobId });
     const rec = await store.get(payload.jobId);
     if (!rec) throw new UnrecoverableError(`job record ${payload.jobId} is missing`);
-    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') {
+    if (isTerminal(rec.state)) {
       jobLog.warn({ state: rec.state }, 'job already finished; nothing to do');
       return { modelId: rec.modelId ?? '' };
     }
