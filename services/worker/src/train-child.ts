@@ -157,7 +157,6 @@ async function run({ payload, attempt, config }: StartMessage) {
     const metrics = { test: result.test, validation: result.validation, history: result.history };
     artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
     artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, index));
-    const graft = result.graft as unknown as { inputSize: number; backbone?: string | null; method?: string };
     await publishModel(storage, payload.tenant, artifacts, {
       id: modelId,
       jobId: payload.jobId,
@@ -165,14 +164,14 @@ async function run({ payload, attempt, config }: StartMessage) {
       labels: result.labels,
       backbone: config_.method === 'scratch' ? null : config_.backbone,
       method: config_.method,
-      inputSize: graft.inputSize,
+      inputSize: result.graft.inputSize,
       metrics: { test: result.test, validation: result.validation },
       createdAt: new Date().toISOString(),
     });
     await jobCheckpoints(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).drop().catch(() => {});
     send({
       type: 'done',
-      model: { modelId, test: result.test as any, validation: result.validation as any, backend },
+      model: { modelId, test: result.test, validation: result.validation, backend },
     });
   } catch (caught: any) {
     const err = findDependencyUnavailable(caught) ?? caught;

@@ -2,7 +2,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import type { Static } from '@sinclair/typebox';
 import { INGEST_ERROR_CODES as INGEST_ERRORS } from '@graft/layout';
 import { NoContent, DatasetList, type ErrorCode, DatasetManifestSchema, IdParams, ImportBody, NAME_MAX, UploadQuery } from '@graft/contract';
 import type { ApiDeps } from '../deps';
@@ -59,8 +58,8 @@ const datasetRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: Datase
   // Archives arrive as streams; the route spools them to disk with its own byte limit.
   app.addContentTypeParser(ARCHIVE_TYPES, { bodyLimit: limit }, (_req, payload, done) => done(null, payload));
 
-  const receive = async (req: FastifyRequest): Promise<{ name?: string; upload: Awaited<ReturnType<typeof spool>> }> => {
-    const query = req.query as Static<typeof UploadQuery>;
+  /** The archive spooled to disk, and the name from the query or the multipart 'name' field. */
+  const receive = async (req: FastifyRequest, queryName: string | undefined): Promise<{ name?: string; upload: Awaited<ReturnType<typeof spool>> }> => {
     if (!req.isMultipart()) {
       if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
         throw new ApiError(
@@ -68,9 +67,9 @@ const datasetRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: Datase
           `send the archive as multipart/form-data (field 'file') or as a raw body with Content-Type ${ARCHIVE_TYPES.slice(0, 4).join(', ')}`,
         );
       }
-      return { name: query.name, upload: await spool(req.body as Readable, limit) };
+      return { name: queryName, upload: await spool(req.body as Readable, limit) };
     }
-    let name = query.name;
+    let name = queryName;
     let upload: Awaited<ReturnType<typeof spool>> | undefined;
     try {
       for await (const part of req.parts({ limits: { fileSize: limit, files: 1, fields: 10 } })) {
@@ -110,7 +109,7 @@ const datasetRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: Datase
       // A name given in the query is checked before the body is read.
       await datasets.assertNameFree(req.tenant, req.query.name);
       const room = await roomFor(req);
-      const { name, upload } = await receive(req);
+      const { name, upload } = await receive(req, req.query.name);
       try {
         if (upload.bytes === 0) throw new ApiError('INVALID_ARCHIVE', 'the upload is empty');
         const format = detectArchiveFormat(upload.head, req.headers['content-type']);
