@@ -18,7 +18,7 @@ const spec = (status: number | null, permanent: boolean, meaning: string): Error
 export const ERRORS = {
   // Requests
   VALIDATION_FAILED: spec(400, true, 'a parameter, query or body field is missing, unknown or out of range; details name the field'),
-  INVALID_CONFIG: spec(400, true, 'the training config is well-formed but cannot be trained as asked (with this backbone, method or dataset)'),
+  INVALID_CONFIG: spec(400, true, 'the training config is well-formed but cannot be trained as asked: with this backbone or method, or within the memory and time a job may take'),
   UNKNOWN_BACKBONE: spec(400, true, 'config.backbone names no backbone; GET /v1/backbones lists them'),
   INVALID_ARCHIVE: spec(400, true, 'the upload is empty, or not a zip, tar or tar.gz archive, or a malformed one'),
   UNSAFE_PATH: spec(400, true, 'an archive entry is a link or its path leaves the archive (absolute, ..)'),
@@ -51,8 +51,8 @@ export const ERRORS = {
   DATASET_NAME_TAKEN: spec(409, true, 'a dataset of this name exists; choose another name or delete it first'),
   JOB_FINISHED: spec(409, true, 'the job has already succeeded, failed or been cancelled'),
   JOB_NOT_SUCCEEDED: spec(409, false, 'the job has not succeeded (yet): it has no evaluated images'),
-  RATE_LIMITED: spec(429, false, 'too many requests or failed logins in the last minute; retry later'),
-  TENANT_QUOTA_EXCEEDED: spec(429, false, 'the tenant has as many queued and running jobs, streams or uploads as it may'),
+  RATE_LIMITED: spec(429, false, 'too many requests or failed keys in the last minute, or too many uploads, streams or predictions of the tenant at once; retry later'),
+  TENANT_QUOTA_EXCEEDED: spec(429, false, 'the tenant has as many queued and running jobs as it may; wait for one to finish or cancel one'),
   ABORTED: spec(499, false, 'the work stopped before it finished: the client went away, or the job was cancelled or shut down'),
   INTERNAL: spec(500, false, 'the server failed; see its log'),
   STORAGE_FAILED: spec(500, false, 'storing an image of the upload failed'),

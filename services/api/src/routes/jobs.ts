@@ -1,9 +1,9 @@
 // Training jobs: create, list, get, live events (SSE), cancel.
 import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
 import { trainingInputSize } from '@graft/vision';
 import {
+  Binary,
   CancelResponse,
   CreateJobBody,
   IdParams,
@@ -31,10 +31,7 @@ import { TenantInflight } from '../http/tenant-inflight';
 import { backboneSource } from '@graft/storage';
 
 /** The events stream: each event's data is JSON (a job, a history row, or the fields that changed). */
-const EVENT_STREAM = {
-  description: 'text/event-stream: `state` (the job), `progress` (the fields that changed), `epoch` (a history row)',
-  content: { 'text/event-stream': { schema: Type.String() } },
-};
+const EVENT_STREAM = Binary(['text/event-stream'], 'events: `state` (the job), `progress` (the fields that changed), `epoch` (a history row)');
 
 export function jobView(r: JobRecord): Job {
   const { tenant: _t, cancelRequested: _c, ...rest } = r;
