@@ -5,6 +5,30 @@ import { TERMINAL_STATES, type HistoryRow, type JobEvent, type JobRecord, type J
 
 export { TERMINAL_STATES, type HistoryRow, type JobEvent, type JobRecord, type JobState };
 
+/** A new job's record: queued, nothing run yet. */
+export function queuedJobRecord(job: Pick<JobRecord, 'id' | 'tenant' | 'datasetId' | 'config' | 'epochs'>, now = new Date()): JobRecord {
+  return {
+    ...job,
+    state: 'queued',
+    phase: null,
+    progress: 0,
+    epoch: null,
+    etaSeconds: null,
+    history: [],
+    test: null,
+    validation: null,
+    modelId: null,
+    error: null,
+    attempts: 0,
+    backend: null,
+    dropped: null,
+    cancelRequested: false,
+    createdAt: now.toISOString(),
+    startedAt: null,
+    finishedAt: null,
+  };
+}
+
 export class JobStore {
   constructor(
     private readonly redis: Redis,

@@ -5,6 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import fs from 'node:fs';
 import { resolveConfig, type HistoryRow, type JobRecord } from '@graft/contract';
+import { queuedJobRecord } from '@graft/queue';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
 import { newId } from '../src/ids';
@@ -101,28 +102,23 @@ describe('curves.svg', () => {
 
   const createJob = async (patch: Partial<JobRecord>, rows: HistoryRow[] = []) => {
     const now = new Date().toISOString();
-    const rec: JobRecord = {
+    const queued = queuedJobRecord({
       id: newId('job'),
       tenant: 'alpha',
       datasetId: 'ds_curvestest',
+      epochs: 5,
+      config: resolveConfig({ method: 'fine_tuning', backbone: 'mobilenet_v1_0.25_224', inputSize: 96 }),
+    });
+    const rec: JobRecord = {
+      ...queued,
       state: 'running',
       phase: 'training_head',
       progress: 0.3,
       epoch: 1,
-      epochs: 5,
       etaSeconds: 30,
-      config: resolveConfig({ method: 'fine_tuning', backbone: 'mobilenet_v1_0.25_224', inputSize: 96 }),
-      history: [],
-      test: null,
-      validation: null,
-      modelId: null,
-      error: null,
       attempts: 1,
       backend: 'wasm',
-      cancelRequested: false,
-      createdAt: now,
       startedAt: now,
-      finishedAt: null,
       ...patch,
     };
     await deps.queue.jobs.create(rec);

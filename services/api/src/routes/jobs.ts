@@ -12,14 +12,16 @@ import {
   JobPage,
   JobPredictions,
   JobSchema,
+  plannedEpochs,
   PredictionsQuery,
   resolveConfig,
   type EvaluatedImages,
   type Job,
   type JobEvent,
   type JobRecord,
+  type ResolvedTrainingConfig,
 } from '@graft/contract';
-import { PREDICTIONS_FILE } from '@graft/queue';
+import { PREDICTIONS_FILE, queuedJobRecord } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
@@ -96,43 +98,23 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: DatasetSer
         });
       }
       // The record shows, and the worker trains, the same resolved config: the input size included.
-      config.inputSize = trainingInputSize(config);
+      const accepted: ResolvedTrainingConfig = { ...config, inputSize: trainingInputSize(config) };
       checkQuota(await store.countActive(req.tenant), deps.config.jobs);
-      const size = config.inputSize;
-      admitJob(config, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
-      const now = new Date().toISOString();
-      const epochs =
-        config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
-      const rec: JobRecord = {
+      const size = accepted.inputSize;
+      admitJob(accepted, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
+      const rec = queuedJobRecord({
         id: newId('job'),
         tenant: req.tenant,
         datasetId: ds.id,
-        state: 'queued',
-        phase: null,
-        progress: 0,
-        epoch: null,
-        epochs,
-        etaSeconds: null,
-        config,
-        history: [],
-        test: null,
-        validation: null,
-        modelId: null,
-        error: null,
-        attempts: 0,
-        backend: null,
-        dropped: null,
-        cancelRequested: false,
-        createdAt: now,
-        startedAt: null,
-        finishedAt: null,
-      };
+        epochs: plannedEpochs(accepted),
+        config: accepted,
+      });
       await deps.queue.enqueue(rec, {
         jobId: rec.id,
         tenant: req.tenant,
         datasetId: ds.id,
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
-        config: { ...config, inputSize: size },
+        config: accepted,
       });
       await store.trimFinished(req.tenant, deps.config.jobs.tenantRecords);
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);
