@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { buffer } from 'node:stream/consumers';
 import yauzl from 'yauzl';
 import { openSource, zipFolder } from '../src/archive';
-import { resolveConfig, type HistoryRow } from '@graft/contract';
+import { acceptConfig, type HistoryRow } from '@graft/contract';
 import { GraftClient, ApiError, type Job } from '../src/client';
 import { JobView } from '../src/job-view';
 import { jobInfo, phaseInfo } from '../src/progress';
@@ -155,7 +155,7 @@ const job = (patch: Partial<Job>): Job => ({
   epoch: 2,
   epochs: 4,
   etaSeconds: 20,
-  config: resolveConfig({ method: 'fine_tuning', featureExtraction: { epochs: 4 }, fineTuning: { epochs: 3 } }),
+  config: acceptConfig({ method: 'fine_tuning', featureExtraction: { epochs: 4 }, fineTuning: { epochs: 3 } }, 224),
   history: [],
   test: null,
   validation: null,
@@ -210,7 +210,7 @@ describe('job view', () => {
   });
 
   it('shows one phase for feature extraction and takes a snapshot with history', () => {
-    const config = resolveConfig({ method: 'feature_extraction', featureExtraction: { epochs: 2 } });
+    const config = acceptConfig({ method: 'feature_extraction', featureExtraction: { epochs: 2 } }, 224);
     const v = new JobView(job({ config }));
     v.apply({ event: 'state', data: job({ config, state: 'succeeded', phase: null, history: [row('training_head', 1), row('training_head', 2)] }) });
     const phases = v.phases();
@@ -269,7 +269,7 @@ describe('cli', () => {
 describe('jobInfo', () => {
   it('never shows less time left for the job than for the phase it is in', () => {
     // Fine-tuning: 1 of 3 epochs done at 60 s an epoch, so 120 s left in the phase; the job's estimate says 20 s.
-    const view = new JobView(job({ phase: 'fine_tuning', etaSeconds: 20, history: [row('training_head', 1), row('fine_tuning', 1, 60)], config: resolveConfig({ method: 'fine_tuning', featureExtraction: { epochs: 1 }, fineTuning: { epochs: 3 } }) }));
+    const view = new JobView(job({ phase: 'fine_tuning', etaSeconds: 20, history: [row('training_head', 1), row('fine_tuning', 1, 60)], config: acceptConfig({ method: 'fine_tuning', featureExtraction: { epochs: 1 }, fineTuning: { epochs: 3 } }, 224) }));
     expect(jobInfo(view)).toContain('ETA 2m 00s');
     view.job.etaSeconds = 300;
     expect(jobInfo(view)).toContain('ETA 5m 00s');

@@ -114,12 +114,15 @@ export type TrainingConfigInput = Static<typeof TrainingConfigSchema>;
 
 const Given = Type.Required(TrainingConfigSchema).properties;
 
-/** The config with every default filled in: what a job record holds and what the worker trains. */
+/**
+ * The config resolved to its last field, every default filled in and the input size chosen: what a job's record
+ * shows and what it trains.
+ */
 export const ResolvedTrainingConfigSchema = Type.Object(
   {
     method: Given.method,
     backbone: Given.backbone,
-    inputSize: Type.Union([Type.Integer({ minimum: 32, maximum: 1024 }), Type.Null()], { description: "null: the backbone's own (the API resolves it)" }),
+    inputSize: Type.Integer({ minimum: 32, maximum: 1024, description: "the config's, or the backbone's training size" }),
     batchSize: Given.batchSize,
     augmentation: Type.Union([Type.Required(AugmentationSchema), Type.Literal(false)]),
     head: Type.Required(HeadSchema),
@@ -132,7 +135,9 @@ export const ResolvedTrainingConfigSchema = Type.Object(
   },
   { title: 'ResolvedTrainingConfig' },
 );
-export type TrainingConfig = Static<typeof ResolvedTrainingConfigSchema>;
+export type ResolvedTrainingConfig = Static<typeof ResolvedTrainingConfigSchema>;
+/** Every default filled in; inputSize null where the config gives none (the backbone's training size is chosen later). */
+export type TrainingConfig = Omit<ResolvedTrainingConfig, 'inputSize'> & { inputSize: number | null };
 type Augmentation = Exclude<TrainingConfig['augmentation'], false>;
 
 /** A part of the config with its defaults filled in. */
@@ -159,6 +164,12 @@ export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
   };
 }
 
+/** The config as a job accepts it: resolved, at its own input size or, where it gives none, at `inputSize`. */
+export const acceptConfig = (input: TrainingConfigInput, inputSize: number): ResolvedTrainingConfig => ({
+  ...resolveConfig(input),
+  inputSize: input.inputSize ?? inputSize,
+});
+
 /** Validation errors as `{field, message}`, field in JSON-pointer-like dotted form (`config.head.units`). */
 export function validateConfig(input: unknown): { field: string; message: string }[] {
   return [...Value.Errors(TrainingConfigSchema, input)].map((e) => ({
@@ -166,9 +177,6 @@ export function validateConfig(input: unknown): { field: string; message: string
     message: e.message,
   }));
 }
-
-/** A config resolved to its last field, the input size chosen too: what a job's record shows and what it trains. */
-export type ResolvedTrainingConfig = TrainingConfig & { inputSize: number };
 
 /**
  * The fields (dotted, `head.units`) that resolveConfig would still fill in or change: none for the config of a
