@@ -75,6 +75,7 @@ const result = await train({
   backbones: args.models!,
   threads: training.threads,
   frozenEngine: training.frozenEngine,
+  frozenPrecision: training.frozenPrecision,
   log,
   onEvent: (e: TrainEvent) => {
     if (e.type === 'phase') {

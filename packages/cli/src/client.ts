@@ -13,7 +13,9 @@ import {
   type Job,
   type JobPage,
   type JobState,
+  type LabelIssues,
   type ModelRecord,
+  type OodResult,
   type Prediction,
   type PredictResponse,
 } from '@graft/contract';
@@ -35,7 +37,25 @@ export class ApiError extends Error {
 export type Dataset = DatasetManifest;
 export type DatasetHealth = HealthReport;
 export type Model = ModelRecord;
-export { TERMINAL_STATES, type Artifact, type ClassMetrics, type EvalMetrics, type HistoryRow, type Job, type JobState, type Prediction, type PredictResponse };
+export type OutOfDistribution = OodResult;
+export { TERMINAL_STATES, type Artifact, type ClassMetrics, type EvalMetrics, type HistoryRow, type Job, type JobState, type LabelIssues, type Prediction, type PredictResponse };
+
+export interface PredictOptions {
+  topK?: number;
+  /** 'flip': average each prediction with that of the image mirrored left to right. */
+  tta?: 'flip';
+  /** Flag images whose out-of-distribution score is above this, instead of the model's threshold. */
+  oodThreshold?: number;
+}
+
+/** Grad-CAM of one image for one class; `overlay` is a PNG data URL. */
+export interface Explanation {
+  modelId: string;
+  label: string;
+  probability: number;
+  heatmap: { width: number; height: number; values: number[] };
+  overlay: string;
+}
 
 export interface JobEventMessage {
   event: 'progress' | 'epoch' | 'state' | string;
@@ -146,6 +166,10 @@ export class GraftClient {
     return this.request<Job>('GET', `/v1/jobs/${enc(id)}`);
   }
 
+  labelIssues(id: string, q: { limit?: number; split?: string } = {}) {
+    return this.request<LabelIssues>('GET', `/v1/jobs/${enc(id)}/label-issues`, { query: q });
+  }
+
   cancelJob(id: string) {
     return this.request<CancelResponse>('POST', `/v1/jobs/${enc(id)}/cancel`);
   }
@@ -212,14 +236,25 @@ export class GraftClient {
   }
 
   /** Classifies images sent as one multipart request; one result per image, in order. */
-  predict(id: string, images: ImageFile[], topK?: number) {
-    const form = new FormData();
-    for (const img of images) form.append('image', new Blob([img.data as BlobPart], { type: img.type }), img.name);
-    return this.request<PredictResponse>('POST', `/v1/models/${enc(id)}/predict`, { body: form, query: { topK } });
+  predict(id: string, images: ImageFile[], opts: PredictOptions = {}) {
+    const query = { topK: opts.topK, tta: opts.tta, oodThreshold: opts.oodThreshold };
+    return this.request<PredictResponse>('POST', `/v1/models/${enc(id)}/predict`, { body: imageForm(images), query });
+  }
+
+  /** Where the model looks for `label` (default: its top class) in one image. */
+  explain(id: string, image: ImageFile, label?: string) {
+    return this.request<Explanation>('POST', `/v1/models/${enc(id)}/explain`, { body: imageForm([image]), query: { label } });
   }
 }
 
 const enc = encodeURIComponent;
+
+/** Images as multipart/form-data file fields named 'image', as /predict and /explain take them. */
+function imageForm(images: ImageFile[]): FormData {
+  const form = new FormData();
+  for (const img of images) form.append('image', new Blob([img.data as BlobPart], { type: img.type }), img.name);
+  return form;
+}
 
 async function toApiError(res: Response): Promise<ApiError> {
   const text = await res.text().catch(() => '');

@@ -66,6 +66,8 @@ export interface DatasetIndex {
   images: IndexedImage[];
   /** Validation and test images that are near-copies of an image in an earlier split (see the health report). */
   leakedImageIds?: string[];
+  /** The ids of each group of near-identical images within a split: a carved validation split keeps a group whole. */
+  nearDuplicateGroups?: string[][];
 }
 
 export const DatasetList = List(DatasetManifestSchema);
@@ -158,6 +160,7 @@ export const HealthReportSchema = Type.Object(
     nearDuplicates: Type.Array(NearDuplicateGroupSchema),
     leakage: Type.Array(LeakagePairSchema),
     leakedImageIds: Type.Array(Type.String(), { description: 'the later-split image of every leakage pair: what a job with dropLeaked leaves out' }),
+    nearDuplicateImageIds: Type.Array(Type.Array(Type.String()), { description: 'the ids of the images of every near-identical group (nearDuplicates lists the first ones in full)' }),
     exactCopies: Type.Array(ExactCopySchema),
     tinyImages: Type.Array(ImageRefSchema),
     extremeAspectImages: Type.Array(Type.Composite([ImageRefSchema, Type.Object({ aspect: Type.Number() })])),

@@ -51,6 +51,7 @@ export const ERRORS = {
   DATASET_NAME_TAKEN: spec(409, true, 'a dataset of this name exists; choose another name or delete it first'),
   JOB_FINISHED: spec(409, true, 'the job has already succeeded, failed or been cancelled'),
   JOB_NOT_SUCCEEDED: spec(409, false, 'the job has not succeeded (yet): it has no evaluated images'),
+  LABEL_ISSUES_NOT_AVAILABLE: spec(409, true, 'the job looked for no label issues: trained from scratch, with end-to-end augmentation, or with config.labelIssues false'),
   RATE_LIMITED: spec(429, false, 'too many requests or failed keys in the last minute, or too many uploads, streams or predictions of the tenant at once; retry later'),
   TENANT_QUOTA_EXCEEDED: spec(429, false, 'the tenant has as many queued and running jobs as it may; wait for one to finish or cancel one'),
   ABORTED: spec(499, false, 'the work stopped before it finished: the client went away, or the job was cancelled or shut down'),

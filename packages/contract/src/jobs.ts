@@ -1,6 +1,6 @@
 // Training jobs: the record the API serves, its history rows and evaluation, and the bodies of the job routes.
 import { Type, type Static } from '@sinclair/typebox';
-import { ID_PATTERN, Nullable, Page } from './common';
+import { ID_PATTERN, Nullable, Page, Split } from './common';
 import { JOB_PHASES, JOB_STATES, TRAINING_PHASES } from './job-states';
 import { ResolvedTrainingConfigSchema, TrainingConfigSchema } from './training-config';
 
@@ -133,7 +133,7 @@ export type CancelResponse = Static<typeof CancelResponse>;
 /** One evaluated image of a job's validation or test split. */
 export const EvaluatedImageSchema = Type.Object(
   {
-    imageId: Type.String({ description: "the image's key in the dataset" }),
+    imageId: Nullable(Type.String({ pattern: ID_PATTERN.img }), "the image's id in the dataset (as in its health report); null for datasets stored without ids"),
     path: Nullable(Type.String({ description: 'where it was in the uploaded archive, where the dataset index records it' })),
     label: Type.String(),
     predicted: Type.String(),
@@ -167,3 +167,55 @@ export const CurvesQuery = Type.Object({
   width: Type.Optional(Type.Integer({ minimum: 480, maximum: 4000, default: 960, description: 'picture width in pixels' })),
   height: Type.Optional(Type.Integer({ minimum: 240, maximum: 3000, default: 420, description: 'picture height in pixels' })),
 });
+
+/** A likely label error: an image whose given label disagrees most confidently with an out-of-sample prediction. */
+export const LabelIssueSchema = Type.Object(
+  {
+    imageId: Nullable(Type.String({ pattern: ID_PATTERN.img }), "the image's id in the dataset (as in its health report); null for datasets stored without ids"),
+    path: Nullable(Type.String({ description: 'where it was in the uploaded archive, where the dataset index records it' })),
+    split: Split,
+    label: Type.String(),
+    suggestedLabel: Type.String(),
+    score: Type.Number({ minimum: 0, maximum: 1, description: '(max other probability - probability of the given label + 1) / 2, out of sample' }),
+  },
+  { title: 'LabelIssue' },
+);
+export type LabelIssue = Static<typeof LabelIssueSchema>;
+
+const LabelIssuesMethod = Type.Object({ name: Type.Literal('confident_learning'), folds: Type.Integer() }, { description: 'how they were found' });
+const ScoredCounts = Type.Object({ train: Type.Integer(), validation: Type.Integer() }, { description: 'images scored per split of the job' });
+
+/** The job artifact (LABEL_ISSUES_FILE) the worker saves: the issues, or why there are none. */
+export type LabelIssuesFile =
+  | {
+      available: true;
+      labels: string[];
+      method: Static<typeof LabelIssuesMethod>;
+      scored: Static<typeof ScoredCounts>;
+      seconds: number;
+      /** Most suspicious first. */
+      items: LabelIssue[];
+    }
+  | { available: false; reason: string };
+
+export const LabelIssuesQuery = Type.Object({
+  split: Type.Optional(Type.Union(Split.anyOf, { description: 'only images of this split of the dataset' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'at most this many items (default: all)' })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+});
+
+/** GET /v1/jobs/:id/label-issues. */
+export const LabelIssuesSchema = Type.Object(
+  {
+    jobId: Type.String({ pattern: ID_PATTERN.job }),
+    datasetId: Type.String({ pattern: ID_PATTERN.ds }),
+    labels: Type.Array(Type.String()),
+    method: LabelIssuesMethod,
+    scored: ScoredCounts,
+    total: Type.Integer({ description: 'issues of the split asked for, before limit and offset' }),
+    offset: Type.Integer(),
+    items: Type.Array(LabelIssueSchema, { description: 'most suspicious first' }),
+  },
+  { title: 'LabelIssues' },
+);
+export type LabelIssues = Static<typeof LabelIssuesSchema>;

@@ -106,6 +106,12 @@ export const TrainingConfigSchema = Type.Object(
         description: "leave out validation and test images that are near-copies of an earlier split's (the dataset's health report lists them)",
       }),
     ),
+    labelIssues: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description: 'score every training image by k-fold cross-validation over the cached features and rank likely label errors (GET /v1/jobs/:id/label-issues)',
+      }),
+    ),
   },
   { title: 'TrainingConfig', additionalProperties: false },
 );
@@ -132,6 +138,7 @@ export const ResolvedTrainingConfigSchema = Type.Object(
     split: Type.Required(SplitConfigSchema),
     seed: Given.seed,
     dropLeaked: Given.dropLeaked,
+    labelIssues: Given.labelIssues,
   },
   { title: 'ResolvedTrainingConfig' },
 );
@@ -147,7 +154,7 @@ export const DEFAULT_AUGMENTATION: Augmentation = fill(AugmentationSchema, {});
 
 /** Fills in every default. The input must already satisfy TrainingConfigSchema. */
 export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
-  const c = fill<TrainingConfigInput & Pick<TrainingConfig, 'method' | 'backbone' | 'batchSize' | 'seed' | 'dropLeaked'>>(TrainingConfigSchema, input);
+  const c = fill<TrainingConfigInput & Pick<TrainingConfig, 'method' | 'backbone' | 'batchSize' | 'seed' | 'dropLeaked' | 'labelIssues'>>(TrainingConfigSchema, input);
   return {
     method: c.method,
     backbone: c.backbone,
@@ -161,6 +168,7 @@ export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
     split: fill(SplitConfigSchema, c.split),
     seed: c.seed,
     dropLeaked: c.dropLeaked,
+    labelIssues: c.labelIssues,
   };
 }
 

@@ -17,6 +17,8 @@ export type {
   JobPage,
   JobPredictions,
   JobState,
+  LabelIssue,
+  LabelIssues,
   ModelList,
   ModelRecord as Model,
   Prediction,

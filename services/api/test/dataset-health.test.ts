@@ -109,6 +109,13 @@ describe('dataset health', () => {
     expect(health.findings.map((f: any) => f.kind)).toEqual(expect.arrayContaining(['leakage', 'near_duplicates', 'conflicting_labels']));
   });
 
+  it('records every group by image id in the index the worker trains from (a carved split keeps a group whole)', async () => {
+    const index = await deps.storage.getJson<{ nearDuplicateGroups: string[][] }>(keys.datasetIndex('health', dataset.id));
+    const ids = health.nearDuplicates.map((g: any) => g.images.map((i: any) => i.imageId).sort());
+    expect(index.nearDuplicateGroups.map((g) => [...g].sort())).toEqual(expect.arrayContaining(ids));
+    expect(index.nearDuplicateGroups).toHaveLength(ids.length);
+  });
+
   it('reports exact copies, tiny and extreme-aspect images, a small class and the class balance', () => {
     expect(health.exactCopies).toEqual([
       expect.objectContaining({ path: 'test/cats/exact.jpg', split: 'test', kept: expect.objectContaining({ path: 'train/cats/5.jpg' }) }),

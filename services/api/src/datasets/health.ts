@@ -212,6 +212,7 @@ export function analyseDataset(input: HealthInput): HealthReport {
     nearDuplicates: groups.slice(0, MAX_LISTED),
     leakage: leakage.slice(0, MAX_LISTED),
     leakedImageIds,
+    nearDuplicateImageIds: groups.map((g) => g.images.map((im) => im.imageId)),
     exactCopies: exactCopies.slice(0, MAX_LISTED),
     tinyImages: tiny.slice(0, MAX_LISTED),
     extremeAspectImages: extreme.slice(0, MAX_LISTED),

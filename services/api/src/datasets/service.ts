@@ -117,6 +117,7 @@ export class DatasetService {
           phash: phashHex(im.fingerprint),
         })),
         leakedImageIds: health.leakedImageIds,
+        nearDuplicateGroups: health.nearDuplicateImageIds,
       };
       const manifest: DatasetManifest = {
         id,

@@ -12,6 +12,8 @@ import {
   JobPage,
   JobPredictions,
   JobSchema,
+  LabelIssuesQuery,
+  LabelIssuesSchema,
   plannedEpochs,
   PredictionsQuery,
   resolveConfig,
@@ -19,9 +21,10 @@ import {
   type Job,
   type JobEvent,
   type JobRecord,
+  type LabelIssuesFile,
   type ResolvedTrainingConfig,
 } from '@graft/contract';
-import { PREDICTIONS_FILE, queuedJobRecord } from '@graft/queue';
+import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, queuedJobRecord } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
@@ -60,6 +63,14 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: DatasetSer
     const rec = await store.getForTenant(tenant, id);
     if (!rec) throw notFound('job', id);
     return rec;
+  };
+  /** The job, which must have succeeded: what it found about its images is served from then on. */
+  const succeeded = async (tenant: string, id: string) => {
+    const rec = await load(tenant, id);
+    if (rec.state !== 'succeeded' || !rec.modelId) {
+      throw new ApiError('JOB_NOT_SUCCEEDED', `job '${rec.id}' is ${rec.state}: its images are evaluated once it has succeeded`, { state: rec.state });
+    }
+    return rec as JobRecord & { modelId: string };
   };
 
   app.post(
@@ -163,11 +174,8 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: DatasetSer
       },
     },
     async (req) => {
-      const rec = await load(req.tenant, req.params.id);
+      const rec = await succeeded(req.tenant, req.params.id);
       const split = req.query.split ?? 'validation';
-      if (rec.state !== 'succeeded' || !rec.modelId) {
-        throw new ApiError('JOB_NOT_SUCCEEDED', `job '${rec.id}' is ${rec.state}: its images are evaluated once it has succeeded`, { state: rec.state });
-      }
       let file: EvaluatedImages;
       try {
         file = await deps.storage.getJson<EvaluatedImages>(keys.modelArtifact(req.tenant, rec.modelId, PREDICTIONS_FILE));
@@ -176,6 +184,43 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: DatasetSer
         throw err;
       }
       return { jobId: rec.id, modelId: rec.modelId, split, labels: file.labels, items: file[split] ?? [] };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id/label-issues',
+    {
+      config: { errors: ['JOB_NOT_FOUND', 'JOB_NOT_SUCCEEDED', 'LABEL_ISSUES_NOT_AVAILABLE'] },
+      schema: {
+        tags: ['jobs'],
+        summary: 'Likely label errors: images whose given label disagrees most confidently with an out-of-sample prediction',
+        description:
+          'Every training image is scored by a model that did not see it (5-fold cross-validation over the frozen features), ' +
+          'every validation image by the folds together. Confident learning picks the likely errors: per-class thresholds (the ' +
+          'mean probability of each class over the images given it) estimate how many images of each label belong to each other ' +
+          'class, and that many are taken, those with the largest margin. They are listed most suspicious first, as ' +
+          '`{imageId, path, split, label, suggestedLabel, score}`, score in [0, 1]. Images are named by the ids of the ' +
+          "dataset's health report (GET /v1/datasets/:id/images/:imageId/thumbnail). 409 JOB_NOT_SUCCEEDED before the job has " +
+          'succeeded; 409 LABEL_ISSUES_NOT_AVAILABLE where the job has none (trained from scratch, end-to-end augmentation, ' +
+          'config.labelIssues false).',
+        params: IdParams('job'),
+        querystring: LabelIssuesQuery,
+        response: { 200: LabelIssuesSchema },
+      },
+    },
+    async (req) => {
+      const rec = await succeeded(req.tenant, req.params.id);
+      const q = req.query;
+      const file = await deps.storage.getJsonOrNull<LabelIssuesFile>(keys.jobArtifact(req.tenant, rec.id, LABEL_ISSUES_FILE));
+      if (!file?.available) {
+        const reason = file ? file.reason : 'the job was trained before label issues were looked for';
+        throw new ApiError('LABEL_ISSUES_NOT_AVAILABLE', `job '${rec.id}' has no label issues: ${reason}`, { id: rec.id });
+      }
+      const all = q.split ? file.items.filter((it) => it.split === q.split) : file.items;
+      const offset = q.offset ?? 0;
+      const items = all.slice(offset, q.limit === undefined ? undefined : offset + q.limit);
+      const { labels, method, scored } = file;
+      return { jobId: rec.id, datasetId: rec.datasetId, labels, method, scored, total: all.length, offset, items };
     },
   );
 
