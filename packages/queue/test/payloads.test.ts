@@ -16,7 +16,7 @@ describe('parseTrainJobPayload', () => {
   it('refuses a config left to defaults, naming the fields the run would fill in', () => {
     const raw = { ...ids, config: { batchSize: 16, head: { units: 64 } } };
     expect(() => parseTrainJobPayload(raw)).toThrow(PayloadError);
-    expect(() => parseTrainJobPayload(raw)).toThrow(/config is not resolved \(method, backbone, inputSize, augmentation, head\.dropout, .*dropLeaked left to defaults\)/);
+    expect(() => parseTrainJobPayload(raw)).toThrow(/config is not resolved \(method, backbone, inputSize, augmentation, head\.dropout, .*dropLeaked, labelIssues left to defaults\)/);
   });
 
   it('refuses a resolved config whose input size was left to the backbone, or that lacks one nested default', () => {
