@@ -2,6 +2,7 @@
 // variables, validation after each epoch, early stopping on validation loss with the best weights restored, a
 // callback after every epoch (for checkpoints), and an AbortSignal checked before every batch.
 import * as tf from '@tensorflow/tfjs';
+import type { HistoryRow } from '@graft/contract';
 import { throwIfAborted, VisionError } from './errors';
 import type { GradientReplicas, Share } from './replicas';
 import type { GradientEngine } from './step-engine';
@@ -123,16 +124,7 @@ export async function evaluateSource(
   return { loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN };
 }
 
-export interface HistoryRow {
-  phase: 'training_head' | 'fine_tuning';
-  epoch: number;
-  attempt: number;
-  loss: number;
-  accuracy: number;
-  valLoss: number | null;
-  valAccuracy: number | null;
-  seconds: number;
-}
+export type { HistoryRow };
 
 /** Where a phase stands after its last finished epoch; JSON apart from `best`. */
 export interface PhaseState {

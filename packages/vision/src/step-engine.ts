@@ -92,7 +92,7 @@ export async function createStepEngine(o: StepEngineOptions): Promise<GradientEn
     return new OrtStepEngine(ort, { train, evaluate }, graph, evalGraph, o.inputShape, o.variables.map((v) => v.shape as number[]), createRng(deriveSeed(o.seed, 'dropout')));
   } catch (err) {
     if (wanted === 'onnxruntime') {
-      throw new VisionError('ENGINE_UNAVAILABLE', `training steps cannot run on ONNX Runtime: ${(err as Error).message}`);
+      throw new VisionError('ONNX_RUNTIME_UNAVAILABLE', `training steps cannot run on ONNX Runtime: ${(err as Error).message}`);
     }
     log({ what: o.what, reason: (err as Error).message }, 'training steps run on TensorFlow.js');
     return null;
