@@ -60,7 +60,7 @@ function nativeUnavailable(pkg: string): string | null {
   return null;
 }
 
-async function tryBackend(name: BackendName, log: LogFn): Promise<string | null> {
+async function tryBackend(name: BackendName, log: LogFn, requested = false): Promise<string | null> {
   const pkg = NATIVE_PACKAGE[name];
   if (pkg) {
     const why = nativeUnavailable(pkg);
@@ -70,7 +70,7 @@ async function tryBackend(name: BackendName, log: LogFn): Promise<string | null>
     if (!(await tf.setBackend('tensorflow'))) return `${pkg} loaded but the 'tensorflow' backend did not start`;
     return null;
   }
-  if (name === 'webgpu') return startWebGpu(log);
+  if (name === 'webgpu') return startWebGpu(log, requested);
   if (name === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');
     if (!(await tf.setBackend('wasm'))) return 'the wasm backend did not start';
@@ -121,10 +121,13 @@ const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic
 
 /**
  * Starts the WebGPU backend on the `webgpu` package's Dawn binding: finds an adapter first (null where the
- * machine has no GPU, no Vulkan loader or no driver), refuses a software one, then exposes navigator.gpu and
- * the WebGPU globals that @tensorflow/tfjs-backend-webgpu expects, which registers its backend on import.
+ * machine has no GPU, no Vulkan loader or no driver), refuses a software one unless webgpu was asked for by
+ * name (a CPU Vulkan driver such as Mesa's lavapipe then runs it, slowly: how the tests run the webgpu
+ * kernels on a machine without a GPU), then exposes navigator.gpu and the WebGPU globals that
+ * @tensorflow/tfjs-backend-webgpu expects, which registers its backend on import, and registers Graft's
+ * training kernels for it.
  */
-async function startWebGpu(log: LogFn): Promise<string | null> {
+async function startWebGpu(log: LogFn, requested: boolean): Promise<string | null> {
   if (!packageDir('webgpu')) return 'webgpu is not installed';
   if (!packageDir('@tensorflow/tfjs-backend-webgpu')) return '@tensorflow/tfjs-backend-webgpu is not installed';
   const noLoader = missingVulkanLoader();
@@ -140,9 +143,9 @@ async function startWebGpu(log: LogFn): Promise<string | null> {
   if (!adapter) return 'no WebGPU adapter (no GPU, Vulkan loader or driver found)';
   const info = adapter.info;
   const described = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ');
-  if (adapter.isFallbackAdapter || info?.isFallbackAdapter || SOFTWARE_ADAPTER.test(described)) {
-    return `the WebGPU adapter is a software renderer (${described || 'fallback adapter'})`;
-  }
+  const software = adapter.isFallbackAdapter || info?.isFallbackAdapter || SOFTWARE_ADAPTER.test(described);
+  if (software && !requested) return `the WebGPU adapter is a software renderer (${described || 'fallback adapter'})`;
+  if (software) log({ adapter: described }, 'WebGPU adapter is a software renderer: it runs on the CPU (requested)');
   for (const [key, value] of Object.entries(dawn.globals)) {
     if (!(key in globalThis)) Object.defineProperty(globalThis, key, { value, configurable: true, writable: true });
   }
@@ -152,7 +155,9 @@ async function startWebGpu(log: LogFn): Promise<string | null> {
   await import('@tensorflow/tfjs-backend-webgpu');
   if (!tf.findBackendFactory('webgpu')) return '@tensorflow/tfjs-backend-webgpu did not register its backend';
   if (!(await tf.setBackend('webgpu'))) return 'the webgpu backend did not start';
-  log({ adapter: described }, `WebGPU adapter: ${described}`);
+  const { registerWebGpuTrainingKernels } = await import('./backend/webgpu-kernels');
+  registerWebGpuTrainingKernels();
+  log({ adapter: described }, `WebGPU adapter: ${described}; registered webgpu training kernels`);
   return null;
 }
 
@@ -215,7 +220,7 @@ async function choose(opts: { prefer?: string; log?: LogFn }): Promise<string> {
     if (!name) {
       throw new VisionError('INVALID_BACKEND', `unknown TensorFlow.js backend '${wanted}'; use one of ${ORDER.join(', ')}`);
     }
-    const why = await tryBackend(name, log).catch((err: Error) => err.message);
+    const why = await tryBackend(name, log, true).catch((err: Error) => err.message);
     if (why) throw new VisionError('BACKEND_UNAVAILABLE', `TensorFlow.js backend '${name}' cannot be used: ${why}`);
     await tf.ready();
     log({ backend: tf.getBackend(), requested: wanted }, `TensorFlow.js backend: ${tf.getBackend()} (requested)`);
