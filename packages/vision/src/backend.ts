@@ -38,6 +38,19 @@ const NATIVE_PACKAGE: Partial<Record<BackendName, string>> = {
 
 const require = createRequire(import.meta.url);
 let chosen: Promise<string> | null = null;
+/** Which of ORDER initBackend started (tfjs names both native ones 'tensorflow'). */
+let chosenName: BackendName | null = null;
+
+/** Backends that compute on a GPU. */
+const GPU_BACKENDS: ReadonlySet<BackendName> = new Set(['tensorflow-gpu', 'webgpu']);
+
+/**
+ * True where initBackend chose a backend that computes on a GPU (tfjs-node-gpu or webgpu; webgpu on a software
+ * adapter, which runs only where asked for by name, counts as one: it takes the same paths).
+ */
+export function backendOnGpu(): boolean {
+  return chosenName !== null && GPU_BACKENDS.has(chosenName);
+}
 
 /** The package directory of pkg, or null where it is not installed. */
 function packageDir(pkg: string): string | null {
@@ -113,8 +126,17 @@ function missingVulkanLoader(): string | null {
   const xdg = (process.env.XDG_DATA_DIRS ?? '/usr/local/share:/usr/share').split(':').filter(Boolean);
   const icdDirs = ['/etc/vulkan/icd.d', ...xdg.map((d) => join(d, 'vulkan/icd.d'))];
   const hasDriver = icdDirs.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json')));
-  return hasDriver ? null : 'no Vulkan driver (no ICD manifest in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d)';
+  if (hasDriver) return null;
+  // GPU operators on Kubernetes mount the driver under /usr/local/nvidia, where the loader does not look: name it.
+  if (existsSync(NVIDIA_OPERATOR_ICD)) {
+    process.env.VK_DRIVER_FILES = NVIDIA_OPERATOR_ICD;
+    return null;
+  }
+  return 'no Vulkan driver (no ICD manifest in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d)';
 }
+
+/** Where NVIDIA's GPU operator puts the driver's Vulkan manifest. */
+const NVIDIA_OPERATOR_ICD = '/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json';
 
 /** Adapter descriptions of software renderers: a WebGPU backend on one would be slower than wasm. */
 const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render/i;
@@ -223,6 +245,7 @@ async function choose(opts: { prefer?: string; log?: LogFn }): Promise<string> {
     const why = await tryBackend(name, log, true).catch((err: Error) => err.message);
     if (why) throw new VisionError('BACKEND_UNAVAILABLE', `TensorFlow.js backend '${name}' cannot be used: ${why}`);
     await tf.ready();
+    chosenName = name;
     log({ backend: tf.getBackend(), requested: wanted }, `TensorFlow.js backend: ${tf.getBackend()} (requested)`);
     return tf.getBackend();
   }
@@ -231,6 +254,7 @@ async function choose(opts: { prefer?: string; log?: LogFn }): Promise<string> {
     const why = await tryBackend(name, log).catch((err: Error) => err.message);
     if (why === null) {
       await tf.ready();
+      chosenName = name;
       log({ backend: tf.getBackend(), skipped }, `TensorFlow.js backend: ${tf.getBackend()}`);
       return tf.getBackend();
     }

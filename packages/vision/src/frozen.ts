@@ -1,6 +1,9 @@
 // Forward passes through a frozen model (a backbone, or the part of one below the block that fine-tuning trains)
-// on plain float arrays: ONNX Runtime where it loads and the converter (@graft/inference) can express every
-// layer, TensorFlow.js otherwise. The choice, and the reason for a fallback, are logged.
+// on plain float arrays: TensorFlow.js where its backend computes on a GPU (webgpu, tfjs-node-gpu: MobileNet v1
+// 0.75 at 224 runs at about 5,000 images/s on webgpu on an H200, more than any CPU path), else ONNX Runtime on
+// the CPU where it loads and the converter (@graft/inference) can express every layer, else TensorFlow.js. The
+// choice, and the reason for it, are logged. On a GPU, tf.data() of a batch waits for the GPU without blocking
+// this thread, so the callers' pipelines (features.ts) decode and augment the next batches meanwhile.
 //
 // onnxruntime-node runs a session synchronously on the calling thread, so the session runs in a worker thread
 // (@graft/inference's SessionHost with one worker): while it computes one batch, the main thread decodes and
@@ -10,7 +13,7 @@
 // 'tfjs', or 'auto' (default).
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
-import type { LogFn } from './backend';
+import { backendOnGpu, type LogFn } from './backend';
 import { VisionError } from './errors';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
 
@@ -64,6 +67,13 @@ export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModel
   const log: LogFn = opts.log ?? (() => {});
   const what = opts.what ?? model.name;
   const wanted = wantedEngine(opts.engine);
+  if (wanted === 'auto' && backendOnGpu()) {
+    log(
+      { model: what, engine: 'tfjs', backend: tf.getBackend(), reason: 'gpu' },
+      `frozen ${what} runs on TensorFlow.js: its ${tf.getBackend()} backend computes on the GPU`,
+    );
+    return tfjsModel(model);
+  }
   if (wanted !== 'tfjs') {
     const started = performance.now();
     try {
