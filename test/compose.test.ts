@@ -43,7 +43,7 @@ describe('docker-compose.yml', () => {
     const gpu = fs.readFileSync(path.join(root, 'docker/worker-gpu.Dockerfile'), 'utf8');
     expect(gpu).toMatch(/tfjs-node-gpu/);
     // The WebGPU backend's packages are checked at build time: an image without them would fall back to the CPU.
-    expect(gpu).toMatch(/require\.resolve.*'webgpu'.*'@tensorflow\/tfjs-backend-webgpu'/);
+    expect(gpu).toMatch(/'webgpu', '@tensorflow\/tfjs-backend-webgpu'.*require\.resolve/);
     // The image asks for no backend by name, so the chooser can fall back to WebGPU, which needs Vulkan and the
     // driver's graphics capability.
     expect(gpu).not.toMatch(/^ENV GRAFT_TF_BACKEND/m);
