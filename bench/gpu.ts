@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     'skip-job': { type: 'boolean', default: false },
     'skip-steps': { type: 'boolean', default: false },
     torch: { type: 'string', default: resolve(import.meta.dirname, '../../shared/gpu/torch-anchor.py') },
+    python: { type: 'string', default: 'python3' },
     data: { type: 'string', default: resolve(import.meta.dirname, '../../shared/datasets/dogs-vs-cats') },
     models: { type: 'string', default: resolve(import.meta.dirname, '../../shared/models') },
   },
@@ -204,7 +205,7 @@ function preparationRate(size: number): number {
 /** torch-anchor.py's JSON line, or why it gave none. */
 function torchSteps(): Record<string, number | string> | string {
   if (!existsSync(args.torch!)) return `${args.torch} not found`;
-  const r = spawnSync('python3', [args.torch!, String(SECONDS)], { encoding: 'utf8', timeout: 900_000 });
+  const r = spawnSync(args.python!, [args.torch!, String(SECONDS)], { encoding: 'utf8', timeout: 900_000 });
   const line = r.stdout?.split('\n').find((l) => l.startsWith('{'));
   if (r.status !== 0 || !line) return `PyTorch did not run: ${(r.stderr || r.error?.message || '').trim().split('\n').at(-1)}`;
   return JSON.parse(line) as Record<string, number | string>;
@@ -224,7 +225,7 @@ if (!args['skip-steps']) {
     '|---|---:|---:|---:|',
     ...Object.entries(ours).map(([k, v]) => {
       const t = (key: string) => (typeof torch === 'string' || typeof torch[key] !== 'number' ? '—' : (torch[key] as number).toFixed(0));
-      return `| ${k.replace(/^fp32 /, '')}, samples/s | ${v.toFixed(0)} | ${t(k)} | ${t(k.replace(/^fp32/, 'bf16-channels-last'))} |`;
+      return `| ${k.replace(/^fp32 /, '').replace(/ samples\/s$/, '')}, samples/s | ${v.toFixed(0)} | ${t(k)} | ${t(k.replace(/^fp32/, 'bf16-channels-last'))} |`;
     }),
   );
   if (typeof torch === 'string') report.push('', `PyTorch column empty: ${torch}`);
