@@ -8,7 +8,7 @@
 //
 //   npx tsx bench/gpu.ts [--backend webgpu] [--config JSON] [--per-class N] [--steps-alpha 0.75]
 //        [--steps-size 224] [--seconds 4] [--skip-job] [--skip-steps] [--torch ../shared/gpu/torch-anchor.py]
-//        [--data DIR] [--models DIR]
+//        [--python python3] [--data DIR] [--models DIR]
 //
 // On an NVIDIA H200 without Node.js or network (../shared/gpu/README.md), from a checkout with node_modules:
 //   PACK_SKIP=onnxruntime-node ../shared/gpu/pack.sh bench/gpu.ts
@@ -25,7 +25,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, PREPROCESSING, train, type Phase, type TrainEvent } from '@graft/vision';
+import { initBackend, PREPROCESSING, train, type Phase } from '@graft/vision';
+import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { itemInput } from '@graft/vision/features';
 import { classLabels, listSplit } from './splits';
@@ -60,10 +61,8 @@ async function runJob(): Promise<string[]> {
   const labels = classLabels(args.data!);
   const splits = { train: split('train', labels), validation: split('validation', labels), test: [] };
   const config = resolveConfig(JSON.parse(args.config!) as TrainingConfigInput);
-  const seconds: Partial<Record<Phase, number>> = {};
-  let phase: Phase | null = null;
-  let since = performance.now();
-  const started = since;
+  const phases = new PhaseTimes();
+  const started = performance.now();
   let extracted: { images: number; seconds: number } | null = null;
   const result = await train({
     config,
@@ -75,16 +74,10 @@ async function runJob(): Promise<string[]> {
       if (msg === 'features extracted') extracted = obj as typeof extracted;
       if (/backend|frozen|extracted|finished|epoch \d+ of/.test(msg)) console.log(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${msg}`);
     },
-    onEvent: (e: TrainEvent) => {
-      if (e.type !== 'phase') return;
-      const now = performance.now();
-      if (phase) seconds[phase] = (seconds[phase] ?? 0) + (now - since) / 1000;
-      phase = e.phase;
-      since = now;
-    },
+    onEvent: phases.onEvent,
   });
   const wall = (performance.now() - started) / 1000;
-  if (phase) seconds[phase as Phase] = (seconds[phase as Phase] ?? 0) + (performance.now() - since) / 1000;
+  const seconds = phases.finish();
   // Samples each phase went through: epochs run x training images (cached copies count as one image an epoch).
   const epochs = (p: string) => result.history.filter((r) => r.phase === p).length;
   const samples: Partial<Record<Phase, number>> = {

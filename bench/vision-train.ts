@@ -13,7 +13,8 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { listSplit, classLabels } from './splits';
-import { initBackend, train, type ImageRef, type TrainEvent } from '@graft/vision';
+import { initBackend, train, type ImageRef } from '@graft/vision';
+import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 
 const { values: args } = parseArgs({
@@ -52,9 +53,7 @@ if (args.backbone) input.backbone = args.backbone;
 const config = resolveConfig(input);
 
 const started = performance.now();
-const phaseSeconds: Record<string, number> = {};
-let lastPhase = '';
-let phaseStart = started;
+const phases = new PhaseTimes();
 let extraction: object | null = null;
 const log = (obj: object, msg: string) => {
   if (msg === 'features extracted') extraction = obj;
@@ -70,17 +69,10 @@ const result = await train({
   readImage: async (key) => new Uint8Array(readFileSync(key)),
   backbones: args.models!,
   log,
-  onEvent: (e: TrainEvent) => {
-    if (e.type === 'phase') {
-      const now = performance.now();
-      if (lastPhase) phaseSeconds[lastPhase] = (phaseSeconds[lastPhase] ?? 0) + (now - phaseStart) / 1000;
-      lastPhase = e.phase;
-      phaseStart = now;
-    }
-  },
+  onEvent: phases.onEvent,
 });
 const wall = (performance.now() - started) / 1000;
-if (lastPhase) phaseSeconds[lastPhase] = (phaseSeconds[lastPhase] ?? 0) + (performance.now() - phaseStart) / 1000;
+const phaseSeconds = phases.finish();
 
 const best = (phase: string) => {
   const rows = result.history.filter((r) => r.phase === phase);
@@ -97,7 +89,7 @@ console.log(
       images: result.counts,
       config: { featureExtraction: config.featureExtraction, fineTuning: config.fineTuning, augmentation: config.augmentation, head: config.head, earlyStopping: config.earlyStopping },
       wallSeconds: Number(wall.toFixed(1)),
-      phaseSeconds: Object.fromEntries(Object.entries(phaseSeconds).map(([k, v]) => [k, Number(v.toFixed(1))])),
+      phaseSeconds: Object.fromEntries(Object.entries(phaseSeconds).map(([k, v]) => [k, Number(v!.toFixed(1))])),
       extraction,
       training_head: best('training_head'),
       fine_tuning: best('fine_tuning'),

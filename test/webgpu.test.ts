@@ -82,6 +82,9 @@ describe.skipIf(unavailable)('jobs on the webgpu backend, through the worker', (
     expect(out).toMatch(/TensorFlow\.js backend: webgpu \(requested\)/);
     expect(out).toMatch(/runs on TensorFlow\.js: its webgpu backend computes on the GPU/);
     expect(out).not.toMatch(/runs on ONNX Runtime/);
+    // Images were augmented and normalised by the backend, next to the frozen base.
+    expect(out).toMatch(/"augmentedOn":"backend".*"msg":"features extracted"/);
+    expect(out).not.toMatch(/"augmentedOn":"thread"/);
     expect(out).not.toMatch(/synchronous tensor reads are turned off/);
   }, 1_200_000);
 });

@@ -28,11 +28,11 @@ export interface FrozenModel {
   /** Shape of one output sample, per output. */
   readonly outputShapes: number[][];
   /**
-   * Runs `batch` samples laid out one after the other; one array per output, samples one after the other.
-   * Runs may overlap: they are computed in the order they were asked for. With `transfer`, the input's buffer
-   * may be handed to the worker thread (it is then unusable here).
+   * Runs `batch` samples laid out one after the other (or a tensor of them, which is disposed); one array per
+   * output, samples one after the other. Runs may overlap: they are computed in the order they were asked for.
+   * With `transfer`, the input's buffer may be handed to the worker thread (it is then unusable here).
    */
-  run(input: Float32Array, batch: number, opts?: { transfer?: boolean }): Promise<Float32Array[]>;
+  run(input: Float32Array | tf.Tensor, batch: number, opts?: { transfer?: boolean }): Promise<Float32Array[]>;
   /** Frees the session (the TF.js model itself stays with its owner). May be called more than once. */
   dispose(): Promise<void>;
 }
@@ -112,9 +112,11 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
     outputShapes,
     async run(input, batch) {
       const outs = tf.tidy(() => {
-        const y = model.predict(tf.tensor(input, [batch, ...inputShape])) as tf.Tensor | tf.Tensor[];
+        const x = input instanceof tf.Tensor ? input : tf.tensor(input, [batch, ...inputShape]);
+        const y = model.predict(x) as tf.Tensor | tf.Tensor[];
         return Array.isArray(y) ? y : [y];
       });
+      if (input instanceof tf.Tensor) input.dispose();
       try {
         return (await Promise.all(outs.map((t) => t.data()))) as Float32Array[];
       } finally {
@@ -123,6 +125,16 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
     },
     async dispose() {},
   };
+}
+
+/** The values of a run's input: a tensor is read and disposed. */
+async function asArray(input: Float32Array | tf.Tensor): Promise<Float32Array> {
+  if (!(input instanceof tf.Tensor)) return input;
+  try {
+    return (await input.data()) as Float32Array;
+  } finally {
+    input.dispose();
+  }
 }
 
 type Inference = typeof import('@graft/inference');
@@ -173,7 +185,7 @@ async function onnxRuntimeModel(
           outputShapes: [outputShape],
           run: async (input, batch, o) => {
             if (disposed) throw new Error('the ONNX Runtime session has been disposed');
-            return check(await session.run(input, batch, { transfer: o?.transfer ?? false }), batch);
+            return check(await session.run(await asArray(input), batch, { transfer: o?.transfer ?? false }), batch);
           },
           async dispose() {
             if (disposed) return;
@@ -196,7 +208,7 @@ async function onnxRuntimeModel(
       threaded: false,
       inputShape,
       outputShapes: [outputShape],
-      run: async (input, batch) => check(await session.run(input, batch), batch),
+      run: async (input, batch) => check(await session.run(await asArray(input), batch), batch),
       async dispose() {
         if (disposed) return;
         disposed = true;

@@ -7,6 +7,7 @@ import { applyTransform, sampleTransform, type AffineTransform, type FillMode, t
 import { normalizeBatch, transformBatch } from '../src/augment-tensor';
 import { normalizePixels, PREPROCESSING } from '../src/preprocess';
 import { createRng } from '../src/random';
+import { extractFeatures, FeatureStore, type ExtractItem, type NetworkInput } from '../src/features';
 import { startWebGpuForTest } from './webgpu';
 
 const H = 13;
@@ -91,5 +92,51 @@ describe.each(backends)('augmentation as ops on %s', (backend) => {
       for (let i = 0; i < want.length; i++) max = Math.max(max, Math.abs(got[i]! - want[i]!));
       expect(max, p.mode).toBeLessThan(1e-4);
     }
+  });
+});
+
+describe('feature extraction with augmentation on the backend', () => {
+  it('hands the frozen model the same inputs as augmentation on this thread', async () => {
+    await tf.setBackend('cpu');
+    const size = 12;
+    const per = size * size * 3;
+    const pixels = images();
+    const decoded = Array.from({ length: 3 }, (_, i) => new Uint8Array(pixels.subarray(i * per, (i + 1) * per)));
+    const items: ExtractItem[] = decoded.flatMap((_, i) => [0, 1, 2].map((copy) => ({ image: i, copy, label: i % 2 })));
+    const run = async (augmentOnBackend: boolean) => {
+      const store = new FeatureStore([[size, size, 3]], 'binary', 2, 4, 1);
+      const seen: string[] = [];
+      await extractFeatures({
+        images: decoded,
+        items,
+        size,
+        preprocessing: PREPROCESSING.caffe,
+        augmentation: { ...OPTIONS, fillMode: 'reflect' },
+        seed: 5,
+        batchSize: 4,
+        stores: [store],
+        augmentOnBackend,
+        forward: async (input: NetworkInput) => {
+          seen.push(input instanceof tf.Tensor ? 'tensor' : 'array');
+          if (!(input instanceof tf.Tensor)) return [input.slice()];
+          const values = (await input.data()) as Float32Array;
+          input.dispose();
+          return [values];
+        },
+      });
+      return { values: store.samples.map((s) => s[0]!), seen };
+    };
+    const before = tf.memory().numTensors;
+    const here = await run(false);
+    const there = await run(true);
+    expect(tf.memory().numTensors).toBe(before);
+    expect([...new Set(here.seen)]).toEqual(['array']);
+    expect([...new Set(there.seen)]).toEqual(['tensor']);
+    expect(there.values).toHaveLength(items.length);
+    let max = 0;
+    here.values.forEach((v, i) => v.forEach((x, k) => (max = Math.max(max, Math.abs(x - there.values[i]![k]!)))));
+    expect(max).toBeLessThan(1e-3);
+    // The copies are augmented: they differ from the image itself.
+    expect(here.values[1]).not.toEqual(here.values[0]);
   });
 });

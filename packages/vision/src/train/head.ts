@@ -13,7 +13,7 @@ export async function trainHead(ctx: TrainContext, p: Plan, res: RunResources, t
   const { cfg } = ctx;
   const forward: Forward = (xs, training) => t.head.classify(xs[0]!, training);
   if (!p.skipHead) {
-    const train: BatchSource = x.headTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.headFeatures, shapes: [t.pooledShape] });
+    const train: BatchSource = x.headTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.headFeatures, shapes: [t.pooledShape] }, t);
     await runEpochs(ctx, p, res, { phase: 'training_head', settings: cfg.featureExtraction, variables: t.head.trainableWeights, forward, train, validation: x.headVal });
   }
   // The top block's copy from before fine-tuning is not needed any more.
