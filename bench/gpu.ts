@@ -3,8 +3,8 @@
 // the time and images/s of each phase and the validation accuracy; then the steps of ../shared/gpu/torch-anchor.py
 // on the same backend (MobileNet v1 0.75 at 224, random weights: frozen-base forward, the top block trained on
 // cached activations, the whole network trained, the dense head), and the same steps in PyTorch where python3
-// has torch with CUDA, side by side. Also how fast this thread augments and normalises images, which bounds
-// what the GPU can be fed during feature extraction.
+// has torch with CUDA, side by side. Also how fast images decode (sharp) and how fast this thread augments them,
+// to compare with what the GPU takes during feature extraction.
 //
 //   npx tsx bench/gpu.ts [--backend webgpu] [--config JSON] [--per-class N] [--steps-alpha 0.75]
 //        [--steps-size 224] [--seconds 4] [--skip-job] [--skip-steps] [--torch ../shared/gpu/torch-anchor.py]
@@ -25,7 +25,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, PREPROCESSING, train, type Phase } from '@graft/vision';
+import { decodeImages, initBackend, PREPROCESSING, train, type Phase } from '@graft/vision';
 import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { itemInput } from '@graft/vision/features';
@@ -195,6 +195,15 @@ function preparationRate(size: number): number {
   return n / ((performance.now() - t0) / 1000);
 }
 
+/** Images per second sharp decodes and resizes to `size` as a job does (DEFAULT_DECODE_CONCURRENCY at a time). */
+async function decodeRate(size: number): Promise<{ rate: number; images: number }> {
+  const refs = split('train', classLabels(args.data!)).slice(0, 512);
+  const bytes = refs.map((r) => new Uint8Array(readFileSync(r.key)));
+  const t0 = performance.now();
+  await decodeImages(bytes.length, async (i) => bytes[i]!, size);
+  return { rate: bytes.length / ((performance.now() - t0) / 1000), images: bytes.length };
+}
+
 /** torch-anchor.py's JSON line, or why it gave none. */
 function torchSteps(): Record<string, number | string> | string {
   if (!existsSync(args.torch!)) return `${args.torch} not found`;
@@ -208,7 +217,12 @@ const backend = await initBackend({ prefer: args.backend, log: (_o, msg) => cons
 const report: string[] = [];
 if (!args['skip-job']) report.push(...(await runJob()), '');
 const size = Number(args['steps-size']);
-report.push(`augment + normalise on this thread at ${size} px: ${preparationRate(size).toFixed(0)} images/s`, '');
+const decoded = await decodeRate(size);
+report.push(
+  `decode + resize (sharp) to ${size} px: ${decoded.rate.toFixed(0)} images/s (${decoded.images} files read beforehand)`,
+  `augment + normalise on this thread at ${size} px: ${preparationRate(size).toFixed(0)} images/s (on a GPU backend the job does this on the GPU)`,
+  '',
+);
 if (!args['skip-steps']) {
   const ours = await steps(Number(args['steps-alpha']), size);
   const torch = torchSteps();
