@@ -45,11 +45,14 @@ export function transformBatch(
     const mode = opts.fillMode ?? 'nearest';
     const indexMode: FillMode = mode === 'constant' ? 'nearest' : mode;
     const flat = tf.reshape(images, [b * h * w, c]);
-    const base = tf.reshape(tf.mul(tf.range(0, b, 1, 'float32'), h * w), [b, 1, 1]);
+    // Offsets in int32: batch x height x width may pass float32's 2^24 exact integers.
+    const base = tf.reshape(tf.mul(tf.range(0, b, 1, 'int32'), tf.scalar(h * w, 'int32')), [b, 1, 1]);
     /** The pixels at integer-valued (column, row) indices, mapped inside per fill mode: [b, h, w, c]. */
     const read = (px: tf.Tensor, py: tf.Tensor) => {
-      const at = tf.add(base, tf.add(tf.mul(mapIndices(py, h, indexMode), w), mapIndices(px, w, indexMode)));
-      return tf.reshape(tf.gather(flat, tf.cast(tf.reshape(at, [-1]), 'int32')), [b, h, w, c]);
+      const row = tf.cast(mapIndices(py, h, indexMode), 'int32');
+      const col = tf.cast(mapIndices(px, w, indexMode), 'int32');
+      const at = tf.add(base, tf.add(tf.mul(row, tf.scalar(w, 'int32')), col));
+      return tf.reshape(tf.gather(flat, tf.reshape(at, [-1])), [b, h, w, c]);
     };
     let out: tf.Tensor;
     if ((opts.interpolation ?? 'bilinear') === 'nearest') {
