@@ -72,7 +72,7 @@ async function runJob(): Promise<string[]> {
     backbones: args.models!,
     log: (obj, msg) => {
       if (msg === 'features extracted') extracted = obj as typeof extracted;
-      if (/backend|frozen|extracted|finished|epoch \d+ of/.test(msg)) console.log(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${msg}`);
+      if (/backend|frozen|extracted|finished|epoch \d+ of|evaluated|out-of-distribution|exported/.test(msg)) console.log(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${msg}`);
     },
     onEvent: phases.onEvent,
   });
