@@ -12,11 +12,12 @@
 //
 // On an NVIDIA H200 without Node.js or network (../shared/gpu/README.md), from a checkout with node_modules:
 //   PACK_SKIP=onnxruntime-node ../shared/gpu/pack.sh bench/gpu.ts
-//   mkdir -p .device/data .device/models && cp -r ../shared/models/mobilenet_v1_0.75_224 .device/models/
-//   (a Dogs vs Cats copy under .device/data/{train,validation}/{cats,dogs}, e.g. downscaled to 320 px)
+//   mkdir -p .device/models && cp -r ../shared/models/mobilenet_v1_0.75_224 .device/models/
+//   npx tsx bench/downscale.ts ../shared/datasets/dogs-vs-cats .device/data --size 128   (fits the 64 MiB carried)
 //   cp ../shared/gpu/torch-anchor.py .device/
-// then with the device tool, from the checkout root:
+// then with the device tool (carry [".device"]), from the checkout root:
 //   run: bash .device/run.sh bench/gpu.ts --data .device/data --models .device/models --torch .device/torch-anchor.py
+// and for the CPU's accuracy on the same copy: npx tsx bench/gpu.ts --backend wasm --data .device/data --skip-steps
 // Without a GPU it runs (slowly) on Mesa's lavapipe, a CPU Vulkan driver, for a smoke test on tiny sizes:
 //   npx tsx bench/gpu.ts --per-class 16 --config '{"inputSize":64,"featureExtraction":{"epochs":1},
 //     "fineTuning":{"epochs":1},"augmentation":{"copies":1}}' --steps-alpha 0.25 --steps-size 64 --seconds 1
