@@ -4,7 +4,8 @@
 //
 // Frozen forward passes take and return plain float arrays (frozen.ts runs them on ONNX Runtime in a worker
 // thread where it can), so both passes are pipelined: the next batch is augmented and normalised on this thread,
-// and sent, while the frozen model computes the current one.
+// and sent, while the frozen model computes the current one. Where the frozen model runs on a GPU backend, the
+// decoded bytes are sent instead and augmented and normalised there (augmentOnBackend), as a tensor.
 import * as tf from '@tensorflow/tfjs';
 import { applyTransform, sampleTransform, type AugmentationOptions, type AffineTransform } from './augment';
 import { normalizeBatch, transformBatch } from './augment-tensor';
