@@ -6,7 +6,7 @@
 // has torch with CUDA, side by side. Also how fast images decode (sharp) and how fast this thread augments them,
 // to compare with what the GPU takes during feature extraction.
 //
-//   npx tsx bench/gpu.ts [--backend webgpu] [--config JSON] [--per-class N] [--steps-alpha 0.75]
+//   npx tsx bench/gpu.ts [--backend webgpu (default; or GRAFT_TF_BACKEND)] [--config JSON] [--per-class N] [--steps-alpha 0.75]
 //        [--steps-size 224] [--seconds 4] [--skip-job] [--skip-steps] [--torch ../shared/gpu/torch-anchor.py]
 //        [--python python3] [--data DIR] [--models DIR]
 //
@@ -31,10 +31,14 @@ import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { itemInput } from '@graft/vision/features';
 import { classLabels, listSplit } from './splits';
+import { loadConfigOrExit } from '@graft/config';
+
+// GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them.
+const { training } = loadConfigOrExit();
 
 const { values: args } = parseArgs({
   options: {
-    backend: { type: 'string', default: 'webgpu' },
+    backend: { type: 'string' },
     config: { type: 'string', default: '{}' },
     'per-class': { type: 'string' },
     'steps-alpha': { type: 'string', default: '0.75' },
@@ -71,6 +75,8 @@ async function runJob(): Promise<string[]> {
     splits,
     readImage: async (key) => new Uint8Array(readFileSync(key)),
     backbones: args.models!,
+    threads: training.threads,
+    frozenEngine: training.frozenEngine,
     log: (obj, msg) => {
       if (msg === 'features extracted') extracted = obj as typeof extracted;
       if (/backend|frozen|extracted|finished|epoch \d+ of|evaluated|out-of-distribution|exported/.test(msg)) console.log(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${msg}`);
@@ -214,7 +220,7 @@ function torchSteps(): Record<string, number | string> | string {
   return JSON.parse(line) as Record<string, number | string>;
 }
 
-const backend = await initBackend({ prefer: args.backend, log: (_o, msg) => console.log(msg) });
+const backend = await initBackend({ prefer: args.backend ?? training.tfBackend ?? 'webgpu', log: (_o, msg) => console.log(msg) });
 const report: string[] = [];
 if (!args['skip-job']) report.push(...(await runJob()), '');
 const size = Number(args['steps-size']);

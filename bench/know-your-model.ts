@@ -16,6 +16,10 @@ import sharp from 'sharp';
 import { initBackend, loadClassifier, loadExplainer, train } from '@graft/vision';
 import { resolveConfig } from '@graft/vision/config';
 import { classLabels, listSplit } from './splits';
+import { loadConfigOrExit } from '@graft/config';
+
+// GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them.
+const { training } = loadConfigOrExit();
 
 const { values: args } = parseArgs({
   options: {
@@ -33,7 +37,7 @@ const other = join(SHARED, 'datasets', args.other!);
 const read = (key: string) => new Uint8Array(readFileSync(key));
 
 async function main(): Promise<void> {
-  await initBackend();
+  await initBackend({ prefer: training.tfBackend ?? undefined });
   const labels = classLabels(dataset);
   const test = listSplit(join(dataset, 'validation'), labels);
   const started = performance.now();
@@ -48,6 +52,8 @@ async function main(): Promise<void> {
     splits: { train: listSplit(join(dataset, 'train'), labels), validation: [], test },
     readImage: async (key) => read(key),
     backbones: join(SHARED, 'models'),
+    threads: training.threads,
+    frozenEngine: training.frozenEngine,
   });
   console.log(`# ${args.data}: ${args.backbone}, trained in ${((performance.now() - started) / 1000).toFixed(0)} s, images ${JSON.stringify(result.counts)}`);
   const c = result.test!.calibration!;

@@ -4,8 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startEmbeddedS3 } from '@graft/storage/embedded';
-import { startRedisServer } from '@graft/queue/embedded-redis';
+import { startEmbeddedS3, startRedisServer } from '@graft/devservers';
 import { patternDataset, zipOf } from '../test/support/images';
 import { runService, startApi, waitFor } from '../test/support/processes';
 

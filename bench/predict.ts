@@ -25,8 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
 import { exportOnnx, normalizeRows, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
 import { keys, Storage } from '@graft/storage';
-import { startEmbeddedS3 } from '@graft/storage/embedded';
-import { startRedisServer } from '@graft/queue/embedded-redis';
+import { startEmbeddedS3, startRedisServer } from '@graft/devservers';
 import { startApi, type Service } from '../test/support/processes';
 
 const { values: args } = parseArgs({

@@ -16,6 +16,10 @@ import { parseArgs } from 'node:util';
 import { listSplit, classLabels } from './splits';
 import { initBackend, train, type ImageRef } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { loadConfigOrExit } from '@graft/config';
+
+// GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them.
+const { training } = loadConfigOrExit();
 
 const { values: args } = parseArgs({
   options: {
@@ -107,6 +111,8 @@ async function runRow(row: RowKind, backbone: string | null): Promise<Result> {
     splits,
     readImage: async (key) => new Uint8Array(readFileSync(key)),
     backbones: args.models!,
+    threads: training.threads,
+    frozenEngine: training.frozenEngine,
     log: (obj, msg) => {
       if (/^epoch /.test(msg)) {
         const r = obj as { phase: string; epoch: number; loss: number; accuracy: number; valLoss: number; valAccuracy: number; seconds: number };
@@ -134,7 +140,7 @@ async function runRow(row: RowKind, backbone: string | null): Promise<Result> {
 }
 
 if (!args.table) {
-  await initBackend();
+  await initBackend({ prefer: training.tfBackend ?? undefined });
   const rows = args.rows!.split(',').map((r) => r.trim()) as RowKind[];
   for (const row of rows) if (!ROWS[row]) throw new Error(`unknown row '${row}'; rows: ${Object.keys(ROWS).join(', ')}`);
   const backbones = args.backbones!.split(',').map((b) => b.trim());

@@ -16,6 +16,10 @@ import { listSplit, classLabels } from './splits';
 import { initBackend, train, type ImageRef } from '@graft/vision';
 import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { loadConfigOrExit } from '@graft/config';
+
+// GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them.
+const { training } = loadConfigOrExit();
 
 const { values: args } = parseArgs({
   options: {
@@ -61,13 +65,15 @@ const log = (obj: object, msg: string) => {
     console.log(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${msg} ${JSON.stringify(obj)}`);
   }
 };
-const backend = await initBackend({ prefer: args.backend, log });
+const backend = await initBackend({ prefer: args.backend ?? training.tfBackend ?? undefined, log });
 const result = await train({
   config,
   labels,
   splits,
   readImage: async (key) => new Uint8Array(readFileSync(key)),
   backbones: args.models!,
+  threads: training.threads,
+  frozenEngine: training.frozenEngine,
   log,
   onEvent: phases.onEvent,
 });

@@ -6,8 +6,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfigOrExit, createLogger } from '@graft/config';
-import { startEmbeddedS3, stopChild } from '@graft/storage/embedded';
-import { redisServerAvailable, startRedisServer } from '@graft/queue/embedded-redis';
+import { redisServerAvailable, startEmbeddedS3, startRedisServer, stopChild } from '@graft/devservers';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -54,7 +53,7 @@ async function main() {
   }
 
   if (!config.s3.endpoint) {
-    const s3 = await startEmbeddedS3({ dir: path.join(config.dataDir, 's3'), port: Number(process.env.GRAFT_S3_PORT) || 0 });
+    const s3 = await startEmbeddedS3({ dir: path.join(config.dataDir, 's3'), port: config.embeddedS3Port });
     stops.push(s3.stop);
     env.S3_ENDPOINT = s3.endpoint;
     log.info({ endpoint: s3.endpoint, dir: path.join(config.dataDir, 's3') }, 'embedded S3-protocol server started');

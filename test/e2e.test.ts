@@ -244,7 +244,7 @@ describe('end to end', () => {
     });
     const ds = await up.json();
     // The dataset's image index disappears from storage behind the service's back.
-    await storage.deleteKeys([`${keys.dataset('e2e', ds.id)}index.json`]);
+    await storage.deleteKeys([keys.datasetIndex('e2e', ds.id)]);
     const jobId = (await (await fetch(`${api.url}/v1/jobs`, {
       method: 'POST',
       headers: { ...H, 'content-type': 'application/json' },

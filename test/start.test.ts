@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '@graft/storage/embedded';
+import { freePort } from '@graft/devservers';
 import { runService, waitFor, type Service } from './support/processes';
 
 describe('npm start', () => {

@@ -4,8 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedS3 } from '@graft/storage/embedded';
-import { startRedisServer } from '@graft/queue/embedded-redis';
+import { startEmbeddedS3, startRedisServer } from '@graft/devservers';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -22,8 +21,6 @@ export default async function setup(project: TestProject) {
   ]);
   project.provide('redisUrl', redis.url);
   project.provide('s3Endpoint', s3.endpoint);
-  process.env.GRAFT_TEST_REDIS_URL = redis.url;
-  process.env.GRAFT_TEST_S3_ENDPOINT = s3.endpoint;
   return async () => {
     await Promise.all([redis.stop(), s3.stop()]);
     fs.rmSync(dir, { recursive: true, force: true });

@@ -1,7 +1,7 @@
 // Runs Graft's services as real processes for end-to-end tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { freePort, stopChild } from '@graft/storage/embedded';
+import { freePort, stopChild } from '@graft/devservers';
 
 export const root = path.resolve(import.meta.dirname, '..', '..');
 

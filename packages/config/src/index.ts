@@ -2,6 +2,9 @@
 import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
+import { FROZEN_ENGINES, frozenEngineNamed, SYNC_READS, TF_BACKENDS, tfBackendNamed, type FrozenEngineSetting, type SyncReads, type TfBackend } from './engines';
+import { envReader, type EnvReader } from './reader';
+import type { Env } from './variables';
 
 export interface GraftConfig {
   host: string;
@@ -96,6 +99,22 @@ export interface GraftConfig {
   outageToleranceMs: number;
   /** Port of the worker's Prometheus metrics (0: none). */
   workerMetricsPort: number;
+  /** How the training process (and the API's TensorFlow.js paths) run. */
+  training: {
+    /** The TensorFlow.js backend to use; null: the best one that loads. */
+    tfBackend: TfBackend | null;
+    /** What runs the frozen part of a network during training. */
+    frozenEngine: FrozenEngineSetting;
+    /** Threads sharing a training step on single-threaded backends (at most the cores are used). */
+    threads: number;
+  };
+  /** Port of the embedded S3-protocol server that `npm start` runs where S3_ENDPOINT is unset (0: a free one). */
+  embeddedS3Port: number;
+  /** Switches for the test suite only. */
+  testing: {
+    /** Synchronous tensor reads allowed, or made to throw so that no path comes to need one. */
+    syncReads: SyncReads;
+  };
 }
 
 export class ConfigError extends Error {
@@ -119,185 +138,55 @@ function defaultBackbones(): string {
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 const PREDICT_ENGINES = ['auto', 'onnx', 'tfjs'] as const;
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
 
-type Env = Record<string, string | undefined>;
-
+/** Every variable parsed and checked; a ConfigError lists every bad one, each by name. */
 export function loadConfig(env: Env = process.env): GraftConfig {
   const problems: string[] = [];
-  const str = (name: string, def: string) => {
-    const v = env[name];
-    return v === undefined || v === '' ? def : v;
-  };
-  const int = (name: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER) => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return def;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      problems.push(`${name}=${JSON.stringify(raw)}: expected an integer from ${min} to ${max}`);
-      return def;
-    }
-    return n;
-  };
-  const bool = (name: string, def: boolean) => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return def;
-    if (/^(1|true|yes|on)$/i.test(raw)) return true;
-    if (/^(0|false|no|off)$/i.test(raw)) return false;
-    problems.push(`${name}=${JSON.stringify(raw)}: expected true or false`);
-    return def;
-  };
-  const url = (name: string, def: string | null, protocols: string[]) => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return def;
-    try {
-      const u = new URL(raw);
-      if (!protocols.includes(u.protocol)) throw new Error();
-      return raw.replace(/\/+$/, '');
-    } catch {
-      problems.push(`${name}=${JSON.stringify(raw)}: expected a URL starting with ${protocols.join(' or ')}//`);
-      return def;
-    }
-  };
-
-  /** A duration: `90` (seconds), `500ms`, `45s`, `10m`, `1h`. */
-  const duration = (name: string, defMs: number, maxMs: number) => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return defMs;
-    const m = /^\s*(\d+)\s*(ms|s|m|min|h)?\s*$/.exec(raw);
-    const unit = { ms: 1, s: 1000, m: 60_000, min: 60_000, h: 3_600_000 }[(m?.[2] ?? 's') as 'ms'];
-    const ms = m ? Number(m[1]) * unit : NaN;
-    if (!(ms <= maxMs)) {
-      problems.push(`${name}=${JSON.stringify(raw)}: expected a duration such as 600, 90s, 10m or 1h, at most ${maxMs / 3_600_000} h`);
-      return defMs;
-    }
-    return ms;
-  };
-
-  const apiKeys: GraftConfig['apiKeys'] = [];
-  for (const item of str('GRAFT_API_KEYS', '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const i = item.indexOf(':');
-    const tenant = item.slice(0, i);
-    const key = item.slice(i + 1);
-    if (i <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(tenant) || key.length < 8) {
-      problems.push(
-        `GRAFT_API_KEYS: entry ${JSON.stringify(item.replace(/:.*/, ':…'))} must be tenant:key, tenant of letters, digits, . _ -, key at least 8 characters`,
-      );
-      continue;
-    }
-    if (apiKeys.some((k) => k.key === key)) problems.push(`GRAFT_API_KEYS: a key is given twice (tenant ${tenant})`);
-    apiKeys.push({ tenant, key });
-  }
-
-  const importSources: GraftConfig['importSources'] = [];
-  for (const item of str('GRAFT_IMPORT_SOURCES', '').split(',').map((s) => s.trim()).filter(Boolean)) {
-    const m = /^([A-Za-z0-9_.-]{1,64}|\*)=s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(item);
-    if (!m) {
-      problems.push(`GRAFT_IMPORT_SOURCES: entry ${JSON.stringify(item)} must be tenant=s3://bucket/prefix/ (tenant or *)`);
-      continue;
-    }
-    const prefix = m[3] ?? '';
-    importSources.push({ tenant: m[1]!, bucket: m[2]!, prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/` });
-  }
-
-  const trustProxyRaw = str('GRAFT_TRUST_PROXY', '');
-  let trustProxy: GraftConfig['http']['trustProxy'] = false;
-  if (/^\d{1,2}$/.test(trustProxyRaw)) trustProxy = Number(trustProxyRaw) || false;
-  else if (trustProxyRaw && !/^(false|no|off)$/i.test(trustProxyRaw)) {
-    const list = trustProxyRaw.split(',').map((s) => s.trim()).filter(Boolean);
-    const bad = list.filter((a) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a));
-    if (bad.length) problems.push(`GRAFT_TRUST_PROXY: ${JSON.stringify(bad.join(','))} is not a number of hops or a list of addresses / CIDR ranges`);
-    else trustProxy = list;
-  }
-
-  const logLevel = str('LOG_LEVEL', 'info');
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)}: expected one of ${LOG_LEVELS.join(', ')}`);
-  }
-  const predictEngine = str('GRAFT_PREDICT_ENGINE', 'auto');
-  if (!(PREDICT_ENGINES as readonly string[]).includes(predictEngine)) {
-    problems.push(`GRAFT_PREDICT_ENGINE=${JSON.stringify(predictEngine)}: expected one of ${PREDICT_ENGINES.join(', ')}`);
-  }
-  const bucket = str('S3_BUCKET', 'graft');
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
-    problems.push(`S3_BUCKET=${JSON.stringify(bucket)}: not a valid bucket name (3-63 lowercase letters, digits, . and -)`);
-  }
-  const queuePrefix = str('GRAFT_QUEUE_PREFIX', 'graft');
-  if (!/^[A-Za-z0-9_-]{1,64}$/.test(queuePrefix)) {
-    problems.push(`GRAFT_QUEUE_PREFIX=${JSON.stringify(queuePrefix)}: letters, digits, _ and - only`);
-  }
-  const backbonesRaw = str('GRAFT_BACKBONES', defaultBackbones());
-  let backbones = backbonesRaw;
-  if (backbonesRaw.startsWith('s3://') && !/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(backbonesRaw)) {
-    problems.push(`GRAFT_BACKBONES=${JSON.stringify(backbonesRaw)}: expected s3://bucket/prefix with a valid bucket name`);
-  }
-  if (/^https?:\/\//.test(backbonesRaw) || backbonesRaw.startsWith('s3://')) {
-    backbones = backbonesRaw.replace(/\/+$/, '');
-  } else {
-    backbones = path.resolve(backbonesRaw.replace(/^file:\/\//, ''));
-  }
-
+  const r = envReader(env, problems);
   const config: GraftConfig = {
-    host: str('HOST', '127.0.0.1'),
-    port: int('PORT', 8080, 0, 65535),
-    dataDir: path.resolve(str('GRAFT_DATA_DIR', './.graft')),
-    redisUrl: url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'])!,
-    redisUrlExplicit: !!env.REDIS_URL,
-    queuePrefix,
-    s3: {
-      endpoint: url('S3_ENDPOINT', null, ['http:', 'https:']),
-      bucket,
-      region: str('S3_REGION', 'us-east-1'),
-      accessKeyId: str('AWS_ACCESS_KEY_ID', 'S3RVER'),
-      secretAccessKey: str('AWS_SECRET_ACCESS_KEY', 'S3RVER'),
-      forcePathStyle: bool('S3_FORCE_PATH_STYLE', true),
-    },
-    backbones,
-    apiKeys,
-    workerConcurrency: int('WORKER_CONCURRENCY', 1, 1, 64),
-    logLevel: logLevel as GraftConfig['logLevel'],
-    limits: {
-      uploadBytes: int('GRAFT_MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1024),
-      archiveEntries: int('GRAFT_MAX_ARCHIVE_ENTRIES', 100_000, 1),
-      uncompressedBytes: int('GRAFT_MAX_UNCOMPRESSED_BYTES', 8 * 1024 ** 3, 1024),
-      entryBytes: int('GRAFT_MAX_ENTRY_BYTES', 50 * 1024 ** 2, 1024),
-      compressionRatio: int('GRAFT_MAX_COMPRESSION_RATIO', 100, 1),
-      imagePixels: int('GRAFT_MAX_IMAGE_PIXELS', 40_000_000, 1),
-      predictImages: int('GRAFT_MAX_PREDICT_IMAGES', 64, 1, 10_000),
-      predictBodyBytes: int('GRAFT_MAX_PREDICT_BYTES', 32 * 1024 ** 2, 1024),
-      predictPixels: int('GRAFT_MAX_PREDICT_PIXELS', 160_000_000, 1),
-      predictDecodePixels: int('GRAFT_PREDICT_DECODE_PIXELS', 320_000_000, 1),
-      jsonBodyBytes: int('GRAFT_MAX_JSON_BYTES', 1024 ** 2, 1024),
-      jsonDepth: int('GRAFT_MAX_JSON_DEPTH', 32, 2, 1000),
-      rateLimitPerMinute: int('GRAFT_RATE_LIMIT', 6000, 0),
-      authFailuresPerMinute: int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
-      tenantPredicts: int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
-      tenantIngests: int('GRAFT_TENANT_INGESTS', 2, 1, 1_000),
-      tenantStorageBytes: int('GRAFT_MAX_TENANT_STORAGE_BYTES', 20 * 1024 ** 3, 1024),
-      tenantStreams: int('GRAFT_TENANT_STREAMS', 32, 1, 100_000),
-    },
+    host: r.str('HOST', '127.0.0.1'),
+    port: r.int('PORT', 8080, 0, 65535),
+    dataDir: path.resolve(r.str('GRAFT_DATA_DIR', './.graft')),
+    redisUrl: r.url('REDIS_URL', 'redis://127.0.0.1:6379', ['redis:', 'rediss:'])!,
+    redisUrlExplicit: r.raw('REDIS_URL') !== undefined,
+    queuePrefix: queuePrefix(r),
+    s3: s3(r),
+    backbones: backbones(r),
+    apiKeys: apiKeys(r),
+    workerConcurrency: r.int('WORKER_CONCURRENCY', 1, 1, 64),
+    logLevel: r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
+    limits: limits(r),
     http: {
-      headersTimeoutMs: int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),
-      requestTimeoutMs: int('GRAFT_REQUEST_TIMEOUT_MS', 300_000, 100, 24 * 3600_000),
-      trustProxy,
+      headersTimeoutMs: r.int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),
+      requestTimeoutMs: r.int('GRAFT_REQUEST_TIMEOUT_MS', 300_000, 100, 24 * 3600_000),
+      trustProxy: trustProxy(r),
     },
     jobs: {
-      maxMemoryBytes: int('GRAFT_MAX_JOB_MEMORY_BYTES', 8 * 1024 ** 3, 64 * 1024 ** 2),
-      maxSeconds: int('GRAFT_MAX_JOB_SECONDS', 6 * 3600, 10, 30 * 24 * 3600),
-      tenantQueued: int('GRAFT_MAX_TENANT_JOBS', 20, 1, 100_000),
-      tenantConcurrency: int('GRAFT_TENANT_CONCURRENCY', 1, 1, 1000),
-      tenantRecords: int('GRAFT_MAX_TENANT_JOB_RECORDS', 1000, 1, 1_000_000),
+      maxMemoryBytes: r.int('GRAFT_MAX_JOB_MEMORY_BYTES', 8 * 1024 ** 3, 64 * 1024 ** 2),
+      maxSeconds: r.int('GRAFT_MAX_JOB_SECONDS', 6 * 3600, 10, 30 * 24 * 3600),
+      tenantQueued: r.int('GRAFT_MAX_TENANT_JOBS', 20, 1, 100_000),
+      tenantConcurrency: r.int('GRAFT_TENANT_CONCURRENCY', 1, 1, 1000),
+      tenantRecords: r.int('GRAFT_MAX_TENANT_JOB_RECORDS', 1000, 1, 1_000_000),
     },
-    importSources,
+    importSources: importSources(r),
     predict: {
-      maxBatch: int('GRAFT_PREDICT_MAX_BATCH', 16, 1, 1024),
-      maxWaitMs: int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
-      cacheBytes: int('GRAFT_MODEL_CACHE_BYTES', 1024 ** 3, 1024 ** 2),
-      engine: predictEngine as GraftConfig['predict']['engine'],
+      maxBatch: r.int('GRAFT_PREDICT_MAX_BATCH', 16, 1, 1024),
+      maxWaitMs: r.int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
+      cacheBytes: r.int('GRAFT_MODEL_CACHE_BYTES', 1024 ** 3, 1024 ** 2),
+      engine: r.oneOf('GRAFT_PREDICT_ENGINE', 'auto', PREDICT_ENGINES),
     },
-    jobAttempts: int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
-    jobLockMs: int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),
-    outageToleranceMs: duration('GRAFT_OUTAGE_TOLERANCE', 10 * 60_000, 24 * 3_600_000),
-    workerMetricsPort: int('GRAFT_WORKER_METRICS_PORT', 9464, 0, 65535),
+    jobAttempts: r.int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
+    jobLockMs: r.int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),
+    outageToleranceMs: r.duration('GRAFT_OUTAGE_TOLERANCE', 10 * 60_000, 24 * 3_600_000),
+    workerMetricsPort: r.int('GRAFT_WORKER_METRICS_PORT', 9464, 0, 65535),
+    training: {
+      tfBackend: r.raw('GRAFT_TF_BACKEND') === undefined ? null : r.oneOf('GRAFT_TF_BACKEND', 'cpu', TF_BACKENDS, tfBackendNamed),
+      frozenEngine: r.oneOf('GRAFT_FROZEN_ENGINE', 'auto', FROZEN_ENGINES, frozenEngineNamed),
+      threads: r.int('GRAFT_TRAIN_THREADS', 1, 1, 1024),
+    },
+    embeddedS3Port: r.int('GRAFT_S3_PORT', 0, 0, 65535),
+    testing: { syncReads: r.oneOf('GRAFT_TF_SYNC_READS', 'allow', SYNC_READS) },
   };
   if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
     problems.push('GRAFT_HEADERS_TIMEOUT_MS must not be more than GRAFT_REQUEST_TIMEOUT_MS');
@@ -306,8 +195,110 @@ export function loadConfig(env: Env = process.env): GraftConfig {
   return config;
 }
 
+function queuePrefix(r: EnvReader): string {
+  const prefix = r.str('GRAFT_QUEUE_PREFIX', 'graft');
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(prefix)) r.problem(`GRAFT_QUEUE_PREFIX=${JSON.stringify(prefix)}: letters, digits, _ and - only`);
+  return prefix;
+}
+
+function s3(r: EnvReader): GraftConfig['s3'] {
+  const bucket = r.str('S3_BUCKET', 'graft');
+  if (!BUCKET.test(bucket)) {
+    r.problem(`S3_BUCKET=${JSON.stringify(bucket)}: not a valid bucket name (3-63 lowercase letters, digits, . and -)`);
+  }
+  return {
+    endpoint: r.url('S3_ENDPOINT', null, ['http:', 'https:']),
+    bucket,
+    region: r.str('S3_REGION', 'us-east-1'),
+    accessKeyId: r.str('AWS_ACCESS_KEY_ID', 'S3RVER'),
+    secretAccessKey: r.str('AWS_SECRET_ACCESS_KEY', 'S3RVER'),
+    forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', true),
+  };
+}
+
+/** A folder (made absolute), an http(s):// URL base or an s3://bucket/prefix, without a trailing slash. */
+function backbones(r: EnvReader): string {
+  const raw = r.str('GRAFT_BACKBONES', defaultBackbones());
+  if (raw.startsWith('s3://') && !/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/.test(raw)) {
+    r.problem(`GRAFT_BACKBONES=${JSON.stringify(raw)}: expected s3://bucket/prefix with a valid bucket name`);
+  }
+  if (/^https?:\/\//.test(raw) || raw.startsWith('s3://')) return raw.replace(/\/+$/, '');
+  return path.resolve(raw.replace(/^file:\/\//, ''));
+}
+
+/** `tenant:key,…`; a bad entry is named without its key. */
+function apiKeys(r: EnvReader): GraftConfig['apiKeys'] {
+  const keys: GraftConfig['apiKeys'] = [];
+  for (const item of r.str('GRAFT_API_KEYS', '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const i = item.indexOf(':');
+    const tenant = item.slice(0, i);
+    const key = item.slice(i + 1);
+    if (i <= 0 || !/^[A-Za-z0-9_.-]{1,64}$/.test(tenant) || key.length < 8) {
+      r.problem(
+        `GRAFT_API_KEYS: entry ${JSON.stringify(item.replace(/:.*/, ':…'))} must be tenant:key, tenant of letters, digits, . _ -, key at least 8 characters`,
+      );
+      continue;
+    }
+    if (keys.some((k) => k.key === key)) r.problem(`GRAFT_API_KEYS: a key is given twice (tenant ${tenant})`);
+    keys.push({ tenant, key });
+  }
+  return keys;
+}
+
+/** `tenant=s3://bucket/prefix/,…`, tenant `*` for every tenant. */
+function importSources(r: EnvReader): GraftConfig['importSources'] {
+  const sources: GraftConfig['importSources'] = [];
+  for (const item of r.str('GRAFT_IMPORT_SOURCES', '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const m = /^([A-Za-z0-9_.-]{1,64}|\*)=s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(item);
+    if (!m) {
+      r.problem(`GRAFT_IMPORT_SOURCES: entry ${JSON.stringify(item)} must be tenant=s3://bucket/prefix/ (tenant or *)`);
+      continue;
+    }
+    const prefix = m[3] ?? '';
+    sources.push({ tenant: m[1]!, bucket: m[2]!, prefix: prefix === '' || prefix.endsWith('/') ? prefix : `${prefix}/` });
+  }
+  return sources;
+}
+
+/** Off, a number of hops, or a list of addresses and CIDR ranges. */
+function trustProxy(r: EnvReader): GraftConfig['http']['trustProxy'] {
+  const raw = r.str('GRAFT_TRUST_PROXY', '');
+  if (/^\d{1,2}$/.test(raw)) return Number(raw) || false;
+  if (!raw || /^(false|no|off)$/i.test(raw)) return false;
+  const list = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const bad = list.filter((a) => !/^[0-9a-fA-F.:]+(\/\d{1,3})?$/.test(a));
+  if (!bad.length) return list;
+  r.problem(`GRAFT_TRUST_PROXY: ${JSON.stringify(bad.join(','))} is not a number of hops or a list of addresses / CIDR ranges`);
+  return false;
+}
+
+function limits(r: EnvReader): GraftConfig['limits'] {
+  return {
+    uploadBytes: r.int('GRAFT_MAX_UPLOAD_BYTES', 2 * 1024 ** 3, 1024),
+    archiveEntries: r.int('GRAFT_MAX_ARCHIVE_ENTRIES', 100_000, 1),
+    uncompressedBytes: r.int('GRAFT_MAX_UNCOMPRESSED_BYTES', 8 * 1024 ** 3, 1024),
+    entryBytes: r.int('GRAFT_MAX_ENTRY_BYTES', 50 * 1024 ** 2, 1024),
+    compressionRatio: r.int('GRAFT_MAX_COMPRESSION_RATIO', 100, 1),
+    imagePixels: r.int('GRAFT_MAX_IMAGE_PIXELS', 40_000_000, 1),
+    predictImages: r.int('GRAFT_MAX_PREDICT_IMAGES', 64, 1, 10_000),
+    predictBodyBytes: r.int('GRAFT_MAX_PREDICT_BYTES', 32 * 1024 ** 2, 1024),
+    predictPixels: r.int('GRAFT_MAX_PREDICT_PIXELS', 160_000_000, 1),
+    predictDecodePixels: r.int('GRAFT_PREDICT_DECODE_PIXELS', 320_000_000, 1),
+    jsonBodyBytes: r.int('GRAFT_MAX_JSON_BYTES', 1024 ** 2, 1024),
+    jsonDepth: r.int('GRAFT_MAX_JSON_DEPTH', 32, 2, 1000),
+    rateLimitPerMinute: r.int('GRAFT_RATE_LIMIT', 6000, 0),
+    authFailuresPerMinute: r.int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
+    tenantPredicts: r.int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
+    tenantIngests: r.int('GRAFT_TENANT_INGESTS', 2, 1, 1_000),
+    tenantStorageBytes: r.int('GRAFT_MAX_TENANT_STORAGE_BYTES', 20 * 1024 ** 3, 1024),
+    tenantStreams: r.int('GRAFT_TENANT_STREAMS', 32, 1, 100_000),
+  };
+}
+
 export const cpuCount = () => os.availableParallelism?.() ?? os.cpus().length;
 export * from './logger';
+export * from './engines';
+export { ENV_VARIABLES, TEST_ONLY_VARIABLES, type EnvName } from './variables';
 
 /** For a process's entry point: the configuration, or every problem printed and exit code 2. */
 export function loadConfigOrExit(env: Env = process.env): GraftConfig {

@@ -1,6 +1,8 @@
 // Redis connections, made once per role. BullMQ workers need maxRetriesPerRequest: null.
 import { Redis, type RedisOptions } from 'ioredis';
 
+export type { Redis };
+
 export function createRedis(url: string, opts: RedisOptions = {}): Redis {
   return new Redis(url, {
     maxRetriesPerRequest: null,

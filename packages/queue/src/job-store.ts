@@ -48,6 +48,30 @@ export type JobEvent =
   | { type: 'state'; data: Partial<JobRecord> };
 
 
+/** A new job's record: queued, nothing run yet. */
+export function queuedJobRecord(job: Pick<JobRecord, 'id' | 'tenant' | 'datasetId' | 'config' | 'epochs'>, now = new Date()): JobRecord {
+  return {
+    ...job,
+    state: 'queued',
+    phase: null,
+    progress: 0,
+    epoch: null,
+    etaSeconds: null,
+    history: [],
+    test: null,
+    validation: null,
+    modelId: null,
+    error: null,
+    attempts: 0,
+    backend: null,
+    dropped: null,
+    cancelRequested: false,
+    createdAt: now.toISOString(),
+    startedAt: null,
+    finishedAt: null,
+  };
+}
+
 export class JobStore {
   constructor(
     private readonly redis: Redis,

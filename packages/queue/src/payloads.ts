@@ -1,8 +1,9 @@
 // One schema per job payload. The API validates before it enqueues; the worker validates again on receipt.
-// Payloads carry ids and S3 keys, never image data.
+// Payloads carry ids and S3 keys, never image data, and the training config resolved as the job was accepted (every
+// default filled in, the input size chosen): the job record shows that config and the run trains it as it is.
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { TrainingConfigSchema } from '@graft/vision/config';
+import { TrainingConfigSchema, unresolvedFields, type ResolvedTrainingConfig } from '@graft/vision/config';
 
 export const TrainJobPayloadSchema = Type.Object(
   {
@@ -14,7 +15,7 @@ export const TrainJobPayloadSchema = Type.Object(
   },
   { additionalProperties: false },
 );
-export type TrainJobPayload = Static<typeof TrainJobPayloadSchema>;
+export type TrainJobPayload = Omit<Static<typeof TrainJobPayloadSchema>, 'config'> & { config: ResolvedTrainingConfig };
 
 export class PayloadError extends Error {
   constructor(message: string) {
@@ -27,6 +28,10 @@ export function parseTrainJobPayload(data: unknown): TrainJobPayload {
   const errors = [...Value.Errors(TrainJobPayloadSchema, data)];
   if (errors.length) {
     throw new PayloadError(`invalid train job payload: ${errors.map((e) => `${e.path || '/'} ${e.message}`).join('; ')}`);
+  }
+  const unresolved = unresolvedFields((data as Static<typeof TrainJobPayloadSchema>).config);
+  if (unresolved.length) {
+    throw new PayloadError(`invalid train job payload: /config is not resolved (${unresolved.join(', ')} left to defaults)`);
   }
   return data as TrainJobPayload;
 }

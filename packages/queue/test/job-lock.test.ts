@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { Queue, Worker } from 'bullmq';
 import { createRedis, reclaimJobLock, TRAIN_QUEUE } from '@graft/queue';
-import { isOutageError, freePort } from '@graft/storage';
+import { isOutageError } from '@graft/storage';
+import { freePort } from '@graft/devservers';
 import { uniqueName } from '../../../test/support/services';
 
 describe('reclaimJobLock', () => {

@@ -4,13 +4,9 @@ import { inject } from 'vitest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Queue, Worker, type Job } from 'bullmq';
 import { randomBytes } from 'node:crypto';
-import { JobStore, TenantSlots, TIME_LIMIT_CODE, createRedis, withTenantLimits, type JobRecord } from '../src';
+import { JobStore, TenantSlots, TIME_LIMIT_CODE, createRedis, queuedJobRecord, withTenantLimits, type JobRecord } from '../src';
 
-const record = (id: string, tenant: string): JobRecord => ({
-  id, tenant, datasetId: 'ds_x', state: 'queued', phase: null, progress: 0, epoch: null, epochs: null, etaSeconds: null,
-  config: {}, history: [], test: null, validation: null, modelId: null, error: null, attempts: 0, backend: null,
-  cancelRequested: false, createdAt: new Date().toISOString(), startedAt: null, finishedAt: null,
-});
+const record = (id: string, tenant: string) => queuedJobRecord({ id, tenant, datasetId: 'ds_x', config: {}, epochs: null });
 
 describe('withTenantLimits', () => {
   const closers: (() => Promise<unknown>)[] = [];
@@ -85,15 +81,18 @@ describe('withTenantLimits', () => {
       300,
       1,
     );
+    // The record is failed first, then BullMQ moves the job to failed (not back to the queue for a retry).
     const failed = await new Promise<JobRecord>((resolve) => {
       const poll = setInterval(async () => {
         const rec = await store.get('job_slow');
-        if (rec?.state === 'failed') clearInterval(poll), resolve(rec);
+        const state = await (await queue.getJob('job_slow'))!.getState();
+        if (rec?.state === 'failed' && state !== 'active') clearInterval(poll), resolve(rec);
       }, 100);
     });
     expect(failed.error?.code).toBe(TIME_LIMIT_CODE);
     const job = await queue.getJob('job_slow');
     expect(await job!.getState()).toBe('failed');
+    expect(job!.attemptsMade).toBe(1);
     expect(calls).toBe(1);
   });
 });

@@ -1,6 +1,5 @@
 export * from './storage';
 export * from './keys';
-export * from './embedded';
 export * from './s3-url';
 export * from './backbone-source';
 export * from './outage';

@@ -3,6 +3,8 @@ export const keys = {
   tenant: (t: string) => `tenants/${t}/`,
   dataset: (t: string, id: string) => `tenants/${t}/datasets/${id}/`,
   datasetManifest: (t: string, id: string) => `tenants/${t}/datasets/${id}/manifest.json`,
+  /** The per-image index the worker trains from. */
+  datasetIndex: (t: string, id: string) => `tenants/${t}/datasets/${id}/index.json`,
   datasetImage: (t: string, id: string, sha256: string, ext: string) =>
     `tenants/${t}/datasets/${id}/images/${sha256}.${ext}`,
   datasets: (t: string) => `tenants/${t}/datasets/`,

@@ -11,11 +11,10 @@ import {
   formatDuration,
   isOutageError,
   ObjectNotFoundError,
-  startEmbeddedS3,
   Storage,
   throughOutage,
-  type EmbeddedS3,
 } from '@graft/storage';
+import { startEmbeddedS3, type EmbeddedS3 } from '@graft/devservers';
 
 describe('storage through an outage of its server', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'graft-outage-'));

@@ -1,35 +1,29 @@
 // Picks the fastest TensorFlow.js backend that loads here: the native TensorFlow binding on a GPU where its
 // optional package and native binding file are installed, then WebGPU (the optional `webgpu` package, Dawn
 // over Vulkan/Metal/D3D12) where it finds a hardware adapter, then the native TensorFlow binding on the CPU, then
-// WebAssembly, then plain JavaScript. GRAFT_TF_BACKEND (or opts.prefer) names one backend to use instead:
-// 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'.
+// WebAssembly, then plain JavaScript. opts.prefer (GRAFT_TF_BACKEND, read by @graft/config) names one backend to
+// use instead: 'tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'.
 //
 // Graft reads tensors only asynchronously (`await t.data()`): the webgpu backend in Node has no synchronous read.
-// GRAFT_TF_SYNC_READS=throw makes every synchronous read (dataSync, arraySync, bufferSync) throw on whichever
-// backend is chosen, in every thread that calls initBackend, so a run on the CPU shows that no path needs one.
+// opts.syncReads 'throw' (GRAFT_TF_SYNC_READS=throw, a switch for the test suite) makes every synchronous read
+// (dataSync, arraySync, bufferSync) throw on whichever backend is chosen, here and in the training replicas' threads,
+// so a run on the CPU shows that no path needs one.
 import { createRequire } from 'node:module';
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { TF_BACKENDS, tfBackendNamed, type SyncReads, type TfBackend } from '@graft/config/engines';
 import { VisionError } from './errors';
 
-export type BackendName = 'tensorflow-gpu' | 'webgpu' | 'tensorflow' | 'wasm' | 'cpu';
+export type BackendName = TfBackend;
 export type LogFn = (obj: object, msg: string) => void;
-
-const ORDER: BackendName[] = ['tensorflow-gpu', 'webgpu', 'tensorflow', 'wasm', 'cpu'];
-
-const ALIASES: Record<string, BackendName> = {
-  'tensorflow-gpu': 'tensorflow-gpu',
-  'node-gpu': 'tensorflow-gpu',
-  'tfjs-node-gpu': 'tensorflow-gpu',
-  gpu: 'tensorflow-gpu',
-  webgpu: 'webgpu',
-  tensorflow: 'tensorflow',
-  node: 'tensorflow',
-  'tfjs-node': 'tensorflow',
-  wasm: 'wasm',
-  cpu: 'cpu',
-};
+export interface BackendOptions {
+  /** The backend to use (a name of TF_BACKENDS or an alias); unset: the best that loads. */
+  prefer?: string;
+  /** 'throw': synchronous tensor reads throw from now on (default 'allow'). */
+  syncReads?: SyncReads;
+  log?: LogFn;
+}
 
 const NATIVE_PACKAGE: Partial<Record<BackendName, string>> = {
   'tensorflow-gpu': '@tensorflow/tfjs-node-gpu',
@@ -38,7 +32,8 @@ const NATIVE_PACKAGE: Partial<Record<BackendName, string>> = {
 
 const require = createRequire(import.meta.url);
 let chosen: Promise<string> | null = null;
-/** Which of ORDER initBackend started (tfjs names both native ones 'tensorflow'). */
+let syncReadsSetting: SyncReads = 'allow';
+/** Which of TF_BACKENDS initBackend started (tfjs names both native ones 'tensorflow'). */
 let chosenName: BackendName | null = null;
 
 /** Backends that compute on a GPU. */
@@ -203,28 +198,24 @@ async function registerWasmTraining(log: LogFn): Promise<void> {
 
 /** Makes synchronous tensor reads (dataSync, arraySync, bufferSync) throw from now on, as on webgpu in Node. */
 export function forbidSyncReads(): void {
+  syncReadsSetting = 'throw';
   const engine = tf.engine() as unknown as { readSync(dataId: object): unknown };
   engine.readSync = () => {
     throw new Error('synchronous tensor reads are turned off (GRAFT_TF_SYNC_READS=throw); read with await t.data()');
   };
 }
 
-function applySyncReadSetting(): void {
-  const setting = (process.env.GRAFT_TF_SYNC_READS ?? '').trim().toLowerCase();
-  if (setting === 'throw') forbidSyncReads();
-  else if (setting !== '' && setting !== 'allow') {
-    throw new VisionError('INVALID_BACKEND', `GRAFT_TF_SYNC_READS must be 'allow' or 'throw' (got '${setting}')`);
-  }
-}
+/** Whether synchronous reads throw in this thread: what the training replicas' threads are started with. */
+export const syncReads = (): SyncReads => syncReadsSetting;
 
 /**
- * Chooses and starts the backend once; later calls return the same name. The order is tfjs-node-gpu,
- * webgpu, tfjs-node, wasm, cpu, or the one named by opts.prefer / GRAFT_TF_BACKEND (an error where it cannot load).
+ * Chooses and starts the backend once (the first call's options hold); later calls return the same name. The order is tfjs-node-gpu,
+ * webgpu, tfjs-node, wasm, cpu, or the one named by opts.prefer (an error where it cannot load).
  */
-export function initBackend(opts: { prefer?: string; log?: LogFn } = {}): Promise<string> {
+export function initBackend(opts: BackendOptions = {}): Promise<string> {
   chosen ??= choose(opts).then(
     (name) => {
-      applySyncReadSetting();
+      if (opts.syncReads === 'throw') forbidSyncReads();
       return name;
     },
   ).catch((err) => {
@@ -234,13 +225,13 @@ export function initBackend(opts: { prefer?: string; log?: LogFn } = {}): Promis
   return chosen;
 }
 
-async function choose(opts: { prefer?: string; log?: LogFn }): Promise<string> {
+async function choose(opts: BackendOptions): Promise<string> {
   const log: LogFn = opts.log ?? (() => {});
-  const wanted = opts.prefer ?? process.env.GRAFT_TF_BACKEND;
+  const wanted = opts.prefer;
   if (wanted) {
-    const name = ALIASES[wanted.trim().toLowerCase()];
+    const name = tfBackendNamed(wanted);
     if (!name) {
-      throw new VisionError('INVALID_BACKEND', `unknown TensorFlow.js backend '${wanted}'; use one of ${ORDER.join(', ')}`);
+      throw new VisionError('INVALID_BACKEND', `unknown TensorFlow.js backend '${wanted}'; use one of ${TF_BACKENDS.join(', ')}`);
     }
     const why = await tryBackend(name, log, true).catch((err: Error) => err.message);
     if (why) throw new VisionError('BACKEND_UNAVAILABLE', `TensorFlow.js backend '${name}' cannot be used: ${why}`);
@@ -250,7 +241,7 @@ async function choose(opts: { prefer?: string; log?: LogFn }): Promise<string> {
     return tf.getBackend();
   }
   const skipped: Record<string, string> = {};
-  for (const name of ORDER) {
+  for (const name of TF_BACKENDS) {
     const why = await tryBackend(name, log).catch((err: Error) => err.message);
     if (why === null) {
       await tf.ready();

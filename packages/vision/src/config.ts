@@ -165,3 +165,24 @@ export function validateConfig(input: unknown): { field: string; message: string
     message: e.message,
   }));
 }
+
+/** A config resolved to its last field, the input size chosen too: what a job's record shows and what it trains. */
+export type ResolvedTrainingConfig = TrainingConfig & { inputSize: number };
+
+/**
+ * The fields (dotted, `head.units`) that resolveConfig would still fill in or change: none for the config of a
+ * job as it was accepted, which is trained as it is, never resolved again with the defaults of a later version.
+ */
+export function unresolvedFields(config: TrainingConfigInput): string[] {
+  const fields: string[] = [];
+  const walk = (want: unknown, got: unknown, at: string) => {
+    if (want !== null && typeof want === 'object' && got !== null && typeof got === 'object') {
+      for (const [k, v] of Object.entries(want)) walk(v, (got as Record<string, unknown>)[k], at ? `${at}.${k}` : k);
+    } else if (want !== got || want === null && at === 'inputSize') fields.push(at);
+  };
+  walk(resolveConfig(config), config, '');
+  return fields;
+}
+
+/** Epochs a config trains at most: the head's, and fine-tuning's where the method fine-tunes. */
+export const plannedEpochs = (c: TrainingConfig): number => c.featureExtraction.epochs + (c.method === 'fine_tuning' ? c.fineTuning.epochs : 0);

@@ -9,15 +9,16 @@
 // (@graft/inference's SessionHost with one worker): while it computes one batch, the main thread decodes and
 // augments the next one, or trains. Where the worker cannot start, the session runs on the main thread.
 //
-// GRAFT_FROZEN_ENGINE (or opts.engine) forces one engine: 'onnxruntime' (an error where it cannot be used),
-// 'tfjs', or 'auto' (default).
+// opts.engine (GRAFT_FROZEN_ENGINE, read by @graft/config) forces one engine: 'onnxruntime' (an error where it
+// cannot be used), 'tfjs', or 'auto' (default).
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import type { FrozenEngineSetting } from '@graft/config/engines';
 import { backendOnGpu, type LogFn } from './backend';
 import { VisionError } from './errors';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
 
-export type FrozenEngine = 'onnxruntime' | 'tfjs';
+export type FrozenEngine = Exclude<FrozenEngineSetting, 'auto'>;
 
 export interface FrozenModel {
   readonly engine: FrozenEngine;
@@ -51,13 +52,6 @@ export interface FrozenModelOptions {
 const shapeOf = (t: tf.SymbolicTensor) => (t.shape as (number | null)[]).slice(1) as number[];
 const sizeOf = (shape: number[]) => shape.reduce((a, b) => a * b, 1);
 
-function wantedEngine(opt: FrozenModelOptions['engine']): 'auto' | FrozenEngine {
-  const raw = (opt ?? process.env.GRAFT_FROZEN_ENGINE ?? 'auto').trim().toLowerCase();
-  if (raw === 'auto' || raw === '') return 'auto';
-  if (raw === 'onnxruntime' || raw === 'onnx' || raw === 'ort') return 'onnxruntime';
-  if (raw === 'tfjs' || raw === 'tensorflow') return 'tfjs';
-  throw new VisionError('INVALID_ENGINE', `unknown frozen-model engine '${raw}'; use auto, onnxruntime or tfjs`);
-}
 
 /**
  * Wraps a frozen TF.js layers model for batched forward passes on float arrays. The weights are read when this
@@ -66,7 +60,7 @@ function wantedEngine(opt: FrozenModelOptions['engine']): 'auto' | FrozenEngine 
 export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModelOptions = {}): Promise<FrozenModel> {
   const log: LogFn = opts.log ?? (() => {});
   const what = opts.what ?? model.name;
-  const wanted = wantedEngine(opts.engine);
+  const wanted = opts.engine ?? 'auto';
   if (wanted === 'auto' && backendOnGpu()) {
     log(
       { model: what, engine: 'tfjs', backend: tf.getBackend(), reason: 'gpu' },

@@ -2,7 +2,7 @@
 // head for fine-tuning), then for each share of a batch sets the trained variables to the values sent and
 // returns the gradients of the share's mean loss.
 //
-// Messages in (each with an id, answered by a message with that id, see WorkerRpc): {type: 'build', spec} once,
+// Messages in (each with an id, answered by a message with that id, see WorkerRpc): {type: 'build', spec, syncReads} once,
 // then {type: 'step', weights, share}. Out: {type: 'ready'} at start; {type: 'built'}, {type: 'result', result}
 // or {type: 'error', message}.
 import { parentPort } from 'node:worker_threads';
@@ -11,6 +11,7 @@ import { initBackend } from './backend';
 import { correctCount, crossEntropy, readScalar, readWeights } from './fit';
 import { Head } from './head';
 import type { ReplicaRequest, ReplicaSpec, Share, ShareResult } from './replicas';
+import type { SyncReads } from '@graft/config/engines';
 
 const port = parentPort!;
 
@@ -22,8 +23,8 @@ interface Replica {
 
 let replica: Replica | null = null;
 
-async function build(spec: ReplicaSpec): Promise<Replica> {
-  await initBackend({ prefer: spec.backend });
+async function build(spec: ReplicaSpec, syncReads: SyncReads): Promise<Replica> {
+  await initBackend({ prefer: spec.backend, syncReads });
   const model = (await tf.models.modelFromJSON({ modelTopology: spec.topology } as tf.io.ModelJSON)) as tf.LayersModel;
   tf.tidy(() => model.setWeights(spec.weights.map((w, i) => tf.tensor(w, model.weights[i]!.shape as number[]))));
   const head = spec.head ? new Head(spec.head.featureShape, spec.head.numClasses, spec.head.config, spec.head.seed) : null;
@@ -72,7 +73,7 @@ let queue: Promise<void> = Promise.resolve();
 
 port.on('message', (msg: ReplicaRequest) => {
   if (msg.type === 'build') {
-    build(msg.spec).then(
+    build(msg.spec, msg.syncReads).then(
       (r) => {
         replica = r;
         port.postMessage({ type: 'built', id: msg.id });

@@ -4,14 +4,15 @@
 // here, so the weights and the optimizer state live in one place. TensorFlow.js on wasm runs on one thread,
 // so without replicas a training step uses one core.
 //
-// GRAFT_TRAIN_THREADS sets how many threads share a step. The default is 1 (no replicas): on the 2-vCPU machine
-// this was built on, a step shared by two threads measured slower than one thread (fine-tuning MobileNet's top
+// TrainOptions.threads (GRAFT_TRAIN_THREADS) sets how many threads share a step. The default is 1 (no replicas):
+// on the 2-vCPU machine this was built on, a step shared by two threads measured slower than one thread (fine-tuning MobileNet's top
 // block at 288: 470 ms a batch of 32 on one thread, 520-750 ms shared; the scratch convnet: 2.4-2.6 s against
 // 2.5-2.8 s), although each thread alone computes its half in half the time. Worth trying on machines with
 // more (and unshared) cores.
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
-import type { LogFn } from './backend';
+import { syncReads, type LogFn } from './backend';
+import type { SyncReads } from '@graft/config/engines';
 import type { LossKind } from './fit';
 import type { HeadConfig } from './head';
 import { WorkerRpc } from '@graft/inference/worker-thread';
@@ -67,15 +68,13 @@ export function variableRefs(model: tf.LayersModel, headLayers: tf.layers.Layer[
   });
 }
 
-/** How many threads share a training step (this one included): GRAFT_TRAIN_THREADS (at most the cores), else 1. */
-export function trainThreads(): number {
-  const env = Number(process.env.GRAFT_TRAIN_THREADS);
-  if (Number.isInteger(env) && env >= 1) return Math.min(env, availableParallelism());
-  return 1;
+/** How many threads share a training step (this one included): as many as asked (GRAFT_TRAIN_THREADS), at most the cores. */
+export function trainThreads(requested = 1): number {
+  return Math.max(1, Math.min(Math.floor(requested), availableParallelism()));
 }
 
 /** What replica-worker.ts is asked. */
-export type ReplicaRequest = { type: 'build'; id: number; spec: ReplicaSpec } | { type: 'step'; id: number; weights: Float32Array[]; share: Share };
+export type ReplicaRequest = { type: 'build'; id: number; spec: ReplicaSpec; syncReads: SyncReads } | { type: 'step'; id: number; weights: Float32Array[]; share: Share };
 
 const WORKER_ENTRY = new URL('./replica-worker.ts', import.meta.url);
 
@@ -86,7 +85,8 @@ class ReplicaWorker {
   static async start(spec: ReplicaSpec): Promise<ReplicaWorker> {
     const rpc = await WorkerRpc.start<ReplicaRequest>(WORKER_ENTRY, "a training replica's worker thread");
     try {
-      await rpc.request({ type: 'build', spec });
+      // The replica's thread reads tensors as this one does.
+      await rpc.request({ type: 'build', spec, syncReads: syncReads() });
       return new ReplicaWorker(rpc);
     } catch (err) {
       await rpc.close();

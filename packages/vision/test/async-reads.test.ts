@@ -1,6 +1,7 @@
 // Training, checkpoints, resuming, evaluation, export and prediction read tensors only asynchronously: the webgpu
 // backend in Node has no synchronous read (a dataSync() there throws). Here synchronous reads are turned off
-// (GRAFT_TF_SYNC_READS=throw, in this thread and in every worker thread it starts) and a real small job runs
+// (initBackend's syncReads 'throw', as GRAFT_TF_SYNC_READS=throw sets it, in this thread and in every worker thread
+// it starts) and a real small job runs
 // through every method: scratch, feature extraction and fine-tuning, with cached and end-to-end augmentation,
 // the frozen base on ONNX Runtime and on TensorFlow.js, training steps shared with a replica thread.
 //
@@ -60,32 +61,21 @@ async function makeJob(): Promise<Job> {
   return { backbone: TINY_BACKBONE, inputSize: 32, backbones: tiny.source, labels: set.labels, splits: set.splits, readImage: set.readImage, cleanup: tiny.cleanup };
 }
 
-const ENV = ['GRAFT_TF_SYNC_READS', 'GRAFT_TRAIN_THREADS', 'GRAFT_FROZEN_ENGINE'] as const;
-const savedEnv = Object.fromEntries(ENV.map((k) => [k, process.env[k]]));
 let job: Job;
 
 beforeAll(async () => {
-  process.env.GRAFT_TF_SYNC_READS = 'throw';
-  await initBackend();
+  await initBackend({ syncReads: 'throw' });
   job = await makeJob();
 }, 120_000);
 
-afterAll(() => {
-  job?.cleanup();
-  for (const k of ENV) {
-    if (savedEnv[k] === undefined) delete process.env[k];
-    else process.env[k] = savedEnv[k];
-  }
-});
+afterAll(() => job?.cleanup());
 
-/** Runs train() with the given environment for the frozen engine and the training threads. */
+/** Runs train() with the given frozen engine and training threads. */
 async function run(
   config: TrainingConfigInput,
-  env: { threads?: number; frozen?: 'tfjs' | 'auto' } = {},
+  engines: { threads?: number; frozen?: 'tfjs' | 'auto' } = {},
   extra: Partial<TrainOptions> = {},
 ): Promise<{ result: TrainResult; checkpoints: Checkpoint[]; logged: string[] }> {
-  process.env.GRAFT_TRAIN_THREADS = String(env.threads ?? 1);
-  process.env.GRAFT_FROZEN_ENGINE = env.frozen ?? 'auto';
   const checkpoints: Checkpoint[] = [];
   const logged: string[] = [];
   const result = await train({
@@ -96,6 +86,8 @@ async function run(
     backbones: job.backbones,
     onCheckpoint: async (c) => void checkpoints.push(c),
     log: (_obj, msg) => logged.push(msg),
+    threads: engines.threads ?? 1,
+    frozenEngine: engines.frozen ?? 'auto',
     ...extra,
   });
   return { result, checkpoints, logged };

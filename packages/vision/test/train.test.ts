@@ -258,9 +258,11 @@ describe('train', () => {
     });
     const rows = result.history;
     expect(rows.length).toBeLessThan(60);
-    const best = Math.min(...rows.map((r) => r.valLoss!));
-    // the last two epochs did not improve on the best, which the final validation loss equals
-    expect(rows.slice(-2).every((r) => r.valLoss! >= best)).toBe(true);
+    // With a patience of 2 it stops two epochs after its best one: the epochs before the last two hold the lowest
+    // validation loss, neither of the last two improved on it, and the model kept is that epoch's.
+    const best = Math.min(...rows.slice(0, -2).map((r) => r.valLoss!));
+    expect(rows.slice(-2).map((r) => r.valLoss! >= best)).toEqual([true, true]);
+    expect(rows.findIndex((r) => r.valLoss === best)).toBe(rows.length - 3);
     expect(result.validation!.loss).toBeCloseTo(best, 4);
   });
 

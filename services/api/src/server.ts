@@ -9,7 +9,7 @@ async function main() {
   const log = createLogger(config.logLevel, 'graft-api');
   const deps = createDeps(config);
   await deps.storage.ensureBucket().catch((err) => log.warn({ err: err.message }, 'could not ensure the bucket yet'));
-  await initBackend({ log: (obj, msg) => log.info(obj, msg) });
+  await initBackend({ prefer: config.training.tfBackend ?? undefined, syncReads: config.testing.syncReads, log: (obj, msg) => log.info(obj, msg) });
   const app = await buildApp(deps, { logger: log });
   await app.listen({ host: config.host, port: config.port });
   let closing = false;

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
+import { parseTrainJobPayload } from '@graft/queue';
 import { testConfig, uniqueName } from '../../../test/support/services';
 import { patternDataset, zipOf, tarOf } from '../../../test/support/images';
 
@@ -138,9 +139,11 @@ describe('API', () => {
     expect(job.config.augmentation.rotationRange).toBe(40);
     expect(job.config.fineTuning.learningRate).toBe(1e-5);
     // The input size is resolved as the worker will train: the backbone's training size when the config names none,
-    // and the queued payload is the same resolved config as the record.
+    // and the queued payload is the same resolved config as the record, which the worker trains as it is.
     expect(job.config.inputSize).toBe(288);
-    expect((await deps.queue.queue.getJob(job.id))!.data.config).toEqual(job.config);
+    const queued = (await deps.queue.queue.getJob(job.id))!.data;
+    expect(queued.config).toEqual(job.config);
+    expect(parseTrainJobPayload(queued).config).toEqual(job.config);
 
     // The dataset is in use while the job is queued.
     const del = await app.inject({ method: 'DELETE', url: `/v1/datasets/${ds.id}`, headers: auth(A) });

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import fs from 'node:fs';
-import type { HistoryRow, JobRecord } from '@graft/queue';
+import { queuedJobRecord, type HistoryRow, type JobRecord } from '@graft/queue';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
 import { newId } from '../src/ids';
@@ -101,28 +101,23 @@ describe('curves.svg', () => {
 
   const createJob = async (patch: Partial<JobRecord>, rows: HistoryRow[] = []) => {
     const now = new Date().toISOString();
-    const rec: JobRecord = {
+    const queued = queuedJobRecord({
       id: newId('job'),
       tenant: 'alpha',
       datasetId: 'ds_curvestest',
+      epochs: 5,
+      config: { method: 'fine_tuning', backbone: 'mobilenet_v1_0.25_224', inputSize: 96 },
+    });
+    const rec: JobRecord = {
+      ...queued,
       state: 'running',
       phase: 'training_head',
       progress: 0.3,
       epoch: 1,
-      epochs: 5,
       etaSeconds: 30,
-      config: { method: 'fine_tuning', backbone: 'mobilenet_v1_0.25_224', inputSize: 96 },
-      history: [],
-      test: null,
-      validation: null,
-      modelId: null,
-      error: null,
       attempts: 1,
       backend: 'wasm',
-      cancelRequested: false,
-      createdAt: now,
       startedAt: now,
-      finishedAt: null,
       ...patch,
     };
     await deps.queue.jobs.create(rec);

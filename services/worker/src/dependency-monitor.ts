@@ -1,7 +1,7 @@
 // Watches the worker's dependencies (object storage, Redis) and tells when one goes down or comes back, so the
 // worker stops taking jobs while either is down. Redis is followed through its connection's events, storage by a
 // request every `intervalMs`.
-import type { Redis } from 'ioredis';
+import type { Redis } from '@graft/queue';
 import type { Dependency, Storage } from '@graft/storage';
 
 export type DependencyState = Record<Dependency, { up: boolean; since: number; error: string | null }>;

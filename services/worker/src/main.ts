@@ -1,10 +1,9 @@
 // The training worker: takes jobs from the queue, runs each in a training child process, listens for
 // cancellations from any API process, and on SIGTERM checkpoints and releases its jobs before exiting. While object
 // storage or Redis is down it takes no new jobs; the jobs it runs wait for the dependency to come back.
-import { Worker } from 'bullmq';
 import { loadConfigOrExit, createLogger } from '@graft/config';
 import { Storage } from '@graft/storage';
-import { JobStore, TRAIN_QUEUE, TenantSlots, createRedis, withTenantLimits } from '@graft/queue';
+import { JobStore, TRAIN_QUEUE, TenantSlots, Worker, createRedis, trainWorkerOptions, withTenantLimits } from '@graft/queue';
 import { createProcessor } from './processor';
 import { guardAgainstOutages } from './outage-guard';
 import { serveMetrics } from './metrics';
@@ -34,9 +33,7 @@ async function main() {
     connection,
     prefix: config.queuePrefix,
     concurrency: config.workerConcurrency,
-    lockDuration: config.jobLockMs,
-    stalledInterval: Math.max(500, Math.floor(config.jobLockMs / 2)),
-    maxStalledCount: 3,
+    ...trainWorkerOptions(config.jobLockMs),
     // Started once storage has answered (below): a worker that starts during an outage takes no job.
     autorun: false,
   });

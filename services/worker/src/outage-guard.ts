@@ -1,8 +1,7 @@
 // The worker through outages of its dependencies: while object storage or Redis is down it takes no new jobs (and
 // says so); when Redis is back, the locks of the jobs it runs are renewed, set again where they lapsed, and a job
 // that went back to the queue meanwhile is stopped here, to resume from its checkpoint in the run that has it.
-import type { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { Redis, Worker } from '@graft/queue';
 import type { GraftConfig, Logger } from '@graft/config';
 import { formatDuration, type Storage } from '@graft/storage';
 import { reclaimJobLock } from '@graft/queue';

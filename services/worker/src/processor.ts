@@ -2,10 +2,9 @@
 // into the job record, and turns the outcome into the job's final state.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { GraftConfig, Logger } from '@graft/config';
 import { keys, type Storage } from '@graft/storage';
-import { parseTrainJobPayload, PayloadError, type JobStore, type JobRecord } from '@graft/queue';
+import { DelayedError, parseTrainJobPayload, PayloadError, UnrecoverableError, type Job, type JobStore, type JobRecord } from '@graft/queue';
 import type { ChildMessage, ParentMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { jobCheckpoints } from './checkpoint-store';

@@ -4,7 +4,6 @@
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
 import { PREDICTIONS_FILE, type EvaluatedImages } from '@graft/queue';
 import { initBackend, isPermanent, train, type ImagePrediction, type TrainEvent, type TrainResult } from '@graft/vision';
-import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { createLogger } from '@graft/config';
 import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
@@ -110,14 +109,19 @@ async function run({ payload, attempt, config }: StartMessage) {
     },
   });
   try {
-    const backend = await initBackend({ log: (obj, msg) => log.info(obj, msg) });
+    const backend = await initBackend({
+      prefer: config.training.tfBackend ?? undefined,
+      syncReads: config.testing.syncReads,
+      log: (obj, msg) => log.info(obj, msg),
+    });
     send({ type: 'backend', backend });
     const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
     if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
-    const index = await storage.getJsonOrNull<DatasetIndex>(`${keys.dataset(payload.tenant, payload.datasetId)}index.json`);
+    const index = await storage.getJsonOrNull<DatasetIndex>(keys.datasetIndex(payload.tenant, payload.datasetId));
     if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
 
-    const config_ = resolveConfig(payload.config as TrainingConfigInput);
+    // Trained as the job record shows it: resolved when the job was accepted, never filled in again here.
+    const config_ = payload.config;
     const labels = [...manifest.classes];
     const labelOf = new Map(labels.map((l, i) => [l, i]));
     const leaked = new Set(config_.dropLeaked ? (index.leakedImageIds ?? []) : []);
@@ -159,6 +163,8 @@ async function run({ payload, attempt, config }: StartMessage) {
       onEvent: (event: TrainEvent) => send({ type: 'event', event }),
       onCheckpoint: (c) => checkpoints.save(c),
       log: (obj, msg) => log.info(obj, msg),
+      threads: config.training.threads,
+      frozenEngine: config.training.frozenEngine,
     });
 
     const modelId = modelIdFor(payload.jobId);

@@ -30,7 +30,7 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
   res.progress.phase(phase);
   const optimizer = res.own(makeOptimizer(settings.optimizer, settings.learningRate), (x) => x.dispose(), 'optimizer');
   // Heavy steps (convolutions) are shared with worker threads on backends that use one core.
-  const threads = o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && !phaseDone(state, settings.epochs) ? trainThreads() : 1;
+  const threads = o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && !phaseDone(state, settings.epochs) ? trainThreads(ctx.opts.threads) : 1;
   const replicas = threads > 1 ? await GradientReplicas.start(await o.replicaSpec!(), threads - 1, ctx.log) : null;
   if (replicas) res.own(replicas, (r) => r.dispose(), 'replicas');
   await fit({

@@ -49,12 +49,12 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
   const lowerShapes = parts ? parts.lower.outputs.map((t) => (t.shape as number[]).slice(1)) : [];
 
   const base = res.own(
-    await createFrozenModel(parts ? parts.lower : backbone, { log, what: parts ? `${spec.name} below ${fromLayer}` : spec.name }),
+    await createFrozenModel(parts ? parts.lower : backbone, { log, engine: ctx.opts.frozenEngine, what: parts ? `${spec.name} below ${fromLayer}` : spec.name }),
     (f) => f.dispose(),
     'frozen base',
   );
   const upperNeeded = parts && !p.skipHead && lowerShapes.length === 1;
-  const upper = upperNeeded ? res.own(await createFrozenModel(parts.upper, { log, what: `${spec.name} from ${fromLayer}` }), (f) => f.dispose(), 'frozen top block') : null;
+  const upper = upperNeeded ? res.own(await createFrozenModel(parts.upper, { log, engine: ctx.opts.frozenEngine, what: `${spec.name} from ${fromLayer}` }), (f) => f.dispose(), 'frozen top block') : null;
   throwIfAborted(ctx.signal);
 
   const pool = async (maps: Float32Array, n: number): Promise<Float32Array> => {

@@ -1,4 +1,5 @@
 // What train() takes and gives back, and the context every phase of a run reads.
+import type { FrozenEngineSetting } from '@graft/config/engines';
 import type { BackboneSource } from '../backbones';
 import type { LogFn } from '../backend';
 import type { Checkpoint } from '../checkpoint';
@@ -29,6 +30,10 @@ export interface TrainOptions {
   /** Called after every epoch with the checkpoint to store. */
   onCheckpoint?(c: Checkpoint): Promise<void>;
   log?: LogFn;
+  /** Threads sharing a training step on single-threaded backends, at most the cores (default 1: GRAFT_TRAIN_THREADS). */
+  threads?: number;
+  /** What runs the frozen part: ONNX Runtime where it can ('auto', the default), or one engine (GRAFT_FROZEN_ENGINE). */
+  frozenEngine?: FrozenEngineSetting;
 }
 
 export interface TrainResult {

@@ -51,7 +51,7 @@ export interface DatasetIndex {
 
 export const EXT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp' };
 
-export const indexKey = (tenant: string, id: string) => `${keys.dataset(tenant, id)}index.json`;
+export const indexKey = keys.datasetIndex;
 export const healthKey = (tenant: string, id: string) => `${keys.dataset(tenant, id)}health.json`;
 
 /** Streams a body to a temporary file, failing with 413 past the byte limit. */

@@ -2,8 +2,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { trainingInputSize } from '@graft/vision';
-import { TrainingConfigSchema, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
-import { PREDICTIONS_FILE, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
+import { plannedEpochs, TrainingConfigSchema, resolveConfig, type ResolvedTrainingConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { PREDICTIONS_FILE, queuedJobRecord, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
@@ -87,43 +87,23 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         });
       }
       // The record shows, and the worker trains, the same resolved config: the input size included.
-      config.inputSize = trainingInputSize(config);
+      const accepted: ResolvedTrainingConfig = { ...config, inputSize: trainingInputSize(config) };
       checkQuota(await store.countActive(req.tenant), deps.config.jobs);
-      const size = config.inputSize;
-      admitJob(config, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
-      const now = new Date().toISOString();
-      const epochs =
-        config.featureExtraction.epochs + (config.method === 'fine_tuning' ? config.fineTuning.epochs : 0);
-      const rec: JobRecord = {
+      const size = accepted.inputSize;
+      admitJob(accepted, datasetCounts(ds.splits), bb ? await baseShape(bb.name, size) : null, size, deps.config.jobs);
+      const rec = queuedJobRecord({
         id: newId('job'),
         tenant: req.tenant,
         datasetId: ds.id,
-        state: 'queued',
-        phase: null,
-        progress: 0,
-        epoch: null,
-        epochs,
-        etaSeconds: null,
-        config: config as unknown as Record<string, unknown>,
-        history: [],
-        test: null,
-        validation: null,
-        modelId: null,
-        error: null,
-        attempts: 0,
-        backend: null,
-        dropped: null,
-        cancelRequested: false,
-        createdAt: now,
-        startedAt: null,
-        finishedAt: null,
-      };
+        epochs: plannedEpochs(accepted),
+        config: accepted as unknown as Record<string, unknown>,
+      });
       await deps.queue.enqueue(rec, {
         jobId: rec.id,
         tenant: req.tenant,
         datasetId: ds.id,
         manifestKey: keys.datasetManifest(req.tenant, ds.id),
-        config: config as unknown as TrainingConfigInput,
+        config: accepted,
       });
       await store.trimFinished(req.tenant, deps.config.jobs.tenantRecords);
       reply.code(202).header('location', `/v1/jobs/${rec.id}`);

@@ -1,7 +1,7 @@
 // A local redis-server in a child process: for `npm start` where nothing answers at REDIS_URL, and for tests.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import { freePort, stopChild, waitForPort } from '@graft/storage/embedded';
+import { freePort, stopChild, untilListening } from './process';
 
 export interface EmbeddedRedis {
   url: string;
@@ -25,13 +25,6 @@ export async function startRedisServer(opts: { dir: string; port?: number; host?
       '--maxmemory-policy', 'noeviction', '--save', '', '--daemonize', 'no', '--protected-mode', 'no'],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
-  const failed = new Promise<never>((_, reject) => {
-    child.once('error', (e) => reject(new Error(`redis-server could not start: ${e.message}`)));
-    child.once('exit', (code) => reject(new Error(`redis-server exited (${code}): ${stderr}`)));
-  });
-  await Promise.race([waitForPort(port, host), failed]);
-  failed.catch(() => {});
+  await untilListening(child, 'redis-server', port, host);
   return { url: `redis://${host}:${port}`, port, process: child, stop: () => stopChild(child) };
 }

@@ -1,0 +1,3 @@
+export * from './process';
+export * from './redis';
+export * from './s3';
