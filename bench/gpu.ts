@@ -30,7 +30,7 @@ import { decodeImages, initBackend, PREPROCESSING, train, type Phase } from '@gr
 import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
 import { itemInput } from '@graft/vision/features';
-import { classLabels, listSplit } from './splits';
+import { classLabels, folderTraining, listSplit } from './splits';
 import { loadConfigOrExit } from '@graft/config';
 
 // GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them.
@@ -73,10 +73,7 @@ async function runJob(): Promise<string[]> {
     config,
     labels,
     splits,
-    readImage: async (key) => new Uint8Array(readFileSync(key)),
-    backbones: args.models!,
-    threads: training.threads,
-    frozenEngine: training.frozenEngine,
+    ...folderTraining(args.models!, training),
     log: (obj, msg) => {
       if (msg === 'features extracted') extracted = obj as typeof extracted;
       if (/backend|frozen|extracted|finished|epoch \d+ of|evaluated|out-of-distribution|exported/.test(msg)) console.log(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${msg}`);

@@ -9,10 +9,9 @@
 // The config starts from the API defaults (resolveConfig) with the flags merged in. --holdout f moves a
 // stratified share f of the validation images to a test split that training never sees (early stopping then
 // uses the rest), so the test accuracy printed is that of images the run has not looked at in any way.
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { listSplit, classLabels } from './splits';
+import { classLabels, folderTraining, listSplit } from './splits';
 import { initBackend, train, type ImageRef } from '@graft/vision';
 import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
@@ -70,10 +69,7 @@ const result = await train({
   config,
   labels,
   splits,
-  readImage: async (key) => new Uint8Array(readFileSync(key)),
-  backbones: args.models!,
-  threads: training.threads,
-  frozenEngine: training.frozenEngine,
+  ...folderTraining(args.models!, training),
   log,
   onEvent: phases.onEvent,
 });
