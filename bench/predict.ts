@@ -1,11 +1,15 @@
-// /predict over HTTP: ONNX Runtime against TensorFlow.js, side by side in one run, on a MobileNet v1 0.75 classifier
-// (224x224, the trained layout: frozen backbone + pooling + dense head, sigmoid over two labels) and real JPEGs from
-// dogs-vs-cats/validation, one image per request.
+// /predict over HTTP: ONNX Runtime int8 and fp32 against TensorFlow.js, side by side in one run, on a MobileNet v1
+// 0.75 classifier (224x224, the trained layout: frozen backbone + pooling + dense head, sigmoid over two labels) and
+// real JPEGs from dogs-vs-cats/validation, one image per request; then POST /explain (Grad-CAM) one image at a time.
 //
-// It starts a redis-server, an S3-protocol server and two API processes (GRAFT_PREDICT_ENGINE=onnx and =tfjs; only
-// one is measured at a time), writes the classifier into S3 in the layout the worker publishes (artifacts incl.
-// model.onnx, then record.json), then measures per engine: latency p50/p99 with 1 client, and throughput + p50/p99
-// with 8 and 32 concurrent clients; and checks that both engines' probabilities agree within 1e-4.
+// It starts a redis-server, an S3-protocol server and three API processes (int8: model.int8.onnx served, the
+// default; fp32: GRAFT_INT8=false; tfjs: GRAFT_PREDICT_ENGINE=tfjs; only one is measured at a time), writes the
+// classifier into S3 in the layout the worker publishes (artifacts incl. model.onnx and model.int8.onnx, calibrated
+// on 64 dogs-vs-cats training images, then record.json), then measures per engine: latency p50/p99 with 1 client,
+// and throughput + p50/p99 with 8 and 32 concurrent clients; checks that fp32's probabilities agree with TF.js
+// within 1e-4 and says how often int8's top label is fp32's (the head's weights are random here, so its
+// probabilities sit near 0.5: a trained model's agreement is what training checks before it keeps int8).
+// The load average is printed before and after: the numbers only mean something on a quiet machine.
 // With --sweep it first compares ONNX Runtime thread layouts in-process (no HTTP), and how long the event loop
 // stalls with sessions on the main thread against a worker thread.
 //
@@ -13,8 +17,9 @@
 // bank of 1000 feature vectors, model.onnx giving the features and their dot products with the bank beside the
 // probabilities, so every prediction is calibrated and scored.
 //
-//   npx tsx bench/predict.ts [--requests 200] [--tfjs-requests 40] [--agree 64] [--sweep | --sweep-only]
+//   npx tsx bench/predict.ts [--requests 200] [--tfjs-requests 40] [--agree 64] [--explain 30] [--sweep | --sweep-only]
 //                            [--max-wait 3] [--max-batch 16] [--ood]
+// Targets (issues 13 and 14): int8 p50 <= 10 ms with 1 client, >= 200 images/s with 8; explain p50 < 200 ms.
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
@@ -23,7 +28,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
-import { exportOnnx, normalizeRows, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
+import { decodeImage, exportOnnx, normalizeInto, normalizeRows, pixelTransform, quantizeOnnx, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
 import { keys, Storage } from '@graft/storage';
 import { startEmbeddedS3, startRedisServer } from '@graft/devservers';
 import { startApi, type Service } from '../test/support/processes';
@@ -38,12 +43,14 @@ const { values: args } = parseArgs({
     'max-wait': { type: 'string', default: '3' },
     'max-batch': { type: 'string', default: '16' },
     ood: { type: 'boolean', default: false },
+    explain: { type: 'string', default: '30' },
   },
 });
 
 const SHARED = path.resolve(import.meta.dirname, '../../shared');
 const BACKBONE = 'mobilenet_v1_0.75_224';
 const IMAGES = path.join(SHARED, 'datasets/dogs-vs-cats/validation');
+const CALIBRATION = path.join(SHARED, 'datasets/dogs-vs-cats/train');
 const TENANT = 'bench';
 const KEY = 'bench-key-0123456789';
 const MODEL_ID = 'mdl_benchmobilenet075';
@@ -73,8 +80,26 @@ async function buildClassifier(): Promise<Record<string, Uint8Array>> {
   const bank = oodBank();
   const served = args.ood ? withOodOutput(json, files['weights.bin']!, oodParts().outOfDistribution, bank) : { modelJson: json, weights: files['weights.bin']! };
   files['model.onnx'] = exportOnnx(served.modelJson, served.weights);
+  files['model.int8.onnx'] = (await quantizeOnnx(files['model.onnx'], await calibrationBatches(manifest), { method: 'minmax' })).model;
   if (args.ood) files[OOD_BANK_FILE] = new Uint8Array(bank.buffer);
   return files;
+}
+
+/** 64 training images (not the validation images measured), normalised as the model takes them, in batches of 16. */
+async function calibrationBatches(manifest: ClassifierManifest): Promise<{ input: Float32Array; batch: number }[]> {
+  const t = pixelTransform(manifest.preprocessing);
+  const size = manifest.inputSize;
+  const per = size * size * 3;
+  const images = loadImages(64, CALIBRATION);
+  const batches = [];
+  for (let i = 0; i < images.length; i += 16) {
+    const chunk = images.slice(i, i + 16);
+    const input = new Float32Array(chunk.length * per);
+    const pixels = await Promise.all(chunk.map((b) => decodeImage(b, size)));
+    pixels.forEach((p, j) => normalizeInto(p, t, input, j * per));
+    batches.push({ input, batch: chunk.length });
+  }
+  return batches;
 }
 
 const BANK = 1000;
@@ -118,12 +143,12 @@ async function publish(storage: Storage, files: Record<string, Uint8Array>): Pro
   });
 }
 
-function loadImages(n: number): Buffer[] {
+function loadImages(n: number, dir = IMAGES): Buffer[] {
   const lists = ['cats', 'dogs'].map((c) =>
     fs
-      .readdirSync(path.join(IMAGES, c))
+      .readdirSync(path.join(dir, c))
       .sort()
-      .map((f) => path.join(IMAGES, c, f)),
+      .map((f) => path.join(dir, c, f)),
   );
   const files: string[] = [];
   for (let i = 0; files.length < n && i < lists[0]!.length; i++) for (const l of lists) if (files.length < n && l[i]) files.push(l[i]!);
@@ -136,8 +161,8 @@ interface Reply {
 }
 
 /** POST one JPEG over a keep-alive connection. */
-function post(agent: http.Agent, base: string, body: Buffer, query = ''): Promise<Reply> {
-  const u = new URL(`${base}/v1/models/${MODEL_ID}/predict${query}`);
+function post(agent: http.Agent, base: string, body: Buffer, query = '', action = 'predict'): Promise<Reply> {
+  const u = new URL(`${base}/v1/models/${MODEL_ID}/${action}${query}`);
   return new Promise((resolve, reject) => {
     const req = http.request(
       { host: u.hostname, port: u.port, path: u.pathname + u.search, method: 'POST', agent, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'image/jpeg', 'content-length': body.length } },
@@ -178,6 +203,7 @@ async function measure(base: string, images: Buffer[], clients: number, requests
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const latencies: number[] = [];
   const timings: any[] = [];
+  const statuses: Record<number, number> = {};
   let errors = 0;
   let next = 0;
   const t0 = performance.now();
@@ -188,8 +214,10 @@ async function measure(base: string, images: Buffer[], clients: number, requests
         const t = performance.now();
         try {
           const r = await post(agent, base, images[i % images.length]!);
-          if (r.status !== 200) errors++;
-          else timings.push(r.body.timing);
+          if (r.status !== 200) {
+            errors++;
+            statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+          } else timings.push(r.body.timing);
         } catch {
           errors++;
         }
@@ -199,6 +227,7 @@ async function measure(base: string, images: Buffer[], clients: number, requests
   );
   const seconds = (performance.now() - t0) / 1000;
   agent.destroy();
+  if (errors) console.log(`${clients} clients: ${errors} errors, by status ${JSON.stringify(statuses)}`);
   latencies.sort((a, b) => a - b);
   const avg = (k: string) => mean(timings.map((x) => x[k] ?? 0));
   return {
@@ -211,6 +240,23 @@ async function measure(base: string, images: Buffer[], clients: number, requests
     imagesPerSecond: (requests - errors) / seconds,
     timing: { decodeMs: avg('decodeMs'), queueMs: avg('queueMs'), inferenceMs: avg('inferenceMs'), batchSize: avg('batchSize'), serverMs: avg('totalMs') },
   };
+}
+
+/** POST /explain with `requests` images one after another (after two to load the explainer). */
+async function measureExplain(base: string, images: Buffer[], requests: number): Promise<{ requests: number; errors: number; p50: number; p99: number }> {
+  const agent = new http.Agent({ keepAlive: true });
+  for (let i = 0; i < 2; i++) await post(agent, base, images[i]!, '', 'explain');
+  const latencies: number[] = [];
+  let errors = 0;
+  for (let i = 0; i < requests; i++) {
+    const t = performance.now();
+    const r = await post(agent, base, images[(i + 2) % images.length]!, '', 'explain');
+    latencies.push(performance.now() - t);
+    if (r.status !== 200 || !r.body.overlay) errors++;
+  }
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { requests, errors, p50: pct(latencies, 50), p99: pct(latencies, 99) };
 }
 
 /** In-process: each layout of worker threads x intra-op threads, 8 concurrent callers of single images. */
@@ -274,10 +320,10 @@ async function main(): Promise<void> {
   const services: { stop(): Promise<void> }[] = [];
   try {
     await initBackend();
-    console.log(`# /predict benchmark: ${BACKBONE} classifier, ${os.availableParallelism()} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+    console.log(`# /predict benchmark: ${BACKBONE} classifier, ${os.availableParallelism()} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (${new Date().toISOString()})`);
     let t = performance.now();
     const files = await buildClassifier();
-    console.log(`classifier built and exported in ${((performance.now() - t) / 1000).toFixed(1)} s (weights.bin ${(files['weights.bin']!.byteLength / 1e6).toFixed(1)} MB, model.onnx ${(files['model.onnx']!.byteLength / 1e6).toFixed(1)} MB)`);
+    console.log(`classifier built and exported in ${((performance.now() - t) / 1000).toFixed(1)} s (weights.bin ${(files['weights.bin']!.byteLength / 1e6).toFixed(1)} MB, model.onnx ${(files['model.onnx']!.byteLength / 1e6).toFixed(1)} MB, model.int8.onnx ${(files['model.int8.onnx']!.byteLength / 1e6).toFixed(1)} MB)`);
     const images = loadImages(Math.max(agreeCount, 200));
     if (args.sweep || args['sweep-only']) await sweep(files, images);
     if (args['sweep-only']) return;
@@ -291,6 +337,8 @@ async function main(): Promise<void> {
       GRAFT_QUEUE_PREFIX: 'bench',
       GRAFT_API_KEYS: `${TENANT}:${KEY}`,
       GRAFT_RATE_LIMIT: '0',
+      // 32 clients of one tenant at once: above the default in-flight bound of 16, which would refuse half of them.
+      GRAFT_TENANT_PREDICTS: '64',
       GRAFT_PREDICT_MAX_WAIT_MS: args['max-wait']!,
       GRAFT_PREDICT_MAX_BATCH: args['max-batch']!,
       LOG_LEVEL: 'warn',
@@ -300,67 +348,88 @@ async function main(): Promise<void> {
     await publish(storage, files);
     storage.close();
 
-    const apis: Record<'onnx' | 'tfjs', Service & { url: string }> = {
-      onnx: await startApi({ ...env, GRAFT_PREDICT_ENGINE: 'onnx' }),
+    type Engine = 'int8' | 'fp32' | 'tfjs';
+    const ENGINES: Engine[] = ['int8', 'fp32', 'tfjs'];
+    const NAMES: Record<Engine, string> = { int8: 'ONNX Runtime int8', fp32: 'ONNX Runtime fp32', tfjs: 'TF.js (wasm)' };
+    const apis: Record<Engine, Service & { url: string }> = {
+      int8: await startApi({ ...env, GRAFT_PREDICT_ENGINE: 'onnx' }),
+      fp32: await startApi({ ...env, GRAFT_PREDICT_ENGINE: 'onnx', GRAFT_INT8: 'false' }),
       tfjs: await startApi({ ...env, GRAFT_PREDICT_ENGINE: 'tfjs' }),
     };
-    services.push(apis.onnx, apis.tfjs);
+    services.push(...Object.values(apis));
 
     // Load the model in each and warm up.
-    for (const [engine, api] of Object.entries(apis)) {
+    for (const engine of ENGINES) {
       const agent = new http.Agent({ keepAlive: true });
       t = performance.now();
-      const first = await post(agent, api.url, images[0]!);
+      const first = await post(agent, apis[engine].url, images[0]!);
       if (first.status !== 200) throw new Error(`${engine}: ${JSON.stringify(first.body)}`);
-      if (args.ood && engine === 'onnx' && typeof first.body.results[0].outOfDistribution?.score !== 'number') throw new Error('no out-of-distribution score');
-      if (first.body.timing.engine !== (engine === 'onnx' ? 'onnxruntime' : 'tfjs')) throw new Error(`${engine} API served with ${first.body.timing.engine}`);
+      if (args.ood && engine !== 'tfjs' && typeof first.body.results[0].outOfDistribution?.score !== 'number') throw new Error('no out-of-distribution score');
+      if (first.body.timing.engine !== (engine === 'tfjs' ? 'tfjs' : 'onnxruntime')) throw new Error(`${engine} API served with ${first.body.timing.engine}`);
       console.log(`${engine}: first request (model load) ${(performance.now() - t).toFixed(0)} ms`);
-      for (let i = 1; i < 10; i++) await post(agent, api.url, images[i]!);
+      for (let i = 1; i < 10; i++) await post(agent, apis[engine].url, images[i]!);
       agent.destroy();
     }
 
-    // Agreement: the same images through both engines.
+    // Agreement: the same images through each engine.
     const agent = new http.Agent({ keepAlive: true });
     let maxDiff = 0;
+    let int8Diff = 0;
+    let sameTop = 0;
     let agreeErrors = 0;
     for (const img of images.slice(0, agreeCount)) {
-      const [o, f] = await Promise.all([post(agent, apis.onnx.url, img, '?topK=2'), post(agent, apis.tfjs.url, img, '?topK=2')]);
-      if (o.status !== 200 || f.status !== 200) {
+      const [q, o, f] = await Promise.all(ENGINES.map((e) => post(agent, apis[e].url, img, '?topK=2')));
+      if (q!.status !== 200 || o!.status !== 200 || f!.status !== 200) {
         agreeErrors++;
         continue;
       }
       const byLabel = (r: Reply) => Object.fromEntries(r.body.results[0].predictions.map((p: any) => [p.label, p.probability]));
-      const a = byLabel(o);
-      const b = byLabel(f);
-      for (const label of ['cats', 'dogs']) maxDiff = Math.max(maxDiff, Math.abs(a[label] - b[label]));
+      const [a, b, c] = [byLabel(o!), byLabel(f!), byLabel(q!)];
+      for (const label of ['cats', 'dogs']) {
+        maxDiff = Math.max(maxDiff, Math.abs(a[label] - b[label]));
+        int8Diff = Math.max(int8Diff, Math.abs(a[label] - c[label]));
+      }
+      sameTop += +(q!.body.results[0].predictions[0].label === o!.body.results[0].predictions[0].label);
     }
     agent.destroy();
 
-    const results: Record<string, Run[]> = { onnx: [], tfjs: [] };
+    const results: Record<Engine, Run[]> = { int8: [], fp32: [], tfjs: [] };
     for (const clients of [1, 8, 32]) {
-      results.onnx!.push(await measure(apis.onnx.url, images, clients, clients === 1 ? Math.min(requests, 150) : requests * (clients === 32 ? 2 : 1)));
-      results.tfjs!.push(await measure(apis.tfjs.url, images, clients, Math.max(clients, clients === 1 ? Math.min(tfjsRequests, 30) : tfjsRequests)));
+      for (const engine of ['int8', 'fp32'] as const) {
+        results[engine].push(await measure(apis[engine].url, images, clients, clients === 1 ? Math.min(requests, 150) : requests * (clients === 32 ? 2 : 1)));
+      }
+      results.tfjs.push(await measure(apis.tfjs.url, images, clients, Math.max(clients, clients === 1 ? Math.min(tfjsRequests, 30) : tfjsRequests)));
     }
 
     console.log(`\n### /predict over HTTP, one ${BACKBONE} JPEG per request (GRAFT_PREDICT_MAX_BATCH=${args['max-batch']}, GRAFT_PREDICT_MAX_WAIT_MS=${args['max-wait']})\n`);
     console.log('| engine | clients | requests | errors | images/s | p50 ms | p99 ms | server: total / decode / queue / inference ms (means) | mean batch |');
     console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (let i = 0; i < 3; i++) {
-      for (const engine of ['onnx', 'tfjs'] as const) {
-        const r = results[engine]![i]!;
+      for (const engine of ENGINES) {
+        const r = results[engine][i]!;
         const tm = r.timing;
         console.log(
-          `| ${engine === 'onnx' ? 'ONNX Runtime' : 'TF.js (wasm)'} | ${r.clients} | ${r.requests} | ${r.errors} | ${r.imagesPerSecond.toFixed(1)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${tm.serverMs.toFixed(1)} / ${engine === 'onnx' ? tm.decodeMs.toFixed(1) : '(in inference)'} / ${tm.queueMs.toFixed(1)} / ${tm.inferenceMs.toFixed(1)} | ${tm.batchSize.toFixed(1)} |`,
+          `| ${NAMES[engine]} | ${r.clients} | ${r.requests} | ${r.errors} | ${r.imagesPerSecond.toFixed(1)} | ${r.p50.toFixed(1)} | ${r.p99.toFixed(1)} | ${tm.serverMs.toFixed(1)} / ${engine === 'tfjs' ? '(in inference)' : tm.decodeMs.toFixed(1)} / ${tm.queueMs.toFixed(1)} / ${tm.inferenceMs.toFixed(1)} | ${tm.batchSize.toFixed(1)} |`,
         );
       }
     }
-    const one = results.onnx![0]!;
-    const eight = results.onnx![1]!;
+    const explain = await measureExplain(apis.int8.url, images, Number(args.explain));
+    console.log(`\n### POST /explain (Grad-CAM, overlay PNG), one client, ${explain.requests} images one after another\n`);
+    console.log(`p50 ${explain.p50.toFixed(1)} ms, p99 ${explain.p99.toFixed(1)} ms, errors ${explain.errors}`);
+
+    const one = results.int8[0]!;
+    const eight = results.int8[1]!;
     const checks = [
-      [`1 client p50 <= 25 ms`, one.p50 <= 25, `${one.p50.toFixed(1)} ms`],
-      [`8 clients >= 100 images/s, no errors`, eight.imagesPerSecond >= 100 && eight.errors === 0, `${eight.imagesPerSecond.toFixed(1)} images/s, ${eight.errors} errors`],
-      [`ONNX within 1e-4 of TF.js (${agreeCount} images)`, maxDiff <= 1e-4 && agreeErrors === 0, `max |diff| ${maxDiff.toExponential(2)}${agreeErrors ? `, ${agreeErrors} errors` : ''}`],
+      [`int8: 1 client p50 <= 10 ms`, one.p50 <= 10, `${one.p50.toFixed(1)} ms (fp32 ${results.fp32[0]!.p50.toFixed(1)} ms)`],
+      [
+        `int8: 8 clients >= 200 images/s, no errors`,
+        eight.imagesPerSecond >= 200 && eight.errors === 0,
+        `${eight.imagesPerSecond.toFixed(1)} images/s, ${eight.errors} errors (fp32 ${results.fp32[1]!.imagesPerSecond.toFixed(1)} images/s)`,
+      ],
+      [`explain p50 < 200 ms, no errors`, explain.p50 < 200 && explain.errors === 0, `${explain.p50.toFixed(1)} ms`],
+      [`ONNX fp32 within 1e-4 of TF.js (${agreeCount} images)`, maxDiff <= 1e-4 && agreeErrors === 0, `max |diff| ${maxDiff.toExponential(2)}${agreeErrors ? `, ${agreeErrors} errors` : ''}`],
     ] as const;
+    console.log(`\nint8 against fp32 (${agreeCount} images, random head): same top label on ${sameTop}, max |probability diff| ${int8Diff.toExponential(2)}`);
     console.log(`\nload average after the run: ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     console.log('\n| target | met | measured |\n| --- | --- | --- |');
     for (const [what, ok, got] of checks) console.log(`| ${what} | ${ok ? 'yes' : 'NO'} | ${got} |`);

@@ -23,11 +23,12 @@ export function listSplit(dir: string, labels: string[]): ImageRef[] {
  * What train() takes for a dataset folder besides the config, labels, splits and callbacks: images read by path,
  * the backbones from `models`, and the training settings of the environment as the worker takes them.
  */
-export function folderTraining(models: string, training: GraftConfig['training']): Pick<TrainOptions, 'readImage' | 'backbones' | 'threads' | 'frozenEngine'> {
+export function folderTraining(models: string, training: GraftConfig['training']): Pick<TrainOptions, 'readImage' | 'backbones' | 'threads' | 'frozenEngine' | 'frozenPrecision'> {
   return {
     readImage: async (key) => new Uint8Array(readFileSync(key)),
     backbones: models,
     threads: training.threads,
     frozenEngine: training.frozenEngine,
+    frozenPrecision: training.frozenPrecision,
   };
 }

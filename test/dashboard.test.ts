@@ -77,7 +77,9 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
 
     // Upload a dataset without a test split through the form, as the README's walkthrough does.
     await page.getByRole('link', { name: 'Datasets', exact: true }).click();
-    const zip = await zipOf(await patternDataset({ train: 12, validation: 6 }, 11));
+    // One validation image is labelled wrong (stripes filed under dots), so the model gets it "wrong".
+    const mislabelled = { path: 'validation/dots/mislabelled.jpg', data: await patternImage('stripes', 777) };
+    const zip = await zipOf([...(await patternDataset({ train: 12, validation: 6 }, 11)), mislabelled]);
     await page.locator('input[type=file][name=file]').setInputFiles({ name: 'patterns.zip', mimeType: 'application/zip', buffer: zip });
     await page.locator('#dataset-name').fill('patterns');
     await page.getByRole('button', { name: 'Upload' }).click();
@@ -86,7 +88,7 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
     const counts = page.locator('.class-counts tr[data-class="dots"]');
     await counts.waitFor();
     expect(await counts.locator('td[data-split="train"]').textContent()).toBe('12');
-    expect(await counts.locator('td[data-split="validation"]').textContent()).toBe('6');
+    expect(await counts.locator('td[data-split="validation"]').textContent()).toBe('7');
     expect(await counts.locator('td[data-split="test"]').count()).toBe(0);
     await page.locator('.thumb-class[data-class="stripes"] img.thumb').first().waitFor();
     const thumbs = await page.locator('img.thumb').evaluateAll((imgs) => imgs.map((i) => (i as HTMLImageElement).naturalWidth));
@@ -145,6 +147,37 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
     const gallery = page.locator(`.gallery[data-label="${job.validation.labels[diag.r]}"][data-predicted="${job.validation.labels[diag.c]}"]`);
     await gallery.locator('li').first().waitFor();
     expect(await gallery.locator('li').count()).toBe(job.validation.confusionMatrix[diag.r][diag.c]);
+    // An image of the gallery explained: the Grad-CAM overlay of its class, the one the API draws for that image.
+    const first = gallery.locator('li').first();
+    const imageId = await first.getAttribute('data-image');
+    await first.getByRole('button', { name: 'Explain' }).click();
+    const shownLabel = job.validation.labels[diag.c];
+    const overlay = gallery.locator(`.gallery-explanation[data-image="${imageId}"] .explanation[data-label="${shownLabel}"] img`);
+    await overlay.waitFor({ timeout: 60_000 });
+    expect(await gallery.locator('.gallery-explanation .explanation').count()).toBe(1);
+    expect(await overlay.evaluate((i) => (i as HTMLImageElement).complete && (i as HTMLImageElement).naturalWidth)).toBeGreaterThan(0);
+    const original = await fetch(`${api.url}/v1/datasets/${datasetId}/images/${imageId}`, { headers: H });
+    expect(original.status).toBe(200);
+    const byApi = await (
+      await fetch(`${api.url}/v1/models/${job.modelId}/explain?label=${shownLabel}`, {
+        method: 'POST',
+        headers: { ...H, 'content-type': original.headers.get('content-type')! },
+        body: new Uint8Array(await original.arrayBuffer()),
+      })
+    ).json();
+    expect(await overlay.getAttribute('src')).toBe(byApi.overlay);
+    // The mislabelled image, predicted stripes, shows the map of the class predicted and that of its true class.
+    const [dots, stripes] = [job.validation.labels.indexOf('dots'), job.validation.labels.indexOf('stripes')];
+    expect(job.validation.confusionMatrix[dots][stripes]).toBeGreaterThan(0);
+    await page.locator(`.cm-cell[data-row="${dots}"][data-col="${stripes}"]`).click();
+    const wrong = page.locator('.gallery[data-label="dots"][data-predicted="stripes"]');
+    await wrong.locator('li', { hasText: 'validation/dots/mislabelled.jpg' }).getByRole('button', { name: 'Explain' }).click();
+    for (const l of ['stripes', 'dots']) await wrong.locator(`.gallery-explanation .explanation[data-label="${l}"] img`).waitFor({ timeout: 60_000 });
+    expect(await wrong.locator('.gallery-explanation .explanation figcaption').allTextContents()).toEqual([
+      expect.stringMatching(/^Predicted class: where the model looks for stripes/),
+      expect.stringMatching(/^True class: where the model looks for dots/),
+    ]);
+    expect(b.pageErrors).toEqual([]);
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
 
     // The playground shows the model's top classes for an image, as the API ranks them.

@@ -114,6 +114,12 @@ describe('end to end', () => {
     expect(model.metrics.validation.calibration.reliability).toHaveLength(15);
     expect(model.metrics.validation.calibration.calibratedEce).toBeGreaterThanOrEqual(0);
     expect(files).toContain('ood-features.bin');
+    // int8: checked against fp32 on the 12 validation images; model.int8.onnx is there exactly when it was kept.
+    expect(graft.int8).toMatchObject({ images: 12, minAgreement: 0.995, quantization: expect.objectContaining({ weightBits: 8 }) });
+    expect(graft.int8.agreement).toBeGreaterThan(0);
+    expect(graft.int8.used).toBe(graft.int8.reason === null);
+    expect(files.includes('model.int8.onnx')).toBe(graft.int8.used);
+    expect((await get(`/v1/models/${job.modelId}/artifacts/metrics.json`)).int8).toEqual(graft.int8);
 
     // Each validation image as the model classifies it, making up the validation confusion matrix.
     const perImage = await get(`/v1/jobs/${jobId}/predictions?split=validation`);

@@ -75,9 +75,11 @@ export async function zipFolder(dir: string): Promise<{ stream: Readable; size: 
   checkFolderLayout(dir, files.map((f) => f.rel));
   const zip = new yazl.ZipFile();
   for (const f of files) zip.addFile(f.abs, f.rel, { compress: false, mtime: f.mtime });
-  // yazl passes the final size to the callback (its type definitions leave the parameter out).
-  const end = zip.end.bind(zip) as unknown as (opts: object, cb: (total: number) => void) => void;
-  const size = await new Promise<number>((resolve) => end({}, resolve));
+  // yazl passes the final size to the callback (its type definitions leave the parameter out). Its size counts a
+  // zip64 end record once the central directory passes 64 KiB (about 1,000 files) while its writer adds one only
+  // past 4 GiB, so the size announced would be 76 bytes too many: with the zip64 end record always written, both agree.
+  const end = zip.end.bind(zip) as unknown as (opts: { forceZip64Format: boolean }, cb: (total: number) => void) => void;
+  const size = await new Promise<number>((resolve) => end({ forceZip64Format: true }, resolve));
   return { stream: zip.outputStream as unknown as Readable, size: size >= 0 ? size : NaN, files: files.length };
 }
 

@@ -46,6 +46,14 @@ export interface DatasetHealth {
   leakage: { similarity: number; images: [HealthImage, HealthImage] }[];
 }
 
+/** GET /v1/jobs/:id/label-issues: likely label errors, most suspicious first. */
+export interface LabelIssues {
+  labels: string[];
+  scored: { train: number; validation: number };
+  total: number;
+  items: { imageId: string | null; path: string | null; split: string; label: string; suggestedLabel: string; score: number }[];
+}
+
 export interface HistoryRow {
   phase: string;
   epoch: number;
@@ -70,6 +78,8 @@ export interface EvalMetrics {
   confusionMatrix?: number[][];
   labels?: string[];
   perClass?: Record<string, ClassMetrics>;
+  /** Expected calibration error (15 bins) before and after the temperature fitted on validation. */
+  calibration?: { temperature: number; ece: number; calibratedEce: number } | null;
 }
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
@@ -121,10 +131,33 @@ export interface Prediction {
   probability: number;
 }
 
+/** How far an image lies from the training images (null where the model has no feature bank). */
+export interface OutOfDistribution {
+  score: number;
+  flagged: boolean;
+}
+
 export interface PredictResponse {
   modelId: string;
-  results: { predictions: Prediction[] }[];
+  results: { predictions: Prediction[]; outOfDistribution: OutOfDistribution | null }[];
   timing: { totalMs: number };
+}
+
+export interface PredictOptions {
+  topK?: number;
+  /** 'flip': average each prediction with that of the image mirrored left to right. */
+  tta?: 'flip';
+  /** Flag images whose out-of-distribution score is above this, instead of the model's threshold. */
+  oodThreshold?: number;
+}
+
+/** Grad-CAM of one image for one class; `overlay` is a PNG data URL. */
+export interface Explanation {
+  modelId: string;
+  label: string;
+  probability: number;
+  heatmap: { width: number; height: number; values: number[] };
+  overlay: string;
 }
 
 export interface JobEventMessage {
@@ -236,6 +269,10 @@ export class GraftClient {
     return this.request<Job>('GET', `/v1/jobs/${enc(id)}`);
   }
 
+  labelIssues(id: string, q: { limit?: number; split?: string } = {}) {
+    return this.request<LabelIssues>('GET', `/v1/jobs/${enc(id)}/label-issues`, { query: q });
+  }
+
   cancelJob(id: string) {
     return this.request<{ id: string; state: JobState; cancelRequested: boolean }>('POST', `/v1/jobs/${enc(id)}/cancel`);
   }
@@ -302,14 +339,25 @@ export class GraftClient {
   }
 
   /** Classifies images sent as one multipart request; one result per image, in order. */
-  predict(id: string, images: ImageFile[], topK?: number) {
-    const form = new FormData();
-    for (const img of images) form.append('image', new Blob([img.data as BlobPart], { type: img.type }), img.name);
-    return this.request<PredictResponse>('POST', `/v1/models/${enc(id)}/predict`, { body: form, query: { topK } });
+  predict(id: string, images: ImageFile[], opts: PredictOptions = {}) {
+    const query = { topK: opts.topK, tta: opts.tta, oodThreshold: opts.oodThreshold };
+    return this.request<PredictResponse>('POST', `/v1/models/${enc(id)}/predict`, { body: imageForm(images), query });
+  }
+
+  /** Where the model looks for `label` (default: its top class) in one image. */
+  explain(id: string, image: ImageFile, label?: string) {
+    return this.request<Explanation>('POST', `/v1/models/${enc(id)}/explain`, { body: imageForm([image]), query: { label } });
   }
 }
 
 const enc = encodeURIComponent;
+
+/** Images as multipart/form-data file fields named 'image', as /predict and /explain take them. */
+function imageForm(images: ImageFile[]): FormData {
+  const form = new FormData();
+  for (const img of images) form.append('image', new Blob([img.data as BlobPart], { type: img.type }), img.name);
+  return form;
+}
 
 async function toApiError(res: Response): Promise<ApiError> {
   const text = await res.text().catch(() => '');

@@ -8,6 +8,8 @@ const elapsed = (job: Job) =>
 /** Loss, accuracy, and where there are labels, the confusion matrix and per-class precision, recall and F1. */
 export function metricsText(title: string, m: EvalMetrics): string {
   let s = `${title}: accuracy ${pct(m.accuracy)}  loss ${num(m.loss)}\n`;
+  const c = m.calibration;
+  if (c) s += `  calibration error ${pct(c.ece)} as trained, ${pct(c.calibratedEce)} calibrated (temperature ${num(c.temperature, 3)})\n`;
   const labels = m.labels ?? (m.perClass ? Object.keys(m.perClass) : []);
   if (m.confusionMatrix?.length && labels.length === m.confusionMatrix.length) {
     s += '\n  confusion matrix (rows: true class, columns: predicted)\n';

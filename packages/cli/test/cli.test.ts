@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { configEnv, testConfig, uniqueName } from '../../../test/support/services';
-import { patternDataset } from '../../../test/support/images';
+import sharp from 'sharp';
+import { patternDataset, sceneImage } from '../../../test/support/images';
 import { root, runService, startApi, waitFor, type Service } from '../../../test/support/processes';
 
 const KEY = 'cli-test-key-0123456789';
@@ -154,14 +155,28 @@ describe('graft CLI', () => {
     const again = await graft(['jobs', 'show', jobId, '--follow']);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain(`model ${modelId}`);
+
+    // Its likely label errors: a table, or a line saying there are none, as the API's answer has them.
+    const issues = JSON.parse((await graft(['jobs', 'label-issues', jobId, '--json'])).stdout);
+    expect(issues.scored.train).toBeGreaterThan(0);
+    const text = await graft(['jobs', 'label-issues', jobId]);
+    expect(text.code).toBe(0);
+    if (issues.items.length) {
+      expect(text.stdout.split('\n')[0]).toMatch(/^#\s+SCORE\s+LABEL\s+SUGGESTED\s+SPLIT\s+PATH/);
+      expect(text.stdout).toContain(issues.items[0].path);
+    } else {
+      expect(text.stdout).toContain(`no likely label errors among the ${issues.scored.train + issues.scored.validation} images scored`);
+    }
   });
 
   it('predicts held-out images into a table of labels and probabilities', async () => {
     const r = await graft(['predict', modelId, 'held-out', '--top-k', '2']);
     expect(r.code, logs(r)).toBe(0);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^FILE\s+LABEL\s+PROBABILITY\s+TOP 2$/);
-    const rows = lines.slice(1).map((l) => /^(\S+)\s+(dots|stripes)\s+(\d+\.\d)%\s+(dots|stripes) (\d+\.\d)%, (dots|stripes) (\d+\.\d)%$/.exec(l));
+    expect(lines[0]).toMatch(/^FILE\s+LABEL\s+PROBABILITY\s+TOP 2\s+OOD$/);
+    const rows = lines
+      .slice(1)
+      .map((l) => /^(\S+)\s+(dots|stripes)\s+(\d+\.\d)%\s+(dots|stripes) (\d+\.\d)%, (dots|stripes) (\d+\.\d)%\s+\d\.\d{3}( none of its classes\?)?$/.exec(l));
     expect(rows).toHaveLength(12);
     expect(rows.every(Boolean), r.stdout).toBe(true);
     let right = 0;
@@ -193,9 +208,117 @@ describe('graft CLI', () => {
     const badRows = bad.stdout.trim().split('\n').slice(1);
     expect(badRows).toHaveLength(3);
     expect(badRows[0]).toMatch(/^held-out\/dots\/0\.jpg\s+(dots|stripes)\s+\d+\.\d%/);
-    expect(badRows[1]).toMatch(/^broken\.jpg\s+error: not a decodable JPEG, PNG or WebP image\s+-$/);
+    expect(badRows[1]).toMatch(/^broken\.jpg\s+error: not a decodable JPEG, PNG or WebP image\s+-\s+-$/);
     expect(badRows[2]).toMatch(/^held-out\/stripes\/0\.jpg\s+(dots|stripes)\s+\d+\.\d%/);
-    expect(bad.stderr).toBe('1 of 3 images could not be classified\n');
+    expect(bad.stderr.split('\n')[0]).toBe('1 of 3 images could not be classified');
+  });
+
+  it('marks images unlike the training images, and takes --ood-threshold and --tta flip', async () => {
+    // Scenes of soft shapes: photos of none of the two classes.
+    fs.mkdirSync(path.join(dir, 'scenes'), { recursive: true });
+    for (let i = 0; i < 6; i++) fs.writeFileSync(path.join(dir, 'scenes', `${i}.jpg`), await sceneImage(900 + i));
+    const threshold = (await (await fetch(`${api.url}/v1/models/${modelId}/artifacts/graft.json`, { headers: { authorization: `Bearer ${KEY}` } })).json())
+      .outOfDistribution.threshold as number;
+    const rowsOf = (out: string) =>
+      out
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((l) => {
+          const m = /^(\S+)\s+(dots|stripes)\s+\d+\.\d%\s+(?:dots|stripes) \d+\.\d%\s+(\d\.\d{3})( none of its classes\?)?$/.exec(l);
+          expect(m, l).not.toBeNull();
+          return { file: m![1]!, score: Number(m![3]), flagged: !!m![4] };
+        });
+
+    const r = await graft(['predict', modelId, 'held-out', 'scenes', '-k', '1']);
+    expect(r.code, logs(r)).toBe(0);
+    expect(r.stdout.split('\n')[0]).toMatch(/^FILE\s+LABEL\s+PROBABILITY\s+TOP\s+OOD$/);
+    const rows = rowsOf(r.stdout);
+    expect(rows).toHaveLength(18);
+    // A row is marked where its score is above the model's threshold, as the API flags it.
+    const json = JSON.parse((await graft(['predict', modelId, 'held-out', 'scenes', '--json'])).stdout);
+    rows.forEach((row, i) => {
+      const ood = json.results[i].outOfDistribution;
+      expect(row.score).toBeCloseTo(ood.score, 3);
+      expect(row.flagged, row.file).toBe(ood.flagged);
+      expect(ood.flagged).toBe(ood.score > threshold);
+    });
+    const heldOut = rows.filter((x) => x.file.startsWith('held-out/'));
+    const scenes = rows.filter((x) => x.file.startsWith('scenes/'));
+    expect(scenes.filter((x) => x.flagged).length, r.stdout).toBeGreaterThanOrEqual(5);
+    expect(heldOut.filter((x) => x.flagged).length, r.stdout).toBeLessThanOrEqual(2);
+    const flagged = rows.filter((x) => x.flagged).length;
+    expect(r.stderr).toBe(
+      `${flagged} of 18 images look like none of the model's classes (OOD score above ${threshold.toFixed(3)}, the model's threshold; --ood-threshold sets another)\n`,
+    );
+
+    // --ood-threshold replaces the model's threshold: at 0 every image is marked, at 2 none.
+    const all = await graft(['predict', modelId, 'held-out', 'scenes', '-k', '1', '--ood-threshold', '0']);
+    expect(rowsOf(all.stdout).every((x) => x.flagged)).toBe(true);
+    expect(all.stderr).toBe("18 of 18 images look like none of the model's classes (OOD score above 0.000)\n");
+    const none = await graft(['predict', modelId, 'held-out', 'scenes', '-k', '1', '--ood-threshold', '2']);
+    expect(rowsOf(none.stdout).some((x) => x.flagged)).toBe(false);
+    expect(none.stderr).toBe('');
+    const outOfRange = await graft(['predict', modelId, 'scenes', '--ood-threshold', '3']);
+    expect(outOfRange.code).toBe(1);
+    expect(outOfRange.stderr).toBe("error INVALID_ARGUMENT: --ood-threshold must be a number from 0 to 2 (a distance between unit feature vectors), not '3'\n");
+
+    // --tta flip: the service averages each image with its mirror image, as the API answers ?tta=flip.
+    const scene = fs.readFileSync(path.join(dir, 'scenes', '0.jpg'));
+    const first = async (args: string[]) => JSON.parse((await graft(['predict', modelId, 'scenes/0.jpg', '--json', ...args])).stdout).results[0];
+    const [flipped, plain] = [await first(['--tta', 'flip']), await first([])];
+    const byApi = await (
+      await fetch(`${api.url}/v1/models/${modelId}/predict?tta=flip&topK=3`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'image/jpeg' },
+        body: new Uint8Array(scene),
+      })
+    ).json();
+    expect(flipped.predictions).toEqual(byApi.results[0].predictions);
+    expect(flipped.outOfDistribution).toEqual(byApi.results[0].outOfDistribution);
+    // The scene is not symmetric: the mean of it and its mirror image lies elsewhere in feature space.
+    expect(Math.abs(flipped.outOfDistribution.score - plain.outOfDistribution.score)).toBeGreaterThan(1e-4);
+    const wrongMode = await graft(['predict', modelId, 'scenes/0.jpg', '--tta', 'rotate']);
+    expect(wrongMode.code).toBe(1);
+    expect(wrongMode.stderr).toContain("argument 'rotate' is invalid. Allowed choices are flip.");
+  });
+
+  it('explains an image: the Grad-CAM overlay of its top class, or of the class asked for, written as a PNG', async () => {
+    const image = 'held-out/stripes/0.jpg';
+    const top = JSON.parse((await graft(['predict', modelId, image, '--json', '-k', '1'])).stdout).results[0].predictions[0];
+    const r = await graft(['explain', modelId, image, '--out', 'overlays/stripes.png']);
+    expect(r.code, logs(r)).toBe(0);
+    expect(r.stdout).toBe(`${image}: ${top.label} ${(top.probability * 100).toFixed(1)}%; where the model looks for it: overlays/stripes.png\n`);
+    // The file is the overlay the API draws for that image and class.
+    const written = fs.readFileSync(path.join(dir, 'overlays', 'stripes.png'));
+    const byApi = await (
+      await fetch(`${api.url}/v1/models/${modelId}/explain?label=${top.label}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'image/jpeg' },
+        body: new Uint8Array(fs.readFileSync(path.join(dir, image))),
+      })
+    ).json();
+    expect(written.equals(Buffer.from(byApi.overlay.replace(/^data:image\/png;base64,/, ''), 'base64'))).toBe(true);
+    const meta = await sharp(written).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
+
+    // Another class, named by the dataset; without --out the file is named for the image and the class.
+    const other = top.label === 'dots' ? 'stripes' : 'dots';
+    const asked = await graft(['explain', 'patterns', image, '--label', other, '--json']);
+    expect(asked.code, logs(asked)).toBe(0);
+    const ex = JSON.parse(asked.stdout);
+    expect(ex).toMatchObject({ modelId, label: other, file: image, out: `0.${other}.png` });
+    expect(ex.overlay).toBeUndefined();
+    expect(ex.heatmap.values).toHaveLength(ex.heatmap.width * ex.heatmap.height);
+    expect(ex.heatmap.values.every((v: number) => v >= 0 && v <= 1)).toBe(true);
+    expect((await sharp(path.join(dir, `0.${other}.png`)).metadata()).format).toBe('png');
+
+    const unknown = await graft(['explain', modelId, image, '--label', 'cats']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toBe("error VALIDATION_FAILED: label 'cats' is not one of the model's: dots, stripes\n");
+    const missing = await graft(['explain', modelId, 'no-such.jpg']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe("error INVALID_ARGUMENT: 'no-such.jpg' is not an image file\n");
   });
 
   it('refuses a folder that is not a dataset before uploading it', async () => {

@@ -13,7 +13,7 @@ import { JobView } from '../src/job-view';
 import { jobInfo, phaseInfo } from '../src/progress';
 import { buildConfig } from '../src/commands/jobs';
 import { bytes, cli, duration, table } from '../src/output';
-import { restoredEpoch } from '../src/report';
+import { metricsText, restoredEpoch } from '../src/report';
 import { CliError } from '../src/errors';
 
 let dir: string;
@@ -68,6 +68,21 @@ describe('folder zip', () => {
     const src = await openSource(root);
     expect(src).toMatchObject({ kind: 'folder', name: 'photos', contentType: 'application/zip', size: z.size, files: 3 });
     src.stream.resume();
+  });
+
+  it('announces the exact size of a folder whose zip directory passes 64 KiB (Dogs vs Cats has 3,000 photos)', async () => {
+    const root = path.join(dir, 'many');
+    for (const c of ['cats', 'dogs']) {
+      fs.mkdirSync(path.join(root, 'train', c), { recursive: true });
+      for (let i = 0; i < 700; i++) fs.writeFileSync(path.join(root, 'train', c, `${c.slice(0, -1)}.${i}.jpg`), `${c} ${i}`);
+    }
+    const z = await zipFolder(root);
+    expect(z.files).toBe(1400);
+    const zip = await buffer(z.stream);
+    expect(zip.length).toBe(z.size);
+    const got = await entriesOf(zip);
+    expect(Object.keys(got)).toHaveLength(1400);
+    expect(got['train/dogs/dog.699.jpg']!.toString()).toBe('dogs 699');
   });
 
   it('sends archives as they are and refuses what is neither folder nor archive', async () => {
@@ -237,6 +252,14 @@ describe('training config and output', () => {
     expect(table(['NAME', 'N'], [['a', 5], ['long name', 12]], { align: ['left', 'right'] })).toBe('NAME        N\na           5\nlong name  12\n');
     expect([bytes(512), bytes(1536), bytes(5 * 1024 ** 2), bytes(null)]).toEqual(['512 B', '1.5 KiB', '5.0 MiB', '-']);
     expect([duration(5), duration(75), duration(3700), duration(null)]).toEqual(['5s', '1m 15s', '1h 01m', '-']);
+  });
+});
+
+describe('metricsText', () => {
+  it('gives the calibration error as trained and calibrated, where the metrics have it', () => {
+    const m = { accuracy: 0.979, loss: 0.0594, calibration: { temperature: 0.7263, ece: 0.0142, calibratedEce: 0.0089 } };
+    expect(metricsText('test', m)).toBe('test: accuracy 97.9%  loss 0.0594\n  calibration error 1.4% as trained, 0.9% calibrated (temperature 0.726)\n');
+    expect(metricsText('validation', { accuracy: 0.5, loss: 0.7 })).toBe('validation: accuracy 50.0%  loss 0.7000\n');
   });
 });
 

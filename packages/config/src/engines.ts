@@ -32,6 +32,10 @@ export function frozenEngineNamed(name: string): FrozenEngineSetting | null {
   return (FROZEN_ENGINES as readonly string[]).includes(n) ? (n as FrozenEngineSetting) : (FROZEN_ENGINE_ALIASES[n] ?? null);
 }
 
+/** The number format the frozen part runs in: fp32, or int8 where it stays close to fp32. */
+export const FROZEN_PRECISIONS = ['fp32', 'int8'] as const;
+export type FrozenPrecision = (typeof FROZEN_PRECISIONS)[number];
+
 /** Synchronous tensor reads: allowed, or made to throw (as on webgpu in Node) so that no path comes to need one. */
 export const SYNC_READS = ['allow', 'throw'] as const;
 export type SyncReads = (typeof SYNC_READS)[number];

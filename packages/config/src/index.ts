@@ -2,7 +2,7 @@
 import os from 'node:os';
 import fs from 'node:fs';
 import path from 'node:path';
-import { FROZEN_ENGINES, frozenEngineNamed, SYNC_READS, TF_BACKENDS, tfBackendNamed, type FrozenEngineSetting, type SyncReads, type TfBackend } from './engines';
+import { FROZEN_ENGINES, FROZEN_PRECISIONS, frozenEngineNamed, type FrozenPrecision, SYNC_READS, TF_BACKENDS, tfBackendNamed, type FrozenEngineSetting, type SyncReads, type TfBackend } from './engines';
 import { envReader, type EnvReader } from './reader';
 import type { Env } from './variables';
 
@@ -89,6 +89,17 @@ export interface GraftConfig {
     /** What runs /predict: ONNX Runtime with TF.js as the fallback ('auto'), or one of them alone. */
     engine: 'auto' | 'onnx' | 'tfjs';
   };
+  /**
+   * int8 models (GRAFT_INT8): training quantizes each model it exports to ONNX and keeps model.int8.onnx where it
+   * agrees with fp32 on the validation images; /predict serves it where there is one.
+   */
+  int8: {
+    enabled: boolean;
+    /** Training images the activation ranges are calibrated on. */
+    calibrationImages: number;
+    /** Most validation images int8 is checked against fp32 on. */
+    validationImages: number;
+  };
   jobAttempts: number;
   /** How long a worker's lock on a job lasts without renewal; a crashed worker's job is taken over after it. */
   jobLockMs: number;
@@ -105,6 +116,8 @@ export interface GraftConfig {
     tfBackend: TfBackend | null;
     /** What runs the frozen part of a network during training. */
     frozenEngine: FrozenEngineSetting;
+    /** 'int8': the frozen part calibrates int8 on its first inputs and runs in int8 where it stays close to fp32. */
+    frozenPrecision: FrozenPrecision;
     /** Threads sharing a training step on single-threaded backends (at most the cores are used). */
     threads: number;
   };
@@ -176,6 +189,11 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       cacheBytes: r.int('GRAFT_MODEL_CACHE_BYTES', 1024 ** 3, 1024 ** 2),
       engine: r.oneOf('GRAFT_PREDICT_ENGINE', 'auto', PREDICT_ENGINES),
     },
+    int8: {
+      enabled: r.bool('GRAFT_INT8', true),
+      calibrationImages: r.int('GRAFT_INT8_CALIBRATION_IMAGES', 256, 8, 10_000),
+      validationImages: r.int('GRAFT_INT8_VALIDATION_IMAGES', 2_000, 10, 1_000_000),
+    },
     jobAttempts: r.int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),
     jobLockMs: r.int('GRAFT_JOB_LOCK_MS', 30_000, 1_000, 600_000),
     outageToleranceMs: r.duration('GRAFT_OUTAGE_TOLERANCE', 10 * 60_000, 24 * 3_600_000),
@@ -183,6 +201,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     training: {
       tfBackend: r.raw('GRAFT_TF_BACKEND') === undefined ? null : r.oneOf('GRAFT_TF_BACKEND', 'cpu', TF_BACKENDS, tfBackendNamed),
       frozenEngine: r.oneOf('GRAFT_FROZEN_ENGINE', 'auto', FROZEN_ENGINES, frozenEngineNamed),
+      frozenPrecision: r.oneOf('GRAFT_FROZEN_PRECISION', 'fp32', FROZEN_PRECISIONS),
       threads: r.int('GRAFT_TRAIN_THREADS', 1, 1, 1024),
     },
     embeddedS3Port: r.int('GRAFT_S3_PORT', 0, 0, 65535),

@@ -72,11 +72,14 @@ describe('environment variables', () => {
   });
 
   it('reads the training engines as the names the engine uses, aliases included', () => {
-    expect(loadConfig({}).training).toEqual({ tfBackend: null, frozenEngine: 'auto', threads: 1 });
+    expect(loadConfig({}).training).toEqual({ tfBackend: null, frozenEngine: 'auto', frozenPrecision: 'fp32', threads: 1 });
+    expect(loadConfig({}).int8).toEqual({ enabled: true, calibrationImages: 256, validationImages: 2000 });
     expect(loadConfig({}).testing).toEqual({ syncReads: 'allow' });
     expect(loadConfig({}).embeddedS3Port).toBe(0);
-    const c = loadConfig({ GRAFT_TF_BACKEND: 'Node', GRAFT_FROZEN_ENGINE: 'ort', GRAFT_TRAIN_THREADS: '2', GRAFT_S3_PORT: '9000', GRAFT_TF_SYNC_READS: 'throw' });
-    expect(c.training).toEqual({ tfBackend: 'tensorflow', frozenEngine: 'onnxruntime', threads: 2 });
+    const c = loadConfig({ GRAFT_TF_BACKEND: 'Node', GRAFT_FROZEN_ENGINE: 'ort', GRAFT_FROZEN_PRECISION: 'int8', GRAFT_TRAIN_THREADS: '2', GRAFT_S3_PORT: '9000', GRAFT_TF_SYNC_READS: 'throw', GRAFT_INT8: 'false' });
+    expect(c.training).toEqual({ tfBackend: 'tensorflow', frozenEngine: 'onnxruntime', frozenPrecision: 'int8', threads: 2 });
+    expect(c.int8.enabled).toBe(false);
+    expect(problemsOf({ GRAFT_FROZEN_PRECISION: 'int4' })).toContain('GRAFT_FROZEN_PRECISION');
     expect(c.embeddedS3Port).toBe(9000);
     expect(c.testing.syncReads).toBe('throw');
     expect(loadConfig({ GRAFT_TF_BACKEND: 'wasm' }).training.tfBackend).toBe('wasm');

@@ -76,6 +76,17 @@ export const postJson = <T>(path: string, body: unknown) =>
 
 export const del = (path: string) => request<void>(path, { method: 'DELETE' });
 
+/** POSTs an image (a dropped file, or one fetched with getBlob) as the raw body, typed as it is. */
+export const postImage = <T>(path: string, image: Blob) =>
+  request<T>(path, { method: 'POST', headers: { 'content-type': image.type }, body: image });
+
+/** A binary response (an image) as a Blob typed by its content-type. */
+export async function getBlob(path: string, signal?: AbortSignal): Promise<Blob> {
+  const res = await fetch(path, { headers: authHeaders(), signal });
+  if (!res.ok) throw await failure(res);
+  return res.blob();
+}
+
 /**
  * Uploads a file as multipart/form-data with XMLHttpRequest, which reports upload progress (fetch does not).
  * `onProgress` receives the fraction sent, 0..1.

@@ -5,6 +5,7 @@ import { useSignal } from './signal';
 import { Link, paths, useLocation } from './router';
 import { JobsPage } from './pages/jobs';
 import { JobPage } from './pages/job';
+import { LabelIssuesPage } from './pages/label-issues';
 import { NewJobPage } from './pages/new-job';
 import { DatasetsPage } from './pages/datasets';
 import { DatasetPage } from './pages/dataset';
@@ -116,6 +117,8 @@ export function pageTitle(path: string): string {
   const item = /^\/ui\/(jobs|datasets|models)\/((?:job|ds|mdl)_[a-z0-9]+)\/?$/.exec(path);
   if (item) return `${{ jobs: 'Job', datasets: 'Dataset', models: 'Model' }[item[1] as 'jobs' | 'datasets' | 'models']} ${item[2]}`;
   if (path === '/ui/jobs/new') return 'New job';
+  const issues = /^\/ui\/jobs\/(job_[a-z0-9]+)\/label-issues\/?$/.exec(path);
+  if (issues) return `Label issues of ${issues[1]}`;
   return NAV.find((n) => n.match(path))?.label ?? 'Graft';
 }
 
@@ -124,6 +127,7 @@ function route(path: string, query: URLSearchParams) {
   if (path === '/' || path === '/ui/' || path === '/ui/jobs' || path === '/ui/jobs/') return <JobsPage />;
   if (path === '/ui/jobs/new') return <NewJobPage datasetId={query.get('dataset') ?? undefined} />;
   if ((m = /^\/ui\/jobs\/(job_[a-z0-9]+)\/?$/.exec(path))) return <JobPage id={m[1]!} />;
+  if ((m = /^\/ui\/jobs\/(job_[a-z0-9]+)\/label-issues\/?$/.exec(path))) return <LabelIssuesPage id={m[1]!} />;
   if (path === '/ui/datasets' || path === '/ui/datasets/') return <DatasetsPage />;
   if ((m = /^\/ui\/datasets\/(ds_[a-z0-9]+)\/?$/.exec(path))) return <DatasetPage id={m[1]!} />;
   if (path === '/ui/models' || path === '/ui/models/') return <ModelsPage />;

@@ -44,6 +44,7 @@ export function Link({ href, children, ...rest }: LinkProps) {
 export const paths = {
   jobs: '/ui/jobs',
   job: (id: string) => `/ui/jobs/${id}`,
+  labelIssues: (id: string) => `/ui/jobs/${id}/label-issues`,
   newJob: (datasetId?: string) => `/ui/jobs/new${datasetId ? `?dataset=${encodeURIComponent(datasetId)}` : ''}`,
   datasets: '/ui/datasets',
   dataset: (id: string) => `/ui/datasets/${id}`,

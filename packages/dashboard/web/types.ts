@@ -53,11 +53,32 @@ export type DetailedMetrics = Required<Omit<EvalMetrics, 'calibration'>> & Pick<
 
 /** One evaluated image (GET /v1/jobs/:id/predictions). */
 export interface EvaluatedImage {
-  imageId: string;
+  /** The image's id in the dataset; null for datasets stored without ids. */
+  imageId: string | null;
   path: string | null;
   label: string;
   predicted: string;
   probabilities: number[];
+}
+
+/** A likely label error (GET /v1/jobs/:id/label-issues). */
+export interface LabelIssue {
+  imageId: string | null;
+  path: string | null;
+  split: string;
+  label: string;
+  suggestedLabel: string;
+  score: number;
+}
+
+export interface LabelIssues {
+  jobId: string;
+  datasetId: string;
+  labels: string[];
+  method: { name: string; folds: number };
+  scored: { train: number; validation: number };
+  total: number;
+  items: LabelIssue[];
 }
 
 /** Grad-CAM of one image (POST /v1/models/:id/explain). */

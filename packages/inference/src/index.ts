@@ -9,6 +9,15 @@ export {
 } from './onnx-export';
 export { createSession, isOnnxRuntimeAvailable, type ExecutionProvider, type OrtModel, type SessionOptions } from './session';
 export { decodeModel } from './onnx-proto';
+export { quantizeOnnx, type CalibrationBatch, type CalibrationMethod, type QuantizeOptions, type QuantizeReport } from './quantize';
+export {
+  quantizeClassifier,
+  INT8_MAX_ACCURACY_DROP,
+  INT8_MIN_AGREEMENT,
+  type Int8Decision,
+  type Int8GateData,
+  type Int8GateOptions,
+} from './int8-gate';
 export type { WeightBytes, WeightSpec, WeightsManifestGroup } from './tfjs-weights';
 export { DynamicBatcher, BatcherClosedError, type BatchInfo, type Batched, type BatchRunner, type BatcherOptions } from './batcher';
 export { ModelCache, type Loaded, type ModelCacheOptions } from './model-cache';
@@ -43,6 +52,7 @@ export {
 } from './classifier';
 export {
   Predictor,
+  INT8_FILE,
   type ModelSource,
   type PredictEngine,
   type PredictorOptions,

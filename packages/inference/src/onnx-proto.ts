@@ -152,7 +152,7 @@ const root = protobuf.Root.fromJSON(descriptor);
 const ModelProtoType = root.lookupType('onnx.ModelProto');
 
 /** TensorProto.DataType values used by the converter. */
-export const TensorDataType = { FLOAT: 1, INT64: 7 } as const;
+export const TensorDataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7 } as const;
 
 /** AttributeProto.AttributeType values used by the converter. */
 export const AttributeType = { FLOAT: 1, INT: 2, STRING: 3, FLOATS: 6, INTS: 7 } as const;

@@ -1,7 +1,7 @@
 // Serving trained classifiers: each model is loaded once (ONNX Runtime in worker threads where it can, else
 // TensorFlow.js), kept in a cache bounded by bytes, and its concurrent requests are batched together.
 //
-// Which engine serves a model ('auto'): ONNX Runtime, from model.onnx among the artifacts when present, else
+// Which engine serves a model ('auto'): ONNX Runtime, from model.int8.onnx or else model.onnx among the artifacts, else
 // converted from model.json + weights on load; TF.js (a loader the caller passes, e.g. @graft/vision's
 // loadClassifier) where onnxruntime-node does not load or the model cannot be converted or opened. The fallback is
 // logged with its reason. 'onnx' never falls back; 'tfjs' never tries ONNX Runtime.
@@ -28,6 +28,9 @@ import { isOnnxRuntimeAvailable } from './session';
 
 export type PredictEngine = 'auto' | 'onnx' | 'tfjs';
 
+/** The int8 model among a model's artifacts, where training kept one. */
+export const INT8_FILE = 'model.int8.onnx';
+
 /** A model's files: graft.json, and model.onnx and/or model.json with its weight shards. */
 export interface ModelSource {
   /** The files there are, with their sizes. */
@@ -46,6 +49,8 @@ export interface PredictorOptions {
   maxBatch?: number;
   /** Longest wait of the oldest queued image for a fuller batch, in ms (default 3). */
   maxWaitMs?: number;
+  /** Serve model.int8.onnx where a model has one (default true). */
+  int8?: boolean;
   /** ONNX Runtime worker threads (default 1). */
   workers?: number;
   /** ONNX Runtime intra-op threads per session (default: the cores divided among the workers). */
@@ -272,12 +277,14 @@ export class Predictor {
       });
       return { value: clf, bytes: onnx.byteLength * host.workers, dispose: () => clf.dispose() };
     };
-    if (sizes.has('model.onnx')) {
+    // The int8 model where training kept one (it agreed with fp32 on the validation images), else fp32.
+    const files = this.opts.int8 === false ? ['model.onnx'] : [INT8_FILE, 'model.onnx'];
+    for (const file of files.filter((f) => sizes.has(f))) {
       try {
-        return { model: await open(await source.read('model.onnx')), from: 'model.onnx' };
+        return { model: await open(await source.read(file)), from: file };
       } catch (err) {
-        reasons.push(`model.onnx: ${(err as Error).message}`);
-        this.log.warn({ model: key, reason: (err as Error).message }, 'model.onnx does not open; converting model.json instead');
+        reasons.push(`${file}: ${(err as Error).message}`);
+        this.log.warn({ model: key, reason: (err as Error).message }, `${file} does not open; trying the next form of the model`);
       }
     }
     if (!sizes.has('model.json')) {

@@ -40,7 +40,8 @@ export interface OrtModel {
 
 let ortPromise: Promise<OrtModule> | undefined;
 
-async function loadOrt(): Promise<OrtModule> {
+/** onnxruntime-node, loaded on first use. */
+export async function loadOrt(): Promise<OrtModule> {
   ortPromise ??= import('onnxruntime-node').then((m) => {
     const mod = m as OrtModule & { default?: OrtModule };
     return mod.InferenceSession ? mod : (mod.default as OrtModule);

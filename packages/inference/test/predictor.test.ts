@@ -5,7 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exportClassifier, initBackend, loadClassifier, makeManifest, PREPROCESSING, type Preprocessing } from '@graft/vision';
 import { applyTemperature } from '../src/calibration';
 import { exportOnnx } from '../src/onnx-export';
-import { Predictor, type ModelSource, type PredictorOptions } from '../src/predictor';
+import { INT8_FILE, Predictor, type ModelSource, type PredictorOptions } from '../src/predictor';
+import { quantizeOnnx } from '../src/quantize';
 import { randomizeWeights } from './helpers';
 
 const SIZE = 24;
@@ -160,6 +161,45 @@ describe('Predictor on ONNX Runtime', () => {
     for (const row of r.probabilities) expect(row[0]! + row[1]!).toBeCloseTo(1, 6);
     expect(maxAbsDiff(r.probabilities, await tfjsProbabilities(files, imgs))).toBeLessThan(1e-4);
     expect(r.predictions[0]!.map((x) => x.label).sort()).toEqual(['class_0', 'class_1']);
+  });
+
+  it('serves model.int8.onnx where training kept one, model.onnx when int8 is off or the int8 file does not open', async () => {
+    const files = await classifierFiles(3, 4, { onnx: true });
+    // A deliberately coarse int8 model (2-bit weights), so that which one serves shows in the probabilities.
+    const calibration = Float32Array.from({ length: 4 * SIZE * SIZE * 3 }, (_, i) => Math.sin(i * 0.37));
+    files[INT8_FILE] = (await quantizeOnnx(files['model.onnx']!, [{ input: calibration, batch: 4 }], { weightBits: 2 })).model;
+    const fp32 = await tfjsProbabilities(files, imgs);
+
+    const int8 = predictor();
+    const served = source(files);
+    const r = await int8.p.predict('q1', served.src, imgs, 1);
+    expect(served.reads).toContain(INT8_FILE);
+    expect(served.reads).not.toContain('model.onnx');
+    expect(int8.logs).toContainEqual(expect.objectContaining({ msg: 'model loaded', obj: expect.objectContaining({ from: INT8_FILE }) }));
+    expect(maxAbsDiff(r.probabilities, fp32)).toBeGreaterThan(1e-3);
+    // Batched with other requests, each image keeps its own int8 result, in its request's order; an undecodable
+    // image fails its own request only, by its index.
+    const singles = await Promise.all(imgs.map((im) => int8.p.predict('q1', served.src, [im], 1)));
+    const bad = [imgs[3]!, Buffer.from('not an image'), imgs[1]!];
+    const [mixed, reversed, failed] = await Promise.allSettled([
+      int8.p.predict('q1', served.src, imgs, 1),
+      int8.p.predict('q1', served.src, [...imgs].reverse(), 1),
+      int8.p.predict('q1', served.src, bad, 1),
+    ]);
+    const perImage = singles.map((x) => x.probabilities[0]!);
+    expect(maxAbsDiff((mixed as PromiseFulfilledResult<any>).value.probabilities, perImage)).toBeLessThan(1e-5);
+    expect(maxAbsDiff((reversed as PromiseFulfilledResult<any>).value.probabilities, [...perImage].reverse())).toBeLessThan(1e-5);
+    expect((failed as PromiseRejectedResult).reason.index).toBe(1);
+
+    const off = predictor({ int8: false });
+    const plain = source(files);
+    expect(maxAbsDiff((await off.p.predict('q2', plain.src, imgs, 1)).probabilities, fp32)).toBeLessThan(1e-4);
+    expect(plain.reads).not.toContain(INT8_FILE);
+
+    const broken = predictor();
+    const r3 = await broken.p.predict('q3', source({ ...files, [INT8_FILE]: new Uint8Array([8, 1, 2]) }).src, imgs, 1);
+    expect(maxAbsDiff(r3.probabilities, fp32)).toBeLessThan(1e-4);
+    expect(broken.logs).toContainEqual(expect.objectContaining({ level: 'warn', msg: expect.stringContaining(`${INT8_FILE} does not open`) }));
   });
 
   it("applies graft.json's calibration temperature on both engines, keeping the top label", async () => {

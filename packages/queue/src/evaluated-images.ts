@@ -5,8 +5,8 @@
 export const PREDICTIONS_FILE = 'predictions.json';
 
 export interface EvaluatedImage {
-  /** The image's key in the dataset. */
-  imageId: string;
+  /** The image's id in the dataset (`img_…`, as in its health report); null for datasets stored without ids. */
+  imageId: string | null;
   /** Where it was in the uploaded archive, where the dataset index records it. */
   path: string | null;
   label: string;

@@ -7,3 +7,4 @@ export { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 export * from './tenant-limits';
 export * from './job-lock';
 export * from './evaluated-images';
+export * from './label-issues';

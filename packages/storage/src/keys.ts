@@ -17,4 +17,6 @@ export const keys = {
   /** Staging area for a job's artifacts before they are published as a model. */
   staging: (t: string, jobId: string) => `tenants/${t}/jobs/${jobId}/staging/`,
   job: (t: string, jobId: string) => `tenants/${t}/jobs/${jobId}/`,
+  /** A file a job keeps apart from its model (label issues). */
+  jobArtifact: (t: string, jobId: string, file: string) => `tenants/${t}/jobs/${jobId}/artifacts/${file}`,
 };

@@ -109,6 +109,12 @@ export const TrainingConfigSchema = Type.Object(
         description: "leave out validation and test images that are near-copies of an earlier split's (the dataset's health report lists them)",
       }),
     ),
+    labelIssues: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description: 'score every training image by k-fold cross-validation over the cached features and rank likely label errors (GET /v1/jobs/:id/label-issues)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -129,6 +135,7 @@ export interface TrainingConfig {
   split: { validation: number; test: number; seed: number };
   seed: number;
   dropLeaked: boolean;
+  labelIssues: boolean;
 }
 
 export const DEFAULT_AUGMENTATION: Augmentation = Value.Default(AugmentationSchema, {}) as Augmentation;
@@ -155,6 +162,7 @@ export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
     split: Value.Default(TrainingConfigSchema.properties.split, c.split ?? {}) as TrainingConfig['split'],
     seed: c.seed,
     dropLeaked: c.dropLeaked,
+    labelIssues: c.labelIssues,
   };
 }
 

@@ -6,7 +6,8 @@
 import { applyTemperature, manifestTemperature } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
-import { initBackend } from './backend';
+import { initBackend, type LogFn } from './backend';
+import { createFrozenModel, type FrozenModel } from './frozen';
 import { ImageDecodeError } from './errors';
 import { MANIFEST_FILE, type GraftManifest } from './export';
 import { memoryReader, parseJsonFile, readerHandler } from './model-files';
@@ -41,13 +42,26 @@ function lastConvIndex(model: tf.LayersModel): number {
 }
 
 /** Loads a classifier's files (as loadClassifier does) for explanations. */
-export async function loadExplainer(files: Record<string, Uint8Array> | ((name: string) => Promise<Uint8Array>)): Promise<Explainer> {
+export async function loadExplainer(
+  files: Record<string, Uint8Array> | ((name: string) => Promise<Uint8Array>),
+  opts: { log?: LogFn } = {},
+): Promise<Explainer> {
   await initBackend();
   const read = memoryReader(files);
   const manifest = parseJsonFile<GraftManifest>(await read(MANIFEST_FILE), MANIFEST_FILE);
   const model = await tf.loadLayersModel(readerHandler(read, { modelJson: manifest.modelFile ?? 'model.json' }));
   const cut = lastConvIndex(model);
   const conv = tf.model({ inputs: model.inputs, outputs: model.layers[cut]!.output as tf.SymbolicTensor });
+  // The forward pass to the map runs on ONNX Runtime in a worker thread where it can (TF.js otherwise): it is most
+  // of an explanation's time; only the head, a few small layers, is differentiated in TF.js.
+  let forward: FrozenModel;
+  try {
+    forward = await createFrozenModel(conv, { what: 'feature map to explain', log: opts.log });
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  const mapShape = [1, ...forward.outputShapes[0]!] as [number, number, number, number];
   // The layers above the map form a chain (pooling, dense, dropout, predictions).
   const above = model.layers.slice(cut + 1);
   const head = (map: tf.Tensor): tf.Tensor => above.reduce((x, layer) => layer.apply(x, { training: false }) as tf.Tensor, map);
@@ -64,9 +78,10 @@ export async function loadExplainer(files: Record<string, Uint8Array> | ((name: 
         throw new ImageDecodeError(0, err);
       }
       const input = normalizePixels(pixels, preprocessing);
+      const [map] = await forward.run(input, 1, { transfer: true });
       const [mapT, probsT] = tf.tidy(() => {
-        const map = conv.predict(tf.tensor4d(input, [1, size, size, 3])) as tf.Tensor4D;
-        return [map, head(map)];
+        const m = tf.tensor4d(map!, mapShape);
+        return [m, head(m)];
       });
       try {
         const out = (await probsT.data()) as Float32Array;
@@ -96,6 +111,7 @@ export async function loadExplainer(files: Record<string, Uint8Array> | ((name: 
       }
     },
     dispose() {
+      void forward.dispose();
       model.dispose();
     },
   };

@@ -67,6 +67,11 @@ export class FeatureStore implements BatchSource {
     return this.labels.length;
   }
 
+  /** The group of each sample (an image and its augmented copies share one). */
+  get sampleGroups(): readonly number[] {
+    return this.groupOf;
+  }
+
   /** Adds a sample; `group` (default: a group of its own) ties augmented copies of one image together. */
   add(values: Float32Array[], label: number, group?: number): void {
     this.samples.push(values);

@@ -10,12 +10,14 @@
 // augments the next one, or trains. Where the worker cannot start, the session runs on the main thread.
 //
 // opts.engine (GRAFT_FROZEN_ENGINE, read by @graft/config) forces one engine: 'onnxruntime' (an error where it
-// cannot be used), 'tfjs', or 'auto' (default).
+// cannot be used), 'tfjs', or 'auto' (default). opts.precision 'int8' (GRAFT_FROZEN_PRECISION) makes an ONNX
+// Runtime model calibrate int8 on its first inputs and run in int8 where it stays close to fp32 (frozen-int8.ts).
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import type { FrozenEngineSetting } from '@graft/config/engines';
 import { backendOnGpu, type LogFn } from './backend';
 import { VisionError } from './errors';
+import { inputValues, int8FrozenModel, type FrozenInt8Options } from './frozen-int8';
 import { parseJsonFile, saveLayersModelToFiles } from './model-files';
 
 export type FrozenEngine = Exclude<FrozenEngineSetting, 'auto'>;
@@ -47,6 +49,9 @@ export interface FrozenModelOptions {
   log?: LogFn;
   /** What the model is, for log lines ('backbone', 'lower part'). */
   what?: string;
+  /** 'fp32' (default) or 'int8' (ONNX Runtime only: calibrated on the first runs' inputs, kept where close to fp32). */
+  precision?: 'fp32' | 'int8';
+  int8?: FrozenInt8Options;
 }
 
 const shapeOf = (t: tf.SymbolicTensor) => (t.shape as (number | null)[]).slice(1) as number[];
@@ -61,9 +66,11 @@ export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModel
   const log: LogFn = opts.log ?? (() => {});
   const what = opts.what ?? model.name;
   const wanted = opts.engine ?? 'auto';
+  const precision = opts.precision ?? 'fp32';
   if (wanted === 'auto' && backendOnGpu()) {
+    // int8 is a precision of ONNX Runtime on the CPU; the GPU runs the base in float32.
     log(
-      { model: what, engine: 'tfjs', backend: tf.getBackend(), reason: 'gpu' },
+      { model: what, engine: 'tfjs', backend: tf.getBackend(), reason: 'gpu', precision: 'fp32' },
       `frozen ${what} runs on TensorFlow.js: its ${tf.getBackend()} backend computes on the GPU`,
     );
     return tfjsModel(model);
@@ -71,7 +78,7 @@ export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModel
   if (wanted !== 'tfjs') {
     const started = performance.now();
     try {
-      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what);
+      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what, precision === 'int8' ? (opts.int8 ?? {}) : null);
       log(
         {
           model: what,
@@ -121,16 +128,6 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
   };
 }
 
-/** The values of a run's input: a tensor is read and disposed. */
-async function asArray(input: Float32Array | tf.Tensor): Promise<Float32Array> {
-  if (!(input instanceof tf.Tensor)) return input;
-  try {
-    return (await input.data()) as Float32Array;
-  } finally {
-    input.dispose();
-  }
-}
-
 type Inference = typeof import('@graft/inference');
 
 /** The model as ONNX bytes (throws UnsupportedLayerError for a layer the converter cannot express). */
@@ -146,6 +143,7 @@ async function onnxRuntimeModel(
   useWorker: boolean,
   log: LogFn,
   what: string,
+  int8: FrozenInt8Options | null,
 ): Promise<{ model: FrozenModel; provider: string }> {
   if (model.inputs.length !== 1) throw new Error(`the model has ${model.inputs.length} inputs; ONNX Runtime is used for one`);
   if (model.outputs.length !== 1) throw new Error(`the model has ${model.outputs.length} outputs; ONNX Runtime is used for one`);
@@ -157,6 +155,24 @@ async function onnxRuntimeModel(
   }
   if (!(await inference.isOnnxRuntimeAvailable())) throw new Error('onnxruntime-node does not load on this machine');
   const onnx = await toOnnx(inference, model);
+  const opened = await openOnnx(inference, model, onnx, threads, useWorker, log, what);
+  if (!int8) return opened;
+  const quantize = async (bytes: Uint8Array, batches: { input: Float32Array; batch: number }[]) =>
+    (await inference.quantizeOnnx(bytes, batches, { method: 'minmax', threads })).model;
+  const reopen = async (bytes: Uint8Array) => (await openOnnx(inference, model, bytes, threads, useWorker, log, what)).model;
+  return { provider: opened.provider, model: int8FrozenModel(opened.model, onnx, quantize, reopen, log, what, int8) };
+}
+
+/** Opens ONNX bytes of `model` in ONNX Runtime: in a worker thread where one starts, else on this thread. */
+async function openOnnx(
+  inference: Inference,
+  model: tf.LayersModel,
+  onnx: Uint8Array,
+  threads: number,
+  useWorker: boolean,
+  log: LogFn,
+  what: string,
+): Promise<{ model: FrozenModel; provider: string }> {
   const inputShape = shapeOf(model.inputs[0]!);
   const outputShape = shapeOf(model.outputs[0]!);
   const per = sizeOf(outputShape);
@@ -179,7 +195,7 @@ async function onnxRuntimeModel(
           outputShapes: [outputShape],
           run: async (input, batch, o) => {
             if (disposed) throw new Error('the ONNX Runtime session has been disposed');
-            return check(await session.run(await asArray(input), batch, { transfer: o?.transfer ?? false }), batch);
+            return check(await session.run(await inputValues(input), batch, { transfer: o?.transfer ?? false }), batch);
           },
           async dispose() {
             if (disposed) return;
@@ -202,7 +218,7 @@ async function onnxRuntimeModel(
       threaded: false,
       inputShape,
       outputShapes: [outputShape],
-      run: async (input, batch) => check(await session.run(await asArray(input), batch), batch),
+      run: async (input, batch) => check(await session.run(await inputValues(input), batch), batch),
       async dispose() {
         if (disposed) return;
         disposed = true;

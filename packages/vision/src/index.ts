@@ -43,6 +43,9 @@ export { createFrozenModel, type FrozenModel, type FrozenModelOptions, type Froz
 export { carveSplits, type ImageRef, type Splits, type SplitConfig } from './split';
 export { train, type TrainOptions, type TrainResult } from './train';
 export type { ImagePrediction } from './train/types';
+export type { LabelIssue, LabelIssues } from './train/label-issues';
+export { rankLabelIssues, classThresholds, type RankedLabelIssue } from './label-issues';
+export { crossValidate, CROSS_VALIDATION, type CrossValidated, type CrossValidationInput, type CrossValidationSettings } from './cross-validate';
 export type { HistoryRow } from './fit';
 export type { TrainEvent, Phase } from './progress';
 export {

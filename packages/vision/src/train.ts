@@ -3,6 +3,8 @@
 //   plan       check the labels, carve splits, settle method, input size, augmentation, what a checkpoint resumes
 //   prepare    decode every image once at the input size
 //   extract    run the frozen part once per image (and augmented copy) and cache its outputs
+//   label issues  score every training image by k-fold cross-validation over the cached features, rank likely
+//              label errors (before the head sees the labels)
 //   head       train the new head on the frozen features
 //   fine-tune  train the backbone's top block together with the head
 //   evaluate   validation loss and accuracy, test metrics, the calibration temperature fitted on validation,
@@ -33,6 +35,7 @@ import { exportModel } from './train/export';
 import { extract } from './train/extract';
 import { fineTune } from './train/fine-tune';
 import { trainHead } from './train/head';
+import { findLabelIssues, labelIssuesUnavailable, type LabelIssues } from './train/label-issues';
 import { plan } from './train/plan';
 import { prepare, type Sets } from './train/prepare';
 import { plannedWork, RunResources } from './train/resources';
@@ -55,15 +58,19 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     let trained: Trained;
     let network: Network;
     let sets: Sets;
+    let labelIssues: LabelIssues;
     if (p.method === 'scratch') {
       sets = await prepared.sets();
       const scratch = await trainScratch(ctx, p, res, sets);
       trained = scratch;
       network = { model: scratch.model };
+      labelIssues = labelIssuesUnavailable(ctx, p)!;
     } else {
       const transfer = await setUpTransfer(ctx, p, res);
       const extracted = await extract(ctx, p, res, transfer, prepared);
       sets = extracted.sets;
+      labelIssues = await findLabelIssues(ctx, p, extracted);
+      if (labelIssues.available) await ctx.opts.onLabelIssues?.(labelIssues);
       trained = await trainHead(ctx, p, res, transfer, extracted);
       if (transfer.parts) trained = await fineTune(ctx, p, res, transfer, extracted);
       network = { transfer };
@@ -77,6 +84,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       test,
       validation,
       predictions,
+      labelIssues,
       labels: ctx.labels,
       graft,
       counts: { train: sets.train.images.length, validation: sets.validation.images.length, test: sets.test.images.length, skipped: sets.skipped },

@@ -62,8 +62,11 @@ beforeAll(async () => {
 
 describe('Grad-CAM', () => {
   it("puts each class's map over its own half, in [0, 1], with a PNG overlay", async () => {
-    const ex = await loadExplainer(model);
+    const logged: { obj: Record<string, unknown>; msg: string }[] = [];
+    const ex = await loadExplainer(model, { log: (obj, msg) => void logged.push({ obj: obj as Record<string, unknown>, msg }) });
     try {
+      // The forward pass to the feature map runs on ONNX Runtime.
+      expect(logged).toContainEqual(expect.objectContaining({ obj: expect.objectContaining({ model: 'feature map to explain', engine: 'onnxruntime' }) }));
       const image = await halves(64, 48);
       const red = await ex.explain(image, 'red');
       const blue = await ex.explain(image, 'blue');

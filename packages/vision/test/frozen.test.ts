@@ -89,6 +89,43 @@ describe('frozen models on ONNX Runtime', () => {
     }
   });
 
+  it('in int8: calibrate on the first inputs, then run int8 close to fp32; stay fp32, saying why, where int8 is too far', async () => {
+    const m = await loadBackbone(TINY_BACKBONE, tiny.source);
+    const ref = await createFrozenModel(m, { engine: 'tfjs' });
+    const cosine = (a: Float32Array, b: Float32Array) => {
+      let dot = 0;
+      let na = 0;
+      let nb = 0;
+      for (let i = 0; i < a.length; i++) [dot, na, nb] = [dot + a[i]! * b[i]!, na + a[i]! * a[i]!, nb + b[i]! * b[i]!];
+      return dot / Math.sqrt(na * nb);
+    };
+    for (const minCosine of [0.9, 1.5]) {
+      const logged: Logged = [];
+      const q = (await createFrozenModel(m, { log: logger(logged), precision: 'int8', int8: { calibrationSamples: 8, minCosine } })) as FrozenModel & { precision: string };
+      try {
+        expect(q.precision).toBe('fp32');
+        for (let b = 0; b < 2; b++) await q.run(randomInput(4, 32, 20 + b), 4);
+        const x = randomInput(6, 32, 30);
+        const [want] = await ref.run(x, 6);
+        const [got] = await q.run(x, 6);
+        if (minCosine < 1) {
+          expect(q.precision).toBe('int8');
+          expect(logged).toContainEqual(expect.objectContaining({ obj: expect.objectContaining({ precision: 'int8', samples: 8 }) }));
+          expect(maxAbsDiff(got!, want!)).toBeGreaterThan(1e-4);
+          expect(cosine(got!, want!)).toBeGreaterThan(0.9);
+        } else {
+          expect(q.precision).toBe('fp32');
+          expect(logged).toContainEqual(expect.objectContaining({ msg: expect.stringMatching(/stays fp32: int8 outputs are too far/) }));
+          expect(maxAbsDiff(got!, want!)).toBeLessThan(1e-4);
+        }
+      } finally {
+        await q.dispose();
+      }
+    }
+    await ref.dispose();
+    m.dispose();
+  });
+
   it('fall back to TensorFlow.js, saying why, for a layer the converter cannot express or several outputs', async () => {
     const input = tf.input({ shape: [8, 8, 3] });
     const up = tf.layers.upSampling2d({ size: [2, 2], name: 'grow' }).apply(input) as tf.SymbolicTensor;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import sharp from 'sharp';
 import { ImageDecodeError } from '../src/errors';
 import { decodeImage, decodeImages, decodeInOrder, normalizePixels, PREPROCESSING } from '../src/preprocess';
-import { carveSplits } from '../src/split';
+import { carveSplits, type ImageRef } from '../src/split';
 
 /** A w x h image whose left half is red and right half blue. */
 async function halves(w: number, h: number): Promise<Buffer> {
@@ -126,6 +126,33 @@ describe('carveSplits', () => {
     expect(b.validation.map((r) => r.key).sort()).toEqual(a.validation.map((r) => r.key).sort());
     const c = carveSplits({ train, validation: [], test: [] }, { validation: 0.2, test: 0.1, seed: 6 }, 2);
     expect(c.validation.map((r) => r.key).sort()).not.toEqual(a.validation.map((r) => r.key).sort());
+  });
+
+  it('never carves a group of near-copies apart', () => {
+    // Ten groups of four near-copies of class 0 (one of them with a copy labelled 1), and twenty single images.
+    const train: ImageRef[] = [...refs(40, 0).map((r, i) => ({ ...r, group: `g${Math.floor(i / 4)}` })), ...refs(20, 1)];
+    train.push({ key: 'c1/zzz-copy-of-g3', label: 1, group: 'g3' });
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const s = carveSplits({ train, validation: [], test: [] }, { validation: 0.2, test: 0.1, seed }, 2);
+      const where = new Map<string, Set<string>>();
+      for (const [name, refsOf] of Object.entries({ train: s.train, validation: s.validation, test: s.test })) {
+        for (const r of refsOf) if (r.group) where.set(r.group, (where.get(r.group) ?? new Set()).add(name));
+      }
+      expect([...where.values()].every((splits) => splits.size === 1)).toBe(true);
+      expect(s.train.length + s.validation.length + s.test.length).toBe(61);
+      // Whole groups of four: the share of class 0 is met to within a group.
+      expect(Math.abs(s.validation.filter((r) => r.label === 0).length - 8)).toBeLessThanOrEqual(4);
+    }
+    // Without groups, the same images as before groups existed.
+    const plain = carveSplits({ train: train.map(({ group: _g, ...r }) => r), validation: [], test: [] }, { validation: 0.2, test: 0.1, seed: 5 }, 2);
+    expect(plain.validation.filter((r) => r.label === 0)).toHaveLength(8);
+  });
+
+  it('leaves a class a training image even where one group holds all of it', () => {
+    const train = [...refs(6, 0).map((r) => ({ ...r, group: 'all' })), ...refs(10, 1)];
+    const s = carveSplits({ train, validation: [], test: [] }, { validation: 0.5, test: 0, seed: 1 }, 2);
+    expect(s.train.filter((r) => r.label === 0)).toHaveLength(6);
+    expect(s.validation.filter((r) => r.label === 1)).toHaveLength(5);
   });
 
   it('keeps splits the dataset already has', () => {

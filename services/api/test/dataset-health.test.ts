@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
-import { healthKey } from '../src/datasets/service';
+import { healthKey, indexKey } from '../src/datasets/service';
 import { testConfig } from '../../../test/support/services';
 import { sceneImage, zipOf, type Entry } from '../../../test/support/images';
 
@@ -107,6 +107,13 @@ describe('dataset health', () => {
     expect(groups).toContainEqual({ split: 'train', mixed: false, paths: ['train/cats/3.jpg', 'train/cats/burst.jpg'] });
     expect(groups).toContainEqual({ split: 'train', mixed: true, paths: ['train/cats/4.jpg', 'train/dogs/misfiled.jpg'] });
     expect(health.findings.map((f: any) => f.kind)).toEqual(expect.arrayContaining(['leakage', 'near_duplicates', 'conflicting_labels']));
+  });
+
+  it('records every group by image id in the index the worker trains from (a carved split keeps a group whole)', async () => {
+    const index = await deps.storage.getJson<{ nearDuplicateGroups: string[][] }>(indexKey('health', dataset.id));
+    const ids = health.nearDuplicates.map((g: any) => g.images.map((i: any) => i.imageId).sort());
+    expect(index.nearDuplicateGroups.map((g) => [...g].sort())).toEqual(expect.arrayContaining(ids));
+    expect(index.nearDuplicateGroups).toHaveLength(ids.length);
   });
 
   it('reports exact copies, tiny and extreme-aspect images, a small class and the class balance', () => {

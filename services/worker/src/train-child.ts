@@ -2,14 +2,15 @@
 // renewal) never waits on training. Reads the dataset from S3, trains, writes checkpoints each epoch,
 // and publishes the model's artifacts. Talks to its parent only through IPC messages.
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
-import { PREDICTIONS_FILE, type EvaluatedImages } from '@graft/queue';
-import { initBackend, isPermanent, train, type ImagePrediction, type TrainEvent, type TrainResult } from '@graft/vision';
+import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, type EvaluatedImages, type LabelIssuesFile } from '@graft/queue';
+import { initBackend, isPermanent, train, type ImagePrediction, type ImageRef, type LabelIssues, type TrainEvent, type TrainResult } from '@graft/vision';
 import { createLogger } from '@graft/config';
-import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type OodManifest } from '@graft/inference';
+import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type Int8Decision, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { publishModel } from './publish';
 import { jobCheckpoints } from './checkpoint-store';
+import { int8Model } from './int8';
 
 const send = (m: ChildMessage) => process.send?.(m);
 
@@ -34,6 +35,8 @@ interface DatasetIndex {
   images: { id?: string; split: 'train' | 'validation' | 'test'; label: string; key: string; path?: string }[];
   /** Validation and test images that are near-copies of an earlier split's. */
   leakedImageIds?: string[];
+  /** Image ids of each group of near-identical images within a split. */
+  nearDuplicateGroups?: string[][];
 }
 
 const controller = new AbortController();
@@ -76,18 +79,48 @@ function toOnnx(files: Record<string, Uint8Array>, log: { warn(obj: object, msg:
   }
 }
 
-/** The engine's per-image results with label names; imageId is the image's key in the dataset. */
+type IndexedImage = DatasetIndex['images'][number];
+
+/** The dataset's images by key: how the reports name an image the engine knows by its key. */
+function imagesByKey(index: DatasetIndex): (key: string) => { imageId: string | null; path: string | null; split: IndexedImage['split'] } {
+  const byKey = new Map(index.images.map((im) => [im.key, im]));
+  return (key) => {
+    const im = byKey.get(key);
+    return { imageId: im?.id ?? null, path: im?.path ?? null, split: im?.split ?? 'train' };
+  };
+}
+
+/** The engine's per-image results with label names, each image named by its id and archive path. */
 function imagePredictions(p: TrainResult['predictions'], labels: string[], index: DatasetIndex): EvaluatedImages {
-  const paths = new Map(index.images.map((im) => [im.key, im.path ?? null]));
+  const image = imagesByKey(index);
   const named = (rows: ImagePrediction[] | null) =>
     rows?.map((r) => ({
-      imageId: r.key,
-      path: paths.get(r.key) ?? null,
+      imageId: image(r.key).imageId,
+      path: image(r.key).path,
       label: labels[r.label]!,
       predicted: labels[r.predicted]!,
       probabilities: r.probabilities,
     })) ?? null;
   return { labels, validation: named(p.validation), test: named(p.test) };
+}
+
+/** The engine's likely label errors with label names, each image named as in the dataset's health report. */
+function labelIssuesFile(issues: LabelIssues, labels: string[], index: DatasetIndex): LabelIssuesFile {
+  if (!issues.available) return { available: false, reason: issues.reason };
+  const image = imagesByKey(index);
+  return {
+    available: true,
+    labels,
+    method: { name: 'confident_learning', folds: issues.folds },
+    scored: issues.scored,
+    seconds: +issues.seconds.toFixed(3),
+    items: issues.items.map((it) => ({
+      ...image(it.key),
+      label: labels[it.label]!,
+      suggestedLabel: labels[it.suggested]!,
+      score: +it.score.toFixed(6),
+    })),
+  };
 }
 
 async function run({ payload, attempt, config }: StartMessage) {
@@ -125,7 +158,9 @@ async function run({ payload, attempt, config }: StartMessage) {
     const labels = [...manifest.classes];
     const labelOf = new Map(labels.map((l, i) => [l, i]));
     const leaked = new Set(config_.dropLeaked ? (index.leakedImageIds ?? []) : []);
-    const splits = { train: [], validation: [], test: [] } as Record<'train' | 'validation' | 'test', { key: string; label: number }[]>;
+    // Near-copies share a group: a validation split carved out of train keeps each group whole.
+    const groupOf = new Map((index.nearDuplicateGroups ?? []).flatMap((ids) => ids.map((id) => [id, ids[0]!] as const)));
+    const splits = { train: [], validation: [], test: [] } as Record<'train' | 'validation' | 'test', ImageRef[]>;
     let droppedLeaked = 0;
     for (const im of index.images) {
       const label = labelOf.get(im.label);
@@ -134,7 +169,8 @@ async function run({ payload, attempt, config }: StartMessage) {
         droppedLeaked++;
         continue;
       }
-      splits[im.split].push({ key: im.key, label });
+      const group = im.id === undefined ? undefined : groupOf.get(im.id);
+      splits[im.split].push(group === undefined ? { key: im.key, label } : { key: im.key, label, group });
     }
     if (config_.dropLeaked) log.info({ dropped: droppedLeaked }, 'left out leaked validation and test images');
     send({ type: 'dataset', dropped: { leaked: droppedLeaked } });
@@ -151,6 +187,9 @@ async function run({ payload, attempt, config }: StartMessage) {
     // whose checkpoint was never written are trained again).
     send({ type: 'resumed', history: resume?.meta.history ?? [], phase: resume?.meta.phase ?? 'preparing', epoch: resume?.meta.epoch ?? 0 });
 
+    const labelIssuesKey = keys.jobArtifact(payload.tenant, payload.jobId, LABEL_ISSUES_FILE);
+    const saveLabelIssues = (issues: LabelIssues) =>
+      storage.putVerified(labelIssuesKey, JSON.stringify(labelIssuesFile(issues, labels, index)), 'application/json');
     const result = await train({
       config: config_,
       labels,
@@ -162,16 +201,30 @@ async function run({ payload, attempt, config }: StartMessage) {
       resume,
       onEvent: (event: TrainEvent) => send({ type: 'event', event }),
       onCheckpoint: (c) => checkpoints.save(c),
+      onLabelIssues: saveLabelIssues,
       log: (obj, msg) => log.info(obj, msg),
       threads: config.training.threads,
       frozenEngine: config.training.frozenEngine,
+      frozenPrecision: config.training.frozenPrecision,
     });
 
+    // A run resumed in fine-tuning keeps the label issues an earlier attempt stored.
+    if (!result.labelIssues.available && !result.labelIssues.resumed) await saveLabelIssues(result.labelIssues);
     const modelId = modelIdFor(payload.jobId);
     const artifacts: Record<string, Uint8Array | string> = { ...result.artifacts };
     const onnx = toOnnx(result.artifacts, log);
     if (onnx) artifacts['model.onnx'] = onnx;
-    const metrics = { test: result.test, validation: result.validation, history: result.history };
+    let int8: Int8Decision | null = null;
+    if (onnx && config.int8.enabled) {
+      const started = performance.now();
+      const q = await int8Model(onnx, result.artifacts['graft.json']!, splits, (key) => storage.getBuffer(key), config.int8);
+      int8 = q.decision;
+      if (q.model) artifacts['model.int8.onnx'] = q.model;
+      const graftJson = JSON.parse(Buffer.from(result.artifacts['graft.json']!).toString('utf8'));
+      artifacts['graft.json'] = JSON.stringify({ ...graftJson, int8 }, null, 2);
+      log.info({ ...int8, seconds: +((performance.now() - started) / 1000).toFixed(1) }, int8.used ? 'int8 model kept' : 'int8 model left out: fp32 serves');
+    }
+    const metrics = { test: result.test, validation: result.validation, history: result.history, ...(int8 ? { int8 } : {}) };
     artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
     artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, index));
     const graft = result.graft as unknown as { inputSize: number; backbone?: string | null; method?: string };

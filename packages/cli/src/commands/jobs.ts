@@ -1,4 +1,4 @@
-// graft train, and graft jobs ls|show|cancel|curves
+// graft train, and graft jobs ls|show|cancel|curves|label-issues
 import { Command, Option } from 'commander';
 import fs from 'node:fs';
 import type { Job } from '../client';
@@ -174,6 +174,29 @@ export function jobsCommand(): Command {
       const out = file ?? `${id}-curves.svg`;
       fs.writeFileSync(out, svg);
       io.out.write(`wrote ${out}\n`);
+    });
+
+  cmd
+    .command('label-issues')
+    .description('likely label errors a succeeded job found: images whose label its out-of-sample predictions contradict')
+    .argument('<job>', 'job id')
+    .option('--limit <n>', 'at most this many', intArg('--limit'), 30)
+    .addOption(new Option('--split <split>', 'only images of this split').choices(['train', 'validation', 'test']))
+    .option('--json', 'print JSON')
+    .action(async (id: string, opts: { limit: number; split?: string; json?: boolean }, command: Command) => {
+      const { client, io } = contextOf(command);
+      const r = await client.labelIssues(id, { limit: opts.limit, split: opts.split });
+      if (opts.json) return json(io, r);
+      const scored = r.scored.train + r.scored.validation;
+      if (!r.items.length) return void io.out.write(`no likely label errors among the ${scored} images scored\n`);
+      io.out.write(
+        table(
+          ['#', 'SCORE', 'LABEL', 'SUGGESTED', 'SPLIT', 'PATH'],
+          r.items.map((it, i) => [i + 1, it.score.toFixed(2), it.label, it.suggestedLabel, it.split, it.path ?? it.imageId ?? '-']),
+          { align: ['right', 'right', 'left', 'left', 'left', 'left'] },
+        ),
+      );
+      io.out.write(`${r.total} of ${scored} images may be mislabelled${r.total > r.items.length ? ` (${r.items.length} shown; --limit for more)` : ''}\n`);
     });
 
   return cmd;

@@ -1,12 +1,12 @@
 // graft predict, and graft models ls|show|pull|rm
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ApiError, type GraftClient, type Model, type Prediction } from '../client';
+import { ApiError, type GraftClient, type ImageFile, type Model, type OutOfDistribution, type PredictOptions, type Prediction } from '../client';
 import { contextOf, intArg } from '../context';
 import { CliError } from '../errors';
-import { bytes, cli, json, pct, table, when } from '../output';
+import { bytes, cli, json, num, pct, table, when } from '../output';
 import { byteProgress } from '../progress';
 import { metricsText } from '../report';
 import { listFiles } from '../archive';
@@ -63,71 +63,122 @@ export async function resolveModel(client: GraftClient, ref: string): Promise<Mo
   return newest;
 }
 
+/** An image file as the API takes it: its bytes, its name and a type from its extension. */
+export async function readImageFile(file: string): Promise<ImageFile> {
+  return {
+    name: path.basename(file),
+    data: new Uint8Array(await fs.promises.readFile(file)),
+    type: IMAGE_TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
+  };
+}
+
 interface PredictRow {
   file: string;
   predictions: Prediction[];
+  outOfDistribution: OutOfDistribution | null;
   error?: { code: string; message: string };
 }
 
 /** Classifies one request's worth of files; an image the service cannot read is set aside and the rest sent again. */
-async function predictChunk(client: GraftClient, modelId: string, files: string[], topK: number): Promise<PredictRow[]> {
+async function predictChunk(client: GraftClient, modelId: string, files: string[], opts: PredictOptions): Promise<PredictRow[]> {
   const rows = new Map<string, PredictRow>();
   let pending = files;
   while (pending.length) {
-    const payload = await Promise.all(
-      pending.map(async (f) => ({
-        name: path.basename(f),
-        data: new Uint8Array(await fs.promises.readFile(f)),
-        type: IMAGE_TYPES[path.extname(f).toLowerCase()] ?? 'application/octet-stream',
-      })),
-    );
+    const payload = await Promise.all(pending.map(readImageFile));
     try {
-      const r = await client.predict(modelId, payload, topK);
-      r.results.forEach((res, k) => rows.set(pending[k]!, { file: pending[k]!, predictions: res.predictions }));
+      const r = await client.predict(modelId, payload, opts);
+      r.results.forEach((res, k) => rows.set(pending[k]!, { file: pending[k]!, predictions: res.predictions, outOfDistribution: res.outOfDistribution }));
       break;
     } catch (err) {
       const index = err instanceof ApiError ? (err.details as { index?: unknown } | undefined)?.index : undefined;
       if (!(err instanceof ApiError) || err.status !== 400 || typeof index !== 'number' || !pending[index]) throw err;
       const bad = pending[index]!;
-      rows.set(bad, { file: bad, predictions: [], error: { code: err.code, message: err.message } });
+      rows.set(bad, { file: bad, predictions: [], outOfDistribution: null, error: { code: err.code, message: err.message } });
       pending = pending.filter((_, k) => k !== index);
     }
   }
   return files.map((f) => rows.get(f)!);
 }
 
+/** What the OOD column says of an image: its score, and a question where it is flagged. */
+export const NONE_OF_ITS_CLASSES = 'none of its classes?';
+const oodCell = (o: OutOfDistribution | null) => (o ? `${num(o.score, 3)}${o.flagged ? ` ${NONE_OF_ITS_CLASSES}` : ''}` : '-');
+
+/** An out-of-distribution threshold: a number from 0 to 2, as the API takes it. */
+function thresholdArg(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > 2) {
+    throw new CliError('INVALID_ARGUMENT', `--ood-threshold must be a number from 0 to 2 (a distance between unit feature vectors), not '${v}'`);
+  }
+  return n;
+}
+
+/** The threshold a model flags images above, from its graft.json; null where it has none. */
+async function modelThreshold(client: GraftClient, modelId: string): Promise<number | null> {
+  const graft = await client.request<{ outOfDistribution?: { threshold?: number } | null }>('GET', `/v1/models/${modelId}/artifacts/graft.json`);
+  return graft.outOfDistribution?.threshold ?? null;
+}
+
+interface PredictFlags {
+  topK: number;
+  batch: number;
+  json?: boolean;
+  tta?: 'flip';
+  oodThreshold?: number;
+}
+
 export function predictCommand(): Command {
   return new Command('predict')
-    .description('classify images with a trained model')
+    .description('classify images with a trained model, and say which look like none of its classes')
     .argument('<model>', 'model id, job id, or dataset name or id (its newest model)')
     .argument('<images...>', 'image files or folders of images')
     .option('-k, --top-k <n>', 'classes to show per image', intArg('--top-k'), 3)
     .option('--batch <n>', 'images per request', intArg('--batch'), 16)
+    .addOption(new Option('--tta <mode>', 'test-time augmentation: flip averages each prediction with that of the mirrored image').choices(['flip']))
+    .option('--ood-threshold <score>', "flag images whose out-of-distribution score is above this (0 to 2; default: the model's, set in training)", thresholdArg)
     .option('--json', 'print JSON')
-    .action(async (ref: string, images: string[], opts: { topK: number; batch: number; json?: boolean }, command: Command) => {
+    .addHelpText(
+      'after',
+      `
+The OOD column is the image's out-of-distribution score: the mean distance of its features to those of the nearest
+training images. Above the model's threshold (set in training so that about 5% of the validation images are above
+it) the row says "${NONE_OF_ITS_CLASSES}": the image looks unlike every class the model knows.`,
+    )
+    .action(async (ref: string, images: string[], opts: PredictFlags, command: Command) => {
       const { client, io } = contextOf(command);
       const files = await expandImages(images);
       const model = await resolveModel(client, ref);
+      const asked: PredictOptions = { topK: opts.topK, tta: opts.tta, oodThreshold: opts.oodThreshold };
       const results: PredictRow[] = [];
-      for (let i = 0; i < files.length; i += opts.batch) results.push(...(await predictChunk(client, model.id, files.slice(i, i + opts.batch), opts.topK)));
+      for (let i = 0; i < files.length; i += opts.batch) results.push(...(await predictChunk(client, model.id, files.slice(i, i + opts.batch), asked)));
       const failed = results.filter((r) => r.error);
       if (failed.length) process.exitCode = 1;
       if (opts.json) return json(io, { modelId: model.id, results });
       const shown = Math.min(opts.topK, model.labels.length);
+      const scored = results.some((r) => r.outOfDistribution);
       io.out.write(
         table(
-          ['FILE', 'LABEL', 'PROBABILITY', shown > 1 ? `TOP ${shown}` : 'TOP'],
+          ['FILE', 'LABEL', 'PROBABILITY', shown > 1 ? `TOP ${shown}` : 'TOP', ...(scored ? ['OOD'] : [])],
           results.map((r) => [
             path.relative(process.cwd(), r.file) || r.file,
             // The service numbers the image within its request; the row already names the file.
             r.error ? `error: ${r.error.message.replace(/^image \d+ is /, '')}` : (r.predictions[0]?.label ?? '-'),
             r.error ? '-' : pct(r.predictions[0]?.probability),
             r.predictions.map((p) => `${p.label} ${pct(p.probability)}`).join(', '),
+            ...(scored ? [oodCell(r.outOfDistribution)] : []),
           ]),
-          { align: ['left', 'left', 'right', 'left'] },
+          { align: ['left', 'left', 'right', 'left', 'left'] },
         ),
       );
       if (failed.length) io.err.write(`${failed.length} of ${results.length} image${results.length === 1 ? '' : 's'} could not be classified\n`);
+      const flagged = results.filter((r) => r.outOfDistribution?.flagged).length;
+      if (flagged) {
+        const threshold = opts.oodThreshold ?? (await modelThreshold(client, model.id));
+        io.err.write(
+          `${flagged} of ${results.length} image${results.length === 1 ? '' : 's'} look${flagged === 1 ? 's' : ''} like none of the model's classes ` +
+            `(OOD score above ${threshold === null ? 'the threshold' : num(threshold, 3)}${opts.oodThreshold === undefined ? ", the model's threshold; --ood-threshold sets another" : ''})\n`,
+        );
+      }
     });
 }
 

@@ -1,37 +1,19 @@
 // A dataset's health report on its page: findings in words, each group of near-identical images and each pair that
 // leaks across splits as thumbnails side by side, and the odd images, each named by its archive path.
-import { useEffect, useState } from 'preact/hooks';
-import { authHeaders, get } from '../api';
+import { get } from '../api';
 import { useResource } from '../use-resource';
 import type { Dataset, DatasetHealth, ImageRef } from '../types';
 import { Card, Empty, ErrorBox, Loading, Mono } from '../components/ui';
+import { Thumbnail } from '../components/thumbnail';
 
 /** Groups and pairs drawn at most; the counts above them cover all. */
 const SHOWN = 40;
 const THUMB_SIZE = 160;
 
-/** A thumbnail fetched with the API key (an <img src> cannot send it), shown from a blob URL. */
 function ImageCard({ datasetId, image, note }: { datasetId: string; image: ImageRef; note?: string }) {
-  const [url, setUrl] = useState<string | null>(null);
-  useEffect(() => {
-    const c = new AbortController();
-    let made: string | null = null;
-    fetch(`/v1/datasets/${datasetId}/images/${image.imageId}/thumbnail?size=${THUMB_SIZE}`, { headers: authHeaders(), signal: c.signal })
-      .then((r) => (r.ok ? r.blob() : null))
-      .then((b) => {
-        if (!b || c.signal.aborted) return;
-        made = URL.createObjectURL(b);
-        setUrl(made);
-      })
-      .catch(() => {});
-    return () => {
-      c.abort();
-      if (made) URL.revokeObjectURL(made);
-    };
-  }, [datasetId, image.imageId]);
   return (
     <figure class="dup-image" data-image={image.imageId} data-path={image.path}>
-      {url ? <img class="thumb thumb-lg" src={url} alt={image.path} /> : <div class="thumb thumb-lg" />}
+      <Thumbnail datasetId={datasetId} imageId={image.imageId} size={THUMB_SIZE} alt={image.path} class="thumb thumb-lg" />
       <figcaption>
         <Mono>{image.path}</Mono>
         <span class="muted small">

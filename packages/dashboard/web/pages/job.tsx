@@ -1,6 +1,6 @@
 // One job: live state and progress, the loss and accuracy curves per phase, and the evaluation.
 import { useMemo, useState } from 'preact/hooks';
-import { ApiError, get, request } from '../api';
+import { ApiError, get, getBlob, request } from '../api';
 import { useResource } from '../use-resource';
 import { applyEvent, isTerminal, useJobEvents } from '../live';
 import { curveData } from '../curves';
@@ -10,6 +10,8 @@ import type { Dataset, DetailedMetrics, EvalMetrics, EvaluatedImage, Job } from 
 import { CurvesChart, TRAIN_COLOR, VAL_COLOR } from '../components/curves-chart';
 import { ConfusionMatrix, PerClassTable, ReliabilityDiagram } from '../components/metrics';
 import { Card, Empty, ErrorBox, Loading, Mono, PageHead, ProgressBar, Stat, StateBadge } from '../components/ui';
+import { ExplanationView } from '../components/explanation';
+import { Thumbnail } from '../components/thumbnail';
 
 const STEPS: Record<string, string[]> = {
   fine_tuning: ['preparing', 'extracting', 'training_head', 'fine_tuning', 'evaluating', 'exporting'],
@@ -83,32 +85,65 @@ function Curves({ job }: { job: Job }) {
 const detailed = (m: EvalMetrics): m is DetailedMetrics =>
   Array.isArray(m.confusionMatrix) && Array.isArray(m.labels) && !!m.perClass;
 
-/** The images of one confusion-matrix cell: true `label`, predicted `predicted`. */
-function Gallery({ jobId, split, label, predicted }: { jobId: string; split: 'test' | 'validation'; label: string; predicted: string }) {
-  const res = useResource((s) => get<{ labels: string[]; items: EvaluatedImage[] }>(`/v1/jobs/${jobId}/predictions?split=${split}`, s), [jobId, split]);
+/** Where the model looks in one evaluated image: Grad-CAM for the class it predicted and, where it differs, the true one. */
+function ImageExplanation({ datasetId, modelId, image }: { datasetId: string; modelId: string; image: EvaluatedImage }) {
+  const res = useResource((s) => getBlob(`/v1/datasets/${datasetId}/images/${image.imageId}`, s), [datasetId, image.imageId]);
+  if (res.error) return <ErrorBox error={res.error} what="the image" />;
+  if (!res.data) return <Loading what="the image" />;
+  const right = image.label === image.predicted;
+  return (
+    <div class="gallery-explanation" data-image={image.imageId}>
+      <ExplanationView modelId={modelId} image={res.data} label={image.predicted} note={right ? 'Predicted and true class' : 'Predicted class'} />
+      {!right && <ExplanationView modelId={modelId} image={res.data} label={image.label} note="True class" />}
+    </div>
+  );
+}
+
+/** The images of one confusion-matrix cell: true `label`, predicted `predicted`; each can be explained. */
+function Gallery({ job, split, label, predicted }: { job: Job; split: 'test' | 'validation'; label: string; predicted: string }) {
+  const res = useResource((s) => get<{ labels: string[]; items: EvaluatedImage[] }>(`/v1/jobs/${job.id}/predictions?split=${split}`, s), [job.id, split]);
+  const [explained, setExplained] = useState<EvaluatedImage | null>(null);
   if (res.error) return <ErrorBox error={res.error} what="the evaluated images" />;
   if (!res.data) return <Loading what="the evaluated images" />;
   const { labels, items } = res.data;
   const c = labels.indexOf(predicted);
   const cell = items.filter((i) => i.label === label && i.predicted === predicted).sort((a, b) => b.probabilities[c]! - a.probabilities[c]!);
+  const shown = explained && cell.includes(explained) ? explained : null;
   return (
     <div class="gallery" data-label={label} data-predicted={predicted}>
       <h3>
         True {label}, predicted {predicted}: {cell.length} image{cell.length === 1 ? '' : 's'}
       </h3>
+      {job.modelId && cell.length > 0 && (
+        <p class="muted small">Explain shows where the model looks in an image (Grad-CAM) for the class it predicted{label === predicted ? '' : ' and for the true class'}.</p>
+      )}
       <ol class="gallery-list">
         {cell.map((i) => (
-          <li data-image={i.imageId}>
+          <li data-image={i.imageId} class={i === shown ? 'selected' : ''}>
+            <Thumbnail datasetId={job.datasetId} imageId={i.imageId} size={96} alt={i.path ?? i.imageId ?? ''} />
             <Mono>{i.path ?? i.imageId}</Mono>
             <span class="muted">{pct(i.probabilities[c]!)} {predicted}</span>
+            {job.modelId && (
+              <button type="button" class="btn btn-small" onClick={() => setExplained(i)} aria-pressed={i === shown}>
+                Explain
+              </button>
+            )}
           </li>
         ))}
       </ol>
+      {shown && job.modelId && (
+        <>
+          <h4>
+            <Mono>{shown.path ?? shown.imageId}</Mono>
+          </h4>
+          <ImageExplanation key={shown.imageId} datasetId={job.datasetId} modelId={job.modelId} image={shown} />
+        </>
+      )}
     </div>
   );
 }
 
-function Evaluation({ metrics, split, jobId }: { metrics: EvalMetrics; split: 'test' | 'validation'; jobId: string }) {
+function Evaluation({ metrics, split, job }: { metrics: EvalMetrics; split: 'test' | 'validation'; job: Job }) {
   const full = detailed(metrics);
   const [cell, setCell] = useState<{ r: number; c: number } | null>(null);
   return (
@@ -124,23 +159,25 @@ function Evaluation({ metrics, split, jobId }: { metrics: EvalMetrics; split: 't
         {full && <Stat label="Classes" value={metrics.labels.length} />}
       </div>
       {full ? (
-        <div class="eval-grid">
-          <div>
-            <h3>Confusion matrix</h3>
-            <ConfusionMatrix metrics={metrics} onCell={(r, c) => setCell({ r, c })} />
-            {cell && <Gallery jobId={jobId} split={split} label={metrics.labels[cell.r]!} predicted={metrics.labels[cell.c]!} />}
+        <>
+          <div class="eval-grid">
+            <div>
+              <h3>Confusion matrix</h3>
+              <ConfusionMatrix metrics={metrics} onCell={(r, c) => setCell({ r, c })} />
+            </div>
+            <div>
+              <h3>Per class</h3>
+              <PerClassTable metrics={metrics} />
+              {metrics.calibration && (
+                <>
+                  <h3>Calibration</h3>
+                  <ReliabilityDiagram calibration={metrics.calibration} />
+                </>
+              )}
+            </div>
           </div>
-          <div>
-            <h3>Per class</h3>
-            <PerClassTable metrics={metrics} />
-            {metrics.calibration && (
-              <>
-                <h3>Calibration</h3>
-                <ReliabilityDiagram calibration={metrics.calibration} />
-              </>
-            )}
-          </div>
-        </div>
+          {cell && <Gallery job={job} split={split} label={metrics.labels[cell.r]!} predicted={metrics.labels[cell.c]!} />}
+        </>
       ) : (
         <p class="muted small">This job recorded the accuracy and loss of this split, without a confusion matrix.</p>
       )}
@@ -286,6 +323,11 @@ export function JobPage({ id }: { id: string }) {
                 Try the model
               </Link>
             )}
+            {job.state === 'succeeded' && (
+              <Link href={paths.labelIssues(job.id)} class="btn">
+                Label issues
+              </Link>
+            )}
             <Link href={paths.newJob(job.datasetId)} class="btn">
               Train again
             </Link>
@@ -330,7 +372,7 @@ export function JobPage({ id }: { id: string }) {
       </Card>
 
       {evaluation ? (
-        <Evaluation metrics={evaluation.m} split={evaluation.split} jobId={job.id} />
+        <Evaluation metrics={evaluation.m} split={evaluation.split} job={job} />
       ) : (
         job.state === 'succeeded' && (
           <Card title="Evaluation">

@@ -1,58 +1,18 @@
 // One model and its prediction playground: drop an image, see the top classes, whether it looks like none of
 // them, and where the model looks for a class (Grad-CAM).
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, authHeaders, get } from '../api';
+import { get, postImage } from '../api';
 import { useResource } from '../use-resource';
 import { Link, paths } from '../router';
 import { dateTime, methodName, num, pct } from '../format';
-import type { Explanation, Model, PredictResponse } from '../types';
+import type { Model, PredictResponse } from '../types';
 import { Card, ErrorBox, Loading, Meter, Mono, PageHead, Stat } from '../components/ui';
+import { ExplanationView } from '../components/explanation';
 
 const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp'];
 const TOP_K = 5;
 
-/** POSTs an image file as the raw body. */
-async function postImage<T>(path: string, file: File): Promise<T> {
-  const res = await fetch(path, {
-    method: 'POST',
-    headers: authHeaders({ 'content-type': file.type }),
-    body: file,
-  });
-  const body = await res.json().catch(() => null);
-  if (!res.ok) {
-    const e = body?.error;
-    throw new ApiError(res.status, e?.code ?? `HTTP_${res.status}`, e?.message ?? `the API answered ${res.status}`, e?.details);
-  }
-  return body as T;
-}
-
 const predict = (modelId: string, file: File) => postImage<PredictResponse>(`/v1/models/${modelId}/predict?topK=${TOP_K}`, file);
-const explain = (modelId: string, file: File, label: string) =>
-  postImage<Explanation>(`/v1/models/${modelId}/explain?label=${encodeURIComponent(label)}`, file);
-
-/** The Grad-CAM overlay of one class, loaded when asked for. */
-function ExplanationView({ modelId, file, label }: { modelId: string; file: File; label: string }) {
-  const [ex, setEx] = useState<Explanation | null>(null);
-  const [error, setError] = useState<Error | null>(null);
-  useEffect(() => {
-    let live = true;
-    setEx(null);
-    setError(null);
-    explain(modelId, file, label).then(
-      (e) => live && setEx(e),
-      (err) => live && setError(err as Error),
-    );
-    return () => void (live = false);
-  }, [modelId, file, label]);
-  if (error) return <ErrorBox error={error} what="the explanation" />;
-  if (!ex) return <Loading what="the explanation" />;
-  return (
-    <figure class="explanation" data-label={ex.label}>
-      <img src={ex.overlay} alt={`where the model looks for ${ex.label}`} />
-      <figcaption class="muted small">Where the model looks for {ex.label} (Grad-CAM; red: most). Click a class to see another.</figcaption>
-    </figure>
-  );
-}
 
 function Playground({ model }: { model: Model }) {
   const [file, setFile] = useState<File | null>(null);
@@ -156,7 +116,12 @@ function Playground({ model }: { model: Model }) {
             {file?.name} · answered in {num(result.timing.totalMs, 1)} ms
           </p>
         )}
-        {file && explained && <ExplanationView modelId={model.id} file={file} label={explained} />}
+        {file && explained && (
+          <>
+            <ExplanationView modelId={model.id} image={file} label={explained} />
+            <p class="muted small">Click a class to see where the model looks for it.</p>
+          </>
+        )}
       </div>
     </div>
   );

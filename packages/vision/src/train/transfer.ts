@@ -49,7 +49,7 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
   const lowerShapes = parts ? parts.lower.outputs.map((t) => (t.shape as number[]).slice(1)) : [];
 
   const base = res.own(
-    await createFrozenModel(parts ? parts.lower : backbone, { log, engine: ctx.opts.frozenEngine, what: parts ? `${spec.name} below ${fromLayer}` : spec.name }),
+    await createFrozenModel(parts ? parts.lower : backbone, { log, engine: ctx.opts.frozenEngine, precision: ctx.opts.frozenPrecision, what: parts ? `${spec.name} below ${fromLayer}` : spec.name }),
     (f) => f.dispose(),
     'frozen base',
   );

@@ -1,5 +1,5 @@
 // What train() takes and gives back, and the context every phase of a run reads.
-import type { FrozenEngineSetting } from '@graft/config/engines';
+import type { FrozenEngineSetting, FrozenPrecision } from '@graft/config/engines';
 import type { BackboneSource } from '../backbones';
 import type { LogFn } from '../backend';
 import type { Checkpoint } from '../checkpoint';
@@ -9,6 +9,7 @@ import type { GraftManifest } from '../export';
 import type { BatchSource, Forward, HistoryRow, LossKind } from '../fit';
 import type { TrainEvent } from '../progress';
 import type { ImageRef } from '../split';
+import type { LabelIssues } from './label-issues';
 
 export interface TrainOptions {
   /** From resolveConfig(); inputSize null means the backbone's training size (150 for scratch). */
@@ -27,6 +28,8 @@ export interface TrainOptions {
   attempt?: number;
   /** Continue from this checkpoint: finished epochs are skipped, earlier history rows kept. */
   resume?: Checkpoint | null;
+  /** Called with the likely label errors as soon as they are found (before the head is trained), to store them. */
+  onLabelIssues?(issues: Extract<LabelIssues, { available: true }>): Promise<void>;
   /** Called after every epoch with the checkpoint to store. */
   onCheckpoint?(c: Checkpoint): Promise<void>;
   log?: LogFn;
@@ -34,6 +37,8 @@ export interface TrainOptions {
   threads?: number;
   /** What runs the frozen part: ONNX Runtime where it can ('auto', the default), or one engine (GRAFT_FROZEN_ENGINE). */
   frozenEngine?: FrozenEngineSetting;
+  /** The frozen part's number format (GRAFT_FROZEN_PRECISION): fp32 (default), or int8 where it stays close to fp32. */
+  frozenPrecision?: FrozenPrecision;
 }
 
 export interface TrainResult {
@@ -46,6 +51,8 @@ export interface TrainResult {
   predictions: { validation: ImagePrediction[] | null; test: ImagePrediction[] | null };
   labels: string[];
   graft: GraftManifest;
+  /** Likely label errors of the training and validation images, or why the run has none. */
+  labelIssues: LabelIssues;
   /** Images per split after carving and after dropping undecodable ones. */
   counts: { train: number; validation: number; test: number; skipped: number };
 }

@@ -98,6 +98,8 @@ export interface HealthReport {
   leakage: LeakagePair[];
   /** Ids of the later-split image of every leakage pair: what a job with `dropLeaked` leaves out. */
   leakedImageIds: string[];
+  /** Ids of the images of every near-identical group (nearDuplicates lists the first ones in full). */
+  nearDuplicateImageIds: string[][];
   exactCopies: ExactCopy[];
   tinyImages: ImageRef[];
   extremeAspectImages: (ImageRef & { aspect: number })[];
@@ -285,6 +287,7 @@ export function analyseDataset(input: HealthInput): HealthReport {
     nearDuplicates: groups.slice(0, MAX_LISTED),
     leakage: leakage.slice(0, MAX_LISTED),
     leakedImageIds,
+    nearDuplicateImageIds: groups.map((g) => g.images.map((im) => im.imageId)),
     exactCopies: exactCopies.slice(0, MAX_LISTED),
     tinyImages: tiny.slice(0, MAX_LISTED),
     extremeAspectImages: extreme.slice(0, MAX_LISTED),

@@ -47,6 +47,8 @@ export interface DatasetIndex {
   }[];
   /** Validation and test images that are near-copies of an image in an earlier split (see the health report). */
   leakedImageIds?: string[];
+  /** The ids of each group of near-identical images within a split: a carved validation split keeps a group whole. */
+  nearDuplicateGroups?: string[][];
 }
 
 export const EXT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp' };
@@ -153,6 +155,7 @@ export class DatasetService {
           phash: phashHex(im.fingerprint),
         })),
         leakedImageIds: health.leakedImageIds,
+        nearDuplicateGroups: health.nearDuplicateImageIds,
       };
       const manifest: DatasetManifest = {
         id,

@@ -19,6 +19,8 @@ export type { Prediction, PredictTiming };
 
 export interface PredictorSettings {
   engine?: PredictEngine;
+  /** Serve model.int8.onnx where a model has one (default true). */
+  int8?: boolean;
   maxBatch?: number;
   maxWaitMs?: number;
   /** ONNX Runtime worker threads and intra-op threads per session (defaults: 1 worker using every core). */

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { trainingInputSize } from '@graft/vision';
 import { plannedEpochs, TrainingConfigSchema, resolveConfig, type ResolvedTrainingConfig, type TrainingConfigInput } from '@graft/vision/config';
-import { PREDICTIONS_FILE, queuedJobRecord, TERMINAL_STATES, type EvaluatedImages, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
+import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, queuedJobRecord, TERMINAL_STATES, type EvaluatedImages, type LabelIssuesFile, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
@@ -22,6 +22,12 @@ const CreateJobBody = Type.Object(
   },
   { additionalProperties: false },
 );
+
+const LabelIssuesQuery = Type.Object({
+  split: Type.Optional(Type.Union([Type.Literal('train'), Type.Literal('validation'), Type.Literal('test')], { description: 'only images of this split of the dataset' })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'at most this many items (default: all)' })),
+  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+});
 
 const JobStateSchema = Type.Union(
   ['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
@@ -52,6 +58,14 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
     const rec = await store.getForTenant(tenant, id);
     if (!rec) throw notFound('job', id);
     return rec;
+  };
+  /** The job, which must have succeeded: what it found about its images is served from then on. */
+  const succeeded = async (tenant: string, id: string) => {
+    const rec = await load(tenant, id);
+    if (rec.state !== 'succeeded' || !rec.modelId) {
+      throw new ApiError('JOB_NOT_SUCCEEDED', `job '${rec.id}' is ${rec.state}: its images are evaluated once it has succeeded`, { state: rec.state });
+    }
+    return rec as JobRecord & { modelId: string };
   };
 
   app.post(
@@ -146,11 +160,8 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       },
     },
     async (req) => {
-      const rec = await load(req.tenant, (req.params as { id: string }).id);
+      const rec = await succeeded(req.tenant, (req.params as { id: string }).id);
       const split = (req.query as { split?: 'validation' | 'test' }).split ?? 'validation';
-      if (rec.state !== 'succeeded' || !rec.modelId) {
-        throw new ApiError('JOB_NOT_SUCCEEDED', `job '${rec.id}' is ${rec.state}: its images are evaluated once it has succeeded`, { state: rec.state });
-      }
       let file: EvaluatedImages;
       try {
         file = await deps.storage.getJson<EvaluatedImages>(keys.modelArtifact(req.tenant, rec.modelId, PREDICTIONS_FILE));
@@ -159,6 +170,41 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         throw err;
       }
       return { jobId: rec.id, modelId: rec.modelId, split, labels: file.labels, items: file[split] ?? [] };
+    },
+  );
+
+  app.get(
+    '/v1/jobs/:id/label-issues',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'Likely label errors: images whose given label disagrees most confidently with an out-of-sample prediction',
+        description:
+          'Every training image is scored by a model that did not see it (5-fold cross-validation over the frozen features), ' +
+          'every validation image by the folds together. Confident learning picks the likely errors: per-class thresholds (the ' +
+          'mean probability of each class over the images given it) estimate how many images of each label belong to each other ' +
+          'class, and that many are taken, those with the largest margin. They are listed most suspicious first, as ' +
+          '`{imageId, path, split, label, suggestedLabel, score}`, score in [0, 1]. Images are named by the ids of the ' +
+          "dataset's health report (GET /v1/datasets/:id/images/:imageId/thumbnail). 409 JOB_NOT_SUCCEEDED before the job has " +
+          'succeeded; 409 LABEL_ISSUES_NOT_AVAILABLE where the job has none (trained from scratch, end-to-end augmentation, ' +
+          'config.labelIssues false).',
+        params: IdParams(ID_PATTERN.job),
+        querystring: LabelIssuesQuery,
+      },
+    },
+    async (req) => {
+      const rec = await succeeded(req.tenant, (req.params as { id: string }).id);
+      const q = req.query as Static<typeof LabelIssuesQuery>;
+      const file = await deps.storage.getJsonOrNull<LabelIssuesFile>(keys.jobArtifact(req.tenant, rec.id, LABEL_ISSUES_FILE));
+      if (!file?.available) {
+        const reason = file ? file.reason : 'the job was trained before label issues were looked for';
+        throw new ApiError('LABEL_ISSUES_NOT_AVAILABLE', `job '${rec.id}' has no label issues: ${reason}`, { id: rec.id });
+      }
+      const all = q.split ? file.items.filter((it) => it.split === q.split) : file.items;
+      const offset = q.offset ?? 0;
+      const items = all.slice(offset, q.limit === undefined ? undefined : offset + q.limit);
+      const { labels, method, scored } = file;
+      return { jobId: rec.id, datasetId: rec.datasetId, labels, method, scored, total: all.length, offset, items };
     },
   );
 

@@ -38,6 +38,7 @@ export default async function modelRoutes(
   // The engine and batching come from configuration; each inference batch's size goes to /metrics.
   predictor.configure({
     engine: deps.config.predict.engine,
+    int8: deps.config.int8.enabled,
     maxBatch: deps.config.predict.maxBatch,
     maxWaitMs: deps.config.predict.maxWaitMs,
     log: { info: (obj, msg) => app.log.info(obj, msg), warn: (obj, msg) => app.log.warn(obj, msg) },

@@ -1,0 +1,410 @@
+// Post-training int8 quantization of an ONNX model as exportOnnx writes it, in the QDQ form that ONNX Runtime
+// turns into integer kernels (QLinearConv, QGemm; VNNI on CPUs that have it):
+//
+// - weights of Conv (and, when asked, plain Gemm) become int8 initializers, symmetric, one scale per output
+//   channel, read through DequantizeLinear(axis); biases become int32 at scale input scale x weight scale;
+// - every activation those nodes read, and each one's own output after its Relu/Clip, goes through a
+//   QuantizeLinear -> DequantizeLinear pair (uint8, asymmetric) whose scale and zero point are calibrated on
+//   sample inputs: the range seen (min-max) or the average over batches of a percentile of |values| (percentile).
+//   ORT folds the Relu/Clip before a QuantizeLinear whose range lies inside it, so Conv -> Q is one integer kernel.
+//
+// Everything else (pooling, the head's probabilities, the out-of-distribution dot products) stays fp32.
+import { AttributeType, decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
+import { loadOrt } from './session';
+
+export type CalibrationMethod = 'minmax' | 'percentile';
+
+export interface QuantizeOptions {
+  /** How activation ranges are taken from the calibration batches (default 'minmax'). */
+  method?: CalibrationMethod;
+  /** For 'percentile': the share of |values| kept inside the range, in percent (default 99.99). */
+  percentile?: number;
+  /**
+   * Bits of the weights' integer range (default 8; stored as int8 whatever it is). Fewer bits make a coarser
+   * model; nothing but tests should need that.
+   */
+  weightBits?: number;
+  /** Quantize plain Gemm nodes too (default false: the head is a sliver of the work and carries the probabilities). */
+  gemm?: boolean;
+  /**
+   * Also quantize the outputs of quantized nodes that no quantized node reads (the last convolution's, before the
+   * head's pooling). Default false: that node then runs in float on its int8 weights, and the features the head
+   * reads are not rounded to 8 bits.
+   */
+  quantizeOutputs?: boolean;
+  /**
+   * Shift each quantized node's bias so that its outputs' mean per channel on the calibration samples (the first
+   * 64) is fp32's (default true): rounding weights moves those means, and the shifts add up layer after layer.
+   */
+  biasCorrection?: boolean;
+  /** Names of Conv/Gemm nodes left in fp32. */
+  fp32Nodes?: readonly string[];
+  /** ORT intra-op threads for calibration (default 1). */
+  threads?: number;
+}
+
+export interface QuantizeReport {
+  method: CalibrationMethod;
+  percentile: number | null;
+  weightBits: number;
+  /** Calibration samples seen. */
+  samples: number;
+  /** Nodes whose weights are int8. */
+  nodes: number;
+  /** Activations given a QuantizeLinear/DequantizeLinear pair. */
+  activations: number;
+  biasCorrection: boolean;
+}
+
+/** Calibration input: batches of the model's input, samples one after the other. */
+export interface CalibrationBatch {
+  input: Float32Array;
+  batch: number;
+}
+
+const QUANT_OPS = new Set(['Conv', 'Gemm']);
+const ACTIVATIONS = new Set(['Relu', 'Clip']);
+const DT = TensorDataType;
+const SAMPLE_PER_TENSOR = 16_384;
+
+/** The fp32 model quantized to int8 (QDQ), calibrated on `calibration`. */
+export async function quantizeOnnx(
+  fp32: Uint8Array,
+  calibration: Iterable<CalibrationBatch> | AsyncIterable<CalibrationBatch>,
+  opts: QuantizeOptions = {},
+): Promise<{ model: Uint8Array; report: QuantizeReport }> {
+  const method = opts.method ?? 'minmax';
+  const percentile = opts.percentile ?? 99.99;
+  const weightBits = opts.weightBits ?? 8;
+  if (method !== 'minmax' && method !== 'percentile') throw new RangeError(`calibration method must be minmax or percentile, got ${method}`);
+  if (!(percentile > 50 && percentile <= 100)) throw new RangeError(`percentile must be in (50, 100], got ${percentile}`);
+  if (!Number.isInteger(weightBits) || weightBits < 2 || weightBits > 8) throw new RangeError(`weightBits must be an integer from 2 to 8, got ${weightBits}`);
+  const model = decodeModel(fp32);
+  const plan = planQuantization(model, opts.gemm ?? false, opts.quantizeOutputs ?? false, new Set(opts.fp32Nodes ?? []));
+  if (plan.nodes.length === 0) throw new Error('the model has no Conv or Gemm with constant weights to quantize');
+  const threads = opts.threads ?? 1;
+  const { ranges, samples, kept } = await calibrate(model, plan.activations, calibration, method, percentile, threads);
+  rewrite(model, plan, ranges, weightBits);
+  if (opts.biasCorrection ?? true) await correctBiases(decodeModel(fp32), model, plan, kept, threads);
+  const report: QuantizeReport = {
+    method,
+    percentile: method === 'percentile' ? percentile : null,
+    weightBits,
+    samples,
+    nodes: plan.nodes.length,
+    activations: plan.activations.length,
+    biasCorrection: opts.biasCorrection ?? true,
+  };
+  model.metadata_props.push({ key: 'graft.quantization', value: JSON.stringify(report) });
+  return { model: encodeModel(model), report };
+}
+
+interface Plan {
+  /** Conv/Gemm nodes whose weights become int8, with the axis of their output channels in the weight. */
+  nodes: { node: OnnxNode; axis: number }[];
+  /** Activation tensors that get a Q/DQ pair. */
+  activations: string[];
+}
+
+function planQuantization(model: OnnxModel, gemm: boolean, quantizeOutputs: boolean, fp32Nodes: ReadonlySet<string>): Plan {
+  const g = model.graph;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const readers = new Map<string, OnnxNode[]>();
+  for (const n of g.node) for (const i of n.input) if (i) readers.set(i, [...(readers.get(i) ?? []), n]);
+  const nodes: Plan['nodes'] = [];
+  const activations = new Set<string>();
+  for (const node of g.node) {
+    if (!QUANT_OPS.has(node.op_type) || fp32Nodes.has(node.name)) continue;
+    const [x, w, b] = node.input;
+    const weight = inits.get(w!);
+    if (!weight || weight.data_type !== DT.FLOAT || inits.has(x!) || (readers.get(w!)?.length ?? 0) !== 1) continue;
+    if (b && (!inits.has(b) || (readers.get(b)?.length ?? 0) !== 1)) continue;
+    let axis = 0;
+    if (node.op_type === 'Gemm') {
+      if (!gemm || !plainGemm(node) || weight.dims.length !== 2) continue;
+      axis = 1;
+    }
+    nodes.push({ node, axis });
+    activations.add(x!);
+    if (!quantizeOutputs) continue;
+    // The node's output after its activation function: a QuantizeLinear right there makes node + Q one kernel.
+    let out = node.output[0]!;
+    const next = readers.get(out);
+    if (next?.length === 1 && ACTIVATIONS.has(next[0]!.op_type)) out = next[0]!.output[0]!;
+    activations.add(out);
+  }
+  return { nodes, activations: [...activations] };
+}
+
+function plainGemm(node: OnnxNode): boolean {
+  return node.attribute.every((a) => (a.name === 'transA' || a.name === 'transB' ? !a.i : a.name !== 'alpha' && a.name !== 'beta'));
+}
+
+interface Range {
+  lo: number;
+  hi: number;
+}
+
+/** Runs the fp32 model with every planned activation as an extra output, and takes each one's range. */
+/** Calibration samples kept for bias correction. */
+const KEPT_SAMPLES = 64;
+
+/** An ORT session of `model` that also outputs `tensors` (graph optimisations that would hide them are off). */
+async function probeSession(model: OnnxModel, tensors: string[], threads: number) {
+  const ort = await loadOrt();
+  const probe: OnnxModel = structuredClone(model);
+  const existing = new Set(probe.graph.output.map((o) => o.name));
+  const inputName = probe.graph.input[0]!.name;
+  for (const name of tensors.filter((t) => !existing.has(t) && t !== inputName)) {
+    probe.graph.output.push({ name, type: { tensor_type: { elem_type: DT.FLOAT } } } as never);
+  }
+  const session = await ort.InferenceSession.create(encodeModel(probe), { intraOpNumThreads: threads, graphOptimizationLevel: 'basic', executionProviders: ['cpu'] });
+  const inputShape = probe.graph.input[0]!.type.tensor_type.shape.dim.slice(1).map((d) => Number(d.dim_value));
+  const wanted = tensors.filter((t) => t !== inputName);
+  return {
+    /** The tensors' values for one batch (the input itself where it is one of them). */
+    async run({ input, batch }: CalibrationBatch, use: (name: string, values: Float32Array) => void): Promise<void> {
+      const results = await session.run({ [inputName]: new ort.Tensor('float32', input, [batch, ...inputShape]) }, wanted);
+      for (const name of tensors) use(name, name === inputName ? input : (results[name]!.data as Float32Array));
+      for (const t of Object.values(results)) t.dispose();
+    },
+    release: () => session.release(),
+  };
+}
+
+/** Runs the fp32 model with every planned activation as an extra output, and takes each one's range. */
+async function calibrate(
+  model: OnnxModel,
+  tensors: string[],
+  batches: Iterable<CalibrationBatch> | AsyncIterable<CalibrationBatch>,
+  method: CalibrationMethod,
+  percentile: number,
+  threads: number,
+): Promise<{ ranges: Map<string, Range>; samples: number; kept: CalibrationBatch[] }> {
+  const probe = await probeSession(model, tensors, threads);
+  const seen = new Map<string, { min: number; max: number; lowSum: number; highSum: number; batches: number }>();
+  const kept: CalibrationBatch[] = [];
+  let samples = 0;
+  try {
+    for await (const b of batches) {
+      await probe.run(b, (name, values) => {
+        const s = seen.get(name) ?? { min: Infinity, max: -Infinity, lowSum: 0, highSum: 0, batches: 0 };
+        observe(s, values, method, percentile);
+        seen.set(name, s);
+      });
+      if (samples < KEPT_SAMPLES) kept.push(b);
+      samples += b.batch;
+    }
+  } finally {
+    await probe.release();
+  }
+  if (samples === 0) throw new Error('no calibration samples');
+  const ranges = new Map<string, Range>();
+  for (const [name, s] of seen) {
+    ranges.set(name, method === 'minmax' ? { lo: s.min, hi: s.max } : { lo: Math.max(s.min, s.lowSum / s.batches), hi: Math.min(s.max, s.highSum / s.batches) });
+  }
+  return { ranges, samples, kept };
+}
+
+/** Per channel (axis 1), the mean of each tensor over `batches`. */
+async function channelMeans(model: OnnxModel, tensors: Map<string, number>, batches: CalibrationBatch[], threads: number): Promise<Map<string, Float64Array>> {
+  const probe = await probeSession(model, [...tensors.keys()], threads);
+  const sums = new Map([...tensors].map(([name, channels]) => [name, new Float64Array(channels)]));
+  const counts = new Map<string, number>();
+  try {
+    for (const b of batches) {
+      await probe.run(b, (name, values) => {
+        const sum = sums.get(name)!;
+        const channels = sum.length;
+        const inner = values.length / (b.batch * channels);
+        for (let i = 0; i < values.length; i++) sum[Math.floor(i / inner) % channels]! += values[i]!;
+        counts.set(name, (counts.get(name) ?? 0) + b.batch * inner);
+      });
+    }
+  } finally {
+    await probe.release();
+  }
+  for (const [name, sum] of sums) for (let c = 0; c < sum.length; c++) sum[c]! /= counts.get(name)!;
+  return sums;
+}
+
+/**
+ * Moves each quantized node's int32 bias by the mean shift its rounded weights cause per channel: beside each node,
+ * a float twin with the original weights reads the same input, and both outputs' channel means are compared.
+ */
+async function correctBiases(fp32: OnnxModel, int8: OnnxModel, plan: Plan, batches: CalibrationBatch[], threads: number): Promise<void> {
+  const originals = new Map(fp32.graph.initializer.map((t) => [t.name, t]));
+  const inits = new Map(int8.graph.initializer.map((t) => [t.name, t]));
+  const biased = plan.nodes.filter(({ node }) => node.input[2]);
+  const probe: OnnxModel = structuredClone(int8);
+  const outputs = new Map<string, number>();
+  for (const { node } of biased) {
+    const [weight, bias] = [undequantized(node.input[1]!), originalBias(node)];
+    const twin = `${node.output[0]}/fp32_twin`;
+    probe.graph.initializer.push({ ...originals.get(weight)!, name: `${weight}/fp32_twin` }, { ...originals.get(bias)!, name: `${bias}/fp32_twin` });
+    probe.graph.node.push({ ...node, name: `${node.name}/fp32_twin`, input: [node.input[0]!, `${weight}/fp32_twin`, `${bias}/fp32_twin`], output: [twin] });
+    const channels = inits.get(`${bias}/b_scale`)!.dims[0]!;
+    outputs.set(node.output[0]!, channels).set(twin, channels);
+  }
+  const means = await channelMeans(probe, outputs, batches, threads);
+  for (const { node } of biased) {
+    const bias = originalBias(node);
+    const q = inits.get(`${bias}/int32`)!;
+    const values = new Int32Array(q.raw_data.slice().buffer);
+    const scale = new Float32Array(inits.get(`${bias}/b_scale`)!.raw_data.slice().buffer);
+    const [want, got] = [means.get(`${node.output[0]}/fp32_twin`)!, means.get(node.output[0]!)!];
+    for (let c = 0; c < values.length; c++) values[c] = clampInt32(values[c]! + Math.round((want[c]! - got[c]!) / scale[c]!));
+    q.raw_data = new Uint8Array(values.buffer);
+  }
+}
+
+/** The name of a quantized node's weight before quantization. */
+function undequantized(dequantized: string): string {
+  return dequantized.replace(/\/dequantized$/, '');
+}
+
+/** The name of a quantized node's bias before quantization. */
+function originalBias(node: OnnxNode): string {
+  return undequantized(node.input[2]!);
+}
+
+const clampInt32 = (v: number) => Math.max(-(2 ** 31), Math.min(2 ** 31 - 1, v));
+
+function observe(
+  s: { min: number; max: number; lowSum: number; highSum: number; batches: number },
+  values: Float32Array,
+  method: CalibrationMethod,
+  percentile: number,
+): void {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  s.min = Math.min(s.min, min);
+  s.max = Math.max(s.max, max);
+  if (method !== 'percentile') return;
+  // A strided sample of the batch's values; its percentiles are averaged over the batches.
+  const step = Math.max(1, Math.floor(values.length / SAMPLE_PER_TENSOR));
+  const sample = new Float32Array(Math.ceil(values.length / step));
+  for (let i = 0, j = 0; i < values.length; i += step, j++) sample[j] = values[i]!;
+  sample.sort();
+  const at = (p: number) => sample[Math.min(sample.length - 1, Math.max(0, Math.round((p / 100) * (sample.length - 1))))]!;
+  s.lowSum += Math.min(at(100 - percentile), 0);
+  s.highSum += Math.max(at(percentile), 0);
+  s.batches++;
+}
+
+/** uint8 scale and zero point covering [lo, hi] and 0. */
+function activationParams({ lo, hi }: Range): { scale: number; zero: number } {
+  const rmin = Math.min(lo, 0);
+  const rmax = Math.max(hi, 0);
+  const scale = rmax > rmin ? (rmax - rmin) / 255 : 1;
+  const zero = Math.min(255, Math.max(0, Math.round(-rmin / scale)));
+  return { scale, zero };
+}
+
+function floatsOf(t: OnnxTensor): Float32Array {
+  const raw = t.raw_data;
+  const copy = new Uint8Array(raw.byteLength);
+  copy.set(raw);
+  return new Float32Array(copy.buffer);
+}
+
+function tensor(name: string, dims: number[], dataType: number, data: ArrayBufferView): OnnxTensor {
+  return { name, dims, data_type: dataType, raw_data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+function rewrite(model: OnnxModel, plan: Plan, ranges: Map<string, Range>, weightBits: number): void {
+  const g = model.graph;
+  const inits = new Map(g.initializer.map((t) => [t.name, t]));
+  const added: OnnxNode[] = [];
+  const scales = new Map<string, number>();
+  // Activations: x -> Q -> DQ, every reader of x then reads the DQ output.
+  const renamed = new Map<string, string>();
+  for (const name of plan.activations) {
+    const range = ranges.get(name);
+    if (!range) throw new Error(`no calibration range for ${name}`);
+    const { scale, zero } = activationParams(range);
+    scales.set(name, scale);
+    g.initializer.push(tensor(`${name}/q_scale`, [], DT.FLOAT, Float32Array.of(scale)));
+    g.initializer.push(tensor(`${name}/q_zero`, [], DT.UINT8, Uint8Array.of(zero)));
+    const q = `${name}/quantized`;
+    const dq = `${name}/dequantized`;
+    added.push({ op_type: 'QuantizeLinear', name: `${name}/QuantizeLinear`, input: [name, `${name}/q_scale`, `${name}/q_zero`], output: [q], attribute: [] });
+    added.push({ op_type: 'DequantizeLinear', name: `${name}/DequantizeLinear`, input: [q, `${name}/q_scale`, `${name}/q_zero`], output: [dq], attribute: [] });
+    renamed.set(name, dq);
+  }
+  for (const n of g.node) n.input = n.input.map((i) => renamed.get(i) ?? i);
+  // Weights (per output channel, symmetric) and biases (int32 at input scale x weight scale).
+  const qmax = 2 ** (weightBits - 1) - 1;
+  for (const { node, axis } of plan.nodes) {
+    const [x, w, b] = node.input;
+    const weight = inits.get(w!)!;
+    const values = floatsOf(weight);
+    const channels = weight.dims[axis]!;
+    const inner = weight.dims.slice(axis + 1).reduce((p, d) => p * d, 1);
+    const wScale = new Float32Array(channels);
+    for (let i = 0; i < values.length; i++) {
+      const c = Math.floor(i / inner) % channels;
+      wScale[c] = Math.max(wScale[c]!, Math.abs(values[i]!));
+    }
+    for (let c = 0; c < channels; c++) wScale[c] = wScale[c]! > 0 ? wScale[c]! / qmax : 1;
+    const q = new Int8Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const c = Math.floor(i / inner) % channels;
+      q[i] = Math.max(-qmax, Math.min(qmax, Math.round(values[i]! / wScale[c]!)));
+    }
+    const wName = weight.name;
+    const idx = g.initializer.indexOf(weight);
+    g.initializer[idx] = tensor(`${wName}/int8`, weight.dims, DT.INT8, q);
+    g.initializer.push(tensor(`${wName}/w_scale`, [channels], DT.FLOAT, wScale));
+    g.initializer.push(tensor(`${wName}/w_zero`, [channels], DT.INT8, new Int8Array(channels)));
+    node.input[1] = dequantizeAlong(added, wName, [`${wName}/int8`, `${wName}/w_scale`, `${wName}/w_zero`], axis);
+    if (b) {
+      const bias = inits.get(b)!;
+      const bv = floatsOf(bias);
+      const xScale = scales.get(originalOf(x!, renamed))!;
+      const bScale = Float32Array.from(wScale, (s) => s * xScale);
+      const bq = Int32Array.from(bv, (v, c) => clampInt32(Math.round(v / bScale[c]!)));
+      g.initializer[g.initializer.indexOf(bias)] = tensor(`${b}/int32`, bias.dims, DT.INT32, bq);
+      g.initializer.push(tensor(`${b}/b_scale`, [channels], DT.FLOAT, bScale));
+      g.initializer.push(tensor(`${b}/b_zero`, [channels], DT.INT32, new Int32Array(channels)));
+      node.input[2] = dequantizeAlong(added, b, [`${b}/int32`, `${b}/b_scale`, `${b}/b_zero`], 0);
+    }
+  }
+  // Nodes in an order where each reads only what is computed before it: the new ones go right after their input.
+  g.node = topologicalOrder([...g.node, ...added], new Set([...g.initializer.map((t) => t.name), ...g.input.map((i) => i.name)]));
+}
+
+/** Adds a DequantizeLinear with one scale per slice along `axis`; returns its output's name. */
+function dequantizeAlong(nodes: OnnxNode[], base: string, inputs: string[], axis: number): string {
+  const output = `${base}/dequantized`;
+  nodes.push({ op_type: 'DequantizeLinear', name: `${base}/DequantizeLinear`, input: inputs, output: [output], attribute: [{ name: 'axis', type: AttributeType.INT, i: axis }] });
+  return output;
+}
+
+function originalOf(name: string, renamed: Map<string, string>): string {
+  for (const [from, to] of renamed) if (to === name) return from;
+  return name;
+}
+
+function topologicalOrder(nodes: OnnxNode[], available: Set<string>): OnnxNode[] {
+  const ready = new Set(available);
+  const out: OnnxNode[] = [];
+  let pending = nodes;
+  while (pending.length > 0) {
+    const waiting: OnnxNode[] = [];
+    for (const n of pending) {
+      if (n.input.every((i) => !i || ready.has(i))) {
+        out.push(n);
+        for (const o of n.output) ready.add(o);
+      } else waiting.push(n);
+    }
+    if (waiting.length === pending.length) throw new Error(`cannot order nodes: ${waiting.map((n) => n.name).join(', ')}`);
+    pending = waiting;
+  }
+  return out;
+}

@@ -1,0 +1,187 @@
+// int8 export on a real network and real photos: MobileNet v1 0.25 with a cats-vs-dogs head (the sums of its
+// ImageNet cat and dog classes), quantized with calibration on dogs-vs-cats training images and checked on its
+// validation images; and the gate that keeps fp32 when int8 does not agree with it.
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  createSession,
+  decodeImage,
+  decodeModel,
+  exportOnnx,
+  normalizeInto,
+  pixelTransform,
+  quantizeClassifier,
+  quantizeOnnx,
+  type ClassifierManifest,
+} from '../src/index';
+import { loadModelDir, MODELS_DIR } from './helpers';
+
+const DATA = join(MODELS_DIR, '../datasets/dogs-vs-cats');
+const SIZE = 224;
+const PREPROCESSING = { scale: 1 / 127.5, offset: -1 };
+const MANIFEST: ClassifierManifest = { labels: ['cats', 'dogs'], inputSize: SIZE, preprocessing: PREPROCESSING, outputActivation: 'softmax' };
+
+/** ImageNet classes 151-268 are dogs, 281-285 cats. */
+async function petsClassifier(): Promise<Uint8Array> {
+  const saved = await loadModelDir(join(MODELS_DIR, 'mobilenet_v1_0.25_224'));
+  const topology = saved.modelJson.modelTopology as { model_config: { config: { layers: object[]; output_layers: unknown[] } } };
+  const config = topology.model_config.config;
+  config.layers.push({
+    class_name: 'Dense',
+    name: 'pets',
+    config: { name: 'pets', units: 2, activation: 'linear', use_bias: false },
+    inbound_nodes: [[['reshape_2', 0, 0, {}]]],
+  });
+  config.output_layers = [['pets', 0, 0]];
+  const kernel = new Float32Array(1000 * 2);
+  for (let c = 281; c <= 285; c++) kernel[c * 2] = 1;
+  for (let c = 151; c <= 268; c++) kernel[c * 2 + 1] = 1;
+  saved.modelJson.weightsManifest.at(-1)!.weights.push({ name: 'pets/kernel', shape: [1000, 2], dtype: 'float32' });
+  const weights = new Uint8Array(saved.weights.byteLength + kernel.byteLength);
+  weights.set(saved.weights);
+  weights.set(new Uint8Array(kernel.buffer), saved.weights.byteLength);
+  return exportOnnx(saved.modelJson, weights);
+}
+
+async function photos(split: string, label: string, n: number): Promise<Uint8Array[]> {
+  const dir = join(DATA, split, label);
+  const files = (await readdir(dir)).sort().slice(0, n);
+  return Promise.all(files.map(async (f) => new Uint8Array(await readFile(join(dir, f)))));
+}
+
+async function batchOf(images: Uint8Array[]): Promise<{ input: Float32Array; batch: number }> {
+  const t = pixelTransform(PREPROCESSING);
+  const per = SIZE * SIZE * 3;
+  const input = new Float32Array(images.length * per);
+  const pixels = await Promise.all(images.map((b) => decodeImage(b, SIZE)));
+  pixels.forEach((p, i) => normalizeInto(p, t, input, i * per));
+  return { input, batch: images.length };
+}
+
+let fp32: Uint8Array;
+let calibration: Uint8Array[];
+let validation: { images: Uint8Array[]; labels: number[] };
+
+beforeAll(async () => {
+  fp32 = await petsClassifier();
+  calibration = [...(await photos('train', 'cats', 16)), ...(await photos('train', 'dogs', 16))];
+  const [cats, dogs] = [await photos('validation', 'cats', 24), await photos('validation', 'dogs', 24)];
+  validation = { images: [...cats, ...dogs], labels: [...cats.map(() => 0), ...dogs.map(() => 1)] };
+}, 60_000);
+
+describe('quantizeOnnx', () => {
+  it('writes int8 per-channel weights and QDQ activations that ONNX Runtime runs, close to fp32 on real photos', async () => {
+    const calib = [await batchOf(calibration.slice(0, 16)), await batchOf(calibration.slice(16))];
+    const { model, report } = await quantizeOnnx(fp32, calib, { method: 'minmax' });
+    expect(report).toMatchObject({ method: 'minmax', samples: 32, weightBits: 8 });
+    const proto = decodeModel(model);
+    const convs = proto.graph.node.filter((n) => n.op_type === 'Conv');
+    expect(report.nodes).toBe(convs.length);
+    const int8 = proto.graph.initializer.filter((t) => t.data_type === 3 && t.dims.length === 4);
+    expect(int8.length).toBe(convs.length);
+    // Every conv reads its weights through a per-output-channel DequantizeLinear.
+    const producers = new Map(proto.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    for (const conv of convs) {
+      const dq = producers.get(conv.input[1]!)!;
+      expect(dq.op_type).toBe('DequantizeLinear');
+      expect(producers.get(conv.input[0]!)?.op_type).toBe('DequantizeLinear');
+      const scale = proto.graph.initializer.find((t) => t.name === dq.input[1])!;
+      expect(scale.dims).toEqual([int8.find((t) => t.name === dq.input[0])!.dims[0]]);
+    }
+    expect(JSON.parse(proto.metadata_props.find((p) => p.key === 'graft.quantization')!.value)).toMatchObject({ method: 'minmax' });
+    expect(model.byteLength).toBeLessThan(fp32.byteLength / 2.5);
+
+    const [s32, s8] = [await createSession(fp32, { threads: 1 }), await createSession(model, { threads: 1 })];
+    const x = await batchOf(validation.images);
+    const [o32, o8] = [await s32.run(x.input, x.batch), await s8.run(x.input, x.batch)];
+    expect(o32.every(Number.isFinite) && o8.every(Number.isFinite)).toBe(true);
+    let agree = 0;
+    for (let i = 0; i < x.batch; i++) agree += +(o32[2 * i]! > o32[2 * i + 1]! === o8[2 * i]! > o8[2 * i + 1]!);
+    expect(agree / x.batch).toBeGreaterThanOrEqual(0.95);
+    await Promise.all([s32.dispose(), s8.dispose()]);
+  }, 120_000);
+
+  it('quantizes plain Gemm weights too when asked, per output column', async () => {
+    const { model, report } = await quantizeOnnx(fp32, [await batchOf(calibration.slice(0, 8))], { gemm: true });
+    const proto = decodeModel(model);
+    const gemm = proto.graph.node.find((n) => n.op_type === 'Gemm')!;
+    const producers = new Map(proto.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    const dq = producers.get(gemm.input[1]!)!;
+    expect(dq.op_type).toBe('DequantizeLinear');
+    expect(dq.attribute).toContainEqual(expect.objectContaining({ name: 'axis', i: 1 }));
+    expect(report.nodes).toBe(proto.graph.node.filter((n) => n.op_type === 'Conv').length + 1);
+    const s8 = await createSession(model, { threads: 1 });
+    const x = await batchOf(validation.images.slice(0, 4));
+    expect((await s8.run(x.input, x.batch)).every(Number.isFinite)).toBe(true);
+    await s8.dispose();
+  }, 120_000);
+
+  it("leaves the last convolution's output unrounded unless asked, and named nodes in fp32", async () => {
+    const calib = [await batchOf(calibration.slice(0, 4))];
+    const convs = decodeModel(fp32).graph.node.filter((n) => n.op_type === 'Conv');
+    const plain = await quantizeOnnx(fp32, calib);
+    const outputs = await quantizeOnnx(fp32, calib, { quantizeOutputs: true });
+    // Two Convs feed no quantized node: the last feature map's (pooled next) and the ImageNet predictions'. Only
+    // `quantizeOutputs` rounds their outputs.
+    expect(outputs.report.activations).toBe(plain.report.activations + 2);
+    const quantized = (m: Uint8Array) => new Set(decodeModel(m).graph.node.filter((n) => n.op_type === 'QuantizeLinear').map((n) => n.input[0]));
+    expect([...quantized(outputs.model)].filter((t) => !quantized(plain.model).has(t)).sort()).toEqual(['conv_preds', 'conv_pw_13_relu/relu6']);
+    const first = convs[0]!.name;
+    const mixed = await quantizeOnnx(fp32, calib, { fp32Nodes: [first] });
+    expect(mixed.report.nodes).toBe(convs.length - 1);
+    const firstNode = decodeModel(mixed.model).graph.node.find((n) => n.name === first)!;
+    const weight = decodeModel(mixed.model).graph.initializer.find((t) => t.name === firstNode.input[1]);
+    expect(weight?.data_type).toBe(1);
+  }, 120_000);
+
+  it('corrects each quantized bias for the mean shift of its rounded weights, unless told not to', async () => {
+    const calib = [await batchOf(calibration.slice(0, 8))];
+    const [corrected, plain] = [await quantizeOnnx(fp32, calib), await quantizeOnnx(fp32, calib, { biasCorrection: false })];
+    expect([corrected.report.biasCorrection, plain.report.biasCorrection]).toEqual([true, false]);
+    const biases = (m: Uint8Array) => decodeModel(m).graph.initializer.filter((t) => t.data_type === 6 && t.name.endsWith('/int32'));
+    const [a, b] = [biases(corrected.model), biases(plain.model)];
+    expect(a.map((t) => t.name)).toEqual(b.map((t) => t.name));
+    const moved = a.filter((t, i) => Buffer.compare(Buffer.from(t.raw_data), Buffer.from(b[i]!.raw_data)) !== 0);
+    expect(moved.length).toBeGreaterThan(a.length / 2);
+  }, 120_000);
+
+  it('refuses a model without Conv or Gemm weights, and bad options', async () => {
+    await expect(quantizeOnnx(fp32, [], { weightBits: 9 })).rejects.toThrow(/weightBits/);
+    await expect(quantizeOnnx(fp32, [], { method: 'entropy' as never })).rejects.toThrow(/calibration method/);
+    await expect(quantizeOnnx(fp32, [])).rejects.toThrow(/no calibration samples/);
+  });
+});
+
+describe('quantizeClassifier (the int8 gate)', () => {
+  it('keeps int8 when it agrees with fp32 on the validation images', async () => {
+    const { model, decision } = await quantizeClassifier(fp32, MANIFEST, { calibration, validation }, { method: 'minmax', minAgreement: 0.95, maxAccuracyDrop: 0.05 });
+    expect(decision.reason).toBeNull();
+    expect(decision.used).toBe(true);
+    expect(decision.images).toBe(48);
+    expect(decision.agreement).toBeGreaterThanOrEqual(0.95);
+    expect(decision.accuracyFp32).toBeGreaterThan(0.6);
+    expect(Math.abs(decision.accuracyFp32! - decision.accuracyInt8!)).toBeLessThanOrEqual(0.05);
+    expect(model).not.toBeNull();
+    const s8 = await createSession(model!, { threads: 1 });
+    expect(s8.outputShape).toEqual([2]);
+    await s8.dispose();
+  }, 120_000);
+
+  it('keeps fp32, saying why, when a too coarse quantization disagrees with fp32', async () => {
+    const { model, decision } = await quantizeClassifier(fp32, MANIFEST, { calibration, validation }, { method: 'minmax', weightBits: 2 });
+    expect(model).toBeNull();
+    expect(decision.used).toBe(false);
+    expect(decision.agreement).toBeLessThan(0.995);
+    expect(decision.reason).toMatch(/agrees with fp32 on .* of 48 validation images; at least 99.50% needed/);
+    expect(decision.quantization).toMatchObject({ weightBits: 2 });
+  }, 120_000);
+
+  it('keeps fp32 when there is nothing to check it on, or the images do not decode', async () => {
+    const none = await quantizeClassifier(fp32, MANIFEST, { calibration, validation: { images: [], labels: [] } });
+    expect(none).toMatchObject({ model: null, decision: { used: false, reason: 'no validation images to check int8 against fp32' } });
+    const junk = await quantizeClassifier(fp32, MANIFEST, { calibration: [new Uint8Array([1, 2, 3])], validation });
+    expect(junk.model).toBeNull();
+    expect(junk.decision.reason).toMatch(/quantization failed: no calibration samples/);
+  }, 60_000);
+});

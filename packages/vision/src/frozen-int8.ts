@@ -1,0 +1,115 @@
+// An int8 frozen model that calibrates itself on what it is given: the first `calibrationSamples` inputs run in fp32
+// and are kept; the model is then quantized (@graft/inference quantizeOnnx, per-channel int8 weights, min-max
+// activation ranges) and the int8 session checked against fp32 on those same inputs. It serves the later runs only
+// where its outputs keep a cosine similarity of at least `minCosine` with fp32's; otherwise fp32 goes on serving and
+// the log says why. Runs keep the order they were asked in: the switch waits for the fp32 runs asked before it.
+import * as tf from '@tensorflow/tfjs';
+import type { LogFn } from './backend';
+import type { FrozenModel } from './frozen';
+
+export interface FrozenInt8Options {
+  /** Samples calibrated on before the switch (default 128). */
+  calibrationSamples?: number;
+  /** Least cosine similarity between int8 and fp32 outputs on the calibration samples (default 0.98). */
+  minCosine?: number;
+}
+
+export type Quantize = (onnx: Uint8Array, batches: { input: Float32Array; batch: number }[]) => Promise<Uint8Array>;
+
+/** Wraps an fp32 ONNX Runtime frozen model; `open` opens ONNX bytes the way the fp32 model was opened. */
+export function int8FrozenModel(
+  fp32: FrozenModel,
+  onnx: Uint8Array,
+  quantize: Quantize,
+  open: (onnx: Uint8Array) => Promise<FrozenModel>,
+  log: LogFn,
+  what: string,
+  opts: FrozenInt8Options = {},
+): FrozenModel & { readonly precision: 'fp32' | 'int8' } {
+  const wanted = opts.calibrationSamples ?? 128;
+  const minCosine = opts.minCosine ?? 0.98;
+  const kept: { input: Float32Array; batch: number }[] = [];
+  const outputs: Float32Array[] = [];
+  let samples = 0;
+  let current: FrozenModel = fp32;
+  let precision: 'fp32' | 'int8' = 'fp32';
+  let switching: Promise<void> | null = null;
+  let last: Promise<unknown> = Promise.resolve();
+
+  const switchOver = async (): Promise<void> => {
+    await last.catch(() => {});
+    const started = performance.now();
+    let int8: FrozenModel | null = null;
+    try {
+      int8 = await open(await quantize(onnx, kept));
+      let dot = 0;
+      let n32 = 0;
+      let n8 = 0;
+      for (const [i, k] of kept.entries()) {
+        const [y] = await int8.run(k.input, k.batch);
+        const want = outputs[i]!;
+        for (let j = 0; j < want.length; j++) {
+          dot += want[j]! * y![j]!;
+          n32 += want[j]! * want[j]!;
+          n8 += y![j]! * y![j]!;
+        }
+      }
+      const cosine = n32 > 0 && n8 > 0 ? dot / Math.sqrt(n32 * n8) : 0;
+      const seconds = +((performance.now() - started) / 1000).toFixed(2);
+      if (cosine >= minCosine) {
+        current = int8;
+        precision = 'int8';
+        log({ model: what, precision: 'int8', cosine: +cosine.toFixed(4), samples, seconds }, `frozen ${what} runs in int8 from now on`);
+      } else {
+        await int8.dispose();
+        log({ model: what, precision: 'fp32', cosine: +cosine.toFixed(4), minCosine, samples, seconds }, `frozen ${what} stays fp32: int8 outputs are too far from fp32's`);
+      }
+    } catch (err) {
+      await int8?.dispose();
+      log({ model: what, precision: 'fp32', reason: (err as Error).message }, `frozen ${what} stays fp32: int8 could not be made`);
+    } finally {
+      kept.length = 0;
+      outputs.length = 0;
+    }
+  };
+
+  return {
+    engine: fp32.engine,
+    threaded: fp32.threaded,
+    inputShape: fp32.inputShape,
+    outputShapes: fp32.outputShapes,
+    get precision() {
+      return precision;
+    },
+    async run(tensorOrValues, batch, o) {
+      const input = await inputValues(tensorOrValues);
+      if (switching) await switching;
+      const calibrating = !switching && samples < wanted;
+      const copy = calibrating ? input.slice() : null;
+      const run = current.run(input, batch, o);
+      last = run;
+      if (!calibrating) return run;
+      const out = await run;
+      kept.push({ input: copy!, batch });
+      outputs.push(out[0]!);
+      samples += batch;
+      if (samples >= wanted && !switching) switching = switchOver();
+      return out;
+    },
+    async dispose() {
+      await switching?.catch(() => {});
+      if (current !== fp32) await current.dispose();
+      await fp32.dispose();
+    },
+  };
+}
+
+/** The values of a frozen run's input: a tensor (the input where images were augmented on the backend) is read and disposed. */
+export async function inputValues(input: Float32Array | tf.Tensor): Promise<Float32Array> {
+  if (!(input instanceof tf.Tensor)) return input;
+  try {
+    return (await input.data()) as Float32Array;
+  } finally {
+    input.dispose();
+  }
+}

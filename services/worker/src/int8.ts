@@ -1,0 +1,38 @@
+// The int8 model of a trained classifier: model.onnx quantized, calibrated on training images, and kept as
+// model.int8.onnx only where it agrees with fp32 on the validation images (@graft/inference quantizeClassifier).
+// The decision, kept or not and why, goes into graft.json and metrics.json as `int8`.
+import { availableParallelism } from 'node:os';
+import { quantizeClassifier, type ClassifierManifest, type Int8Decision } from '@graft/inference';
+import type { GraftConfig } from '@graft/config';
+import { mapConcurrent } from '@graft/vision';
+
+const READS_AT_ONCE = 16;
+
+interface Sample {
+  key: string;
+  label: number;
+}
+
+/** At most `n` items spread evenly over `items` (all of them where there are no more than `n`). */
+export function spread<T>(items: readonly T[], n: number): T[] {
+  if (items.length <= n) return [...items];
+  return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]!);
+}
+
+export async function int8Model(
+  fp32: Uint8Array,
+  graftJson: Uint8Array,
+  splits: { train: Sample[]; validation: Sample[] },
+  readImage: (key: string) => Promise<Uint8Array>,
+  settings: GraftConfig['int8'],
+): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
+  const manifest = JSON.parse(Buffer.from(graftJson).toString('utf8')) as ClassifierManifest;
+  const calibrationKeys = spread(splits.train, settings.calibrationImages).map((s) => s.key);
+  const validation = spread(splits.validation, settings.validationImages);
+  // A bounded number of reads at once: a dataset's validation split can be thousands of objects.
+  const calibration = await mapConcurrent(calibrationKeys, READS_AT_ONCE, (key) => readImage(key));
+  const images = await mapConcurrent(validation, READS_AT_ONCE, (s) => readImage(s.key));
+  // Training is over: the job has the cores to itself.
+  const opts = { method: 'minmax' as const, threads: availableParallelism() };
+  return quantizeClassifier(fp32, manifest, { calibration, validation: { images, labels: validation.map((s) => s.label) } }, opts);
+}
