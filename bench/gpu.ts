@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { decodeImages, initBackend, PREPROCESSING, train, type Phase } from '@graft/vision';
 import { PhaseTimes } from './phase-times';
-import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { resolveConfig, type TrainingConfigInput } from '@graft/contract';
 import { itemInput } from '@graft/vision/features';
 import { classLabels, folderTraining, listSplit } from './splits';
 import { loadConfigOrExit } from '@graft/config';

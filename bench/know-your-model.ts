@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util';
 import { exportOnnx, Predictor, readBank, withOodOutput, type CalibrationReport } from '@graft/inference';
 import sharp from 'sharp';
 import { initBackend, loadClassifier, loadExplainer, train } from '@graft/vision';
-import { resolveConfig } from '@graft/vision/config';
+import { resolveConfig } from '@graft/contract';
 import { classLabels, listSplit } from './splits';
 import { loadConfigOrExit } from '@graft/config';
 

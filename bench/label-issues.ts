@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { initBackend, train, type ImageRef } from '../packages/vision/src/index';
-import { resolveConfig } from '../packages/vision/src/config';
+import { resolveConfig } from '../packages/contract/src/training-config';
 import { createRng, permutation } from '../packages/vision/src/random';
 
 const folder = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, '../../shared/datasets/dogs-vs-cats'));

@@ -14,7 +14,7 @@ import { parseArgs } from 'node:util';
 import { classLabels, folderTraining, listSplit } from './splits';
 import { initBackend, train, type ImageRef } from '@graft/vision';
 import { PhaseTimes } from './phase-times';
-import { resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { resolveConfig, type TrainingConfigInput } from '@graft/contract';
 import { loadConfigOrExit } from '@graft/config';
 
 // GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them.

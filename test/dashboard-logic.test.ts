@@ -6,7 +6,7 @@ import { curveData } from '../packages/dashboard/web/curves';
 import { applyEvent } from '../packages/dashboard/web/live';
 import type { HistoryRow, Job } from '../packages/dashboard/web/types';
 
-const row = (phase: string, epoch: number, attempt = 1, loss = 1 / epoch): HistoryRow => ({
+const row = (phase: HistoryRow['phase'], epoch: number, attempt = 1, loss = 1 / epoch): HistoryRow => ({
   phase,
   epoch,
   attempt,

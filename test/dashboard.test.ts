@@ -3,6 +3,7 @@
 // and the playground predicts.
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
+import { isTerminal } from '@graft/contract';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configEnv, testConfig } from './support/services';
 import sharp from 'sharp';
@@ -230,7 +231,7 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
     for (const [kind, created] of Object.entries(jobs) as [keyof typeof want, { id: string }][]) {
       const job = await waitFor(`${kind} job to end`, async () => {
         const j = await call('GET', `/v1/jobs/${created.id}`);
-        return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : null;
+        return isTerminal(j.state) ? j : null;
       }, 300_000, 500);
       expect(job.state, `${kind}: ${job.error?.message}`).toBe(want[kind]);
       await page.goto(`${api.url}/ui/jobs/${job.id}`);

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isTerminal } from '@graft/contract';
 import { configEnv, testConfig } from './support/services';
 import { zipOf, type Entry } from './support/images';
 import { root, runService, startApi, waitFor, type Service } from './support/processes';
@@ -41,7 +42,7 @@ describe('label issues', () => {
   const finished = (id: string) =>
     waitFor(`job ${id} to finish`, async () => {
       const { body } = await get(`/v1/jobs/${id}`);
-      return ['succeeded', 'failed', 'cancelled'].includes(body.state) ? body : null;
+      return isTerminal(body.state) ? body : null;
     }, 400_000, 500);
   const smallJob = {
     method: 'feature_extraction',

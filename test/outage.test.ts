@@ -10,6 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isTerminal } from '@graft/contract';
 import { freePort, startEmbeddedS3, startRedisServer, type EmbeddedRedis, type EmbeddedS3 } from '@graft/devservers';
 import { zipOf, type Entry } from './support/images';
 import { runService, startApi, waitFor, type Service } from './support/processes';
@@ -32,7 +33,6 @@ const CONFIG = {
   fineTuning: { epochs: 3, learningRate: 0.0001 },
   earlyStopping: false,
 };
-const TERMINAL = ['succeeded', 'failed', 'cancelled'];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The first `n` images of each class of a split of the hymenoptera dataset, as archive entries. */
@@ -95,7 +95,7 @@ describe('outages of storage and Redis', () => {
   const finished = (jobId: string, timeoutMs = 300_000) =>
     waitFor('the job to finish', async () => {
       const j = await get(`/v1/jobs/${jobId}`).catch(() => null);
-      return j && TERMINAL.includes(j.state) ? j : null;
+      return j && isTerminal(j.state) ? j : null;
     }, timeoutMs, 200);
   const stopS3For = async (ms: number, whileDown?: () => Promise<void>) => {
     await s3.stop();
@@ -169,9 +169,9 @@ describe('outages of storage and Redis', () => {
       }
       const job = await waitFor(m.name, async () => {
         const j = await get(`/v1/jobs/${jobId}`);
-        return TERMINAL.includes(j.state) || m.reached(j) ? j : null;
+        return isTerminal(j.state) || m.reached(j) ? j : null;
       }, 300_000, 20);
-      if (TERMINAL.includes(job.state)) break;
+      if (isTerminal(job.state)) break;
       caught.push(m.name);
       await stopS3For(OUTAGE_MS, async () => {
         if (sawDownInMetrics) return;

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isTerminal } from '@graft/contract';
 import { startEmbeddedS3, startRedisServer, type EmbeddedRedis, type EmbeddedS3 } from '@graft/devservers';
 import { patternDataset, zipOf } from './support/images';
 import { runService, startApi, waitFor, type Service } from './support/processes';
@@ -80,7 +81,7 @@ describe('reliability', () => {
       'the job to finish on the second worker',
       async () => {
         const j = await get(`/v1/jobs/${jobId}`);
-        return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : null;
+        return isTerminal(j.state) ? j : null;
       },
       180_000,
     );
@@ -113,7 +114,7 @@ describe('reliability', () => {
       'the job to finish',
       async () => {
         const j = await get(`/v1/jobs/${jobId}`);
-        return ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : null;
+        return isTerminal(j.state) ? j : null;
       },
       180_000,
     );
@@ -131,8 +132,9 @@ describe('reliability', () => {
     const ready = await fetch(`${api.url}/readyz`);
     expect(ready.status).toBe(503);
     const body = await ready.json();
-    expect(body.checks.redis).toMatch(/^down/);
-    expect(body.checks.s3).toBe('ok');
+    expect(body.error.code).toBe('SERVICE_UNAVAILABLE');
+    expect(body.error.details.checks.redis).toMatch(/^down/);
+    expect(body.error.details.checks.s3).toBe('ok');
     const list = await fetch(`${api.url}/v1/jobs`, { headers: H });
     expect(list.status).toBe(503);
     expect((await list.json()).error.code).toBe('SERVICE_UNAVAILABLE');
@@ -157,7 +159,7 @@ describe('reliability', () => {
     await s3.stop();
     const ready = await fetch(`${api.url}/readyz`);
     expect(ready.status).toBe(503);
-    expect((await ready.json()).checks.s3).toMatch(/^down/);
+    expect((await ready.json()).error.details.checks.s3).toMatch(/^down/);
     const list = await fetch(`${api.url}/v1/datasets`, { headers: H });
     expect(list.status).toBe(503);
     expect((await list.json()).error.message).toMatch(/unavailable/);

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { keys, type Storage } from '@graft/storage';
 import { queuedJobRecord, type TrainQueue } from '@graft/queue';
-import { plannedEpochs, resolveConfig, type TrainingConfigInput } from '@graft/vision/config';
+import { acceptConfig, plannedEpochs, type TrainingConfigInput } from '@graft/contract';
 import type { Entry } from './images';
 
 /** A dataset as the worker reads it: its images, index.json and, last, manifest.json (`<split>/<class>/<n>.jpg`). */
@@ -21,9 +21,9 @@ export async function putDataset(storage: Storage, tenant: string, entries: Entr
 
 /** Enqueues a training job as the API does: its record, and a payload with the config resolved (input size given). */
 export async function enqueueJob(queue: TrainQueue, tenant: string, datasetId: string, config: TrainingConfigInput & { inputSize: number }): Promise<string> {
-  const resolved = { ...resolveConfig(config), inputSize: config.inputSize };
+  const resolved = acceptConfig(config, config.inputSize);
   const id = `job_${randomBytes(6).toString('hex')}`;
-  const rec = queuedJobRecord({ id, tenant, datasetId, epochs: plannedEpochs(resolved), config: resolved as unknown as Record<string, unknown> });
+  const rec = queuedJobRecord({ id, tenant, datasetId, epochs: plannedEpochs(resolved), config: resolved });
   await queue.enqueue(rec, { jobId: id, tenant, datasetId, manifestKey: keys.datasetManifest(tenant, datasetId), config: resolved });
   return id;
 }

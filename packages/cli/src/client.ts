@@ -1,5 +1,24 @@
 // The Graft HTTP API over the global fetch: one class, one method per endpoint the CLI uses, API errors as ApiError.
+// The shapes are the contract's (@graft/contract).
 import { Readable } from 'node:stream';
+import {
+  TERMINAL_STATES,
+  type Artifact,
+  type CancelResponse,
+  type ClassMetrics,
+  type DatasetManifest,
+  type EvalMetrics,
+  type HealthReport,
+  type HistoryRow,
+  type Job,
+  type JobPage,
+  type JobState,
+  type LabelIssues,
+  type ModelRecord,
+  type OodResult,
+  type Prediction,
+  type PredictResponse,
+} from '@graft/contract';
 
 /** An error answered by the API ({"error": {code, message, details}}), or a failure to reach it. */
 export class ApiError extends Error {
@@ -15,133 +34,11 @@ export class ApiError extends Error {
   }
 }
 
-export interface Dataset {
-  id: string;
-  name: string;
-  status: string;
-  classes: string[];
-  splits: Record<string, Record<string, number>>;
-  imageCount: number;
-  bytes: number;
-  rejected: { path: string; reason: string }[];
-  warnings: string[];
-  /** Counts of the health report; absent on datasets uploaded before it existed. */
-  health?: Record<string, number>;
-  createdAt: string;
-}
-
-/** An image as the health report names it. */
-export interface HealthImage {
-  imageId: string;
-  path: string;
-  split: string;
-  label: string;
-}
-
-/** GET /v1/datasets/:id/health, the parts the CLI prints. */
-export interface DatasetHealth {
-  summary: Record<string, number>;
-  findings: { kind: string; message: string }[];
-  nearDuplicates: { split: string; similarity: number; mixedLabels: boolean; images: HealthImage[] }[];
-  leakage: { similarity: number; images: [HealthImage, HealthImage] }[];
-}
-
-/** GET /v1/jobs/:id/label-issues: likely label errors, most suspicious first. */
-export interface LabelIssues {
-  labels: string[];
-  scored: { train: number; validation: number };
-  total: number;
-  items: { imageId: string | null; path: string | null; split: string; label: string; suggestedLabel: string; score: number }[];
-}
-
-export interface HistoryRow {
-  phase: string;
-  epoch: number;
-  attempt: number;
-  loss: number | null;
-  accuracy: number | null;
-  valLoss: number | null;
-  valAccuracy: number | null;
-  seconds: number;
-}
-
-export interface ClassMetrics {
-  precision: number;
-  recall: number;
-  f1: number;
-  support: number;
-}
-
-export interface EvalMetrics {
-  loss: number;
-  accuracy: number;
-  confusionMatrix?: number[][];
-  labels?: string[];
-  perClass?: Record<string, ClassMetrics>;
-  /** Expected calibration error (15 bins) before and after the temperature fitted on validation. */
-  calibration?: { temperature: number; ece: number; calibratedEce: number } | null;
-}
-
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
-
-export interface Job {
-  id: string;
-  datasetId: string;
-  state: JobState;
-  phase: string | null;
-  progress: number;
-  epoch: number | null;
-  epochs: number | null;
-  etaSeconds: number | null;
-  config: Record<string, any>;
-  history: HistoryRow[];
-  test: EvalMetrics | null;
-  validation?: EvalMetrics | null;
-  modelId: string | null;
-  error: { code: string; message: string } | null;
-  attempts: number;
-  backend?: string | null;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-
-export interface Model {
-  id: string;
-  jobId: string;
-  datasetId?: string;
-  labels: string[];
-  backbone: string | null;
-  method?: string;
-  inputSize: number;
-  metrics: { test?: EvalMetrics | null; validation?: EvalMetrics | null; [k: string]: unknown };
-  artifacts?: string[];
-  createdAt: string;
-}
-
-export interface Artifact {
-  name: string;
-  bytes: number;
-  url: string;
-}
-
-export interface Prediction {
-  label: string;
-  probability: number;
-}
-
-/** How far an image lies from the training images (null where the model has no feature bank). */
-export interface OutOfDistribution {
-  score: number;
-  flagged: boolean;
-}
-
-export interface PredictResponse {
-  modelId: string;
-  results: { predictions: Prediction[]; outOfDistribution: OutOfDistribution | null }[];
-  timing: { totalMs: number };
-}
+export type Dataset = DatasetManifest;
+export type DatasetHealth = HealthReport;
+export type Model = ModelRecord;
+export type OutOfDistribution = OodResult;
+export { TERMINAL_STATES, type Artifact, type ClassMetrics, type EvalMetrics, type HistoryRow, type Job, type JobState, type LabelIssues, type Prediction, type PredictResponse };
 
 export interface PredictOptions {
   topK?: number;
@@ -262,7 +159,7 @@ export class GraftClient {
   }
 
   listJobs(q: { state?: string; limit?: number; offset?: number } = {}) {
-    return this.request<{ items: Job[]; total: number; limit: number; offset: number }>('GET', '/v1/jobs', { query: q });
+    return this.request<JobPage>('GET', '/v1/jobs', { query: q });
   }
 
   getJob(id: string) {
@@ -274,7 +171,7 @@ export class GraftClient {
   }
 
   cancelJob(id: string) {
-    return this.request<{ id: string; state: JobState; cancelRequested: boolean }>('POST', `/v1/jobs/${enc(id)}/cancel`);
+    return this.request<CancelResponse>('POST', `/v1/jobs/${enc(id)}/cancel`);
   }
 
   /** The job's Server-Sent Events until the server ends the stream (after a terminal state) or `signal` aborts. */

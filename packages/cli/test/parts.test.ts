@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { buffer } from 'node:stream/consumers';
 import yauzl from 'yauzl';
 import { openSource, zipFolder } from '../src/archive';
+import { acceptConfig, type HistoryRow } from '@graft/contract';
 import { GraftClient, ApiError, type Job } from '../src/client';
 import { JobView } from '../src/job-view';
 import { jobInfo, phaseInfo } from '../src/progress';
@@ -169,18 +170,20 @@ const job = (patch: Partial<Job>): Job => ({
   epoch: 2,
   epochs: 4,
   etaSeconds: 20,
-  config: { method: 'fine_tuning', featureExtraction: { epochs: 4 }, fineTuning: { epochs: 3 } },
+  config: acceptConfig({ method: 'fine_tuning', featureExtraction: { epochs: 4 }, fineTuning: { epochs: 3 } }, 224),
   history: [],
   test: null,
+  validation: null,
   modelId: null,
   error: null,
   attempts: 1,
+  backend: null,
   createdAt: '2024-01-01T00:00:00.000Z',
   startedAt: '2024-01-01T00:00:00.000Z',
   finishedAt: null,
   ...patch,
 });
-const row = (phase: string, epoch: number, seconds = 2) => ({
+const row = (phase: HistoryRow['phase'], epoch: number, seconds = 2): HistoryRow => ({
   phase,
   epoch,
   attempt: 1,
@@ -222,7 +225,7 @@ describe('job view', () => {
   });
 
   it('shows one phase for feature extraction and takes a snapshot with history', () => {
-    const config = { method: 'feature_extraction', featureExtraction: { epochs: 2 } };
+    const config = acceptConfig({ method: 'feature_extraction', featureExtraction: { epochs: 2 } }, 224);
     const v = new JobView(job({ config }));
     v.apply({ event: 'state', data: job({ config, state: 'succeeded', phase: null, history: [row('training_head', 1), row('training_head', 2)] }) });
     const phases = v.phases();
@@ -257,15 +260,15 @@ describe('training config and output', () => {
 
 describe('metricsText', () => {
   it('gives the calibration error as trained and calibrated, where the metrics have it', () => {
-    const m = { accuracy: 0.979, loss: 0.0594, calibration: { temperature: 0.7263, ece: 0.0142, calibratedEce: 0.0089 } };
+    const m = { accuracy: 0.979, loss: 0.0594, calibration: { temperature: 0.7263, ece: 0.0142, calibratedEce: 0.0089, calibratedLoss: 0.05, reliability: [], calibratedReliability: [] } };
     expect(metricsText('test', m)).toBe('test: accuracy 97.9%  loss 0.0594\n  calibration error 1.4% as trained, 0.9% calibrated (temperature 0.726)\n');
     expect(metricsText('validation', { accuracy: 0.5, loss: 0.7 })).toBe('validation: accuracy 50.0%  loss 0.7000\n');
   });
 });
 
 describe('restoredEpoch', () => {
-  const row = (phase: string, epoch: number, valLoss: number | null, valAccuracy: number | null) =>
-    ({ phase, epoch, attempt: 1, loss: 0.5, accuracy: 0.8, valLoss, valAccuracy, seconds: 1 }) as const;
+  const row = (phase: HistoryRow['phase'], epoch: number, valLoss: number | null, valAccuracy: number | null): HistoryRow =>
+    ({ phase, epoch, attempt: 1, loss: 0.5, accuracy: 0.8, valLoss, valAccuracy, seconds: 1 });
 
   it('names the epoch of the lowest validation loss of the last phase when it is not the last epoch', () => {
     const history = [row('training_head', 1, 0.2, 0.9), row('fine_tuning', 1, 0.4, 0.85), row('fine_tuning', 2, 0.3, 0.915), row('fine_tuning', 3, 0.35, 0.902)];
@@ -289,7 +292,7 @@ describe('cli', () => {
 describe('jobInfo', () => {
   it('never shows less time left for the job than for the phase it is in', () => {
     // Fine-tuning: 1 of 3 epochs done at 60 s an epoch, so 120 s left in the phase; the job's estimate says 20 s.
-    const view = new JobView(job({ phase: 'fine_tuning', etaSeconds: 20, history: [row('training_head', 1), row('fine_tuning', 1, 60)], config: { method: 'fine_tuning', featureExtraction: { epochs: 1 }, fineTuning: { epochs: 3 } } }));
+    const view = new JobView(job({ phase: 'fine_tuning', etaSeconds: 20, history: [row('training_head', 1), row('fine_tuning', 1, 60)], config: acceptConfig({ method: 'fine_tuning', featureExtraction: { epochs: 1 }, fineTuning: { epochs: 3 } }, 224) }));
     expect(jobInfo(view)).toContain('ETA 2m 00s');
     view.job.etaSeconds = 300;
     expect(jobInfo(view)).toContain('ETA 5m 00s');

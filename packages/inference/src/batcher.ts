@@ -5,6 +5,7 @@
 // latency. Inputs keep their arrival order, within a batch and from batch to batch.
 
 /** What one input's caller learns besides its output. */
+import type { ErrorCode } from '@graft/contract';
 export interface BatchInfo {
   /** Inputs in the batch this input ran in. */
   size: number;
@@ -46,7 +47,7 @@ interface Pending<I, O> {
 }
 
 export class BatcherClosedError extends Error {
-  readonly code = 'BATCHER_CLOSED';
+  readonly code = 'BATCHER_CLOSED' satisfies ErrorCode;
   /** The server is shutting down: the same request elsewhere (or later) can succeed. */
   readonly permanent = false;
   constructor() {

@@ -8,6 +8,7 @@
 // share-weighted gap between each bin's accuracy and its mean confidence (the top class's probability).
 
 /** Number of confidence bins of the expected calibration error and the reliability diagram. */
+import type { Calibration, ReliabilityBin } from '@graft/contract';
 export const CALIBRATION_BINS = 15;
 
 const EPSILON = 1e-7;
@@ -82,17 +83,7 @@ export function fitTemperature(probabilities: ArrayLike<number>[], truth: number
   return f(Math.log(t)) < f(0) ? t : 1;
 }
 
-/** One bin of a reliability diagram: confidences in [from, to). */
-export interface ReliabilityBin {
-  from: number;
-  to: number;
-  /** Images whose top probability falls in the bin. */
-  count: number;
-  /** Their mean top probability (null for an empty bin). */
-  confidence: number | null;
-  /** The share of them classified correctly (null for an empty bin). */
-  accuracy: number | null;
-}
+export type { ReliabilityBin };
 
 /** The reliability diagram of probabilities against true class indices, in CALIBRATION_BINS equal-width bins. */
 export function reliabilityBins(probabilities: ArrayLike<number>[], truth: number[], bins = CALIBRATION_BINS): ReliabilityBin[] {
@@ -125,17 +116,7 @@ export function expectedCalibrationError(bins: ReliabilityBin[]): number {
 }
 
 /** Calibration of a set of predictions before and after a temperature: what the metrics report. */
-export interface CalibrationReport {
-  temperature: number;
-  /** Expected calibration error (CALIBRATION_BINS bins) of the model's own probabilities. */
-  ece: number;
-  /** Expected calibration error of the calibrated probabilities. */
-  calibratedEce: number;
-  /** Mean negative log-likelihood of the calibrated probabilities. */
-  calibratedLoss: number;
-  reliability: ReliabilityBin[];
-  calibratedReliability: ReliabilityBin[];
-}
+export type CalibrationReport = Calibration;
 
 export function calibrationReport(probabilities: Float32Array[], truth: number[], temperature: number): CalibrationReport {
   const calibrated = probabilities.map((p) => applyTemperature(p, temperature));

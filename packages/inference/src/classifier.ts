@@ -2,6 +2,7 @@
 // normalisation, output activation), the ONNX model runs in a SessionHost's worker threads, and concurrent
 // requests share batches through a DynamicBatcher. Images are decoded per request (sharp, on libuv's pool), so
 // an undecodable image fails its own request only, before anything of it is queued.
+import type { EngineName, Prediction } from '@graft/contract';
 import sharp from 'sharp';
 import { DynamicBatcher } from './batcher';
 import { applyTemperature } from './calibration';
@@ -27,12 +28,7 @@ export function manifestTemperature(m: ClassifierManifest): number {
   return m.calibration?.temperature ?? 1;
 }
 
-export interface Prediction {
-  label: string;
-  probability: number;
-}
-
-export type EngineName = 'onnxruntime' | 'tfjs';
+export type { EngineName, Prediction };
 
 /** Where a request's time went, in milliseconds. */
 export interface ClassifyTiming {

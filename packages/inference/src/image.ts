@@ -3,6 +3,7 @@
 // Keras's `load_img(target_size=...)` does), then normalise per channel. sharp runs the decode on libuv's thread
 // pool, so the event loop stays free while it works. decodeImage is the one decoder of Graft: @graft/vision
 // trains and predicts on its pixels (packages/vision/src/preprocess.ts re-exports it).
+import type { ErrorCode } from '@graft/contract';
 import sharp from 'sharp';
 
 /**
@@ -26,7 +27,7 @@ export interface PixelTransform {
 
 /** An image of a request that cannot be decoded; `index` is its position among the request's images. */
 export class InvalidImageError extends Error {
-  readonly code = 'INVALID_IMAGE';
+  readonly code = 'INVALID_IMAGE' satisfies ErrorCode;
   readonly permanent = true;
   constructor(
     readonly index: number,

@@ -9,13 +9,14 @@
 // Names: one model input is called `input` (several: `input_0`, `input_1`, … in the order of the model's
 // input layers); one output is called `output` (several: `output_0`, …). The batch dimension is the symbolic
 // `batch`; the other dimensions are those of the Keras model (see `convertToOnnx(...).inputs/outputs`).
+import type { ErrorCode } from '@graft/contract';
 import { attr, GraphBuilder } from './onnx-graph';
 import { encodeModel } from './onnx-proto';
 import { readWeights, WeightStore, type WeightBytes, type WeightSpec, type WeightsManifestGroup } from './tfjs-weights';
 
 /** Thrown for a layer (or a layer setting) that the converter cannot express; callers fall back to TF.js. */
 export class UnsupportedLayerError extends Error {
-  readonly code = 'UNSUPPORTED_LAYER';
+  readonly code = 'UNSUPPORTED_LAYER' satisfies ErrorCode;
   /** The same model fails the same way on every attempt. */
   readonly permanent = true;
   constructor(

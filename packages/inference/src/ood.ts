@@ -13,6 +13,7 @@
 // dot products (scoreFromDots).
 
 /** File of the feature bank among the model's artifacts: bankSize x featureSize float32, little-endian, unit rows. */
+import type { OodResult } from '@graft/contract';
 export const OOD_BANK_FILE = 'ood-features.bin';
 /** Neighbours an image's score averages over. */
 export const OOD_NEIGHBOURS = 5;
@@ -32,11 +33,7 @@ export interface OodManifest {
   threshold: number;
 }
 
-/** An image's score and whether it passes the threshold. */
-export interface OodResult {
-  score: number;
-  flagged: boolean;
-}
+export type { OodResult };
 
 /** Scales each row of `rows` (n x d, in place) to unit length; a zero row stays zero. */
 export function normalizeRows(rows: Float32Array, d: number): Float32Array {

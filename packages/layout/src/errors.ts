@@ -1,37 +1,23 @@
-/** Stable codes of every failure `ingestArchive` can report. */
-export type IngestErrorCode =
-  | 'INVALID_ARCHIVE'
-  | 'UNSAFE_PATH'
-  | 'ARCHIVE_TOO_LARGE'
-  | 'ENTRY_TOO_LARGE'
-  | 'TOO_MANY_ENTRIES'
-  | 'COMPRESSION_RATIO_EXCEEDED'
-  | 'INVALID_LAYOUT'
-  | 'INVALID_CLASS_NAME'
-  | 'NO_IMAGES'
-  | 'SINGLE_CLASS'
-  | 'EMPTY_CLASS'
-  | 'ABORTED'
-  | 'STORAGE_FAILED'
-  | 'INGEST_FAILED';
-
-/** HTTP status that each code maps to. 499: the client went away (abort); 500: our side failed. */
-export const INGEST_ERROR_STATUS: Record<IngestErrorCode, 400 | 413 | 499 | 500> = {
-  INVALID_ARCHIVE: 400,
-  UNSAFE_PATH: 400,
-  ARCHIVE_TOO_LARGE: 413,
-  ENTRY_TOO_LARGE: 413,
-  TOO_MANY_ENTRIES: 413,
-  COMPRESSION_RATIO_EXCEEDED: 413,
-  INVALID_LAYOUT: 400,
-  INVALID_CLASS_NAME: 400,
-  NO_IMAGES: 400,
-  SINGLE_CLASS: 400,
-  EMPTY_CLASS: 400,
-  ABORTED: 499,
-  STORAGE_FAILED: 500,
-  INGEST_FAILED: 500,
-};
+// The errors of reading an upload.
+import { statusOf, type ErrorCode } from '@graft/contract';
+/** The codes an upload can fail with (the error catalogue in @graft/contract gives their statuses). */
+export const INGEST_ERROR_CODES = [
+  'INVALID_ARCHIVE',
+  'UNSAFE_PATH',
+  'ARCHIVE_TOO_LARGE',
+  'ENTRY_TOO_LARGE',
+  'TOO_MANY_ENTRIES',
+  'COMPRESSION_RATIO_EXCEEDED',
+  'INVALID_LAYOUT',
+  'INVALID_CLASS_NAME',
+  'NO_IMAGES',
+  'TOO_FEW_CLASSES',
+  'EMPTY_CLASS',
+  'ABORTED',
+  'STORAGE_FAILED',
+  'INGEST_FAILED',
+] as const satisfies readonly ErrorCode[];
+export type IngestErrorCode = (typeof INGEST_ERROR_CODES)[number];
 
 /** Key under which one accepted image was handed to `put`. */
 export interface StoredImageKey {
@@ -57,14 +43,14 @@ export interface IngestErrorDetails {
 /** An upload that cannot be ingested; `status` is the HTTP status to answer with. */
 export class IngestError extends Error {
   readonly code: IngestErrorCode;
-  readonly status: 400 | 413 | 499 | 500;
+  readonly status: number;
   details?: IngestErrorDetails;
 
   constructor(code: IngestErrorCode, message: string, details?: IngestErrorDetails, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'IngestError';
     this.code = code;
-    this.status = INGEST_ERROR_STATUS[code];
+    this.status = statusOf(code);
     this.details = details;
   }
 }

@@ -1,6 +1,7 @@
+import type { Split } from '@graft/contract';
 import { IngestError } from './errors';
 
-export type Split = 'train' | 'validation' | 'test';
+export type { Split };
 
 const JUNK_NAMES = new Set(['thumbs.db', 'ehthumbs.db', 'desktop.ini']);
 

@@ -1,52 +1,9 @@
 // The job records that the API serves: one Redis hash per job plus a list of history rows,
 // a per-tenant index, and a pub/sub channel per job for live events.
 import type { Redis } from 'ioredis';
+import { TERMINAL_STATES, type HistoryRow, type JobEvent, type JobRecord, type JobState } from '@graft/contract';
 
-export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled'];
-
-export interface HistoryRow {
-  phase: string;
-  epoch: number;
-  attempt: number;
-  loss: number;
-  accuracy: number;
-  valLoss: number | null;
-  valAccuracy: number | null;
-  seconds: number;
-}
-
-export interface JobRecord {
-  id: string;
-  tenant: string;
-  datasetId: string;
-  state: JobState;
-  phase: string | null;
-  progress: number;
-  epoch: number | null;
-  epochs: number | null;
-  etaSeconds: number | null;
-  config: Record<string, unknown>;
-  history: HistoryRow[];
-  test: Record<string, unknown> | null;
-  validation: Record<string, unknown> | null;
-  modelId: string | null;
-  error: { code: string; message: string } | null;
-  attempts: number;
-  backend: string | null;
-  /** Images the job left out of the dataset: `leaked` with config.dropLeaked. Null until the job has read it. */
-  dropped?: { leaked: number } | null;
-  cancelRequested: boolean;
-  createdAt: string;
-  startedAt: string | null;
-  finishedAt: string | null;
-}
-
-export type JobEvent =
-  | { type: 'progress'; data: Partial<JobRecord> }
-  | { type: 'epoch'; data: HistoryRow }
-  | { type: 'state'; data: Partial<JobRecord> };
-
+export { TERMINAL_STATES, type HistoryRow, type JobEvent, type JobRecord, type JobState };
 
 /** A new job's record: queued, nothing run yet. */
 export function queuedJobRecord(job: Pick<JobRecord, 'id' | 'tenant' | 'datasetId' | 'config' | 'epochs'>, now = new Date()): JobRecord {

@@ -3,13 +3,13 @@
 // default filled in, the input size chosen): the job record shows that config and the run trains it as it is.
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { TrainingConfigSchema, unresolvedFields, type ResolvedTrainingConfig } from '@graft/vision/config';
+import { ID_PATTERN, TrainingConfigSchema, unresolvedFields, type ResolvedTrainingConfig } from '@graft/contract';
 
 export const TrainJobPayloadSchema = Type.Object(
   {
-    jobId: Type.String({ pattern: '^job_[A-Za-z0-9]+$' }),
+    jobId: Type.String({ pattern: ID_PATTERN.job }),
     tenant: Type.String({ minLength: 1 }),
-    datasetId: Type.String({ pattern: '^ds_[A-Za-z0-9]+$' }),
+    datasetId: Type.String({ pattern: ID_PATTERN.ds }),
     manifestKey: Type.String({ minLength: 1 }),
     config: TrainingConfigSchema,
   },

@@ -4,6 +4,7 @@
 //   goes back to the queue, delayed, without spending an attempt, and the worker takes another tenant's job;
 // - a wall-clock limit per job, counted from its first start over every attempt: past it the job is stopped and
 //   fails for good with TIME_LIMIT_EXCEEDED.
+import type { ErrorCode } from '@graft/contract';
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { JobStore } from './job-store';
@@ -59,7 +60,7 @@ export interface TenantLimitOptions {
 type Processor<R> = (job: Job, token?: string, signal?: AbortSignal) => Promise<R>;
 
 /** The error a job fails with when it runs out of time. */
-export const TIME_LIMIT_CODE = 'TIME_LIMIT_EXCEEDED';
+export const TIME_LIMIT_CODE = 'TIME_LIMIT_EXCEEDED' satisfies ErrorCode;
 
 /**
  * Wraps a processor whose jobs carry `{jobId, tenant}`: the tenant's slot is taken before it runs and let go after,

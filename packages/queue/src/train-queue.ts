@@ -1,5 +1,6 @@
 // The training queue as the API sees it: enqueue, cancel, counts. Services use this, never BullMQ directly.
 import { Queue } from 'bullmq';
+import { isTerminal } from '@graft/contract';
 import type { Redis } from 'ioredis';
 import { TRAIN_JOB, TRAIN_QUEUE, trainJobOptions } from './names';
 import { parseTrainJobPayload, type TrainJobPayload } from './payloads';
@@ -29,7 +30,7 @@ export class TrainQueue {
    * the cancel channel that every worker listens to. Answers the state the job is left in.
    */
   async cancel(rec: JobRecord): Promise<'cancelled' | 'cancelling' | 'finished'> {
-    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') return 'finished';
+    if (isTerminal(rec.state)) return 'finished';
     await this.jobs.update(rec.id, { cancelRequested: true });
     const job = await this.queue.getJob(rec.id);
     const state = job ? await job.getState() : 'unknown';

@@ -1,7 +1,7 @@
 // The train job payload carries the config resolved as the job was accepted; a config left to defaults is refused,
 // so the run never fills in defaults of its own (of a later version) that the job record does not show.
 import { describe, expect, it } from 'vitest';
-import { resolveConfig } from '@graft/vision/config';
+import { resolveConfig } from '@graft/contract';
 import { parseTrainJobPayload, PayloadError } from '@graft/queue';
 
 const ids = { jobId: 'job_abc123', tenant: 'alpha', datasetId: 'ds_abc123', manifestKey: 'tenants/alpha/datasets/ds_abc123/manifest.json' };
@@ -16,7 +16,7 @@ describe('parseTrainJobPayload', () => {
   it('refuses a config left to defaults, naming the fields the run would fill in', () => {
     const raw = { ...ids, config: { batchSize: 16, head: { units: 64 } } };
     expect(() => parseTrainJobPayload(raw)).toThrow(PayloadError);
-    expect(() => parseTrainJobPayload(raw)).toThrow(/config is not resolved \(method, backbone, inputSize, augmentation, head\.dropout, .*dropLeaked left to defaults\)/);
+    expect(() => parseTrainJobPayload(raw)).toThrow(/config is not resolved \(method, backbone, inputSize, augmentation, head\.dropout, .*dropLeaked, labelIssues left to defaults\)/);
   });
 
   it('refuses a resolved config whose input size was left to the backbone, or that lacks one nested default', () => {

@@ -4,9 +4,10 @@ import { inject } from 'vitest';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Queue, Worker, type Job } from 'bullmq';
 import { randomBytes } from 'node:crypto';
+import { acceptConfig } from '@graft/contract';
 import { JobStore, TenantSlots, TIME_LIMIT_CODE, createRedis, queuedJobRecord, withTenantLimits, type JobRecord } from '../src';
 
-const record = (id: string, tenant: string) => queuedJobRecord({ id, tenant, datasetId: 'ds_x', config: {}, epochs: null });
+const record = (id: string, tenant: string) => queuedJobRecord({ id, tenant, datasetId: 'ds_x', config: acceptConfig({}, 224), epochs: null });
 
 describe('withTenantLimits', () => {
   const closers: (() => Promise<unknown>)[] = [];

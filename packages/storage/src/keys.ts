@@ -5,6 +5,8 @@ export const keys = {
   datasetManifest: (t: string, id: string) => `tenants/${t}/datasets/${id}/manifest.json`,
   /** The per-image index the worker trains from. */
   datasetIndex: (t: string, id: string) => `tenants/${t}/datasets/${id}/index.json`,
+  /** The health report made at upload. */
+  datasetHealth: (t: string, id: string) => `tenants/${t}/datasets/${id}/health.json`,
   datasetImage: (t: string, id: string, sha256: string, ext: string) =>
     `tenants/${t}/datasets/${id}/images/${sha256}.${ext}`,
   datasets: (t: string) => `tenants/${t}/datasets/`,

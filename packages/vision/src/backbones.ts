@@ -23,7 +23,7 @@ import { disposeWeights, headlessModel } from './graph';
 import { loadLayersModelFrom, parseJsonFile, readerFor, type FileReader } from './model-files';
 import { PREPROCESSING, type Preprocessing } from './preprocess';
 import { SCRATCH_INPUT_SIZE } from './scratch';
-import type { TrainingConfig } from './config';
+import type { BackboneListing, TrainingConfig } from '@graft/contract';
 
 /**
  * Files of a backbone source reached through code (object storage, an archive), by path relative to the source:
@@ -184,7 +184,7 @@ function describeSource(source: BackboneSource, name: string): string {
 function sourceFor(spec: BackboneSpec, source: BackboneSource | undefined): BackboneSource {
   const s = source ?? spec.publicSource;
   if (!s) {
-    throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `backbone '${spec.name}' has no public weights; give a source folder or URL`);
+    throw new VisionError('BACKBONE_WEIGHTS_UNAVAILABLE', `backbone '${spec.name}' has no public weights; give a source folder or URL`, true);
   }
   return s;
 }
@@ -259,17 +259,7 @@ async function weightsAvailable(spec: BackboneSpec, source: BackboneSource): Pro
   return existsSync(join(location, 'model.json'));
 }
 
-export interface BackboneListing {
-  name: string;
-  inputSize: number;
-  /** The input size training uses when a config gives none. */
-  trainingInputSize: number;
-  preprocessing: Preprocessing['mode'];
-  featureLayer: string;
-  topBlockStart: string;
-  description?: string;
-  weights: { available: boolean; source: string | null };
-}
+export type { BackboneListing };
 
 /** Every registered backbone, with whether its weights are available at source (or its public source). */
 export async function listBackbones(source?: BackboneSource): Promise<BackboneListing[]> {

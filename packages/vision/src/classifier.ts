@@ -1,5 +1,6 @@
 // A trained classifier loaded from its files (`graft.json`, `model.json`, weights), answering top-k predictions
 // for encoded images.
+import type { Prediction } from '@graft/contract';
 import { applyTemperature, manifestTemperature } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from './backend';
@@ -9,10 +10,7 @@ import { toClassProbabilities } from './evaluate';
 import { memoryReader, parseJsonFile, readerHandler } from './model-files';
 import { decodeImage, mapConcurrent, normalizePixels, DEFAULT_DECODE_CONCURRENCY } from './preprocess';
 
-export interface Prediction {
-  label: string;
-  probability: number;
-}
+export type { Prediction };
 
 export interface Classifier {
   readonly labels: string[];

@@ -1,19 +1,21 @@
 // Errors that callers tell apart by `code`. Every error class of the engine (here, in architectures/ and in
 // @graft/inference) states `permanent`: whether retrying the same work fails the same way (a bad dataset, an
 // impossible config, a corrupt weight file) or may succeed (a source that did not answer). The worker retries
-// a job only where its error says it is not permanent.
+// a job only where its error says it is not permanent. Codes and their meanings: the catalogue in @graft/contract.
+import { ERRORS, type ErrorCode } from '@graft/contract';
 
 /** What every error class of the engine carries. */
 export interface EngineError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly permanent: boolean;
 }
 
+/** An error of the engine with a code of the catalogue; permanent as the catalogue says unless told otherwise. */
 export class VisionError extends Error implements EngineError {
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
-    readonly permanent = true,
+    readonly permanent: boolean = ERRORS[code].permanent,
     readonly details?: Record<string, unknown>,
   ) {
     super(message);
@@ -28,7 +30,7 @@ export function isPermanent(err: unknown): boolean {
 
 /** Thrown when an AbortSignal stops training; `name` is 'AbortError' like DOM aborts. Not a failure of the work. */
 export class AbortError extends Error implements EngineError {
-  readonly code = 'ABORT_ERR';
+  readonly code = 'ABORTED';
   readonly permanent = false;
   constructor(message = 'training was aborted') {
     super(message);

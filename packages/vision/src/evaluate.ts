@@ -1,24 +1,11 @@
 // Classification metrics from predicted probabilities: loss, accuracy, confusion matrix (rows = true label,
 // columns = predicted label), per-class precision, recall, F1 and support, and calibration (expected calibration
 // error before and after the model's temperature, with their reliability diagrams).
-import type { CalibrationReport } from '@graft/inference';
+import type { ClassMetrics, DetailedMetrics } from '@graft/contract';
 
-export interface ClassMetrics {
-  precision: number;
-  recall: number;
-  f1: number;
-  support: number;
-}
-
-export interface TestMetrics {
-  loss: number;
-  accuracy: number;
-  confusionMatrix: number[][];
-  labels: string[];
-  perClass: Record<string, ClassMetrics>;
-  /** How well the probabilities match the accuracy, before and after the temperature fitted on validation. */
-  calibration?: CalibrationReport;
-}
+export type { ClassMetrics };
+/** A split's evaluation, confusion matrix and per-class numbers included. */
+export type TestMetrics = DetailedMetrics;
 
 const EPSILON = 1e-7;
 

@@ -3,6 +3,7 @@
 // pooling), averaged over each channel, weight the channels of that map; their sum, negative parts dropped and
 // scaled to [0, 1], is the heatmap (one value per cell of the map, row-major). The overlay is the heatmap,
 // coloured and resized, laid over the image as a PNG.
+import type { Explanation } from '@graft/contract';
 import { applyTemperature, manifestTemperature } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import sharp from 'sharp';
@@ -13,14 +14,7 @@ import { MANIFEST_FILE, type GraftManifest } from './export';
 import { memoryReader, parseJsonFile, readerHandler } from './model-files';
 import { decodeImage, normalizePixels } from './preprocess';
 
-export interface Explanation {
-  label: string;
-  /** The class's probability for the image, calibrated as /predict gives it. */
-  probability: number;
-  heatmap: { width: number; height: number; values: number[] };
-  /** PNG data URL: the heatmap over the image. */
-  overlay: string;
-}
+export type { Explanation };
 
 export interface Explainer {
   readonly labels: string[];

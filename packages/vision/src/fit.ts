@@ -2,6 +2,7 @@
 // variables, validation after each epoch, early stopping on validation loss with the best weights restored, a
 // callback after every epoch (for checkpoints), and an AbortSignal checked before every batch.
 import * as tf from '@tensorflow/tfjs';
+import type { HistoryRow } from '@graft/contract';
 import { throwIfAborted, VisionError } from './errors';
 import type { GradientReplicas, Share } from './replicas';
 
@@ -100,16 +101,7 @@ export async function evaluateSource(
   return { loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN };
 }
 
-export interface HistoryRow {
-  phase: 'training_head' | 'fine_tuning';
-  epoch: number;
-  attempt: number;
-  loss: number;
-  accuracy: number;
-  valLoss: number | null;
-  valAccuracy: number | null;
-  seconds: number;
-}
+export type { HistoryRow };
 
 /** Where a phase stands after its last finished epoch; JSON apart from `best`. */
 export interface PhaseState {

@@ -1,5 +1,5 @@
 // Public API of @graft/vision: TensorFlow.js training and prediction of image classifiers. The training config
-// schema lives in '@graft/vision/config', which does not load TensorFlow.js.
+// schema lives in @graft/contract, which does not load TensorFlow.js.
 export { initBackend, type BackendName, type LogFn } from './backend';
 export {
   registerBackbone,

@@ -7,9 +7,9 @@
 // - The time left is measured per phase: the current phase's remainder at the current phase's own rate, the phases
 //   after it at the rate of the phases that ran (preparing, which holds start-up costs, excluded). No estimate is
 //   given before a phase has run long enough to have a rate.
-import type { HistoryRow } from './fit';
+import type { HistoryRow, JobPhase } from '@graft/contract';
 
-export type Phase = 'preparing' | 'extracting' | 'training_head' | 'fine_tuning' | 'evaluating' | 'exporting';
+export type Phase = JobPhase;
 
 export type TrainEvent =
   | { type: 'phase'; phase: Phase }

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend';
 import { loadClassifier } from '../src/classifier';
-import { resolveConfig, type TrainingConfigInput } from '../src/config';
+import { resolveConfig, type TrainingConfigInput } from '@graft/contract';
 import { train, type Checkpoint, type TrainOptions, type TrainResult } from '../src/train';
 import type { ImageRef } from '../src/split';
 import { createTinyBackboneSource, syntheticSet, TINY_BACKBONE } from './fixtures';

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ARCHITECTURES } from '../src/architectures/index';
 import { initBackend } from '../src/backend';
 import { backboneNames, describeBackbone, getBackboneSpec, listBackbones, loadBackbone } from '../src/backbones';
-import { resolveConfig } from '../src/config';
+import { resolveConfig } from '@graft/contract';
 import { loadLayersModelFromFiles, saveLayersModelToFiles } from '../src/model-files';
 import { train } from '../src/train';
 import { syntheticSet } from './fixtures';

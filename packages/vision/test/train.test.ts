@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { resolveConfig, type TrainingConfigInput } from '../src/config';
+import { resolveConfig, type TrainingConfigInput } from '@graft/contract';
 import { initBackend } from '../src/backend';
 import { loadBackbone } from '../src/backbones';
 import { loadClassifier } from '../src/classifier';

@@ -1,5 +1,6 @@
 // The API as a Fastify plugin tree, without listen(): server.ts listens, tests use app.inject().
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import multipart from '@fastify/multipart';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -35,7 +36,7 @@ export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): P
       headersTimeout: http.headersTimeoutMs,
       connectionsCheckingInterval: Math.max(50, Math.min(30_000, Math.floor(http.headersTimeoutMs / 4))),
     },
-  });
+  }).withTypeProvider<TypeBoxTypeProvider>();
   await app.register(errors);
   await app.register(bodyGuards, { jsonDepth: limits.jsonDepth });
   await app.register(swagger, {
@@ -43,7 +44,9 @@ export async function buildApp(deps: ApiDeps, opts: { logger?: Logger } = {}): P
       info: {
         title: 'Graft API',
         version: '1',
-        description: 'Train image classifiers from small datasets by transfer learning, and serve predictions.',
+        description:
+          'Train image classifiers from small datasets by transfer learning, and serve predictions. Every error answer is ' +
+          '{"error": {"code", "message", "details"?}} with a code of the error catalogue (docs/api.md).',
       },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
       security: deps.config.apiKeys.length ? [{ bearer: [] }] : [],

@@ -9,9 +9,3 @@ export function newId(prefix: 'ds' | 'job' | 'mdl'): string {
   for (const b of bytes) s += ALPHABET[b % 36];
   return `${prefix}_${s}`;
 }
-
-export const ID_PATTERN = {
-  ds: '^ds_[a-z0-9]{1,64}$',
-  job: '^job_[a-z0-9]{1,64}$',
-  mdl: '^mdl_[a-z0-9]{1,64}$',
-} as const;

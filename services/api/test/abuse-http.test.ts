@@ -6,6 +6,7 @@ import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '@graft/storage';
+import { acceptConfig } from '@graft/contract';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
 import { testConfig } from '../../../test/support/services';
@@ -101,7 +102,7 @@ describe('HTTP limits', () => {
     const now = new Date().toISOString();
     await deps.queue.jobs.create({
       id: 'job_streamed', tenant: 'abuser', datasetId: 'ds_x', state: 'queued', phase: null, progress: 0, epoch: null, epochs: null,
-      etaSeconds: null, config: {}, history: [], test: null, validation: null, modelId: null, error: null, attempts: 0, backend: null,
+      etaSeconds: null, config: acceptConfig({}, 224), history: [], test: null, validation: null, modelId: null, error: null, attempts: 0, backend: null,
       cancelRequested: false, createdAt: now, startedAt: null, finishedAt: null,
     });
     const open = () =>

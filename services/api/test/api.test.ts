@@ -99,7 +99,7 @@ describe('API', () => {
     expect(notArchive.json().error.code).toBe('INVALID_ARCHIVE');
     const single = await upload(A, await zipOf((await patternDataset({ train: 3 })).filter((e) => e.path.includes('/dots/'))));
     expect(single.statusCode).toBe(400);
-    expect(single.json().error.code).toBe('SINGLE_CLASS');
+    expect(single.json().error.code).toBe('TOO_FEW_CLASSES');
     const json = await app.inject({ method: 'POST', url: '/v1/datasets', headers: auth(A), payload: { a: 1 } });
     expect(json.statusCode).toBe(415);
     const after: string[] = [];

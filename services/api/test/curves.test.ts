@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import fs from 'node:fs';
-import { queuedJobRecord, type HistoryRow, type JobRecord } from '@graft/queue';
+import { acceptConfig, type HistoryRow, type JobRecord } from '@graft/contract';
+import { queuedJobRecord } from '@graft/queue';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
 import { newId } from '../src/ids';
@@ -81,7 +82,7 @@ const all = (n: XmlNode, pred: (x: XmlNode) => boolean): XmlNode[] => [
 const textOf = (n: XmlNode): string => n.text + n.children.map(textOf).join('');
 const points = (p: XmlNode) => p.attrs.points!.trim().split(/\s+/).map((xy) => xy.split(',').map(Number) as [number, number]);
 
-function row(phase: string, epoch: number, loss: number, accuracy: number, valLoss: number | null, valAccuracy: number | null): HistoryRow {
+function row(phase: HistoryRow['phase'], epoch: number, loss: number, accuracy: number, valLoss: number | null, valAccuracy: number | null): HistoryRow {
   return { phase, epoch, attempt: 1, loss, accuracy, valLoss, valAccuracy, seconds: 1.5 };
 }
 
@@ -106,7 +107,7 @@ describe('curves.svg', () => {
       tenant: 'alpha',
       datasetId: 'ds_curvestest',
       epochs: 5,
-      config: { method: 'fine_tuning', backbone: 'mobilenet_v1_0.25_224', inputSize: 96 },
+      config: acceptConfig({ method: 'fine_tuning', backbone: 'mobilenet_v1_0.25_224' }, 96),
     });
     const rec: JobRecord = {
       ...queued,
@@ -202,7 +203,7 @@ describe('curves.svg', () => {
 
   it('breaks a line where a value is missing, and leaves out a series that has none', async () => {
     const rows = [0.7, 0.6, 0.5, 0.45, 0.4].map((l, i) => row('training_head', i + 1, l, 0.6 + 0.05 * i, i === 2 ? null : l, null));
-    const job = await createJob({ config: { method: 'feature_extraction', backbone: 'mobilenet_v1_0.25_224' } }, rows);
+    const job = await createJob({ config: acceptConfig({ method: 'feature_extraction', backbone: 'mobilenet_v1_0.25_224' }, 224) }, rows);
     const res = await getSvg(job.id);
     const svg = parseXml(res.body);
     const ids = all(svg, (n) => !!n.attrs['data-series']).map((g) => g.attrs['data-series']);
@@ -226,7 +227,7 @@ describe('curves.svg', () => {
 
   it('escapes text that comes from the job record', async () => {
     const job = await createJob(
-      { config: { method: 'fine_tuning', backbone: `<script>alert("x")</script> & 'co'\u0001`, inputSize: 96 } },
+      { config: acceptConfig({ method: 'fine_tuning', backbone: `<script>alert("x")</script> & 'co'\u0001` }, 96) },
       [row('training_head', 1, 0.5, 0.7, 0.4, 0.8)],
     );
     const res = await getSvg(job.id);

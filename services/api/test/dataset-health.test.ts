@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
-import { healthKey, indexKey } from '../src/datasets/service';
+import { keys } from '@graft/storage';
 import { testConfig } from '../../../test/support/services';
 import { sceneImage, zipOf, type Entry } from '../../../test/support/images';
 
@@ -110,7 +110,7 @@ describe('dataset health', () => {
   });
 
   it('records every group by image id in the index the worker trains from (a carved split keeps a group whole)', async () => {
-    const index = await deps.storage.getJson<{ nearDuplicateGroups: string[][] }>(indexKey('health', dataset.id));
+    const index = await deps.storage.getJson<{ nearDuplicateGroups: string[][] }>(keys.datasetIndex('health', dataset.id));
     const ids = health.nearDuplicates.map((g: any) => g.images.map((i: any) => i.imageId).sort());
     expect(index.nearDuplicateGroups.map((g) => [...g].sort())).toEqual(expect.arrayContaining(ids));
     expect(index.nearDuplicateGroups).toHaveLength(ids.length);
@@ -182,7 +182,7 @@ describe('dataset health', () => {
     });
     expect(other.statusCode).toBe(201);
     expect(other.json().health).toMatchObject({ leakagePairs: 0, nearDuplicateGroups: 0 });
-    await deps.storage.deleteKeys([healthKey('health', other.json().id)]);
+    await deps.storage.deleteKeys([keys.datasetHealth('health', other.json().id)]);
     const older = await app.inject({ url: `/v1/datasets/${other.json().id}/health`, headers: auth });
     expect(older.statusCode).toBe(404);
     expect(older.json().error.code).toBe('HEALTH_NOT_AVAILABLE');

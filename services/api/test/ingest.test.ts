@@ -246,9 +246,9 @@ describe.each(FORMATS)('layouts in %s', (format) => {
     expect(result.warnings.filter((w) => !w.includes('at least 20') && !w.includes('no images of'))).toEqual([]);
   });
 
-  it('rejects an archive whose only class folder is wrapped: SINGLE_CLASS', async () => {
+  it('rejects an archive whose only class folder is wrapped: TOO_FEW_CLASSES', async () => {
     const { error, store } = await ingestError(await archiveOf(format, await images('photos/cats', 3, 0)), format);
-    expect(error.code).toBe('SINGLE_CLASS');
+    expect(error.code).toBe('TOO_FEW_CLASSES');
     expect(error.status).toBe(400);
     expect(error.message).toContain("'cats'");
     expect(store.calls).toBe(0);

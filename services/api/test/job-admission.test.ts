@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '@graft/config';
-import { resolveConfig } from '@graft/vision/config';
+import { resolveConfig } from '@graft/contract';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
 import { estimateJob } from '../src/jobs/estimate';

@@ -83,7 +83,7 @@ describe('malformed input', () => {
       ['compression bomb', async () => ({ body: await zipRaw(await twoClasses([{ name: 'cats/bomb.jpg', data: Buffer.alloc(20 * 1024 * 1024) }])) }), 413, '*'],
       ['only non-images', async () => ({ body: await zipRaw([{ name: 'cats/a.txt', data: Buffer.from('hi') }, { name: 'dogs/b.txt', data: Buffer.from('ho') }]) }), 400, 'NO_IMAGES'],
       ['only undecodable images', async () => ({ body: await zipRaw([{ name: 'cats/a.jpg', data: Buffer.from('not a jpeg') }, { name: 'dogs/b.jpg', data: Buffer.from('nope') }]) }), 400, 'NO_IMAGES'],
-      ['a single class', async () => ({ body: await zipRaw((await twoClasses()).filter((e) => e.name.startsWith('cats'))) }), 400, 'SINGLE_CLASS'],
+      ['a single class', async () => ({ body: await zipRaw((await twoClasses()).filter((e) => e.name.startsWith('cats'))) }), 400, 'TOO_FEW_CLASSES'],
       ['a decompression bomb image', async () => ({
         body: await zipRaw(await twoClasses([{ name: 'cats/huge.png', data: await sharp({ create: { width: 2000, height: 2000, channels: 3, background: 'white' } }).png().toBuffer() }])),
       }), 201, ''],

@@ -1,6 +1,8 @@
 // Messages between the worker process and the training child it forks for each job.
 import type { GraftConfig } from '@graft/config';
+import type { ErrorCode, EvalMetrics, HistoryRow } from '@graft/contract';
 import type { TrainJobPayload } from '@graft/queue';
+import type { TrainEvent } from '@graft/vision';
 
 export interface StartMessage {
   type: 'start';
@@ -16,15 +18,15 @@ export type ParentMessage = StartMessage | AbortMessage;
 
 export interface TrainedModel {
   modelId: string;
-  test: Record<string, unknown> | null;
-  validation: Record<string, unknown> | null;
+  test: EvalMetrics | null;
+  validation: EvalMetrics | null;
   backend: string;
 }
 
 export type ChildMessage =
   | { type: 'backend'; backend: string }
   | { type: 'dataset'; dropped: { leaked: number } }
-  | { type: 'resumed'; history: any[]; phase: string; epoch: number }
-  | { type: 'event'; event: any }
+  | { type: 'resumed'; history: HistoryRow[]; phase: string; epoch: number }
+  | { type: 'event'; event: TrainEvent }
   | { type: 'done'; model: TrainedModel }
-  | { type: 'error'; code: string; message: string; permanent: boolean; aborted?: 'cancelled' | 'shutdown' };
+  | { type: 'error'; code: ErrorCode; message: string; permanent: boolean; aborted?: 'cancelled' | 'shutdown' };

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { GraftConfig, Logger } from '@graft/config';
 import { keys, type Storage } from '@graft/storage';
 import { DelayedError, parseTrainJobPayload, PayloadError, UnrecoverableError, type Job, type JobStore, type JobRecord } from '@graft/queue';
+import { isTerminal } from '@graft/contract';
 import type { ChildMessage, ParentMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { jobCheckpoints } from './checkpoint-store';
@@ -51,7 +52,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const jobLog = log.child({ jobId: payload.jobId });
     const rec = await store.get(payload.jobId);
     if (!rec) throw new UnrecoverableError(`job record ${payload.jobId} is missing`);
-    if (rec.state === 'succeeded' || rec.state === 'failed' || rec.state === 'cancelled') {
+    if (isTerminal(rec.state)) {
       jobLog.warn({ state: rec.state }, 'job already finished; nothing to do');
       return { modelId: rec.modelId ?? '' };
     }

@@ -4,6 +4,7 @@
 import { backboneSource, findDependencyUnavailable, keys, Storage } from '@graft/storage';
 import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, type EvaluatedImages, type LabelIssuesFile } from '@graft/queue';
 import { initBackend, isPermanent, train, type ImagePrediction, type ImageRef, type LabelIssues, type TrainEvent, type TrainResult } from '@graft/vision';
+import { isErrorCode, type DatasetIndex, type DatasetManifest, type ErrorCode } from '@graft/contract';
 import { createLogger } from '@graft/config';
 import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type Int8Decision, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
@@ -18,25 +19,12 @@ const send = (m: ChildMessage) => process.send?.(m);
 class DatasetError extends Error {
   readonly permanent = true;
   constructor(
-    readonly code: string,
+    readonly code: ErrorCode,
     message: string,
   ) {
     super(message);
     this.name = 'DatasetError';
   }
-}
-
-interface DatasetManifest {
-  id: string;
-  classes: string[];
-}
-interface DatasetIndex {
-  /** `path`: where the image was in the uploaded archive (or under the import prefix). */
-  images: { id?: string; split: 'train' | 'validation' | 'test'; label: string; key: string; path?: string }[];
-  /** Validation and test images that are near-copies of an earlier split's. */
-  leakedImageIds?: string[];
-  /** Image ids of each group of near-identical images within a split. */
-  nearDuplicateGroups?: string[][];
 }
 
 const controller = new AbortController();
@@ -176,7 +164,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     send({ type: 'dataset', dropped: { leaked: droppedLeaked } });
     const trainClasses = new Set(splits.train.map((s) => s.label));
     if (trainClasses.size < 2) {
-      throw new DatasetError('INVALID_DATASET', 'the training split needs images of at least two classes');
+      throw new DatasetError('TOO_FEW_CLASSES', 'the training split needs images of at least two classes');
     }
 
     const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
@@ -227,7 +215,6 @@ async function run({ payload, attempt, config }: StartMessage) {
     const metrics = { test: result.test, validation: result.validation, history: result.history, ...(int8 ? { int8 } : {}) };
     artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
     artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, index));
-    const graft = result.graft as unknown as { inputSize: number; backbone?: string | null; method?: string };
     await publishModel(storage, payload.tenant, artifacts, {
       id: modelId,
       jobId: payload.jobId,
@@ -235,14 +222,14 @@ async function run({ payload, attempt, config }: StartMessage) {
       labels: result.labels,
       backbone: config_.method === 'scratch' ? null : config_.backbone,
       method: config_.method,
-      inputSize: graft.inputSize,
+      inputSize: result.graft.inputSize,
       metrics: { test: result.test, validation: result.validation },
       createdAt: new Date().toISOString(),
     });
     await jobCheckpoints(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).drop().catch(() => {});
     send({
       type: 'done',
-      model: { modelId, test: result.test as any, validation: result.validation as any, backend },
+      model: { modelId, test: result.test, validation: result.validation, backend },
     });
   } catch (caught: any) {
     const err = findDependencyUnavailable(caught) ?? caught;
@@ -252,7 +239,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     log.warn({ err: err?.message, aborted, permanent }, 'training stopped');
     send({
       type: 'error',
-      code: err?.code ?? (aborted ? 'ABORTED' : 'TRAINING_FAILED'),
+      code: isErrorCode(err?.code) ? err.code : aborted ? 'ABORTED' : 'TRAINING_FAILED',
       message: String(err?.message ?? err),
       permanent,
       aborted,

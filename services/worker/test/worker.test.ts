@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isTerminal } from '@graft/contract';
 import { createRedis, TrainQueue, type JobRecord } from '@graft/queue';
 import { Storage } from '@graft/storage';
 import { configEnv, testConfig } from '../../../test/support/services';
@@ -45,7 +46,7 @@ describe('the worker process', () => {
     waitFor(`job ${id} to finish`, async () => {
       const r = await record(id);
       if (w.process.exitCode !== null) throw new Error(`the worker exited:\n${w.output().slice(-3000)}`);
-      return ['succeeded', 'failed', 'cancelled'].includes(r.state) ? r : null;
+      return isTerminal(r.state) ? r : null;
     }, 180_000);
 
   beforeAll(async () => {

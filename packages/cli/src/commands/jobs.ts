@@ -1,6 +1,7 @@
 // graft train, and graft jobs ls|show|cancel|curves|label-issues
 import { Command, Option } from 'commander';
 import fs from 'node:fs';
+import { JOB_STATES } from '@graft/contract';
 import type { Job } from '../client';
 import { contextOf, intArg, type Context } from '../context';
 import { CliError } from '../errors';
@@ -108,7 +109,7 @@ export function jobsCommand(): Command {
   cmd
     .command('ls')
     .description('list jobs, newest first')
-    .addOption(new Option('--state <state>', 'only jobs in this state').choices(['queued', 'running', 'succeeded', 'failed', 'cancelled']))
+    .addOption(new Option('--state <state>', 'only jobs in this state').choices(JOB_STATES))
     .option('--limit <n>', 'at most this many', intArg('--limit'), 50)
     .option('--json', 'print JSON')
     .action(async (opts: { state?: string; limit: number; json?: boolean }, command: Command) => {

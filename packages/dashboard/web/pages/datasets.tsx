@@ -4,7 +4,7 @@ import { get, upload } from '../api';
 import { useResource } from '../use-resource';
 import { Link, navigate, paths } from '../router';
 import { ago, bytes, count } from '../format';
-import type { Dataset, List } from '../types';
+import type { Dataset, DatasetList } from '../types';
 import { Card, Empty, ErrorBox, Loading, Mono, PageHead, ProgressBar } from '../components/ui';
 
 const ACCEPT = '.zip,.tar,.tar.gz,.tgz,application/zip,application/x-tar,application/gzip';
@@ -90,7 +90,7 @@ function UploadForm({ onDone }: { onDone: (d: Dataset) => void }) {
 }
 
 export function DatasetsPage() {
-  const list = useResource((s) => get<List<Dataset>>('/v1/datasets', s), []);
+  const list = useResource((s) => get<DatasetList>('/v1/datasets', s), []);
   return (
     <>
       <PageHead title="Datasets" sub="Labelled image sets to train on. Every image is checked on upload." />

@@ -6,7 +6,7 @@ import { applyEvent, isTerminal, useJobEvents } from '../live';
 import { Link, paths } from '../router';
 import { ago, duration, methodName, pct, phaseName } from '../format';
 import type { SseEvent } from '../sse';
-import type { Dataset, Job, List } from '../types';
+import type { DatasetList, Job, JobPage } from '../types';
 import { Card, Empty, ErrorBox, Loading, Mono, PageHead, ProgressBar, StateBadge } from '../components/ui';
 
 /** At most this many jobs are followed over their own event stream (browsers allow ~6 connections a host). */
@@ -57,8 +57,8 @@ function LiveRow({ job, live, onEvent, onEnd, datasetName }: { job: Job; live: b
 }
 
 export function JobsPage() {
-  const jobs = useResource((s) => get<List<Job> & { limit: number; offset: number }>('/v1/jobs?limit=50', s), []);
-  const datasets = useResource((s) => get<List<Dataset>>('/v1/datasets', s), []);
+  const jobs = useResource((s) => get<JobPage>('/v1/jobs?limit=50', s), []);
+  const datasets = useResource((s) => get<DatasetList>('/v1/datasets', s), []);
   const [overrides, setOverrides] = useState<Record<string, Job>>({});
   const names = useMemo(() => new Map((datasets.data?.items ?? []).map((d) => [d.id, d.name])), [datasets.data]);
 

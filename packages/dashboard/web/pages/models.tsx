@@ -3,11 +3,11 @@ import { get } from '../api';
 import { useResource } from '../use-resource';
 import { Link, paths } from '../router';
 import { ago, methodName, pct } from '../format';
-import type { List, Model } from '../types';
+import type { Model, ModelList } from '../types';
 import { Card, Empty, ErrorBox, Loading, Mono, PageHead } from '../components/ui';
 
 export function ModelsPage() {
-  const list = useResource((s) => get<List<Model>>('/v1/models', s), []);
+  const list = useResource((s) => get<ModelList>('/v1/models', s), []);
   return (
     <>
       <PageHead title="Models" sub="Every job that succeeds publishes a model. Open one to try it on your images." />

@@ -4,7 +4,7 @@ import { get, postJson } from '../api';
 import { useResource } from '../use-resource';
 import { navigate, paths, Link } from '../router';
 import { count } from '../format';
-import type { Backbone, Dataset, Job, List } from '../types';
+import type { Backbone, Dataset, DatasetList, Job } from '../types';
 import { Card, ErrorBox, Loading, PageHead } from '../components/ui';
 
 const METHODS = [
@@ -23,7 +23,7 @@ function merge(a: Record<string, any>, b: Record<string, any>): Record<string, a
 }
 
 export function NewJobPage({ datasetId }: { datasetId?: string }) {
-  const datasets = useResource((s) => get<List<Dataset>>('/v1/datasets', s), []);
+  const datasets = useResource((s) => get<DatasetList>('/v1/datasets', s), []);
   const backbones = useResource((s) => get<Backbone[]>('/v1/backbones', s), []);
   const [dataset, setDataset] = useState(datasetId ?? '');
   const [method, setMethod] = useState('fine_tuning');

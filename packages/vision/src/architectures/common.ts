@@ -1,5 +1,6 @@
 // Shared pieces of the Keras Applications architectures: the spec type of the registry, the input-size check,
 // and layer factories that apply the Keras defaults (channels-last, glorot-uniform kernels, BN epsilon 1e-3).
+import type { ErrorCode } from '@graft/contract';
 import * as tf from '@tensorflow/tfjs';
 
 /** How raw RGB pixels in [0, 255] are prepared for a backbone (the `mode` of Keras's `preprocess_input`). */
@@ -39,7 +40,7 @@ export interface ArchitectureSpec {
 
 /** An input size an architecture cannot take (below Keras's minimum, or not a whole number of pixels). */
 export class InputSizeError extends RangeError {
-  readonly code = 'INVALID_INPUT_SIZE';
+  readonly code = 'INVALID_INPUT_SIZE' satisfies ErrorCode;
   readonly permanent = true;
   constructor(
     readonly architecture: string,

@@ -4,6 +4,7 @@
 // Layout read: the root (or the `model_weights` group of a whole-model file) has a `layer_names` attribute;
 // each layer has a group of that name whose `weight_names` attribute lists its weights, in the layer's weight
 // order, as dataset paths inside the group (`block1_conv1/kernel:0`, or `block1_conv1_W_1:0` in older files).
+import type { ErrorCode } from '@graft/contract';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,7 +45,7 @@ export interface KerasH5LoadResult {
 
 /** A file that is not a Keras HDF5 weight file, or whose weights do not fit the model. */
 export class KerasH5Error extends Error {
-  readonly code = 'INVALID_KERAS_WEIGHTS';
+  readonly code = 'INVALID_KERAS_WEIGHTS' satisfies ErrorCode;
   /** The same file fails the same way on every attempt. */
   readonly permanent = true;
   constructor(message: string) {

@@ -4,7 +4,7 @@
 import type { AugmentationOptions } from '../augment';
 import { getBackboneSpec, trainingInputSize, type BackboneSpec } from '../backbones';
 import type { Checkpoint } from '../checkpoint';
-import type { TrainingConfig } from '../config';
+import type { TrainingConfig } from '@graft/contract';
 import { VisionError } from '../errors';
 import type { HistoryRow } from '../fit';
 import { PREPROCESSING, type Preprocessing } from '../preprocess';

@@ -3,7 +3,7 @@ import type { FrozenEngineSetting, FrozenPrecision } from '@graft/config/engines
 import type { BackboneSource } from '../backbones';
 import type { LogFn } from '../backend';
 import type { Checkpoint } from '../checkpoint';
-import type { TrainingConfig } from '../config';
+import type { TrainingConfig } from '@graft/contract';
 import type { TestMetrics } from '../evaluate';
 import type { GraftManifest } from '../export';
 import type { BatchSource, Forward, HistoryRow, LossKind } from '../fit';

@@ -2,6 +2,7 @@
 // within a split, near-identical pairs across splits (leakage), exact copies the ingest kept once, class balance,
 // tiny and extreme-aspect images, and classes far smaller than the rest. Pure: images in, report out.
 import type { Split } from '@graft/layout';
+import type { ClassBalance, ExactCopy, HealthReport as StoredHealthReport, HealthSummary, ImageRef, LeakagePair, NearDuplicateGroup } from '@graft/contract';
 import type { Fingerprint } from './fingerprint';
 import { DEFAULT_MATCH, findNearPairs, type MatchOptions, type NearPair } from './near-duplicates';
 
@@ -19,6 +20,9 @@ export const MAX_COMPARED = 20_000;
 /** Entries listed per kind of finding; the summary counts them all. */
 export const MAX_LISTED = 1000;
 
+/** The report as analyseDataset makes it; stored with the dataset's id. */
+export type HealthReport = Omit<StoredHealthReport, 'datasetId'>;
+
 const SPLIT_ORDER: readonly Split[] = ['train', 'validation', 'test'];
 
 export interface HealthImage {
@@ -29,85 +33,6 @@ export interface HealthImage {
   width: number;
   height: number;
   fingerprint: Fingerprint;
-}
-
-/** How an image is named in a report. */
-export interface ImageRef {
-  imageId: string;
-  path: string;
-  split: Split;
-  label: string;
-  width: number;
-  height: number;
-}
-
-export interface NearDuplicateGroup {
-  split: Split;
-  /** The lowest correlation of the pairs that joined the group (0..1). */
-  similarity: number;
-  /** The group holds more than one label: the same photo is labelled two ways. */
-  mixedLabels: boolean;
-  images: ImageRef[];
-}
-
-export interface LeakagePair {
-  /** Correlation of the two images' best-aligned 16x16 thumbnails (0..1). */
-  similarity: number;
-  /** Hamming distance of their closest perceptual hashes (0..64 bits). */
-  distance: number;
-  sameLabel: boolean;
-  /** The image in the earlier split (train before validation before test) and its copy. */
-  images: [ImageRef, ImageRef];
-}
-
-export interface ExactCopy {
-  /** Where the copy was in the archive; its bytes repeat `kept`, so it was not stored again. */
-  path: string;
-  split: Split;
-  label: string;
-  kept: ImageRef;
-}
-
-export interface ClassBalance {
-  /** Images per class in each split. */
-  counts: Record<string, Record<string, number>>;
-  /** Largest over smallest train class. */
-  imbalanceRatio: number;
-  /** Train classes at most SMALL_CLASS_SHARE of the median of the others. */
-  smallClasses: { class: string; count: number; othersMedian: number }[];
-}
-
-export interface HealthSummary {
-  images: number;
-  nearDuplicateGroups: number;
-  nearDuplicateImages: number;
-  leakagePairs: number;
-  leakedImages: number;
-  exactCopies: number;
-  tinyImages: number;
-  extremeAspectImages: number;
-  smallClasses: number;
-}
-
-export interface HealthReport {
-  summary: HealthSummary;
-  /** Findings in words, most serious first. */
-  findings: { kind: string; message: string }[];
-  classBalance: ClassBalance;
-  nearDuplicates: NearDuplicateGroup[];
-  leakage: LeakagePair[];
-  /** Ids of the later-split image of every leakage pair: what a job with `dropLeaked` leaves out. */
-  leakedImageIds: string[];
-  /** Ids of the images of every near-identical group (nearDuplicates lists the first ones in full). */
-  nearDuplicateImageIds: string[][];
-  exactCopies: ExactCopy[];
-  tinyImages: ImageRef[];
-  extremeAspectImages: (ImageRef & { aspect: number })[];
-  thresholds: MatchOptions & { tinyEdge: number; extremeAspect: number; smallClassShare: number };
-  /** False where the dataset had more images than are compared pairwise (MAX_COMPARED). */
-  nearDuplicatesSearched: boolean;
-  /** Seconds the analysis took. */
-  seconds: number;
 }
 
 export interface HealthInput {

@@ -185,7 +185,7 @@ async function ingest(
   const plan = planLayout(candidates);
   if (plan.classes.length < 2) {
     throw new IngestError(
-      'SINGLE_CLASS',
+      'TOO_FEW_CLASSES',
       `the archive has ${plan.classes.length === 1 ? `only one class ('${plan.classes[0]}')` : 'no classes'} in train; ` +
         'at least 2 are needed to train a classifier',
       { classes: plan.classes },

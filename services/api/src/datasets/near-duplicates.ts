@@ -5,6 +5,7 @@
 // `minCorrelation` or more (the best of the same view pairs), a second check that keeps chance hash collisions out;
 // within `closeDistance` bits, where chance collisions are rarer still, `closeCorrelation` is enough.
 // 3,000 images (4.5 million pairs, 13 view comparisons each) take well under a second.
+import type { MatchThresholds } from '@graft/contract';
 import { COLOURS, THUMB_SCALE, VIEWS, type Fingerprint } from './fingerprint';
 
 export interface NearPair {
@@ -17,15 +18,8 @@ export interface NearPair {
   correlation: number;
 }
 
-export interface MatchOptions {
-  maxDistance: number;
-  minCorrelation: number;
-  /** Hashes this close (bits) need only `closeCorrelation`: chance collisions this close are rare. */
-  closeDistance: number;
-  closeCorrelation: number;
-  /** Largest colour distance (colourDistance(), 0..1): a third check, for shapes alike in gray but not in colour. */
-  maxColour: number;
-}
+/** How alike two images must be to be near-copies (reported as the health report's thresholds). */
+export type MatchOptions = MatchThresholds;
 
 /** Pairs kept at most: a set of thousands of near-identical images would otherwise hold millions. */
 export const MAX_PAIRS = 200_000;

@@ -10,51 +10,13 @@ import type { GraftConfig } from '@graft/config';
 import { keys, type Storage } from '@graft/storage';
 import { ApiError } from '../errors';
 import { newId } from '../ids';
-import { ingestArchive, IngestError, type ArchiveFormat, type IngestedImage } from './ingest';
+import { ingestArchive, IngestError, type ArchiveFormat } from './ingest';
 import { phashHex } from './fingerprint';
-import { analyseDataset, type HealthSummary } from './health';
-
-export interface DatasetManifest {
-  id: string;
-  name: string;
-  status: 'ready';
-  classes: string[];
-  splits: Record<string, Record<string, number>>;
-  imageCount: number;
-  bytes: number;
-  rejected: { path: string; reason: string }[];
-  duplicates: number;
-  warnings: string[];
-  /** Counts of the health report (GET /v1/datasets/:id/health); absent on datasets uploaded before it existed. */
-  health?: HealthSummary;
-  createdAt: string;
-}
-
-/** The per-image index the worker trains from (kept apart from the manifest, which lists cheaply). */
-export interface DatasetIndex {
-  images: {
-    /** Absent on datasets uploaded before images had ids (as are path and phash). */
-    id?: string;
-    /** The path in the uploaded archive (or under the imported prefix). */
-    path?: string;
-    split: IngestedImage['split'];
-    label: string;
-    key: string;
-    width: number;
-    height: number;
-    /** Whole-frame perceptual hash, 16 hex digits. */
-    phash?: string;
-  }[];
-  /** Validation and test images that are near-copies of an image in an earlier split (see the health report). */
-  leakedImageIds?: string[];
-  /** The ids of each group of near-identical images within a split: a carved validation split keeps a group whole. */
-  nearDuplicateGroups?: string[][];
-}
+import { analyseDataset } from './health';
+import type { DatasetIndex, DatasetManifest } from '@graft/contract';
 
 export const EXT: Record<string, string> = { jpeg: 'jpg', png: 'png', webp: 'webp' };
 
-export const indexKey = keys.datasetIndex;
-export const healthKey = (tenant: string, id: string) => `${keys.dataset(tenant, id)}health.json`;
 
 /** Streams a body to a temporary file, failing with 413 past the byte limit. */
 export async function spool(body: Readable, limit: number): Promise<{ file: string; bytes: number; head: Buffer; cleanup(): void }> {
@@ -171,15 +133,15 @@ export class DatasetService {
         health: health.summary,
         createdAt: new Date().toISOString(),
       };
-      await this.storage.putJson(indexKey(tenant, id), index);
-      await this.storage.putJson(healthKey(tenant, id), { datasetId: id, ...health });
+      await this.storage.putJson(keys.datasetIndex(tenant, id), index);
+      await this.storage.putJson(keys.datasetHealth(tenant, id), { datasetId: id, ...health });
       await this.storage.putJson(keys.datasetManifest(tenant, id), manifest);
       return manifest;
     } catch (err) {
       // Nothing of a rejected upload stays: remove what was written under the dataset's prefix.
       await this.storage.deletePrefix(prefix).catch(() => {});
       if (err instanceof IngestError && err.status < 500) {
-        throw new ApiError(err.code, err.message, err.details as Record<string, unknown> | undefined, err.status);
+        throw new ApiError(err.code, err.message, err.details as Record<string, unknown> | undefined);
       }
       throw err;
     }

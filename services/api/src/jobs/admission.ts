@@ -1,7 +1,7 @@
 // Whether a training job may be queued: the tenant's queue quota, and the job's estimated memory and time
 // against the per-job limits. Each refusal is a 4xx that names the limit and the field to change.
 import type { GraftConfig } from '@graft/config';
-import type { TrainingConfig } from '@graft/vision/config';
+import type { TrainingConfig } from '@graft/contract';
 import type { BackboneDescription } from '@graft/vision';
 import { ApiError } from '../errors';
 import { estimateJob, formatBytes, type BaseShape, type DatasetCounts, type JobEstimate } from './estimate';

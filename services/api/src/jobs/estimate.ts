@@ -4,7 +4,7 @@
 // every image decoded once at the input size, cached features of each training image and its augmented copies
 // (pooled for the head, and the lower part's full maps when fine-tuning), the trained weights with their
 // gradients and optimizer slots, and one batch's activations.
-import type { TrainingConfig } from '@graft/vision/config';
+import type { TrainingConfig } from '@graft/contract';
 
 export interface DatasetCounts {
   train: number;

@@ -4,7 +4,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { GraftConfig } from '@graft/config';
 import { ApiError, notFound } from '../errors';
-import { ID_PATTERN } from '../ids';
+import { ID_PATTERN } from '@graft/contract';
 import type { ModelRecord, ModelService } from './service';
 import { checkPredictImages } from './predict-images';
 

@@ -1,18 +1,8 @@
 // Trained models: records and artifacts in S3, written by the worker.
+import type { ModelRecord } from '@graft/contract';
 import { keys, type Storage } from '@graft/storage';
 
-export interface ModelRecord {
-  id: string;
-  jobId: string;
-  datasetId: string;
-  labels: string[];
-  backbone: string | null;
-  method: string;
-  inputSize: number;
-  metrics: Record<string, unknown>;
-  artifacts: string[];
-  createdAt: string;
-}
+export type { ModelRecord };
 
 /** How long /predict trusts a remembered model record (a delete through another API process shows after this). */
 const RECORD_TTL_MS = 30_000;

@@ -1,8 +1,9 @@
-// Maps every failure to the contract's error body with a stable code.
+// Maps every failure to the contract's error body with a code of the catalogue, and documents those answers.
 import type { FastifyError, FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { isOutageError } from '@graft/storage';
 import { ApiError } from '../errors';
+import { addErrorResponses } from '../schemas/responses';
 
 function describeValidation(err: FastifyError): { message: string; fields: { field: string; message: string }[] } {
   const where = (err as any).validationContext as string | undefined;
@@ -25,6 +26,8 @@ function describeValidation(err: FastifyError): { message: string; fields: { fie
 }
 
 export default fp(async function errors(app: FastifyInstance) {
+  // Registered before the routes: every documented route gets its error answers.
+  app.addHook('onRoute', addErrorResponses);
   app.setNotFoundHandler((req, reply) => {
     reply.code(404).send(new ApiError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });

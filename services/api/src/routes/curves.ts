@@ -1,23 +1,15 @@
 // A job's loss and accuracy curves as an SVG picture, for READMEs, notebooks and the terminal's image viewers.
-import type { FastifyInstance } from 'fastify';
-import { Type } from '@sinclair/typebox';
-import type { JobRecord } from '@graft/queue';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Binary, CurvesQuery, IdParams, type JobRecord } from '@graft/contract';
 import type { ApiDeps } from '../deps';
 import { notFound } from '../errors';
-import { ID_PATTERN } from '../ids';
 import { phaseName, renderCurves } from '../curves/render';
-
-const CurvesParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN.job }) });
-const CurvesQuery = Type.Object({
-  width: Type.Optional(Type.Integer({ minimum: 480, maximum: 4000, default: 960, description: 'picture width in pixels' })),
-  height: Type.Optional(Type.Integer({ minimum: 240, maximum: 3000, default: 420, description: 'picture height in pixels' })),
-});
 
 const pct = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? `${(v * 100).toFixed(1)}%` : null);
 
 /** The title and the line under it: which job, what it trained, where it stands. */
 export function describeJob(job: JobRecord): { title: string; subtitle: string } {
-  const cfg = job.config as { method?: string; backbone?: string; inputSize?: number | null };
+  const cfg: Partial<JobRecord['config']> = job.config;
   const net = cfg.method === 'scratch' ? 'small convnet from scratch' : (cfg.backbone ?? 'unknown backbone');
   const size = typeof cfg.inputSize === 'number' ? ` @${cfg.inputSize}px` : '';
   const title = `${job.id} · ${net}${size}`;
@@ -40,23 +32,24 @@ export function describeJob(job: JobRecord): { title: string; subtitle: string }
   return { title, subtitle: bits.join(' · ') };
 }
 
-export default async function curvesRoutes(app: FastifyInstance, opts: { deps: ApiDeps }) {
+const curvesRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (app, opts) => {
   const store = opts.deps.queue.jobs;
 
   app.get(
     '/v1/jobs/:id/curves.svg',
     {
+      config: { errors: ['JOB_NOT_FOUND'] },
       schema: {
         tags: ['jobs'],
         summary: 'The loss and accuracy curves (train and validation, per phase) as an SVG picture',
-        params: CurvesParams,
+        params: IdParams('job'),
         querystring: CurvesQuery,
-        produces: ['image/svg+xml'],
+        response: { 200: Binary(['image/svg+xml'], 'the picture') },
       },
     },
     async (req, reply) => {
-      const { id } = req.params as { id: string };
-      const q = req.query as { width?: number; height?: number };
+      const { id } = req.params;
+      const q = req.query;
       const job = await store.getForTenant(req.tenant, id);
       if (!job) throw notFound('job', id);
       const svg = renderCurves({ ...describeJob(job), history: job.history, width: q.width, height: q.height });
@@ -68,4 +61,6 @@ export default async function curvesRoutes(app: FastifyInstance, opts: { deps: A
       return svg;
     },
   );
-}
+};
+
+export default curvesRoutes;

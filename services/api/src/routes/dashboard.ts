@@ -4,26 +4,17 @@
 import fs from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import fastifyStatic from '@fastify/static';
-import { Type, type Static } from '@sinclair/typebox';
+import { IdParams, Thumbnails as ThumbnailsSchema, ThumbnailsQuery, type DatasetIndex, type DatasetManifest, type Split, type Thumbnail } from '@graft/contract';
 import { buildCommand, distDir as builtDistDir } from '@graft/dashboard';
 import { keys } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
-import { ID_PATTERN } from '../ids';
-import { IdParams } from '../schemas/common';
-import { indexKey, type DatasetIndex, type DatasetManifest } from '../datasets/service';
 import { Lru, Thumbnails } from '../datasets/thumbnails';
 
-const SPLITS = ['train', 'validation', 'test'] as const;
-
-const ThumbnailQuery = Type.Object({
-  class: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'only this class; every class by default' })),
-  split: Type.Optional(Type.Union(SPLITS.map((s) => Type.Literal(s)), { description: 'only this split' })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 24, default: 6, description: 'images per class' })),
-  size: Type.Optional(Type.Integer({ minimum: 32, maximum: 256, default: 96, description: 'edge of the square thumbnail, px' })),
-});
+const SPLITS: readonly Split[] = ['train', 'validation', 'test'];
 
 /** At most this many thumbnails in one answer; the per-class limit shrinks for datasets with many classes. */
 const MAX_THUMBNAILS = 240;
@@ -62,7 +53,7 @@ a{color:#2563eb}
 `;
 }
 
-export default async function dashboardRoutes(app: FastifyInstance, opts: { deps: ApiDeps; distDir?: string }) {
+const dashboardRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; distDir?: string }> = async (app, opts) => {
   const { storage } = opts.deps;
   const dist = opts.distDir ?? builtDistDir;
   const indexFile = path.join(dist, 'index.html');
@@ -100,24 +91,26 @@ export default async function dashboardRoutes(app: FastifyInstance, opts: { deps
   app.get(
     '/v1/datasets/:id/thumbnails',
     {
+      config: { errors: ['DATASET_NOT_FOUND'] },
       schema: {
         tags: ['datasets'],
         summary: 'A few small images of each class, as JPEG data URLs',
         description:
           'Square JPEG thumbnails (`size` px, default 96) of up to `limit` images per class (default 6), spread over the class, for previews.',
-        params: IdParams(ID_PATTERN.ds),
-        querystring: ThumbnailQuery,
+        params: IdParams('ds'),
+        querystring: ThumbnailsQuery,
+        response: { 200: ThumbnailsSchema },
       },
     },
     async (req, reply) => {
-      const { id } = req.params as { id: string };
-      const q = req.query as Static<typeof ThumbnailQuery>;
+      const { id } = req.params;
+      const q = req.query;
       const manifest = await storage.getJsonOrNull<DatasetManifest>(keys.datasetManifest(req.tenant, id));
       if (!manifest) throw notFound('dataset', id);
       if (q.class !== undefined && !manifest.classes.includes(q.class)) {
         throw new ApiError('VALIDATION_FAILED', `class: dataset '${id}' has no class '${q.class}'`, { field: 'class' });
       }
-      const ik = indexKey(req.tenant, id);
+      const ik = keys.datasetIndex(req.tenant, id);
       let index = indexes.get(ik);
       if (!index) {
         index = await storage.getJson<DatasetIndex>(ik);
@@ -126,7 +119,7 @@ export default async function dashboardRoutes(app: FastifyInstance, opts: { deps
       const size = q.size ?? 96;
       const classes = q.class !== undefined ? [q.class] : manifest.classes;
       const perClass = Math.max(1, Math.min(q.limit ?? 6, Math.floor(MAX_THUMBNAILS / classes.length)));
-      const splitRank = (s: string) => SPLITS.indexOf(s as (typeof SPLITS)[number]);
+      const splitRank = (s: Split) => SPLITS.indexOf(s);
 
       const chosen: DatasetIndex['images'] = [];
       for (const c of classes) {
@@ -138,7 +131,7 @@ export default async function dashboardRoutes(app: FastifyInstance, opts: { deps
         for (let i = 0; i < n; i++) chosen.push(all[Math.floor((i * all.length) / n)]!);
       }
 
-      const items: { imageId?: string; path?: string; class: string; split: string; width: number; height: number; image: string }[] = [];
+      const items: Thumbnail[] = [];
       const CONCURRENCY = 4;
       let next = 0;
       const results = new Array<(typeof items)[number] | null>(chosen.length).fill(null);
@@ -160,4 +153,6 @@ export default async function dashboardRoutes(app: FastifyInstance, opts: { deps
       return { datasetId: id, size, items };
     },
   );
-}
+};
+
+export default dashboardRoutes;

@@ -1,28 +1,26 @@
 // A dataset's images by id (the original bytes, a thumbnail, a listing with their archive paths) and its health
 // report, made at upload.
-import type { FastifyInstance } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import {
+  Binary,
+  HealthReportSchema,
+  IdParams,
+  ImageListQuery,
+  ImagePage,
+  ImageParams,
+  ThumbnailQuery,
+  type DatasetIndex,
+  type DatasetManifest,
+  type HealthReport,
+  type IndexedImage,
+} from '@graft/contract';
 import { keys } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
-import { ID_PATTERN } from '../ids';
-import { Pagination } from '../schemas/common';
-import { healthKey, indexKey, type DatasetIndex, type DatasetManifest } from '../datasets/service';
 import { Lru, Thumbnails } from '../datasets/thumbnails';
 
-const IMAGE_ID_PATTERN = '^img_[0-9a-f]{20}$';
-const DatasetParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN.ds }) });
-const ImageParams = Type.Object({ id: Type.String({ pattern: ID_PATTERN.ds }), imageId: Type.String({ pattern: IMAGE_ID_PATTERN }) });
-const SplitSchema = Type.Union([Type.Literal('train'), Type.Literal('validation'), Type.Literal('test')]);
-const ListQuery = Type.Intersect([
-  Pagination,
-  Type.Object({ split: Type.Optional(SplitSchema), class: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) }),
-]);
-const ThumbQuery = Type.Object({ size: Type.Optional(Type.Integer({ minimum: 32, maximum: 512, default: 128, description: 'edge of the square, px' })) });
 
-type IndexedImage = DatasetIndex['images'][number];
-
-export default async function datasetImageRoutes(app: FastifyInstance, opts: { deps: ApiDeps }) {
+const datasetImageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (app, opts) => {
   const { storage } = opts.deps;
   const indexes = new Lru<{ index: DatasetIndex; byId: Map<string, IndexedImage> }>(32);
   const thumbs = new Thumbnails(storage);
@@ -34,7 +32,7 @@ export default async function datasetImageRoutes(app: FastifyInstance, opts: { d
   };
   const indexOf = async (tenant: string, id: string) => {
     await manifestOf(tenant, id);
-    const k = indexKey(tenant, id);
+    const k = keys.datasetIndex(tenant, id);
     let hit = indexes.get(k);
     if (!hit) {
       const index = await storage.getJson<DatasetIndex>(k);
@@ -53,6 +51,7 @@ export default async function datasetImageRoutes(app: FastifyInstance, opts: { d
   app.get(
     '/v1/datasets/:id/health',
     {
+      config: { errors: ['DATASET_NOT_FOUND', 'HEALTH_NOT_AVAILABLE'] },
       schema: {
         tags: ['datasets'],
         summary: "The dataset's health report: near-duplicates, leakage between splits, class balance, odd images",
@@ -60,13 +59,14 @@ export default async function datasetImageRoutes(app: FastifyInstance, opts: { d
           'Made at upload. Groups of near-identical images within a split, every near-identical pair across splits (leakage), ' +
           'byte-identical copies kept once, class balance and classes far smaller than the rest, tiny and extreme-aspect images. ' +
           'Images are named by their archive path and image id (GET /v1/datasets/:id/images/:imageId).',
-        params: DatasetParams,
+        params: IdParams('ds'),
+        response: { 200: HealthReportSchema },
       },
     },
     async (req) => {
-      const { id } = req.params as { id: string };
+      const { id } = req.params;
       await manifestOf(req.tenant, id);
-      const report = await storage.getJsonOrNull<Record<string, unknown>>(healthKey(req.tenant, id));
+      const report = await storage.getJsonOrNull<HealthReport>(keys.datasetHealth(req.tenant, id));
       if (!report) {
         throw new ApiError('HEALTH_NOT_AVAILABLE', `dataset '${id}' was uploaded before health reports existed; upload it again to get one`, { id });
       }
@@ -76,10 +76,19 @@ export default async function datasetImageRoutes(app: FastifyInstance, opts: { d
 
   app.get(
     '/v1/datasets/:id/images',
-    { schema: { tags: ['datasets'], summary: "The dataset's images: id, archive path, split, label, size", params: DatasetParams, querystring: ListQuery } },
+    {
+      config: { errors: ['DATASET_NOT_FOUND'] },
+      schema: {
+        tags: ['datasets'],
+        summary: "The dataset's images: id, archive path, split, label, size",
+        params: IdParams('ds'),
+        querystring: ImageListQuery,
+        response: { 200: ImagePage },
+      },
+    },
     async (req) => {
-      const { id } = req.params as { id: string };
-      const q = req.query as Static<typeof ListQuery>;
+      const { id } = req.params;
+      const q = req.query;
       const { index } = await indexOf(req.tenant, id);
       const all = index.images.filter((im) => (!q.split || im.split === q.split) && (q.class === undefined || im.label === q.class));
       const limit = q.limit ?? 50;
@@ -90,9 +99,12 @@ export default async function datasetImageRoutes(app: FastifyInstance, opts: { d
 
   app.get(
     '/v1/datasets/:id/images/:imageId',
-    { schema: { tags: ['datasets'], summary: 'One image as uploaded (its original bytes)', params: ImageParams } },
+    {
+      config: { errors: ['DATASET_NOT_FOUND', 'IMAGE_NOT_FOUND'] },
+      schema: { tags: ['datasets'], summary: 'One image as uploaded (its original bytes)', params: ImageParams, response: { 200: Binary(['image/jpeg', 'image/png', 'image/webp'], 'the image') } },
+    },
     async (req, reply) => {
-      const { id, imageId } = req.params as Static<typeof ImageParams>;
+      const { id, imageId } = req.params;
       const image = await imageOf(req.tenant, id, imageId);
       const ext = image.key.slice(image.key.lastIndexOf('.') + 1);
       const type = ext === 'jpg' ? 'image/jpeg' : `image/${ext}`;
@@ -104,19 +116,23 @@ export default async function datasetImageRoutes(app: FastifyInstance, opts: { d
   app.get(
     '/v1/datasets/:id/images/:imageId/thumbnail',
     {
+      config: { errors: ['DATASET_NOT_FOUND', 'IMAGE_NOT_FOUND'] },
       schema: {
         tags: ['datasets'],
         summary: 'One image as a square JPEG thumbnail',
         params: ImageParams,
-        querystring: ThumbQuery,
+        querystring: ThumbnailQuery,
+        response: { 200: Binary(['image/jpeg'], 'a JPEG thumbnail') },
       },
     },
     async (req, reply) => {
-      const { id, imageId } = req.params as Static<typeof ImageParams>;
-      const { size = 128 } = req.query as Static<typeof ThumbQuery>;
+      const { id, imageId } = req.params;
+      const { size = 128 } = req.query;
       const image = await imageOf(req.tenant, id, imageId);
       reply.header('cache-control', 'private, max-age=86400, immutable').type('image/jpeg');
       return thumbs.jpeg(image.key, size);
     },
   );
-}
+};
+
+export default datasetImageRoutes;

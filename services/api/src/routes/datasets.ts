@@ -1,15 +1,22 @@
 // Datasets: upload (multipart or raw archive body), list, get, delete.
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
-import { Type } from '@sinclair/typebox';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { INGEST_ERROR_CODES as INGEST_ERRORS } from '@graft/layout';
+import { NoContent, DatasetList, type ErrorCode, DatasetManifestSchema, IdParams, ImportBody, NAME_MAX, UploadQuery } from '@graft/contract';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
-import { ID_PATTERN } from '../ids';
-import { IdParams } from '../schemas/common';
 import { spool, storageQuotaExceeded, type DatasetService } from '../datasets/service';
 import { detectArchiveFormat } from '../datasets/ingest';
 import { checkImportAllowed, packPrefix, parseS3Source } from '../datasets/import';
 import { TenantInflight } from '../http/tenant-inflight';
+
+/** What an upload or import may fail with. */
+const UPLOAD_ERRORS = [
+  'DATASET_NAME_TAKEN',
+  'STORAGE_QUOTA_EXCEEDED',
+  ...INGEST_ERRORS,
+] as const satisfies readonly ErrorCode[];
 
 export const ARCHIVE_TYPES = [
   'application/zip',
@@ -22,9 +29,6 @@ export const ARCHIVE_TYPES = [
   'application/octet-stream',
 ];
 
-const NAME_MAX = 200;
-const NameQuery = Type.Object({ name: Type.Optional(Type.String({ minLength: 1, maxLength: NAME_MAX })) });
-
 /** The multipart 'name' field, held to the same rules as ?name=. */
 function multipartName(value: unknown, truncated: boolean): string {
   const name = String(value);
@@ -35,7 +39,7 @@ function multipartName(value: unknown, truncated: boolean): string {
   return name;
 }
 
-export default async function datasetRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
+const datasetRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: DatasetService }> = async (app, opts) => {
   const { deps, datasets } = opts;
   const limit = deps.config.limits.uploadBytes;
 
@@ -54,8 +58,8 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
   // Archives arrive as streams; the route spools them to disk with its own byte limit.
   app.addContentTypeParser(ARCHIVE_TYPES, { bodyLimit: limit }, (_req, payload, done) => done(null, payload));
 
-  const receive = async (req: FastifyRequest): Promise<{ name?: string; upload: Awaited<ReturnType<typeof spool>> }> => {
-    const query = req.query as { name?: string };
+  /** The archive spooled to disk, and the name from the query or the multipart 'name' field. */
+  const receive = async (req: FastifyRequest, queryName: string | undefined): Promise<{ name?: string; upload: Awaited<ReturnType<typeof spool>> }> => {
     if (!req.isMultipart()) {
       if (!req.body || typeof (req.body as Readable).pipe !== 'function') {
         throw new ApiError(
@@ -63,9 +67,9 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
           `send the archive as multipart/form-data (field 'file') or as a raw body with Content-Type ${ARCHIVE_TYPES.slice(0, 4).join(', ')}`,
         );
       }
-      return { name: query.name, upload: await spool(req.body as Readable, limit) };
+      return { name: queryName, upload: await spool(req.body as Readable, limit) };
     }
-    let name = query.name;
+    let name = queryName;
     let upload: Awaited<ReturnType<typeof spool>> | undefined;
     try {
       for await (const part of req.parts({ limits: { fileSize: limit, files: 1, fields: 10 } })) {
@@ -91,19 +95,21 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
     '/v1/datasets',
     {
       ...ingests,
+      config: { errors: UPLOAD_ERRORS },
       schema: {
         tags: ['datasets'],
         summary: 'Upload a labelled image set (zip, tar or tar.gz)',
         description:
           "multipart/form-data with a file field 'file' (and optional 'name'), or a raw archive body with Content-Type application/zip, application/x-tar or application/gzip and an optional ?name=. Layout: <class>/<image> or <split>/<class>/<image>.",
-        querystring: NameQuery,
+        querystring: UploadQuery,
+        response: { 201: DatasetManifestSchema },
       },
     },
     async (req, reply) => {
       // A name given in the query is checked before the body is read.
-      await datasets.assertNameFree(req.tenant, (req.query as { name?: string }).name);
+      await datasets.assertNameFree(req.tenant, req.query.name);
       const room = await roomFor(req);
-      const { name, upload } = await receive(req);
+      const { name, upload } = await receive(req, req.query.name);
       try {
         if (upload.bytes === 0) throw new ApiError('INVALID_ARCHIVE', 'the upload is empty');
         const format = detectArchiveFormat(upload.head, req.headers['content-type']);
@@ -125,20 +131,16 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
     '/v1/datasets/import',
     {
       ...ingests,
+      config: { errors: [...UPLOAD_ERRORS, 'IMPORT_NOT_ALLOWED'] },
       schema: {
         tags: ['datasets'],
         summary: 'Import a labelled image set from an S3 prefix among the import sources the operator allows (GRAFT_IMPORT_SOURCES)',
-        body: Type.Object(
-          {
-            name: Type.Optional(Type.String({ minLength: 1, maxLength: NAME_MAX })),
-            source: Type.String({ minLength: 6, maxLength: 1100, description: 's3://bucket/prefix/ holding <class>/… or <split>/<class>/…' }),
-          },
-          { additionalProperties: false },
-        ),
+        body: ImportBody,
+        response: { 201: DatasetManifestSchema },
       },
     },
     async (req, reply) => {
-      const body = req.body as { name?: string; source: string };
+      const body = req.body;
       const { bucket, prefix } = parseS3Source(body.source);
       checkImportAllowed(req.tenant, { bucket, prefix }, deps.config.importSources);
       if (bucket === deps.config.s3.bucket && (prefix === '' || prefix.startsWith('tenants/'))) {
@@ -158,16 +160,16 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
     },
   );
 
-  app.get('/v1/datasets', { schema: { tags: ['datasets'], summary: 'List datasets, newest first' } }, async (req) => {
+  app.get('/v1/datasets', { schema: { tags: ['datasets'], summary: 'List datasets, newest first', response: { 200: DatasetList } } }, async (req) => {
     const items = await datasets.list(req.tenant);
     return { items, total: items.length };
   });
 
   app.get(
     '/v1/datasets/:id',
-    { schema: { tags: ['datasets'], summary: 'A dataset', params: IdParams(ID_PATTERN.ds) } },
+    { config: { errors: ['DATASET_NOT_FOUND'] }, schema: { tags: ['datasets'], summary: 'A dataset', params: IdParams('ds'), response: { 200: DatasetManifestSchema } } },
     async (req) => {
-      const { id } = req.params as { id: string };
+      const { id } = req.params;
       const ds = await datasets.get(req.tenant, id);
       if (!ds) throw notFound('dataset', id);
       return ds;
@@ -176,9 +178,17 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
 
   app.delete(
     '/v1/datasets/:id',
-    { schema: { tags: ['datasets'], summary: 'Delete a dataset (409 while a queued or running job uses it)', params: IdParams(ID_PATTERN.ds) } },
+    {
+      config: { errors: ['DATASET_NOT_FOUND', 'DATASET_IN_USE'] },
+      schema: {
+        tags: ['datasets'],
+        summary: 'Delete a dataset (409 while a queued or running job uses it)',
+        params: IdParams('ds'),
+        response: { 204: NoContent('deleted') },
+      },
+    },
     async (req, reply) => {
-      const { id } = req.params as { id: string };
+      const { id } = req.params;
       const ds = await datasets.get(req.tenant, id);
       if (!ds) throw notFound('dataset', id);
       const jobIds = await deps.queue.jobs.jobsOfDataset(req.tenant, id);
@@ -191,7 +201,9 @@ export default async function datasetRoutes(app: FastifyInstance, opts: { deps: 
         }
       }
       await datasets.delete(req.tenant, id);
-      reply.code(204);
+      return reply.code(204).send();
     },
   );
-}
+};
+
+export default datasetRoutes;

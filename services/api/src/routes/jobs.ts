@@ -1,44 +1,49 @@
 // Training jobs: create, list, get, live events (SSE), cancel.
-import type { FastifyInstance, FastifyReply } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyReply } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { trainingInputSize } from '@graft/vision';
-import { plannedEpochs, TrainingConfigSchema, resolveConfig, type ResolvedTrainingConfig, type TrainingConfigInput } from '@graft/vision/config';
-import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, queuedJobRecord, TERMINAL_STATES, type EvaluatedImages, type LabelIssuesFile, type JobEvent, type JobRecord, type JobState } from '@graft/queue';
+import {
+  Binary,
+  CancelResponse,
+  CreateJobBody,
+  IdParams,
+  isTerminal,
+  JobListQuery,
+  JobPage,
+  JobPredictions,
+  JobSchema,
+  LabelIssuesQuery,
+  LabelIssuesSchema,
+  plannedEpochs,
+  PredictionsQuery,
+  resolveConfig,
+  type EvaluatedImages,
+  type Job,
+  type JobEvent,
+  type JobRecord,
+  type LabelIssuesFile,
+  type ResolvedTrainingConfig,
+} from '@graft/contract';
+import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, queuedJobRecord } from '@graft/queue';
 import { keys, ObjectNotFoundError } from '@graft/storage';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
-import { ID_PATTERN, newId } from '../ids';
-import { IdParams, Pagination } from '../schemas/common';
+import { newId } from '../ids';
 import type { DatasetService } from '../datasets/service';
 import { backboneDescriber, findBackbone } from '../backbones';
 import { admitJob, baseShapeAt, checkQuota, datasetCounts } from '../jobs/admission';
 import { TenantInflight } from '../http/tenant-inflight';
 import { backboneSource } from '@graft/storage';
 
-const CreateJobBody = Type.Object(
-  {
-    datasetId: Type.String({ pattern: ID_PATTERN.ds, description: 'a dataset id from POST /v1/datasets' }),
-    config: Type.Optional(TrainingConfigSchema),
-  },
-  { additionalProperties: false },
-);
+/** The events stream: each event's data is JSON (a job, a history row, or the fields that changed). */
+const EVENT_STREAM = Binary(['text/event-stream'], 'events: `state` (the job), `progress` (the fields that changed), `epoch` (a history row)');
 
-const LabelIssuesQuery = Type.Object({
-  split: Type.Optional(Type.Union([Type.Literal('train'), Type.Literal('validation'), Type.Literal('test')], { description: 'only images of this split of the dataset' })),
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000, description: 'at most this many items (default: all)' })),
-  offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
-});
-
-const JobStateSchema = Type.Union(
-  ['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((s) => Type.Literal(s)),
-);
-
-export function jobView(r: JobRecord) {
+export function jobView(r: JobRecord): Job {
   const { tenant: _t, cancelRequested: _c, ...rest } = r;
   return rest;
 }
 
-export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiDeps; datasets: DatasetService }) {
+const jobRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: DatasetService }> = async (app, opts) => {
   const { deps, datasets } = opts;
   const store = deps.queue.jobs;
   // Feature shapes for the estimate, one description per backbone at its own size.
@@ -70,12 +75,15 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
 
   app.post(
     '/v1/jobs',
-    { schema: { tags: ['jobs'], summary: 'Start a training job', body: CreateJobBody } },
+    {
+      config: { errors: ['DATASET_NOT_FOUND', 'UNKNOWN_BACKBONE', 'INVALID_CONFIG', 'TOO_FEW_CLASSES', 'TENANT_QUOTA_EXCEEDED'] },
+      schema: { tags: ['jobs'], summary: 'Start a training job', body: CreateJobBody, response: { 202: JobSchema } },
+    },
     async (req, reply) => {
-      const body = req.body as Static<typeof CreateJobBody>;
+      const body = req.body;
       const ds = await datasets.get(req.tenant, body.datasetId);
       if (!ds) throw notFound('dataset', body.datasetId);
-      const config = resolveConfig((body.config ?? {}) as TrainingConfigInput);
+      const config = resolveConfig(body.config);
       const bb = config.method === 'scratch' ? null : findBackbone(config.backbone);
       if (config.method !== 'scratch') {
         if (!bb) {
@@ -96,7 +104,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       }
       const trainClasses = Object.keys(ds.splits.train ?? {});
       if (trainClasses.length < 2) {
-        throw new ApiError('INVALID_CONFIG', `dataset '${ds.id}' has fewer than two classes in its train split`, {
+        throw new ApiError('TOO_FEW_CLASSES', `dataset '${ds.id}' has fewer than two classes in its train split`, {
           field: 'datasetId',
         });
       }
@@ -110,7 +118,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
         tenant: req.tenant,
         datasetId: ds.id,
         epochs: plannedEpochs(accepted),
-        config: accepted as unknown as Record<string, unknown>,
+        config: accepted,
       });
       await deps.queue.enqueue(rec, {
         jobId: rec.id,
@@ -131,11 +139,12 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
       schema: {
         tags: ['jobs'],
         summary: 'List jobs, newest first',
-        querystring: Type.Intersect([Pagination, Type.Object({ state: Type.Optional(JobStateSchema) })]),
+        querystring: JobListQuery,
+        response: { 200: JobPage },
       },
     },
     async (req) => {
-      const q = req.query as { limit?: number; offset?: number; state?: JobState };
+      const q = req.query;
       const limit = q.limit ?? 50;
       const offset = q.offset ?? 0;
       const { items, total } = await store.list(req.tenant, { state: q.state, limit, offset });
@@ -145,23 +154,28 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
 
   app.get(
     '/v1/jobs/:id',
-    { schema: { tags: ['jobs'], summary: 'A job: state, progress, history, metrics', params: IdParams(ID_PATTERN.job) } },
-    async (req) => jobView(await load(req.tenant, (req.params as { id: string }).id)),
+    {
+      config: { errors: ['JOB_NOT_FOUND'] },
+      schema: { tags: ['jobs'], summary: 'A job: state, progress, history, metrics', params: IdParams('job'), response: { 200: JobSchema } },
+    },
+    async (req) => jobView(await load(req.tenant, req.params.id)),
   );
 
   app.get(
     '/v1/jobs/:id/predictions',
     {
+      config: { errors: ['JOB_NOT_FOUND', 'JOB_NOT_SUCCEEDED', 'ARTIFACT_NOT_FOUND'] },
       schema: {
         tags: ['jobs'],
         summary: 'Each evaluated image of a split: its label, the predicted label and the calibrated probabilities',
-        params: IdParams(ID_PATTERN.job),
-        querystring: Type.Object({ split: Type.Optional(Type.Union([Type.Literal('validation'), Type.Literal('test')], { default: 'validation' })) }),
+        params: IdParams('job'),
+        querystring: PredictionsQuery,
+        response: { 200: JobPredictions },
       },
     },
     async (req) => {
-      const rec = await succeeded(req.tenant, (req.params as { id: string }).id);
-      const split = (req.query as { split?: 'validation' | 'test' }).split ?? 'validation';
+      const rec = await succeeded(req.tenant, req.params.id);
+      const split = req.query.split ?? 'validation';
       let file: EvaluatedImages;
       try {
         file = await deps.storage.getJson<EvaluatedImages>(keys.modelArtifact(req.tenant, rec.modelId, PREDICTIONS_FILE));
@@ -176,6 +190,7 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
   app.get(
     '/v1/jobs/:id/label-issues',
     {
+      config: { errors: ['JOB_NOT_FOUND', 'JOB_NOT_SUCCEEDED', 'LABEL_ISSUES_NOT_AVAILABLE'] },
       schema: {
         tags: ['jobs'],
         summary: 'Likely label errors: images whose given label disagrees most confidently with an out-of-sample prediction',
@@ -188,13 +203,14 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
           "dataset's health report (GET /v1/datasets/:id/images/:imageId/thumbnail). 409 JOB_NOT_SUCCEEDED before the job has " +
           'succeeded; 409 LABEL_ISSUES_NOT_AVAILABLE where the job has none (trained from scratch, end-to-end augmentation, ' +
           'config.labelIssues false).',
-        params: IdParams(ID_PATTERN.job),
+        params: IdParams('job'),
         querystring: LabelIssuesQuery,
+        response: { 200: LabelIssuesSchema },
       },
     },
     async (req) => {
-      const rec = await succeeded(req.tenant, (req.params as { id: string }).id);
-      const q = req.query as Static<typeof LabelIssuesQuery>;
+      const rec = await succeeded(req.tenant, req.params.id);
+      const q = req.query;
       const file = await deps.storage.getJsonOrNull<LabelIssuesFile>(keys.jobArtifact(req.tenant, rec.id, LABEL_ISSUES_FILE));
       if (!file?.available) {
         const reason = file ? file.reason : 'the job was trained before label issues were looked for';
@@ -210,10 +226,13 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
 
   app.post(
     '/v1/jobs/:id/cancel',
-    { schema: { tags: ['jobs'], summary: 'Cancel a queued or running job', params: IdParams(ID_PATTERN.job) } },
+    {
+      config: { errors: ['JOB_NOT_FOUND', 'JOB_FINISHED'] },
+      schema: { tags: ['jobs'], summary: 'Cancel a queued or running job', params: IdParams('job'), response: { 202: CancelResponse } },
+    },
     async (req, reply) => {
-      const rec = await load(req.tenant, (req.params as { id: string }).id);
-      if (TERMINAL_STATES.includes(rec.state)) {
+      const rec = await load(req.tenant, req.params.id);
+      if (isTerminal(rec.state)) {
         throw new ApiError('JOB_FINISHED', `job '${rec.id}' has already ${rec.state}`, { state: rec.state });
       }
       const outcome = await deps.queue.cancel(rec);
@@ -225,20 +244,24 @@ export default async function jobRoutes(app: FastifyInstance, opts: { deps: ApiD
   app.get(
     '/v1/jobs/:id/events',
     {
+      config: { errors: ['JOB_NOT_FOUND'] },
       schema: {
         tags: ['jobs'],
         summary: 'Server-Sent Events: progress, epoch, state; ends with the final state',
-        params: IdParams(ID_PATTERN.job),
+        params: IdParams('job'),
+        response: { 200: EVENT_STREAM },
       },
     },
     async (req, reply) => {
-      const rec = await load(req.tenant, (req.params as { id: string }).id);
+      const rec = await load(req.tenant, req.params.id);
       streams.enter(req);
       reply.raw.once('close', () => streams.leave(req));
       streamEvents(deps, rec, reply);
     },
   );
-}
+};
+
+export default jobRoutes;
 
 /** Streams a job's events over SSE, starting with a snapshot and ending after a terminal state. */
 function streamEvents(deps: ApiDeps, rec: JobRecord, reply: FastifyReply): void {
@@ -268,7 +291,7 @@ function streamEvents(deps: ApiDeps, rec: JobRecord, reply: FastifyReply): void 
       if (done) return;
       const ev = JSON.parse(message) as JobEvent;
       send(ev.type, ev.data);
-      if (ev.type === 'state' && TERMINAL_STATES.includes((ev.data as JobRecord).state)) finish();
+      if (ev.type === 'state' && ev.data.state && isTerminal(ev.data.state)) finish();
     })
     .then(async (unsub) => {
       unsubscribe = unsub;
@@ -277,7 +300,7 @@ function streamEvents(deps: ApiDeps, rec: JobRecord, reply: FastifyReply): void 
       const now = await store.get(rec.id);
       if (!now) return finish();
       send('state', jobView(now));
-      if (TERMINAL_STATES.includes(now.state)) finish();
+      if (isTerminal(now.state)) finish();
     })
     .catch(finish);
 }

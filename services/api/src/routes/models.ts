@@ -1,12 +1,24 @@
 // Trained models: records, artifacts, prediction, explanation.
-import type { FastifyInstance, FastifyReply, FastifyRequest, RequestPayload } from 'fastify';
-import { Type } from '@sinclair/typebox';
+import type { FastifyReply, FastifyRequest, RequestPayload } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import {
+  ArtifactList,
+  Binary,
+  NoContent,
+  ArtifactParams,
+  ExplainQuery,
+  ExplainResponse,
+  IdParams,
+  ModelList,
+  ModelRecordSchema,
+  PredictQuery,
+  PredictResponseSchema,
+  type ErrorCode,
+} from '@graft/contract';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
 import { Explainers } from '../models/explainers';
 import { undecodableImage } from '../models/predict-images';
-import { ID_PATTERN } from '../ids';
-import { IdParams } from '../schemas/common';
 import type { ModelService } from '../models/service';
 import { IMAGE_TYPES, predictBody } from '../models/predict-body';
 import { TenantInflight } from '../http/tenant-inflight';
@@ -14,25 +26,10 @@ import { FairGate } from '../models/fair-gate';
 import type { Predictor } from '../models/predictor';
 import { ObjectNotFoundError } from '@graft/storage';
 
-const PredictQuery = Type.Object({
-  topK: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 5 })),
-  tta: Type.Optional(Type.Literal('flip', { description: 'flip: average each prediction with that of the image mirrored left to right' })),
-  oodThreshold: Type.Optional(
-    Type.Number({ minimum: 0, maximum: 2, description: "flag images whose out-of-distribution score is above this (default: the model's, set in training)" }),
-  ),
-});
-const ExplainQuery = Type.Object({
-  label: Type.Optional(Type.String({ minLength: 1, maxLength: 256, description: 'the class to explain (default: the most probable)' })),
-});
-const ArtifactParams = Type.Object({
-  id: Type.String({ pattern: ID_PATTERN.mdl }),
-  file: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$' }),
-});
+/** What /predict and /explain may fail with, besides a missing model. */
+const IMAGE_ERRORS = ['MODEL_NOT_FOUND', 'INVALID_IMAGE', 'IMAGE_TOO_LARGE', 'TOO_MANY_IMAGES'] as const satisfies readonly ErrorCode[];
 
-export default async function modelRoutes(
-  app: FastifyInstance,
-  opts: { deps: ApiDeps; models: ModelService; predictor: Predictor },
-) {
+const modelRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; models: ModelService; predictor: Predictor }> = async (app, opts) => {
   const { deps, models, predictor } = opts;
   const limits = deps.config.limits;
   // The engine and batching come from configuration; each inference batch's size goes to /metrics.
@@ -61,22 +58,25 @@ export default async function modelRoutes(
   const explainers = new Explainers(models);
   app.addHook('onClose', async () => explainers.close());
 
-  app.get('/v1/models', { schema: { tags: ['models'], summary: 'List models, newest first' } }, async (req) => {
+  app.get('/v1/models', { schema: { tags: ['models'], summary: 'List models, newest first', response: { 200: ModelList } } }, async (req) => {
     const items = await models.list(req.tenant);
     return { items, total: items.length };
   });
 
   app.get(
     '/v1/models/:id',
-    { schema: { tags: ['models'], summary: 'A model', params: IdParams(ID_PATTERN.mdl) } },
-    async (req) => load(req.tenant, (req.params as { id: string }).id),
+    { config: { errors: ['MODEL_NOT_FOUND'] }, schema: { tags: ['models'], summary: 'A model', params: IdParams('mdl'), response: { 200: ModelRecordSchema } } },
+    async (req) => load(req.tenant, req.params.id),
   );
 
   app.get(
     '/v1/models/:id/artifacts',
-    { schema: { tags: ['models'], summary: "The model's files", params: IdParams(ID_PATTERN.mdl) } },
+    {
+      config: { errors: ['MODEL_NOT_FOUND'] },
+      schema: { tags: ['models'], summary: "The model's files", params: IdParams('mdl'), response: { 200: ArtifactList } },
+    },
     async (req) => {
-      const { id } = req.params as { id: string };
+      const { id } = req.params;
       await load(req.tenant, id);
       const files = await models.artifacts(req.tenant, id);
       return { items: files.map((f) => ({ ...f, url: `/v1/models/${id}/artifacts/${f.name}` })) };
@@ -85,9 +85,17 @@ export default async function modelRoutes(
 
   app.get(
     '/v1/models/:id/artifacts/:file',
-    { schema: { tags: ['models'], summary: 'One model file', params: ArtifactParams } },
+    {
+      config: { errors: ['MODEL_NOT_FOUND', 'ARTIFACT_NOT_FOUND'] },
+      schema: {
+        tags: ['models'],
+        summary: 'One model file',
+        params: ArtifactParams,
+        response: { 200: Binary(['application/octet-stream'], 'the file') },
+      },
+    },
     async (req, reply) => {
-      const { id, file } = req.params as { id: string; file: string };
+      const { id, file } = req.params;
       await load(req.tenant, id);
       try {
         const obj = await models.artifact(req.tenant, id, file);
@@ -115,19 +123,21 @@ export default async function modelRoutes(
     '/v1/models/:id/predict',
     {
       ...imageBody,
+      config: { errors: IMAGE_ERRORS },
       schema: {
         tags: ['models'],
         summary: 'Classify one or more images',
         description:
           "multipart/form-data with file fields 'image', a raw image/jpeg|png|webp body, or JSON {\"images\": [\"<base64>\", …]}. One result per image, in the order sent.",
-        params: IdParams(ID_PATTERN.mdl),
+        params: IdParams('mdl'),
         querystring: PredictQuery,
+        response: { 200: PredictResponseSchema },
       },
     },
     async (req) => {
       const started = performance.now();
-      const { id } = req.params as { id: string };
-      const query = req.query as { topK?: number; tta?: 'flip'; oodThreshold?: number };
+      const { id } = req.params;
+      const query = req.query;
       const topKAsked = query.topK ?? 5;
       // The model was found before the body was read (beforeBody).
       const model = body.modelOf(req);
@@ -149,13 +159,13 @@ export default async function modelRoutes(
       const { predictions, outOfDistribution, timing } = answer;
       const totalMs = performance.now() - started;
       app.metrics.predictSeconds.observe(totalMs / 1000);
-      const ms = (v: number | null) => (v === null ? null : Math.round(v * 100) / 100);
+      const ms = (v: number) => Math.round(v * 100) / 100;
       return {
         modelId: id,
         results: predictions.map((p, i) => ({ predictions: p, outOfDistribution: outOfDistribution?.[i] ?? null })),
         timing: {
           totalMs: ms(totalMs),
-          decodeMs: ms(timing.decodeMs),
+          decodeMs: timing.decodeMs === null ? null : ms(timing.decodeMs),
           queueMs: ms(timing.queueMs),
           inferenceMs: ms(timing.inferenceMs),
           batchSize: timing.batchSize,
@@ -170,18 +180,20 @@ export default async function modelRoutes(
     '/v1/models/:id/explain',
     {
       ...imageBody,
+      config: { errors: IMAGE_ERRORS },
       schema: {
         tags: ['models'],
         summary: 'Grad-CAM: where the model looks for a class in one image',
         description:
           'One image as /predict takes it. Answers {label, probability, heatmap: {width, height, values}, overlay}: values row-major in [0, 1] over the last convolutional feature map, overlay a PNG data URL of the heatmap over the image.',
-        params: IdParams(ID_PATTERN.mdl),
+        params: IdParams('mdl'),
         querystring: ExplainQuery,
+        response: { 200: ExplainResponse },
       },
     },
     async (req) => {
-      const { id } = req.params as { id: string };
-      const { label } = req.query as { label?: string };
+      const { id } = req.params;
+      const { label } = req.query;
       const model = body.modelOf(req);
       if (!model) throw notFound('model', id);
       if (label !== undefined && !model.labels.includes(label)) {
@@ -204,14 +216,19 @@ export default async function modelRoutes(
 
   app.delete(
     '/v1/models/:id',
-    { schema: { tags: ['models'], summary: 'Delete a model', params: IdParams(ID_PATTERN.mdl) } },
+    {
+      config: { errors: ['MODEL_NOT_FOUND'] },
+      schema: { tags: ['models'], summary: 'Delete a model', params: IdParams('mdl'), response: { 204: NoContent('deleted') } },
+    },
     async (req, reply) => {
-      const { id } = req.params as { id: string };
+      const { id } = req.params;
       await load(req.tenant, id);
       await models.delete(req.tenant, id);
       predictor.forget(req.tenant, id);
       explainers.forget(req.tenant, id);
-      reply.code(204);
+      return reply.code(204).send();
     },
   );
-}
+};
+
+export default modelRoutes;

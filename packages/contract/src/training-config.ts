@@ -1,6 +1,6 @@
 // The training config of POST /v1/jobs: one TypeBox schema gives validation, types and the OpenAPI document.
 // Every field is optional; resolveConfig() fills in the classic small-data recipe's defaults.
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 
 const Optimizer = Type.Union([Type.Literal('rmsprop'), Type.Literal('adam'), Type.Literal('sgd')]);
@@ -35,7 +35,7 @@ export const AugmentationSchema = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { title: 'Augmentation', additionalProperties: false },
 );
 
 const PhaseSchema = (epochs: number, learningRate: number) =>
@@ -48,6 +48,41 @@ const PhaseSchema = (epochs: number, learningRate: number) =>
     { additionalProperties: false },
   );
 
+const FeatureExtractionSchema = PhaseSchema(30, 2e-5);
+
+const HeadSchema = Type.Object(
+  {
+    units: Type.Optional(Type.Integer({ minimum: 0, maximum: 8192, default: 256 })),
+    dropout: Type.Optional(Type.Number({ minimum: 0, maximum: 0.95, default: 0.5 })),
+    pooling: Type.Optional(Type.Union([Type.Literal('flatten'), Type.Literal('avg'), Type.Literal('max')], { default: 'avg' })),
+  },
+  { additionalProperties: false },
+);
+
+const FineTuningSchema = Type.Object(
+  {
+    fromLayer: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()], { default: null })),
+    epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 20 })),
+    optimizer: Type.Optional(Type.Union(Optimizer.anyOf, { default: 'rmsprop' })),
+    learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
+  },
+  { additionalProperties: false },
+);
+
+const EarlyStoppingSchema = Type.Object(
+  { patience: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 5 })) },
+  { additionalProperties: false },
+);
+
+const SplitConfigSchema = Type.Object(
+  {
+    validation: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0.2 })),
+    test: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0 })),
+    seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 })),
+  },
+  { additionalProperties: false },
+);
+
 export const TrainingConfigSchema = Type.Object(
   {
     method: Type.Optional(
@@ -59,49 +94,11 @@ export const TrainingConfigSchema = Type.Object(
     inputSize: Type.Optional(Type.Integer({ minimum: 32, maximum: 1024 })),
     batchSize: Type.Optional(Type.Integer({ minimum: 1, maximum: 512, default: 32 })),
     augmentation: Type.Optional(Type.Union([AugmentationSchema, Type.Literal(false)])),
-    head: Type.Optional(
-      Type.Object(
-        {
-          units: Type.Optional(Type.Integer({ minimum: 0, maximum: 8192, default: 256 })),
-          dropout: Type.Optional(Type.Number({ minimum: 0, maximum: 0.95, default: 0.5 })),
-          pooling: Type.Optional(
-            Type.Union([Type.Literal('flatten'), Type.Literal('avg'), Type.Literal('max')], { default: 'avg' }),
-          ),
-        },
-        { additionalProperties: false },
-      ),
-    ),
-    featureExtraction: Type.Optional(PhaseSchema(30, 2e-5)),
-    fineTuning: Type.Optional(
-      Type.Object(
-        {
-          fromLayer: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()], { default: null })),
-          epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 20 })),
-          optimizer: Type.Optional(Type.Union(Optimizer.anyOf, { default: 'rmsprop' })),
-          learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
-    earlyStopping: Type.Optional(
-      Type.Union([
-        Type.Object(
-          { patience: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 5 })) },
-          { additionalProperties: false },
-        ),
-        Type.Literal(false),
-      ]),
-    ),
-    split: Type.Optional(
-      Type.Object(
-        {
-          validation: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0.2 })),
-          test: Type.Optional(Type.Number({ minimum: 0, maximum: 0.5, default: 0 })),
-          seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 })),
-        },
-        { additionalProperties: false },
-      ),
-    ),
+    head: Type.Optional(HeadSchema),
+    featureExtraction: Type.Optional(FeatureExtractionSchema),
+    fineTuning: Type.Optional(FineTuningSchema),
+    earlyStopping: Type.Optional(Type.Union([EarlyStoppingSchema, Type.Literal(false)])),
+    split: Type.Optional(SplitConfigSchema),
     seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 2 ** 31 - 1, default: 1 })),
     dropLeaked: Type.Optional(
       Type.Boolean({
@@ -116,55 +113,70 @@ export const TrainingConfigSchema = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { title: 'TrainingConfig', additionalProperties: false },
 );
 
 export type TrainingConfigInput = Static<typeof TrainingConfigSchema>;
 
-type Augmentation = Required<Static<typeof AugmentationSchema>>;
-export interface TrainingConfig {
-  method: 'scratch' | 'feature_extraction' | 'fine_tuning';
-  backbone: string;
-  inputSize: number | null; // null: the backbone's own (the worker resolves it)
-  batchSize: number;
-  augmentation: Augmentation | false;
-  head: { units: number; dropout: number; pooling: 'flatten' | 'avg' | 'max' };
-  featureExtraction: { epochs: number; optimizer: 'rmsprop' | 'adam' | 'sgd'; learningRate: number };
-  fineTuning: { fromLayer: string | null; epochs: number; optimizer: 'rmsprop' | 'adam' | 'sgd'; learningRate: number };
-  earlyStopping: { patience: number } | false;
-  split: { validation: number; test: number; seed: number };
-  seed: number;
-  dropLeaked: boolean;
-  labelIssues: boolean;
-}
+const Given = Type.Required(TrainingConfigSchema).properties;
 
-export const DEFAULT_AUGMENTATION: Augmentation = Value.Default(AugmentationSchema, {}) as Augmentation;
+/**
+ * The config resolved to its last field, every default filled in and the input size chosen: what a job's record
+ * shows and what it trains.
+ */
+export const ResolvedTrainingConfigSchema = Type.Object(
+  {
+    method: Given.method,
+    backbone: Given.backbone,
+    inputSize: Type.Integer({ minimum: 32, maximum: 1024, description: "the config's, or the backbone's training size" }),
+    batchSize: Given.batchSize,
+    augmentation: Type.Union([Type.Required(AugmentationSchema), Type.Literal(false)]),
+    head: Type.Required(HeadSchema),
+    featureExtraction: Type.Required(FeatureExtractionSchema),
+    fineTuning: Type.Required(FineTuningSchema),
+    earlyStopping: Type.Union([Type.Required(EarlyStoppingSchema), Type.Literal(false)]),
+    split: Type.Required(SplitConfigSchema),
+    seed: Given.seed,
+    dropLeaked: Given.dropLeaked,
+    labelIssues: Given.labelIssues,
+  },
+  { title: 'ResolvedTrainingConfig' },
+);
+export type ResolvedTrainingConfig = Static<typeof ResolvedTrainingConfigSchema>;
+/** Every default filled in; inputSize null where the config gives none (the backbone's training size is chosen later). */
+export type TrainingConfig = Omit<ResolvedTrainingConfig, 'inputSize'> & { inputSize: number | null };
+type Augmentation = Exclude<TrainingConfig['augmentation'], false>;
+
+/** A part of the config with its defaults filled in. */
+const fill = <T>(schema: TSchema, given: unknown): T => Value.Default(schema, structuredClone(given ?? {})) as T;
+
+export const DEFAULT_AUGMENTATION: Augmentation = fill(AugmentationSchema, {});
 
 /** Fills in every default. The input must already satisfy TrainingConfigSchema. */
 export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
-  const c = Value.Default(TrainingConfigSchema, structuredClone(input)) as Record<string, any>;
-  const phase = (schemaKey: 'featureExtraction' | 'fineTuning') =>
-    Value.Default((TrainingConfigSchema.properties as any)[schemaKey].anyOf?.[0] ?? (TrainingConfigSchema.properties as any)[schemaKey], c[schemaKey] ?? {});
+  const c = fill<TrainingConfigInput & Pick<TrainingConfig, 'method' | 'backbone' | 'batchSize' | 'seed' | 'dropLeaked' | 'labelIssues'>>(TrainingConfigSchema, input);
   return {
     method: c.method,
     backbone: c.backbone,
     inputSize: c.inputSize ?? null,
     batchSize: c.batchSize,
-    augmentation:
-      c.augmentation === false ? false : (Value.Default(AugmentationSchema, c.augmentation ?? {}) as Augmentation),
-    head: Value.Default(TrainingConfigSchema.properties.head, c.head ?? {}) as TrainingConfig['head'],
-    featureExtraction: phase('featureExtraction') as TrainingConfig['featureExtraction'],
-    fineTuning: phase('fineTuning') as TrainingConfig['fineTuning'],
-    earlyStopping:
-      c.earlyStopping === false
-        ? false
-        : ({ patience: c.earlyStopping?.patience ?? 5 } as { patience: number }),
-    split: Value.Default(TrainingConfigSchema.properties.split, c.split ?? {}) as TrainingConfig['split'],
+    augmentation: c.augmentation === false ? false : fill(AugmentationSchema, c.augmentation),
+    head: fill(HeadSchema, c.head),
+    featureExtraction: fill(FeatureExtractionSchema, c.featureExtraction),
+    fineTuning: fill(FineTuningSchema, c.fineTuning),
+    earlyStopping: c.earlyStopping === false ? false : fill(EarlyStoppingSchema, c.earlyStopping),
+    split: fill(SplitConfigSchema, c.split),
     seed: c.seed,
     dropLeaked: c.dropLeaked,
     labelIssues: c.labelIssues,
   };
 }
+
+/** The config as a job accepts it: resolved, at its own input size or, where it gives none, at `inputSize`. */
+export const acceptConfig = (input: TrainingConfigInput, inputSize: number): ResolvedTrainingConfig => ({
+  ...resolveConfig(input),
+  inputSize: input.inputSize ?? inputSize,
+});
 
 /** Validation errors as `{field, message}`, field in JSON-pointer-like dotted form (`config.head.units`). */
 export function validateConfig(input: unknown): { field: string; message: string }[] {
@@ -173,9 +185,6 @@ export function validateConfig(input: unknown): { field: string; message: string
     message: e.message,
   }));
 }
-
-/** A config resolved to its last field, the input size chosen too: what a job's record shows and what it trains. */
-export type ResolvedTrainingConfig = TrainingConfig & { inputSize: number };
 
 /**
  * The fields (dotted, `head.units`) that resolveConfig would still fill in or change: none for the config of a
