@@ -13,7 +13,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { listSplit, classLabels } from './splits';
+import { classLabels, folderTraining, listSplit } from './splits';
 import { initBackend, train, type ImageRef } from '@graft/vision';
 import { resolveConfig, type TrainingConfigInput } from '@graft/contract';
 import { loadConfigOrExit } from '@graft/config';
@@ -109,10 +109,7 @@ async function runRow(row: RowKind, backbone: string | null): Promise<Result> {
     config: resolveConfig(input),
     labels,
     splits,
-    readImage: async (key) => new Uint8Array(readFileSync(key)),
-    backbones: args.models!,
-    threads: training.threads,
-    frozenEngine: training.frozenEngine,
+    ...folderTraining(args.models!, training),
     log: (obj, msg) => {
       if (/^epoch /.test(msg)) {
         const r = obj as { phase: string; epoch: number; loss: number; accuracy: number; valLoss: number; valAccuracy: number; seconds: number };

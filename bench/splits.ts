@@ -1,7 +1,9 @@
 // The images of a `<split>/<class>/*` folder as the vision package's ImageRefs (keys are file paths).
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ImageRef } from '@graft/vision';
+import { readFileSync } from 'node:fs';
+import type { ImageRef, TrainOptions } from '@graft/vision';
+import type { GraftConfig } from '@graft/config';
 
 /** The class names of a dataset folder: the sub-folders of its train split, sorted. */
 export function classLabels(dataset: string): string[] {
@@ -15,4 +17,18 @@ export function listSplit(dir: string, labels: string[]): ImageRef[] {
     for (const f of readdirSync(join(dir, label)).sort()) refs.push({ key: join(dir, label, f), label: i });
   });
   return refs;
+}
+
+/**
+ * What train() takes for a dataset folder besides the config, labels, splits and callbacks: images read by path,
+ * the backbones from `models`, and the training settings of the environment as the worker takes them.
+ */
+export function folderTraining(models: string, training: GraftConfig['training']): Pick<TrainOptions, 'readImage' | 'backbones' | 'threads' | 'frozenEngine' | 'frozenPrecision'> {
+  return {
+    readImage: async (key) => new Uint8Array(readFileSync(key)),
+    backbones: models,
+    threads: training.threads,
+    frozenEngine: training.frozenEngine,
+    frozenPrecision: training.frozenPrecision,
+  };
 }

@@ -9,11 +9,11 @@
 // The config starts from the API defaults (resolveConfig) with the flags merged in. --holdout f moves a
 // stratified share f of the validation images to a test split that training never sees (early stopping then
 // uses the rest), so the test accuracy printed is that of images the run has not looked at in any way.
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { listSplit, classLabels } from './splits';
-import { initBackend, train, type ImageRef, type TrainEvent } from '@graft/vision';
+import { classLabels, folderTraining, listSplit } from './splits';
+import { initBackend, train, type ImageRef } from '@graft/vision';
+import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/contract';
 import { loadConfigOrExit } from '@graft/config';
 
@@ -56,9 +56,7 @@ if (args.backbone) input.backbone = args.backbone;
 const config = resolveConfig(input);
 
 const started = performance.now();
-const phaseSeconds: Record<string, number> = {};
-let lastPhase = '';
-let phaseStart = started;
+const phases = new PhaseTimes();
 let extraction: object | null = null;
 const log = (obj: object, msg: string) => {
   if (msg === 'features extracted') extraction = obj;
@@ -71,23 +69,12 @@ const result = await train({
   config,
   labels,
   splits,
-  readImage: async (key) => new Uint8Array(readFileSync(key)),
-  backbones: args.models!,
-  threads: training.threads,
-  frozenEngine: training.frozenEngine,
-  frozenPrecision: training.frozenPrecision,
+  ...folderTraining(args.models!, training),
   log,
-  onEvent: (e: TrainEvent) => {
-    if (e.type === 'phase') {
-      const now = performance.now();
-      if (lastPhase) phaseSeconds[lastPhase] = (phaseSeconds[lastPhase] ?? 0) + (now - phaseStart) / 1000;
-      lastPhase = e.phase;
-      phaseStart = now;
-    }
-  },
+  onEvent: phases.onEvent,
 });
 const wall = (performance.now() - started) / 1000;
-if (lastPhase) phaseSeconds[lastPhase] = (phaseSeconds[lastPhase] ?? 0) + (performance.now() - phaseStart) / 1000;
+const phaseSeconds = phases.finish();
 
 const best = (phase: string) => {
   const rows = result.history.filter((r) => r.phase === phase);
@@ -104,7 +91,7 @@ console.log(
       images: result.counts,
       config: { featureExtraction: config.featureExtraction, fineTuning: config.fineTuning, augmentation: config.augmentation, head: config.head, earlyStopping: config.earlyStopping },
       wallSeconds: Number(wall.toFixed(1)),
-      phaseSeconds: Object.fromEntries(Object.entries(phaseSeconds).map(([k, v]) => [k, Number(v.toFixed(1))])),
+      phaseSeconds: Object.fromEntries(Object.entries(phaseSeconds).map(([k, v]) => [k, Number(v!.toFixed(1))])),
       extraction,
       training_head: best('training_head'),
       fine_tuning: best('fine_tuning'),

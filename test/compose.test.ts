@@ -35,12 +35,15 @@ describe('docker-compose.yml', () => {
     expect(doc.services.api.build.dockerfile).toBe('docker/api.Dockerfile');
     const worker = doc.services.worker;
     expect(worker.build.dockerfile).toBe('docker/worker-gpu.Dockerfile');
-    expect(worker.deploy.resources.reservations.devices[0].capabilities).toContain('gpu');
+    expect(worker.deploy.resources.reservations.devices[0].capabilities).toEqual(expect.arrayContaining(['gpu', 'graphics']));
+    expect(worker.environment.NVIDIA_DRIVER_CAPABILITIES.split(',')).toEqual(expect.arrayContaining(['compute', 'utility', 'graphics']));
     for (const f of [doc.services.api.build.dockerfile, worker.build.dockerfile, doc.services['worker-cpu'].build.dockerfile]) {
       expect(fs.existsSync(path.join(root, f)), f).toBe(true);
     }
     const gpu = fs.readFileSync(path.join(root, 'docker/worker-gpu.Dockerfile'), 'utf8');
     expect(gpu).toMatch(/tfjs-node-gpu/);
+    // The WebGPU backend's packages are checked at build time: an image without them would fall back to the CPU.
+    expect(gpu).toMatch(/'webgpu', '@tensorflow\/tfjs-backend-webgpu'.*require\.resolve/);
     // The image asks for no backend by name, so the chooser can fall back to WebGPU, which needs Vulkan and the
     // driver's graphics capability.
     expect(gpu).not.toMatch(/^ENV GRAFT_TF_BACKEND/m);

@@ -33,6 +33,19 @@ const NATIVE_PACKAGE: Partial<Record<BackendName, string>> = {
 const require = createRequire(import.meta.url);
 let chosen: Promise<string> | null = null;
 let syncReadsSetting: SyncReads = 'allow';
+/** Which of TF_BACKENDS initBackend started (tfjs names both native ones 'tensorflow'). */
+let chosenName: BackendName | null = null;
+
+/** Backends that compute on a GPU. */
+const GPU_BACKENDS: ReadonlySet<BackendName> = new Set(['tensorflow-gpu', 'webgpu']);
+
+/**
+ * True where initBackend chose a backend that computes on a GPU (tfjs-node-gpu or webgpu; webgpu on a software
+ * adapter, which runs only where asked for by name, counts as one: it takes the same paths).
+ */
+export function backendOnGpu(): boolean {
+  return chosenName !== null && GPU_BACKENDS.has(chosenName);
+}
 
 /** The package directory of pkg, or null where it is not installed. */
 function packageDir(pkg: string): string | null {
@@ -55,7 +68,7 @@ function nativeUnavailable(pkg: string): string | null {
   return null;
 }
 
-async function tryBackend(name: BackendName, log: LogFn): Promise<string | null> {
+async function tryBackend(name: BackendName, log: LogFn, requested = false): Promise<string | null> {
   const pkg = NATIVE_PACKAGE[name];
   if (pkg) {
     const why = nativeUnavailable(pkg);
@@ -65,7 +78,7 @@ async function tryBackend(name: BackendName, log: LogFn): Promise<string | null>
     if (!(await tf.setBackend('tensorflow'))) return `${pkg} loaded but the 'tensorflow' backend did not start`;
     return null;
   }
-  if (name === 'webgpu') return startWebGpu(log);
+  if (name === 'webgpu') return startWebGpu(log, requested);
   if (name === 'wasm') {
     await import('@tensorflow/tfjs-backend-wasm');
     if (!(await tf.setBackend('wasm'))) return 'the wasm backend did not start';
@@ -108,18 +121,30 @@ function missingVulkanLoader(): string | null {
   const xdg = (process.env.XDG_DATA_DIRS ?? '/usr/local/share:/usr/share').split(':').filter(Boolean);
   const icdDirs = ['/etc/vulkan/icd.d', ...xdg.map((d) => join(d, 'vulkan/icd.d'))];
   const hasDriver = icdDirs.some((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json')));
-  return hasDriver ? null : 'no Vulkan driver (no ICD manifest in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d)';
+  if (hasDriver) return null;
+  // GPU operators on Kubernetes mount the driver under /usr/local/nvidia, where the loader does not look: name it.
+  if (existsSync(NVIDIA_OPERATOR_ICD)) {
+    process.env.VK_DRIVER_FILES = NVIDIA_OPERATOR_ICD;
+    return null;
+  }
+  return 'no Vulkan driver (no ICD manifest in /etc/vulkan/icd.d or /usr/share/vulkan/icd.d)';
 }
+
+/** Where NVIDIA's GPU operator puts the driver's Vulkan manifest. */
+const NVIDIA_OPERATOR_ICD = '/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json';
 
 /** Adapter descriptions of software renderers: a WebGPU backend on one would be slower than wasm. */
 const SOFTWARE_ADAPTER = /swiftshader|llvmpipe|lavapipe|softpipe|microsoft basic render/i;
 
 /**
  * Starts the WebGPU backend on the `webgpu` package's Dawn binding: finds an adapter first (null where the
- * machine has no GPU, no Vulkan loader or no driver), refuses a software one, then exposes navigator.gpu and
- * the WebGPU globals that @tensorflow/tfjs-backend-webgpu expects, which registers its backend on import.
+ * machine has no GPU, no Vulkan loader or no driver), refuses a software one unless webgpu was asked for by
+ * name (a CPU Vulkan driver such as Mesa's lavapipe then runs it, slowly: how the tests run the webgpu
+ * kernels on a machine without a GPU), then exposes navigator.gpu and the WebGPU globals that
+ * @tensorflow/tfjs-backend-webgpu expects, which registers its backend on import, and registers Graft's
+ * training kernels for it.
  */
-async function startWebGpu(log: LogFn): Promise<string | null> {
+async function startWebGpu(log: LogFn, requested: boolean): Promise<string | null> {
   if (!packageDir('webgpu')) return 'webgpu is not installed';
   if (!packageDir('@tensorflow/tfjs-backend-webgpu')) return '@tensorflow/tfjs-backend-webgpu is not installed';
   const noLoader = missingVulkanLoader();
@@ -135,9 +160,9 @@ async function startWebGpu(log: LogFn): Promise<string | null> {
   if (!adapter) return 'no WebGPU adapter (no GPU, Vulkan loader or driver found)';
   const info = adapter.info;
   const described = [info?.vendor, info?.architecture, info?.device, info?.description].filter(Boolean).join(' ');
-  if (adapter.isFallbackAdapter || info?.isFallbackAdapter || SOFTWARE_ADAPTER.test(described)) {
-    return `the WebGPU adapter is a software renderer (${described || 'fallback adapter'})`;
-  }
+  const software = adapter.isFallbackAdapter || info?.isFallbackAdapter || SOFTWARE_ADAPTER.test(described);
+  if (software && !requested) return `the WebGPU adapter is a software renderer (${described || 'fallback adapter'})`;
+  if (software) log({ adapter: described }, 'WebGPU adapter is a software renderer: it runs on the CPU (requested)');
   for (const [key, value] of Object.entries(dawn.globals)) {
     if (!(key in globalThis)) Object.defineProperty(globalThis, key, { value, configurable: true, writable: true });
   }
@@ -147,7 +172,9 @@ async function startWebGpu(log: LogFn): Promise<string | null> {
   await import('@tensorflow/tfjs-backend-webgpu');
   if (!tf.findBackendFactory('webgpu')) return '@tensorflow/tfjs-backend-webgpu did not register its backend';
   if (!(await tf.setBackend('webgpu'))) return 'the webgpu backend did not start';
-  log({ adapter: described }, `WebGPU adapter: ${described}`);
+  const { registerWebGpuTrainingKernels } = await import('./backend/webgpu-kernels');
+  registerWebGpuTrainingKernels();
+  log({ adapter: described }, `WebGPU adapter: ${described}; registered webgpu training kernels`);
   return null;
 }
 
@@ -206,9 +233,10 @@ async function choose(opts: BackendOptions): Promise<string> {
     if (!name) {
       throw new VisionError('INVALID_BACKEND', `unknown TensorFlow.js backend '${wanted}'; use one of ${TF_BACKENDS.join(', ')}`);
     }
-    const why = await tryBackend(name, log).catch((err: Error) => err.message);
+    const why = await tryBackend(name, log, true).catch((err: Error) => err.message);
     if (why) throw new VisionError('BACKEND_UNAVAILABLE', `TensorFlow.js backend '${name}' cannot be used: ${why}`);
     await tf.ready();
+    chosenName = name;
     log({ backend: tf.getBackend(), requested: wanted }, `TensorFlow.js backend: ${tf.getBackend()} (requested)`);
     return tf.getBackend();
   }
@@ -217,6 +245,7 @@ async function choose(opts: BackendOptions): Promise<string> {
     const why = await tryBackend(name, log).catch((err: Error) => err.message);
     if (why === null) {
       await tf.ready();
+      chosenName = name;
       log({ backend: tf.getBackend(), skipped }, `TensorFlow.js backend: ${tf.getBackend()}`);
       return tf.getBackend();
     }

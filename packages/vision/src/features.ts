@@ -4,9 +4,11 @@
 //
 // Frozen forward passes take and return plain float arrays (frozen.ts runs them on ONNX Runtime in a worker
 // thread where it can), so both passes are pipelined: the next batch is augmented and normalised on this thread,
-// and sent, while the frozen model computes the current one.
+// and sent, while the frozen model computes the current one. Where the frozen model runs on a GPU backend, the
+// decoded bytes are sent instead and augmented and normalised there (augmentOnBackend), as a tensor.
 import * as tf from '@tensorflow/tfjs';
 import { applyTransform, sampleTransform, type AugmentationOptions, type AffineTransform } from './augment';
+import { normalizeBatch, transformBatch } from './augment-tensor';
 import { throwIfAborted } from './errors';
 import type { Batch, BatchSource, LossKind } from './fit';
 import { labelArray, labelTensor } from './fit';
@@ -18,10 +20,16 @@ export function sizeOf(shape: number[]): number {
 }
 
 /**
- * A frozen forward pass on arrays: `batch` network inputs laid out one after the other in, one array per output
- * out (samples one after the other). It may take ownership of `input`.
+ * Network inputs of a batch: normalised values laid out one sample after the other, or a tensor of them already
+ * on the backend (augmentOnBackend below), which the callee disposes.
  */
-export type ArrayForward = (input: Float32Array, batch: number) => Promise<Float32Array[]>;
+export type NetworkInput = Float32Array | tf.Tensor4D;
+
+/**
+ * A frozen forward pass on arrays: `batch` network inputs in, one array per output out (samples one after the
+ * other). It may take ownership of `input`.
+ */
+export type ArrayForward = (input: NetworkInput, batch: number) => Promise<Float32Array[]>;
 
 /** How a shuffled epoch draws from a store whose samples are grouped (an image and its augmented copies). */
 export type Sampling = 'all' | 'one_per_group';
@@ -141,6 +149,8 @@ export interface ImageSourceOptions {
   /** Augmentation drawn anew for every epoch when batches are shuffled (training); null: none. */
   augmentation: AugmentationOptions | null;
   frozen: FrozenStage | null;
+  /** With a frozen stage: augment and normalise on the TensorFlow.js backend (see ExtractOptions). */
+  augmentOnBackend?: boolean;
   kind: LossKind;
   numClasses: number;
   batchSize: number;
@@ -159,16 +169,26 @@ export class ImageSource implements BatchSource {
     return this.o.labels.length;
   }
 
+  /** The transform of image i in an epoch: drawn anew per (seed, epoch, image) in training, null otherwise. */
+  private transform(i: number, epoch: number, augment: boolean): AffineTransform | null {
+    if (!augment || !this.o.augmentation) return null;
+    const rng = createRng(deriveSeed(this.o.seed, 'augment', epoch, i));
+    return sampleTransform(this.o.augmentation, this.o.size, this.o.size, rng);
+  }
+
   /** The normalised (and, in training, augmented) network inputs of the images idx. */
-  private inputs(idx: number[], epoch: number, augment: boolean): Float32Array {
+  private inputs(idx: number[], epoch: number, augment: boolean): NetworkInput {
     const { images, size } = this.o;
+    if (this.o.augmentOnBackend && this.o.frozen) {
+      return inputsOnBackend(this.o, idx.map((i) => images[i]!), idx.map((i) => this.transform(i, epoch, augment)));
+    }
     const per = size * size * 3;
     const buf = new Float32Array(idx.length * per);
     idx.forEach((i, j) => {
       const out = buf.subarray(j * per, (j + 1) * per);
-      if (augment && this.o.augmentation) {
-        const rng = createRng(deriveSeed(this.o.seed, 'augment', epoch, i));
-        augmentInto(images[i]!, size, this.o.augmentation, sampleTransform(this.o.augmentation, size, size, rng), out);
+      const t = this.transform(i, epoch, augment);
+      if (t && this.o.augmentation) {
+        augmentInto(images[i]!, size, this.o.augmentation, t, out);
         normalizePixels(out, this.o.preprocessing, out);
       } else {
         normalizePixels(images[i]!, this.o.preprocessing, out);
@@ -187,7 +207,7 @@ export class ImageSource implements BatchSource {
     const start = (k: number): Pending => {
       const idx = order.slice(starts[k]!, starts[k]! + batchSize);
       const input = this.inputs(idx, epoch, shuffle);
-      const arrays = frozen ? frozen.forward(input, idx.length) : Promise.resolve([input]);
+      const arrays = frozen ? frozen.forward(input, idx.length) : Promise.resolve([input as Float32Array]);
       // A batch prepared ahead may never be awaited (abort, error): its failure must not go unhandled.
       arrays.catch(() => {});
       return { idx, arrays };
@@ -239,6 +259,11 @@ export interface ExtractOptions {
   forward: ArrayForward;
   /** The stores, in the order of forward's outputs. */
   stores: FeatureStore[];
+  /**
+   * Augment and normalise on the TensorFlow.js backend (augment-tensor.ts) and hand forward a tensor: where the
+   * backend and the frozen model run on a GPU, which resamples far faster than this thread.
+   */
+  augmentOnBackend?: boolean;
   /** Group of an item in the stores (default: its image index plus this offset). */
   groupOffset?: number;
   signal?: AbortSignal;
@@ -248,20 +273,44 @@ export interface ExtractOptions {
 /** How many batches are sent to the frozen model before the first result is awaited. */
 const IN_FLIGHT = 2;
 
+type ItemOptions = Pick<ExtractOptions, 'size' | 'preprocessing' | 'augmentation' | 'seed'>;
+
+/** The transform of an item: null for copy 0 (the image itself), else drawn from a seed of (seed, image, copy). */
+function itemTransform(o: ItemOptions, it: ExtractItem): AffineTransform | null {
+  if (it.copy === 0 || !o.augmentation) return null;
+  const rng = createRng(deriveSeed(o.seed, 'copy', it.image, it.copy));
+  return sampleTransform(o.augmentation, o.size, o.size, rng);
+}
+
 /** The normalised network input of one item: the image, or its copy-th augmented version. */
-export function itemInput(
-  o: Pick<ExtractOptions, 'size' | 'preprocessing' | 'augmentation' | 'seed'>,
-  it: ExtractItem,
-  image: Uint8Array,
-  out: Float32Array,
-): void {
-  if (it.copy > 0 && o.augmentation) {
-    const rng = createRng(deriveSeed(o.seed, 'copy', it.image, it.copy));
-    augmentInto(image, o.size, o.augmentation, sampleTransform(o.augmentation, o.size, o.size, rng), out);
+export function itemInput(o: ItemOptions, it: ExtractItem, image: Uint8Array, out: Float32Array): void {
+  const t = itemTransform(o, it);
+  if (t && o.augmentation) {
+    augmentInto(image, o.size, o.augmentation, t, out);
     normalizePixels(out, o.preprocessing, out);
   } else {
     normalizePixels(image, o.preprocessing, out);
   }
+}
+
+/**
+ * Network inputs as a tensor: decoded images (size x size x 3) sent to the backend as they are, each resampled
+ * under its transform (null: none) and normalised there by TensorFlow.js ops.
+ */
+export function inputsOnBackend(
+  o: Pick<ItemOptions, 'size' | 'preprocessing' | 'augmentation'>,
+  images: Uint8Array[],
+  transforms: (AffineTransform | null)[],
+): tf.Tensor4D {
+  const per = o.size * o.size * 3;
+  const pixels = new Float32Array(images.length * per);
+  images.forEach((image, j) => pixels.set(image, j * per));
+  const aug = o.augmentation;
+  return tf.tidy(() => {
+    const x = tf.tensor4d(pixels, [images.length, o.size, o.size, 3]);
+    const opts = aug ? { fillMode: aug.fillMode, cval: aug.cval, interpolation: aug.interpolation } : {};
+    return normalizeBatch(transformBatch(x, transforms, opts), o.preprocessing);
+  });
 }
 
 /**
@@ -280,6 +329,11 @@ export async function extractFeatures(o: ExtractOptions): Promise<number> {
     const images = await Promise.all(batch.map((it) => o.images[it.image]!));
     const items = batch.filter((_, j) => images[j] instanceof Uint8Array);
     if (!items.length) return { items, arrays: [] };
+    if (o.augmentOnBackend) {
+      const decoded = images.filter((im): im is Uint8Array => im instanceof Uint8Array);
+      const input = inputsOnBackend(o, decoded, items.map((it) => itemTransform(o, it)));
+      return { items, arrays: await o.forward(input, items.length) };
+    }
     const buf = new Float32Array(items.length * per);
     let j = 0;
     batch.forEach((it, b) => {

@@ -3,6 +3,7 @@
 // activation ranges) and the int8 session checked against fp32 on those same inputs. It serves the later runs only
 // where its outputs keep a cosine similarity of at least `minCosine` with fp32's; otherwise fp32 goes on serving and
 // the log says why. Runs keep the order they were asked in: the switch waits for the fp32 runs asked before it.
+import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import type { FrozenModel } from './frozen';
 
@@ -80,7 +81,8 @@ export function int8FrozenModel(
     get precision() {
       return precision;
     },
-    async run(input, batch, o) {
+    async run(tensorOrValues, batch, o) {
+      const input = await inputValues(tensorOrValues);
       if (switching) await switching;
       const calibrating = !switching && samples < wanted;
       const copy = calibrating ? input.slice() : null;
@@ -100,4 +102,14 @@ export function int8FrozenModel(
       await fp32.dispose();
     },
   };
+}
+
+/** The values of a frozen run's input: a tensor (the input where images were augmented on the backend) is read and disposed. */
+export async function inputValues(input: Float32Array | tf.Tensor): Promise<Float32Array> {
+  if (!(input instanceof tf.Tensor)) return input;
+  try {
+    return (await input.data()) as Float32Array;
+  } finally {
+    input.dispose();
+  }
 }

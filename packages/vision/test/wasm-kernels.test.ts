@@ -10,48 +10,21 @@ import {
 } from '@graft/vision/backend/wasm-kernels';
 import { filterGradient } from '@graft/vision/backend/wasm-conv-grads';
 import { asHeapBackend } from '@graft/vision/backend/wasm-heap';
+import {
+  type Case,
+  convFilterCase,
+  depthwiseFilterCase,
+  geometries,
+  maxAbsDiff,
+  mismatches,
+  outSize,
+  type Pad,
+  padLabel,
+  randomValues,
+  runCases,
+} from './kernel-cases';
 
 const TOL = 1e-4;
-
-/** Deterministic uniform values in [-scale, scale). */
-function randomValues(size: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 4294967296 - 0.5) * 2 * scale;
-  }
-  return out;
-}
-
-/** A kernel call described by plain arrays, so that it can run on either backend. */
-interface Case {
-  label: string;
-  kernel: string;
-  inputs: Record<string, { shape: number[]; values: Float32Array }>;
-  attrs: tf.NamedAttrMap;
-}
-
-/** Runs every case on `backend` and returns the outputs as arrays (and the shapes). */
-async function runCases(backend: string, cases: Case[]): Promise<{ shape: number[]; values: Float32Array }[]> {
-  await tf.setBackend(backend);
-  return cases.map((c) =>
-    tf.tidy(() => {
-      const inputs: Record<string, tf.Tensor> = {};
-      for (const [k, v] of Object.entries(c.inputs)) inputs[k] = tf.tensor(v.values, v.shape);
-      const out = tf.engine().runKernel(c.kernel, inputs, c.attrs) as tf.Tensor;
-      return { shape: out.shape, values: out.dataSync() as Float32Array };
-    }),
-  );
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
 
 /** Runs the cases on cpu and on wasm and checks every output matches within TOL, with no tensor left behind. */
 async function expectSameOnWasm(cases: Case[]): Promise<void> {
@@ -60,53 +33,7 @@ async function expectSameOnWasm(cases: Case[]): Promise<void> {
   const before = tf.memory().numTensors;
   const actual = await runCases('wasm', cases);
   expect(tf.memory().numTensors).toBe(before);
-  const failures: string[] = [];
-  cases.forEach((c, i) => {
-    if (!tf.util.arraysEqual(actual[i].shape, expected[i].shape)) {
-      failures.push(`${c.label}: shape ${actual[i].shape} vs ${expected[i].shape}`);
-      return;
-    }
-    const d = maxAbsDiff(actual[i].values, expected[i].values);
-    if (!(d < TOL)) failures.push(`${c.label}: max |diff| ${d}`);
-  });
-  expect(failures).toEqual([]);
-}
-
-type Pad = 'same' | 'valid' | tf.backend_util.ExplicitPadding;
-
-/** The convolution geometries tested: batch 1-3, sizes 5-17, channels 1-8, filters 1/3/5, strides 1/2, pads. */
-function geometries(): { n: number; h: number; w: number; ci: number; co: number; k: number; s: number; pad: Pad }[] {
-  const out: ReturnType<typeof geometries> = [];
-  const sizes = [5, 6, 9, 12, 17];
-  const chans = [1, 3, 4, 8];
-  let i = 0;
-  for (const k of [1, 3, 5]) {
-    for (const s of [1, 2]) {
-      for (const pad of ['same', 'valid'] as const) {
-        for (let rep = 0; rep < 3; rep++, i++) {
-          const h = sizes[(i * 3 + rep) % sizes.length];
-          const w = sizes[(i * 7 + 2 * rep + 1) % sizes.length];
-          if (pad === 'valid' && (h < k || w < k)) continue;
-          out.push({ n: 1 + (i % 3), h, w, ci: chans[i % 4], co: chans[(i + rep + 1) % 4], k, s, pad });
-        }
-      }
-    }
-  }
-  // Explicit (asymmetric) padding, including pads as large as the filter.
-  out.push({ n: 2, h: 7, w: 9, ci: 3, co: 5, k: 3, s: 1, pad: [[0, 0], [1, 2], [0, 1], [0, 0]] });
-  out.push({ n: 1, h: 8, w: 6, ci: 2, co: 4, k: 3, s: 2, pad: [[0, 0], [2, 0], [3, 1], [0, 0]] });
-  out.push({ n: 3, h: 5, w: 5, ci: 4, co: 2, k: 1, s: 1, pad: [[0, 0], [1, 1], [1, 1], [0, 0]] });
-  return out;
-}
-
-function outSize(inSize: number, k: number, s: number, pad: Pad, axis: 1 | 2): number {
-  if (pad === 'same') return Math.ceil(inSize / s);
-  if (pad === 'valid') return Math.ceil((inSize - k + 1) / s);
-  return Math.floor((inSize + pad[axis][0] + pad[axis][1] - k) / s) + 1;
-}
-
-function padLabel(pad: Pad): string {
-  return typeof pad === 'string' ? pad : JSON.stringify(pad.slice(1, 3));
+  expect(mismatches(cases, actual, expected, TOL)).toEqual([]);
 }
 
 beforeAll(async () => {
@@ -131,23 +58,8 @@ describe('registerWasmTrainingKernels', () => {
 
 describe('convolution gradient kernels match the cpu backend', () => {
   /** Conv2DBackpropFilter over the grid; dy scaled so that dW is O(1). */
-  const filterCases = (): Case[] =>
-    geometries().map((g, i) => {
-      const oh = outSize(g.h, g.k, g.s, g.pad, 1);
-      const ow = outSize(g.w, g.k, g.s, g.pad, 2);
-      return {
-        label: `x[${g.n},${g.h},${g.w},${g.ci}] k${g.k} co${g.co} s${g.s} ${padLabel(g.pad)}`,
-        kernel: 'Conv2DBackpropFilter',
-        inputs: {
-          x: { shape: [g.n, g.h, g.w, g.ci], values: randomValues(g.n * g.h * g.w * g.ci, 11 + i) },
-          dy: {
-            shape: [g.n, oh, ow, g.co],
-            values: randomValues(g.n * oh * ow * g.co, 101 + i, 1 / Math.sqrt(g.n * oh * ow)),
-          },
-        },
-        attrs: { strides: [g.s, g.s], pad: g.pad, dataFormat: 'NHWC', filterShape: [g.k, g.k, g.ci, g.co] },
-      };
-    });
+  /** Conv2DBackpropFilter over the grid. */
+  const filterCases = (): Case[] => geometries().map((g, i) => convFilterCase(g, i));
 
   it('Conv2DBackpropFilter', async () => {
     const cases = filterCases();
@@ -228,23 +140,7 @@ describe('convolution gradient kernels match the cpu backend', () => {
 
   for (const multiplier of [1, 2]) {
     it(`DepthwiseConv2dNativeBackpropFilter, channel multiplier ${multiplier}`, async () => {
-      const cases: Case[] = geometries().map((g, i) => {
-        const oh = outSize(g.h, g.k, g.s, g.pad, 1);
-        const ow = outSize(g.w, g.k, g.s, g.pad, 2);
-        const cm = g.ci * multiplier;
-        return {
-          label: `x[${g.n},${g.h},${g.w},${g.ci}] k${g.k} s${g.s} ${padLabel(g.pad)}`,
-          kernel: 'DepthwiseConv2dNativeBackpropFilter',
-          inputs: {
-            x: { shape: [g.n, g.h, g.w, g.ci], values: randomValues(g.n * g.h * g.w * g.ci, 31 + i) },
-            dy: {
-              shape: [g.n, oh, ow, cm],
-              values: randomValues(g.n * oh * ow * cm, 301 + i, 1 / Math.sqrt(g.n * oh * ow)),
-            },
-          },
-          attrs: { strides: [g.s, g.s], dilations: [1, 1], pad: g.pad, filterShape: [g.k, g.k, g.ci, multiplier] },
-        };
-      });
+      const cases = geometries().map((g, i) => depthwiseFilterCase(g, i, multiplier));
       await expectSameOnWasm(cases);
     });
 

@@ -9,13 +9,13 @@
 //   Cast by a loop, Identity and same-type Cast sharing data         (wasm-cast.ts)
 //   Sum, Mean over leading / middle axes without a transpose          (wasm-reduce.ts)
 //   MaxPoolGrad by one loop over the backend's memory                 (wasm-pool-grad.ts)
-// Kernels the backend already has are replaced; the replaced ones keep their setup function so the wasm
-// functions they call are bound whenever the backend (re)starts.
+// Kernels the backend already has are replaced (kernel-registry.ts); the replaced ones keep their setup function
+// so the wasm functions they call are bound whenever the backend (re)starts.
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { conv2DBackpropFilter, conv2DBackpropInput } from './wasm-conv-grads';
 import { depthwiseConv2dNativeBackpropFilter, depthwiseConv2dNativeBackpropInput } from './wasm-depthwise-grads';
-import type { StockKernel } from './kernel-args';
+import { install as installKernel, isOurs, requireStock as requireStockKernel } from './kernel-registry';
 import { makeBatchMatMul, makeFusedMatMul } from './wasm-matmul';
 import { makeTile } from './wasm-tile';
 import { makeCast, makeIdentity } from './wasm-cast';
@@ -23,11 +23,6 @@ import { makeMean, makeSum } from './wasm-reduce';
 import { makeMaxPoolGrad } from './wasm-pool-grad';
 
 const BACKEND = 'wasm';
-
-/** Marks the kernel functions registered here, so a second call (or a second copy of this module) is a no-op. */
-const MARK = Symbol.for('graft.wasmTrainingKernel');
-
-type MarkedKernelFunc = tf.KernelFunc & { [MARK]?: true };
 
 /** The kernel names this module provides for the wasm backend. */
 export const WASM_TRAINING_KERNELS = [
@@ -45,31 +40,9 @@ export const WASM_TRAINING_KERNELS = [
   'MaxPoolGrad',
 ] as const;
 
-function isOurs(name: string): boolean {
-  const k = tf.getKernel(name, BACKEND);
-  return k != null && (k.kernelFunc as MarkedKernelFunc)[MARK] === true;
-}
-
-/** Registers the kernel function make(stock) for `name` on wasm, replacing the stock kernel where there is one. */
-function install(name: string, make: (stock: tf.KernelConfig | undefined) => tf.KernelFunc): void {
-  if (isOurs(name)) return;
-  const stock = tf.getKernel(name, BACKEND);
-  const kernelFunc = make(stock) as MarkedKernelFunc;
-  kernelFunc[MARK] = true;
-  if (stock) tf.unregisterKernel(name, BACKEND);
-  tf.registerKernel({
-    kernelName: name,
-    backendName: BACKEND,
-    kernelFunc,
-    setupFunc: stock?.setupFunc,
-    disposeFunc: stock?.disposeFunc,
-  });
-}
-
-function requireStock(name: string, stock: tf.KernelConfig | undefined): StockKernel {
-  if (!stock) throw new Error(`the wasm backend has no '${name}' kernel to build on`);
-  return stock.kernelFunc as unknown as StockKernel;
-}
+const install = (name: string, make: (stock: tf.KernelConfig | undefined) => tf.KernelFunc) =>
+  installKernel(name, BACKEND, make);
+const requireStock = (name: string, stock: tf.KernelConfig | undefined) => requireStockKernel(name, BACKEND, stock);
 
 /**
  * Registers the wasm training kernels (see the top of this file). Idempotent; call it before or after
@@ -92,5 +65,5 @@ export function registerWasmTrainingKernels(): void {
 
 /** True where every kernel of WASM_TRAINING_KERNELS is the one registered by registerWasmTrainingKernels. */
 export function wasmTrainingKernelsRegistered(): boolean {
-  return WASM_TRAINING_KERNELS.every(isOurs);
+  return WASM_TRAINING_KERNELS.every((name) => isOurs(name, BACKEND));
 }

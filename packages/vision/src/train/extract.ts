@@ -3,6 +3,7 @@
 // part's outputs for fine-tuning. Always the validation images (no augmentation). With end-to-end augmentation
 // the training images go through the frozen part every epoch instead (head.ts, fine-tune.ts).
 import { extractFeatures, FeatureStore, ImageSource, type ExtractItem, type FrozenStage, type PendingImage, type Sampling } from '../features';
+import { backendOnGpu } from '../backend';
 import type { Prepared, Sets } from './prepare';
 import type { Plan } from './plan';
 import { FINE_TUNING_SAMPLING, HEAD_SAMPLING, type RunResources } from './resources';
@@ -24,14 +25,23 @@ export function featureStore(ctx: TrainContext, shapes: number[][], batchSize: n
   return new FeatureStore(shapes, ctx.kind, ctx.numClasses, batchSize, ctx.cfg.seed, sampling);
 }
 
+/**
+ * Whether images are augmented and normalised on the TensorFlow.js backend: where it and the frozen base run on
+ * a GPU, which resamples far faster than this thread (a few hundred 224 px images a second).
+ */
+function augmentOnBackend(t: Transfer): boolean {
+  return t.base.engine === 'tfjs' && backendOnGpu();
+}
+
 /** With end-to-end augmentation: the training images, augmented anew every epoch, through the frozen stage. */
-export function augmentedTrainSource(ctx: TrainContext, p: Plan, x: Extracted, frozen: FrozenStage): ImageSource {
+export function augmentedTrainSource(ctx: TrainContext, p: Plan, x: Extracted, frozen: FrozenStage, t: Transfer): ImageSource {
   return new ImageSource({
     ...x.sets.train,
     size: p.size,
     preprocessing: p.preprocessing,
     augmentation: p.augmentation,
     frozen,
+    augmentOnBackend: augmentOnBackend(t),
     kind: ctx.kind,
     numClasses: ctx.numClasses,
     batchSize: ctx.cfg.batchSize,
@@ -68,6 +78,7 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
       seed: cfg.seed,
       batchSize: INFERENCE_BATCH,
       stores,
+      augmentOnBackend: augmentOnBackend(t),
       signal: ctx.signal,
       forward: async (input, n) => {
         if (!t.parts) return t.headFeatures(input, n);
@@ -89,7 +100,7 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
   await run(sets.validation.images, sets.validation.labels, 0, lowerVal, headVal, trainItems);
   const seconds = (performance.now() - started) / 1000;
   if (count) {
-    ctx.log({ images: count, seconds: +seconds.toFixed(1), imagesPerSecond: +(count / seconds).toFixed(1), engine: t.base.engine }, 'features extracted');
+    ctx.log({ images: count, seconds: +seconds.toFixed(1), imagesPerSecond: +(count / seconds).toFixed(1), engine: t.base.engine, augmentedOn: augmentOnBackend(t) ? 'backend' : 'thread' }, 'features extracted');
   }
   return { sets, headTrain, lowerTrain, headVal, lowerVal };
 }

@@ -16,7 +16,7 @@ export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t:
   const { cfg } = ctx;
   const parts = t.parts!;
   const forward = fineTuneForward(parts, t.head);
-  const train: BatchSource = x.lowerTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.lowerOutputs, shapes: t.lowerShapes });
+  const train: BatchSource = x.lowerTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.lowerOutputs, shapes: t.lowerShapes }, t);
   const variables = [...parts.blockWeights, ...t.head.trainableWeights];
   const replicaSpec = async (): Promise<ReplicaSpec> => ({
     topology: parts.upper.toJSON(null, false) as object,

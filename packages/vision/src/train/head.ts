@@ -14,7 +14,7 @@ export async function trainHead(ctx: TrainContext, p: Plan, res: RunResources, t
   const { cfg } = ctx;
   const forward: Forward = (xs, training) => t.head.classify(xs[0]!, training);
   if (!p.skipHead) {
-    const train: BatchSource = x.headTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.headFeatures, shapes: [t.pooledShape] });
+    const train: BatchSource = x.headTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.headFeatures, shapes: [t.pooledShape] }, t);
     const variables = t.head.trainableWeights;
     const gradientEngine = () => createStepEngine({ block: [], head: t.head, inputShape: t.pooledShape, loss: ctx.kind, variables, seed: cfg.seed, engine: ctx.opts.trainEngine, log: ctx.log, what: 'head' });
     await runEpochs(ctx, p, res, { phase: 'training_head', settings: cfg.featureExtraction, variables, forward, train, validation: x.headVal, gradientEngine });
