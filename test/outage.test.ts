@@ -262,5 +262,5 @@ describe('outages of storage and Redis', () => {
     expect(job.state, w2.output().slice(-4000)).toBe('succeeded');
     expectEveryEpochOnce(job);
     await w2.stop();
-  });
+  }, 400_000); // two jobs trained one after the other: minutes on a loaded 2-core machine
 });
