@@ -157,11 +157,14 @@ describe('with synchronous tensor reads turned off', () => {
 
   it('fine-tunes on cached features with a replica thread, then resumes from its checkpoint', async () => {
     const config: TrainingConfigInput = { method: 'fine_tuning', augmentation: { ...aug, mode: 'cached' }, featureExtraction: head, fineTuning: ft };
-    const first = await run(config, { threads: 2 });
+    // The first attempt computes its steps with TensorFlow.js (shared with a replica thread), the resumed one with
+    // ONNX Runtime's step graph (the default where it loads): both read nothing synchronously.
+    const first = await run(config, { threads: 2 }, { trainEngine: 'tfjs' });
     expectTrained(first.result, ['training_head:1', 'training_head:2', 'fine_tuning:1', 'fine_tuning:2']);
     expectReplicaUsed(first.logged);
     const resumeFrom = first.checkpoints.find((c) => c.meta.phase === 'fine_tuning' && c.meta.epoch === 1)!;
     const again = await run(config, {}, { resume: resumeFrom, attempt: 2 });
+    expect(again.logged).toContain('training steps run on ONNX Runtime');
     expect(again.result.history.map((h) => `${h.phase}:${h.epoch}:${h.attempt}`)).toEqual([
       'training_head:1:1',
       'training_head:2:1',
