@@ -19,6 +19,19 @@ export function spread<T>(items: readonly T[], n: number): T[] {
   return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]!);
 }
 
+/**
+ * The images the int8 check reads: it compares int8 with fp32 on the validation images training evaluated, which
+ * are carved out of train where the dataset has no validation split, and calibrates on the training images left.
+ */
+export function int8Splits(
+  splits: { train: Sample[]; validation: Sample[] },
+  result: { predictions: { validation: readonly Sample[] | null } },
+): { train: Sample[]; validation: Sample[] } {
+  const validation = result.predictions.validation?.map(({ key, label }) => ({ key, label })) ?? splits.validation;
+  const held = new Set(validation.map((s) => s.key));
+  return { train: splits.train.filter((s) => !held.has(s.key)), validation };
+}
+
 export async function int8Model(
   fp32: Uint8Array,
   graftJson: Uint8Array,

@@ -11,7 +11,7 @@ import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
 import { publishModel } from './publish';
 import { jobCheckpoints } from './checkpoint-store';
-import { int8Model } from './int8';
+import { int8Model, int8Splits } from './int8';
 
 const send = (m: ChildMessage) => process.send?.(m);
 
@@ -206,7 +206,7 @@ async function run({ payload, attempt, config }: StartMessage) {
     let int8: Int8Decision | null = null;
     if (onnx && config.int8.enabled) {
       const started = performance.now();
-      const q = await int8Model(onnx, result.artifacts['graft.json']!, splits, (key) => storage.getBuffer(key), config.int8);
+      const q = await int8Model(onnx, result.artifacts['graft.json']!, int8Splits(splits, result), (key) => storage.getBuffer(key), config.int8);
       int8 = q.decision;
       if (q.model) artifacts['model.int8.onnx'] = q.model;
       const graftJson = JSON.parse(Buffer.from(result.artifacts['graft.json']!).toString('utf8'));

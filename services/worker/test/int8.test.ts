@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { spread } from '../src/int8';
+import { int8Splits, spread } from '../src/int8';
 
 describe('spread (which images the int8 check takes)', () => {
   it('takes every item where there are no more than asked, else items spread evenly over all of them', () => {
@@ -9,5 +9,30 @@ describe('spread (which images the int8 check takes)', () => {
     // A split listed class after class still gives images of each class.
     const labels = [...Array(6).fill('cat'), ...Array(6).fill('dog')];
     expect(new Set(spread(labels, 4))).toEqual(new Set(['cat', 'dog']));
+  });
+});
+
+describe('int8Splits (which images the int8 check compares and calibrates on)', () => {
+  const train = [
+    { key: 'train/a/1.jpg', label: 0 },
+    { key: 'train/a/2.jpg', label: 0 },
+    { key: 'train/b/1.jpg', label: 1 },
+    { key: 'train/b/2.jpg', label: 1 },
+  ];
+  it('takes the validation images training carved out of train, and calibrates on the training images left', () => {
+    const carved = [
+      { key: 'train/a/2.jpg', label: 0, predicted: 0, probabilities: [0.9, 0.1] },
+      { key: 'train/b/1.jpg', label: 1, predicted: 0, probabilities: [0.6, 0.4] },
+    ];
+    const s = int8Splits({ train, validation: [] }, { predictions: { validation: carved } });
+    expect(s.validation).toEqual([
+      { key: 'train/a/2.jpg', label: 0 },
+      { key: 'train/b/1.jpg', label: 1 },
+    ]);
+    expect(s.train.map((x) => x.key)).toEqual(['train/a/1.jpg', 'train/b/2.jpg']);
+  });
+  it("keeps the dataset's own splits where training evaluated no validation images", () => {
+    const validation = [{ key: 'validation/a/1.jpg', label: 0 }];
+    expect(int8Splits({ train, validation }, { predictions: { validation: null } })).toEqual({ train, validation });
   });
 });
