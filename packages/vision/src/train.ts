@@ -38,7 +38,8 @@ import { trainHead } from './train/head';
 import { findLabelIssues, labelIssuesUnavailable, type LabelIssues } from './train/label-issues';
 import { plan } from './train/plan';
 import { prepare, type Sets } from './train/prepare';
-import { plannedWork, RunResources } from './train/resources';
+import { FINE_TUNING_STEP_COST, plannedWork, RunResources } from './train/resources';
+import { stepsOnOnnxRuntime } from './train/epochs';
 import { trainScratch } from './train/scratch';
 import { setUpTransfer, type Network } from './train/transfer';
 import type { TrainContext, Trained, TrainOptions, TrainResult } from './train/types';
@@ -52,7 +53,9 @@ export type { TrainOptions, TrainResult } from './train/types';
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const ctx = await context(opts);
   const p = plan(ctx);
-  const res = new RunResources(plannedWork(p, { headEpochs: ctx.cfg.featureExtraction.epochs, fineTuningEpochs: ctx.cfg.fineTuning.epochs }), ctx.emit);
+  const fineTuningStepCost = FINE_TUNING_STEP_COST[stepsOnOnnxRuntime(ctx) ? 'onnxruntime' : 'tfjs'];
+  const work = plannedWork(p, { headEpochs: ctx.cfg.featureExtraction.epochs, fineTuningEpochs: ctx.cfg.fineTuning.epochs, fineTuningStepCost });
+  const res = new RunResources(work, ctx.emit);
   try {
     const prepared = await prepare(ctx, p, res);
     let trained: Trained;

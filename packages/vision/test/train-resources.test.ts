@@ -1,7 +1,8 @@
 // RunResources: what a training run holds, freed however the run ends.
 import { describe, expect, it } from 'vitest';
 import type { TrainEvent } from '../src/progress';
-import { RunResources } from '../src/train/resources';
+import { FINE_TUNING_STEP_COST, RunResources } from '../src/train/resources';
+import { stepsOnOnnxRuntime } from '../src/train/epochs';
 
 describe('RunResources', () => {
   it('frees what was registered, the last first, past a failure to free one, once', async () => {
@@ -31,5 +32,14 @@ describe('RunResources', () => {
     res.progress.update('training_head', 0.5, {}, true);
     const progress = events.filter((e): e is Extract<TrainEvent, { type: 'progress' }> => e.type === 'progress').map((e) => e.progress);
     expect(progress).toEqual([0, 0.25, 0.25, 0.625]);
+  });
+});
+
+describe('the planned cost of a fine-tuning step', () => {
+  it("is ONNX Runtime's on the single-threaded backends unless TensorFlow.js is asked for, TensorFlow.js's on a GPU", () => {
+    const on = (backend: string, trainEngine?: 'auto' | 'onnxruntime' | 'tfjs') => stepsOnOnnxRuntime({ backend, opts: { trainEngine } as never });
+    expect([on('wasm'), on('cpu', 'auto'), on('wasm', 'onnxruntime')]).toEqual([true, true, true]);
+    expect([on('wasm', 'tfjs'), on('webgpu'), on('tensorflow')]).toEqual([false, false, false]);
+    expect(FINE_TUNING_STEP_COST.onnxruntime).toBeLessThan(FINE_TUNING_STEP_COST.tfjs);
   });
 });

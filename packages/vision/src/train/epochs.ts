@@ -13,6 +13,10 @@ import type { TrainContext } from './types';
 /** Backends whose kernels run on one thread: training steps there are shared with worker-thread replicas. */
 const SINGLE_THREADED_BACKENDS = new Set(['wasm', 'cpu']);
 
+/** Whether a phase's training steps are meant to run on ONNX Runtime's step graph (where it loads) on this run. */
+export const stepsOnOnnxRuntime = (ctx: Pick<TrainContext, 'backend' | 'opts'>): boolean =>
+  SINGLE_THREADED_BACKENDS.has(ctx.backend) && ctx.opts.trainEngine !== 'tfjs';
+
 export interface EpochsOptions {
   phase: HistoryRow['phase'];
   settings: { epochs: number; optimizer: 'rmsprop' | 'adam' | 'sgd'; learningRate: number };
@@ -34,7 +38,7 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
   const optimizer = res.own(makeOptimizer(settings.optimizer, settings.learningRate), (x) => x.dispose(), 'optimizer');
   const todo = !phaseDone(state, settings.epochs);
   // On backends that compute on the CPU, ONNX Runtime computes the steps' gradients where it can (step-engine.ts).
-  const gradients = todo && o.gradientEngine && SINGLE_THREADED_BACKENDS.has(ctx.backend) ? await o.gradientEngine() : null;
+  const gradients = todo && o.gradientEngine && stepsOnOnnxRuntime(ctx) ? await o.gradientEngine() : null;
   if (gradients) res.own(gradients, (g) => g.dispose(), 'training engine');
   // Otherwise heavy steps (convolutions) are shared with worker threads on backends that use one core.
   const threads = !gradients && o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && todo ? trainThreads(ctx.opts.threads) : 1;
