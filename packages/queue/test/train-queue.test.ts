@@ -27,21 +27,25 @@ describe('the training queue', () => {
     workers.push(w);
     return w;
   };
+  let closing = false;
   const settled = (id: string) =>
-    new Promise<Job>((resolve) => {
+    new Promise<Job>((resolve, reject) => {
       const check = async () => {
+        if (closing) return;
         const job = await queue.queue.getJob(id);
         const state = job && (await job.getState());
         if (state === 'completed' || state === 'failed') resolve(job!);
-        else setTimeout(check, 100);
+        else setTimeout(() => void check().catch(reject), 100);
       };
-      void check();
+      void check().catch(reject);
     });
 
   afterAll(async () => {
+    // No poll may reach Redis once its connection is closing.
+    closing = true;
     await Promise.all(workers.map((w) => w.close(true)));
     await queue.close();
-    redis.disconnect();
+    await redis.quit();
   });
 
   it('retries a transient failure after a backoff, and the job succeeds on its second attempt', async () => {
