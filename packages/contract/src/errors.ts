@@ -81,6 +81,7 @@ export const ERRORS = {
   STORAGE_UNAVAILABLE: spec(null, true, 'object storage stayed unreachable longer than the outage tolerance'),
   REDIS_UNAVAILABLE: spec(null, true, 'Redis stayed unreachable longer than the outage tolerance'),
   BATCHER_CLOSED: spec(null, false, 'the inference batcher was closed while images waited in it (the service is stopping)'),
+  INVALID_JOB_PAYLOAD: spec(null, true, 'the queued job cannot be read by this worker (queued by another version of Graft, or damaged); submit it again'),
   CHILD_EXITED: spec(null, false, 'the training process exited unexpectedly (killed, out of memory)'),
   TRAINING_FAILED: spec(null, false, 'training stopped on an error that has no code of its own; see the message'),
 } as const satisfies Record<string, ErrorSpec>;

@@ -46,8 +46,9 @@ export function createProcessor(deps: ProcessorDeps) {
     try {
       payload = parseTrainJobPayload(job.data);
     } catch (err) {
-      if (err instanceof PayloadError) throw new UnrecoverableError(err.message);
-      throw err;
+      if (!(err instanceof PayloadError)) throw err;
+      await failUnreadable(job.data, err.message);
+      throw new UnrecoverableError(err.message);
     }
     const jobLog = log.child({ jobId: payload.jobId });
     const rec = await store.get(payload.jobId);
@@ -117,6 +118,17 @@ export function createProcessor(deps: ProcessorDeps) {
     await store.update(payload.jobId, { state: 'queued', phase: null, error }, 'state');
     jobLog.warn({ error, attempt }, 'training attempt failed; it will be retried');
     throw new Error(outcome.message);
+  }
+
+  /** A payload this worker cannot read fails its job's record too, where it names one: else it stays queued forever. */
+  async function failUnreadable(data: unknown, message: string) {
+    const jobId = (data as { jobId?: unknown } | null)?.jobId;
+    if (typeof jobId !== 'string') return;
+    const rec = await store.get(jobId);
+    if (!rec || isTerminal(rec.state)) return;
+    const error = { code: 'INVALID_JOB_PAYLOAD' as const, message };
+    await store.transition(jobId, { state: 'failed', phase: null, error, finishedAt: new Date().toISOString() });
+    log.warn({ jobId, error }, 'training failed: its queued payload cannot be read');
   }
 
   async function finishCancelled(tenant: string, jobId: string) {

@@ -1,12 +1,13 @@
 // The worker as a process against the real Redis and S3 server of the test setup, its jobs put straight into the
 // queue and its datasets straight into the bucket (no API): a permanent failure fails the job at once, a transient
 // one is retried and the job then succeeds, and SIGTERM stops the worker with its job released to another worker.
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isTerminal } from '@graft/contract';
-import { createRedis, TrainQueue, type JobRecord } from '@graft/queue';
+import { acceptConfig, isTerminal, plannedEpochs } from '@graft/contract';
+import { createRedis, queuedJobRecord, TRAIN_JOB, trainJobOptions, TrainQueue, type JobRecord } from '@graft/queue';
 import { Storage } from '@graft/storage';
 import { configEnv, testConfig } from '../../../test/support/services';
 import { patternDataset } from '../../../test/support/images';
@@ -77,6 +78,21 @@ describe('the worker process', () => {
     const job = (await queue.queue.getJob(id))!;
     expect(job.attemptsMade).toBe(1);
     expect(job.opts.attempts).toBe(3);
+    await w.stop();
+  });
+
+  it('fails the record of a job whose queued payload it cannot read (a config left to defaults, as an older API queued it)', async () => {
+    const w = startWorker();
+    const id = `job_${randomBytes(6).toString('hex')}`;
+    const resolved = acceptConfig(SMALL, SMALL.inputSize);
+    await queue.jobs.create(queuedJobRecord({ id, tenant: TENANT, datasetId, epochs: plannedEpochs(resolved), config: resolved }));
+    // The payload carries the config as the user gave it: the worker cannot know which defaults it was accepted with.
+    await queue.queue.add(TRAIN_JOB, { jobId: id, tenant: TENANT, datasetId, manifestKey: 'm', config: { backbone: SMALL.backbone } }, { ...trainJobOptions(3), jobId: id });
+    const rec = await finished(id, w);
+    expect(rec.state).toBe('failed');
+    expect(rec.error?.code).toBe('INVALID_JOB_PAYLOAD');
+    expect(rec.error?.message).toMatch(/config is not resolved/);
+    expect(rec.attempts).toBe(0);
     await w.stop();
   });
 
