@@ -72,7 +72,6 @@ export const ERRORS = {
   BACKBONE_WEIGHTS_UNAVAILABLE: spec(null, false, "the backbone's pretrained weights cannot be read from their source"),
   BACKEND_UNAVAILABLE: spec(null, true, 'no TensorFlow.js backend (or not the one configured) can start on the worker'),
   INVALID_BACKEND: spec(null, true, 'the worker is configured with an unknown TensorFlow.js backend or setting'),
-  INVALID_ENGINE: spec(null, true, 'the worker is configured with an unknown engine for the frozen base'),
   ONNX_RUNTIME_UNAVAILABLE: spec(null, false, 'the frozen base cannot run on ONNX Runtime on the worker'),
   TRAINING_KERNEL_MISSING: spec(null, true, 'the backend lacks a kernel that training these layers needs'),
   IMAGE_DECODE_FAILED: spec(null, true, 'an image of the dataset cannot be decoded'),
