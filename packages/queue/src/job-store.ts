@@ -186,6 +186,16 @@ export class JobStore {
     const r: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(h)) r[k] = JSON.parse(v);
     r.history = rows.map((x) => JSON.parse(x));
-    return r as unknown as JobRecord;
+    return upgradeRecord(r) as unknown as JobRecord;
   }
+}
+
+/**
+ * A record as stored by an earlier version, brought to today's shape: a job accepted before label issues existed
+ * did not look for them (`config.labelIssues` false); nothing else is filled in.
+ */
+function upgradeRecord(r: Record<string, unknown>): Record<string, unknown> {
+  const config = r.config as Record<string, unknown> | undefined;
+  if (config && typeof config === 'object' && !('labelIssues' in config)) r.config = { ...config, labelIssues: false };
+  return r;
 }

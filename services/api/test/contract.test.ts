@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ERRORS, ERROR_CODES, type EvalMetrics, type ModelRecord } from '@graft/contract';
+import { ERRORS, ERROR_CODES, type EvalMetrics, type HealthReport, type ModelRecord } from '@graft/contract';
 import { keys } from '@graft/storage';
 import { buildApp } from '../src/app';
 import { createDeps, type ApiDeps } from '../src/deps';
@@ -148,6 +148,31 @@ describe('answers serialized by their schemas', () => {
     const served = (await app.inject({ url: `/v1/jobs/${id}`, headers: H })).json();
     expect(missing(rec, served)).toEqual([]);
     expect(served).toEqual(JSON.parse(JSON.stringify(rec)));
+  });
+
+  it('serves records stored by an earlier version, before fields that are required now existed', async () => {
+    const created = await app.inject({ method: 'POST', url: '/v1/jobs', headers: H, payload: { datasetId } });
+    const id = created.json().id;
+    const store = deps.queue.jobs;
+    const { labelIssues: _l, ...older } = (await store.get(id))!.config;
+    await store.update(id, { config: older as never });
+    const job = await app.inject({ url: `/v1/jobs/${id}`, headers: H });
+    expect(job.statusCode).toBe(200);
+    expect(job.json().config.labelIssues).toBe(false);
+
+    const healthKey = keys.datasetHealth('contract', datasetId);
+    const report = await deps.storage.getJson<HealthReport>(healthKey);
+    const { nearDuplicateImageIds: _n, ...olderReport } = report;
+    const image = (n: number) => ({ imageId: `img_${String(n).repeat(20)}`, path: `train/dots/${n}.jpg`, split: 'train' as const, label: 'dots', width: 64, height: 64 });
+    const group = { split: 'train' as const, similarity: 0.97, mixedLabels: false, images: [image(1), image(2)] };
+    await deps.storage.putJson(healthKey, { ...olderReport, nearDuplicates: [group] });
+    try {
+      const health = await app.inject({ url: `/v1/datasets/${datasetId}/health`, headers: H });
+      expect(health.statusCode).toBe(200);
+      expect(health.json().nearDuplicateImageIds).toEqual([group.images.map((im) => im.imageId)]);
+    } finally {
+      await deps.storage.putJson(healthKey, report);
+    }
   });
 
   it('keeps every field of a model record', async () => {

@@ -70,7 +70,8 @@ const datasetImageRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps }> = async (
       if (!report) {
         throw new ApiError('HEALTH_NOT_AVAILABLE', `dataset '${id}' was uploaded before health reports existed; upload it again to get one`, { id });
       }
-      return report;
+      // A report stored before the groups were listed by image id: its groups name their images in full.
+      return { ...report, nearDuplicateImageIds: report.nearDuplicateImageIds ?? report.nearDuplicates.map((g) => g.images.map((im) => im.imageId)) };
     },
   );
 
