@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { createSession } from '../src/session';
 import type { TfjsModelJson, WeightsManifestGroup } from '../src/index';
+import { randomInput } from '../../../test/support/random';
 
 export const MODELS_DIR = join(import.meta.dirname, '../../../../shared/models');
 
@@ -62,18 +63,7 @@ export function loadInTfjs(saved: SavedModel): Promise<tf.LayersModel> {
   );
 }
 
-/** Deterministic pseudo-random values in [lo, hi). */
-export function randomInput(size: number, seed = 1, lo = -1, hi = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = lo + ((s >>> 0) / 2 ** 32) * (hi - lo);
-  }
-  return out;
-}
+export { randomInput };
 
 /** Runs `model` in TF.js on an NHWC batch and returns the flattened predictions. */
 export async function predictTfjs(model: tf.LayersModel, input: Float32Array, shape: number[]): Promise<Float32Array> {

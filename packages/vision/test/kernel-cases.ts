@@ -1,19 +1,10 @@
 // Kernel calls described by plain arrays, so that one call runs on two backends and the outputs can be compared:
 // the convolution geometries and gradient cases shared by the wasm and webgpu kernel tests.
 import * as tf from '@tensorflow/tfjs';
+import { randomInput } from '../../../test/support/random';
 
 /** Deterministic uniform values in [-scale, scale). */
-export function randomValues(size: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(size);
-  for (let i = 0; i < size; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    out[i] = ((s >>> 0) / 4294967296 - 0.5) * 2 * scale;
-  }
-  return out;
-}
+export const randomValues = (size: number, seed: number, scale = 1): Float32Array => randomInput(size, seed, -scale, scale);
 
 /** A kernel call described by plain arrays, so that it can run on either backend. */
 export interface Case {
