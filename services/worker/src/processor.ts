@@ -109,7 +109,7 @@ export function createProcessor(deps: ProcessorDeps) {
     const attemptsAllowed = job.opts.attempts ?? 1;
     const final = outcome.permanent || job.attemptsMade + 1 >= attemptsAllowed;
     if (final) {
-      await store.transition(payload.jobId, { state: 'failed', phase: null, error, finishedAt: new Date().toISOString() });
+      await finishFailed(payload.jobId, error);
       jobLog.warn({ error }, 'training failed');
       await jobCheckpoints(storage, keys.checkpoint(payload.tenant, payload.jobId)).drop().catch(() => {});
       if (outcome.permanent) throw new UnrecoverableError(outcome.message);
@@ -127,8 +127,12 @@ export function createProcessor(deps: ProcessorDeps) {
     const rec = await store.get(jobId);
     if (!rec || isTerminal(rec.state)) return;
     const error = { code: 'INVALID_JOB_PAYLOAD' as const, message };
-    await store.transition(jobId, { state: 'failed', phase: null, error, finishedAt: new Date().toISOString() });
+    await finishFailed(jobId, error);
     log.warn({ jobId, error }, 'training failed: its queued payload cannot be read');
+  }
+
+  async function finishFailed(jobId: string, error: NonNullable<JobRecord['error']>) {
+    await store.transition(jobId, { state: 'failed', phase: null, error, finishedAt: new Date().toISOString() });
   }
 
   async function finishCancelled(tenant: string, jobId: string) {
