@@ -82,13 +82,10 @@ function imagesByKey(index: DatasetIndex): (key: string) => { imageId: string | 
 function imagePredictions(p: TrainResult['predictions'], labels: string[], index: DatasetIndex): EvaluatedImages {
   const image = imagesByKey(index);
   const named = (rows: ImagePrediction[] | null) =>
-    rows?.map((r) => ({
-      imageId: image(r.key).imageId,
-      path: image(r.key).path,
-      label: labels[r.label]!,
-      predicted: labels[r.predicted]!,
-      probabilities: r.probabilities,
-    })) ?? null;
+    rows?.map((r) => {
+      const { imageId, path } = image(r.key);
+      return { imageId, path, label: labels[r.label]!, predicted: labels[r.predicted]!, probabilities: r.probabilities };
+    }) ?? null;
   return { labels, validation: named(p.validation), test: named(p.test) };
 }
 
