@@ -8,6 +8,8 @@ export interface GraphNode {
   outputs: string[];
   attrs: OnnxAttribute[];
   name: string;
+  /** The operator set of a runtime's own op (version 1 of it is imported); absent for ONNX ops. */
+  domain?: string;
 }
 
 export interface Initializer {
@@ -54,6 +56,13 @@ export class GraphBuilder {
   add(op: string, inputs: string[], attrs: OnnxAttribute[] = [], outputBase?: string): string {
     const output = this.unique(outputBase ?? `${op}`);
     this.nodes.push({ op, inputs, outputs: [output], attrs, name: this.unique(`${output}/${op}`) });
+    return output;
+  }
+
+  /** As add(), for an op of another operator set than ONNX's (a runtime's own, such as com.microsoft.nchwc). */
+  addIn(domain: string, op: string, inputs: string[], attrs: OnnxAttribute[] = []): string {
+    const output = this.add(op, inputs, attrs);
+    this.nodes.at(-1)!.domain = domain;
     return output;
   }
 
@@ -165,11 +174,13 @@ export class GraphBuilder {
       output: n.outputs,
       name: n.name,
       op_type: n.op,
+      ...(n.domain ? { domain: n.domain } : {}),
       attribute: n.attrs,
     }));
+    const domains = [...new Set(this.nodes.flatMap((n) => (n.domain ? [n.domain] : [])))];
     return {
       ir_version: irVersionFor(opset),
-      opset_import: [{ domain: '', version: opset }],
+      opset_import: [{ domain: '', version: opset }, ...domains.map((domain) => ({ domain, version: 1 }))],
       producer_name: 'graft',
       producer_version: '0.1.0',
       graph: {

@@ -172,6 +172,8 @@ export interface OnnxNode {
   output: string[];
   name: string;
   op_type: string;
+  /** The operator set the op belongs to; the default (ONNX) set where absent. */
+  domain?: string;
   attribute: OnnxAttribute[];
 }
 
