@@ -291,11 +291,20 @@ async function parallelStep(o: FitOptions, vars: tf.Variable[], batch: Batch): P
   }
 }
 
-/** One optimizer step with the loss and gradients from o.gradients; the optimizer applies them here. */
+/**
+ * One optimizer step by o.gradients: the new weights from it where it applies the optimizer's update, else its
+ * gradients applied by the optimizer here.
+ */
 async function engineStep(o: FitOptions, vars: tf.Variable[], batch: Batch): Promise<{ lossSum: number; correct: number }> {
   const x = batch.host?.xs[0] ?? ((await batch.xs[0]!.data()) as Float32Array);
   const y = batch.host?.ys ?? ((await batch.ys.data()) as Float32Array);
-  const r = await o.gradients!.compute(x, y, batch.size, await readWeights(vars));
+  const engine = o.gradients!;
+  if (engine.optimizer && engine.optimizer !== o.optimizer) throw new Error('the training engine applies the update of another optimizer');
+  const r = await engine.compute(x, y, batch.size, await readWeights(vars));
+  if (engine.optimizer) {
+    writeWeights(o.variables, r.weights);
+    return { lossSum: r.loss * batch.size, correct: r.correct };
+  }
   tf.tidy(() => {
     const named: tf.NamedTensorMap = {};
     vars.forEach((v, i) => {

@@ -1,8 +1,10 @@
-// Training steps on ONNX Runtime: the loss and the gradients of a batch come from the step graph
-// (step-graph.ts) run on every core by ONNX Runtime's matrix kernels, and fit() applies them with the phase's
-// TensorFlow.js optimizer, so the weights, the optimizer state, validation and checkpoints stay as they are.
-// On this project's 2-core machine a fine-tuning step of MobileNet's top block runs several times faster than
-// on the TensorFlow.js wasm backend (bench/train-speed.ts).
+// Training steps on ONNX Runtime: the loss of a batch and either the gradients (which fit() applies with the
+// phase's TensorFlow.js optimizer) or, where the step graph can apply that optimizer's update (RMSprop, Adam,
+// SGD; step-update.ts), the new weights, come from the step graph (step-graph.ts) run on every core by ONNX
+// Runtime's kernels. The optimizer's slots then live here, between steps, as ONNX Runtime tensors; the weights
+// stay TensorFlow.js variables, so validation and checkpoints are as they were. On this project's 2-core
+// machine a fine-tuning step of MobileNet's top block runs several times faster than on the TensorFlow.js wasm
+// backend, and per image as fast as PyTorch's (bench/train-speed.ts).
 //
 // TrainOptions.trainEngine (GRAFT_TRAIN_ENGINE) picks: 'auto' (default: ONNX Runtime where it loads and the
 // graph can express the trained layers, TensorFlow.js otherwise), 'onnxruntime' (an error where it cannot be
@@ -16,16 +18,33 @@ import { VisionError } from './errors';
 import type { LossKind } from './fit';
 import type { Head } from './head';
 import { createRng, deriveSeed, type Rng } from './random';
+import { attr, GraphBuilder } from '@graft/inference/onnx-graph';
+import { encodeModel } from '@graft/inference/onnx-proto';
 import { buildStepGraph, UnsupportedStepError, type StepGraph, type StepLayer } from './step-graph';
+import { stepScalars, updateRule } from './step-update';
 
-/** Computes what one training step needs; fit() applies the gradients. */
+/** Computes what one training step needs: the gradients for fit() to apply, or the step's new weights. */
 export interface GradientEngine {
   readonly name: 'onnxruntime';
-  /** Mean loss, right answers and the gradient of each trained variable for a batch at the given weights. */
-  compute(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]): Promise<{ loss: number; correct: number; grads: Float32Array[] }>;
+  /** The optimizer whose update each step applies (its slots kept here); null: fit() applies the gradients. */
+  readonly optimizer: tf.Optimizer | null;
+  /**
+   * Mean loss and right answers for a batch at the given weights, and either the gradient of each trained
+   * variable or (with an optimizer) its value after the optimizer's update.
+   */
+  compute(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]): Promise<StepResult>;
   /** Mean loss and right answers of a batch in inference mode (no dropout), without gradients. */
   evaluate(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]): Promise<{ loss: number; correct: number }>;
   dispose(): Promise<void>;
+}
+
+export interface StepResult {
+  loss: number;
+  correct: number;
+  /** Gradients, where the engine has no optimizer; else empty. */
+  grads: Float32Array[];
+  /** The updated weights, where it has one; else empty. */
+  weights: Float32Array[];
 }
 
 export interface StepEngineOptions {
@@ -37,7 +56,14 @@ export interface StepEngineOptions {
   loss: LossKind;
   /** The variables fit() trains, in its order. */
   variables: tf.LayerVariable[];
+  /**
+   * The phase's optimizer: where the step graph can apply its update (updateRule()), each step returns the
+   * new weights and fit() applies nothing; the optimizer's own slots are then left unused.
+   */
+  optimizer?: tf.Optimizer;
   seed: number;
+  /** false: ONNX ops alone, without ONNX Runtime's blocked-layout ops (com.microsoft.nchwc) where it has them. */
+  blockedLayout?: boolean;
   /** 'auto' (default): ONNX Runtime where it loads and can express the layers; or one engine only. */
   engine?: FrozenEngineSetting;
   threads?: number;
@@ -69,10 +95,12 @@ export async function createStepEngine(o: StepEngineOptions): Promise<GradientEn
     const block = (await stepLayers(o.block)).filter((l) => l.className !== 'InputLayer');
     const headPooling = o.inputShape.length === 3 ? o.head.config.pooling : null;
     if (headPooling !== null && headPooling !== 'avg') throw new UnsupportedStepError(`head pooling '${headPooling}'`);
-    const spec = { block, pooling: headPooling, head: await stepLayers(o.head.layers), inputShape: o.inputShape, loss: o.loss, variables: o.variables } as const;
-    const graph = buildStepGraph(spec);
-    const evalGraph = buildStepGraph(spec, { backward: false });
+    const update = o.optimizer ? updateRule(o.optimizer) : null;
+    const spec = { block, pooling: headPooling, head: await stepLayers(o.head.layers), inputShape: o.inputShape, loss: o.loss, variables: o.variables, update } as const;
     const ort = await loadOrt();
+    const nchwcBlock = o.blockedLayout === false ? null : await nchwcBlockSize(ort);
+    const graph = buildStepGraph(spec, { nchwcBlock });
+    const evalGraph = buildStepGraph(spec, { backward: false, nchwcBlock });
     const threads = o.threads ?? availableParallelism();
     const open = (onnx: Uint8Array) =>
       ort.InferenceSession.create(onnx, {
@@ -88,8 +116,9 @@ export async function createStepEngine(o: StepEngineOptions): Promise<GradientEn
       await train.release();
       throw err;
     });
-    log({ what: o.what, threads }, 'training steps run on ONNX Runtime');
-    return new OrtStepEngine(ort, { train, evaluate }, graph, evalGraph, o.inputShape, o.variables.map((v) => v.shape as number[]), createRng(deriveSeed(o.seed, 'dropout')));
+    log({ what: o.what, threads, update: update?.kind ?? null }, 'training steps run on ONNX Runtime');
+    const shapes = o.variables.map((v) => v.shape as number[]);
+    return new OrtStepEngine(ort, { train, evaluate }, { graph, evalGraph }, update ? o.optimizer! : null, o.inputShape, shapes, createRng(deriveSeed(o.seed, 'dropout')));
   } catch (err) {
     if (wanted === 'onnxruntime') {
       throw new VisionError('ONNX_RUNTIME_UNAVAILABLE', `training steps cannot run on ONNX Runtime: ${(err as Error).message}`);
@@ -108,19 +137,53 @@ function loadOrt(): Promise<typeof Ort> {
   return ortPromise;
 }
 
+let blockPromise: Promise<number | null> | undefined;
+/**
+ * Channels per block of ONNX Runtime's blocked layout (its com.microsoft.nchwc ops: 8 with AVX2, 16 with
+ * AVX-512), read from the shape of four channels reordered (it takes multiples of 4); null where the CPU provider has no such ops.
+ */
+function nchwcBlockSize(ort: typeof Ort): Promise<number | null> {
+  blockPromise ??= (async () => {
+    const g = new GraphBuilder();
+    const x = g.addInput('x', [1, 1, 1, 4]);
+    g.outputs.push({ name: g.addIn('com.microsoft.nchwc', 'ReorderInput', [x], [attr.int('channels_last', 1)]), shape: [1, null, 1, 1] });
+    try {
+      const session = await ort.InferenceSession.create(encodeModel(g.toModel(13, {}, 'nchwc_probe')), { executionProviders: ['cpu'], logSeverityLevel: 3 });
+      try {
+        const out = await session.run({ x: new ort.Tensor('float32', new Float32Array(4), [1, 1, 1, 4]) });
+        return Number(Object.values(out)[0]!.dims[1]);
+      } finally {
+        await session.release();
+      }
+    } catch {
+      return null;
+    }
+  })();
+  return blockPromise;
+}
+
 class OrtStepEngine implements GradientEngine {
   readonly name = 'onnxruntime' as const;
   private disposed = false;
+  private readonly graph: StepGraph;
+  private readonly evalGraph: StepGraph;
+  /** The update's slots as the last step left them (zeros before the first), and the steps taken. */
+  private slots: Ort.Tensor[][];
+  private steps = 0;
 
   constructor(
     private readonly ort: typeof Ort,
     private readonly sessions: { train: Ort.InferenceSession; evaluate: Ort.InferenceSession },
-    private readonly graph: StepGraph,
-    private readonly evalGraph: StepGraph,
+    graphs: { graph: StepGraph; evalGraph: StepGraph },
+    readonly optimizer: tf.Optimizer | null,
     private readonly inputShape: number[],
     private readonly weightShapes: number[][],
     private readonly rng: Rng,
-  ) {}
+  ) {
+    ({ graph: this.graph, evalGraph: this.evalGraph } = graphs);
+    const zeros = (shape: number[]) => new ort.Tensor('float32', new Float32Array(shape.reduce((a, b) => a * b, 1)), shape);
+    this.slots = this.graph.outputs.slots.map((names, i) => names.map(() => zeros(weightShapes[i]!)));
+  }
 
   /** The session's inputs; dropout masks drawn (training) or ones (inference). */
   private feeds(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[], training: boolean): Record<string, Ort.Tensor> {
@@ -146,13 +209,24 @@ class OrtStepEngine implements GradientEngine {
     return feeds;
   }
 
-  async compute(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]) {
-    const out = await this.sessions.train.run(this.feeds(x, y, n, weights, true));
+  async compute(x: Float32Array, y: Float32Array, n: number, weights: Float32Array[]): Promise<StepResult> {
+    const feeds = this.feeds(x, y, n, weights, true);
+    const update = this.graph.update;
+    if (update) {
+      this.slots.forEach((slots, i) => slots.forEach((t, j) => (feeds[`s${i}_${j}`] = t)));
+      for (const [name, v] of Object.entries(stepScalars(update, this.steps + 1))) feeds[name] = new this.ort.Tensor('float32', Float32Array.of(v), []);
+    }
+    const out = await this.sessions.train.run(feeds);
     const names = this.graph.outputs;
+    if (update) {
+      this.slots = names.slots.map((slotNames) => slotNames.map((name) => out[name]!));
+      this.steps++;
+    }
     return {
       loss: (out[names.loss]!.data as Float32Array)[0]!,
       correct: (out[names.correct]!.data as Float32Array)[0]!,
       grads: names.grads.map((name) => out[name]!.data as Float32Array),
+      weights: names.weights.map((name) => out[name]!.data as Float32Array),
     };
   }
 

@@ -1,11 +1,17 @@
 // A training step as an ONNX graph: the forward pass of the trained part of a network (a chain of the top
-// block's layers, then the head), the loss as fit.ts computes it (cross-entropy of clipped probabilities), and
-// the gradient of every trained weight, written out by hand. ONNX Runtime runs it on every core with its own
-// matrix kernels; the optimizer stays in TensorFlow.js (step-engine.ts).
+// block's layers, then the head), the loss as fit.ts computes it (cross-entropy of clipped probabilities), the
+// gradient of every trained weight, written out by hand, and where asked, the optimizer's update
+// (step-update.ts). ONNX Runtime runs it on every core with its own matrix kernels (step-engine.ts).
+//
+// Values stay NHWC. A frozen batch normalization right after a convolution is folded into the convolution's
+// kernel and bias; the depthwise convolution and its filter gradient run on ONNX Runtime's blocked-layout
+// kernels where it has them (step-depthwise.ts).
 //
 // Graph inputs: `x` (the block's input, NHWC, or pooled vectors where there is no block), `y` (labels as fit.ts
 // takes them), `inv_n` (1 / batch size, a scalar), one `mask_<i>` per dropout layer (0 or 1 / (1 - rate)), then
-// `w<i>` for each trained weight. Outputs: `loss`, `correct`, then `g<i>` for each trained weight.
+// `w<i>` for each trained weight; with an update, `s<i>_<j>` for each weight's optimizer slots and the update's
+// step scalars. Outputs: `loss`, `correct`, then `g<i>` for each trained weight, or with an update, the new
+// weights `nw<i>` and slots `ns<i>_<j>`.
 //
 // Layers it can express (anything else is refused with the reason, and training stays on TensorFlow.js):
 // DepthwiseConv2D (odd square kernel, stride 1, 'same', depth multiplier 1) as the first trained layer, Conv2D
@@ -15,6 +21,8 @@
 import type * as tf from '@tensorflow/tfjs';
 import { attr, GraphBuilder } from '@graft/inference/onnx-graph';
 import { encodeModel } from '@graft/inference/onnx-proto';
+import { depthwiseFilterGradient, depthwiseForward } from './step-depthwise';
+import { addUpdate, slotCount, stepScalars, type UpdateRule } from './step-update';
 import type { LossKind } from './fit';
 
 const OPSET = 13;
@@ -42,144 +50,69 @@ export interface StepGraphSpec {
   loss: LossKind;
   /** The trained variables, in the order of the gradients the graph returns. */
   variables: tf.LayerVariable[];
+  /** Where set, the graph applies this optimizer update and returns the new weights instead of gradients. */
+  update?: UpdateRule | null;
 }
 
 export interface StepGraph {
   onnx: Uint8Array;
   /** Width of each dropout mask (per sample) and its rate. */
   dropouts: { width: number; rate: number }[];
-  /** Names of the graph's outputs. */
-  outputs: { loss: string; correct: string; grads: string[] };
+  /** The optimizer's update the graph applies (null: it returns the gradients). */
+  update: UpdateRule | null;
+  /**
+   * Names of the graph's outputs: the gradients, or with an update, the updated weights and slots (inputs
+   * `s<i>_<j>`, zeros before the first step, and the step scalars of stepScalars()).
+   */
+  outputs: { loss: string; correct: string; grads: string[]; weights: string[]; slots: string[][] };
 }
 
 type Backward = (dy: string) => string | null;
 
-/**
- * Builds the step graph; throws UnsupportedStepError naming what it cannot express. With `backward: false`, the
- * graph of the loss and right answers alone (for validation; its dropout masks are then fed with ones).
- */
-export function buildStepGraph(spec: StepGraphSpec, opts: { backward?: boolean } = {}): StepGraph {
+/** What the parts of the graph share while it is built. */
+interface Build {
+  g: GraphBuilder;
+  trained: Map<tf.LayerVariable, number>;
+  grads: (string | null)[];
+  tape: Backward[];
+  /** Gradients that are only broadcastable to their value's shape (the pooling's), with that value. */
+  broadcast: Map<string, string>;
+  /** Channels per block of ONNX Runtime's blocked layout, or null where it is not used. */
+  nchwcBlock: number | null;
+}
+
+export interface StepGraphOptions {
+  /** false: the graph of the loss and right answers alone (validation; dropout masks are fed with ones). */
+  backward?: boolean;
+  /**
+   * Channels per block of ONNX Runtime's blocked layout (com.microsoft.nchwc ops) where the session has those
+   * ops (8 with AVX2, 16 with AVX-512), for the depthwise convolution; null or absent: ONNX ops alone.
+   */
+  nchwcBlock?: number | null;
+}
+
+/** Builds the step graph; throws UnsupportedStepError naming what it cannot express. */
+export function buildStepGraph(spec: StepGraphSpec, opts: StepGraphOptions = {}): StepGraph {
   const backward = opts.backward ?? true;
   const g = new GraphBuilder();
-  const trained = new Map(spec.variables.map((v, i) => [v, i]));
-  const grads: (string | null)[] = spec.variables.map(() => null);
+  const b: Build = { g, trained: new Map(spec.variables.map((v, i) => [v, i])), grads: spec.variables.map(() => null), tape: [], broadcast: new Map(), nchwcBlock: opts.nchwcBlock ?? null };
+  const { grads, tape } = b;
   const x = g.addInput('x', [null, ...spec.inputShape]);
   const y = g.addInput('y', [null, spec.loss === 'binary' ? 1 : null]);
   const invN = g.addInput('inv_n', []);
   const dropouts: StepGraph['dropouts'] = [];
   const maskInputs: string[] = [];
   const weightInputs = spec.variables.map((v, i) => ({ name: g.unique(`w${i}`), shape: v.shape as number[] }));
+  if (backward && spec.update) {
+    // The update's inputs, added last (updateOutputs() reads them by these names).
+    const rule = spec.update;
+    spec.variables.forEach((_, i) => Array.from({ length: slotCount(rule) }, (_, j) => g.unique(`s${i}_${j}`)));
+    Object.keys(stepScalars(rule, 1)).forEach((name) => g.unique(name));
+  }
   const ints = (base: string, v: number[]) => g.addInt64(base, v);
   const scalar = (base: string, v: number) => g.addScalar(base, v);
-  /** The graph value of a weight: an input where it is trained, a constant otherwise. */
-  const weight = (w: StepLayer['weights'][number]): { name: string; index: number | null } => {
-    const index = trained.get(w.variable);
-    if (index !== undefined) return { name: `w${index}`, index };
-    return { name: g.addFloat('const', w.shape, w.value), index: null };
-  };
-  const tape: Backward[] = [];
-  let cur = x;
-  let shape = [...spec.inputShape];
-  let anyTrained = false;
-
-  for (const layer of spec.block) {
-    const c = layer.config;
-    const trainedHere = layer.weights.some((w) => trained.has(w.variable));
-    const needInputGrad = anyTrained;
-    const input = cur;
-    switch (layer.className) {
-      case 'DepthwiseConv2D': {
-        const k = (c.kernelSize as number[]) ?? [];
-        const strides = (c.strides as number[]) ?? [1, 1];
-        if (needInputGrad) throw new UnsupportedStepError('a depthwise convolution after a trained layer');
-        if (k.length !== 2 || k[0] !== k[1] || k[0]! % 2 !== 1 || strides.some((s) => s !== 1) || c.padding !== 'same') {
-          throw new UnsupportedStepError(`depthwise convolution ${JSON.stringify({ k, strides, padding: c.padding })}`);
-        }
-        if ((c.depthMultiplier ?? 1) !== 1 || (c.dilationRate as number[] | undefined)?.some((d) => d !== 1)) {
-          throw new UnsupportedStepError('a depthwise convolution with a depth multiplier or dilation');
-        }
-        checkLinear(layer);
-        const [kk] = k as [number];
-        const p = (kk - 1) / 2;
-        const [h, w, ch] = shape as [number, number, number];
-        const kernel = weight(layer.weights[0]!);
-        const bias = layer.weights[1] ? weight(layer.weights[1]) : null;
-        const wOnnx = g.add('Transpose', [kernel.name], [attr.ints('perm', [2, 3, 0, 1])]); // [C,1,k,k]
-        const xN = g.add('Transpose', [input], [attr.ints('perm', [0, 3, 1, 2])]);
-        const convAttrs = [attr.int('group', ch), attr.ints('pads', [p, p, p, p]), attr.ints('kernel_shape', [kk, kk])];
-        const yN = g.add('Conv', bias ? [xN, wOnnx, bias.name] : [xN, wOnnx], convAttrs);
-        cur = g.add('Transpose', [yN], [attr.ints('perm', [0, 2, 3, 1])]);
-        tape.push((dy) => {
-          if (kernel.index !== null) {
-            // dW[c, kh, kw] = sum over n, i, j of xpad[n, c, i + kh, j + kw] dy[n, c, i, j]: a grouped convolution
-            // with the batch read as the channels of each group and dy as the filter.
-            const xp = g.add('Pad', [xN, ints('pads', [0, 0, p, p, 0, 0, p, p])]);
-            const xr = g.add('Reshape', [g.add('Transpose', [xp], [attr.ints('perm', [1, 0, 2, 3])]), ints('shape', [1, -1, h + 2 * p, w + 2 * p])]);
-            const dyT = g.add('Transpose', [dy], [attr.ints('perm', [3, 0, 1, 2])]); // [C, n, H, W]
-            const dw = g.add('Conv', [xr, dyT], [attr.int('group', ch)]); // [1, C, k, k]
-            grads[kernel.index] = g.add('Reshape', [g.add('Transpose', [g.add('Reshape', [dw, ints('shape', [ch, kk, kk])])], [attr.ints('perm', [1, 2, 0])]), ints('shape', [kk, kk, ch, 1])]);
-          }
-          if (bias?.index != null) grads[bias.index] = g.add('ReduceSum', [dy, ints('axes', [0, 1, 2])], [attr.int('keepdims', 0)]);
-          return null;
-        });
-        break;
-      }
-      case 'Conv2D': {
-        const k = c.kernelSize as number[];
-        const strides = (c.strides as number[]) ?? [1, 1];
-        if (k.some((v) => v !== 1) || strides.some((s) => s !== 1) || (c.dilationRate as number[] | undefined)?.some((d) => d !== 1)) {
-          throw new UnsupportedStepError(`convolution ${JSON.stringify({ k, strides })} (only 1x1 at stride 1)`);
-        }
-        checkLinear(layer);
-        const [, , ci] = shape as [number, number, number];
-        const co = c.filters as number;
-        const kernel = weight(layer.weights[0]!);
-        const bias = layer.weights[1] ? weight(layer.weights[1]) : null;
-        const w2 = g.add('Reshape', [kernel.name, ints('shape', [ci, co])]);
-        const prod = g.add('MatMul', [input, w2]);
-        cur = bias ? g.add('Add', [prod, bias.name]) : prod;
-        shape = [shape[0]!, shape[1]!, co];
-        tape.push((dy) => {
-          const d2 = g.add('Reshape', [dy, ints('shape', [-1, co])]);
-          if (kernel.index !== null) {
-            const x2 = g.add('Reshape', [input, ints('shape', [-1, ci])]);
-            grads[kernel.index] = g.add('Reshape', [g.add('Gemm', [x2, d2], [attr.int('transA', 1)]), ints('shape', [1, 1, ci, co])]);
-          }
-          if (bias?.index != null) grads[bias.index] = g.add('ReduceSum', [d2, ints('axes', [0])], [attr.int('keepdims', 0)]);
-          if (!needInputGrad) return null;
-          return g.add('MatMul', [dy, g.add('Transpose', [w2], [attr.ints('perm', [1, 0])])]);
-        });
-        break;
-      }
-      case 'BatchNormalization': {
-        if (trainedHere) throw new UnsupportedStepError('a trained batch normalization');
-        const axis = (c.axis as number) ?? -1;
-        if (axis !== -1 && axis !== 3) throw new UnsupportedStepError(`batch normalization on axis ${axis}`);
-        const { scale, offset } = batchNormAffine(layer);
-        const a = g.addFloat('bn_scale', [scale.length], scale);
-        cur = g.add('Add', [g.add('Mul', [input, a]), g.addFloat('bn_offset', [offset.length], offset)]);
-        tape.push((dy) => (needInputGrad ? g.add('Mul', [dy, a]) : null));
-        break;
-      }
-      case 'ReLU':
-      case 'Activation': {
-        const max = reluMax(layer);
-        if (max === -1) cur = input; // linear
-        else cur = max === null ? g.add('Relu', [input]) : g.add('Clip', [input, scalar('zero', 0), scalar('max', max)]);
-        tape.push((dy) => {
-          if (!needInputGrad) return null;
-          if (max === -1) return dy;
-          let pass = g.add('Greater', [input, scalar('zero', 0)]);
-          if (max !== null) pass = g.add('And', [pass, g.add('LessOrEqual', [input, scalar('max', max)])]);
-          return g.add('Mul', [dy, g.add('Cast', [pass], [attr.int('to', 1)])]);
-        });
-        break;
-      }
-      default:
-        throw new UnsupportedStepError(`a ${layer.className} layer in the trained block`);
-    }
-    anyTrained ||= trainedHere;
-  }
+  const weight = (w: StepLayer['weights'][number]) => graphWeight(b, w);
+  let { cur, shape, anyTrained } = buildBlock(b, spec.block, x, spec.inputShape);
 
   // Head: pooling, Dense and Dropout layers, the output activation.
   const afterBlock = cur;
@@ -191,8 +124,10 @@ export function buildStepGraph(spec: StepGraphSpec, opts: { backward?: boolean }
     const needs = anyTrained;
     tape.push((dy) => {
       if (!needs) return null;
+      // [n, 1, 1, C]: a ReLU's mask spreads it over the map; any other layer expands it (full()).
       const spread = g.add('Mul', [g.add('Unsqueeze', [dy, ints('axes', [1, 2])]), scalar('inv_area', 1 / area)]);
-      return g.add('Expand', [spread, g.add('Shape', [afterBlock])]);
+      b.broadcast.set(spread, afterBlock);
+      return spread;
     });
   } else if (blockShape.length !== 1) {
     throw new UnsupportedStepError(`a head pooling other than average (feature map of shape [${blockShape}])`);
@@ -247,15 +182,209 @@ export function buildStepGraph(spec: StepGraphSpec, opts: { backward?: boolean }
     });
   }
   g.outputs.push({ name: loss, shape: [] }, { name: correct, shape: [] });
-  const gradOutputs = (backward ? grads : []).map((name, i) => {
-    const out = g.add('Identity', [name!], [], `g${i}`);
-    g.outputs.push({ name: out, shape: spec.variables[i]!.shape as number[] });
+  const update = backward ? (spec.update ?? null) : null;
+  const outputs = update ? updateOutputs(g, spec.variables, grads as string[], update) : { grads: gradOutputs(g, spec.variables, backward ? (grads as string[]) : []), weights: [], slots: [] };
+  // Trained weights are inputs after x, y, inv_n and the masks; then the slots and step scalars of an update.
+  for (const w of weightInputs) g.inputs.push({ name: w.name, shape: w.shape });
+  if (update) {
+    spec.variables.forEach((v, i) => {
+      for (let j = 0; j < slotCount(update); j++) g.inputs.push({ name: `s${i}_${j}`, shape: v.shape as number[] });
+    });
+    for (const name of Object.keys(stepScalars(update, 1))) g.inputs.push({ name, shape: [] });
+  }
+  g.prune();
+  return { onnx: encodeModel(g.toModel(OPSET, {}, 'graft_train_step')), dropouts, update, outputs: { loss, correct, ...outputs } };
+}
+
+function gradOutputs(g: GraphBuilder, variables: tf.LayerVariable[], grads: string[]): string[] {
+  return grads.map((name, i) => {
+    const out = g.add('Identity', [name], [], `g${i}`);
+    g.outputs.push({ name: out, shape: variables[i]!.shape as number[] });
     return out;
   });
-  // Trained weights are inputs after x, y, inv_n and the masks.
-  for (const w of weightInputs) g.inputs.push({ name: w.name, shape: w.shape });
-  g.prune();
-  return { onnx: encodeModel(g.toModel(OPSET, {}, 'graft_train_step')), dropouts, outputs: { loss, correct, grads: gradOutputs } };
+}
+
+/** The updated weights (`nw<i>`) and slots (`ns<i>_<j>`) as outputs, from inputs `w<i>` and `s<i>_<j>`. */
+function updateOutputs(g: GraphBuilder, variables: tf.LayerVariable[], grads: string[], rule: UpdateRule) {
+  const output = (value: string, name: string, shape: number[]) => {
+    const out = g.add('Identity', [value], [], name);
+    g.outputs.push({ name: out, shape });
+    return out;
+  };
+  const weights: string[] = [];
+  const slots: string[][] = [];
+  variables.forEach((v, i) => {
+    const shape = v.shape as number[];
+    const u = addUpdate(g, rule, `w${i}`, grads[i]!, Array.from({ length: slotCount(rule) }, (_, j) => `s${i}_${j}`));
+    weights.push(output(u.weight, `nw${i}`, shape));
+    slots.push(u.slots.map((value, j) => output(value, `ns${i}_${j}`, shape)));
+  });
+  return { grads: [], weights, slots };
+}
+
+/** The graph value of a weight: an input where it is trained, a constant otherwise. */
+function graphWeight(b: Build, w: StepLayer['weights'][number]): { name: string; index: number | null } {
+  const index = b.trained.get(w.variable);
+  if (index !== undefined) return { name: `w${index}`, index };
+  return { name: b.g.addFloat('const', w.shape, w.value), index: null };
+}
+
+/** A gradient at its value's full shape. */
+function full(b: Build, dy: string): string {
+  const of = b.broadcast.get(dy);
+  return of === undefined ? dy : b.g.add('Expand', [dy, b.g.add('Shape', [of])]);
+}
+
+/**
+ * The trained block, NHWC. A convolution followed by a frozen batch normalization is one convolution with the
+ * normalization folded into its kernel and bias (kernel * scale, bias * scale + offset; their gradients are
+ * those of the folded ones times scale).
+ */
+function buildBlock(b: Build, layers: StepLayer[], x: string, inputShape: number[]) {
+  let cur = x;
+  let shape = [...inputShape];
+  let anyTrained = false;
+  for (let i = 0; i < layers.length; i++) {
+    const layer = layers[i]!;
+    const trainedHere = layer.weights.some((w) => b.trained.has(w.variable));
+    const next = layers[i + 1];
+    const isConv = layer.className === 'DepthwiseConv2D' || layer.className === 'Conv2D';
+    const bn = isConv && next?.className === 'BatchNormalization' && !next.weights.some((w) => b.trained.has(w.variable)) ? next : null;
+    if (bn) {
+      checkBatchNorm(bn, b);
+      i++;
+    }
+    const affine = bn ? batchNormAffine(bn) : null;
+    switch (layer.className) {
+      case 'DepthwiseConv2D':
+        if (anyTrained) throw new UnsupportedStepError('a depthwise convolution after a trained layer');
+        cur = depthwiseLayer(b, layer, affine, cur, shape);
+        break;
+      case 'Conv2D':
+        ({ cur, shape } = pointwiseLayer(b, layer, affine, cur, shape, anyTrained));
+        break;
+      case 'BatchNormalization':
+        checkBatchNorm(layer, b);
+        cur = batchNormLayer(b, batchNormAffine(layer), cur, anyTrained);
+        break;
+      case 'ReLU':
+      case 'Activation':
+        cur = activationLayer(b, layer, cur, anyTrained);
+        break;
+      default:
+        throw new UnsupportedStepError(`a ${layer.className} layer in the trained block`);
+    }
+    anyTrained ||= trainedHere;
+  }
+  return { cur, shape, anyTrained };
+}
+
+type Affine = { scale: Float32Array; offset: Float32Array } | null;
+
+/**
+ * A convolution's kernel and bias with a batch normalization folded in (the kernel scaled per output channel,
+ * along an axis whose shape `kernelScaleShape` gives), and what turns the gradients of the folded values into
+ * those of the layer's own.
+ */
+function folded(b: Build, kernel: string, bias: string | null, affine: Affine, kernelScaleShape: number[]) {
+  const g = b.g;
+  if (!affine) return { kernel, bias, kernelGrad: (d: string) => d, biasGrad: (d: string) => d };
+  const s = g.addFloat('bn_scale', [affine.scale.length], affine.scale);
+  const sk = g.addFloat('bn_scale', kernelScaleShape, affine.scale);
+  const offset = g.addFloat('bn_offset', [affine.offset.length], affine.offset);
+  return {
+    kernel: g.add('Mul', [kernel, sk]),
+    bias: bias ? g.add('Add', [g.add('Mul', [bias, s]), offset]) : offset,
+    kernelGrad: (d: string) => g.add('Mul', [d, sk]),
+    biasGrad: (d: string) => g.add('Mul', [d, s]),
+  };
+}
+
+function depthwiseLayer(b: Build, layer: StepLayer, affine: Affine, input: string, shape: number[]): string {
+  const c = layer.config;
+  const k = (c.kernelSize as number[]) ?? [];
+  const strides = (c.strides as number[]) ?? [1, 1];
+  if (k.length !== 2 || k[0] !== k[1] || k[0]! % 2 !== 1 || strides.some((s) => s !== 1) || c.padding !== 'same') {
+    throw new UnsupportedStepError(`depthwise convolution ${JSON.stringify({ k, strides, padding: c.padding })}`);
+  }
+  if ((c.depthMultiplier ?? 1) !== 1 || (c.dilationRate as number[] | undefined)?.some((d) => d !== 1)) {
+    throw new UnsupportedStepError('a depthwise convolution with a depth multiplier or dilation');
+  }
+  checkLinear(layer);
+  const [h, w, ch] = shape as [number, number, number];
+  const dims = { k: k[0]!, h, w, c: ch, block: b.nchwcBlock && ch % b.nchwcBlock === 0 ? b.nchwcBlock : null };
+  const kernel = graphWeight(b, layer.weights[0]!);
+  const bias = layer.weights[1] ? graphWeight(b, layer.weights[1]) : null;
+  const f = folded(b, kernel.name, bias?.name ?? null, affine, [ch, 1]); // the kernel is [k, k, C, 1]
+  const out = depthwiseForward(b.g, input, f.kernel, f.bias, dims);
+  b.tape.push((dy) => {
+    const d = full(b, dy);
+    if (kernel.index !== null) b.grads[kernel.index] = f.kernelGrad(depthwiseFilterGradient(b.g, input, d, dims));
+    if (bias?.index != null) b.grads[bias.index] = f.biasGrad(b.g.add('ReduceSum', [d, b.g.addInt64('axes', [0, 1, 2])], [attr.int('keepdims', 0)]));
+    return null;
+  });
+  return out;
+}
+
+/** A 1x1 convolution at stride 1: a product of [n * H * W, Ci] by [Ci, Co]. */
+function pointwiseLayer(b: Build, layer: StepLayer, affine: Affine, input: string, shape: number[], needInputGrad: boolean) {
+  const g = b.g;
+  const c = layer.config;
+  const k = c.kernelSize as number[];
+  const strides = (c.strides as number[]) ?? [1, 1];
+  if (k.some((v) => v !== 1) || strides.some((s) => s !== 1) || (c.dilationRate as number[] | undefined)?.some((d) => d !== 1)) {
+    throw new UnsupportedStepError(`convolution ${JSON.stringify({ k, strides })} (only 1x1 at stride 1)`);
+  }
+  checkLinear(layer);
+  const [h, w, ci] = shape as [number, number, number];
+  const co = c.filters as number;
+  const ints = (v: number[]) => g.addInt64('shape', v);
+  const kernel = graphWeight(b, layer.weights[0]!);
+  const bias = layer.weights[1] ? graphWeight(b, layer.weights[1]) : null;
+  const f = folded(b, g.add('Reshape', [kernel.name, ints([ci, co])]), bias?.name ?? null, affine, [co]);
+  const x2 = g.add('Reshape', [input, ints([-1, ci])]);
+  const prod = g.add('Gemm', f.bias ? [x2, f.kernel, f.bias] : [x2, f.kernel]);
+  b.tape.push((dy) => {
+    const d2 = g.add('Reshape', [full(b, dy), ints([-1, co])]);
+    if (kernel.index !== null) {
+      const gk = g.add('Gemm', [x2, d2], [attr.int('transA', 1)]);
+      b.grads[kernel.index] = g.add('Reshape', [f.kernelGrad(gk), ints([1, 1, ci, co])]);
+    }
+    if (bias?.index != null) b.grads[bias.index] = f.biasGrad(g.add('ReduceSum', [d2, g.addInt64('axes', [0])], [attr.int('keepdims', 0)]));
+    if (!needInputGrad) return null;
+    return g.add('Reshape', [g.add('Gemm', [d2, f.kernel], [attr.int('transB', 1)]), ints([-1, h, w, ci])]);
+  });
+  return { cur: g.add('Reshape', [prod, ints([-1, h, w, co])]), shape: [h, w, co] };
+}
+
+/** A frozen batch normalization on its own: x * scale + offset. */
+function batchNormLayer(b: Build, affine: NonNullable<Affine>, input: string, needInputGrad: boolean): string {
+  const g = b.g;
+  const a = g.addFloat('bn_scale', [affine.scale.length], affine.scale);
+  b.tape.push((dy) => (needInputGrad ? g.add('Mul', [full(b, dy), a]) : null));
+  return g.add('Add', [g.add('Mul', [input, a]), g.addFloat('bn_offset', [affine.offset.length], affine.offset)]);
+}
+
+/** ReLU (with a maximum or not) or a linear activation; the gradient passes where 0 < x (<= maximum). */
+function activationLayer(b: Build, layer: StepLayer, input: string, needInputGrad: boolean): string {
+  const g = b.g;
+  const max = reluMax(layer);
+  const zero = () => g.addScalar('zero', 0);
+  b.tape.push((dy) => {
+    if (!needInputGrad) return null;
+    if (max === -1) return dy;
+    let pass = g.add('Greater', [input, zero()]);
+    if (max !== null) pass = g.add('And', [pass, g.add('LessOrEqual', [input, g.addScalar('max', max)])]);
+    return g.add('Where', [pass, dy, zero()]);
+  });
+  if (max === -1) return input; // linear
+  return max === null ? g.add('Relu', [input]) : g.add('Clip', [input, zero(), g.addScalar('max', max)]);
+}
+
+function checkBatchNorm(layer: StepLayer, b: Build): void {
+  if (layer.weights.some((w) => b.trained.has(w.variable))) throw new UnsupportedStepError('a trained batch normalization');
+  const axis = (layer.config.axis as number) ?? -1;
+  if (axis !== -1 && axis !== 3) throw new UnsupportedStepError(`batch normalization on axis ${axis}`);
 }
 
 /** Loss and right answers as fit.ts counts them, and d(loss)/d(logits). */

@@ -3,7 +3,7 @@
 // and the head alone, for two classes (sigmoid) and three (softmax); a few steps of fit() with the engine.
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { crossEntropy, correctCount, fit, newPhaseState, type LossKind } from '@graft/vision/fit';
+import { crossEntropy, correctCount, fit, newPhaseState, readWeights, writeWeights, type LossKind } from '@graft/vision/fit';
 import { FeatureStore } from '@graft/vision/features';
 import { Head } from '@graft/vision/head';
 import { createStepEngine } from '@graft/vision/step-engine';
@@ -52,7 +52,7 @@ function labels(kind: LossKind, k: number): tf.Tensor2D {
 }
 
 /** TensorFlow.js's loss, right answers and gradients, and the engine's, for the same batch and weights. */
-async function compare(kind: LossKind, withBlock: boolean, units: number) {
+async function compare(kind: LossKind, withBlock: boolean, units: number, blockedLayout = true) {
   const k = kind === 'binary' ? 2 : 3;
   const block = withBlock ? topBlock() : null;
   const featureShape = withBlock ? [5, 5, 12] : [12];
@@ -76,11 +76,37 @@ async function compare(kind: LossKind, withBlock: boolean, units: number) {
   }, vars);
   const expected = { loss: (await value.data())[0]!, correct: (await correctT!.data())[0]!, grads: await Promise.all(vars.map(async (v) => (await grads[v.name]!.data()) as Float32Array)) };
 
-  const engine = await createStepEngine({ block: block ? block.layers : [], head, inputShape, loss: kind, variables, seed: 1, engine: 'onnxruntime', threads: 1 });
+  const engine = await createStepEngine({ block: block ? block.layers : [], head, inputShape, loss: kind, variables, seed: 1, engine: 'onnxruntime', threads: 1, blockedLayout });
   const weights = await Promise.all(vars.map(async (v) => Float32Array.from((await v.data()) as Float32Array)));
   const got = await engine!.compute(xValues, (await y.data()) as Float32Array, N, weights);
   await engine!.dispose();
   return { expected, got, names: variables.map((v) => v.name) };
+}
+
+/**
+ * The top block and head's weights after `steps` steps of TensorFlow.js's optimizer on its own gradients, and
+ * after as many steps of the engine applying the update of another such optimizer, from the same weights.
+ */
+async function afterSteps(make: () => tf.Optimizer, steps: number) {
+  const block = topBlock();
+  const head = new Head([5, 5, 12], 2, { pooling: 'avg', units: 7, dropout: 0 }, 3);
+  const variables = [...block.layers.filter((l) => l.getClassName() !== 'BatchNormalization').flatMap((l) => l.trainableWeights), ...head.trainableWeights];
+  const xValues = values(N * SHAPE.reduce((a, b) => a * b, 1), 21, 0, 3);
+  const x = tf.tensor(xValues, [N, ...SHAPE]);
+  const y = labels('binary', 2);
+  const initial = await readWeights(variables);
+  const reference = make();
+  for (let s = 0; s < steps; s++) {
+    reference.minimize(() => crossEntropy('binary', y, head.classify(head.pooled(block.apply(x, { training: false }) as tf.Tensor), true)), false, variables.map((v) => v.read() as tf.Variable));
+  }
+  const expected = await readWeights(variables);
+  writeWeights(variables, initial);
+  const optimizer = make();
+  const engine = await createStepEngine({ block: block.layers, head, inputShape: SHAPE, loss: 'binary', variables, optimizer, seed: 1, engine: 'onnxruntime', threads: 1 });
+  const yValues = Float32Array.from((await y.data()) as Float32Array);
+  for (let s = 0; s < steps; s++) writeWeights(variables, (await engine!.compute(xValues, yValues, N, await readWeights(variables))).weights);
+  await engine!.dispose();
+  return { expected, got: await readWeights(variables), initial, names: variables.map((v) => v.name), optimizer, engineOptimizer: engine!.optimizer };
 }
 
 function expectClose(a: Float32Array, b: Float32Array, what: string): void {
@@ -97,9 +123,10 @@ beforeAll(async () => {
 
 describe('training steps on ONNX Runtime', () => {
   for (const kind of ['binary', 'categorical'] as const) {
-    for (const [withBlock, units] of [[true, 7], [false, 7], [false, 0]] as const) {
-      it(`${kind}: ${withBlock ? 'top block and head' : 'head only'}, hidden units ${units}: the loss and gradients TensorFlow.js computes`, async () => {
-        const { expected, got, names } = await compare(kind, withBlock, units);
+    for (const [withBlock, units, blocked] of [[true, 7, true], [true, 7, false], [false, 7, true], [false, 0, true]] as const) {
+      const layout = withBlock ? (blocked ? ' (blocked layout where ONNX Runtime has it)' : ' (ONNX ops alone)') : '';
+      it(`${kind}: ${withBlock ? 'top block and head' : 'head only'}, hidden units ${units}${layout}: the loss and gradients TensorFlow.js computes`, async () => {
+        const { expected, got, names } = await compare(kind, withBlock, units, blocked);
         expect(got.loss).toBeCloseTo(expected.loss, 5);
         expect(got.correct).toBe(expected.correct);
         expect(got.grads.length).toBe(expected.grads.length);
@@ -108,6 +135,33 @@ describe('training steps on ONNX Runtime', () => {
       });
     }
   }
+
+  for (const [name, make] of [
+    ['RMSprop', () => tf.train.rmsprop(0.01, 0.9, 0, 1e-7)],
+    ['RMSprop with momentum', () => tf.train.rmsprop(0.01, 0.8, 0.5, 1e-7)],
+    ['Adam', () => tf.train.adam(0.01)],
+    ['SGD', () => tf.train.sgd(0.1)],
+  ] as const) {
+    it(`applies ${name}'s update in the step: the weights TensorFlow.js's optimizer leaves after three steps`, async () => {
+      const { expected, got, initial, names, optimizer, engineOptimizer } = await afterSteps(make, 3);
+      expect(engineOptimizer).toBe(optimizer);
+      got.forEach((w, i) => expectClose(w, expected[i]!, names[i]!));
+      const moved = Math.max(...got.map((w, i) => Math.max(...Array.from(w, (v, j) => Math.abs(v - initial[i]![j]!)))));
+      expect(moved).toBeGreaterThan(1e-3);
+    });
+  }
+
+  it('returns gradients where the optimizer is one the step does not apply (centered RMSprop)', async () => {
+    const head = new Head([12], 2, { pooling: 'avg', units: 0, dropout: 0 }, 3);
+    const optimizer = tf.train.rmsprop(0.01, 0.9, 0, 1e-7, true);
+    const engine = await createStepEngine({ block: [], head, inputShape: [12], loss: 'binary', variables: head.trainableWeights, optimizer, seed: 1, engine: 'onnxruntime', threads: 1 });
+    const weights = await Promise.all(head.trainableWeights.map(async (v) => Float32Array.from((await v.read().data()) as Float32Array)));
+    const r = await engine!.compute(values(N * 12, 3, 0, 1), Float32Array.from({ length: N }, (_, i) => i % 2), N, weights);
+    await engine!.dispose();
+    expect(engine!.optimizer).toBeNull();
+    expect(r.weights).toEqual([]);
+    expect(r.grads.map((g) => g.length)).toEqual(weights.map((w) => w.length));
+  });
 
   it('evaluates in inference mode: no dropout, the loss and right answers TensorFlow.js computes', async () => {
     const block = topBlock();
@@ -144,30 +198,33 @@ describe('training steps on ONNX Runtime', () => {
     await expect(createStepEngine({ ...opts, engine: 'onnxruntime' })).rejects.toThrow(/ONNX Runtime/);
   });
 
-  it('fit() with the engine lowers the training loss of the top block and head', async () => {
-    const block = topBlock();
-    const head = new Head([5, 5, 12], 2, { pooling: 'avg', units: 7, dropout: 0.5 }, 3);
-    const variables = [...block.layers.filter((l) => l.getClassName() !== 'BatchNormalization').flatMap((l) => l.trainableWeights), ...head.trainableWeights];
-    const store = new FeatureStore([SHAPE], 'binary', 2, 8, 1);
-    const per = SHAPE.reduce((a, b) => a * b, 1);
-    for (let i = 0; i < 32; i++) {
-      const v = values(per, 100 + i, 0, 1);
-      if (i % 2) for (let j = 0; j < per; j++) v[j] = v[j]! + 1.5; // class 1: brighter
-      store.add([v], i % 2);
-    }
-    const gradients = await createStepEngine({ block: block.layers, head, inputShape: SHAPE, loss: 'binary', variables, seed: 1, engine: 'onnxruntime', threads: 1 });
-    const history: Parameters<typeof fit>[0]['history'] = [];
-    const optimizer = tf.train.adam(0.01);
-    const forward = (xs: tf.Tensor[], training: boolean) => head.classify(head.pooled(block.apply(xs[0]!, { training: false }) as tf.Tensor), training);
-    const state = newPhaseState();
-    const run = (epochs: number) =>
-      fit({ phase: 'fine_tuning', attempt: 1, epochs, forward, variables, optimizer, loss: 'binary', train: store, validation: null, patience: null, state, history, gradients });
-    await run(1); // burn-in: the optimizer's slots
-    const tensors = tf.memory().numTensors;
-    await run(15);
-    expect(tf.memory().numTensors).toBe(tensors);
-    await gradients!.dispose();
-    expect(history.at(-1)!.loss).toBeLessThan(history[0]!.loss * 0.7);
-    expect(history.at(-1)!.accuracy).toBeGreaterThan(0.65);
-  });
+  for (const inGraph of [true, false]) {
+    it(`fit() with the engine lowers the training loss of the top block and head (the update ${inGraph ? 'in the step' : 'by the optimizer'})`, async () => {
+      const block = topBlock();
+      const head = new Head([5, 5, 12], 2, { pooling: 'avg', units: 7, dropout: 0.5 }, 3);
+      const variables = [...block.layers.filter((l) => l.getClassName() !== 'BatchNormalization').flatMap((l) => l.trainableWeights), ...head.trainableWeights];
+      const store = new FeatureStore([SHAPE], 'binary', 2, 8, 1);
+      const per = SHAPE.reduce((a, b) => a * b, 1);
+      for (let i = 0; i < 32; i++) {
+        const v = values(per, 100 + i, 0, 1);
+        if (i % 2) for (let j = 0; j < per; j++) v[j] = v[j]! + 1.5; // class 1: brighter
+        store.add([v], i % 2);
+      }
+      const optimizer = tf.train.adam(0.01);
+      const gradients = await createStepEngine({ block: block.layers, head, inputShape: SHAPE, loss: 'binary', variables, ...(inGraph ? { optimizer } : {}), seed: 1, engine: 'onnxruntime', threads: 1 });
+      expect(gradients!.optimizer).toBe(inGraph ? optimizer : null);
+      const history: Parameters<typeof fit>[0]['history'] = [];
+      const forward = (xs: tf.Tensor[], training: boolean) => head.classify(head.pooled(block.apply(xs[0]!, { training: false }) as tf.Tensor), training);
+      const state = newPhaseState();
+      const run = (epochs: number) =>
+        fit({ phase: 'fine_tuning', attempt: 1, epochs, forward, variables, optimizer, loss: 'binary', train: store, validation: null, patience: null, state, history, gradients });
+      await run(1); // burn-in: the optimizer's slots
+      const tensors = tf.memory().numTensors;
+      await run(15);
+      expect(tf.memory().numTensors).toBe(tensors);
+      await gradients!.dispose();
+      expect(history.at(-1)!.loss).toBeLessThan(history[0]!.loss * 0.7);
+      expect(history.at(-1)!.accuracy).toBeGreaterThan(0.65);
+    });
+  }
 });

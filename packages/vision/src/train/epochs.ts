@@ -27,8 +27,11 @@ export interface EpochsOptions {
   extraLoss?: () => tf.Scalar | null;
   /** What a replica needs to share the steps; without it every step runs on this thread. */
   replicaSpec?: () => Promise<ReplicaSpec>;
-  /** Builds the engine that computes the steps' gradients on ONNX Runtime (null: TensorFlow.js computes them). */
-  gradientEngine?: () => Promise<GradientEngine | null>;
+  /**
+   * Builds the engine that runs the steps on ONNX Runtime, applying the phase's optimizer's update where it can
+   * (null: TensorFlow.js computes them).
+   */
+  gradientEngine?: (optimizer: tf.Optimizer) => Promise<GradientEngine | null>;
 }
 
 export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o: EpochsOptions): Promise<void> {
@@ -38,7 +41,7 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
   const optimizer = res.own(makeOptimizer(settings.optimizer, settings.learningRate), (x) => x.dispose(), 'optimizer');
   const todo = !phaseDone(state, settings.epochs);
   // On backends that compute on the CPU, ONNX Runtime computes the steps' gradients where it can (step-engine.ts).
-  const gradients = todo && o.gradientEngine && stepsOnOnnxRuntime(ctx) ? await o.gradientEngine() : null;
+  const gradients = todo && o.gradientEngine && stepsOnOnnxRuntime(ctx) ? await o.gradientEngine(optimizer) : null;
   if (gradients) res.own(gradients, (g) => g.dispose(), 'training engine');
   // Otherwise heavy steps (convolutions) are shared with worker threads on backends that use one core.
   const threads = !gradients && o.replicaSpec && SINGLE_THREADED_BACKENDS.has(ctx.backend) && todo ? trainThreads(ctx.opts.threads) : 1;

@@ -36,9 +36,9 @@ export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t:
     validation: x.lowerVal,
     extraLoss: parts.regularization,
     replicaSpec,
-    gradientEngine: async () =>
+    gradientEngine: async (optimizer) =>
       t.lowerShapes.length === 1
-        ? createStepEngine({ block: parts.upper.layers, head: t.head, inputShape: t.lowerShapes[0]!, loss: ctx.kind, variables, seed: cfg.seed, engine: ctx.opts.trainEngine, log: ctx.log, what: 'fine-tuning' })
+        ? createStepEngine({ block: parts.upper.layers, head: t.head, inputShape: t.lowerShapes[0]!, loss: ctx.kind, variables, optimizer, seed: cfg.seed, engine: ctx.opts.trainEngine, log: ctx.log, what: 'fine-tuning' })
         : null,
   });
   return { forward, validation: x.lowerVal };
