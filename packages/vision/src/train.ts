@@ -32,7 +32,7 @@ import type { TrainEvent } from './progress';
 import { evaluate } from './train/evaluate';
 import { outOfDistributionStats } from './train/ood';
 import { exportModel } from './train/export';
-import { extract } from './train/extract';
+import { extract, type Extracted } from './train/extract';
 import { fineTune } from './train/fine-tune';
 import { trainHead } from './train/head';
 import { findLabelIssues, labelIssuesUnavailable, type LabelIssues } from './train/label-issues';
@@ -61,6 +61,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     let trained: Trained;
     let network: Network;
     let sets: Sets;
+    let extracted: Extracted | null = null;
     let labelIssues: LabelIssues;
     if (p.method === 'scratch') {
       sets = await prepared.sets();
@@ -70,7 +71,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       labelIssues = labelIssuesUnavailable(ctx, p)!;
     } else {
       const transfer = await setUpTransfer(ctx, p, res);
-      const extracted = await extract(ctx, p, res, transfer, prepared);
+      extracted = await extract(ctx, p, res, transfer, prepared);
       sets = extracted.sets;
       labelIssues = await findLabelIssues(ctx, p, extracted);
       if (labelIssues.available) await ctx.opts.onLabelIssues?.(labelIssues);
@@ -79,7 +80,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       network = { transfer };
     }
     const { validation, test, calibration, predictions } = await evaluate(ctx, p, res, trained, sets, network);
-    const ood = 'transfer' in network ? await outOfDistributionStats(ctx, p, network.transfer, sets) : null;
+    const ood = 'transfer' in network && extracted ? await outOfDistributionStats(ctx, p, network.transfer, extracted) : null;
     const { graft, artifacts } = await exportModel(ctx, p, res, network, calibration, ood);
     return {
       artifacts,
