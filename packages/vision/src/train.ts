@@ -31,6 +31,7 @@ import type { LossKind } from './fit';
 import type { TrainEvent } from './progress';
 import { evaluate } from './train/evaluate';
 import { outOfDistributionStats } from './train/ood';
+import { trainedFeatures, type TrainedFeatures } from './train/trained-features';
 import { exportModel } from './train/export';
 import { extract, type Extracted } from './train/extract';
 import { fineTune } from './train/fine-tune';
@@ -79,8 +80,17 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (transfer.parts) trained = await fineTune(ctx, p, res, transfer, extracted);
       network = { transfer };
     }
-    const { validation, test, calibration, predictions } = await evaluate(ctx, p, res, trained, sets, network);
-    const ood = 'transfer' in network && extracted ? await outOfDistributionStats(ctx, p, network.transfer, extracted) : null;
+    let features: TrainedFeatures | null = null;
+    if ('transfer' in network && extracted) {
+      features = res.own(await trainedFeatures(ctx, network.transfer), (f) => f.dispose(), 'trained features');
+    }
+    const validationStore = extracted && 'transfer' in network ? (network.transfer.parts ? extracted.lowerVal : extracted.headVal) : null;
+    const evaluation = await evaluate(ctx, p, res, trained, sets, network, features && { trained: features, validation: validationStore });
+    const { validation, test, calibration, predictions } = evaluation;
+    const ood =
+      'transfer' in network && extracted && features
+        ? await outOfDistributionStats(ctx, p, network.transfer, extracted, features, evaluation.validationFeatures)
+        : null;
     const { graft, artifacts } = await exportModel(ctx, p, res, network, calibration, ood);
     return {
       artifacts,

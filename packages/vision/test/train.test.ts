@@ -175,6 +175,17 @@ describe('train', () => {
     expect(result.test!.accuracy).toBeGreaterThanOrEqual(0.9);
     // The bank comes from the cached features, through the fine-tuned top block.
     await expectBankOfTrainingImages(result, twoClass);
+    // So do the validation and test predictions: they are the exported model's (calibrated) probabilities.
+    const clf = await loadClassifier(result.artifacts);
+    try {
+      for (const split of ['validation', 'test'] as const) {
+        const served = await clf.probabilities(twoClass.splits[split].map((r) => twoClass.images.get(r.key)!));
+        expect(result.predictions[split]!.map((p) => p.key)).toEqual(twoClass.splits[split].map((r) => r.key));
+        result.predictions[split]!.forEach((p, i) => p.probabilities.forEach((q, k) => expect(q).toBeCloseTo(served[i]![k]!, 4)));
+      }
+    } finally {
+      clf.dispose();
+    }
   });
 
   it('frees every tensor it allocates, whether it finishes or is aborted', async () => {
