@@ -4,7 +4,7 @@
 // Runtime's kernels. The optimizer's slots then live here, between steps, as ONNX Runtime tensors; the weights
 // stay TensorFlow.js variables, so validation and checkpoints are as they were. On this project's 2-core
 // machine a fine-tuning step of MobileNet's top block runs several times faster than on the TensorFlow.js wasm
-// backend, and per image as fast as PyTorch's (bench/train-speed.ts).
+// backend, and per image at about PyTorch's speed (bench/train-speed.ts).
 //
 // TrainOptions.trainEngine (GRAFT_TRAIN_ENGINE) picks: 'auto' (default: ONNX Runtime where it loads and the
 // graph can express the trained layers, TensorFlow.js otherwise), 'onnxruntime' (an error where it cannot be
@@ -12,14 +12,14 @@
 import { availableParallelism } from 'node:os';
 import type * as Ort from 'onnxruntime-node';
 import type { FrozenEngineSetting } from '@graft/config/engines';
+import { attr, GraphBuilder } from '@graft/inference/onnx-graph';
+import { encodeModel } from '@graft/inference/onnx-proto';
 import * as tf from '@tensorflow/tfjs';
 import type { LogFn } from './backend';
 import { VisionError } from './errors';
 import type { LossKind } from './fit';
 import type { Head } from './head';
 import { createRng, deriveSeed, type Rng } from './random';
-import { attr, GraphBuilder } from '@graft/inference/onnx-graph';
-import { encodeModel } from '@graft/inference/onnx-proto';
 import { buildStepGraph, UnsupportedStepError, type StepGraph, type StepLayer } from './step-graph';
 import { stepScalars, updateRule } from './step-update';
 
@@ -140,7 +140,8 @@ function loadOrt(): Promise<typeof Ort> {
 let blockPromise: Promise<number | null> | undefined;
 /**
  * Channels per block of ONNX Runtime's blocked layout (its com.microsoft.nchwc ops: 8 with AVX2, 16 with
- * AVX-512), read from the shape of four channels reordered (it takes multiples of 4); null where the CPU provider has no such ops.
+ * AVX-512), read from the shape of four channels reordered (it takes multiples of 4); null where the CPU
+ * provider has no such ops.
  */
 function nchwcBlockSize(ort: typeof Ort): Promise<number | null> {
   blockPromise ??= (async () => {
