@@ -20,7 +20,7 @@ import { VisionError } from './errors';
 import type { LossKind } from './fit';
 import type { Head } from './head';
 import { createRng, deriveSeed, type Rng } from './random';
-import { buildStepGraph, UnsupportedStepError, type StepGraph, type StepLayer } from './step-graph';
+import { buildStepGraph, UnsupportedStepError, type StepGraph, type StepGraphSpec, type StepLayer } from './step-graph';
 import { stepScalars, updateRule } from './step-update';
 
 /** Computes what one training step needs: the gradients for fit() to apply, or the step's new weights. */
@@ -98,24 +98,12 @@ export async function createStepEngine(o: StepEngineOptions): Promise<GradientEn
     const update = o.optimizer ? updateRule(o.optimizer) : null;
     const spec = { block, pooling: headPooling, head: await stepLayers(o.head.layers), inputShape: o.inputShape, loss: o.loss, variables: o.variables, update } as const;
     const ort = await loadOrt();
-    const nchwcBlock = o.blockedLayout === false ? null : await nchwcBlockSize(ort);
-    const graph = buildStepGraph(spec, { nchwcBlock });
-    const evalGraph = buildStepGraph(spec, { backward: false, nchwcBlock });
     const threads = o.threads ?? availableParallelism();
-    const open = (onnx: Uint8Array) =>
-      ort.InferenceSession.create(onnx, {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: 'sequential',
-        graphOptimizationLevel: 'all',
-        executionProviders: ['cpu'],
-        extra: { session: { intra_op: { allow_spinning: '0' } } },
-      });
-    const train = await open(graph.onnx);
-    const evaluate = await open(evalGraph.onnx).catch(async (err) => {
-      await train.release();
-      throw err;
-    });
+    const nchwcBlock = o.blockedLayout === false ? null : await nchwcBlockSize(ort);
+    // Where a session will not take the blocked-layout ops, the graphs without them.
+    const { graph, evalGraph, train, evaluate } = await openStepSessions(ort, spec, nchwcBlock, threads).catch((err) =>
+      nchwcBlock === null ? Promise.reject(err) : openStepSessions(ort, spec, null, threads),
+    );
     log({ what: o.what, threads, update: update?.kind ?? null }, 'training steps run on ONNX Runtime');
     const shapes = o.variables.map((v) => v.shape as number[]);
     return new OrtStepEngine(ort, { train, evaluate }, { graph, evalGraph }, update ? o.optimizer! : null, o.inputShape, shapes, createRng(deriveSeed(o.seed, 'dropout')));
@@ -126,6 +114,27 @@ export async function createStepEngine(o: StepEngineOptions): Promise<GradientEn
     log({ what: o.what, reason: (err as Error).message }, 'training steps run on TensorFlow.js');
     return null;
   }
+}
+
+/** The step graph and its inference-only graph, built with or without the blocked layout, in sessions. */
+async function openStepSessions(ort: typeof Ort, spec: StepGraphSpec, nchwcBlock: number | null, threads: number) {
+  const graph = buildStepGraph(spec, { nchwcBlock });
+  const evalGraph = buildStepGraph(spec, { backward: false, nchwcBlock });
+  const open = (onnx: Uint8Array) =>
+    ort.InferenceSession.create(onnx, {
+      intraOpNumThreads: threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      executionProviders: ['cpu'],
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
+    });
+  const train = await open(graph.onnx);
+  const evaluate = await open(evalGraph.onnx).catch(async (err) => {
+    await train.release();
+    throw err;
+  });
+  return { graph, evalGraph, train, evaluate };
 }
 
 let ortPromise: Promise<typeof Ort> | undefined;
