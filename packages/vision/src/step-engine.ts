@@ -127,7 +127,8 @@ async function openStepSessions(ort: typeof Ort, spec: StepGraphSpec, nchwcBlock
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
       executionProviders: ['cpu'],
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
+      // The weight gradient's Transpose stays apart from its MatMul (a fused transposed operand runs slower).
+      extra: { session: { intra_op: { allow_spinning: '0' } }, optimization: { disable_specified_optimizers: 'MatmulTransposeFusion' } },
     });
   const train = await open(graph.onnx);
   const evaluate = await open(evalGraph.onnx).catch(async (err) => {

@@ -347,7 +347,9 @@ function pointwiseLayer(b: Build, layer: StepLayer, affine: Affine, input: strin
   b.tape.push((dy) => {
     const d2 = g.add('Reshape', [full(b, dy), ints([-1, co])]);
     if (kernel.index !== null) {
-      const gk = g.add('Gemm', [x2, d2], [attr.int('transA', 1)]);
+      // x2' d2 with x2 transposed first: MLAS multiplies plain operands faster than with Gemm's transA
+      // (step-engine.ts keeps ONNX Runtime from fusing the Transpose back in).
+      const gk = g.add('MatMul', [g.add('Transpose', [x2], [attr.ints('perm', [1, 0])]), d2]);
       b.grads[kernel.index] = g.add('Reshape', [f.kernelGrad(gk), ints([1, 1, ci, co])]);
     }
     if (bias?.index != null) b.grads[bias.index] = f.biasGrad(g.add('ReduceSum', [d2, g.addInt64('axes', [0])], [attr.int('keepdims', 0)]));
@@ -375,7 +377,7 @@ function activationLayer(b: Build, layer: StepLayer, input: string, needInputGra
     if (max === -1) return dy;
     let pass = g.add('Greater', [input, zero()]);
     if (max !== null) pass = g.add('And', [pass, g.add('LessOrEqual', [input, g.addScalar('max', max)])]);
-    return g.add('Where', [pass, dy, zero()]);
+    return g.add('Mul', [dy, g.add('Cast', [pass], [attr.int('to', 1)])]);
   });
   if (max === -1) return input; // linear
   return max === null ? g.add('Relu', [input]) : g.add('Clip', [input, zero(), g.addScalar('max', max)]);
