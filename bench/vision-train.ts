@@ -8,7 +8,8 @@
 //
 // The config starts from the API defaults (resolveConfig) with the flags merged in. --holdout f moves a
 // stratified share f of the validation images to a test split that training never sees (early stopping then
-// uses the rest), so the test accuracy printed is that of images the run has not looked at in any way.
+// uses the rest), so the test accuracy printed is that of images the run has not looked at in any way. --holdout 1
+// holds out the whole validation split and carves validation out of train instead.
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { classLabels, folderTraining, listSplit } from './splits';
@@ -36,8 +37,9 @@ const { values: args } = parseArgs({
 const labels = classLabels(args.data!);
 const validation = listSplit(join(args.data!, 'validation'), labels);
 const holdout = Number(args.holdout);
-// Every k-th image of each class goes to the held-out test split.
-const every = holdout > 0 ? Math.max(2, Math.round(1 / holdout)) : 0;
+// Every k-th image of each class goes to the held-out test split; with --holdout 1 all of them (validation is then
+// carved out of train, as the API does for a dataset without a validation split).
+const every = holdout >= 1 ? 1 : holdout > 0 ? Math.max(2, Math.round(1 / holdout)) : 0;
 const perClassIndex = new Map<number, number>();
 const isTest = (r: ImageRef) => {
   const i = perClassIndex.get(r.label) ?? 0;

@@ -223,19 +223,34 @@ export function applyTransform(
         fy = 0;
         y0 += 1;
       }
-      const cm = mode === 'constant' ? 'nearest' : mode;
-      const xa = mapIndex(x0, width, cm);
-      const xb = mapIndex(x0 + 1, width, cm);
-      const ya = mapIndex(y0, height, cm);
-      const yb = mapIndex(y0 + 1, height, cm);
-      const s00 = (ya * width + xa) * C;
-      const s01 = (ya * width + xb) * C;
-      const s10 = (yb * width + xa) * C;
-      const s11 = (yb * width + xb) * C;
+      let s00: number, s01: number, s10: number, s11: number;
+      if (x0 >= 0 && x0 < width - 1 && y0 >= 0 && y0 < height - 1) {
+        // All four neighbours inside the image (most pixels): no fill mode to apply.
+        s00 = (y0 * width + x0) * C;
+        s01 = s00 + C;
+        s10 = s00 + width * C;
+        s11 = s10 + C;
+      } else {
+        const cm = mode === 'constant' ? 'nearest' : mode;
+        const xa = mapIndex(x0, width, cm);
+        const xb = mapIndex(x0 + 1, width, cm);
+        const ya = mapIndex(y0, height, cm);
+        const yb = mapIndex(y0 + 1, height, cm);
+        s00 = (ya * width + xa) * C;
+        s01 = (ya * width + xb) * C;
+        s10 = (yb * width + xa) * C;
+        s11 = (yb * width + xb) * C;
+      }
       const w00 = (1 - fx) * (1 - fy);
       const w01 = fx * (1 - fy);
       const w10 = (1 - fx) * fy;
       const w11 = fx * fy;
+      if (C === 3) {
+        out[o] = w00 * src[s00]! + w01 * src[s01]! + w10 * src[s10]! + w11 * src[s11]!;
+        out[o + 1] = w00 * src[s00 + 1]! + w01 * src[s01 + 1]! + w10 * src[s10 + 1]! + w11 * src[s11 + 1]!;
+        out[o + 2] = w00 * src[s00 + 2]! + w01 * src[s01 + 2]! + w10 * src[s10 + 2]! + w11 * src[s11 + 2]!;
+        continue;
+      }
       for (let k = 0; k < C; k++) {
         out[o + k] = w00 * src[s00 + k]! + w01 * src[s01 + k]! + w10 * src[s10 + k]! + w11 * src[s11 + k]!;
       }

@@ -31,8 +31,9 @@ import type { LossKind } from './fit';
 import type { TrainEvent } from './progress';
 import { evaluate } from './train/evaluate';
 import { outOfDistributionStats } from './train/ood';
+import { trainedFeatures, type TrainedFeatures } from './train/trained-features';
 import { exportModel } from './train/export';
-import { extract } from './train/extract';
+import { extract, type Extracted } from './train/extract';
 import { fineTune } from './train/fine-tune';
 import { trainHead } from './train/head';
 import { findLabelIssues, labelIssuesUnavailable, type LabelIssues } from './train/label-issues';
@@ -61,6 +62,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     let trained: Trained;
     let network: Network;
     let sets: Sets;
+    let extracted: Extracted | null = null;
     let labelIssues: LabelIssues;
     if (p.method === 'scratch') {
       sets = await prepared.sets();
@@ -70,7 +72,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       labelIssues = labelIssuesUnavailable(ctx, p)!;
     } else {
       const transfer = await setUpTransfer(ctx, p, res);
-      const extracted = await extract(ctx, p, res, transfer, prepared);
+      extracted = await extract(ctx, p, res, transfer, prepared);
       sets = extracted.sets;
       labelIssues = await findLabelIssues(ctx, p, extracted);
       if (labelIssues.available) await ctx.opts.onLabelIssues?.(labelIssues);
@@ -78,8 +80,17 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       if (transfer.parts) trained = await fineTune(ctx, p, res, transfer, extracted);
       network = { transfer };
     }
-    const { validation, test, calibration, predictions } = await evaluate(ctx, p, res, trained, sets, network);
-    const ood = 'transfer' in network ? await outOfDistributionStats(ctx, p, network.transfer, sets) : null;
+    let features: TrainedFeatures | null = null;
+    if ('transfer' in network && extracted) {
+      features = res.own(await trainedFeatures(ctx, network.transfer), (f) => f.dispose(), 'trained features');
+    }
+    const validationStore = extracted && 'transfer' in network ? (network.transfer.parts ? extracted.lowerVal : extracted.headVal) : null;
+    const evaluation = await evaluate(ctx, p, res, trained, sets, network, features && { trained: features, validation: validationStore });
+    const { validation, test, calibration, predictions } = evaluation;
+    const ood =
+      'transfer' in network && extracted && features
+        ? await outOfDistributionStats(ctx, p, network.transfer, extracted, features, evaluation.validationFeatures)
+        : null;
     const { graft, artifacts } = await exportModel(ctx, p, res, network, calibration, ood);
     return {
       artifacts,

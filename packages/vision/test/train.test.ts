@@ -7,7 +7,8 @@ import { loadClassifier } from '../src/classifier';
 import { loadLayersModelFromFiles } from '../src/model-files';
 import { Checkpoints, type Checkpoint } from '../src/checkpoint';
 import { classificationMetrics } from '../src/evaluate';
-import { train, type TrainEvent, type TrainOptions } from '../src/train';
+import { preprocessImage, type Preprocessing } from '../src/preprocess';
+import { train, type TrainEvent, type TrainOptions, type TrainResult } from '../src/train';
 import { createTinyBackboneSource, memoryCheckpointStore, syntheticSet, TINY_BACKBONE, type SyntheticSet } from './fixtures';
 
 let backbones: { source: string; cleanup(): void };
@@ -39,6 +40,33 @@ function options(set: SyntheticSet, config: TrainingConfigInput, extra: Partial<
     backbones: backbones.source,
     ...extra,
   };
+}
+
+/**
+ * The out-of-distribution bank holds, per training image in order, the unit-length pooled features of the trained
+ * network on the image itself (not an augmented copy).
+ */
+async function expectBankOfTrainingImages(result: TrainResult, set: SyntheticSet): Promise<void> {
+  const ood = result.graft.outOfDistribution!;
+  const bank = new Float32Array(result.artifacts['ood-features.bin']!.slice().buffer);
+  const trained = await loadLayersModelFromFiles(result.artifacts);
+  const features = tf.model({ inputs: trained.inputs, outputs: trained.getLayer(ood.featureLayer).output as tf.SymbolicTensor });
+  try {
+    const size = result.graft.inputSize;
+    const inputs = await Promise.all(set.splits.train.map((r) => preprocessImage(set.images.get(r.key)!, size, result.graft.preprocessing as Preprocessing)));
+    const x = tf.tensor4d(Float32Array.from(inputs.flatMap((a) => Array.from(a))), [inputs.length, size, size, 3]);
+    const f = features.predict(x) as tf.Tensor2D;
+    const rows = f.arraySync();
+    tf.dispose([x, f]);
+    expect(ood.bankSize).toBe(rows.length);
+    rows.forEach((row, i) => {
+      const norm = Math.hypot(...row);
+      const got = Array.from(bank.subarray(i * ood.featureSize, (i + 1) * ood.featureSize));
+      got.forEach((v, k) => expect(v).toBeCloseTo(row[k]! / norm, 3));
+    });
+  } finally {
+    trained.dispose();
+  }
 }
 
 function testBytes(set: SyntheticSet): Uint8Array[] {
@@ -74,6 +102,7 @@ describe('train', () => {
     const bank = new Float32Array(result.artifacts['ood-features.bin']!.slice().buffer);
     expect(Math.hypot(...bank.subarray(0, ood.featureSize))).toBeCloseTo(1, 4);
     expect(ood.threshold).toBeGreaterThan(0);
+    await expectBankOfTrainingImages(result, twoClass);
     expect(result.graft.preprocessing).toMatchObject({ mode: 'tf', resize: 'stretch' });
     // The temperature fitted on validation is in the manifest and in both splits' calibration reports.
     const t = result.graft.calibration!.temperature;
@@ -144,6 +173,19 @@ describe('train', () => {
       base.dispose();
     }
     expect(result.test!.accuracy).toBeGreaterThanOrEqual(0.9);
+    // The bank comes from the cached features, through the fine-tuned top block.
+    await expectBankOfTrainingImages(result, twoClass);
+    // So do the validation and test predictions: they are the exported model's (calibrated) probabilities.
+    const clf = await loadClassifier(result.artifacts);
+    try {
+      for (const split of ['validation', 'test'] as const) {
+        const served = await clf.probabilities(twoClass.splits[split].map((r) => twoClass.images.get(r.key)!));
+        expect(result.predictions[split]!.map((p) => p.key)).toEqual(twoClass.splits[split].map((r) => r.key));
+        result.predictions[split]!.forEach((p, i) => p.probabilities.forEach((q, k) => expect(q).toBeCloseTo(served[i]![k]!, 4)));
+      }
+    } finally {
+      clf.dispose();
+    }
   });
 
   it('frees every tensor it allocates, whether it finishes or is aborted', async () => {
@@ -197,6 +239,8 @@ describe('train', () => {
       'fine_tuning:2',
     ]);
     expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.9);
+    // Nothing cached: the bank comes from the images through the trained network.
+    await expectBankOfTrainingImages(result, twoClass);
   });
 
   it('leaves out images that cannot be decoded, also while their features are computed as they decode', async () => {

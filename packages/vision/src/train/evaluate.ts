@@ -1,18 +1,21 @@
 // Phase "evaluate": the trained model's metrics on the validation data (confusion matrix included) and on the
-// test images. For transfer learning the test images go through the frozen part once and then the trained part,
-// as in training; a scratch model classifies the decoded images directly.
+// test images. For transfer learning the validation images' cached features go through the trained part once
+// (trained-features.ts: the trained top block on ONNX Runtime where it runs there), and the pooled features that
+// come out serve the out-of-distribution bank too; the test images go through the frozen part once and then the
+// trained part, as in training. A scratch model classifies the decoded images directly.
 import { applyTemperature, calibrationReport, fitTemperature } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted } from '../errors';
 import type { GraftManifest } from '../export';
 import { classificationMetrics, toClassProbabilities, type TestMetrics } from '../evaluate';
-import { extractFeatures } from '../features';
+import { extractFeatures, type FeatureStore } from '../features';
 import { disposeBatch, type BatchSource, type Forward } from '../fit';
 import { normalizePixels, type Preprocessing } from '../preprocess';
 import { featureStore } from './extract';
 import type { Plan } from './plan';
 import type { Sets } from './prepare';
 import type { RunResources } from './resources';
+import { classifyPooled, type TrainedFeatures } from './trained-features';
 import { readAndDispose, type Network, type Transfer } from './transfer';
 import { INFERENCE_BATCH, type ImagePrediction, type ImageSet, type TrainContext, type Trained } from './types';
 
@@ -23,24 +26,45 @@ export interface Evaluation {
   /** Temperature scaling fitted on the validation images (null without them). */
   calibration: GraftManifest['calibration'];
   predictions: { validation: ImagePrediction[] | null; test: ImagePrediction[] | null };
+  /** The validation images' pooled features (the head's input), where the network has a head. */
+  validationFeatures: Float32Array | null;
 }
 
-export async function evaluate(ctx: TrainContext, p: Plan, res: RunResources, trained: Trained, sets: Sets, path: Network): Promise<Evaluation> {
+export async function evaluate(
+  ctx: TrainContext,
+  p: Plan,
+  res: RunResources,
+  trained: Trained,
+  sets: Sets,
+  path: Network,
+  features: { trained: TrainedFeatures; validation: FeatureStore | null } | null,
+): Promise<Evaluation> {
   res.progress.phase('evaluating');
   const test = sets.test;
   let probabilities: Float32Array[] | null = null;
   if (test.images.length) {
     const progress = (share: number) => (done: number) => res.progress.update('evaluating', (share * done) / test.images.length);
     probabilities =
-      'transfer' in path
-        ? await transferProbabilities(ctx, p, path.transfer, trained.forward, test, progress(0.9))
-        : await predictProbabilities(path.model, test.images, p.size, p.preprocessing, ctx.numClasses, ctx.signal, progress(1));
+      'transfer' in path && features
+        ? await transferProbabilities(ctx, p, path.transfer, features.trained, test, progress(0.9))
+        : 'model' in path
+          ? await predictProbabilities(path.model, test.images, p.size, p.preprocessing, ctx.numClasses, ctx.signal, progress(1))
+          : null;
   }
   let validation: TestMetrics | null = null;
   let calibration: Evaluation['calibration'] = null;
   let v: { probabilities: Float32Array[]; labels: number[] } | null = null;
-  if (trained.validation) {
+  let validationFeatures: Float32Array | null = null;
+  if ('transfer' in path && features?.validation) {
+    // Through the trained part once: the pooled features serve the out-of-distribution bank too.
+    const store = features.validation;
+    validationFeatures = await features.trained.ofStored(store, [...store.samples.keys()], ctx.signal);
+    const out = await classifyPooled(path.transfer, validationFeatures, features.trained.size, ctx.signal);
+    v = { probabilities: toClassProbabilities(out, store.count, ctx.numClasses), labels: [...store.labels] };
+  } else if (trained.validation) {
     v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
+  }
+  if (v) {
     const temperature = fitTemperature(v.probabilities, v.labels);
     calibration = { temperature, fittedOn: 'validation', images: v.labels.length };
     validation = { ...classificationMetrics(v.probabilities, v.labels, ctx.labels), calibration: calibrationReport(v.probabilities, v.labels, temperature) };
@@ -56,7 +80,7 @@ export async function evaluate(ctx: TrainContext, p: Plan, res: RunResources, tr
     validation: v ? perImage(sets.validation, v.probabilities, temperature) : null,
     test: probabilities ? perImage(test, probabilities, temperature) : null,
   };
-  return { validation, test: metrics, calibration, predictions };
+  return { validation, test: metrics, calibration, predictions, validationFeatures };
 }
 
 /** Each image of a split with its calibrated probabilities (in the split's order); null if they do not line up. */
@@ -73,11 +97,11 @@ async function transferProbabilities(
   ctx: TrainContext,
   p: Plan,
   t: Transfer,
-  forward: Forward,
+  features: TrainedFeatures,
   test: Sets['test'],
   onProgress: (done: number) => void,
 ): Promise<Float32Array[]> {
-  const store = featureStore(ctx, t.parts ? t.lowerShapes : [t.pooledShape], INFERENCE_BATCH);
+  const store = featureStore(ctx, [[features.size]], INFERENCE_BATCH);
   await extractFeatures({
     images: test.images,
     items: test.images.map((_, i) => ({ image: i, copy: 0, label: test.labels[i]! })),
@@ -88,10 +112,12 @@ async function transferProbabilities(
     batchSize: INFERENCE_BATCH,
     stores: [store],
     signal: ctx.signal,
-    forward: t.parts ? t.lowerOutputs : t.headFeatures,
+    forward: features.ofInputs,
     onProgress,
   });
-  return (await sourceProbabilities(forward, store, ctx.numClasses, ctx.signal)).probabilities;
+  const pooled = new Float32Array(store.count * features.size);
+  store.samples.forEach(([row], i) => pooled.set(row!, i * features.size));
+  return toClassProbabilities(await classifyPooled(t, pooled, features.size, ctx.signal), store.count, ctx.numClasses);
 }
 
 /** Class probabilities of forward over every sample of a source (in order), in inference mode, and their labels. */

@@ -2,6 +2,7 @@
 // when the run ends, however it ends: models, the head, frozen-model sessions, replica threads, optimizers.
 // Phases register what they create with own(); dispose() frees it all, the last registered first.
 import { ProgressTracker, type Phase, type TrainEvent } from '../progress';
+import { OOD_BANK_MAX } from './ood';
 import type { Plan } from './plan';
 
 /**
@@ -11,6 +12,9 @@ import type { Plan } from './plan';
  */
 export const HEAD_SAMPLING = 'all' as const;
 export const FINE_TUNING_SAMPLING = 'one_per_group' as const;
+
+/** What a forward pass of the trained top block on one cached sample costs, in whole-backbone passes. */
+export const TOP_BLOCK_PASS_COST = 0.15;
 
 /**
  * Planned work of each phase, in units of "one image through the whole backbone". `fineTuningStepCost`: what a
@@ -30,10 +34,10 @@ export function plannedWork(p: Plan, cfg: { headEpochs: number; fineTuningEpochs
     extracting: (p.cachedMode ? nTrain * (1 + p.copies) : 0) + nVal,
     training_head: p.skipHead ? 0 : cfg.headEpochs * (p.cachedMode ? (nTrain * headCopies + nVal) * 0.03 : nTrain),
     fine_tuning: p.method === 'fine_tuning' ? cfg.fineTuningEpochs * nTrain * (p.cachedMode ? cfg.fineTuningStepCost : 2.5) : 0,
-    // Evaluation runs the validation and test images through the trained network and fits the calibration: about
-    // 2.5 frozen passes an image (measured on the default job: 30 s for 1,000 validation images, extraction at
-    // 89 images/s, 2 cores).
-    evaluating: (nVal + nTest) * 2.5 + 1,
+    // Evaluation runs the cached features of the validation images and of up to OOD_BANK_MAX training images (the
+    // out-of-distribution bank) through the trained top block, a small share of a whole pass each, and the test
+    // images through the whole network.
+    evaluating: (nVal + Math.min(nTrain, OOD_BANK_MAX)) * TOP_BLOCK_PASS_COST + nTest * (1 + TOP_BLOCK_PASS_COST) + 1,
     exporting: 2,
   };
 }
