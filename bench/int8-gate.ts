@@ -7,12 +7,20 @@
 // convolution's output quantized too), first-fp32 (the first convolution left in fp32), percentile, no-bias-correction.
 //
 //   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--variants default,outputs]
+//
+// --model runs the check on a trained model folder instead (model.onnx, graft.json, and predictions.json when there
+// is one: fp32's classes of the images it names are given to the check, as the worker does), with the images of
+// --dataset (<dataset>/<split>/<label>/*): calibration on --calibration images spread over train, the check on
+// validation. It prints the decision, the check's seconds by part, and fp32's and int8's images/s (batch 1 and 16,
+// --threads threads). --int8-stride sets where int8 starts (1: every convolution).
+//
+//   npx tsx bench/int8-gate.ts --model /work/trained/dvc --dataset ../shared/datasets/dogs-vs-cats --calibration 32
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { createSession, decodeImage, decodeModel, exportOnnx, normalizeInto, pixelTransform, quantizeClassifier, type Int8GateOptions } from '@graft/inference';
+import { createSession, decodeImage, decodeModel, exportOnnx, normalizeInto, pixelTransform, quantizeClassifier, quantizeOnnx, INT8_STRIDE, type Int8GateOptions } from '@graft/inference';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
 
 const { values: args } = parseArgs({
@@ -21,6 +29,10 @@ const { values: args } = parseArgs({
     validation: { type: 'string', default: '1000' },
     calibration: { type: 'string', default: '256' },
     variants: { type: 'string', default: 'default' },
+    model: { type: 'string' },
+    dataset: { type: 'string' },
+    threads: { type: 'string', default: '2' },
+    'int8-stride': { type: 'string' },
   },
 });
 const SHARED = path.resolve(import.meta.dirname, '../../shared');
@@ -39,6 +51,7 @@ function split(name: string, n: number): { bytes: Uint8Array; label: number }[] 
 }
 
 async function main(): Promise<void> {
+  if (args.model) return trainedModel(args.model, args.dataset ?? DATA);
   console.log(`# int8 gate on a trained dogs-vs-cats head, ${os.availableParallelism()} cores, load average ${load()} (${new Date().toISOString()})`);
   await initBackend();
   const spec = getBackboneSpec(BACKBONE);
@@ -108,6 +121,79 @@ async function main(): Promise<void> {
     console.log(`| ${name} | ${decision.used ? 'yes' : `no: ${decision.reason}`} | ${pct(decision.agreement)} | ${pct(decision.accuracyFp32)} | ${pct(decision.accuracyInt8)} | ${seconds.toFixed(1)} | ${load()} |`);
   }
   console.log(`\n(${calibration.length} calibration, ${validation.length} validation images)`);
+}
+
+/** Encoded images of `split` with their label indices, and their paths relative to the dataset. */
+function datasetSplit(dir: string, split: string, labels: string[]): { path: string; bytes: Uint8Array; label: number }[] {
+  return labels.flatMap((l, label) =>
+    fs.readdirSync(path.join(dir, split, l)).sort().map((f) => ({ path: `${split}/${l}/${f}`, bytes: new Uint8Array(fs.readFileSync(path.join(dir, split, l, f))), label })),
+  );
+}
+
+/** fp32's classes of `images` from predictions.json, where it names every one of them. */
+function givenPredictions(modelDir: string, images: { path: string }[], labels: string[]): number[] | undefined {
+  const file = path.join(modelDir, 'predictions.json');
+  if (!fs.existsSync(file)) return undefined;
+  const rows = (JSON.parse(fs.readFileSync(file, 'utf8')).validation ?? []) as { path: string; predicted: string }[];
+  const byPath = new Map(rows.map((r) => [r.path, labels.indexOf(r.predicted)]));
+  const out = images.map((i) => byPath.get(i.path) ?? -1);
+  return out.every((p) => p >= 0) ? out : undefined;
+}
+
+/** Images per second of `model` at batch 1 and 16 on the first validation images. */
+async function speed(model: Uint8Array, pixels: Float32Array, threads: number): Promise<string> {
+  const session = await createSession(model, { threads });
+  const per = session.inputShape.reduce((a, b) => a * b, 1);
+  const out: string[] = [];
+  for (const [batch, runs] of [[1, 48], [16, 6]] as const) {
+    const input = pixels.subarray(0, batch * per);
+    await session.run(input, batch);
+    const started = performance.now();
+    for (let r = 0; r < runs; r++) await session.run(input, batch);
+    out.push(((batch * runs) / ((performance.now() - started) / 1000)).toFixed(1));
+  }
+  await session.dispose();
+  return out.join(' | ');
+}
+
+async function trainedModel(modelDir: string, datasetDir: string): Promise<void> {
+  console.log(`# int8 gate on ${modelDir} with ${datasetDir}, ${os.availableParallelism()} cores, load average ${load()} (${new Date().toISOString()})`);
+  const fp32 = new Uint8Array(fs.readFileSync(path.join(modelDir, 'model.onnx')));
+  const manifest = JSON.parse(fs.readFileSync(path.join(modelDir, 'graft.json'), 'utf8'));
+  const threads = Number(args.threads);
+  const train = datasetSplit(datasetDir, 'train', manifest.labels);
+  const n = Number(args.calibration);
+  const calibration = Array.from({ length: Math.min(n, train.length) }, (_, i) => train[Math.floor((i * train.length) / Math.min(n, train.length))]!.bytes);
+  const validation = datasetSplit(datasetDir, 'validation', manifest.labels);
+  const given = givenPredictions(modelDir, validation, manifest.labels);
+  const stride = args['int8-stride'] === undefined ? {} : { int8Stride: Number(args['int8-stride']) };
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const { model, decision: d } = await quantizeClassifier(
+    fp32,
+    manifest,
+    { calibration, validation: { images: validation.map((v) => v.bytes), labels: validation.map((v) => v.label), fp32: given } },
+    { method: 'minmax', threads: os.availableParallelism(), ...stride },
+  );
+  const seconds = (performance.now() - started) / 1000;
+  const cpuUsed = process.cpuUsage(cpu);
+  const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(2)}%`);
+  console.log(`\n${d.used ? 'int8 kept' : `int8 left out: ${d.reason}`}`);
+  console.log(`agreement ${pct(d.agreement)} of ${d.images} images; accuracy fp32 ${pct(d.accuracyFp32)}, int8 ${pct(d.accuracyInt8)}; fp32 predictions ${d.fp32Given ? 'given (first batch checked)' : 'computed'}`);
+  console.log(`quantization: ${JSON.stringify(d.quantization)}`);
+  const s = d.seconds;
+  if (s) console.log(`check ${seconds.toFixed(1)} s: decode ${s.decode.toFixed(1)}, quantize ${s.quantize.toFixed(1)}, fp32 ${s.fp32.toFixed(1)}, int8 ${s.int8.toFixed(1)}; ${((cpuUsed.user + cpuUsed.system) / 1e6).toFixed(1)} CPU s (load ${load()})`);
+  // Speed: both models on the same decoded images, as /predict runs them.
+  const t = pixelTransform(manifest.preprocessing);
+  const size = manifest.inputSize;
+  const pixels = new Float32Array(16 * size * size * 3);
+  (await Promise.all(validation.slice(0, 16).map((v) => decodeImage(v.bytes, size)))).forEach((p, i) => normalizeInto(p, t, pixels, i * size * size * 3));
+  const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], { int8Stride: INT8_STRIDE, ...stride })).model;
+  console.log(`\n| model | images/s batch 1 | images/s batch 16 | load |\n| --- | --- | --- | --- |`);
+  for (let round = 0; round < 2; round++) {
+    console.log(`| fp32 | ${await speed(fp32, pixels, threads)} | ${load()} |`);
+    console.log(`| int8${model ? '' : ' (not kept)'} | ${await speed(int8, pixels, threads)} | ${load()} |`);
+  }
 }
 
 main().catch((err) => {

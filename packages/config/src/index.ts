@@ -193,7 +193,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     },
     int8: {
       enabled: r.bool('GRAFT_INT8', true),
-      calibrationImages: r.int('GRAFT_INT8_CALIBRATION_IMAGES', 256, 8, 10_000),
+      calibrationImages: r.int('GRAFT_INT8_CALIBRATION_IMAGES', 32, 8, 10_000),
       validationImages: r.int('GRAFT_INT8_VALIDATION_IMAGES', 2_000, 10, 1_000_000),
     },
     jobAttempts: r.int('GRAFT_JOB_ATTEMPTS', 3, 1, 100),

@@ -73,7 +73,7 @@ describe('environment variables', () => {
 
   it('reads the training engines as the names the engine uses, aliases included', () => {
     expect(loadConfig({}).training).toEqual({ tfBackend: null, frozenEngine: 'auto', trainEngine: 'auto', frozenPrecision: 'fp32', threads: 1 });
-    expect(loadConfig({}).int8).toEqual({ enabled: true, calibrationImages: 256, validationImages: 2000 });
+    expect(loadConfig({}).int8).toEqual({ enabled: true, calibrationImages: 32, validationImages: 2000 });
     expect(loadConfig({}).testing).toEqual({ syncReads: 'allow' });
     expect(loadConfig({}).embeddedS3Port).toBe(0);
     const c = loadConfig({ GRAFT_TF_BACKEND: 'Node', GRAFT_FROZEN_ENGINE: 'ort', GRAFT_TRAIN_ENGINE: 'tensorflow', GRAFT_FROZEN_PRECISION: 'int8', GRAFT_TRAIN_THREADS: '2', GRAFT_S3_PORT: '9000', GRAFT_TF_SYNC_READS: 'throw', GRAFT_INT8: 'false' });

@@ -48,7 +48,7 @@ const PhaseSchema = (epochs: number, learningRate: number) =>
     { additionalProperties: false },
   );
 
-const FeatureExtractionSchema = PhaseSchema(30, 2e-5);
+const FeatureExtractionSchema = PhaseSchema(30, 1e-4);
 
 const HeadSchema = Type.Object(
   {
@@ -62,7 +62,7 @@ const HeadSchema = Type.Object(
 const FineTuningSchema = Type.Object(
   {
     fromLayer: Type.Optional(Type.Union([Type.String({ minLength: 1, maxLength: 200 }), Type.Null()], { default: null })),
-    epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 8 })),
+    epochs: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 4 })),
     optimizer: Type.Optional(Type.Union(Optimizer.anyOf, { default: 'rmsprop' })),
     learningRate: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, default: 1e-5 })),
   },

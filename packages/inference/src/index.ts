@@ -14,6 +14,8 @@ export {
   quantizeClassifier,
   INT8_MAX_ACCURACY_DROP,
   INT8_MIN_AGREEMENT,
+  INT8_STRIDE,
+  type Int8CheckSeconds,
   type Int8Decision,
   type Int8GateData,
   type Int8GateOptions,

@@ -1,7 +1,10 @@
 // Whether a trained classifier is served in int8: its fp32 ONNX model is quantized (quantize.ts), calibrated on a
-// few hundred training images, then both models classify the validation images. int8 is kept only where its
+// few dozen training images, then both models classify the validation images. int8 is kept only where its
 // predictions agree with fp32's on at least `minAgreement` of them and its validation accuracy is at most
 // `maxAccuracyDrop` below fp32's; otherwise the decision says why, and fp32 serves.
+//
+// fp32's predictions may come with the images (training's evaluation of the same model.onnx): the first batch is
+// then run in fp32 to confirm they are this model's, and only int8 runs over the rest.
 import { checkManifest, type ClassifierManifest } from './classifier';
 import { decodeImage, normalizeInto, pixelTransform, type PixelTransform } from './image';
 import { quantizeOnnx, type CalibrationBatch, type QuantizeOptions, type QuantizeReport } from './quantize';
@@ -14,6 +17,18 @@ export interface Int8GateOptions extends QuantizeOptions {
   maxAccuracyDrop?: number;
   /** Images per run (default 16). */
   batch?: number;
+}
+
+/** Where the check's time went, in seconds. */
+export interface Int8CheckSeconds {
+  /** Decoding the calibration and validation images. */
+  decode: number;
+  /** Calibrating, rewriting and bias-correcting the model (quantizeOnnx, decoding left out). */
+  quantize: number;
+  /** Running fp32 over the validation images (only the first batch where fp32's predictions were given). */
+  fp32: number;
+  int8: number;
+  total: number;
 }
 
 /** What graft.json and metrics.json record of the int8 decision. */
@@ -31,14 +46,23 @@ export interface Int8Decision {
   /** Validation images compared (undecodable ones are left out). */
   images: number;
   quantization: QuantizeReport | null;
+  /** Whether fp32's predictions were the ones given with the images (false: fp32 ran over all of them). */
+  fp32Given?: boolean;
+  seconds?: Int8CheckSeconds;
 }
 
 export interface Int8GateData {
   /** Encoded training images to calibrate on. */
   calibration: readonly Uint8Array[];
-  /** Encoded validation images and their label indices. */
-  validation: { images: readonly Uint8Array[]; labels: readonly number[] };
+  /**
+   * Encoded validation images, their label indices and, where known, the class model.onnx predicts for each
+   * (training's evaluation): fp32 then runs on the first batch only, to check them.
+   */
+  validation: { images: readonly Uint8Array[]; labels: readonly number[]; fp32?: readonly number[] };
 }
+
+/** Where the int8 model starts by default: convolutions on feature maps wider than input / 16 stay fp32 (quantize.ts). */
+export const INT8_STRIDE = 16;
 
 export const INT8_MIN_AGREEMENT = 0.995;
 export const INT8_MAX_ACCURACY_DROP = 0.003;
@@ -50,24 +74,88 @@ export async function quantizeClassifier(
   data: Int8GateData,
   opts: Int8GateOptions = {},
 ): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
+  const started = performance.now();
   const m = checkManifest(manifest);
   const minAgreement = opts.minAgreement ?? INT8_MIN_AGREEMENT;
   const maxAccuracyDrop = opts.maxAccuracyDrop ?? INT8_MAX_ACCURACY_DROP;
   const base: Int8Decision = { used: false, reason: null, minAgreement, maxAccuracyDrop, agreement: null, accuracyFp32: null, accuracyInt8: null, images: 0, quantization: null };
-  if (data.validation.images.length !== data.validation.labels.length) throw new RangeError('one label per validation image');
-  if (data.validation.images.length === 0) return { model: null, decision: { ...base, reason: 'no validation images to check int8 against fp32' } };
+  const { validation } = data;
+  if (validation.images.length !== validation.labels.length) throw new RangeError('one label per validation image');
+  if (validation.fp32 && validation.fp32.length !== validation.images.length) throw new RangeError('one fp32 prediction per validation image');
+  if (validation.images.length === 0) return { model: null, decision: { ...base, reason: 'no validation images to check int8 against fp32' } };
   const transform = pixelTransform(m.preprocessing);
+  const clock = new CheckClock();
   let quantized: { model: Uint8Array; report: QuantizeReport };
   try {
-    quantized = await quantizeOnnx(fp32, inputBatches(data.calibration, m.inputSize, transform, opts.batch ?? 16), opts);
+    const calibration = clock.decoding(inputBatches(data.calibration, m.inputSize, transform, opts.batch ?? 16));
+    quantized = await quantizeOnnx(fp32, calibration, { int8Stride: INT8_STRIDE, ...opts });
+    clock.add('quantize', clock.since(started) - clock.seconds.decode);
   } catch (err) {
     return { model: null, decision: { ...base, reason: `quantization failed: ${(err as Error).message}` } };
   }
   try {
-    return await compare(fp32, quantized, m, data.validation, transform, { ...base, quantization: quantized.report }, opts);
+    const result = await compare(fp32, quantized, m, validation, transform, { ...base, quantization: quantized.report }, opts, clock);
+    result.decision.seconds = { ...clock.seconds, total: clock.since(started) };
+    return result;
   } catch (err) {
     return { model: null, decision: { ...base, quantization: quantized.report, reason: `int8 could not be checked against fp32: ${(err as Error).message}` } };
   }
+}
+
+/** Seconds spent per part of the check. */
+class CheckClock {
+  readonly seconds = { decode: 0, quantize: 0, fp32: 0, int8: 0 };
+  since(t: number): number {
+    return (performance.now() - t) / 1000;
+  }
+  add(part: keyof CheckClock['seconds'], s: number): void {
+    this.seconds[part] += s;
+  }
+  async time<T>(part: keyof CheckClock['seconds'], run: () => Promise<T>): Promise<T> {
+    const t = performance.now();
+    try {
+      return await run();
+    } finally {
+      this.add(part, this.since(t));
+    }
+  }
+  /** `batches`, with the time spent producing them counted as decoding. */
+  async *decoding<T>(batches: AsyncGenerator<T>): AsyncGenerator<T> {
+    for (;;) {
+      const next = await this.time('decode', () => batches.next());
+      if (next.done) return;
+      yield next.value;
+    }
+  }
+}
+
+/**
+ * fp32's and int8's predicted classes on the validation images that decode. Given fp32 predictions are checked on
+ * the first batch, which fp32 always runs; where one differs from what fp32 computes, fp32 runs over every batch.
+ */
+async function predictions(
+  s32: OrtModel,
+  s8: OrtModel,
+  width: number,
+  validation: Int8GateData['validation'],
+  batches: AsyncGenerator<CalibrationBatch & { indices: number[] }>,
+  clock: CheckClock,
+): Promise<{ indices: number[]; p32: number[]; p8: number[]; fp32Given: boolean }> {
+  const out = { indices: [] as number[], p32: [] as number[], p8: [] as number[], fp32Given: !!validation.fp32 };
+  for await (const b of batches) {
+    const o8 = await clock.time('int8', () => s8.run(b.input, b.batch));
+    const first = out.indices.length === 0;
+    const o32 = out.fp32Given && !first ? null : await clock.time('fp32', () => s32.run(b.input, b.batch));
+    const stride = o8.length / b.batch;
+    b.indices.forEach((index, i) => {
+      const computed = o32 ? predicted(o32, i * stride, width) : validation.fp32![index]!;
+      if (first && out.fp32Given && computed !== validation.fp32![index]) out.fp32Given = false;
+      out.indices.push(index);
+      out.p32.push(computed);
+      out.p8.push(predicted(o8, i * stride, width));
+    });
+  }
+  return out;
 }
 
 /** Runs both models over the validation images and applies the thresholds. */
@@ -79,50 +167,46 @@ async function compare(
   transform: PixelTransform,
   base: Int8Decision,
   opts: Int8GateOptions,
+  clock: CheckClock,
 ): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
   const { minAgreement, maxAccuracyDrop } = base;
   const threads = opts.threads ?? 1;
   const [s32, s8] = await Promise.all([createSession(fp32, { threads }), createSession(quantized.model, { threads })]);
   try {
     const width = classOutputs(m, s32);
-    let images = 0;
-    let agree = 0;
-    let right32 = 0;
-    let right8 = 0;
-    const labels = validation.labels;
-    for await (const b of inputBatches(validation.images, m.inputSize, transform, opts.batch ?? 16)) {
-      const [o32, o8] = [await s32.run(b.input, b.batch), await s8.run(b.input, b.batch)];
-      const stride = o32.length / b.batch;
-      for (let i = 0; i < b.batch; i++) {
-        const p32 = predicted(o32, i * stride, width);
-        const p8 = predicted(o8, i * stride, width);
-        const label = labels[b.indices[i]!];
-        images++;
-        agree += +(p32 === p8);
-        right32 += +(p32 === label);
-        right8 += +(p8 === label);
-      }
-    }
+    const batches = clock.decoding(inputBatches(validation.images, m.inputSize, transform, opts.batch ?? 16));
+    const seen = await predictions(s32, s8, width, validation, batches, clock);
+    const images = seen.indices.length;
     if (images === 0) return { model: null, decision: { ...base, reason: 'no validation image could be decoded' } };
+    const labels = seen.indices.map((i) => validation.labels[i]);
+    const share = (hits: (i: number) => boolean) => seen.indices.filter((_, i) => hits(i)).length / images;
     const decision: Int8Decision = {
       ...base,
       images,
-      agreement: agree / images,
-      accuracyFp32: right32 / images,
-      accuracyInt8: right8 / images,
+      agreement: share((i) => seen.p32[i] === seen.p8[i]),
+      accuracyFp32: share((i) => seen.p32[i] === labels[i]),
+      accuracyInt8: share((i) => seen.p8[i] === labels[i]),
+      fp32Given: seen.fp32Given,
     };
-    const drop = decision.accuracyFp32! - decision.accuracyInt8!;
-    // A tolerance for float rounding of the shares (1 image in 10^9).
-    if (decision.agreement! + 1e-9 < minAgreement) {
-      decision.reason = `int8 agrees with fp32 on ${pct(decision.agreement!)} of ${images} validation images; at least ${pct(minAgreement)} needed`;
-    } else if (drop > maxAccuracyDrop + 1e-9) {
-      decision.reason = `int8 validation accuracy ${pct(decision.accuracyInt8!)} is ${(drop * 100).toFixed(2)} points below fp32's ${pct(decision.accuracyFp32!)}; at most ${(maxAccuracyDrop * 100).toFixed(2)} allowed`;
-    }
+    decision.reason = verdict(decision, minAgreement, maxAccuracyDrop);
     decision.used = decision.reason === null;
     return { model: decision.used ? quantized.model : null, decision };
   } finally {
     await Promise.all([s32.dispose(), s8.dispose()]);
   }
+}
+
+/** Why int8 may not serve, or null where it may. */
+function verdict(d: Int8Decision, minAgreement: number, maxAccuracyDrop: number): string | null {
+  const drop = d.accuracyFp32! - d.accuracyInt8!;
+  // A tolerance for float rounding of the shares (1 image in 10^9).
+  if (d.agreement! + 1e-9 < minAgreement) {
+    return `int8 agrees with fp32 on ${pct(d.agreement!)} of ${d.images} validation images; at least ${pct(minAgreement)} needed`;
+  }
+  if (drop > maxAccuracyDrop + 1e-9) {
+    return `int8 validation accuracy ${pct(d.accuracyInt8!)} is ${(drop * 100).toFixed(2)} points below fp32's ${pct(d.accuracyFp32!)}; at most ${(maxAccuracyDrop * 100).toFixed(2)} allowed`;
+  }
+  return null;
 }
 
 const pct = (x: number) => `${(x * 100).toFixed(2)}%`;

@@ -8,7 +8,15 @@
 //   sample inputs: the range seen (min-max) or the average over batches of a percentile of |values| (percentile).
 //   ORT folds the Relu/Clip before a QuantizeLinear whose range lies inside it, so Conv -> Q is one integer kernel.
 //
-// Everything else (pooling, the head's probabilities, the out-of-distribution dot products) stays fp32.
+// Everything else (pooling, the head's probabilities, the out-of-distribution dot products) stays fp32, and so
+// do, when asked (int8Stride), the convolutions on the large early feature maps: on fine-tuned MobileNets at 288
+// px (bench/int8-gate.ts --model) the rounding of their many activations adds up layer after layer to flip
+// 1-10% of predictions, while the layers after them quantize with the predictions unchanged.
+//
+// A quantized Conv reading the model's input gets 7-bit weights: ONNX Runtime's u8 x s8 kernels on x86 CPUs
+// without VNNI add products pairwise in int16 (VPMADDUBSW), which saturates where both uint8 activations and
+// int8 weights are near their ends; image pixels fill the whole uint8 range, and with 8-bit weights that first
+// convolution alone took agreement with fp32 from 99% to 89%. 7 bits keep every pair inside int16.
 import { AttributeType, decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
 import { loadOrt } from './session';
 
@@ -39,6 +47,11 @@ export interface QuantizeOptions {
   biasCorrection?: boolean;
   /** Names of Conv/Gemm nodes left in fp32. */
   fp32Nodes?: readonly string[];
+  /**
+   * Quantize only the nodes whose output is at least this many times narrower than the model's input (default 1:
+   * all); those on larger feature maps stay fp32. Widths are followed through Conv, pooling and layout nodes.
+   */
+  int8Stride?: number;
   /** ORT intra-op threads for calibration (default 1). */
   threads?: number;
 }
@@ -51,6 +64,8 @@ export interface QuantizeReport {
   samples: number;
   /** Nodes whose weights are int8. */
   nodes: number;
+  /** Conv/Gemm nodes left in fp32 because their output is wider than the model's input / int8Stride. */
+  fp32Leading: number;
   /** Activations given a QuantizeLinear/DequantizeLinear pair. */
   activations: number;
   biasCorrection: boolean;
@@ -66,6 +81,11 @@ const QUANT_OPS = new Set(['Conv', 'Gemm']);
 const ACTIVATIONS = new Set(['Relu', 'Clip']);
 const DT = TensorDataType;
 const SAMPLE_PER_TENSOR = 16_384;
+/** Weight bits of a quantized node reading the model's input (see the top of this file). */
+const INPUT_WEIGHT_BITS = 7;
+/** Nodes through which the width of a feature map is followed (besides Conv and pooling). */
+const SAME_WIDTH = new Set(['Relu', 'Clip', 'BatchNormalization', 'Add', 'Mul', 'Sub', 'Div', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'LeakyRelu', 'Identity', 'Pad']);
+const POOLS = new Set(['MaxPool', 'AveragePool']);
 
 /** The fp32 model quantized to int8 (QDQ), calibrated on `calibration`. */
 export async function quantizeOnnx(
@@ -79,8 +99,11 @@ export async function quantizeOnnx(
   if (method !== 'minmax' && method !== 'percentile') throw new RangeError(`calibration method must be minmax or percentile, got ${method}`);
   if (!(percentile > 50 && percentile <= 100)) throw new RangeError(`percentile must be in (50, 100], got ${percentile}`);
   if (!Number.isInteger(weightBits) || weightBits < 2 || weightBits > 8) throw new RangeError(`weightBits must be an integer from 2 to 8, got ${weightBits}`);
+  const int8Stride = opts.int8Stride ?? 1;
+  if (!(int8Stride >= 1)) throw new RangeError(`int8Stride must be at least 1, got ${int8Stride}`);
   const model = decodeModel(fp32);
-  const plan = planQuantization(model, opts.gemm ?? false, opts.quantizeOutputs ?? false, new Set(opts.fp32Nodes ?? []));
+  const wide = wideNodes(model, int8Stride);
+  const plan = planQuantization(model, opts.gemm ?? false, opts.quantizeOutputs ?? false, new Set([...(opts.fp32Nodes ?? []), ...wide]));
   if (plan.nodes.length === 0) throw new Error('the model has no Conv or Gemm with constant weights to quantize');
   const threads = opts.threads ?? 1;
   const { ranges, samples, kept } = await calibrate(model, plan.activations, calibration, method, percentile, threads);
@@ -92,6 +115,7 @@ export async function quantizeOnnx(
     weightBits,
     samples,
     nodes: plan.nodes.length,
+    fp32Leading: wide.length,
     activations: plan.activations.length,
     biasCorrection: opts.biasCorrection ?? true,
   };
@@ -100,8 +124,8 @@ export async function quantizeOnnx(
 }
 
 interface Plan {
-  /** Conv/Gemm nodes whose weights become int8, with the axis of their output channels in the weight. */
-  nodes: { node: OnnxNode; axis: number }[];
+  /** Conv/Gemm nodes whose weights become int8, with the axis of their output channels in the weight, and whether they read the model's input. */
+  nodes: { node: OnnxNode; axis: number; readsInput: boolean }[];
   /** Activation tensors that get a Q/DQ pair. */
   activations: string[];
 }
@@ -113,6 +137,9 @@ function planQuantization(model: OnnxModel, gemm: boolean, quantizeOutputs: bool
   for (const n of g.node) for (const i of n.input) if (i) readers.set(i, [...(readers.get(i) ?? []), n]);
   const nodes: Plan['nodes'] = [];
   const activations = new Set<string>();
+  // The model's input, and what only reorders it (exportOnnx's NHWC -> NCHW Transpose).
+  const modelInputs = new Set(g.input.map((i) => i.name));
+  for (const n of g.node) if (n.op_type === 'Transpose' && modelInputs.has(n.input[0]!)) modelInputs.add(n.output[0]!);
   for (const node of g.node) {
     if (!QUANT_OPS.has(node.op_type) || fp32Nodes.has(node.name)) continue;
     const [x, w, b] = node.input;
@@ -124,7 +151,7 @@ function planQuantization(model: OnnxModel, gemm: boolean, quantizeOutputs: bool
       if (!gemm || !plainGemm(node) || weight.dims.length !== 2) continue;
       axis = 1;
     }
-    nodes.push({ node, axis });
+    nodes.push({ node, axis, readsInput: modelInputs.has(x!) });
     activations.add(x!);
     if (!quantizeOutputs) continue;
     // The node's output after its activation function: a QuantizeLinear right there makes node + Q one kernel.
@@ -136,6 +163,38 @@ function planQuantization(model: OnnxModel, gemm: boolean, quantizeOutputs: bool
   return { nodes, activations: [...activations] };
 }
 
+/**
+ * Conv/Gemm nodes, in graph order, whose output is wider than the model's input / `stride`: spatial widths are
+ * followed from the input through Transpose, Conv, pooling and element-wise nodes (Pad counted as keeping it).
+ */
+function wideNodes(model: OnnxModel, stride: number): string[] {
+  const g = model.graph;
+  if (stride <= 1) return [];
+  const shapes = new Map<string, number[]>();
+  for (const i of g.input) shapes.set(i.name, i.type.tensor_type.shape.dim.map((d) => Number(d.dim_value ?? 0)));
+  const layout = model.metadata_props.find((p) => p.key === 'graft.layout')?.value ?? 'NCHW';
+  const inputWidth = (s: number[]) => (layout === 'NHWC' ? s[2] : s[3]) ?? 0;
+  const width = inputWidth(shapes.get(g.input[0]!.name) ?? []);
+  const attr = (n: OnnxNode, name: string) => n.attribute.find((a) => a.name === name)?.ints?.map(Number);
+  const wide: string[] = [];
+  for (const n of g.node) {
+    const s = shapes.get(n.input[0]!);
+    if (!s) continue;
+    let out: number[] | undefined;
+    if (n.op_type === 'Transpose') out = (attr(n, 'perm') ?? s.map((_, i) => s.length - 1 - i)).map((p) => s[p]!);
+    else if (SAME_WIDTH.has(n.op_type)) out = s;
+    else if (n.op_type === 'Conv' || POOLS.has(n.op_type)) {
+      const k = attr(n, 'kernel_shape')?.[1] ?? s[3]!;
+      const [st, dil, pads] = [attr(n, 'strides')?.[1] ?? 1, attr(n, 'dilations')?.[1] ?? 1, attr(n, 'pads') ?? [0, 0, 0, 0]];
+      const w = Math.floor((s[3]! + pads[1]! + pads[3]! - dil * (k - 1) - 1) / st) + 1;
+      out = [s[0]!, s[1]!, s[2]!, w];
+      if (n.op_type === 'Conv' && w * stride > width) wide.push(n.name);
+    }
+    if (out) shapes.set(n.output[0]!, out);
+  }
+  return wide;
+}
+
 function plainGemm(node: OnnxNode): boolean {
   return node.attribute.every((a) => (a.name === 'transA' || a.name === 'transB' ? !a.i : a.name !== 'alpha' && a.name !== 'beta'));
 }
@@ -145,31 +204,58 @@ interface Range {
   hi: number;
 }
 
-/** Runs the fp32 model with every planned activation as an extra output, and takes each one's range. */
 /** Calibration samples kept for bias correction. */
 const KEPT_SAMPLES = 64;
 
-/** An ORT session of `model` that also outputs `tensors` (graph optimisations that would hide them are off). */
-async function probeSession(model: OnnxModel, tensors: string[], threads: number) {
+/**
+ * What a probe gives of each tensor: its values ('values'), its minimum and maximum ('range'), or, of a 4-D
+ * tensor, its mean per sample and channel ('channelMeans'; other tensors as they are). Reductions run inside the
+ * session, so only a few numbers per tensor come back to JavaScript.
+ */
+type ProbeReduction = 'values' | 'range' | 'channelMeans';
+
+/** An ORT session of `model` that also outputs `tensors`, reduced as asked (graph optimisations that would hide them are off). */
+async function probeSession(model: OnnxModel, tensors: string[], threads: number, reduction: ProbeReduction) {
   const ort = await loadOrt();
   const probe: OnnxModel = structuredClone(model);
-  const existing = new Set(probe.graph.output.map((o) => o.name));
   const inputName = probe.graph.input[0]!.name;
-  for (const name of tensors.filter((t) => !existing.has(t) && t !== inputName)) {
-    probe.graph.output.push({ name, type: { tensor_type: { elem_type: DT.FLOAT } } } as never);
+  const existing = new Set(probe.graph.output.map((o) => o.name));
+  const outputs = new Map<string, string[]>();
+  const output = (name: string) => probe.graph.output.push({ name, type: { tensor_type: { elem_type: DT.FLOAT } } } as never);
+  for (const t of tensors) {
+    if (reduction === 'values' || (reduction === 'channelMeans' && !fourD(probe, t))) {
+      if (t !== inputName && !existing.has(t)) output(t);
+      outputs.set(t, [t]);
+      continue;
+    }
+    const reduced = reduction === 'range' ? [['ReduceMin', `${t}/probe_min`], ['ReduceMax', `${t}/probe_max`]] : [['GlobalAveragePool', `${t}/probe_mean`]];
+    for (const [op, out] of reduced) {
+      const attribute = op === 'GlobalAveragePool' ? [] : [{ name: 'keepdims', type: AttributeType.INT, i: 0 }];
+      probe.graph.node.push({ op_type: op!, name: out!, input: [t], output: [out!], attribute });
+      output(out!);
+    }
+    outputs.set(t, reduced.map(([, out]) => out!));
   }
   const session = await ort.InferenceSession.create(encodeModel(probe), { intraOpNumThreads: threads, graphOptimizationLevel: 'basic', executionProviders: ['cpu'] });
   const inputShape = probe.graph.input[0]!.type.tensor_type.shape.dim.slice(1).map((d) => Number(d.dim_value));
-  const wanted = tensors.filter((t) => t !== inputName);
+  const wanted = [...new Set([...outputs.values()].flat())].filter((t) => t !== inputName);
   return {
-    /** The tensors' values for one batch (the input itself where it is one of them). */
+    /** The tensors' values (reduced as asked) for one batch. */
     async run({ input, batch }: CalibrationBatch, use: (name: string, values: Float32Array) => void): Promise<void> {
       const results = await session.run({ [inputName]: new ort.Tensor('float32', input, [batch, ...inputShape]) }, wanted);
-      for (const name of tensors) use(name, name === inputName ? input : (results[name]!.data as Float32Array));
-      for (const t of Object.values(results)) t.dispose();
+      const valueOf = (name: string) => (name === inputName ? input : (results[name]!.data as Float32Array));
+      for (const [t, outs] of outputs) use(t, outs.length === 1 ? valueOf(outs[0]!) : Float32Array.from(outs.flatMap((o) => [...valueOf(o)])));
+      for (const r of Object.values(results)) r.dispose();
     },
     release: () => session.release(),
   };
+}
+
+/** Whether `tensor` is a Conv's output or a 4-D graph input (what GlobalAveragePool takes). */
+function fourD(model: OnnxModel, tensor: string): boolean {
+  const input = model.graph.input.find((i) => i.name === tensor);
+  if (input) return input.type.tensor_type.shape.dim.length === 4;
+  return model.graph.node.some((n) => n.op_type === 'Conv' && n.output[0] === tensor);
 }
 
 /** Runs the fp32 model with every planned activation as an extra output, and takes each one's range. */
@@ -181,7 +267,7 @@ async function calibrate(
   percentile: number,
   threads: number,
 ): Promise<{ ranges: Map<string, Range>; samples: number; kept: CalibrationBatch[] }> {
-  const probe = await probeSession(model, tensors, threads);
+  const probe = await probeSession(model, tensors, threads, method === 'minmax' ? 'range' : 'values');
   const seen = new Map<string, { min: number; max: number; lowSum: number; highSum: number; batches: number }>();
   const kept: CalibrationBatch[] = [];
   let samples = 0;
@@ -208,7 +294,7 @@ async function calibrate(
 
 /** Per channel (axis 1), the mean of each tensor over `batches`. */
 async function channelMeans(model: OnnxModel, tensors: Map<string, number>, batches: CalibrationBatch[], threads: number): Promise<Map<string, Float64Array>> {
-  const probe = await probeSession(model, [...tensors.keys()], threads);
+  const probe = await probeSession(model, [...tensors.keys()], threads, 'channelMeans');
   const sums = new Map([...tensors].map(([name, channels]) => [name, new Float64Array(channels)]));
   const counts = new Map<string, number>();
   try {
@@ -339,8 +425,8 @@ function rewrite(model: OnnxModel, plan: Plan, ranges: Map<string, Range>, weigh
   }
   for (const n of g.node) n.input = n.input.map((i) => renamed.get(i) ?? i);
   // Weights (per output channel, symmetric) and biases (int32 at input scale x weight scale).
-  const qmax = 2 ** (weightBits - 1) - 1;
-  for (const { node, axis } of plan.nodes) {
+  for (const { node, axis, readsInput } of plan.nodes) {
+    const qmax = 2 ** (Math.min(weightBits, readsInput ? INPUT_WEIGHT_BITS : 8) - 1) - 1;
     const [x, w, b] = node.input;
     const weight = inits.get(w!)!;
     const values = floatsOf(weight);

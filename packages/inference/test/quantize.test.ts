@@ -146,6 +146,33 @@ describe('quantizeOnnx', () => {
     expect(moved.length).toBeGreaterThan(a.length / 2);
   }, 120_000);
 
+  it('leaves the convolutions on feature maps wider than input / int8Stride in fp32, and gives the one reading the image 7-bit weights', async () => {
+    const calib = [await batchOf(calibration.slice(0, 4))];
+    const convs = decodeModel(fp32).graph.node.filter((n) => n.op_type === 'Conv').map((n) => n.name);
+    const intWeights = (m: Uint8Array) => {
+      const proto = decodeModel(m);
+      const inits = new Map(proto.graph.initializer.map((t) => [t.name, t]));
+      const producers = new Map(proto.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+      // Per Conv, the largest |int8 weight| (null: its weights are float).
+      return convs.map((name) => {
+        const conv = proto.graph.node.find((n) => n.name === name)!;
+        const dq = producers.get(conv.input[1]!);
+        if (dq?.op_type !== 'DequantizeLinear') return null;
+        return new Int8Array(Buffer.from(inits.get(dq.input[0]!)!.raw_data)).reduce((m, q) => Math.max(m, Math.abs(q)), 0);
+      });
+    };
+    // At 224 px, MobileNet's first five blocks run on maps of 112, 56 and 28 px: wider than 224 / 16.
+    const strided = await quantizeOnnx(fp32, calib, { int8Stride: 16 });
+    expect(strided.report).toMatchObject({ fp32Leading: 11, nodes: convs.length - 11 });
+    const bits16 = intWeights(strided.model);
+    expect(bits16.slice(0, 11)).toEqual(Array(11).fill(null));
+    expect(bits16.slice(11).every((q) => q === 127)).toBe(true);
+    const all = intWeights((await quantizeOnnx(fp32, calib, { int8Stride: 1 })).model);
+    expect(all[0]).toBe(63);
+    expect(all.slice(1).every((q) => q === 127)).toBe(true);
+    await expect(quantizeOnnx(fp32, calib, { int8Stride: 0 })).rejects.toThrow(/int8Stride/);
+  }, 120_000);
+
   it('refuses a model without Conv or Gemm weights, and bad options', async () => {
     await expect(quantizeOnnx(fp32, [], { weightBits: 9 })).rejects.toThrow(/weightBits/);
     await expect(quantizeOnnx(fp32, [], { method: 'entropy' as never })).rejects.toThrow(/calibration method/);
@@ -175,6 +202,29 @@ describe('quantizeClassifier (the int8 gate)', () => {
     expect(decision.agreement).toBeLessThan(0.995);
     expect(decision.reason).toMatch(/agrees with fp32 on .* of 48 validation images; at least 99.50% needed/);
     expect(decision.quantization).toMatchObject({ weightBits: 2 });
+  }, 120_000);
+
+  it("takes fp32's classes where they are given, once the first batch confirms them, and computes them where it does not", async () => {
+    const opts = { method: 'minmax' as const, minAgreement: 0, maxAccuracyDrop: 1, batch: 16 };
+    const computed = await quantizeClassifier(fp32, MANIFEST, { calibration, validation }, opts);
+    expect(computed.decision.fp32Given).toBe(false);
+    const s32 = await createSession(fp32, { threads: 1 });
+    const x = await batchOf(validation.images);
+    const o32 = await s32.run(x.input, x.batch);
+    await s32.dispose();
+    const classes = validation.images.map((_, i) => +(o32[2 * i + 1]! > o32[2 * i]!));
+    const given = await quantizeClassifier(fp32, MANIFEST, { calibration, validation: { ...validation, fp32: classes } }, opts);
+    expect(given.decision).toMatchObject({ fp32Given: true, agreement: computed.decision.agreement, accuracyFp32: computed.decision.accuracyFp32 });
+    // Right on the first batch, every later one flipped: they are taken as they are, and int8 disagrees with them.
+    const flipped = classes.map((c, i) => (i < 16 ? c : 1 - c));
+    const taken = await quantizeClassifier(fp32, MANIFEST, { calibration, validation: { ...validation, fp32: flipped } }, opts);
+    expect(taken.decision.fp32Given).toBe(true);
+    expect(taken.decision.agreement).toBeLessThan(0.5);
+    // Wrong on the first batch: fp32 runs over every image.
+    const wrong = classes.map((c) => 1 - c);
+    const refused = await quantizeClassifier(fp32, MANIFEST, { calibration, validation: { ...validation, fp32: wrong } }, opts);
+    expect(refused.decision).toMatchObject({ fp32Given: false, agreement: computed.decision.agreement });
+    expect(Object.keys(refused.decision.seconds!).sort()).toEqual(['decode', 'fp32', 'int8', 'quantize', 'total']);
   }, 120_000);
 
   it('keeps fp32 when there is nothing to check it on, or the images do not decode', async () => {

@@ -13,6 +13,11 @@ interface Sample {
   label: number;
 }
 
+/** A validation image with the class model.onnx predicted for it in training's evaluation, where known. */
+interface Evaluated extends Sample {
+  predicted?: number;
+}
+
 /** At most `n` items spread evenly over `items` (all of them where there are no more than `n`). */
 export function spread<T>(items: readonly T[], n: number): T[] {
   if (items.length <= n) return [...items];
@@ -22,12 +27,13 @@ export function spread<T>(items: readonly T[], n: number): T[] {
 /**
  * The images the int8 check reads: it compares int8 with fp32 on the validation images training evaluated, which
  * are carved out of train where the dataset has no validation split, and calibrates on the training images left.
+ * fp32's predictions of the evaluated images come along, so that the check need not compute them again.
  */
 export function int8Splits(
   splits: { train: Sample[]; validation: Sample[] },
-  result: { predictions: { validation: readonly Sample[] | null } },
-): { train: Sample[]; validation: Sample[] } {
-  const validation = result.predictions.validation?.map(({ key, label }) => ({ key, label })) ?? splits.validation;
+  result: { predictions: { validation: readonly Evaluated[] | null } },
+): { train: Sample[]; validation: Evaluated[] } {
+  const validation = result.predictions.validation?.map(({ key, label, predicted }) => ({ key, label, predicted })) ?? splits.validation;
   const held = new Set(validation.map((s) => s.key));
   return { train: splits.train.filter((s) => !held.has(s.key)), validation };
 }
@@ -35,7 +41,7 @@ export function int8Splits(
 export async function int8Model(
   fp32: Uint8Array,
   graftJson: Uint8Array,
-  splits: { train: Sample[]; validation: Sample[] },
+  splits: { train: Sample[]; validation: Evaluated[] },
   readImage: (key: string) => Promise<Uint8Array>,
   settings: GraftConfig['int8'],
 ): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
@@ -47,5 +53,7 @@ export async function int8Model(
   const images = await mapConcurrent(validation, READS_AT_ONCE, (s) => readImage(s.key));
   // Training is over: the job has the cores to itself.
   const opts = { method: 'minmax' as const, threads: availableParallelism() };
-  return quantizeClassifier(fp32, manifest, { calibration, validation: { images, labels: validation.map((s) => s.label) } }, opts);
+  const predicted = validation.map((s) => s.predicted);
+  const fp32Predicted = predicted.every((p) => p !== undefined) ? (predicted as number[]) : undefined;
+  return quantizeClassifier(fp32, manifest, { calibration, validation: { images, labels: validation.map((s) => s.label), fp32: fp32Predicted } }, opts);
 }

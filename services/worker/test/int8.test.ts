@@ -19,15 +19,15 @@ describe('int8Splits (which images the int8 check compares and calibrates on)', 
     { key: 'train/b/1.jpg', label: 1 },
     { key: 'train/b/2.jpg', label: 1 },
   ];
-  it('takes the validation images training carved out of train, and calibrates on the training images left', () => {
+  it('takes the validation images training carved out of train with their predicted classes, and calibrates on the training images left', () => {
     const carved = [
       { key: 'train/a/2.jpg', label: 0, predicted: 0, probabilities: [0.9, 0.1] },
       { key: 'train/b/1.jpg', label: 1, predicted: 0, probabilities: [0.6, 0.4] },
     ];
     const s = int8Splits({ train, validation: [] }, { predictions: { validation: carved } });
     expect(s.validation).toEqual([
-      { key: 'train/a/2.jpg', label: 0 },
-      { key: 'train/b/1.jpg', label: 1 },
+      { key: 'train/a/2.jpg', label: 0, predicted: 0 },
+      { key: 'train/b/1.jpg', label: 1, predicted: 0 },
     ]);
     expect(s.train.map((x) => x.key)).toEqual(['train/a/1.jpg', 'train/b/2.jpg']);
   });
