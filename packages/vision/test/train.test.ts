@@ -188,6 +188,33 @@ describe('train', () => {
     }
   });
 
+  it('fine-tuning that never validates below the head leaves the model as the head phase left it', async () => {
+    const result = await train(
+      options(twoClass, {
+        ...fastHead,
+        method: 'fine_tuning',
+        featureExtraction: { epochs: 4, optimizer: 'adam', learningRate: 0.01 },
+        fineTuning: { epochs: 2, optimizer: 'sgd', learningRate: 50 },
+      }),
+    );
+    const losses = (phase: string) => result.history.filter((r) => r.phase === phase).map((r) => r.valLoss!);
+    const headBest = Math.min(...losses('training_head'));
+    expect(losses('fine_tuning')).toHaveLength(2);
+    // Fine-tuning at this rate only made the model worse...
+    expect(losses('fine_tuning').every((l) => !(l < headBest))).toBe(true);
+    // ...so the model is the head's best: its validation loss, and the top block as pretrained.
+    expect(result.validation!.loss).toBeCloseTo(headBest, 4);
+    const base = await loadBackbone(TINY_BACKBONE, backbones.source);
+    const trained = await loadLayersModelFromFiles(result.artifacts);
+    try {
+      const w = (m: tf.LayersModel) => Array.from(m.getLayer('tiny_top_conv').getWeights()[0]!.dataSync());
+      expect(w(trained)).toEqual(w(base));
+    } finally {
+      trained.dispose();
+      base.dispose();
+    }
+  });
+
   it('frees every tensor it allocates, whether it finishes or is aborted', async () => {
     const config = {
       ...fastHead,

@@ -32,11 +32,20 @@ export interface EpochsOptions {
    * (null: TensorFlow.js computes them).
    */
   gradientEngine?: (optimizer: tf.Optimizer) => Promise<GradientEngine | null>;
+  /**
+   * Validation loss of the weights the phase starts from (fine-tuning: the head's best): they stay the best weights
+   * until an epoch validates lower, so a phase that only makes the model worse leaves it as it found it.
+   */
+  startingValLoss?: number | null;
 }
 
 export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o: EpochsOptions): Promise<void> {
   const { phase, settings } = o;
   const state = restore(ctx, p, phase, o.variables);
+  if (state.epoch === 0 && o.validation && o.startingValLoss != null && Number.isFinite(o.startingValLoss)) {
+    state.bestValLoss = o.startingValLoss;
+    state.best = await readWeights(o.variables);
+  }
   res.progress.phase(phase);
   const optimizer = res.own(makeOptimizer(settings.optimizer, settings.learningRate), (x) => x.dispose(), 'optimizer');
   const todo = !phaseDone(state, settings.epochs);

@@ -1,8 +1,10 @@
 // Phase "fine-tune": trains the backbone's top block together with the head, on the cached outputs of the frozen
 // part below it (one augmented copy of each image per epoch) or, with end-to-end augmentation, on new augmented
-// images through the frozen part every epoch. The batch-normalization layers of the block stay frozen.
+// images through the frozen part every epoch. The batch-normalization layers of the block stay frozen. The head's
+// best validation loss is the mark to beat: where no fine-tuning epoch validates lower, the model stays as the head
+// phase left it.
 import { fineTuneForward } from '../fine-tune';
-import { readWeights, type BatchSource } from '../fit';
+import { readWeights, type BatchSource, type HistoryRow } from '../fit';
 import { variableRefs, type ReplicaSpec } from '../replicas';
 import { createStepEngine } from '../step-engine';
 import { augmentedTrainSource, type Extracted } from './extract';
@@ -11,6 +13,12 @@ import type { Plan } from './plan';
 import type { RunResources } from './resources';
 import type { Transfer } from './transfer';
 import type { TrainContext, Trained } from './types';
+
+/** The lowest validation loss of a phase's epochs so far, null where none has one. */
+function bestValLoss(p: Plan, phase: HistoryRow['phase']): number | null {
+  const losses = p.history.filter((r) => r.phase === phase && r.valLoss !== null && Number.isFinite(r.valLoss)).map((r) => r.valLoss!);
+  return losses.length ? Math.min(...losses) : null;
+}
 
 export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted): Promise<Trained> {
   const { cfg } = ctx;
@@ -34,6 +42,7 @@ export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t:
     forward,
     train,
     validation: x.lowerVal,
+    startingValLoss: bestValLoss(p, 'training_head'),
     extraLoss: parts.regularization,
     replicaSpec,
     gradientEngine: async (optimizer) =>
