@@ -1,7 +1,9 @@
 // Trains on a folder of <split>/<class>/*.jpg through a running Graft service, as a user would, and reports
 // the job's timing and the accuracy of /predict on a split's images.
 // Usage: tsx bench/dataset-e2e.ts <dataset folder> [--url http://127.0.0.1:8080] [--config '{"method":…}']
-//        [--upload train,validation] [--eval validation] [--key API_KEY]
+//        [--upload train,validation] [--eval validation] [--key API_KEY] [--clients 1,8,32] [--seconds 15]
+// With --clients, /predict of the trained model is then loaded by that many concurrent clients in turn (one image a
+// request, the eval split's images round and round) for --seconds each: images/s and latency p50/p99.
 import fs from 'node:fs';
 import path from 'node:path';
 import yazl from 'yazl';
@@ -24,6 +26,8 @@ const key = opt('key', process.env.GRAFT_API_KEY ?? '');
 const config = JSON.parse(opt('config', '{}'));
 const uploadSplits = opt('upload', 'train,validation').split(',');
 const evalSplit = opt('eval', 'validation');
+const clientCounts = opt('clients', '').split(',').filter(Boolean).map(Number);
+const seconds = Number(opt('seconds', '15'));
 const H: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
 
 const files = (split: string) =>
@@ -89,6 +93,33 @@ async function main() {
     `predict on ${evalFiles.length} ${evalSplit} images: accuracy ${(right / evalFiles.length * 100).toFixed(2)}% ` +
       `(p50 ${lat[Math.floor(lat.length / 2)]?.toFixed(1)} ms); total ${((Date.now() - t0) / 1000).toFixed(0)} s`,
   );
+  const bodies = evalFiles.map((f) => new Uint8Array(fs.readFileSync(f.file)) as Uint8Array<ArrayBuffer>);
+  for (const clients of clientCounts) await loadPredict(job.modelId, bodies, clients);
+}
+
+/** `clients` concurrent clients posting one image each, round and round, for `seconds`: images/s, p50, p99. */
+async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], clients: number): Promise<void> {
+  const lat: number[] = [];
+  let next = 0;
+  let failed = 0;
+  const until = performance.now() + seconds * 1000;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (performance.now() < until) {
+        const body = bodies[next++ % bodies.length]!;
+        const s = performance.now();
+        const r = await fetch(`${url}/v1/models/${modelId}/predict?topK=1`, { method: 'POST', headers: { ...H, 'content-type': 'image/jpeg' }, body });
+        await r.arrayBuffer();
+        if (r.ok) lat.push(performance.now() - s);
+        else failed++;
+      }
+    }),
+  );
+  const wall = (performance.now() - started) / 1000;
+  lat.sort((a, b) => a - b);
+  const q = (f: number) => lat[Math.min(lat.length - 1, Math.floor(lat.length * f))]?.toFixed(1);
+  console.log(`/predict, ${clients} clients: ${(lat.length / wall).toFixed(1)} images/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${failed} failed`);
 }
 
 main().catch((err) => {
