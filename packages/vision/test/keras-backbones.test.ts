@@ -143,9 +143,13 @@ describe('Keras architectures in the backbone registry', () => {
     try {
       expect(weightsOf(trained, 'conv1')).toEqual(written.get('conv1'));
       expect(weightsOf(trained, 'conv_pw_12')).toEqual(written.get('conv_pw_12'));
-      // batch normalization stays frozen in the top block; its convolutions are trained
+      // batch normalization stays frozen in the top block; its convolutions are trained, and the model keeps them
+      // where a fine-tuning epoch validated below the head's best (else it stays as the head left it: the random
+      // weights are not seeded, so either can happen)
       expect(weightsOf(trained, 'conv_pw_13_bn')).toEqual(written.get('conv_pw_13_bn'));
-      expect(weightsOf(trained, 'conv_pw_13')).not.toEqual(written.get('conv_pw_13'));
+      const best = (phase: string) => Math.min(...result.history.filter((r) => r.phase === phase).map((r) => r.valLoss!));
+      if (best('fine_tuning') < best('training_head')) expect(weightsOf(trained, 'conv_pw_13')).not.toEqual(written.get('conv_pw_13'));
+      else expect(weightsOf(trained, 'conv_pw_13')).toEqual(written.get('conv_pw_13'));
     } finally {
       trained.dispose();
     }
