@@ -42,6 +42,7 @@ export { createRng, deriveSeed, type Rng } from './random';
 export { createFrozenModel, type FrozenModel, type FrozenModelOptions, type FrozenEngine } from './frozen';
 export { carveSplits, type ImageRef, type Splits, type SplitConfig } from './split';
 export { train, type TrainOptions, type TrainResult } from './train';
+export { FINE_TUNING_STEP_COST } from './train/resources';
 export type { ImagePrediction } from './train/types';
 export type { LabelIssue, LabelIssues } from './train/label-issues';
 export { rankLabelIssues, classThresholds, type RankedLabelIssue } from './label-issues';

@@ -5,6 +5,7 @@
 // (pooled for the head, and the lower part's full maps when fine-tuning), the trained weights with their
 // gradients and optimizer slots, and one batch's activations.
 import type { TrainingConfig } from '@graft/contract';
+import { FINE_TUNING_STEP_COST } from '@graft/vision';
 
 export interface DatasetCounts {
   train: number;
@@ -74,7 +75,7 @@ export function estimateJob(cfg: TrainingConfig, data: DatasetCounts, base: Base
     const basePasses = cached
       ? data.train * (1 + copies) + data.validation + data.test
       : headEpochs * (data.train + data.validation) + data.test;
-    const ftPasses = fineTuning ? cfg.fineTuning.epochs * data.train * (cached ? 1.5 : 2.5) : 0;
+    const ftPasses = fineTuning ? cfg.fineTuning.epochs * data.train * (cached ? FINE_TUNING_STEP_COST.onnxruntime : 2.5) : 0;
     const headSamples = headEpochs * (cached ? cachedSamples : data.train + data.validation);
     seconds = (basePasses + ftPasses) * pass + (headSamples * headParams * 6) / HEAD_FLOPS;
   }
