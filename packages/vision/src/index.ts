@@ -40,7 +40,7 @@ export {
 } from './augment';
 export { createRng, deriveSeed, type Rng } from './random';
 export { createFrozenModel, type FrozenModel, type FrozenModelOptions, type FrozenEngine } from './frozen';
-export { carveSplits, type ImageRef, type Splits, type SplitConfig } from './split';
+export { carveSplits, spread, type ImageRef, type Splits, type SplitConfig } from './split';
 export { train, type TrainOptions, type TrainResult } from './train';
 export { FINE_TUNING_STEP_COST } from './train/resources';
 export type { ImagePrediction } from './train/types';

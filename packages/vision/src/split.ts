@@ -15,6 +15,12 @@ export interface Splits {
   test: ImageRef[];
 }
 
+/** At most `n` items spread evenly over `items` (all of them where there are no more than `n`). */
+export function spread<T>(items: readonly T[], n: number): T[] {
+  if (items.length <= n) return [...items];
+  return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]!);
+}
+
 export interface SplitConfig {
   validation: number;
   test: number;

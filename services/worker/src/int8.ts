@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { quantizeClassifier, type ClassifierManifest, type Int8Decision } from '@graft/inference';
 import type { GraftConfig } from '@graft/config';
-import { mapConcurrent } from '@graft/vision';
+import { mapConcurrent, spread } from '@graft/vision';
 
 const READS_AT_ONCE = 16;
 
@@ -16,12 +16,6 @@ interface Sample {
 /** A validation image with the class model.onnx predicted for it in training's evaluation, where known. */
 interface Evaluated extends Sample {
   predicted?: number;
-}
-
-/** At most `n` items spread evenly over `items` (all of them where there are no more than `n`). */
-export function spread<T>(items: readonly T[], n: number): T[] {
-  if (items.length <= n) return [...items];
-  return Array.from({ length: n }, (_, i) => items[Math.floor((i * items.length) / n)]!);
 }
 
 /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { int8Splits, spread } from '../src/int8';
+import { spread } from '@graft/vision';
+import { int8Splits } from '../src/int8';
 
 describe('spread (which images the int8 check takes)', () => {
   it('takes every item where there are no more than asked, else items spread evenly over all of them', () => {

@@ -10,6 +10,7 @@ import fastifyStatic from '@fastify/static';
 import { IdParams, Thumbnails as ThumbnailsSchema, ThumbnailsQuery, type DatasetIndex, type DatasetManifest, type Split, type Thumbnail } from '@graft/contract';
 import { buildCommand, distDir as builtDistDir } from '@graft/dashboard';
 import { keys } from '@graft/storage';
+import { spread } from '@graft/vision';
 import type { ApiDeps } from '../deps';
 import { ApiError, notFound } from '../errors';
 import { Lru, Thumbnails } from '../datasets/thumbnails';
@@ -126,9 +127,8 @@ const dashboardRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; distDir?: stri
         const all = index.images
           .filter((im) => im.label === c && (!q.split || im.split === q.split))
           .sort((a, b) => splitRank(a.split) - splitRank(b.split));
-        const n = Math.min(perClass, all.length);
         // Spread over the class rather than its first few files.
-        for (let i = 0; i < n; i++) chosen.push(all[Math.floor((i * all.length) / n)]!);
+        chosen.push(...spread(all, perClass));
       }
 
       const items: Thumbnail[] = [];
