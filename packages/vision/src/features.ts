@@ -110,18 +110,23 @@ export class FeatureStore implements BatchSource {
     return out;
   }
 
+  /** The samples idx, one array per input with the samples one after the other. */
+  gather(idx: readonly number[]): Float32Array[] {
+    return this.shapes.map((shape, k) => {
+      const per = sizeOf(shape);
+      const buf = new Float32Array(idx.length * per);
+      idx.forEach((s, j) => buf.set(this.samples[s]![k]!, j * per));
+      return buf;
+    });
+  }
+
   async *batches(epoch: number, shuffle: boolean, signal?: AbortSignal): AsyncGenerator<Batch> {
     const picked = shuffle ? this.epochSamples(epoch) : [...this.labels.keys()];
     const order = shuffle ? permutation(picked.length, createRng(deriveSeed(this.seed, 'shuffle', epoch))).map((i) => picked[i]!) : picked;
     for (let start = 0; start < order.length; start += this.batchSize) {
       throwIfAborted(signal);
       const idx = order.slice(start, start + this.batchSize);
-      const bufs = this.shapes.map((shape, k) => {
-        const per = sizeOf(shape);
-        const buf = new Float32Array(idx.length * per);
-        idx.forEach((s, j) => buf.set(this.samples[s]![k]!, j * per));
-        return buf;
-      });
+      const bufs = this.gather(idx);
       const xs = bufs.map((buf, k) => tf.tensor(buf, [idx.length, ...this.shapes[k]!]));
       const labels = labelArray(
         idx.map((s) => this.labels[s]!),

@@ -31,7 +31,7 @@ import type { LossKind } from './fit';
 import type { TrainEvent } from './progress';
 import { evaluate } from './train/evaluate';
 import { outOfDistributionStats } from './train/ood';
-import { trainedFeatures, type TrainedFeatures } from './train/trained-features';
+import { trainedFeatures, trainedPartStores, type TrainedFeatures } from './train/trained-features';
 import { exportModel } from './train/export';
 import { extract, type Extracted } from './train/extract';
 import { fineTune } from './train/fine-tune';
@@ -84,7 +84,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     if ('transfer' in network && extracted) {
       features = res.own(await trainedFeatures(ctx, network.transfer), (f) => f.dispose(), 'trained features');
     }
-    const validationStore = extracted && 'transfer' in network ? (network.transfer.parts ? extracted.lowerVal : extracted.headVal) : null;
+    const validationStore = extracted && 'transfer' in network ? trainedPartStores(network.transfer, extracted).validation : null;
     const evaluation = await evaluate(ctx, p, res, trained, sets, network, features && { trained: features, validation: validationStore });
     const { validation, test, calibration, predictions } = evaluation;
     const ood =

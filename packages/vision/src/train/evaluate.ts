@@ -115,9 +115,8 @@ async function transferProbabilities(
     forward: features.ofInputs,
     onProgress,
   });
-  const pooled = new Float32Array(store.count * features.size);
-  store.samples.forEach(([row], i) => pooled.set(row!, i * features.size));
-  return toClassProbabilities(await classifyPooled(t, pooled, features.size, ctx.signal), store.count, ctx.numClasses);
+  const [pooled] = store.gather([...store.samples.keys()]);
+  return toClassProbabilities(await classifyPooled(t, pooled!, features.size, ctx.signal), store.count, ctx.numClasses);
 }
 
 /** Class probabilities of forward over every sample of a source (in order), in inference mode, and their labels. */

@@ -10,9 +10,10 @@ import { normalizeRows, oodScore, OOD_BANK_FILE, OOD_NEIGHBOURS, thresholdFor, t
 import { throwIfAborted } from '../errors';
 import type { FeatureStore } from '../features';
 import { normalizePixels } from '../preprocess';
+import { spread } from '../split';
 import type { Extracted } from './extract';
 import type { Plan } from './plan';
-import type { TrainedFeatures } from './trained-features';
+import { trainedPartStores, type TrainedFeatures } from './trained-features';
 import type { Transfer } from './transfer';
 import { INFERENCE_BATCH, type TrainContext } from './types';
 
@@ -30,12 +31,6 @@ export interface OodStats {
 /** The layer whose output is the head's input: the pooling layer, or the backbone's own (pooled) output. */
 export function featureLayerName(t: Transfer): string {
   return t.head.pool?.name ?? t.backbone.outputs[0]!.sourceLayer.name;
-}
-
-/** At most n of items, evenly spaced (all of them where there are no more than n). */
-function evenlySpaced<T>(items: readonly T[], n: number): T[] {
-  const m = Math.min(n, items.length);
-  return Array.from({ length: m }, (_, i) => items[Math.floor((i * items.length) / m)]!);
 }
 
 /** The first sample of each group of a store: the image itself, before its augmented copies. */
@@ -68,12 +63,12 @@ async function featuresOfImages(ctx: TrainContext, p: Plan, features: TrainedFea
 
 /** Pooled features of up to OOD_BANK_MAX training images: from the cache where extraction kept every image's. */
 async function bankFeatures(ctx: TrainContext, p: Plan, t: Transfer, x: Extracted, features: TrainedFeatures): Promise<{ rows: Float32Array; from: string }> {
-  const store = t.parts ? x.lowerTrain : x.headTrain;
+  const store = trainedPartStores(t, x).train;
   const cached = store ? originals(store) : [];
   if (store && cached.length === x.sets.train.images.length) {
-    return { rows: await features.ofStored(store, evenlySpaced(cached, OOD_BANK_MAX), ctx.signal), from: 'cached features' };
+    return { rows: await features.ofStored(store, spread(cached, OOD_BANK_MAX), ctx.signal), from: 'cached features' };
   }
-  return { rows: await featuresOfImages(ctx, p, features, evenlySpaced(x.sets.train.images, OOD_BANK_MAX)), from: 'images' };
+  return { rows: await featuresOfImages(ctx, p, features, spread(x.sets.train.images, OOD_BANK_MAX)), from: 'images' };
 }
 
 /**

@@ -4,9 +4,10 @@
 // the frozen part below it is not run again). Network inputs (images) go through the frozen part first.
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted } from '../errors';
-import { sizeOf, type ArrayForward, type FeatureStore } from '../features';
+import type { ArrayForward, FeatureStore } from '../features';
 import { applyUpper } from '../fine-tune';
 import { createFrozenModel, type FrozenModel } from '../frozen';
+import type { Extracted } from './extract';
 import { readAndDispose, type Transfer } from './transfer';
 import { INFERENCE_BATCH, type TrainContext } from './types';
 
@@ -21,6 +22,11 @@ export interface TrainedFeatures {
   /** Pooled features of network inputs, through the frozen part and then the trained one. */
   readonly ofInputs: ArrayForward;
   dispose(): Promise<void>;
+}
+
+/** What the trained part takes, cached per split: the lower part's outputs (fine-tuning), else pooled vectors. */
+export function trainedPartStores(t: Transfer, x: Extracted): { train: FeatureStore | null; validation: FeatureStore | null } {
+  return t.parts ? { train: x.lowerTrain, validation: x.lowerVal } : { train: x.headTrain, validation: x.headVal };
 }
 
 /** The features of the network as trained now (later changes to its weights do not reach them). */
@@ -44,13 +50,7 @@ export async function trainedFeatures(ctx: TrainContext, t: Transfer): Promise<T
       for (let start = 0; start < samples.length; start += INFERENCE_BATCH) {
         throwIfAborted(signal);
         const idx = samples.slice(start, start + INFERENCE_BATCH);
-        const inputs = store.shapes.map((shape, k) => {
-          const per = sizeOf(shape);
-          const buf = new Float32Array(idx.length * per);
-          idx.forEach((s, j) => buf.set(store.samples[s]![k]!, j * per));
-          return buf;
-        });
-        out.set(await fromTrainedInputs(inputs, idx.length), start * size);
+        out.set(await fromTrainedInputs(store.gather(idx), idx.length), start * size);
       }
       return out;
     },
@@ -62,18 +62,15 @@ export async function trainedFeatures(ctx: TrainContext, t: Transfer): Promise<T
 /** Class probabilities of the head on pooled features (size per sample), in inference mode, in batches. */
 export async function classifyPooled(t: Transfer, pooled: Float32Array, size: number, signal?: AbortSignal): Promise<Float32Array> {
   const n = pooled.length / size;
-  const parts: Float32Array[] = [];
+  let out = new Float32Array(0);
   for (let start = 0; start < n; start += INFERENCE_BATCH) {
     throwIfAborted(signal);
     const m = Math.min(INFERENCE_BATCH, n - start);
     const x = pooled.subarray(start * size, (start + m) * size);
-    parts.push(await readAndDispose(tf.tidy(() => t.head.classify(tf.tensor2d(x, [m, size]), false))));
-  }
-  const out = new Float32Array(parts.reduce((s, p) => s + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
+    const probabilities = await readAndDispose(tf.tidy(() => t.head.classify(tf.tensor2d(x, [m, size]), false)));
+    const width = probabilities.length / m;
+    if (start === 0) out = new Float32Array(n * width);
+    out.set(probabilities, start * width);
   }
   return out;
 }
