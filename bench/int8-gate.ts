@@ -12,7 +12,7 @@
 // is one: fp32's classes of the images it names are given to the check, as the worker does), with the images of
 // --dataset (<dataset>/<split>/<label>/*): calibration on --calibration images spread over train, the check on
 // validation. It prints the decision, the check's seconds by part, and fp32's and int8's images/s (batch 1 and 16,
-// --threads threads). --int8-stride sets where int8 starts (1: every convolution).
+// --threads threads). --int8-stride tries only that stride (where int8 starts; 1: every convolution) instead of the ladder.
 //
 //   npx tsx bench/int8-gate.ts --model /work/trained/dvc --dataset ../shared/datasets/dogs-vs-cats --calibration 32
 import fs from 'node:fs';
@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { createSession, decodeImage, decodeModel, exportOnnx, normalizeInto, pixelTransform, quantizeClassifier, quantizeOnnx, INT8_STRIDE, type Int8GateOptions } from '@graft/inference';
+import { createSession, decodeImage, decodeModel, exportOnnx, normalizeInto, pixelTransform, quantizeClassifier, quantizeOnnx, type Int8GateOptions } from '@graft/inference';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
 
 const { values: args } = parseArgs({
@@ -181,6 +181,7 @@ async function trainedModel(modelDir: string, datasetDir: string): Promise<void>
   console.log(`\n${d.used ? 'int8 kept' : `int8 left out: ${d.reason}`}`);
   console.log(`agreement ${pct(d.agreement)} of ${d.images} images; accuracy fp32 ${pct(d.accuracyFp32)}, int8 ${pct(d.accuracyInt8)}; fp32 predictions ${d.fp32Given ? 'given (first batch checked)' : 'computed'}`);
   console.log(`quantization: ${JSON.stringify(d.quantization)}`);
+  for (const a of d.attempts ?? []) console.log(`  int8 from stride ${a.int8Stride}: ${a.reason ?? 'kept'} (${a.images} images compared, agreement ${pct(a.agreement)})`);
   const s = d.seconds;
   if (s) console.log(`check ${seconds.toFixed(1)} s: decode ${s.decode.toFixed(1)}, quantize ${s.quantize.toFixed(1)}, fp32 ${s.fp32.toFixed(1)}, int8 ${s.int8.toFixed(1)}; ${((cpuUsed.user + cpuUsed.system) / 1e6).toFixed(1)} CPU s (load ${load()})`);
   // Speed: both models on the same decoded images, as /predict runs them.
@@ -188,7 +189,7 @@ async function trainedModel(modelDir: string, datasetDir: string): Promise<void>
   const size = manifest.inputSize;
   const pixels = new Float32Array(16 * size * size * 3);
   (await Promise.all(validation.slice(0, 16).map((v) => decodeImage(v.bytes, size)))).forEach((p, i) => normalizeInto(p, t, pixels, i * size * size * 3));
-  const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], { int8Stride: INT8_STRIDE, ...stride })).model;
+  const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], { int8Stride: d.int8Stride ?? 1 })).model;
   console.log(`\n| model | images/s batch 1 | images/s batch 16 | load |\n| --- | --- | --- | --- |`);
   for (let round = 0; round < 2; round++) {
     console.log(`| fp32 | ${await speed(fp32, pixels, threads)} | ${load()} |`);

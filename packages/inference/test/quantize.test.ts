@@ -12,6 +12,7 @@ import {
   normalizeInto,
   pixelTransform,
   quantizeClassifier,
+  INT8_STRIDES,
   quantizeOnnx,
   type ClassifierManifest,
 } from '../src/index';
@@ -200,8 +201,27 @@ describe('quantizeClassifier (the int8 gate)', () => {
     expect(model).toBeNull();
     expect(decision.used).toBe(false);
     expect(decision.agreement).toBeLessThan(0.995);
-    expect(decision.reason).toMatch(/agrees with fp32 on .* of 48 validation images; at least 99.50% needed/);
+    // Every rung of the ladder is tried, each given up at the first batch with more disagreements than 99.5% of
+    // 48 images allows (none).
+    expect(decision.attempts!.map((a) => a.int8Stride)).toEqual([...INT8_STRIDES]);
+    for (const a of decision.attempts!) {
+      expect(a.reason).toMatch(/^int8 disagrees with fp32 on [1-9]\d* of the first 16 validation images; at most 0 of 48 may for 99.50% agreement$/);
+      expect(a.images).toBe(16);
+    }
+    expect(decision).toMatchObject({ int8Stride: INT8_STRIDES.at(-1), images: 16, reason: decision.attempts!.at(-1)!.reason });
     expect(decision.quantization).toMatchObject({ weightBits: 2 });
+    expect(decision.quantization!.fp32Leading).toBeGreaterThan(0);
+  }, 120_000);
+
+  it('stops at the first rung of the ladder that passes, and checks a full pass against the accuracy drop', async () => {
+    const { decision } = await quantizeClassifier(fp32, MANIFEST, { calibration, validation }, { method: 'minmax', minAgreement: 0.9, maxAccuracyDrop: 0.1, int8Strides: [16, 1] });
+    expect(decision).toMatchObject({ used: true, int8Stride: 16, images: 48 });
+    expect(decision.attempts).toEqual([{ int8Stride: 16, agreement: decision.agreement, images: 48, reason: null }]);
+    expect(decision.quantization!.fp32Leading).toBe(11);
+    // One stride only where int8Stride is given.
+    const one = await quantizeClassifier(fp32, MANIFEST, { calibration, validation }, { method: 'minmax', weightBits: 2, int8Stride: 4 });
+    expect(one.decision.attempts!.map((a) => a.int8Stride)).toEqual([4]);
+    await expect(quantizeClassifier(fp32, MANIFEST, { calibration, validation }, { int8Strides: [] })).rejects.toThrow(/int8Strides/);
   }, 120_000);
 
   it("takes fp32's classes where they are given, once the first batch confirms them, and computes them where it does not", async () => {
