@@ -118,7 +118,7 @@ export interface GraftConfig {
     frozenEngine: FrozenEngineSetting;
     /** What computes the gradients of the head and fine-tuning steps on CPU backends (same names as frozenEngine). */
     trainEngine: FrozenEngineSetting;
-    /** 'int8': the frozen part calibrates int8 on its first inputs and runs in int8 where it stays close to fp32. */
+    /** 'int8' (default): the frozen part calibrates int8 on its first inputs and runs in int8 where it stays close to fp32. */
     frozenPrecision: FrozenPrecision;
     /** Threads sharing a training step on single-threaded backends (at most the cores are used). */
     threads: number;
@@ -204,7 +204,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       tfBackend: r.raw('GRAFT_TF_BACKEND') === undefined ? null : r.oneOf('GRAFT_TF_BACKEND', 'cpu', TF_BACKENDS, tfBackendNamed),
       frozenEngine: r.oneOf('GRAFT_FROZEN_ENGINE', 'auto', FROZEN_ENGINES, frozenEngineNamed),
       trainEngine: r.oneOf('GRAFT_TRAIN_ENGINE', 'auto', FROZEN_ENGINES, frozenEngineNamed),
-      frozenPrecision: r.oneOf('GRAFT_FROZEN_PRECISION', 'fp32', FROZEN_PRECISIONS),
+      frozenPrecision: r.oneOf('GRAFT_FROZEN_PRECISION', 'int8', FROZEN_PRECISIONS),
       threads: r.int('GRAFT_TRAIN_THREADS', 1, 1, 1024),
     },
     embeddedS3Port: r.int('GRAFT_S3_PORT', 0, 0, 65535),

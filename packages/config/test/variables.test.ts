@@ -72,7 +72,7 @@ describe('environment variables', () => {
   });
 
   it('reads the training engines as the names the engine uses, aliases included', () => {
-    expect(loadConfig({}).training).toEqual({ tfBackend: null, frozenEngine: 'auto', trainEngine: 'auto', frozenPrecision: 'fp32', threads: 1 });
+    expect(loadConfig({}).training).toEqual({ tfBackend: null, frozenEngine: 'auto', trainEngine: 'auto', frozenPrecision: 'int8', threads: 1 });
     expect(loadConfig({}).int8).toEqual({ enabled: true, calibrationImages: 32, validationImages: 2000 });
     expect(loadConfig({}).testing).toEqual({ syncReads: 'allow' });
     expect(loadConfig({}).embeddedS3Port).toBe(0);
