@@ -31,6 +31,8 @@ export function int8FrozenModel(
   const kept: { input: Float32Array; batch: number }[] = [];
   const outputs: Float32Array[] = [];
   let samples = 0;
+  // Samples of the calibrating runs asked so far: runs asked while earlier ones compute are kept only up to `wanted`.
+  let asked = 0;
   let current: FrozenModel = fp32;
   let precision: 'fp32' | 'int8' = 'fp32';
   let switching: Promise<void> | null = null;
@@ -93,7 +95,8 @@ export function int8FrozenModel(
     async run(tensorOrValues, batch, o) {
       const input = await inputValues(tensorOrValues);
       if (switching) await switching;
-      const calibrating = !switching && samples < wanted;
+      const calibrating = !switching && asked < wanted;
+      if (calibrating) asked += batch;
       const copy = calibrating ? input.slice() : null;
       const run = current.run(input, batch, o);
       last = run;
