@@ -128,6 +128,11 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
   };
 }
 
+/** The number format a frozen model runs in now: 'int8' only where an int8 model (frozen-int8.ts) has switched. */
+export function frozenPrecisionOf(model: FrozenModel): 'fp32' | 'int8' {
+  return 'precision' in model && model.precision === 'int8' ? 'int8' : 'fp32';
+}
+
 type Inference = typeof import('@graft/inference');
 
 /** The model as ONNX bytes (throws UnsupportedLayerError for a layer the converter cannot express). */

@@ -21,13 +21,16 @@ interface Evaluated extends Sample {
 /**
  * The images the int8 check reads: it compares int8 with fp32 on the validation images training evaluated, which
  * are carved out of train where the dataset has no validation split, and calibrates on the training images left.
- * fp32's predictions of the evaluated images come along, so that the check need not compute them again.
+ * fp32's predictions of the evaluated images come along, so that the check need not compute them again, unless the
+ * frozen base ran in int8: the evaluation's predictions are then not model.onnx's, and the check computes fp32's.
  */
 export function int8Splits(
   splits: { train: Sample[]; validation: Sample[] },
-  result: { predictions: { validation: readonly Evaluated[] | null } },
+  result: { predictions: { validation: readonly Evaluated[] | null }; frozenPrecision: 'fp32' | 'int8' },
 ): { train: Sample[]; validation: Evaluated[] } {
-  const validation = result.predictions.validation?.map(({ key, label, predicted }) => ({ key, label, predicted })) ?? splits.validation;
+  const fp32 = result.frozenPrecision === 'fp32';
+  const validation =
+    result.predictions.validation?.map(({ key, label, predicted }) => (fp32 ? { key, label, predicted } : { key, label })) ?? splits.validation;
   const held = new Set(validation.map((s) => s.key));
   return { train: splits.train.filter((s) => !held.has(s.key)), validation };
 }
