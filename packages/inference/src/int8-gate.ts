@@ -110,14 +110,14 @@ export async function quantizeClassifier(
   if (validation.images.length === 0) return { model: null, decision: { ...base, reason: 'no validation images to check int8 against fp32' } };
   const strides = opts.int8Stride !== undefined ? [opts.int8Stride] : (opts.int8Strides ?? INT8_STRIDES);
   if (strides.length === 0) throw new RangeError('int8Strides must name at least one stride');
-  const transform = pixelTransform(m.preprocessing);
   const clock = new CheckClock();
   const fp32Classes = new Fp32Classes(fp32, validation.fp32, opts.threads ?? 1, clock);
+  const check: Check = { manifest: m, transform: pixelTransform(m.preprocessing), clock, fp32Classes };
   const attempts: Int8Attempt[] = [];
   let last: { model: Uint8Array | null; decision: Int8Decision } | null = null;
   try {
     for (const int8Stride of strides) {
-      last = await attempt(fp32, m, data, transform, { ...base, int8Stride }, { ...opts, int8Stride }, clock, fp32Classes);
+      last = await attempt(fp32, data, { ...base, int8Stride }, { ...opts, int8Stride }, check);
       attempts.push({ int8Stride, agreement: last.decision.agreement, images: last.decision.images, reason: last.decision.reason });
       if (last.decision.used) break;
     }
@@ -129,17 +129,23 @@ export async function quantizeClassifier(
   return last!;
 }
 
+/** What every rung of one check shares. */
+interface Check {
+  manifest: ClassifierManifest;
+  transform: PixelTransform;
+  clock: CheckClock;
+  fp32Classes: Fp32Classes;
+}
+
 /** One rung: quantize with `opts.int8Stride`, then compare with fp32 on the validation images. */
 async function attempt(
   fp32: Uint8Array,
-  m: ClassifierManifest,
   data: Int8GateData,
-  transform: PixelTransform,
   base: Int8Decision,
   opts: Int8GateOptions,
-  clock: CheckClock,
-  fp32Classes: Fp32Classes,
+  check: Check,
 ): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
+  const { manifest: m, transform, clock } = check;
   let quantized: { model: Uint8Array; report: QuantizeReport };
   try {
     const t = performance.now();
@@ -151,7 +157,7 @@ async function attempt(
     return { model: null, decision: { ...base, reason: `quantization failed: ${(err as Error).message}` } };
   }
   try {
-    return await compare(quantized, m, data.validation, transform, { ...base, quantization: quantized.report }, opts, clock, fp32Classes);
+    return await compare(quantized, data.validation, { ...base, quantization: quantized.report }, opts, check);
   } catch (err) {
     return { model: null, decision: { ...base, quantization: quantized.report, reason: `int8 could not be checked against fp32: ${(err as Error).message}` } };
   }
@@ -265,14 +271,12 @@ async function predictions(
 /** Runs the int8 model over the validation images, beside fp32's classes, and applies the thresholds. */
 async function compare(
   quantized: { model: Uint8Array; report: QuantizeReport },
-  m: ClassifierManifest,
   validation: Int8GateData['validation'],
-  transform: PixelTransform,
   base: Int8Decision,
   opts: Int8GateOptions,
-  clock: CheckClock,
-  fp32Classes: Fp32Classes,
+  check: Check,
 ): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
+  const { manifest: m, transform, clock, fp32Classes } = check;
   const { minAgreement, maxAccuracyDrop } = base;
   const s8 = await createSession(quantized.model, { threads: opts.threads ?? 1 });
   try {
