@@ -244,8 +244,7 @@ async function predictions(
   s8: OrtModel,
   width: number,
   batches: AsyncGenerator<CalibrationBatch & { indices: number[] }>,
-  clock: CheckClock,
-  fp32Classes: Fp32Classes,
+  { clock, fp32Classes }: Check,
   allowed: number,
 ): Promise<{ indices: number[]; p32: number[]; p8: number[]; disagreements: number; stopped: boolean }> {
   const out = { indices: [] as number[], p32: [] as number[], p8: [] as number[], disagreements: 0, stopped: false };
@@ -285,7 +284,7 @@ async function compare(
     const total = validation.images.length;
     const allowed = Math.floor((1 - minAgreement) * total + 1e-9);
     const batches = clock.decoding(inputBatches(validation.images, m.inputSize, transform, opts.batch ?? 16));
-    const seen = await predictions(s8, width, batches, clock, fp32Classes, allowed);
+    const seen = await predictions(s8, width, batches, check, allowed);
     const images = seen.indices.length;
     if (images === 0) return { model: null, decision: { ...base, reason: 'no validation image could be decoded' } };
     const labels = seen.indices.map((i) => validation.labels[i]);
