@@ -8,8 +8,9 @@
 //
 //   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--variants default,outputs]
 //
-// --model runs the check on a trained model folder instead (model.onnx, graft.json, and predictions.json when there
-// is one: fp32's classes of the images it names are given to the check, as the worker does), with the images of
+// --model runs the check on a trained model folder instead (model.onnx and graft.json; with --given-predictions,
+// predictions.json's classes are given to the check as fp32's, as the worker does where the frozen base ran in fp32
+// during training), with the images of
 // --dataset (<dataset>/<split>/<label>/*): calibration on --calibration images spread over train, the check on
 // validation. It prints the decision, the check's seconds by part, and fp32's and int8's images/s (batch 1 and 16,
 // --threads threads). --int8-stride tries only that stride (where int8 starts; 1: every convolution) instead of the ladder.
@@ -33,6 +34,7 @@ const { values: args } = parseArgs({
     dataset: { type: 'string' },
     threads: { type: 'string', default: '2' },
     'int8-stride': { type: 'string' },
+    'given-predictions': { type: 'boolean', default: false },
   },
 });
 const SHARED = path.resolve(import.meta.dirname, '../../shared');
@@ -99,14 +101,7 @@ async function main(): Promise<void> {
 
   const validation = split('validation', Number(args.validation));
   const calibration = split('train', 4000).filter((_, i, all) => i % Math.max(1, Math.floor(all.length / Number(args.calibration))) === 0).slice(0, Number(args.calibration));
-  const firstConv = decodeModel(fp32).graph.node.find((n) => n.op_type === 'Conv')!.name;
-  const variants: Record<string, Int8GateOptions> = {
-    default: { method: 'minmax' },
-    outputs: { method: 'minmax', quantizeOutputs: true },
-    'first-fp32': { method: 'minmax', fp32Nodes: [firstConv] },
-    percentile: { method: 'percentile' },
-    'no-bias-correction': { method: 'minmax', biasCorrection: false },
-  };
+  const variants = variantOptions(fp32);
   console.log('\n| variant | kept | agreement | accuracy fp32 | accuracy int8 | seconds | load |\n| --- | --- | --- | --- | --- | --- | --- |');
   for (const name of args.variants!.split(',')) {
     started = performance.now();
@@ -121,6 +116,18 @@ async function main(): Promise<void> {
     console.log(`| ${name} | ${decision.used ? 'yes' : `no: ${decision.reason}`} | ${pct(decision.agreement)} | ${pct(decision.accuracyFp32)} | ${pct(decision.accuracyInt8)} | ${seconds.toFixed(1)} | ${load()} |`);
   }
   console.log(`\n(${calibration.length} calibration, ${validation.length} validation images)`);
+}
+
+/** The quantization choices --variants names, for the fp32 model given. */
+function variantOptions(fp32: Uint8Array): Record<string, Int8GateOptions> {
+  const firstConv = decodeModel(fp32).graph.node.find((n) => n.op_type === 'Conv')!.name;
+  return {
+    default: { method: 'minmax' },
+    outputs: { method: 'minmax', quantizeOutputs: true },
+    'first-fp32': { method: 'minmax', fp32Nodes: [firstConv] },
+    percentile: { method: 'percentile' },
+    'no-bias-correction': { method: 'minmax', biasCorrection: false },
+  };
 }
 
 /** Encoded images of `split` with their label indices, and their paths relative to the dataset. */
@@ -160,20 +167,36 @@ async function trainedModel(modelDir: string, datasetDir: string): Promise<void>
   console.log(`# int8 gate on ${modelDir} with ${datasetDir}, ${os.availableParallelism()} cores, load average ${load()} (${new Date().toISOString()})`);
   const fp32 = new Uint8Array(fs.readFileSync(path.join(modelDir, 'model.onnx')));
   const manifest = JSON.parse(fs.readFileSync(path.join(modelDir, 'graft.json'), 'utf8'));
-  const threads = Number(args.threads);
   const train = datasetSplit(datasetDir, 'train', manifest.labels);
   const n = Number(args.calibration);
   const calibration = Array.from({ length: Math.min(n, train.length) }, (_, i) => train[Math.floor((i * train.length) / Math.min(n, train.length))]!.bytes);
   const validation = datasetSplit(datasetDir, 'validation', manifest.labels);
-  const given = givenPredictions(modelDir, validation, manifest.labels);
+  const given = args['given-predictions'] ? givenPredictions(modelDir, validation, manifest.labels) : undefined;
   const stride = args['int8-stride'] === undefined ? {} : { int8Stride: Number(args['int8-stride']) };
+  const variants = variantOptions(fp32);
+  for (const name of args.variants!.split(',')) {
+    console.log(`\n## variant ${name}`);
+    await checkTrained(fp32, manifest, calibration, validation, given, { ...variants[name], threads: os.availableParallelism(), ...stride });
+  }
+}
+
+/** The int8 check of one variant on a trained model, and both models' speed on the same decoded images. */
+async function checkTrained(
+  fp32: Uint8Array,
+  manifest: any,
+  calibration: Uint8Array[],
+  validation: { bytes: Uint8Array; label: number }[],
+  given: number[] | undefined,
+  options: Int8GateOptions,
+): Promise<void> {
+  const threads = Number(args.threads);
   const started = performance.now();
   const cpu = process.cpuUsage();
   const { model, decision: d } = await quantizeClassifier(
     fp32,
     manifest,
     { calibration, validation: { images: validation.map((v) => v.bytes), labels: validation.map((v) => v.label), fp32: given } },
-    { method: 'minmax', threads: os.availableParallelism(), ...stride },
+    options,
   );
   const seconds = (performance.now() - started) / 1000;
   const cpuUsed = process.cpuUsage(cpu);
@@ -189,7 +212,7 @@ async function trainedModel(modelDir: string, datasetDir: string): Promise<void>
   const size = manifest.inputSize;
   const pixels = new Float32Array(16 * size * size * 3);
   (await Promise.all(validation.slice(0, 16).map((v) => decodeImage(v.bytes, size)))).forEach((p, i) => normalizeInto(p, t, pixels, i * size * size * 3));
-  const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], { int8Stride: d.int8Stride ?? 1 })).model;
+  const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], { ...options, int8Stride: d.int8Stride ?? 1 })).model;
   console.log(`\n| model | images/s batch 1 | images/s batch 16 | load |\n| --- | --- | --- | --- |`);
   for (let round = 0; round < 2; round++) {
     console.log(`| fp32 | ${await speed(fp32, pixels, threads)} | ${load()} |`);

@@ -181,6 +181,11 @@ describe('quantizeOnnx', () => {
   });
 });
 
+/** The tensors a model rounds to 8 bits (the inputs of its QuantizeLinear nodes). */
+function roundedTensors(model: Uint8Array): string[] {
+  return decodeModel(model).graph.node.filter((n) => n.op_type === 'QuantizeLinear').map((n) => n.input[0]!);
+}
+
 describe('quantizeClassifier (the int8 gate)', () => {
   it('keeps int8 when it agrees with fp32 on the validation images', async () => {
     const { model, decision } = await quantizeClassifier(fp32, MANIFEST, { calibration, validation }, { method: 'minmax', minAgreement: 0.95, maxAccuracyDrop: 0.05 });
@@ -191,9 +196,20 @@ describe('quantizeClassifier (the int8 gate)', () => {
     expect(decision.accuracyFp32).toBeGreaterThan(0.6);
     expect(Math.abs(decision.accuracyFp32! - decision.accuracyInt8!)).toBeLessThanOrEqual(0.05);
     expect(model).not.toBeNull();
+    // The served model's last convolutions run as integer kernels: their outputs are rounded too.
+    expect(roundedTensors(model!)).toEqual(expect.arrayContaining(['conv_pw_13_relu/relu6', 'conv_preds']));
     const s8 = await createSession(model!, { threads: 1 });
     expect(s8.outputShape).toEqual([2]);
     await s8.dispose();
+  }, 120_000);
+
+  it("leaves the last convolution's output unrounded where told to", async () => {
+    const opts = { method: 'minmax' as const, minAgreement: 0, maxAccuracyDrop: 1, quantizeOutputs: false };
+    const { model } = await quantizeClassifier(fp32, MANIFEST, { calibration, validation: { images: validation.images.slice(0, 16), labels: validation.labels.slice(0, 16) } }, opts);
+    const rounded = roundedTensors(model!);
+    expect(rounded.length).toBeGreaterThan(0);
+    expect(rounded).not.toContain('conv_pw_13_relu/relu6');
+    expect(rounded).not.toContain('conv_preds');
   }, 120_000);
 
   it('keeps fp32, saying why, when a too coarse quantization disagrees with fp32', async () => {
