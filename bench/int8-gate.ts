@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { createSession, decodeImage, decodeModel, exportOnnx, normalizeInto, pixelTransform, quantizeClassifier, quantizeOnnx, type Int8GateOptions } from '@graft/inference';
+import { createSession, decodeImage, decodeModel, exportOnnx, normalizeInto, resizeKernelOf, pixelTransform, quantizeClassifier, quantizeOnnx, type Int8GateOptions } from '@graft/inference';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
 
 const { values: args } = parseArgs({
@@ -211,7 +211,7 @@ async function checkTrained(
   const t = pixelTransform(manifest.preprocessing);
   const size = manifest.inputSize;
   const pixels = new Float32Array(16 * size * size * 3);
-  (await Promise.all(validation.slice(0, 16).map((v) => decodeImage(v.bytes, size)))).forEach((p, i) => normalizeInto(p, t, pixels, i * size * size * 3));
+  (await Promise.all(validation.slice(0, 16).map((v) => decodeImage(v.bytes, size, resizeKernelOf(manifest.preprocessing))))).forEach((p, i) => normalizeInto(p, t, pixels, i * size * size * 3));
   const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], { ...options, int8Stride: d.int8Stride ?? 1 })).model;
   console.log(`\n| model | images/s batch 1 | images/s batch 16 | load |\n| --- | --- | --- | --- |`);
   for (let round = 0; round < 2; round++) {

@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { DynamicBatcher } from './batcher';
 import { applyTemperature } from './calibration';
 import { checkOodManifest, type OodManifest } from './ood';
-import { decodeAll, pixelTransform, type PixelPreprocessing } from './image';
+import { decodeAll, pixelTransform, resizeKernelOf, type PixelPreprocessing, type ResizeKernel } from './image';
 import type { HostedSession, SessionHostLike } from './host';
 
 /** The parts of graft.json that say how a classifier is applied. */
@@ -131,6 +131,7 @@ class OnnxClassifier implements ImageClassifier {
   readonly engine = 'onnxruntime' as const;
   readonly labels: readonly string[];
   readonly inputSize: number;
+  private readonly kernel: ResizeKernel;
   private readonly width: number;
   private readonly temperature: number;
   /** Values per image after the class outputs: features and bank dot products (0: the model gives none). */
@@ -145,6 +146,7 @@ class OnnxClassifier implements ImageClassifier {
   ) {
     this.labels = [...manifest.labels];
     this.inputSize = manifest.inputSize;
+    this.kernel = resizeKernelOf(manifest.preprocessing);
     const size = manifest.inputSize;
     const inShape = session.inputShape;
     if (inShape.length !== 3 || inShape[0] !== size || inShape[1] !== size || inShape[2] !== 3) {
@@ -195,7 +197,7 @@ class OnnxClassifier implements ImageClassifier {
   async classify(images: Uint8Array[], opts: ClassifyOptions = {}): Promise<ClassifyResult> {
     if (this.disposed) throw new Error('the classifier has been disposed');
     const t0 = performance.now();
-    const pixels = await decodeAll(images, this.inputSize);
+    const pixels = await decodeAll(images, this.inputSize, this.kernel);
     if (opts.flip) pixels.push(...pixels.map((p) => mirrored(p, this.inputSize)));
     const decodeMs = performance.now() - t0;
     const results = await Promise.all(this.batcher.submitAll(pixels));

@@ -11,6 +11,8 @@ import sharp from 'sharp';
  * channel, or pixel * scale + offset; in both cases channels are reordered to `channelOrder` first.
  */
 export interface PixelPreprocessing {
+  /** The resize filter (resizeKernelOf: 'lanczos3' where absent). */
+  resizeKernel?: ResizeKernel;
   channelOrder?: 'rgb' | 'bgr';
   mean?: readonly number[];
   std?: readonly number[];
@@ -39,15 +41,35 @@ export class InvalidImageError extends Error {
 }
 
 /**
- * Decodes one image to size x size x 3 RGB bytes (row-major, channels last). Throws on bytes that are not a
- * decodable image.
+ * The filter of the resize (libvips's, antialiased: it widens with the reduction). A model is trained and served
+ * with one: graft.json's `preprocessing.resizeKernel`, 'lanczos3' where it names none (models made before it did).
+ * Training uses 'linear' (TRAINING_RESIZE_KERNEL): on 500x375 photos resized to 288 px, sharp took about 3.4-4.5 ms
+ * an image with it against 4.4-6 ms with lanczos3 (one thread), and held-out accuracy was the same within one
+ * image on Dogs vs Cats (98.6% against 98.7% of 1,000) and flowers (89.9% against 90.1% of 434).
  */
-export async function decodeImage(bytes: Uint8Array, size: number): Promise<Uint8Array> {
+export const RESIZE_KERNELS = ['lanczos3', 'linear'] as const;
+export type ResizeKernel = (typeof RESIZE_KERNELS)[number];
+export const TRAINING_RESIZE_KERNEL: ResizeKernel = 'linear';
+
+/** The resize filter a model's preprocessing names ('lanczos3' where it names none); throws on any other value. */
+export function resizeKernelOf(p: { resizeKernel?: unknown }): ResizeKernel {
+  const k = p.resizeKernel ?? 'lanczos3';
+  if (!RESIZE_KERNELS.includes(k as ResizeKernel)) {
+    throw new Error(`preprocessing.resizeKernel must be one of ${RESIZE_KERNELS.join(', ')}, got ${JSON.stringify(k)}`);
+  }
+  return k as ResizeKernel;
+}
+
+/**
+ * Decodes one image to size x size x 3 RGB bytes (row-major, channels last), resized with `kernel`. Throws on
+ * bytes that are not a decodable image.
+ */
+export async function decodeImage(bytes: Uint8Array, size: number, kernel: ResizeKernel = 'lanczos3'): Promise<Uint8Array> {
   const { data, info } = await sharp(bytes, { failOn: 'error' })
     .rotate() // EXIF orientation
     .removeAlpha()
     .toColourspace('srgb')
-    .resize(size, size, { fit: 'fill' })
+    .resize(size, size, { fit: 'fill', kernel })
     .raw({ depth: 'uchar' })
     .toBuffer({ resolveWithObject: true });
   if (info.channels !== 3 || info.width !== size || info.height !== size) {
@@ -60,8 +82,8 @@ export async function decodeImage(bytes: Uint8Array, size: number): Promise<Uint
  * Decodes every image of a request concurrently (sharp queues them on libuv's pool). Rejects with an
  * InvalidImageError naming the first image, in request order, that cannot be decoded.
  */
-export async function decodeAll(images: readonly Uint8Array[], size: number): Promise<Uint8Array[]> {
-  const settled = await Promise.allSettled(images.map((b) => decodeImage(b, size)));
+export async function decodeAll(images: readonly Uint8Array[], size: number, kernel: ResizeKernel = 'lanczos3'): Promise<Uint8Array[]> {
+  const settled = await Promise.allSettled(images.map((b) => decodeImage(b, size, kernel)));
   return settled.map((s, i) => {
     if (s.status === 'rejected') throw new InvalidImageError(i, s.reason);
     return s.value;

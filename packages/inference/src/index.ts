@@ -27,11 +27,15 @@ export { ModelCache, type Loaded, type ModelCacheOptions } from './model-cache';
 export {
   decodeImage,
   decodeAll,
+  resizeKernelOf,
+  RESIZE_KERNELS,
+  TRAINING_RESIZE_KERNEL,
   normalizeInto,
   pixelTransform,
   InvalidImageError,
   type PixelPreprocessing,
   type PixelTransform,
+  type ResizeKernel,
 } from './image';
 export { SessionHost, type SessionHostOptions } from './session-host';
 export { LocalSessionHost } from './local-host';

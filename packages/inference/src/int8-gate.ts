@@ -13,7 +13,7 @@
 // fp32's predictions may come with the images (training's evaluation of the same model.onnx): the first batch is
 // then run in fp32 to confirm they are this model's, and only int8 runs over the rest.
 import { checkManifest, type ClassifierManifest } from './classifier';
-import { decodeImage, normalizeInto, pixelTransform, type PixelTransform } from './image';
+import { decodeImage, normalizeInto, pixelTransform, resizeKernelOf, type PixelTransform, type ResizeKernel } from './image';
 import { quantizeOnnx, type CalibrationBatch, type QuantizeOptions, type QuantizeReport } from './quantize';
 import { createSession, type OrtModel } from './session';
 
@@ -118,7 +118,7 @@ export async function quantizeClassifier(
   if (strides.length === 0) throw new RangeError('int8Strides must name at least one stride');
   const clock = new CheckClock();
   const fp32Classes = new Fp32Classes(fp32, validation.fp32, opts.threads ?? 1, clock);
-  const check: Check = { manifest: m, transform: pixelTransform(m.preprocessing), clock, fp32Classes };
+  const check: Check = { manifest: m, transform: pixelTransform(m.preprocessing), kernel: resizeKernelOf(m.preprocessing), clock, fp32Classes };
   const attempts: Int8Attempt[] = [];
   let last: { model: Uint8Array | null; decision: Int8Decision } | null = null;
   try {
@@ -139,6 +139,7 @@ export async function quantizeClassifier(
 interface Check {
   manifest: ClassifierManifest;
   transform: PixelTransform;
+  kernel: ResizeKernel;
   clock: CheckClock;
   fp32Classes: Fp32Classes;
 }
@@ -151,12 +152,12 @@ async function attempt(
   opts: Int8GateOptions,
   check: Check,
 ): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
-  const { manifest: m, transform, clock } = check;
+  const { clock } = check;
   let quantized: { model: Uint8Array; report: QuantizeReport };
   try {
     const t = performance.now();
     const decodeBefore = clock.seconds.decode;
-    const calibration = clock.decoding(inputBatches(data.calibration, m.inputSize, transform, opts.batch ?? 16));
+    const calibration = clock.decoding(inputBatches(data.calibration, check, opts.batch ?? 16));
     quantized = await quantizeOnnx(fp32, calibration, { ...opts, quantizeOutputs: opts.quantizeOutputs ?? true });
     clock.add('quantize', clock.since(t) - (clock.seconds.decode - decodeBefore));
   } catch (err) {
@@ -281,7 +282,7 @@ async function compare(
   opts: Int8GateOptions,
   check: Check,
 ): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
-  const { manifest: m, transform, clock, fp32Classes } = check;
+  const { manifest: m, clock, fp32Classes } = check;
   const { minAgreement, maxAccuracyDrop } = base;
   const s8 = await createSession(quantized.model, { threads: opts.threads ?? 1 });
   try {
@@ -289,7 +290,7 @@ async function compare(
     // More disagreements than this among all the images fail the check whatever the rest do.
     const total = validation.images.length;
     const allowed = Math.floor((1 - minAgreement) * total + 1e-9);
-    const batches = clock.decoding(inputBatches(validation.images, m.inputSize, transform, opts.batch ?? 16));
+    const batches = clock.decoding(inputBatches(validation.images, check, opts.batch ?? 16));
     const seen = await predictions(s8, width, batches, check, allowed);
     const images = seen.indices.length;
     if (images === 0) return { model: null, decision: { ...base, reason: 'no validation image could be decoded' } };
@@ -348,14 +349,15 @@ function predicted(out: Float32Array, at: number, width: number): number {
 /** Decoded, normalised batches of images; images that do not decode are skipped (`indices` says which came). */
 async function* inputBatches(
   images: readonly Uint8Array[],
-  size: number,
-  transform: PixelTransform,
+  check: Pick<Check, 'manifest' | 'transform' | 'kernel'>,
   batch: number,
 ): AsyncGenerator<CalibrationBatch & { indices: number[] }> {
+  const { transform, kernel } = check;
+  const size = check.manifest.inputSize;
   const per = size * size * 3;
   for (let start = 0; start < images.length; start += batch) {
     const chunk = images.slice(start, start + batch);
-    const decoded = await Promise.allSettled(chunk.map((b) => decodeImage(b, size)));
+    const decoded = await Promise.allSettled(chunk.map((b) => decodeImage(b, size, kernel)));
     const indices: number[] = [];
     const pixels: Uint8Array[] = [];
     decoded.forEach((d, i) => {

@@ -2,7 +2,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import * as vision from '@graft/vision/preprocess';
-import { decodeAll, decodeImage, InvalidImageError, normalizeInto, pixelTransform } from '../src/image';
+import { decodeAll, decodeImage, InvalidImageError, normalizeInto, pixelTransform, resizeKernelOf } from '../src/image';
 
 /** A noisy RGB(A) test card, w x h. */
 function card(w: number, h: number, channels: 3 | 4, seed: number): Buffer {
@@ -42,6 +42,22 @@ describe('decodeImage', () => {
         expect(Buffer.compare(Buffer.from(once), Buffer.from(await decodeImage(bytes, size))), `${what} at ${size}`).toBe(0);
       }
     }
+  });
+
+  it("resizes with the filter asked: lanczos3 where a model's preprocessing names none, linear as training names", async () => {
+    const { 'large jpeg': large } = await samples();
+    const lanczos = await decodeImage(large, 100);
+    const linear = await decodeImage(large, 100, 'linear');
+    expect(Buffer.compare(Buffer.from(await decodeImage(large, 100, 'lanczos3')), Buffer.from(lanczos))).toBe(0);
+    expect(linear.length).toBe(lanczos.length);
+    expect(Buffer.compare(Buffer.from(linear), Buffer.from(lanczos))).not.toBe(0);
+    // Both are the same picture: they differ by a little per pixel.
+    let sum = 0;
+    for (let i = 0; i < linear.length; i++) sum += Math.abs(linear[i]! - lanczos[i]!);
+    expect(sum / linear.length).toBeLessThan(20);
+    expect(resizeKernelOf({})).toBe('lanczos3');
+    expect(resizeKernelOf({ resizeKernel: 'linear' })).toBe('linear');
+    expect(() => resizeKernelOf({ resizeKernel: 'cubic' })).toThrow(/resizeKernel must be one of lanczos3, linear, got "cubic"/);
   });
 
   it('turns an image by its EXIF orientation', async () => {

@@ -55,6 +55,13 @@ async function classifierFiles(
   return files;
 }
 
+/** graft.json of `files` with its preprocessing changed (a field set to undefined is dropped). */
+function withPreprocessing(files: Record<string, Uint8Array>, change: Record<string, unknown>): Uint8Array {
+  const manifest = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8'));
+  manifest.preprocessing = { ...manifest.preprocessing, ...change };
+  return new Uint8Array(Buffer.from(JSON.stringify(manifest)));
+}
+
 /** A ModelSource over in-memory files that counts reads. */
 function source(files: Record<string, Uint8Array>) {
   const reads: string[] = [];
@@ -280,11 +287,25 @@ describe('Predictor fallback to TF.js', () => {
     expect(maxAbsDiff(r.probabilities, await tfjsProbabilities(files, imgs))).toBe(0);
   });
 
+  it("resizes with the filter graft.json names, as TF.js does, and refuses one it does not have", async () => {
+    const files = await classifierFiles(3, 4, { preprocessing: { ...PREPROCESSING.tf, resizeKernel: 'linear' }, onnx: true });
+    expect(JSON.parse(Buffer.from(files['graft.json']!).toString('utf8')).preprocessing.resizeKernel).toBe('linear');
+    const lanczos = { ...files, 'graft.json': withPreprocessing(files, { resizeKernel: undefined }) };
+    const { p } = predictor();
+    const linear = await p.predict('k1', source(files).src, imgs, 1);
+    const old = await p.predict('k2', source(lanczos).src, imgs, 1);
+    expect(linear.timing.engine).toBe('onnxruntime');
+    expect(maxAbsDiff(linear.probabilities, await tfjsProbabilities(files, imgs))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(old.probabilities, await tfjsProbabilities(lanczos, imgs))).toBeLessThan(1e-4);
+    // The two filters give other pixels, so other probabilities.
+    expect(maxAbsDiff(linear.probabilities, old.probabilities)).toBeGreaterThan(1e-4);
+    const bogus = { ...files, 'graft.json': withPreprocessing(files, { resizeKernel: 'bicubic' }) };
+    await expect(predictor({ engine: 'onnx' }).p.predict('k3', source(bogus).src, imgs.slice(0, 1), 1)).rejects.toThrow(/resizeKernel must be one of lanczos3, linear, got "bicubic"/);
+  });
+
   it('leaves a model whose graft.json asks for an image pipeline it does not implement to TF.js', async () => {
     const files = await classifierFiles(3, 9, { onnx: true });
-    const manifest = JSON.parse(Buffer.from(files['graft.json']!).toString('utf8'));
-    manifest.preprocessing.resize = 'center_crop';
-    files['graft.json'] = new Uint8Array(Buffer.from(JSON.stringify(manifest)));
+    files['graft.json'] = withPreprocessing(files, { resize: 'center_crop' });
     const { p, logs } = predictor();
     const r = await p.predict('m8', source(files).src, imgs.slice(0, 2), 1);
     expect(r.timing.engine).toBe('tfjs');

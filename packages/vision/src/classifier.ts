@@ -8,7 +8,7 @@ import { ImageDecodeError } from './errors';
 import { MANIFEST_FILE, type GraftManifest } from './export';
 import { toClassProbabilities } from './evaluate';
 import { memoryReader, parseJsonFile, readerHandler } from './model-files';
-import { decodeImage, mapConcurrent, normalizePixels, DEFAULT_DECODE_CONCURRENCY } from './preprocess';
+import { decodeImage, mapConcurrent, normalizePixels, resizeKernelOf, DEFAULT_DECODE_CONCURRENCY } from './preprocess';
 
 export type { Prediction };
 
@@ -37,6 +37,7 @@ export async function loadClassifier(files: Record<string, Uint8Array> | ((name:
   }
   const model = await tf.loadLayersModel(readerHandler(read, { modelJson: manifest.modelFile ?? 'model.json' }));
   const { labels, inputSize: size, preprocessing } = manifest;
+  const kernel = resizeKernelOf(preprocessing);
   const temperature = manifestTemperature(manifest);
   let disposed = false;
 
@@ -44,7 +45,7 @@ export async function loadClassifier(files: Record<string, Uint8Array> | ((name:
     if (disposed) throw new Error('the classifier has been disposed');
     const decoded = await mapConcurrent(images, DEFAULT_DECODE_CONCURRENCY, async (bytes, i) => {
       try {
-        return await decodeImage(bytes, size);
+        return await decodeImage(bytes, size, kernel);
       } catch (err) {
         return new ImageDecodeError(i, err);
       }

@@ -12,7 +12,7 @@ import { createFrozenModel, type FrozenModel } from './frozen';
 import { ImageDecodeError } from './errors';
 import { MANIFEST_FILE, type GraftManifest } from './export';
 import { memoryReader, parseJsonFile, readerHandler } from './model-files';
-import { decodeImage, normalizePixels } from './preprocess';
+import { decodeImage, normalizePixels, resizeKernelOf } from './preprocess';
 
 export type { Explanation };
 
@@ -60,6 +60,7 @@ export async function loadExplainer(
   const above = model.layers.slice(cut + 1);
   const head = (map: tf.Tensor): tf.Tensor => above.reduce((x, layer) => layer.apply(x, { training: false }) as tf.Tensor, map);
   const { labels, inputSize: size, preprocessing } = manifest;
+  const kernel = resizeKernelOf(preprocessing);
   const temperature = manifestTemperature(manifest);
 
   return {
@@ -67,7 +68,7 @@ export async function loadExplainer(
     async explain(image, label) {
       let pixels: Uint8Array;
       try {
-        pixels = await decodeImage(image, size);
+        pixels = await decodeImage(image, size, kernel);
       } catch (err) {
         throw new ImageDecodeError(0, err);
       }

@@ -4,7 +4,7 @@
 // without keeping the aspect ratio, as Keras's `load_img(target_size=...)` does, so a model sees the whole image
 // (no crop) exactly as the Keras recipe trained it. Then the pixels are normalised per the backbone's
 // preprocessing: (pixel - mean) / std per channel, in RGB or BGR order.
-import { decodeImage, normalizeInto, pixelTransform } from '@graft/inference/image';
+import { decodeImage, normalizeInto, pixelTransform, resizeKernelOf, type ResizeKernel } from '@graft/inference/image';
 import { ImageDecodeError, throwIfAborted } from './errors';
 
 export interface Preprocessing {
@@ -15,6 +15,8 @@ export interface Preprocessing {
   /** Per channel, in the network's channel order, in pixel units (0..255). */
   mean: [number, number, number];
   std: [number, number, number];
+  /** The resize filter the model was trained with; 'lanczos3' where absent (models made before it was named). */
+  resizeKernel?: ResizeKernel;
 }
 
 export const PREPROCESSING: Record<Preprocessing['mode'], Preprocessing> = {
@@ -36,7 +38,8 @@ export const DEFAULT_DECODE_CONCURRENCY = 4;
  * Decodes one image to size x size x 3 RGB bytes (row-major, channels last); throws on bytes that are not a
  * decodable image. The same decoder serves predictions in @graft/inference.
  */
-export { decodeImage };
+export { decodeImage, resizeKernelOf };
+export { TRAINING_RESIZE_KERNEL, type ResizeKernel } from '@graft/inference/image';
 
 /**
  * Normalises RGB pixels (0..255, channels last) per p into out (a new buffer by default). Works on any
@@ -50,7 +53,7 @@ export function normalizePixels(src: ArrayLike<number>, p: Preprocessing, out?: 
 
 /** Decodes and normalises one image: the network's input for it. */
 export async function preprocessImage(bytes: Uint8Array, size: number, p: Preprocessing): Promise<Float32Array> {
-  return normalizePixels(await decodeImage(bytes, size), p);
+  return normalizePixels(await decodeImage(bytes, size, resizeKernelOf(p)), p);
 }
 
 /** Runs fn over items with at most `limit` calls in flight; results keep the order of items. */
@@ -75,6 +78,8 @@ export async function mapConcurrent<T, R>(
 
 export interface DecodeManyOptions {
   concurrency?: number;
+  /** The resize filter (default 'lanczos3'). */
+  kernel?: ResizeKernel;
   signal?: AbortSignal;
   /** Called after each image with the number done so far. */
   onProgress?(done: number, total: number): void;
@@ -127,7 +132,7 @@ export function decodeInOrder(
         const bytes = await read(i);
         let result: Uint8Array | ImageDecodeError;
         try {
-          result = await decodeImage(bytes, size);
+          result = await decodeImage(bytes, size, opts.kernel);
         } catch (err) {
           result = new ImageDecodeError(i, err);
         }

@@ -7,7 +7,7 @@ import type { Checkpoint } from '../checkpoint';
 import type { TrainingConfig } from '@graft/contract';
 import { VisionError } from '../errors';
 import type { HistoryRow } from '../fit';
-import { PREPROCESSING, type Preprocessing } from '../preprocess';
+import { PREPROCESSING, TRAINING_RESIZE_KERNEL, type Preprocessing } from '../preprocess';
 import { carveSplits, type Splits } from '../split';
 import type { TrainContext } from './types';
 
@@ -62,7 +62,8 @@ export function plan(ctx: TrainContext): Plan {
     spec,
     backboneName,
     size,
-    preprocessing: spec?.preprocessing ?? PREPROCESSING.unit,
+    // New models are resized with the cheaper antialiased linear filter; graft.json records it.
+    preprocessing: { ...(spec?.preprocessing ?? PREPROCESSING.unit), resizeKernel: TRAINING_RESIZE_KERNEL },
     augmentation: augmentationOptions(cfg.augmentation),
     cachedMode,
     copies: cfg.augmentation !== false && cachedMode ? cfg.augmentation.copies : 0,

@@ -4,7 +4,7 @@
 // otherwise every image is decoded before training starts.
 import { throwIfAborted, VisionError } from '../errors';
 import type { PendingImage } from '../features';
-import { decodeInOrder } from '../preprocess';
+import { decodeInOrder, resizeKernelOf } from '../preprocess';
 import type { ImageRef } from '../split';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
@@ -32,6 +32,7 @@ export async function prepare(ctx: TrainContext, p: Plan, res: RunResources): Pr
   const all = [...train, ...validation, ...test];
   const overlap = p.method !== 'scratch' && p.cachedMode;
   const pending = decodeInOrder(all.length, (i) => ctx.opts.readImage(all[i]!.key), p.size, {
+    kernel: resizeKernelOf(p.preprocessing),
     signal: ctx.signal,
     onProgress: overlap ? undefined : (done, total) => res.progress.update('preparing', done / total),
   });
