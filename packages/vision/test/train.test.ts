@@ -190,6 +190,24 @@ describe('train', () => {
     }
   });
 
+  it('with the frozen base in int8, both frozen parts of fine-tuning switch to int8 once calibrated', async () => {
+    const logged: { obj: Record<string, unknown>; msg: string }[] = [];
+    const result = await train(
+      options(twoClass, { ...fastHead, method: 'fine_tuning', featureExtraction: { epochs: 2, optimizer: 'adam', learningRate: 0.01 }, fineTuning: { epochs: 1, optimizer: 'adam', learningRate: 0.001 } }, {
+        frozenEngine: 'onnxruntime',
+        frozenPrecision: 'int8',
+        log: (obj, msg) => logged.push({ obj: obj as Record<string, unknown>, msg }),
+      }),
+    );
+    // The part below the top block (whose outputs fine-tuning caches) and the top block as pretrained (whose pooled
+    // outputs the head trains on): 40 training passes, 32 of them calibrated on.
+    const switched = logged.filter((l) => / runs in int8 from now on$/.test(l.msg)).map((l) => l.obj.model);
+    expect(switched).toHaveLength(2);
+    expect(switched.some((m) => / below /.test(String(m)))).toBe(true);
+    expect(switched.some((m) => / from /.test(String(m)))).toBe(true);
+    expect(result.frozenPrecision).toBe('int8');
+  });
+
   it('fine-tuning that never validates below the head leaves the model as the head phase left it', async () => {
     const result = await train(
       options(twoClass, {

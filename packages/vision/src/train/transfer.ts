@@ -54,7 +54,7 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
     'frozen base',
   );
   const upperNeeded = parts && !p.skipHead && lowerShapes.length === 1;
-  const upper = upperNeeded ? res.own(await createFrozenModel(parts.upper, { log, engine: ctx.opts.frozenEngine, what: `${spec.name} from ${fromLayer}` }), (f) => f.dispose(), 'frozen top block') : null;
+  const upper = upperNeeded ? res.own(await createFrozenModel(parts.upper, { log, engine: ctx.opts.frozenEngine, precision: ctx.opts.frozenPrecision, what: `${spec.name} from ${fromLayer}` }), (f) => f.dispose(), 'frozen top block') : null;
   throwIfAborted(ctx.signal);
 
   const pool = async (maps: Float32Array, n: number): Promise<Float32Array> => {
