@@ -93,6 +93,8 @@ export function int8FrozenModel(
       return precision;
     },
     async run(tensorOrValues, batch, o) {
+      // Not calibrated on, and not held up by a switch: the fp32 model serves such runs whatever the precision.
+      if (o?.fp32) return fp32.run(tensorOrValues, batch, o);
       const input = await inputValues(tensorOrValues);
       if (switching) await switching;
       const calibrating = !switching && asked < wanted;

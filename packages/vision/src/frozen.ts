@@ -33,11 +33,17 @@ export interface FrozenModel {
   /**
    * Runs `batch` samples laid out one after the other (or a tensor of them, which is disposed); one array per
    * output, samples one after the other. Runs may overlap: they are computed in the order they were asked for.
-   * With `transfer`, the input's buffer may be handed to the worker thread (it is then unusable here).
+   * With `transfer`, the input's buffer may be handed to the worker thread (it is then unusable here). With `fp32`,
+   * an int8 model (frozen-int8.ts) runs this batch on its fp32 original; every other model is fp32 anyway.
    */
-  run(input: Float32Array | tf.Tensor, batch: number, opts?: { transfer?: boolean }): Promise<Float32Array[]>;
+  run(input: Float32Array | tf.Tensor, batch: number, opts?: FrozenRunOptions): Promise<Float32Array[]>;
   /** Frees the session (the TF.js model itself stays with its owner). May be called more than once. */
   dispose(): Promise<void>;
+}
+
+export interface FrozenRunOptions {
+  transfer?: boolean;
+  fp32?: boolean;
 }
 
 export interface FrozenModelOptions {
@@ -128,10 +134,6 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
   };
 }
 
-/** The number format a frozen model runs in now: 'int8' only where an int8 model (frozen-int8.ts) has switched. */
-export function frozenPrecisionOf(model: FrozenModel): 'fp32' | 'int8' {
-  return 'precision' in model && model.precision === 'int8' ? 'int8' : 'fp32';
-}
 
 type Inference = typeof import('@graft/inference');
 

@@ -29,7 +29,6 @@ import { initBackend, type LogFn } from './backend';
 import { AbortError, throwIfAborted, VisionError } from './errors';
 import type { LossKind } from './fit';
 import type { TrainEvent } from './progress';
-import { frozenPrecisionOf } from './frozen';
 import { evaluate } from './train/evaluate';
 import { outOfDistributionStats } from './train/ood';
 import { trainedFeatures, trainedPartStores, type TrainedFeatures } from './train/trained-features';
@@ -103,7 +102,6 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       labels: ctx.labels,
       graft,
       counts: { train: sets.train.images.length, validation: sets.validation.images.length, test: sets.test.images.length, skipped: sets.skipped },
-      frozenPrecision: 'transfer' in network ? frozenPrecisionOf(network.transfer.base) : 'fp32',
     };
   } catch (err) {
     if (ctx.signal?.aborted && !(err instanceof AbortError)) throw new AbortError();

@@ -117,6 +117,10 @@ describe('frozen models on ONNX Runtime', () => {
           // The last convolution runs as an integer kernel too: its outputs are 8-bit values, one scale for all.
           expect(new Set(got!).size).toBeLessThanOrEqual(256);
           expect(new Set(want!).size).toBeGreaterThan(256);
+          // Asked for fp32, the int8 model runs that batch on its fp32 original.
+          const [exact] = await q.run(x, 6, { fp32: true });
+          expect(maxAbsDiff(exact!, want!)).toBeLessThan(1e-4);
+          expect(q.precision).toBe('int8');
         } else {
           expect(q.precision).toBe('fp32');
           expect(logged).toContainEqual(expect.objectContaining({ msg: expect.stringMatching(/stays fp32: int8 outputs are too far/) }));

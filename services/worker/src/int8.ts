@@ -21,16 +21,15 @@ interface Evaluated extends Sample {
 /**
  * The images the int8 check reads: it compares int8 with fp32 on the validation images training evaluated, which
  * are carved out of train where the dataset has no validation split, and calibrates on the training images left.
- * fp32's predictions of the evaluated images come along, so that the check need not compute them again, unless the
- * frozen base ran in int8: the evaluation's predictions are then not model.onnx's, and the check computes fp32's.
+ * fp32's predictions of the evaluated images come along, so that the check need not compute them again: training
+ * runs validation images through the fp32 frozen base even where the training images went through int8, so the
+ * evaluation's classes are model.onnx's (the check confirms them on its first batch).
  */
 export function int8Splits(
   splits: { train: Sample[]; validation: Sample[] },
-  result: { predictions: { validation: readonly Evaluated[] | null }; frozenPrecision: 'fp32' | 'int8' },
+  result: { predictions: { validation: readonly Evaluated[] | null } },
 ): { train: Sample[]; validation: Evaluated[] } {
-  const fp32 = result.frozenPrecision === 'fp32';
-  const validation =
-    result.predictions.validation?.map(({ key, label, predicted }) => (fp32 ? { key, label, predicted } : { key, label })) ?? splits.validation;
+  const validation = result.predictions.validation?.map(({ key, label, predicted }) => ({ key, label, predicted })) ?? splits.validation;
   const held = new Set(validation.map((s) => s.key));
   return { train: splits.train.filter((s) => !held.has(s.key)), validation };
 }

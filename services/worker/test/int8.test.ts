@@ -25,22 +25,15 @@ describe('int8Splits (which images the int8 check compares and calibrates on)', 
       { key: 'train/a/2.jpg', label: 0, predicted: 0, probabilities: [0.9, 0.1] },
       { key: 'train/b/1.jpg', label: 1, predicted: 0, probabilities: [0.6, 0.4] },
     ];
-    const s = int8Splits({ train, validation: [] }, { predictions: { validation: carved }, frozenPrecision: 'fp32' });
+    const s = int8Splits({ train, validation: [] }, { predictions: { validation: carved } });
     expect(s.validation).toEqual([
       { key: 'train/a/2.jpg', label: 0, predicted: 0 },
       { key: 'train/b/1.jpg', label: 1, predicted: 0 },
     ]);
     expect(s.train.map((x) => x.key)).toEqual(['train/a/1.jpg', 'train/b/2.jpg']);
-    // Where the frozen base ran in int8, the evaluation's classes are not model.onnx's: the check computes fp32's.
-    const int8 = int8Splits({ train, validation: [] }, { predictions: { validation: carved }, frozenPrecision: 'int8' });
-    expect(int8.validation).toEqual([
-      { key: 'train/a/2.jpg', label: 0 },
-      { key: 'train/b/1.jpg', label: 1 },
-    ]);
-    expect(int8.train).toEqual(s.train);
   });
   it("keeps the dataset's own splits where training evaluated no validation images", () => {
     const validation = [{ key: 'validation/a/1.jpg', label: 0 }];
-    expect(int8Splits({ train, validation }, { predictions: { validation: null }, frozenPrecision: 'fp32' })).toEqual({ train, validation });
+    expect(int8Splits({ train, validation }, { predictions: { validation: null } })).toEqual({ train, validation });
   });
 });

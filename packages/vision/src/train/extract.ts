@@ -61,8 +61,12 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
   const started = performance.now();
   let count = 0;
 
-  /** Runs images (and nCopies augmented copies of each) through the frozen part into the stores given. */
-  const run = async (images: PendingImage[], labels: number[], nCopies: number, lower: FeatureStore | null, head: FeatureStore | null, offset: number) => {
+  /**
+   * Runs images (and nCopies augmented copies of each) through the frozen part into the stores given; with `fp32`,
+   * in fp32 where the frozen part runs in int8: the validation images, so that early stopping, the evaluation and the
+   * predictions reported are those of the fp32 model exported (model.onnx), which the int8 check then compares with.
+   */
+  const run = async (images: PendingImage[], labels: number[], nCopies: number, lower: FeatureStore | null, head: FeatureStore | null, offset: number, fp32: boolean) => {
     const stores = [lower, head].filter((s): s is FeatureStore => s !== null);
     if (!stores.length) return;
     const items: ExtractItem[] = [];
@@ -81,10 +85,11 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
       augmentOnBackend: augmentOnBackend(t),
       signal: ctx.signal,
       forward: async (input, n) => {
-        if (!t.parts) return t.headFeatures(input, n);
-        const lowers = await t.lowerOutputs(input, n);
+        const o = { fp32 };
+        if (!t.parts) return t.headFeatures(input, n, o);
+        const lowers = await t.lowerOutputs(input, n, o);
         const outs = lower ? [...lowers] : [];
-        if (head) outs.push(await t.headFromLower(lowers, n));
+        if (head) outs.push(await t.headFromLower(lowers, n, o));
         return outs;
       },
       onProgress: (done) => res.progress.update('extracting', (offset + done) / totalItems),
@@ -92,12 +97,12 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
   };
 
   // The training images are taken as they decode (prepare.ts), so decoding overlaps with the frozen passes.
-  if (p.cachedMode) await run(prepared.trainPending, p.splits.train.map((r) => r.label), p.copies, lowerTrain, headTrain, 0);
+  if (p.cachedMode) await run(prepared.trainPending, p.splits.train.map((r) => r.label), p.copies, lowerTrain, headTrain, 0, false);
   const sets = await prepared.sets();
   const hasVal = sets.validation.images.length > 0;
   const headVal = needHead && hasVal ? featureStore(ctx, [t.pooledShape], INFERENCE_BATCH) : null;
   const lowerVal = t.parts && hasVal ? featureStore(ctx, t.lowerShapes, INFERENCE_BATCH) : null;
-  await run(sets.validation.images, sets.validation.labels, 0, lowerVal, headVal, trainItems);
+  await run(sets.validation.images, sets.validation.labels, 0, lowerVal, headVal, trainItems, true);
   const seconds = (performance.now() - started) / 1000;
   if (count) {
     ctx.log({ images: count, seconds: +seconds.toFixed(1), imagesPerSecond: +(count / seconds).toFixed(1), engine: t.base.engine, augmentedOn: augmentOnBackend(t) ? 'backend' : 'thread' }, 'features extracted');

@@ -24,6 +24,8 @@ export interface TrainedFeatures {
   dispose(): Promise<void>;
 }
 
+const FP32 = { fp32: true };
+
 /** What the trained part takes, cached per split: the lower part's outputs (fine-tuning), else pooled vectors. */
 export function trainedPartStores(t: Transfer, x: Extracted): { train: FeatureStore | null; validation: FeatureStore | null } {
   return t.parts ? { train: x.lowerTrain, validation: x.lowerVal } : { train: x.headTrain, validation: x.headVal };
@@ -54,7 +56,8 @@ export async function trainedFeatures(ctx: TrainContext, t: Transfer): Promise<T
       }
       return out;
     },
-    ofInputs: parts ? async (input, n) => [await fromTrainedInputs(await t.lowerOutputs(input, n), n)] : t.headFeatures,
+    // Test images: in fp32 where the frozen part runs in int8, as the validation images (extract.ts).
+    ofInputs: parts ? async (input, n) => [await fromTrainedInputs(await t.lowerOutputs(input, n, FP32), n)] : (input, n) => t.headFeatures(input, n, FP32),
     dispose: async () => upper?.dispose(),
   };
 }

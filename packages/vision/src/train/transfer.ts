@@ -31,8 +31,11 @@ export interface Transfer {
   upper: FrozenModel | null;
   /** Pooled head features of network inputs. */
   headFeatures: ArrayForward;
-  /** Pooled head features from the lower part's outputs (through the top block before fine-tuning). */
-  headFromLower(lowers: Float32Array[], n: number): Promise<Float32Array>;
+  /**
+   * Pooled head features from the lower part's outputs (through the top block before fine-tuning). With `fp32`,
+   * here and in the other two, frozen parts that run in int8 run these samples in fp32 (validation and test images).
+   */
+  headFromLower(lowers: Float32Array[], n: number, opts?: { fp32?: boolean }): Promise<Float32Array>;
   /** What the trained part of fine-tuning takes: the lower part's outputs. */
   lowerOutputs: ArrayForward;
 }
@@ -61,15 +64,15 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
     if (!head.pool || cfg.head.pooling === 'flatten') return maps;
     return readAndDispose(tf.tidy(() => head.pooled(tf.tensor(maps, [n, ...featureShape]))));
   };
-  const headFromLower = async (lowers: Float32Array[], n: number): Promise<Float32Array> => {
-    if (upper) return pool((await upper.run(lowers[0]!, n))[0]!, n);
+  const headFromLower = async (lowers: Float32Array[], n: number, o?: { fp32?: boolean }): Promise<Float32Array> => {
+    if (upper) return pool((await upper.run(lowers[0]!, n, o))[0]!, n);
     return readAndDispose(tf.tidy(() => head.pooled(applyUpper(parts!.upper, lowers.map((a, i) => tf.tensor(a, [n, ...lowerShapes[i]!]))))));
   };
-  const headFeatures: ArrayForward = async (input, n) => {
-    const outs = await base.run(input, n, { transfer: true });
-    return [parts ? await headFromLower(outs, n) : await pool(outs[0]!, n)];
+  const headFeatures: ArrayForward = async (input, n, o) => {
+    const outs = await base.run(input, n, { ...o, transfer: true });
+    return [parts ? await headFromLower(outs, n, o) : await pool(outs[0]!, n)];
   };
-  const lowerOutputs: ArrayForward = (input, n) => base.run(input, n, { transfer: true });
+  const lowerOutputs: ArrayForward = (input, n, o) => base.run(input, n, { ...o, transfer: true });
   return { backbone, head, featureShape, pooledShape: [head.pooledSize], parts, lowerShapes, base, upper, headFeatures, headFromLower, lowerOutputs };
 }
 

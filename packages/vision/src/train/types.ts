@@ -57,11 +57,6 @@ export interface TrainResult {
   labelIssues: LabelIssues;
   /** Images per split after carving and after dropping undecodable ones. */
   counts: { train: number; validation: number; test: number; skipped: number };
-  /**
-   * The number format the frozen part ran in at the end of extraction (frozen-int8.ts). With 'int8' the evaluation's
-   * features, and so its predictions, came from the int8 base, not from the fp32 model exported.
-   */
-  frozenPrecision: 'fp32' | 'int8';
 }
 
 /** What every phase reads: the options, the TensorFlow.js backend, the labels and their loss. */
