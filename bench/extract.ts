@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import sharp from 'sharp';
-import { createSession, exportOnnx, quantizeOnnx, type WeightsManifestGroup } from '@graft/inference';
+import { createSession, decodeImage, exportOnnx, quantizeOnnx, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
 
 const SHARED = join(import.meta.dirname, '../../shared');
 const MODEL_DIR = join(SHARED, 'models/mobilenet_v1_0.75_224');
@@ -49,12 +49,15 @@ async function listImages(n: number): Promise<string[]> {
   return files;
 }
 
-/** Decodes and resizes a batch of JPEGs into one NHWC float32 tensor scaled to [-1, 1], as MobileNet expects. */
+/**
+ * Decodes and resizes a batch of JPEGs as training does (decodeImage with the training resize filter) into one NHWC
+ * float32 tensor scaled to [-1, 1], as MobileNet expects.
+ */
 async function decodeBatch(files: string[]): Promise<Float32Array> {
   const out = new Float32Array(files.length * PIXELS);
   await Promise.all(
     files.map(async (file, i) => {
-      const pixels = await sharp(file).resize(SIZE, SIZE, { fit: 'fill' }).removeAlpha().raw().toBuffer();
+      const pixels = await decodeImage(await readFile(file), SIZE, TRAINING_RESIZE_KERNEL);
       const offset = i * PIXELS;
       for (let k = 0; k < PIXELS; k++) out[offset + k] = pixels[k] / 127.5 - 1;
     }),
