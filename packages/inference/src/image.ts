@@ -50,10 +50,12 @@ export class InvalidImageError extends Error {
 export const RESIZE_KERNELS = ['lanczos3', 'linear'] as const;
 export type ResizeKernel = (typeof RESIZE_KERNELS)[number];
 export const TRAINING_RESIZE_KERNEL: ResizeKernel = 'linear';
+/** The filter of a model whose preprocessing names none, and of decodes that ask for none. */
+const DEFAULT_RESIZE_KERNEL: ResizeKernel = 'lanczos3';
 
 /** The resize filter a model's preprocessing names ('lanczos3' where it names none); throws on any other value. */
 export function resizeKernelOf(p: { resizeKernel?: unknown }): ResizeKernel {
-  const k = p.resizeKernel ?? 'lanczos3';
+  const k = p.resizeKernel ?? DEFAULT_RESIZE_KERNEL;
   if (!RESIZE_KERNELS.includes(k as ResizeKernel)) {
     throw new Error(`preprocessing.resizeKernel must be one of ${RESIZE_KERNELS.join(', ')}, got ${JSON.stringify(k)}`);
   }
@@ -64,7 +66,7 @@ export function resizeKernelOf(p: { resizeKernel?: unknown }): ResizeKernel {
  * Decodes one image to size x size x 3 RGB bytes (row-major, channels last), resized with `kernel`. Throws on
  * bytes that are not a decodable image.
  */
-export async function decodeImage(bytes: Uint8Array, size: number, kernel: ResizeKernel = 'lanczos3'): Promise<Uint8Array> {
+export async function decodeImage(bytes: Uint8Array, size: number, kernel: ResizeKernel = DEFAULT_RESIZE_KERNEL): Promise<Uint8Array> {
   const { data, info } = await sharp(bytes, { failOn: 'error' })
     .rotate() // EXIF orientation
     .removeAlpha()
@@ -82,7 +84,7 @@ export async function decodeImage(bytes: Uint8Array, size: number, kernel: Resiz
  * Decodes every image of a request concurrently (sharp queues them on libuv's pool). Rejects with an
  * InvalidImageError naming the first image, in request order, that cannot be decoded.
  */
-export async function decodeAll(images: readonly Uint8Array[], size: number, kernel: ResizeKernel = 'lanczos3'): Promise<Uint8Array[]> {
+export async function decodeAll(images: readonly Uint8Array[], size: number, kernel?: ResizeKernel): Promise<Uint8Array[]> {
   const settled = await Promise.allSettled(images.map((b) => decodeImage(b, size, kernel)));
   return settled.map((s, i) => {
     if (s.status === 'rejected') throw new InvalidImageError(i, s.reason);

@@ -92,6 +92,11 @@ export interface Int8GateData {
   validation: { images: readonly Uint8Array[]; labels: readonly number[]; fp32?: readonly number[] };
 }
 
+/** What the check passes to quantizeOnnx: `opts`, with `quantizeOutputs` true unless said otherwise (Int8GateOptions). */
+export function checkQuantization(opts: Int8GateOptions): Int8GateOptions {
+  return { ...opts, quantizeOutputs: opts.quantizeOutputs ?? true };
+}
+
 /** Where int8 may start, tried in this order: every convolution, then from input / 8, then from input / 16. */
 export const INT8_STRIDES: readonly number[] = [1, 8, 16];
 
@@ -158,7 +163,7 @@ async function attempt(
     const t = performance.now();
     const decodeBefore = clock.seconds.decode;
     const calibration = clock.decoding(inputBatches(data.calibration, check, opts.batch ?? 16));
-    quantized = await quantizeOnnx(fp32, calibration, { ...opts, quantizeOutputs: opts.quantizeOutputs ?? true });
+    quantized = await quantizeOnnx(fp32, calibration, checkQuantization(opts));
     clock.add('quantize', clock.since(t) - (clock.seconds.decode - decodeBefore));
   } catch (err) {
     return { model: null, decision: { ...base, reason: `quantization failed: ${(err as Error).message}` } };

@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { applyTransform, sampleTransform, type AugmentationOptions, type AffineTransform } from './augment';
 import { normalizeBatch, transformBatch } from './augment-tensor';
 import { throwIfAborted } from './errors';
+import type { FrozenRunOptions } from './frozen';
 import type { Batch, BatchSource, LossKind } from './fit';
 import { labelArray, labelTensor } from './fit';
 import { normalizePixels, type Preprocessing } from './preprocess';
@@ -29,7 +30,7 @@ export type NetworkInput = Float32Array | tf.Tensor4D;
  * A frozen forward pass on arrays: `batch` network inputs in, one array per output out (samples one after the
  * other). It may take ownership of `input`.
  */
-export type ArrayForward = (input: NetworkInput, batch: number, opts?: { fp32?: boolean }) => Promise<Float32Array[]>;
+export type ArrayForward = (input: NetworkInput, batch: number, opts?: Pick<FrozenRunOptions, 'fp32'>) => Promise<Float32Array[]>;
 
 /** How a shuffled epoch draws from a store whose samples are grouped (an image and its augmented copies). */
 export type Sampling = 'all' | 'one_per_group';

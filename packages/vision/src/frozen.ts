@@ -134,7 +134,6 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
   };
 }
 
-
 type Inference = typeof import('@graft/inference');
 
 /** The model as ONNX bytes (throws UnsupportedLayerError for a layer the converter cannot express). */

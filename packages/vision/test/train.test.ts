@@ -71,6 +71,20 @@ async function expectBankOfTrainingImages(result: TrainResult, set: SyntheticSet
   }
 }
 
+/** Training's validation and test predictions are the exported model's (calibrated) probabilities, image by image. */
+async function expectExportedModelPredictions(result: TrainResult, set: SyntheticSet): Promise<void> {
+  const clf = await loadClassifier(result.artifacts);
+  try {
+    for (const split of ['validation', 'test'] as const) {
+      const served = await clf.probabilities(set.splits[split].map((r) => set.images.get(r.key)!));
+      expect(result.predictions[split]!.map((p) => p.key)).toEqual(set.splits[split].map((r) => r.key));
+      result.predictions[split]!.forEach((p, i) => p.probabilities.forEach((q, k) => expect(q).toBeCloseTo(served[i]![k]!, 4)));
+    }
+  } finally {
+    clf.dispose();
+  }
+}
+
 function testBytes(set: SyntheticSet): Uint8Array[] {
   return set.splits.test.map((r) => set.images.get(r.key)!);
 }
@@ -178,16 +192,7 @@ describe('train', () => {
     // The bank comes from the cached features, through the fine-tuned top block.
     await expectBankOfTrainingImages(result, twoClass);
     // So do the validation and test predictions: they are the exported model's (calibrated) probabilities.
-    const clf = await loadClassifier(result.artifacts);
-    try {
-      for (const split of ['validation', 'test'] as const) {
-        const served = await clf.probabilities(twoClass.splits[split].map((r) => twoClass.images.get(r.key)!));
-        expect(result.predictions[split]!.map((p) => p.key)).toEqual(twoClass.splits[split].map((r) => r.key));
-        result.predictions[split]!.forEach((p, i) => p.probabilities.forEach((q, k) => expect(q).toBeCloseTo(served[i]![k]!, 4)));
-      }
-    } finally {
-      clf.dispose();
-    }
+    await expectExportedModelPredictions(result, twoClass);
   });
 
   it('with the frozen base in int8, both frozen parts of fine-tuning switch to int8 once calibrated', async () => {
@@ -207,15 +212,7 @@ describe('train', () => {
     expect(switched.some((m) => / from /.test(String(m)))).toBe(true);
     // Validation and test images went through the frozen parts in fp32: what training reports of them is the
     // exported (fp32) model's, which the int8 check of a served model compares with.
-    const clf = await loadClassifier(result.artifacts);
-    try {
-      for (const split of ['validation', 'test'] as const) {
-        const served = await clf.probabilities(twoClass.splits[split].map((r) => twoClass.images.get(r.key)!));
-        result.predictions[split]!.forEach((p, i) => p.probabilities.forEach((q, k) => expect(q).toBeCloseTo(served[i]![k]!, 4)));
-      }
-    } finally {
-      clf.dispose();
-    }
+    await expectExportedModelPredictions(result, twoClass);
   });
 
   it('fine-tuning that never validates below the head leaves the model as the head phase left it', async () => {

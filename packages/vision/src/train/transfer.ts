@@ -7,7 +7,7 @@ import { loadBackbone } from '../backbones';
 import { throwIfAborted } from '../errors';
 import type { ArrayForward } from '../features';
 import { applyUpper, prepareFineTuning, type FineTuneParts } from '../fine-tune';
-import { createFrozenModel, type FrozenModel } from '../frozen';
+import { createFrozenModel, type FrozenModel, type FrozenRunOptions } from '../frozen';
 import { disposeWeights } from '../graph';
 import { Head } from '../head';
 import type { Plan } from './plan';
@@ -35,7 +35,7 @@ export interface Transfer {
    * Pooled head features from the lower part's outputs (through the top block before fine-tuning). With `fp32`,
    * here and in the other two, frozen parts that run in int8 run these samples in fp32 (validation and test images).
    */
-  headFromLower(lowers: Float32Array[], n: number, opts?: { fp32?: boolean }): Promise<Float32Array>;
+  headFromLower(lowers: Float32Array[], n: number, opts?: Pick<FrozenRunOptions, 'fp32'>): Promise<Float32Array>;
   /** What the trained part of fine-tuning takes: the lower part's outputs. */
   lowerOutputs: ArrayForward;
 }
@@ -64,7 +64,7 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
     if (!head.pool || cfg.head.pooling === 'flatten') return maps;
     return readAndDispose(tf.tidy(() => head.pooled(tf.tensor(maps, [n, ...featureShape]))));
   };
-  const headFromLower = async (lowers: Float32Array[], n: number, o?: { fp32?: boolean }): Promise<Float32Array> => {
+  const headFromLower: Transfer['headFromLower'] = async (lowers, n, o) => {
     if (upper) return pool((await upper.run(lowers[0]!, n, o))[0]!, n);
     return readAndDispose(tf.tidy(() => head.pooled(applyUpper(parts!.upper, lowers.map((a, i) => tf.tensor(a, [n, ...lowerShapes[i]!]))))));
   };
