@@ -48,6 +48,8 @@ export interface GraftConfig {
     authFailuresPerMinute: number;
     /** /predict requests of one tenant in flight at once, per API process. */
     tenantPredicts: number;
+    /** /predict requests of one tenant that wait for one of those slots, per API process; past them, 429. */
+    tenantPredictQueue: number;
     /** Dataset uploads and imports of one tenant in flight at once, per API process. */
     tenantIngests: number;
     /** Bytes of all the datasets of one tenant. */
@@ -311,6 +313,7 @@ function limits(r: EnvReader): GraftConfig['limits'] {
     rateLimitPerMinute: r.int('GRAFT_RATE_LIMIT', 6000, 0),
     authFailuresPerMinute: r.int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
     tenantPredicts: r.int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
+    tenantPredictQueue: r.int('GRAFT_TENANT_PREDICT_QUEUE', 64, 0, 100_000),
     tenantIngests: r.int('GRAFT_TENANT_INGESTS', 2, 1, 1_000),
     tenantStorageBytes: r.int('GRAFT_MAX_TENANT_STORAGE_BYTES', 20 * 1024 ** 3, 1024),
     tenantStreams: r.int('GRAFT_TENANT_STREAMS', 32, 1, 100_000),

@@ -219,8 +219,10 @@ describe('HTTP limits', () => {
 });
 
 describe('requests in flight per tenant', () => {
-  it("holds a tenant to GRAFT_TENANT_PREDICTS requests in flight, and leaves another tenant's alone", async () => {
-    const deps = createDeps(testConfig({ GRAFT_API_KEYS: `abuser:${KEY},other:${OTHER}`, GRAFT_TENANT_PREDICTS: '2' }));
+  it("holds a tenant to GRAFT_TENANT_PREDICTS requests in flight, queues GRAFT_TENANT_PREDICT_QUEUE more, and leaves another tenant's alone", async () => {
+    const deps = createDeps(
+      testConfig({ GRAFT_API_KEYS: `abuser:${KEY},other:${OTHER}`, GRAFT_TENANT_PREDICTS: '2', GRAFT_TENANT_PREDICT_QUEUE: '1' }),
+    );
     await deps.storage.ensureBucket();
     await deps.storage.putJson(keys.modelRecord('abuser', 'mdl_known'), {
       id: 'mdl_known', jobId: 'job_known', datasetId: 'ds_x', labels: ['a', 'b'], backbone: null, method: 'scratch',
@@ -230,28 +232,56 @@ describe('requests in flight per tenant', () => {
     await app.listen({ host: '127.0.0.1', port: 0 });
     const port = (app.server.address() as AddressInfo).port;
     const slow: net.Socket[] = [];
-    try {
-      // Two predicts of one tenant whose bodies are still arriving: counted once the server has their headers.
-      let arrived = 0;
-      const bothArrived = new Promise<void>((resolve) => app.server.on('request', () => ++arrived === 2 && resolve()));
-      for (let i = 0; i < 2; i++) {
-        const s = net.connect(port, '127.0.0.1', () =>
-          s.write(`POST /v1/models/mdl_known/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n`),
-        );
-        s.on('error', () => {});
-        slow.push(s);
-      }
-      await bothArrived;
-      // Their hooks (authentication, then the count) run just after; nothing else competes for the slots.
+    let arrived = 0;
+    const arrivals: (() => void)[] = [];
+    app.server.on('request', () => {
+      arrived++;
+      arrivals.splice(0).forEach((f) => f());
+    });
+    /** A predict of the tenant whose body never comes: it takes a slot, or waits for one. */
+    const slowPredict = async () => {
+      const before = arrived;
+      const s = net.connect(port, '127.0.0.1', () =>
+        s.write(`POST /v1/models/mdl_known/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n`),
+      );
+      s.on('error', () => {});
+      slow.push(s);
+      while (arrived === before) await new Promise<void>((r) => arrivals.push(r));
+      // Its hooks (authentication, then the count) run just after; nothing else competes for the slots.
       await new Promise((r) => setTimeout(r, 200));
+      return s;
+    };
+    try {
+      const [first] = [await slowPredict(), await slowPredict()];
+      const waiting = await slowPredict();
       const png = await sharp({ create: { width: 30, height: 30, channels: 3, background: '#123' } }).png().toBuffer();
       const predict = (key: string, model = 'mdl_known') =>
         app.inject({ method: 'POST', url: `/v1/models/${model}/predict`, headers: { authorization: `Bearer ${key}`, 'content-type': 'image/png' }, payload: png });
-      const third = await predict(KEY);
-      expect(third.statusCode).toBe(429);
-      expect(third.json().error.message).toContain('GRAFT_TENANT_PREDICTS');
+      // Two in flight and one waiting: the next is refused, and told when to retry.
+      const refused = await predict(KEY);
+      expect(refused.statusCode).toBe(429);
+      expect(refused.headers['retry-after']).toBe('1');
+      expect(refused.json().error.message).toContain('GRAFT_TENANT_PREDICTS');
+      expect(refused.json().error.message).toContain('GRAFT_TENANT_PREDICT_QUEUE');
+      expect(refused.json().error.details).toMatchObject({ limit: 2, queue: 1, retryAfterSeconds: 1 });
       // The other tenant gets past the limit, to the model lookup (it has no such model).
       expect((await predict(OTHER)).statusCode).toBe(404);
+      // The waiting client goes away: its place in the queue is free again, and the next request waits there.
+      waiting.destroy();
+      let queued: ReturnType<typeof predict>;
+      for (let i = 0; ; i++) {
+        let answered = false;
+        queued = predict(KEY, 'mdl_missing');
+        void queued.then(() => (answered = true));
+        await new Promise((r) => setTimeout(r, 200));
+        if (!answered) break;
+        // Refused while the server had not yet seen the client go: try again.
+        expect((await queued).statusCode).toBe(429);
+        expect(i).toBeLessThan(20);
+      }
+      // A slot frees: the waiting request takes it and goes on to the model lookup.
+      first.destroy();
+      expect((await queued).statusCode).toBe(404);
       for (const s of slow) s.destroy();
       let after = 429;
       for (let i = 0; i < 100 && after === 429; i++) {

@@ -33,7 +33,11 @@ export default fp(async function errors(app: FastifyInstance) {
   });
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
-    if (err instanceof ApiError) return reply.code(err.status).send(err.toJSON());
+    if (err instanceof ApiError) {
+      const retryAfter = err.details?.retryAfterSeconds;
+      if (err.status === 429 && typeof retryAfter === 'number') reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfter))));
+      return reply.code(err.status).send(err.toJSON());
+    }
     if (err.validation) {
       const { message, fields } = describeValidation(err);
       return reply.code(400).send(new ApiError('VALIDATION_FAILED', message, { fields }).toJSON());

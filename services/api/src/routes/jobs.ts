@@ -254,7 +254,7 @@ const jobRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; datasets: DatasetSer
     },
     async (req, reply) => {
       const rec = await load(req.tenant, req.params.id);
-      streams.enter(req);
+      await streams.enter(req);
       reply.raw.once('close', () => streams.leave(req));
       streamEvents(deps, rec, reply);
     },
