@@ -310,7 +310,7 @@ function limits(r: EnvReader): GraftConfig['limits'] {
     predictDecodePixels: r.int('GRAFT_PREDICT_DECODE_PIXELS', 320_000_000, 1),
     jsonBodyBytes: r.int('GRAFT_MAX_JSON_BYTES', 1024 ** 2, 1024),
     jsonDepth: r.int('GRAFT_MAX_JSON_DEPTH', 32, 2, 1000),
-    rateLimitPerMinute: r.int('GRAFT_RATE_LIMIT', 6000, 0),
+    rateLimitPerMinute: r.int('GRAFT_RATE_LIMIT', 60_000, 0),
     authFailuresPerMinute: r.int('GRAFT_AUTH_FAILURE_LIMIT', 30, 0),
     tenantPredicts: r.int('GRAFT_TENANT_PREDICTS', 16, 1, 10_000),
     tenantPredictQueue: r.int('GRAFT_TENANT_PREDICT_QUEUE', 64, 0, 100_000),
