@@ -6,6 +6,14 @@
 import type { ErrorCode } from '@graft/contract';
 import sharp from 'sharp';
 
+// One libvips thread per image, and no libvips operation cache, for every sharp pipeline of the process: images are
+// decoded in parallel on libuv's pool instead (a request's images, a batch's, several requests'), and a decoded
+// image is never asked for twice. On 2 cores, 400 Dogs vs Cats JPEGs resized to 224 px on libuv's 4 threads took
+// 2.40 ms of CPU an image against 2.51 with the cache (687-752 images/s against 642 with two libvips threads an
+// image); a 4000x3000 JPEG or a 2000x1500 PNG takes as long with one libvips thread as with two (63 and 43 ms).
+sharp.concurrency(1);
+sharp.cache(false);
+
 /**
  * A classifier's pixel normalisation, as graft.json's `preprocessing` holds it: either (pixel - mean) / std per
  * channel, or pixel * scale + offset; in both cases channels are reordered to `channelOrder` first.

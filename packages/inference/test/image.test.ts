@@ -120,3 +120,14 @@ describe('normalizeInto', () => {
     expect(() => pixelTransform({ scale: 0 })).toThrow(/scale/);
   });
 });
+
+describe('libvips settings of the decoder', () => {
+  it('decodes each image on one libvips thread and keeps no operation cache once the decoder is loaded', async () => {
+    const { jpeg } = await samples();
+    await decodeImage(jpeg, 32, 'linear');
+    expect(sharp.concurrency()).toBe(1);
+    const cache = sharp.cache();
+    expect(cache.memory.max).toBe(0);
+    expect(cache.items.max).toBe(0);
+  });
+});
