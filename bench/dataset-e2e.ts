@@ -6,7 +6,8 @@
 // request, the eval split's images round and round) for --seconds each: images/s and latency p50/p99. The clients
 // post with node:http over kept-alive connections, a light load generator as wrk or hey are: they share the two cores
 // with the service, and fetch() took about a tenth of the images/s away (8 clients: 130 against 147 images/s).
-// --fetch posts with fetch() instead.
+// --fetch posts with fetch() instead. --model mdl_… skips the upload and the job: the eval split's accuracy and the
+// load are measured on that model (to compare builds of the service on one trained model).
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -34,6 +35,7 @@ const clientCounts = opt('clients', '').split(',').filter(Boolean).map(Number);
 const seconds = Number(opt('seconds', '15'));
 const H: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
 const useFetch = args.includes('--fetch');
+const givenModel = opt('model', '');
 
 const files = (split: string) =>
   fs.existsSync(path.join(folder, split))
@@ -44,6 +46,12 @@ const files = (split: string) =>
 
 async function main() {
   const t0 = Date.now();
+  const modelId = givenModel || (await trainModel(t0));
+  await evaluate(modelId, t0);
+}
+
+/** Uploads the dataset and trains on it with the config: the model's id. */
+async function trainModel(t0: number): Promise<string> {
   const zip = new yazl.ZipFile();
   for (const s of uploadSplits) for (const f of files(s)) zip.addFile(f.file, `${f.split}/${f.cls}/${path.basename(f.file)}`);
   zip.end();
@@ -78,13 +86,17 @@ async function main() {
   const tJob = Date.now();
   if (job.state !== 'succeeded') throw new Error(`job ${job.state}: ${JSON.stringify(job.error)}`);
   console.log(`job ${job.id} succeeded in ${((tJob - tUp) / 1000).toFixed(1)} s on ${job.backend}; validation ${JSON.stringify(job.validation)}`);
+  return job.modelId;
+}
 
+/** /predict's accuracy on the eval split's images, one at a time, then the load with each client count. */
+async function evaluate(modelId: string, t0: number): Promise<void> {
   const evalFiles = files(evalSplit);
   let right = 0;
   const lat: number[] = [];
   for (const f of evalFiles) {
     const s = performance.now();
-    const r = await fetch(`${url}/v1/models/${job.modelId}/predict?topK=1`, {
+    const r = await fetch(`${url}/v1/models/${modelId}/predict?topK=1`, {
       method: 'POST',
       headers: { ...H, 'content-type': 'image/jpeg' },
       body: new Uint8Array(fs.readFileSync(f.file)),
@@ -99,7 +111,7 @@ async function main() {
       `(p50 ${lat[Math.floor(lat.length / 2)]?.toFixed(1)} ms); total ${((Date.now() - t0) / 1000).toFixed(0)} s`,
   );
   const bodies = evalFiles.map((f) => new Uint8Array(fs.readFileSync(f.file)) as Uint8Array<ArrayBuffer>);
-  for (const clients of clientCounts) await loadPredict(job.modelId, bodies, clients);
+  for (const clients of clientCounts) await loadPredict(modelId, bodies, clients);
 }
 
 /** `clients` concurrent clients posting one image each, round and round, for `seconds`: images/s, p50, p99. */
@@ -107,21 +119,22 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
   const lat: number[] = [];
   let next = 0;
   let failed = 0;
+  let refused = 0;
   const until = performance.now() + seconds * 1000;
   const started = performance.now();
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const target = new URL(`${url}/v1/models/${modelId}/predict?topK=1`);
-  /** One request: whether it succeeded. */
-  const post = async (body: Uint8Array<ArrayBuffer>): Promise<boolean> => {
+  /** One request: its status code. */
+  const post = async (body: Uint8Array<ArrayBuffer>): Promise<number> => {
     if (useFetch) {
       const r = await fetch(target, { method: 'POST', headers: { ...H, 'content-type': 'image/jpeg' }, body });
       await r.arrayBuffer();
-      return r.ok;
+      return r.status;
     }
     return new Promise((resolve, reject) => {
       const req = http.request(target, { method: 'POST', agent, headers: { ...H, 'content-type': 'image/jpeg', 'content-length': body.byteLength } }, (res) => {
         res.resume();
-        res.on('end', () => resolve(res.statusCode === 200));
+        res.on('end', () => resolve(res.statusCode ?? 0));
         res.on('error', reject);
       });
       req.on('error', reject);
@@ -133,7 +146,9 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
       while (performance.now() < until) {
         const body = bodies[next++ % bodies.length]!;
         const s = performance.now();
-        if (await post(body)) lat.push(performance.now() - s);
+        const status = await post(body);
+        if (status === 200) lat.push(performance.now() - s);
+        else if (status === 429) refused++;
         else failed++;
       }
     }),
@@ -142,7 +157,7 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
   const wall = (performance.now() - started) / 1000;
   lat.sort((a, b) => a - b);
   const q = (f: number) => lat[Math.min(lat.length - 1, Math.floor(lat.length * f))]?.toFixed(1);
-  console.log(`/predict, ${clients} clients: ${(lat.length / wall).toFixed(1)} images/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${failed} failed`);
+  console.log(`/predict, ${clients} clients: ${(lat.length / wall).toFixed(1)} images/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${failed} failed, ${refused} refused (429)`);
 }
 
 main().catch((err) => {
