@@ -54,7 +54,7 @@ const modelRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; models: ModelServi
 
   const body = predictBody(models, limits);
   const decodeGate = new FairGate(limits.predictDecodePixels);
-  const inflight = new TenantInflight(limits.tenantPredicts, '/predict requests', 'GRAFT_TENANT_PREDICTS', {
+  const inflight = new TenantInflight(limits.tenantPredicts, '/predict and /explain requests', 'GRAFT_TENANT_PREDICTS', {
     size: limits.tenantPredictQueue,
     variable: 'GRAFT_TENANT_PREDICT_QUEUE',
   });
