@@ -27,6 +27,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { decodeImages, initBackend, PREPROCESSING, train, type Phase } from '@graft/vision';
+import { TRAINING_RESIZE_KERNEL } from '@graft/inference';
 import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/contract';
 import { itemInput } from '@graft/vision/features';
@@ -204,7 +205,7 @@ async function decodeRate(size: number): Promise<{ rate: number; images: number 
   const refs = split('train', classLabels(args.data!)).slice(0, 512);
   const bytes = refs.map((r) => new Uint8Array(readFileSync(r.key)));
   const t0 = performance.now();
-  await decodeImages(bytes.length, async (i) => bytes[i]!, size);
+  await decodeImages(bytes.length, async (i) => bytes[i]!, size, { kernel: TRAINING_RESIZE_KERNEL });
   return { rate: bytes.length / ((performance.now() - t0) / 1000), images: bytes.length };
 }
 

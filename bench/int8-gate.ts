@@ -74,7 +74,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < train.length; i += 16) {
     const chunk = train.slice(i, i + 16);
     const input = new Float32Array(chunk.length * per);
-    (await Promise.all(chunk.map((c) => decodeImage(c.bytes, 224)))).forEach((p, j) => normalizeInto(p, t, input, j * per));
+    (await Promise.all(chunk.map((c) => decodeImage(c.bytes, 224, resizeKernelOf(spec.preprocessing))))).forEach((p, j) => normalizeInto(p, t, input, j * per));
     const maps = await session.run(input, chunk.length);
     const size = maps.length / chunk.length / 768;
     for (let j = 0; j < chunk.length; j++) {

@@ -28,7 +28,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
-import { decodeImage, exportOnnx, normalizeInto, normalizeRows, pixelTransform, quantizeOnnx, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
+import { decodeImage, resizeKernelOf, exportOnnx, normalizeInto, normalizeRows, pixelTransform, quantizeOnnx, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
 import { keys, Storage } from '@graft/storage';
 import { startEmbeddedS3, startRedisServer } from '@graft/devservers';
 import { startApi, type Service } from '../test/support/processes';
@@ -95,7 +95,7 @@ async function calibrationBatches(manifest: ClassifierManifest): Promise<{ input
   for (let i = 0; i < images.length; i += 16) {
     const chunk = images.slice(i, i + 16);
     const input = new Float32Array(chunk.length * per);
-    const pixels = await Promise.all(chunk.map((b) => decodeImage(b, size)));
+    const pixels = await Promise.all(chunk.map((b) => decodeImage(b, size, resizeKernelOf(manifest.preprocessing))));
     pixels.forEach((p, j) => normalizeInto(p, t, input, j * per));
     batches.push({ input, batch: chunk.length });
   }

@@ -58,7 +58,7 @@ export class InvalidImageError extends Error {
 export const RESIZE_KERNELS = ['lanczos3', 'linear'] as const;
 export type ResizeKernel = (typeof RESIZE_KERNELS)[number];
 export const TRAINING_RESIZE_KERNEL: ResizeKernel = 'linear';
-/** The filter of a model whose preprocessing names none, and of decodes that ask for none. */
+/** The filter of a model whose preprocessing names none (models made before graft.json named it). */
 const DEFAULT_RESIZE_KERNEL: ResizeKernel = 'lanczos3';
 
 /** The resize filter a model's preprocessing names ('lanczos3' where it names none); throws on any other value. */
@@ -71,10 +71,12 @@ export function resizeKernelOf(p: { resizeKernel?: unknown }): ResizeKernel {
 }
 
 /**
- * Decodes one image to size x size x 3 RGB bytes (row-major, channels last), resized with `kernel`. Throws on
- * bytes that are not a decodable image.
+ * Decodes one image to size x size x 3 RGB bytes (row-major, channels last), resized with `kernel`: the filter of
+ * the model the pixels are for (resizeKernelOf of its preprocessing, TRAINING_RESIZE_KERNEL for a new one), named by
+ * every caller so that no model is served pixels resized otherwise than it was trained on. Throws on bytes that
+ * are not a decodable image.
  */
-export async function decodeImage(bytes: Uint8Array, size: number, kernel: ResizeKernel = DEFAULT_RESIZE_KERNEL): Promise<Uint8Array> {
+export async function decodeImage(bytes: Uint8Array, size: number, kernel: ResizeKernel): Promise<Uint8Array> {
   const { data, info } = await sharp(bytes, { failOn: 'error' })
     .rotate() // EXIF orientation
     .removeAlpha()
@@ -92,7 +94,7 @@ export async function decodeImage(bytes: Uint8Array, size: number, kernel: Resiz
  * Decodes every image of a request concurrently (sharp queues them on libuv's pool). Rejects with an
  * InvalidImageError naming the first image, in request order, that cannot be decoded.
  */
-export async function decodeAll(images: readonly Uint8Array[], size: number, kernel?: ResizeKernel): Promise<Uint8Array[]> {
+export async function decodeAll(images: readonly Uint8Array[], size: number, kernel: ResizeKernel): Promise<Uint8Array[]> {
   const settled = await Promise.allSettled(images.map((b) => decodeImage(b, size, kernel)));
   return settled.map((s, i) => {
     if (s.status === 'rejected') throw new InvalidImageError(i, s.reason);

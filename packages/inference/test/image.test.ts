@@ -37,16 +37,16 @@ describe('decodeImage', () => {
   it('decodes JPEG, EXIF-rotated JPEG, PNG with alpha, grayscale and WebP to size x size x 3, the same each time', async () => {
     for (const [what, bytes] of Object.entries(await samples())) {
       for (const size of [32, 224]) {
-        const once = await decodeImage(bytes, size);
+        const once = await decodeImage(bytes, size, 'lanczos3');
         expect(once.length, what).toBe(size * size * 3);
-        expect(Buffer.compare(Buffer.from(once), Buffer.from(await decodeImage(bytes, size))), `${what} at ${size}`).toBe(0);
+        expect(Buffer.compare(Buffer.from(once), Buffer.from(await decodeImage(bytes, size, 'lanczos3'))), `${what} at ${size}`).toBe(0);
       }
     }
   });
 
   it("resizes with the filter asked: lanczos3 where a model's preprocessing names none, linear as training names", async () => {
     const { 'large jpeg': large } = await samples();
-    const lanczos = await decodeImage(large, 100);
+    const lanczos = await decodeImage(large, 100, 'lanczos3');
     const linear = await decodeImage(large, 100, 'linear');
     expect(Buffer.compare(Buffer.from(await decodeImage(large, 100, 'lanczos3')), Buffer.from(lanczos))).toBe(0);
     expect(linear.length).toBe(lanczos.length);
@@ -66,7 +66,7 @@ describe('decodeImage', () => {
     const raw = Buffer.alloc(20 * 10 * 3);
     for (let y = 0; y < 10; y++) for (let x = 0; x < 10; x++) raw.fill(255, (y * 20 + x) * 3, (y * 20 + x) * 3 + 3);
     const jpeg = await sharp(raw, { raw: { width: 20, height: 10, channels: 3 } }).jpeg({ quality: 95 }).withMetadata({ orientation: 6 }).toBuffer();
-    const px = await decodeImage(jpeg, 10);
+    const px = await decodeImage(jpeg, 10, 'lanczos3');
     const at = (x: number, y: number) => px[(y * 10 + x) * 3]!;
     expect(at(5, 1)).toBeGreaterThan(200);
     expect(at(5, 8)).toBeLessThan(50);
@@ -76,18 +76,18 @@ describe('decodeImage', () => {
   it('names the first undecodable image of a request by its index', async () => {
     const { jpeg } = await samples();
     const images = [jpeg, Buffer.from('not an image'), jpeg, Buffer.alloc(0)];
-    const err = await decodeAll(images, 16).catch((e) => e);
+    const err = await decodeAll(images, 16, 'lanczos3').catch((e) => e);
     expect(err).toBeInstanceOf(InvalidImageError);
     expect(err.index).toBe(1);
     expect(err.code).toBe('INVALID_IMAGE');
-    const ok = await decodeAll([jpeg, jpeg], 16);
+    const ok = await decodeAll([jpeg, jpeg], 16, 'lanczos3');
     expect(ok.map((p) => p.length)).toEqual([768, 768]);
   });
 });
 
 describe('normalizeInto', () => {
   it('computes (pixel - mean) / std per channel for every preprocessing mode of @graft/vision, in place too', async () => {
-    const pixels = await decodeImage((await samples()).jpeg, 20);
+    const pixels = await decodeImage((await samples()).jpeg, 20, 'lanczos3');
     for (const p of Object.values(vision.PREPROCESSING)) {
       const expected = Float32Array.from(pixels, (_, i) => {
         const c = i % 3;

@@ -37,7 +37,7 @@ async function images(n: number, seed: number): Promise<Uint8Array[]> {
 
 /** Unit features at graft_head_pool of images, computed by TF.js. */
 async function poolFeatures(model: tf.LayersModel, imgs: Uint8Array[]): Promise<Float32Array> {
-  const pixels = await decodeAll(imgs, SIZE);
+  const pixels = await decodeAll(imgs, SIZE, 'lanczos3');
   const t = pixelTransform(PREPROCESSING.tf);
   const per = SIZE * SIZE * 3;
   const buf = new Float32Array(pixels.length * per);
@@ -152,7 +152,7 @@ describe('Predictor with an out-of-distribution bank', () => {
       const p = predictor(engine);
       const plain = await p.predict(`flip-${engine}`, source(files), unknown, 3);
       const flipped = await Promise.all(
-        (await decodeAll(unknown, SIZE)).map((px) => sharp(Buffer.from(mirrored(px, SIZE)), { raw: { width: SIZE, height: SIZE, channels: 3 } }).png().toBuffer()),
+        (await decodeAll(unknown, SIZE, 'lanczos3')).map((px) => sharp(Buffer.from(mirrored(px, SIZE)), { raw: { width: SIZE, height: SIZE, channels: 3 } }).png().toBuffer()),
       );
       const mirror = await p.predict(`flip-${engine}`, source(files), flipped, 3);
       const tta = await p.predict(`flip-${engine}`, source(files), unknown, 3, { flip: true });

@@ -55,7 +55,7 @@ async function batchOf(images: Uint8Array[]): Promise<{ input: Float32Array; bat
   const t = pixelTransform(PREPROCESSING);
   const per = SIZE * SIZE * 3;
   const input = new Float32Array(images.length * per);
-  const pixels = await Promise.all(images.map((b) => decodeImage(b, SIZE)));
+  const pixels = await Promise.all(images.map((b) => decodeImage(b, SIZE, 'lanczos3')));
   pixels.forEach((p, i) => normalizeInto(p, t, input, i * per));
   return { input, batch: images.length };
 }

@@ -78,8 +78,8 @@ export async function mapConcurrent<T, R>(
 
 export interface DecodeManyOptions {
   concurrency?: number;
-  /** The resize filter (default 'lanczos3'). */
-  kernel?: ResizeKernel;
+  /** The resize filter of the model the images are for (decodeImage). */
+  kernel: ResizeKernel;
   signal?: AbortSignal;
   /** Called after each image with the number done so far. */
   onProgress?(done: number, total: number): void;
@@ -93,7 +93,7 @@ export function decodeImages(
   count: number,
   read: (index: number) => Promise<Uint8Array>,
   size: number,
-  opts: DecodeManyOptions = {},
+  opts: DecodeManyOptions,
 ): Promise<(Uint8Array | ImageDecodeError)[]> {
   return Promise.all(decodeInOrder(count, read, size, opts));
 }
@@ -108,7 +108,7 @@ export function decodeInOrder(
   count: number,
   read: (index: number) => Promise<Uint8Array>,
   size: number,
-  opts: DecodeManyOptions = {},
+  opts: DecodeManyOptions,
 ): Promise<Uint8Array | ImageDecodeError>[] {
   const settle: { resolve(v: Uint8Array | ImageDecodeError): void; reject(e: unknown): void }[] = [];
   const promises = Array.from(

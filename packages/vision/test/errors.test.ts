@@ -38,10 +38,10 @@ describe('engine errors', () => {
   });
 
   it('undecodable images are permanent, for training and for prediction', async () => {
-    const [decoded] = await decodeImages(1, async () => garbage, 32);
+    const [decoded] = await decodeImages(1, async () => garbage, 32, { kernel: 'lanczos3' });
     expect(decoded).toBeInstanceOf(ImageDecodeError);
     expect(decoded).toMatchObject({ code: 'IMAGE_DECODE_FAILED', permanent: true });
-    const err = await rejection(decodeAll([garbage], 32));
+    const err = await rejection(decodeAll([garbage], 32, 'lanczos3'));
     expect(err).toBeInstanceOf(InvalidImageError);
     expect(err).toMatchObject({ code: 'INVALID_IMAGE', permanent: true });
   });

@@ -164,7 +164,7 @@ describe('frozen models on ONNX Runtime', () => {
   it.skipIf(!haveModels)('give the pretrained MobileNet features of real photos to within 1e-4 of their range', async () => {
     const m = await loadBackbone('mobilenet_v1_0.25_224', MODELS);
     const files = readdirSync(IMAGES).sort().slice(0, 4);
-    const images = (await decodeImages(files.length, async (i) => new Uint8Array(readFileSync(`${IMAGES}/${files[i]}`)), 224)) as Uint8Array[];
+    const images = (await decodeImages(files.length, async (i) => new Uint8Array(readFileSync(`${IMAGES}/${files[i]}`)), 224, { kernel: 'lanczos3' })) as Uint8Array[];
     const per = 224 * 224 * 3;
     const x = new Float32Array(files.length * per);
     images.forEach((img, i) => normalizePixels(img, PREPROCESSING.tf, x.subarray(i * per, (i + 1) * per)));

@@ -15,7 +15,7 @@ const px = (img: Uint8Array, size: number, r: number, c: number) => Array.from(i
 
 describe('decodeImage', () => {
   it('stretches to size x size without keeping the aspect ratio', async () => {
-    const img = await decodeImage(await halves(40, 10), 8);
+    const img = await decodeImage(await halves(40, 10), 8, 'lanczos3');
     expect(img.length).toBe(8 * 8 * 3);
     // the halves stay halves: nothing cropped, nothing padded
     expect(px(img, 8, 0, 0)).toEqual([255, 0, 0]);
@@ -27,7 +27,7 @@ describe('decodeImage', () => {
   it('applies the EXIF orientation', async () => {
     // Orientation 6: the stored image is shown turned 90 degrees clockwise, so its left half ends up on top.
     const jpeg = await sharp(await halves(16, 16)).jpeg({ quality: 100 }).withMetadata({ orientation: 6 }).toBuffer();
-    const img = await decodeImage(jpeg, 16);
+    const img = await decodeImage(jpeg, 16, 'lanczos3');
     const [r, , b] = px(img, 16, 1, 8);
     expect(r).toBeGreaterThan(200);
     expect(b).toBeLessThan(60);
@@ -38,21 +38,21 @@ describe('decodeImage', () => {
 
   it('turns grayscale and RGBA images into 3-channel RGB', async () => {
     const gray = await sharp(Buffer.alloc(4 * 4, 77), { raw: { width: 4, height: 4, channels: 1 } }).png().toBuffer();
-    expect(px(await decodeImage(gray, 4), 4, 1, 1)).toEqual([77, 77, 77]);
+    expect(px(await decodeImage(gray, 4, 'lanczos3'), 4, 1, 1)).toEqual([77, 77, 77]);
     const rgba = await sharp(Buffer.alloc(4 * 4 * 4, 200), { raw: { width: 4, height: 4, channels: 4 } }).webp({ lossless: true }).toBuffer();
-    const img = await decodeImage(rgba, 4);
+    const img = await decodeImage(rgba, 4, 'lanczos3');
     expect(img.length).toBe(4 * 4 * 3);
     expect(px(img, 4, 2, 2)).toEqual([200, 200, 200]);
   });
 
   it('rejects bytes that are not an image', async () => {
-    await expect(decodeImage(new Uint8Array([0, 1, 2, 3]), 8)).rejects.toThrow();
+    await expect(decodeImage(new Uint8Array([0, 1, 2, 3]), 8, 'lanczos3')).rejects.toThrow();
   });
 
   it('decodes many at once and marks the undecodable ones with their index', async () => {
     const good = new Uint8Array(await halves(8, 8));
     const list = [good, new Uint8Array([9, 9, 9]), good];
-    const out = await decodeImages(list.length, async (i) => list[i]!, 4, { concurrency: 2 });
+    const out = await decodeImages(list.length, async (i) => list[i]!, 4, { concurrency: 2, kernel: 'lanczos3' });
     expect(out[0]).toBeInstanceOf(Uint8Array);
     expect(out[1]).toBeInstanceOf(ImageDecodeError);
     expect((out[1] as ImageDecodeError).index).toBe(1);
@@ -72,7 +72,7 @@ describe('decodeImage', () => {
       reading--;
       return list[i]!;
     };
-    const promises = decodeInOrder(list.length, read, 4, { concurrency: 2 });
+    const promises = decodeInOrder(list.length, read, 4, { concurrency: 2, kernel: 'lanczos3' });
     expect(promises).toHaveLength(5);
     // Nobody awaited anything yet: the last image is decoded anyway.
     expect(await promises[4]).toBeInstanceOf(Uint8Array);
@@ -88,7 +88,7 @@ describe('decodeImage', () => {
     const promises = decodeInOrder(4, async (i) => {
       if (i === 1) throw new Error('storage is down');
       return good;
-    }, 4, { concurrency: 1 });
+    }, 4, { concurrency: 1, kernel: 'lanczos3' });
     expect(await promises[0]).toBeInstanceOf(Uint8Array);
     await expect(promises[1]).rejects.toThrow('storage is down');
     await expect(promises[3]).rejects.toThrow('storage is down');
