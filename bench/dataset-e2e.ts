@@ -125,9 +125,10 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
   const started = performance.now();
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const target = new URL(`${url}/v1/models/${modelId}/predict?topK=1`);
+  /** A Retry-After header in seconds (1 where absent or not a number). */
+  const after = (v: string | null | undefined) => Number(v ?? 1) || 1;
   /** One request: its status code, and the Retry-After of a 429 in seconds. */
   const post = async (body: Uint8Array<ArrayBuffer>): Promise<{ status: number; retryAfter: number }> => {
-    const after = (v: string | null | undefined) => Number(v ?? 1) || 1;
     if (useFetch) {
       const r = await fetch(target, { method: 'POST', headers: { ...H, 'content-type': 'image/jpeg' }, body });
       await r.arrayBuffer();

@@ -12,8 +12,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
-import sharp from 'sharp';
-import { createSession, decodeImage, exportOnnx, quantizeOnnx, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
+import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeOnnx, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
 
 const SHARED = join(import.meta.dirname, '../../shared');
 const MODEL_DIR = join(SHARED, 'models/mobilenet_v1_0.75_224');
@@ -21,9 +20,8 @@ const IMAGES_DIR = join(SHARED, 'datasets/dogs-vs-cats/train');
 const FEATURE_LAYER = 'conv_pw_13_relu';
 const SIZE = 224;
 const PIXELS = SIZE * SIZE * 3;
-
-// One libvips thread per image: images are decoded in parallel on libuv's pool instead.
-sharp.concurrency(1);
+/** MobileNet's input scaling, to [-1, 1]. */
+const TO_UNIT = pixelTransform({ mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] });
 
 const { values: args } = parseArgs({
   options: {
@@ -58,8 +56,7 @@ async function decodeBatch(files: string[]): Promise<Float32Array> {
   await Promise.all(
     files.map(async (file, i) => {
       const pixels = await decodeImage(await readFile(file), SIZE, TRAINING_RESIZE_KERNEL);
-      const offset = i * PIXELS;
-      for (let k = 0; k < PIXELS; k++) out[offset + k] = pixels[k] / 127.5 - 1;
+      normalizeInto(pixels, TO_UNIT, out, i * PIXELS);
     }),
   );
   return out;

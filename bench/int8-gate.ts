@@ -68,13 +68,14 @@ async function main(): Promise<void> {
   const session = await createSession(featureModel);
   const train = split('train', Number(args.train));
   const t = pixelTransform(spec.preprocessing);
+  const kernel = resizeKernelOf(spec.preprocessing);
   const per = 224 * 224 * 3;
   let started = performance.now();
   const features: Float32Array[] = [];
   for (let i = 0; i < train.length; i += 16) {
     const chunk = train.slice(i, i + 16);
     const input = new Float32Array(chunk.length * per);
-    (await Promise.all(chunk.map((c) => decodeImage(c.bytes, 224, resizeKernelOf(spec.preprocessing))))).forEach((p, j) => normalizeInto(p, t, input, j * per));
+    (await Promise.all(chunk.map((c) => decodeImage(c.bytes, 224, kernel)))).forEach((p, j) => normalizeInto(p, t, input, j * per));
     const maps = await session.run(input, chunk.length);
     const size = maps.length / chunk.length / 768;
     for (let j = 0; j < chunk.length; j++) {

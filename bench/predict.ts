@@ -88,6 +88,7 @@ async function buildClassifier(): Promise<Record<string, Uint8Array>> {
 /** 64 training images (not the validation images measured), normalised as the model takes them, in batches of 16. */
 async function calibrationBatches(manifest: ClassifierManifest): Promise<{ input: Float32Array; batch: number }[]> {
   const t = pixelTransform(manifest.preprocessing);
+  const kernel = resizeKernelOf(manifest.preprocessing);
   const size = manifest.inputSize;
   const per = size * size * 3;
   const images = loadImages(64, CALIBRATION);
@@ -95,7 +96,7 @@ async function calibrationBatches(manifest: ClassifierManifest): Promise<{ input
   for (let i = 0; i < images.length; i += 16) {
     const chunk = images.slice(i, i + 16);
     const input = new Float32Array(chunk.length * per);
-    const pixels = await Promise.all(chunk.map((b) => decodeImage(b, size, resizeKernelOf(manifest.preprocessing))));
+    const pixels = await Promise.all(chunk.map((b) => decodeImage(b, size, kernel)));
     pixels.forEach((p, j) => normalizeInto(p, t, input, j * per));
     batches.push({ input, batch: chunk.length });
   }

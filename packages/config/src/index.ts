@@ -46,9 +46,9 @@ export interface GraftConfig {
     rateLimitPerMinute: number;
     /** Requests with a wrong or missing API key, per client address and minute, counted across API processes. */
     authFailuresPerMinute: number;
-    /** /predict requests of one tenant in flight at once, per API process. */
+    /** /predict and /explain requests of one tenant in flight at once, per API process. */
     tenantPredicts: number;
-    /** /predict requests of one tenant that wait for one of those slots, per API process; past them, 429. */
+    /** /predict and /explain requests of one tenant that wait for one of those slots, per API process; past them, 429. */
     tenantPredictQueue: number;
     /** Dataset uploads and imports of one tenant in flight at once, per API process. */
     tenantIngests: number;

@@ -35,10 +35,6 @@ export class TenantInflight {
     return this.counts.get(tenant) ?? 0;
   }
 
-  waitingOf(tenant: string): number {
-    return this.waiting.get(tenant)?.length ?? 0;
-  }
-
   /** Counts the request, waits for a slot where the queue has room, or throws 429. */
   async enter(req: FastifyRequest): Promise<void> {
     const n = this.inFlight(req.tenant);
