@@ -258,7 +258,9 @@ describe('outages of storage and Redis', () => {
     } finally {
       s3 = await startEmbeddedS3({ dir: s3Dir, port: s3.port });
     }
-    const job = await finished(second);
+    const job = await finished(second).catch((err) => {
+      throw new Error(`${err.message}; the second worker said:\n${w2!.output().slice(-6000)}`);
+    });
     expect(job.state, w2.output().slice(-4000)).toBe('succeeded');
     expectEveryEpochOnce(job);
     await w2.stop();
