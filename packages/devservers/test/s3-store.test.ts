@@ -42,7 +42,8 @@ describe('the embedded S3 server stopped at any moment', () => {
     await s3?.stop();
   });
 
-  const put = (key: string, body: Buffer | string) => fetch(`${s3!.endpoint}/${BUCKET}/${key}`, { method: 'PUT', body });
+  const put = (key: string, body: Uint8Array | string) =>
+    fetch(`${s3!.endpoint}/${BUCKET}/${key}`, { method: 'PUT', body: typeof body === 'string' ? body : new Uint8Array(body) });
   const get = async (key: string) => {
     const r = await fetch(`${s3!.endpoint}/${BUCKET}/${key}`);
     return { status: r.status, body: Buffer.from(await r.arrayBuffer()) };
