@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
-import { checkQuantization, createSession, decodeImage, decodeModel, exportOnnx, normalizeInto, resizeKernelOf, pixelTransform, quantizeClassifier, quantizeOnnx, type Int8GateOptions } from '@graft/inference';
+import { checkQuantization, createSession, decodeModel, exportOnnx, normalizedBatches, resizeKernelOf, pixelTransform, quantizeClassifier, quantizeOnnx, type Int8GateOptions } from '@graft/inference';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
 
 const { values: args } = parseArgs({
@@ -69,16 +69,12 @@ async function main(): Promise<void> {
   const train = split('train', Number(args.train));
   const t = pixelTransform(spec.preprocessing);
   const kernel = resizeKernelOf(spec.preprocessing);
-  const per = 224 * 224 * 3;
   let started = performance.now();
   const features: Float32Array[] = [];
-  for (let i = 0; i < train.length; i += 16) {
-    const chunk = train.slice(i, i + 16);
-    const input = new Float32Array(chunk.length * per);
-    (await Promise.all(chunk.map((c) => decodeImage(c.bytes, 224, kernel)))).forEach((p, j) => normalizeInto(p, t, input, j * per));
-    const maps = await session.run(input, chunk.length);
-    const size = maps.length / chunk.length / 768;
-    for (let j = 0; j < chunk.length; j++) {
+  for await (const { input, batch } of normalizedBatches(train.map((c) => c.bytes), { size: 224, transform: t, kernel }, 16)) {
+    const maps = await session.run(input, batch);
+    const size = maps.length / batch / 768;
+    for (let j = 0; j < batch; j++) {
       const f = new Float32Array(768);
       for (let k = 0; k < size; k++) for (let c = 0; c < 768; c++) f[c] += maps[(j * size + k) * 768 + c]! / size;
       features.push(f);
@@ -211,9 +207,10 @@ async function checkTrained(
   // Speed: both models on the same decoded images, as /predict runs them.
   const t = pixelTransform(manifest.preprocessing);
   const size = manifest.inputSize;
-  const pixels = new Float32Array(16 * size * size * 3);
   const kernel = resizeKernelOf(manifest.preprocessing);
-  (await Promise.all(validation.slice(0, 16).map((v) => decodeImage(v.bytes, size, kernel)))).forEach((p, i) => normalizeInto(p, t, pixels, i * size * size * 3));
+  const first = await normalizedBatches(validation.slice(0, 16).map((v) => v.bytes), { size, transform: t, kernel }, 16).next();
+  if (first.done || first.value.batch !== 16) throw new Error('the first 16 validation images do not all decode');
+  const pixels = first.value.input;
   // Not kept: the int8 model the check made last, for its speed.
   const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], checkQuantization({ ...options, int8Stride: d.int8Stride ?? 1 }))).model;
   console.log(`\n| model | images/s batch 1 | images/s batch 16 | load |\n| --- | --- | --- | --- |`);

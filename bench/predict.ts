@@ -28,7 +28,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { exportClassifier, getBackboneSpec, initBackend, loadBackbone, makeManifest } from '@graft/vision';
-import { decodeImage, resizeKernelOf, exportOnnx, normalizeInto, normalizeRows, pixelTransform, quantizeOnnx, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
+import { resizeKernelOf, exportOnnx, normalizedBatches, normalizeRows, pixelTransform, quantizeOnnx, OOD_BANK_FILE, OOD_NEIGHBOURS, withOodOutput, LocalSessionHost, loadOnnxClassifier, SessionHost, type ClassifierManifest, type SessionHostLike } from '@graft/inference';
 import { keys, Storage } from '@graft/storage';
 import { startEmbeddedS3, startRedisServer } from '@graft/devservers';
 import { startApi, type Service } from '../test/support/processes';
@@ -87,19 +87,9 @@ async function buildClassifier(): Promise<Record<string, Uint8Array>> {
 
 /** 64 training images (not the validation images measured), normalised as the model takes them, in batches of 16. */
 async function calibrationBatches(manifest: ClassifierManifest): Promise<{ input: Float32Array; batch: number }[]> {
-  const t = pixelTransform(manifest.preprocessing);
-  const kernel = resizeKernelOf(manifest.preprocessing);
-  const size = manifest.inputSize;
-  const per = size * size * 3;
-  const images = loadImages(64, CALIBRATION);
+  const p = { size: manifest.inputSize, transform: pixelTransform(manifest.preprocessing), kernel: resizeKernelOf(manifest.preprocessing) };
   const batches = [];
-  for (let i = 0; i < images.length; i += 16) {
-    const chunk = images.slice(i, i + 16);
-    const input = new Float32Array(chunk.length * per);
-    const pixels = await Promise.all(chunk.map((b) => decodeImage(b, size, kernel)));
-    pixels.forEach((p, j) => normalizeInto(p, t, input, j * per));
-    batches.push({ input, batch: chunk.length });
-  }
+  for await (const b of normalizedBatches(loadImages(64, CALIBRATION), p, 16)) batches.push(b);
   return batches;
 }
 

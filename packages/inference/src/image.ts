@@ -102,6 +102,41 @@ export async function decodeAll(images: readonly Uint8Array[], size: number, ker
   });
 }
 
+/** Decoded images normalised into one input: `batch` images, which are `indices` of the images given. */
+export interface NormalizedBatch {
+  input: Float32Array;
+  batch: number;
+  indices: number[];
+}
+
+/**
+ * Decodes `images` `batch` at a time to size x size x 3 and normalises each batch into one input (channels last,
+ * image after image), as a model with this transform and resize filter takes it. Images that do not decode are
+ * skipped; `indices` says which came.
+ */
+export async function* normalizedBatches(
+  images: readonly Uint8Array[],
+  p: { size: number; transform: PixelTransform; kernel: ResizeKernel },
+  batch: number,
+): AsyncGenerator<NormalizedBatch> {
+  const per = p.size * p.size * 3;
+  for (let start = 0; start < images.length; start += batch) {
+    const decoded = await Promise.allSettled(images.slice(start, start + batch).map((b) => decodeImage(b, p.size, p.kernel)));
+    const indices: number[] = [];
+    const pixels: Uint8Array[] = [];
+    decoded.forEach((d, i) => {
+      if (d.status === 'fulfilled') {
+        indices.push(start + i);
+        pixels.push(d.value);
+      }
+    });
+    if (pixels.length === 0) continue;
+    const input = new Float32Array(pixels.length * per);
+    pixels.forEach((px, i) => normalizeInto(px, p.transform, input, i * per));
+    yield { input, batch: pixels.length, indices };
+  }
+}
+
 function triple(v: number | readonly number[] | undefined, def: number, what: string): [number, number, number] {
   if (v === undefined) return [def, def, def];
   const t = typeof v === 'number' ? [v, v, v] : [...v];

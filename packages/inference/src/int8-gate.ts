@@ -13,8 +13,8 @@
 // fp32's predictions may come with the images (training's evaluation of the same model.onnx): the first batch is
 // then run in fp32 to confirm they are this model's, and only int8 runs over the rest.
 import { checkManifest, type ClassifierManifest } from './classifier';
-import { decodeImage, normalizeInto, pixelTransform, resizeKernelOf, type PixelTransform, type ResizeKernel } from './image';
-import { quantizeOnnx, type CalibrationBatch, type QuantizeOptions, type QuantizeReport } from './quantize';
+import { normalizedBatches, pixelTransform, resizeKernelOf, type NormalizedBatch, type PixelTransform, type ResizeKernel } from './image';
+import { quantizeOnnx, type QuantizeOptions, type QuantizeReport } from './quantize';
 import { createSession, type OrtModel } from './session';
 
 /**
@@ -227,7 +227,7 @@ class Fp32Classes {
   }
 
   /** The classes of one batch's images; `width` is the number of class outputs per row. */
-  async of(b: CalibrationBatch & { indices: number[] }, width: number): Promise<number[]> {
+  async of(b: NormalizedBatch, width: number): Promise<number[]> {
     const known = b.indices.map((i) => this.known(i));
     if (known.every((c) => c !== undefined)) return known as number[];
     const s32 = await (this.session ??= createSession(this.fp32, { threads: this.threads }));
@@ -255,7 +255,7 @@ class Fp32Classes {
 async function predictions(
   s8: OrtModel,
   width: number,
-  batches: AsyncGenerator<CalibrationBatch & { indices: number[] }>,
+  batches: AsyncGenerator<NormalizedBatch>,
   { clock, fp32Classes }: Check,
   allowed: number,
 ): Promise<{ indices: number[]; p32: number[]; p8: number[]; disagreements: number; stopped: boolean }> {
@@ -351,29 +351,6 @@ function predicted(out: Float32Array, at: number, width: number): number {
   return best;
 }
 
-/** Decoded, normalised batches of images; images that do not decode are skipped (`indices` says which came). */
-async function* inputBatches(
-  images: readonly Uint8Array[],
-  check: Pick<Check, 'manifest' | 'transform' | 'kernel'>,
-  batch: number,
-): AsyncGenerator<CalibrationBatch & { indices: number[] }> {
-  const { transform, kernel } = check;
-  const size = check.manifest.inputSize;
-  const per = size * size * 3;
-  for (let start = 0; start < images.length; start += batch) {
-    const chunk = images.slice(start, start + batch);
-    const decoded = await Promise.allSettled(chunk.map((b) => decodeImage(b, size, kernel)));
-    const indices: number[] = [];
-    const pixels: Uint8Array[] = [];
-    decoded.forEach((d, i) => {
-      if (d.status === 'fulfilled') {
-        indices.push(start + i);
-        pixels.push(d.value);
-      }
-    });
-    if (pixels.length === 0) continue;
-    const input = new Float32Array(pixels.length * per);
-    pixels.forEach((p, i) => normalizeInto(p, transform, input, i * per));
-    yield { input, batch: pixels.length, indices };
-  }
-}
+/** The images decoded and normalised as the check's model takes them, `batch` at a time. */
+const inputBatches = (images: readonly Uint8Array[], check: Pick<Check, 'manifest' | 'transform' | 'kernel'>, batch: number) =>
+  normalizedBatches(images, { size: check.manifest.inputSize, transform: check.transform, kernel: check.kernel }, batch);

@@ -2,7 +2,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import * as vision from '@graft/vision/preprocess';
-import { decodeAll, decodeImage, InvalidImageError, normalizeInto, pixelTransform, resizeKernelOf } from '../src/image';
+import { decodeAll, decodeImage, InvalidImageError, normalizedBatches, normalizeInto, pixelTransform, resizeKernelOf } from '../src/image';
 
 /** A noisy RGB(A) test card, w x h. */
 function card(w: number, h: number, channels: 3 | 4, seed: number): Buffer {
@@ -129,5 +129,26 @@ describe('libvips settings of the decoder', () => {
     const cache = sharp.cache();
     expect(cache.memory.max).toBe(0);
     expect(cache.items.max).toBe(0);
+  });
+});
+
+describe('normalizedBatches', () => {
+  it('decodes and normalises images a batch at a time, skipping the ones that do not decode and saying which came', async () => {
+    const { jpeg, webp, 'png with alpha': png } = await samples();
+    const transform = pixelTransform(vision.PREPROCESSING.tf);
+    const images = [jpeg, Buffer.from('not an image'), webp, png, Buffer.alloc(0), Buffer.from('nor this')];
+    const batches = [];
+    for await (const b of normalizedBatches(images, { size: 8, transform, kernel: 'linear' }, 3)) batches.push(b);
+    // The second batch holds one image that decodes; a batch with none would not be given.
+    expect(batches.map((b) => [b.batch, b.indices])).toEqual([[2, [0, 2]], [1, [3]]]);
+    const per = 8 * 8 * 3;
+    for (const b of batches) {
+      expect(b.input.length).toBe(b.batch * per);
+      for (const [j, i] of b.indices.entries()) {
+        const expected = new Float32Array(per);
+        normalizeInto(await decodeImage(images[i]!, 8, 'linear'), transform, expected);
+        expect(b.input.subarray(j * per, (j + 1) * per)).toEqual(expected);
+      }
+    }
   });
 });
