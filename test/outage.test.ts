@@ -92,11 +92,14 @@ describe('outages of storage and Redis', () => {
     expect(r.status).toBe(202);
     return (await r.json()).id as string;
   };
-  const finished = (jobId: string, timeoutMs = 300_000) =>
+  /** The job once it has finished; where it does not in time, the error ends with what `worker` said. */
+  const finished = (jobId: string, timeoutMs = 300_000, worker?: Service) =>
     waitFor('the job to finish', async () => {
       const j = await get(`/v1/jobs/${jobId}`).catch(() => null);
       return j && isTerminal(j.state) ? j : null;
-    }, timeoutMs, 200);
+    }, timeoutMs, 200).catch((err) => {
+      throw new Error(worker ? `${err.message}; the worker said:\n${worker.output().slice(-6000)}` : err.message);
+    });
   const stopS3For = async (ms: number, whileDown?: () => Promise<void>) => {
     await s3.stop();
     const started = Date.now();
@@ -238,7 +241,7 @@ describe('outages of storage and Redis', () => {
       // Cancelled while its worker waits for storage.
       const r = await fetch(`${api.url}/v1/jobs/${first}/cancel`, { method: 'POST', headers: H });
       expect(r.status).toBeLessThan(300);
-      expect((await finished(first, 30_000)).state).toBe('cancelled');
+      expect((await finished(first, 30_000, w1)).state).toBe('cancelled');
     } finally {
       s3 = await startEmbeddedS3({ dir: s3Dir, port: s3.port });
     }
@@ -258,9 +261,7 @@ describe('outages of storage and Redis', () => {
     } finally {
       s3 = await startEmbeddedS3({ dir: s3Dir, port: s3.port });
     }
-    const job = await finished(second).catch((err) => {
-      throw new Error(`${err.message}; the second worker said:\n${w2!.output().slice(-6000)}`);
-    });
+    const job = await finished(second, undefined, w2);
     expect(job.state, w2.output().slice(-4000)).toBe('succeeded');
     expectEveryEpochOnce(job);
     await w2.stop();

@@ -19,6 +19,7 @@ interface FilesystemStoreBase {
   rootDirectory: string;
   getResourcePath(bucket: string, key: string | undefined, resource: string): string;
   getMetadata(bucket: string, key: string): Promise<Record<string, unknown>>;
+  getBucket(bucket: string): Promise<object | null>;
 }
 interface StoredObject {
   bucket: string;

@@ -1,6 +1,6 @@
 // The embedded S3 server stopped at the worst moments, against the real server process: a kill in the middle of
 // an overwrite leaves the old object whole, and a metadata file left unreadable by an earlier server (which made
-// every listing and HEAD of the bucket fail, so storage looked down for good) is removed when met.
+// every listing, and s3rver's HEAD of the bucket, fail, so storage looked down for good) is removed when met.
 import { afterEach, describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -80,7 +80,7 @@ describe('the embedded S3 server stopped at any moment', () => {
     expect((await get('ckpt/slot-0.json')).body.toString()).toBe('new');
   });
 
-  it('serves an object whose metadata file a stopped server left empty, and lists and HEADs the bucket again', async () => {
+  it('serves an object whose metadata file a stopped server left empty, and lists the bucket again', async () => {
     const root = path.join(dir, 'metadata');
     s3 = await startEmbeddedS3({ dir: root });
     expect((await fetch(`${s3.endpoint}/${BUCKET}`, { method: 'PUT' })).status).toBe(200);
@@ -89,7 +89,11 @@ describe('the embedded S3 server stopped at any moment', () => {
     const [metadata] = filesEnding(root, 'best.bin._S3rver_metadata.json');
     fs.writeFileSync(metadata!, '');
 
-    // Listing the bucket reads every object's metadata; HEAD of the bucket is answered with a listing.
+    // HEAD of a bucket says whether it exists, without reading any object (s3rver alone answers it with a listing).
+    expect((await fetch(`${s3.endpoint}/${BUCKET}`, { method: 'HEAD' })).status).toBe(200);
+    expect((await fetch(`${s3.endpoint}/no-such-bucket`, { method: 'HEAD' })).status).toBe(404);
+    expect(fs.readFileSync(metadata!, 'utf8')).toBe('');
+    // Listing the bucket reads every object's metadata.
     const listing = await fetch(`${s3.endpoint}/${BUCKET}?list-type=2&prefix=jobs/`);
     expect(listing.status).toBe(200);
     expect(await listing.text()).toContain('<Key>jobs/j1/0/best.bin</Key>');

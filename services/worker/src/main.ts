@@ -54,6 +54,7 @@ async function main() {
     try {
       const { jobId } = JSON.parse(message) as { jobId: string };
       if (worker.cancelJob(jobId, 'cancelled')) log.info({ jobId }, 'cancelling job');
+      else log.debug({ jobId, running: [...running.keys()] }, 'a cancel for a job this worker does not run');
     } catch {
       // Not a message of ours.
     }
