@@ -4,6 +4,7 @@ import { configEnv, testConfig } from './support/services';
 import { patternDataset, zipOf, type Entry } from './support/images';
 import { runService, startApi, waitFor, type Service } from './support/processes';
 import { Storage, keys } from '@graft/storage';
+import { JobStore, createRedis } from '@graft/queue';
 import sharp from 'sharp';
 
 const KEY = 'e2e-key-0123456789';
@@ -12,6 +13,8 @@ const H = { authorization: `Bearer ${KEY}` };
 describe('end to end', () => {
   let api: Service & { url: string };
   let storage: Storage;
+  let store: JobStore;
+  let redis: ReturnType<typeof createRedis>;
   let worker: Service;
   let testImages: Entry[];
   let datasetId: string;
@@ -19,6 +22,8 @@ describe('end to end', () => {
   beforeAll(async () => {
     const config = testConfig();
     storage = new Storage(config.s3);
+    redis = createRedis(config.redisUrl);
+    store = new JobStore(redis, config.queuePrefix);
     const env = { ...configEnv(config), GRAFT_API_KEYS: `e2e:${KEY}` };
     [api] = await Promise.all([startApi(env)]);
     worker = runService('services/worker/src/main.ts', env);
@@ -40,6 +45,7 @@ describe('end to end', () => {
   afterAll(async () => {
     await Promise.all([api?.stop(), worker?.stop()]);
     storage?.close();
+    redis?.disconnect();
   });
 
   const get = async (path: string) => (await fetch(`${api.url}${path}`, { headers: H })).json();
@@ -240,6 +246,27 @@ describe('end to end', () => {
     for await (const o of storage.listObjects(keys.job('e2e', jobId))) left.push(o.key);
     for await (const o of storage.listObjects(keys.model('e2e', `mdl_${jobId.slice(4)}`))) left.push(o.key);
     expect(left).toEqual([]);
+  });
+
+  it('cancels a running job whose cancel message never reached the worker, from its record', async () => {
+    const jobId = await createJob({
+      method: 'feature_extraction',
+      backbone: 'mobilenet_v1_0.25_224',
+      inputSize: 96,
+      augmentation: { copies: 1 },
+      featureExtraction: { epochs: 400, learningRate: 0.0001 },
+      earlyStopping: false,
+    });
+    await waitFor('the job to train', async () => {
+      const j = await get(`/v1/jobs/${jobId}`);
+      return j.state === 'running' && j.history.length >= 1;
+    }, 120_000);
+    // What POST /cancel writes, without the message on the cancel channel (pub/sub loses messages sent while a
+    // subscriber reconnects).
+    await store.update(jobId, { cancelRequested: true });
+    expect(await store.cancelRequested(jobId)).toBe(true);
+    await waitFor('the job to be cancelled', async () => (await get(`/v1/jobs/${jobId}`)).state === 'cancelled', 30_000, 100);
+    expect(worker.output()).toMatch(new RegExp(`"jobId":"${jobId}","how":"record","msg":"cancelling job"`));
   });
 
   it('fails a job once, without retries, when its failure is permanent, with a message a user can act on', async () => {

@@ -124,7 +124,8 @@ describe('outages of storage and Redis', () => {
 
   beforeAll(async () => {
     [redis, s3] = await Promise.all([startRedisServer({ dir: redisDir }), startEmbeddedS3({ dir: s3Dir })]);
-    env = { ...ownServersEnv({ redisUrl: redis.url, s3Endpoint: s3.endpoint }, 'outage', KEY), GRAFT_JOB_ATTEMPTS: '1', GRAFT_JOB_LOCK_MS: '3000' };
+    // Debug logs: what a worker said is printed where a job does not finish in time.
+    env = { ...ownServersEnv({ redisUrl: redis.url, s3Endpoint: s3.endpoint }, 'outage', KEY), GRAFT_JOB_ATTEMPTS: '1', GRAFT_JOB_LOCK_MS: '3000', LOG_LEVEL: 'debug' };
     api = await startApi(env);
     const r = await fetch(`${api.url}/v1/datasets`, {
       method: 'POST',

@@ -63,6 +63,11 @@ export class JobStore {
     return this.decode(h, rows);
   }
 
+  /** Whether a cancel of the job was asked for (one field of its record). */
+  async cancelRequested(id: string): Promise<boolean> {
+    return (await this.redis.hget(this.key(id), 'cancelRequested')) === 'true';
+  }
+
   /** The tenant's job, or null where it does not exist or belongs to another tenant. */
   async getForTenant(tenant: string, id: string): Promise<JobRecord | null> {
     const rec = await this.get(id);

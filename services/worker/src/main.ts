@@ -8,6 +8,9 @@ import { createProcessor } from './processor';
 import { guardAgainstOutages } from './outage-guard';
 import { serveMetrics } from './metrics';
 
+/** How often the records of the running jobs are read for a cancel whose message did not arrive. */
+const CANCEL_CHECK_MS = 2_000;
+
 async function main() {
   const config = loadConfigOrExit();
   const log = createLogger(config.logLevel, 'graft-worker');
@@ -48,17 +51,32 @@ async function main() {
     runningJobs: () => running.size,
   }, log);
 
-  // Cancellation reaches whichever worker holds the job: every worker listens on one channel.
+  // Cancellation reaches whichever worker holds the job: every worker listens on one channel. Pub/sub delivers at
+  // most once (a message sent while the subscriber reconnects is lost), so the records of the running jobs are read
+  // every CANCEL_CHECK_MS as well: a cancel whose message never came stops its job within that time.
+  const cancelling = new Set<string>();
+  const cancel = (jobId: string, how: string) => {
+    if (cancelling.has(jobId) || !worker.cancelJob(jobId, 'cancelled')) return false;
+    cancelling.add(jobId);
+    log.info({ jobId, how }, 'cancelling job');
+    return true;
+  };
   await subscriber.subscribe(store.cancelChannel);
   subscriber.on('message', (_ch, message) => {
     try {
       const { jobId } = JSON.parse(message) as { jobId: string };
-      if (worker.cancelJob(jobId, 'cancelled')) log.info({ jobId }, 'cancelling job');
-      else log.debug({ jobId, running: [...running.keys()] }, 'a cancel for a job this worker does not run');
+      if (!cancel(jobId, 'message') && !running.has(jobId)) log.debug({ jobId }, 'a cancel for a job this worker does not run');
     } catch {
       // Not a message of ours.
     }
   });
+  const cancelCheck = setInterval(() => {
+    for (const id of cancelling) if (!running.has(id)) cancelling.delete(id);
+    for (const jobId of running.keys()) {
+      if (cancelling.has(jobId)) continue;
+      void store.cancelRequested(jobId).then((asked) => asked && cancel(jobId, 'record'), () => {});
+    }
+  }, CANCEL_CHECK_MS);
   log.info({ queue: TRAIN_QUEUE, prefix: config.queuePrefix, concurrency: config.workerConcurrency }, 'worker ready');
 
   const shutdown = async (signal: string) => {
@@ -68,6 +86,7 @@ async function main() {
     const force = setTimeout(() => process.exit(1), 20_000);
     force.unref();
     monitor.stop();
+    clearInterval(cancelCheck);
     worker.cancelAllJobs('shutdown');
     await worker.close();
     await closeMetrics();
