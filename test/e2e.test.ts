@@ -59,6 +59,23 @@ describe('end to end', () => {
     return (await r.json()).id as string;
   };
 
+  /** A job of 400 epochs, once it has trained one (for the cancel tests). */
+  const trainingLongJob = async () => {
+    const jobId = await createJob({
+      method: 'feature_extraction',
+      backbone: 'mobilenet_v1_0.25_224',
+      inputSize: 96,
+      augmentation: { copies: 1 },
+      featureExtraction: { epochs: 400, learningRate: 0.0001 },
+      earlyStopping: false,
+    });
+    await waitFor('the job to train', async () => {
+      const j = await get(`/v1/jobs/${jobId}`);
+      return j.state === 'running' && j.history.length >= 1;
+    }, 120_000);
+    return jobId;
+  };
+
   it('trains a frozen-base classifier, streams its events, and serves predictions', async () => {
     const jobId = await createJob({
       method: 'feature_extraction',
@@ -218,18 +235,7 @@ describe('end to end', () => {
   });
 
   it('cancels a running job on the worker within seconds and removes its partial artifacts', async () => {
-    const jobId = await createJob({
-      method: 'feature_extraction',
-      backbone: 'mobilenet_v1_0.25_224',
-      inputSize: 96,
-      augmentation: { copies: 1 },
-      featureExtraction: { epochs: 400, learningRate: 0.0001 },
-      earlyStopping: false,
-    });
-    await waitFor('the job to train', async () => {
-      const j = await get(`/v1/jobs/${jobId}`);
-      return j.state === 'running' && j.history.length >= 1;
-    }, 120_000);
+    const jobId = await trainingLongJob();
     const asked = Date.now();
     const r = await fetch(`${api.url}/v1/jobs/${jobId}/cancel`, { method: 'POST', headers: H });
     expect(r.status).toBe(202);
@@ -249,18 +255,7 @@ describe('end to end', () => {
   });
 
   it('cancels a running job whose cancel message never reached the worker, from its record', async () => {
-    const jobId = await createJob({
-      method: 'feature_extraction',
-      backbone: 'mobilenet_v1_0.25_224',
-      inputSize: 96,
-      augmentation: { copies: 1 },
-      featureExtraction: { epochs: 400, learningRate: 0.0001 },
-      earlyStopping: false,
-    });
-    await waitFor('the job to train', async () => {
-      const j = await get(`/v1/jobs/${jobId}`);
-      return j.state === 'running' && j.history.length >= 1;
-    }, 120_000);
+    const jobId = await trainingLongJob();
     // What POST /cancel writes, without the message on the cancel channel (pub/sub loses messages sent while a
     // subscriber reconnects).
     await store.update(jobId, { cancelRequested: true });
