@@ -34,14 +34,14 @@ const S3Object = require('s3rver/lib/models/object.js') as { ALLOWED_METADATA: s
 /** Files being written end so; a stop leaves at most such a file, which no listing shows and start removes. */
 export const PARTIAL_SUFFIX = '.partial';
 
-/** A name beside `file` to write it under until it is whole. */
-const partialOf = (file: string) => `${file}.${crypto.randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
-
-/** Writes `content` to `file` whole or not at all: beside it first, then renamed over it. */
-async function writeWhole(file: string, content: Buffer | string): Promise<void> {
-  const partial = partialOf(file);
+/**
+ * Writes `file` whole or not at all: `write` fills a file beside it, which is then renamed over it (and removed
+ * where anything fails).
+ */
+async function writeWhole(file: string, write: (partial: string) => Promise<void>): Promise<void> {
+  const partial = `${file}.${crypto.randomBytes(6).toString('hex')}${PARTIAL_SUFFIX}`;
   try {
-    await fs.promises.writeFile(partial, content);
+    await write(partial);
     await fs.promises.rename(partial, file);
   } catch (err) {
     await fs.promises.rm(partial, { force: true });
@@ -69,15 +69,15 @@ export class CrashSafeStore extends FilesystemStore {
     await fs.promises.mkdir(path.dirname(objectPath), { recursive: true });
     const hash = crypto.createHash('md5');
     let size = 0;
-    const partial = partialOf(objectPath);
-    try {
-      if (Buffer.isBuffer(object.content)) {
-        hash.update(object.content);
-        size = object.content.length;
-        await fs.promises.writeFile(partial, object.content);
+    const content = object.content;
+    await writeWhole(objectPath, async (partial) => {
+      if (Buffer.isBuffer(content)) {
+        hash.update(content);
+        size = content.length;
+        await fs.promises.writeFile(partial, content);
       } else {
         await pipeline(
-          object.content,
+          content,
           async function* (chunks: AsyncIterable<Buffer>) {
             for await (const chunk of chunks) {
               hash.update(chunk);
@@ -89,19 +89,16 @@ export class CrashSafeStore extends FilesystemStore {
         );
       }
       await fs.promises.rm(this.getResourcePath(object.bucket, object.key, 'object.md5'), { force: true });
-      await fs.promises.rename(partial, objectPath);
-    } catch (err) {
-      await fs.promises.rm(partial, { force: true });
-      throw err;
-    }
+    });
     const md5 = hash.digest('hex');
     await this.putMetadata(object.bucket, object.key, object.metadata, md5);
     return { size, md5 };
   }
 
   async putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5?: string): Promise<void> {
-    if (md5) await writeWhole(this.getResourcePath(bucket, key, 'object.md5'), md5);
-    await writeWhole(this.getResourcePath(bucket, key, 'metadata.json'), JSON.stringify(storedMetadata(metadata), null, 2));
+    const put = (resource: string, text: string) => writeWhole(this.getResourcePath(bucket, key, resource), (partial) => fs.promises.writeFile(partial, text));
+    if (md5) await put('object.md5', md5);
+    await put('metadata.json', JSON.stringify(storedMetadata(metadata), null, 2));
   }
 
   async getMetadata(bucket: string, key: string): Promise<Record<string, unknown>> {

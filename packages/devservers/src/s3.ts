@@ -2,7 +2,6 @@
 // for tests.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
-import fs from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { freePort, stopChild, untilListening } from './process';
 
@@ -21,7 +20,6 @@ const SERVER = fileURLToPath(new URL('./s3-server.ts', import.meta.url));
 export async function startEmbeddedS3(opts: { dir: string; port?: number; host?: string }): Promise<EmbeddedS3> {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port || (await freePort(host));
-  fs.mkdirSync(opts.dir, { recursive: true });
   const child = spawn(
     process.execPath,
     ['--openssl-legacy-provider', '--import', pathToFileURL(require.resolve('tsx')).href, SERVER, opts.dir, host, String(port)],
