@@ -15,6 +15,7 @@ import path from 'node:path';
 import yazl from 'yazl';
 import { buffer } from 'node:stream/consumers';
 import type { Readable } from 'node:stream';
+import { coreScaling, describeScaling } from './machine';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => {
@@ -112,6 +113,7 @@ async function evaluate(modelId: string, t0: number): Promise<void> {
       `(p50 ${lat[Math.floor(lat.length / 2)]?.toFixed(1)} ms); total ${((Date.now() - t0) / 1000).toFixed(0)} s`,
   );
   const bodies = evalFiles.map((f) => new Uint8Array(fs.readFileSync(f.file)) as Uint8Array<ArrayBuffer>);
+  if (clientCounts.length) console.log(describeScaling(await coreScaling()));
   for (const clients of clientCounts) await loadPredict(modelId, bodies, clients);
 }
 

@@ -32,6 +32,7 @@ import { resizeKernelOf, exportOnnx, normalizedBatches, normalizeRows, pixelTran
 import { keys, Storage } from '@graft/storage';
 import { startEmbeddedS3, startRedisServer } from '@graft/devservers';
 import { startApi, type Service } from '../test/support/processes';
+import { coreScaling, describeScaling } from './machine';
 
 const { values: args } = parseArgs({
   options: {
@@ -312,6 +313,7 @@ async function main(): Promise<void> {
   try {
     await initBackend();
     console.log(`# /predict benchmark: ${BACKBONE} classifier, ${os.availableParallelism()} cores, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')} (${new Date().toISOString()})`);
+    console.log(describeScaling(await coreScaling()));
     let t = performance.now();
     const files = await buildClassifier();
     console.log(`classifier built and exported in ${((performance.now() - t) / 1000).toFixed(1)} s (weights.bin ${(files['weights.bin']!.byteLength / 1e6).toFixed(1)} MB, model.onnx ${(files['model.onnx']!.byteLength / 1e6).toFixed(1)} MB, model.int8.onnx ${(files['model.int8.onnx']!.byteLength / 1e6).toFixed(1)} MB)`);

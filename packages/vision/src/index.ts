@@ -5,6 +5,7 @@ export {
   registerBackbone,
   getBackboneSpec,
   trainingInputSize,
+  setTopologyInputSize,
   backboneNames,
   loadBackbone,
   listBackbones,
