@@ -37,13 +37,19 @@ export interface CoreScaling {
   speedup: number;
 }
 
-/** Times the loop alone, then on every core at once. */
-export async function coreScaling(passes = 60): Promise<CoreScaling> {
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Times the loop alone, then on every core at once, in turn `rounds` times (the machine's speed drifts): medians. */
+export async function coreScaling(passes = 60, rounds = 5): Promise<CoreScaling> {
   const cores = availableParallelism();
-  const alone = await timeLoop(passes);
-  const each = await Promise.all(Array.from({ length: cores }, () => timeLoop(passes)));
-  const together = each.reduce((a, b) => a + b, 0) / cores;
-  return { cores, alone, together, speedup: (cores * alone) / together };
+  const [alone, together]: [number[], number[]] = [[], []];
+  for (let r = 0; r < rounds; r++) {
+    alone.push(await timeLoop(passes));
+    const each = await Promise.all(Array.from({ length: cores }, () => timeLoop(passes)));
+    together.push(each.reduce((a, b) => a + b, 0) / cores);
+  }
+  const [a, t] = [median(alone), median(together)];
+  return { cores, alone: a, together: t, speedup: (cores * a) / t };
 }
 
 /** One line for a bench's header. */
