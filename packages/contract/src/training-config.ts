@@ -70,7 +70,19 @@ const FineTuningSchema = Type.Object(
 );
 
 const EarlyStoppingSchema = Type.Object(
-  { patience: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 5 })) },
+  {
+    patience: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 100, default: 5, description: 'epochs without a lower validation loss after which the head (or the scratch network) stops training' }),
+    ),
+    fineTuningPatience: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100,
+        default: 2,
+        description: "the same for fine-tuning, whose first mark to beat is the head's best validation loss",
+      }),
+    ),
+  },
   { additionalProperties: false },
 );
 

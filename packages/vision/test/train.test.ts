@@ -215,14 +215,16 @@ describe('train', () => {
     await expectExportedModelPredictions(result, twoClass);
   });
 
-  it('fine-tuning that never validates below the head leaves the model as the head phase left it', async () => {
+  it('fine-tuning that never validates below the head stops after its patience and leaves the model as the head left it', async () => {
     const result = await train(
       options(twoClass, {
         ...fastHead,
         method: 'fine_tuning',
         featureExtraction: { epochs: 4, optimizer: 'adam', learningRate: 0.01 },
         // Steps of about 1 per weight: the top block's features are wrecked in the first batch.
-        fineTuning: { epochs: 2, optimizer: 'adam', learningRate: 1 },
+        fineTuning: { epochs: 5, optimizer: 'adam', learningRate: 1 },
+        // The head's patience would let all five epochs run; fine-tuning's own stops it after two.
+        earlyStopping: { patience: 10, fineTuningPatience: 2 },
       }),
     );
     const losses = (phase: string) => result.history.filter((r) => r.phase === phase).map((r) => r.valLoss!);

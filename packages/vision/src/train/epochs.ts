@@ -70,7 +70,7 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
     loss: ctx.kind,
     train: o.train,
     validation: o.validation,
-    patience: o.validation ? p.patience : null,
+    patience: o.validation ? (phase === 'fine_tuning' ? p.fineTuningPatience : p.patience) : null,
     state,
     history: p.history,
     signal: ctx.signal,

@@ -31,6 +31,8 @@ export interface Plan {
   skipHead: boolean;
   /** Early-stopping patience; null: none. */
   patience: number | null;
+  /** Fine-tuning's early-stopping patience, counted from the head's best validation loss; null: none. */
+  fineTuningPatience: number | null;
 }
 
 export function plan(ctx: TrainContext): Plan {
@@ -72,6 +74,7 @@ export function plan(ctx: TrainContext): Plan {
     history: resume ? resume.meta.history.map((r) => ({ ...r })) : [],
     skipHead: !!resume && resume.meta.phase === 'fine_tuning',
     patience: cfg.earlyStopping === false ? null : cfg.earlyStopping.patience,
+    fineTuningPatience: cfg.earlyStopping === false ? null : cfg.earlyStopping.fineTuningPatience,
   };
   log(
     {
