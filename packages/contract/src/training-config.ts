@@ -199,6 +199,27 @@ export function validateConfig(input: unknown): { field: string; message: string
 }
 
 /**
+ * Fields added to the config after jobs could be accepted without them, each with the value that trains such a job
+ * as it was accepted (what the run did before the field existed), never the field's default. A job queued by an
+ * earlier version gets these, so that an upgrade does not fail the jobs it finds in the queue.
+ */
+const ADDED_FIELDS: Array<{ field: string; fill(config: TrainingConfigInput): TrainingConfigInput }> = [
+  {
+    // Before it, fine-tuning stopped on the head's patience.
+    field: 'earlyStopping.fineTuningPatience',
+    fill: (c) =>
+      c.earlyStopping && c.earlyStopping.fineTuningPatience === undefined && c.earlyStopping.patience !== undefined
+        ? { ...c, earlyStopping: { ...c.earlyStopping, fineTuningPatience: c.earlyStopping.patience } }
+        : c,
+  },
+];
+
+/** `config` with the fields added since it may have been accepted filled in as it was trained then (ADDED_FIELDS). */
+export function withAddedFields(config: TrainingConfigInput): TrainingConfigInput {
+  return ADDED_FIELDS.reduce((c, a) => a.fill(c), config);
+}
+
+/**
  * The fields (dotted, `head.units`) that resolveConfig would still fill in or change: none for the config of a
  * job as it was accepted, which is trained as it is, never resolved again with the defaults of a later version.
  */

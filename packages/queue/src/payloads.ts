@@ -3,7 +3,7 @@
 // default filled in, the input size chosen): the job record shows that config and the run trains it as it is.
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { ID_PATTERN, TrainingConfigSchema, unresolvedFields, type ResolvedTrainingConfig } from '@graft/contract';
+import { ID_PATTERN, TrainingConfigSchema, unresolvedFields, withAddedFields, type ResolvedTrainingConfig } from '@graft/contract';
 
 export const TrainJobPayloadSchema = Type.Object(
   {
@@ -29,9 +29,12 @@ export function parseTrainJobPayload(data: unknown): TrainJobPayload {
   if (errors.length) {
     throw new PayloadError(`invalid train job payload: ${errors.map((e) => `${e.path || '/'} ${e.message}`).join('; ')}`);
   }
-  const unresolved = unresolvedFields((data as Static<typeof TrainJobPayloadSchema>).config);
+  const payload = data as Static<typeof TrainJobPayloadSchema>;
+  // A job queued before a field existed trains as it did then.
+  const config = withAddedFields(payload.config);
+  const unresolved = unresolvedFields(config);
   if (unresolved.length) {
     throw new PayloadError(`invalid train job payload: /config is not resolved (${unresolved.join(', ')} left to defaults)`);
   }
-  return data as TrainJobPayload;
+  return { ...payload, config } as TrainJobPayload;
 }

@@ -25,4 +25,13 @@ describe('parseTrainJobPayload', () => {
     const { dropout: _dropout, ...head } = accepted.head;
     expect(() => parseTrainJobPayload({ ...ids, config: { ...accepted, head } })).toThrow(/\(head\.dropout left to defaults\)/);
   });
+
+  it('takes a config accepted before fine-tuning had its own patience, training it as then: on the head\'s patience', () => {
+    const before = structuredClone(accepted) as Record<string, any>;
+    before.earlyStopping = { patience: 7 };
+    expect(parseTrainJobPayload({ ...ids, config: before }).config.earlyStopping).toEqual({ patience: 7, fineTuningPatience: 7 });
+    // Only the fields added since: one left out otherwise is still refused.
+    const { dropout: _dropout, ...head } = accepted.head;
+    expect(() => parseTrainJobPayload({ ...ids, config: { ...before, head } })).toThrow(/\(head\.dropout left to defaults\)/);
+  });
 });
