@@ -36,7 +36,7 @@ export interface Int8GateOptions extends QuantizeOptions {
 
 /** Where the check's time went, in seconds. */
 export interface Int8CheckSeconds {
-  /** Decoding the calibration and validation images. */
+  /** Waiting for the calibration and validation images to decode (they decode a batch ahead of their use). */
   decode: number;
   /** Calibrating, rewriting and bias-correcting the model (quantizeOnnx, decoding left out). */
   quantize: number;
@@ -192,12 +192,22 @@ class CheckClock {
       this.add(part, this.since(t));
     }
   }
-  /** `batches`, with the time spent producing them counted as decoding. */
+  /**
+   * `batches`, the next one decoded while the caller runs the one it has (libuv's pool decodes as ONNX Runtime
+   * computes); the time spent waiting for them is counted as decoding.
+   */
   async *decoding<T>(batches: AsyncGenerator<T>): AsyncGenerator<T> {
-    for (;;) {
-      const next = await this.time('decode', () => batches.next());
-      if (next.done) return;
-      yield next.value;
+    let next = batches.next();
+    try {
+      for (;;) {
+        const current = await this.time('decode', () => next);
+        if (current.done) return;
+        next = batches.next();
+        yield current.value;
+      }
+    } finally {
+      // A caller that stops early: the batch being decoded ahead finishes, then the batches are closed.
+      void next.then(() => batches.return(undefined)).catch(() => {});
     }
   }
 }
