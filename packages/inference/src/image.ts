@@ -1,10 +1,12 @@
 // From encoded image bytes to a classifier's input: decode (JPEG, PNG, WebP) with sharp, turn by the EXIF
 // orientation, force 3-channel 8-bit sRGB, stretch-resize to size x size (no crop, aspect ratio not kept, as
 // Keras's `load_img(target_size=...)` does), then normalise per channel. sharp runs the decode on libuv's thread
-// pool, so the event loop stays free while it works. decodeImage is the one decoder of Graft: @graft/vision
+// pool, so the event loop stays free while it works; the 'triangle' resize (resize.ts) runs after it on the calling
+// thread (under a millisecond for a photo resized to 288 px). decodeImage is the one decoder of Graft: @graft/vision
 // trains and predicts on its pixels (packages/vision/src/preprocess.ts re-exports it).
 import type { ErrorCode } from '@graft/contract';
 import sharp from 'sharp';
+import { triangleResize } from './resize';
 
 // One libvips thread per image, and no libvips operation cache, for every sharp pipeline of the process: images are
 // decoded in parallel on libuv's pool instead (a request's images, a batch's, several requests'), and a decoded
@@ -49,15 +51,20 @@ export class InvalidImageError extends Error {
 }
 
 /**
- * The filter of the resize (libvips's, antialiased: it widens with the reduction). A model is trained and served
- * with one: graft.json's `preprocessing.resizeKernel`, 'lanczos3' where it names none (models made before it did).
- * Training uses 'linear' (TRAINING_RESIZE_KERNEL): on 500x375 photos resized to 288 px, sharp took about 3.4-4.5 ms
- * an image with it against 4.4-6 ms with lanczos3 (one thread), and held-out accuracy was the same within one
- * image on Dogs vs Cats (98.6% against 98.7% of 1,000) and flowers (89.9% against 90.1% of 434).
+ * The filter of the resize. A model is trained and served with one: graft.json's `preprocessing.resizeKernel`,
+ * 'lanczos3' where it names none (models made before it did).
+ * - 'triangle' (what training uses now, TRAINING_RESIZE_KERNEL): Pillow's BILINEAR filter, in WebAssembly
+ *   (resize.ts); an image larger than the input size on both sides is first reduced by libvips ('linear', aspect
+ *   ratio kept) until its shorter side is the input size, so that a large JPEG is shrunk while it is decoded. Dogs
+ *   vs Cats photos (at most 320 px a side) decoded and resized to 288 px: 3.5-4.0 ms of CPU an image against
+ *   6.6-7.5 with libvips's 'linear', which enlarges through its affine transform, not its SIMD reducers; a
+ *   4032x3024 JPEG takes about as long either way (17-23 ms).
+ * - 'linear' and 'lanczos3': libvips's resize with that kernel (antialiased: it widens with the reduction), what
+ *   models made before 'triangle' were trained with.
  */
-export const RESIZE_KERNELS = ['lanczos3', 'linear'] as const;
+export const RESIZE_KERNELS = ['lanczos3', 'linear', 'triangle'] as const;
 export type ResizeKernel = (typeof RESIZE_KERNELS)[number];
-export const TRAINING_RESIZE_KERNEL: ResizeKernel = 'linear';
+export const TRAINING_RESIZE_KERNEL: ResizeKernel = 'triangle';
 /** The filter of a model whose preprocessing names none (models made before graft.json named it). */
 const DEFAULT_RESIZE_KERNEL: ResizeKernel = 'lanczos3';
 
@@ -77,16 +84,20 @@ export function resizeKernelOf(p: { resizeKernel?: unknown }): ResizeKernel {
  * are not a decodable image.
  */
 export async function decodeImage(bytes: Uint8Array, size: number, kernel: ResizeKernel): Promise<Uint8Array> {
-  const { data, info } = await sharp(bytes, { failOn: 'error' })
+  const image = sharp(bytes, { failOn: 'error' })
     .rotate() // EXIF orientation
     .removeAlpha()
-    .toColourspace('srgb')
-    .resize(size, size, { fit: 'fill', kernel })
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== size || info.height !== size) {
-    throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
+    .toColourspace('srgb');
+  if (kernel === 'triangle') {
+    // Only an image larger than the input size on both sides: libvips shrinks a large JPEG while decoding it.
+    image.resize(size, size, { fit: 'outside', withoutEnlargement: true, kernel: 'linear' });
+  } else {
+    image.resize(size, size, { fit: 'fill', kernel });
   }
+  const { data, info } = await image.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels, expected 3`);
+  if (kernel === 'triangle') return triangleResize(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), info.width, info.height, size);
+  if (info.width !== size || info.height !== size) throw new Error(`decoded to ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
   return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
 }
 

@@ -2,7 +2,8 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import * as vision from '@graft/vision/preprocess';
-import { decodeAll, decodeImage, InvalidImageError, normalizedBatches, normalizeInto, pixelTransform, resizeKernelOf } from '../src/image';
+import { decodeAll, decodeImage, InvalidImageError, normalizedBatches, normalizeInto, pixelTransform, RESIZE_KERNELS, resizeKernelOf, TRAINING_RESIZE_KERNEL } from '../src/image';
+import { triangleResize } from '../src/resize';
 
 /** A noisy RGB(A) test card, w x h. */
 function card(w: number, h: number, channels: 3 | 4, seed: number): Buffer {
@@ -37,9 +38,11 @@ describe('decodeImage', () => {
   it('decodes JPEG, EXIF-rotated JPEG, PNG with alpha, grayscale and WebP to size x size x 3, the same each time', async () => {
     for (const [what, bytes] of Object.entries(await samples())) {
       for (const size of [32, 224]) {
-        const once = await decodeImage(bytes, size, 'lanczos3');
-        expect(once.length, what).toBe(size * size * 3);
-        expect(Buffer.compare(Buffer.from(once), Buffer.from(await decodeImage(bytes, size, 'lanczos3'))), `${what} at ${size}`).toBe(0);
+        for (const kernel of RESIZE_KERNELS) {
+          const once = await decodeImage(bytes, size, kernel);
+          expect(once.length, what).toBe(size * size * 3);
+          expect(Buffer.compare(Buffer.from(once), Buffer.from(await decodeImage(bytes, size, kernel))), `${what} at ${size}, ${kernel}`).toBe(0);
+        }
       }
     }
   });
@@ -57,7 +60,30 @@ describe('decodeImage', () => {
     expect(sum / linear.length).toBeLessThan(20);
     expect(resizeKernelOf({})).toBe('lanczos3');
     expect(resizeKernelOf({ resizeKernel: 'linear' })).toBe('linear');
-    expect(() => resizeKernelOf({ resizeKernel: 'cubic' })).toThrow(/resizeKernel must be one of lanczos3, linear, got "cubic"/);
+    expect(() => resizeKernelOf({ resizeKernel: 'cubic' })).toThrow(/resizeKernel must be one of lanczos3, linear, triangle, got "cubic"/);
+  });
+
+  it("resizes with 'triangle' (what training uses) in WebAssembly, after libvips has shrunk an image larger than the size on both sides", async () => {
+    expect(TRAINING_RESIZE_KERNEL).toBe('triangle');
+    // An image of the input size comes out as it went in (a PNG: no lossy step).
+    const raw = card(40, 40, 3, 4);
+    const png = await sharp(raw, { raw: { width: 40, height: 40, channels: 3 } }).png().toBuffer();
+    expect(Buffer.compare(Buffer.from(await decodeImage(png, 40, 'triangle')), raw)).toBe(0);
+    // Smaller on one side (61x47 at 52): the triangle filter alone, from the decoded pixels.
+    const { jpeg, 'large jpeg': large } = await samples();
+    const decoded = await sharp(jpeg).raw().toBuffer();
+    expect(Buffer.compare(Buffer.from(await decodeImage(jpeg, 52, 'triangle')), Buffer.from(triangleResize(decoded, 61, 47, 52)))).toBe(0);
+    // Larger on both sides (640x480 at 100): libvips takes it to 100 px high first, its aspect ratio kept; the picture
+    // is libvips's 'linear' one within a little per pixel.
+    const shrunk = await sharp(large).resize(100, 100, { fit: 'outside', kernel: 'linear' }).raw().toBuffer({ resolveWithObject: true });
+    expect([shrunk.info.width, shrunk.info.height]).toEqual([133, 100]);
+    const triangle = await decodeImage(large, 100, 'triangle');
+    expect(Buffer.compare(Buffer.from(triangle), Buffer.from(triangleResize(shrunk.data, 133, 100, 100)))).toBe(0);
+    const linear = await decodeImage(large, 100, 'linear');
+    let sum = 0;
+    for (let i = 0; i < linear.length; i++) sum += Math.abs(linear[i]! - triangle[i]!);
+    expect(sum / linear.length).toBeLessThan(20);
+    expect(resizeKernelOf({ resizeKernel: 'triangle' })).toBe('triangle');
   });
 
   it('turns an image by its EXIF orientation', async () => {

@@ -299,8 +299,12 @@ describe('Predictor fallback to TF.js', () => {
     expect(maxAbsDiff(old.probabilities, await tfjsProbabilities(lanczos, imgs))).toBeLessThan(1e-4);
     // The two filters give other pixels, so other probabilities.
     expect(maxAbsDiff(linear.probabilities, old.probabilities)).toBeGreaterThan(1e-4);
+    const triangleFiles = { ...files, 'graft.json': withPreprocessing(files, { resizeKernel: 'triangle' }) };
+    const triangle = await p.predict('k4', source(triangleFiles).src, imgs, 1);
+    expect(maxAbsDiff(triangle.probabilities, await tfjsProbabilities(triangleFiles, imgs))).toBeLessThan(1e-4);
+    expect(maxAbsDiff(triangle.probabilities, linear.probabilities)).toBeGreaterThan(1e-4);
     const bogus = { ...files, 'graft.json': withPreprocessing(files, { resizeKernel: 'bicubic' }) };
-    await expect(predictor({ engine: 'onnx' }).p.predict('k3', source(bogus).src, imgs.slice(0, 1), 1)).rejects.toThrow(/resizeKernel must be one of lanczos3, linear, got "bicubic"/);
+    await expect(predictor({ engine: 'onnx' }).p.predict('k3', source(bogus).src, imgs.slice(0, 1), 1)).rejects.toThrow(/resizeKernel must be one of lanczos3, linear, triangle, got "bicubic"/);
   });
 
   it('leaves a model whose graft.json asks for an image pipeline it does not implement to TF.js', async () => {

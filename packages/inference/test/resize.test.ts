@@ -1,0 +1,123 @@
+// Graft's 'triangle' resize (WebAssembly) against an exact float computation of Pillow's BILINEAR filter.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { triangleResize, triangleTaps } from '../src/resize';
+
+function noise(w: number, h: number, seed: number): Uint8Array {
+  const px = new Uint8Array(w * h * 3);
+  let s = seed;
+  for (let i = 0; i < px.length; i++) {
+    s = (s * 1103515245 + 12345) & 0x7fffffff;
+    px[i] = s >> 23;
+  }
+  return px;
+}
+
+/** The filter's float weights of output `o` (Pillow's precompute_coeffs for BILINEAR), as [input index, weight]. */
+function floatTaps(inSize: number, outSize: number, o: number): [number, number][] {
+  const scale = inSize / outSize;
+  const support = Math.max(1, scale);
+  const centre = (o + 0.5) * scale;
+  const taps: [number, number][] = [];
+  for (let i = Math.max(0, Math.trunc(centre - support + 0.5)); i < Math.min(inSize, Math.trunc(centre + support + 0.5)); i++) {
+    taps.push([i, Math.max(0, 1 - Math.abs((i - centre + 0.5) / support))]);
+  }
+  const sum = taps.reduce((a, [, w]) => a + w, 0);
+  return taps.map(([i, w]) => [i, w / sum]);
+}
+
+/** The resize computed in float64: rows, then columns, rounded once at the end. */
+function reference(src: Uint8Array, w: number, h: number, ow: number, oh: number): Uint8Array {
+  const mid = new Float64Array(w * oh * 3);
+  for (let y = 0; y < oh; y++) for (const [iy, wy] of floatTaps(h, oh, y)) for (let i = 0; i < w * 3; i++) mid[y * w * 3 + i]! += src[iy * w * 3 + i]! * wy;
+  const out = new Uint8Array(ow * oh * 3);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      const acc = [0, 0, 0];
+      for (const [ix, wx] of floatTaps(w, ow, x)) for (let c = 0; c < 3; c++) acc[c]! += mid[(y * w + ix) * 3 + c]! * wx;
+      for (let c = 0; c < 3; c++) out[(y * ow + x) * 3 + c] = Math.min(255, Math.max(0, Math.round(acc[c]!)));
+    }
+  }
+  return out;
+}
+
+describe('triangleTaps', () => {
+  it("are Pillow's BILINEAR weights: centre-aligned interpolation when enlarging, a triangle as wide as the reduction when shrinking", () => {
+    const up = triangleTaps(4, 8);
+    // Output 1 sits at input 0.25 (centre-aligned): 3/4 of input 0 and 1/4 of input 1.
+    expect([up.first[1], up.count[1], up.weights[up.maxTaps], up.weights[up.maxTaps + 1]]).toEqual([0, 2, 12288, 4096]);
+    const down = triangleTaps(9, 3);
+    // Output 1 (centre at input 4's centre) averages inputs 2..6 with a triangle of half-width 3: 1, 2, 3, 2, 1
+    // ninths (input 7 is read with weight 0).
+    const weights = Array.from(down.weights.subarray(down.maxTaps, down.maxTaps + down.count[1]!));
+    expect([down.first[1], down.count[1]]).toEqual([2, 6]);
+    expect(weights.map((w) => Math.round((w * 9) / (1 << 14)))).toEqual([1, 2, 3, 2, 1, 0]);
+    for (const t of [up, down, triangleTaps(320, 288), triangleTaps(17, 500), triangleTaps(1, 288)]) {
+      for (let o = 0; o < t.first.length; o++) {
+        let sum = 0;
+        for (let k = 0; k < t.count[o]!; k++) sum += t.weights[o * t.maxTaps + k]!;
+        expect(sum).toBe(1 << 14);
+      }
+    }
+    expect(() => triangleTaps(0, 3)).toThrow(/positive integers/);
+  });
+});
+
+describe('triangleResize', () => {
+  it('is within one level of the float computation, enlarging, shrinking and both at once', () => {
+    for (const [w, h, ow, oh] of [
+      [320, 240, 288, 288],
+      [61, 47, 32, 32],
+      [13, 200, 96, 40],
+      [1, 1, 5, 5],
+      [288, 288, 288, 288],
+      [1000, 7, 31, 64],
+    ] as const) {
+      const src = noise(w, h, w * 31 + h);
+      const got = triangleResize(src, w, h, ow, oh);
+      const want = reference(src, w, h, ow, oh);
+      expect(got.length).toBe(ow * oh * 3);
+      let worst = 0;
+      for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i]! - want[i]!));
+      expect(worst, `${w}x${h} -> ${ow}x${oh}`).toBeLessThanOrEqual(1);
+    }
+  });
+
+  it('keeps an image of the output size as it is, and a flat image flat', () => {
+    const src = noise(40, 30, 5);
+    expect(Buffer.compare(Buffer.from(triangleResize(src, 40, 30, 40, 30)), Buffer.from(src))).toBe(0);
+    const flat = new Uint8Array(37 * 23 * 3).fill(201);
+    expect(new Set(triangleResize(flat, 37, 23, 288))).toEqual(new Set([201]));
+  });
+
+  it('gives the same pixels however many images of other sizes it resized before', () => {
+    const small = noise(50, 40, 9);
+    const first = triangleResize(small, 50, 40, 64);
+    triangleResize(noise(900, 700, 3), 900, 700, 64);
+    expect(Buffer.compare(Buffer.from(triangleResize(small, 50, 40, 64)), Buffer.from(first))).toBe(0);
+    expect(() => triangleResize(small, 51, 40, 64)).toThrow(/expected 51x40x3/);
+  });
+
+  const clang = (() => {
+    try {
+      execFileSync('clang', ['--version'], { stdio: 'ignore' });
+      execFileSync('wasm-ld', ['--version'], { stdio: 'ignore' });
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  it.skipIf(!clang)('runs the WebAssembly that scripts/build-wasm.sh builds from triangle.c (where clang and wasm-ld are installed)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'graft-wasm-'));
+    try {
+      const out = join(dir, 'triangle.wasm');
+      execFileSync('bash', [join(import.meta.dirname, '../../../scripts/build-wasm.sh'), out]);
+      expect(Buffer.compare(readFileSync(out), readFileSync(join(import.meta.dirname, '../src/resize/triangle.wasm')))).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
