@@ -167,11 +167,17 @@ async function onnxRuntimeModel(
   // the slowest convolution of both frozen parts at 288 px (their outputs are 8-bit values then).
   const quantize = async (bytes: Uint8Array, batches: { input: Float32Array; batch: number }[]) =>
     (await inference.quantizeOnnx(bytes, batches, { method: 'minmax', threads, quantizeOutputs: true })).model;
-  const reopen = async (bytes: Uint8Array) => (await openOnnx(inference, model, bytes, threads, useWorker, log, what)).model;
+  // The int8 session opens beside the fp32 one (in its worker thread where it has one), not in a thread of its own.
+  const reopen = async (bytes: Uint8Array) => (await openOnnx(inference, model, bytes, threads, opened.host !== null, log, what, opened.host)).model;
   return { provider: opened.provider, model: int8FrozenModel(opened.model, onnx, quantize, reopen, log, what, int8) };
 }
 
-/** Opens ONNX bytes of `model` in ONNX Runtime: in a worker thread where one starts, else on this thread. */
+type Host = InstanceType<Inference['SessionHost']>;
+
+/**
+ * Opens ONNX bytes of `model` in ONNX Runtime: in a worker thread where one starts, else on this thread. `host`, the
+ * worker thread of a model opened before: the session opens there and disposing it leaves the thread running.
+ */
 async function openOnnx(
   inference: Inference,
   model: tf.LayersModel,
@@ -180,7 +186,8 @@ async function openOnnx(
   useWorker: boolean,
   log: LogFn,
   what: string,
-): Promise<{ model: FrozenModel; provider: string }> {
+  shared: Host | null = null,
+): Promise<{ model: FrozenModel; provider: string; host: Host | null }> {
   const inputShape = shapeOf(model.inputs[0]!);
   const outputShape = shapeOf(model.outputs[0]!);
   const per = sizeOf(outputShape);
@@ -190,12 +197,14 @@ async function openOnnx(
   };
   if (useWorker) {
     // The session host of @graft/inference with one worker thread: runs are computed there in the order asked.
-    const host = new inference.SessionHost({ workers: 1, threads });
+    const host = shared ?? new inference.SessionHost({ workers: 1, threads });
+    const release = () => (shared ? Promise.resolve() : host.close());
     try {
       const session = await host.open(onnx);
       let disposed = false;
       return {
         provider: session.provider,
+        host,
         model: {
           engine: 'onnxruntime',
           threaded: true,
@@ -208,12 +217,14 @@ async function openOnnx(
           async dispose() {
             if (disposed) return;
             disposed = true;
-            await host.close();
+            await session.dispose();
+            await release();
           },
         },
       };
     } catch (err) {
-      await host.close();
+      await release();
+      if (shared) throw err;
       log({ model: what, reason: (err as Error).message }, `ONNX Runtime session for ${what} runs on the main thread: no worker thread`);
     }
   }
@@ -221,6 +232,7 @@ async function openOnnx(
   let disposed = false;
   return {
     provider: session.executionProvider,
+    host: null,
     model: {
       engine: 'onnxruntime',
       threaded: false,
