@@ -1,8 +1,8 @@
 // Feature extraction throughput of the headless mobilenet_v1_0.75_224 (conv_pw_13_relu) at the default job's input
 // size (288; --size 224 for the backbone's own): ONNX Runtime (converted with @graft/inference) against TF.js on the
 // wasm backend, on real dogs-vs-cats images.
-// Decoding + resizing with sharp is timed on its own, and together with inference as a pipeline in which the
-// next batch is decoded while the current one runs; the same for the int8 model (quantizeOnnx, calibrated min-max on
+// Decoding + resizing (decodeImage with the training filter) is timed on its own, and together with inference as a
+// pipeline in which the next batch is decoded while the current one runs; the same for the int8 model (quantizeOnnx, calibrated min-max on
 // the first 64 images), with how far its features lie from fp32's. Target (issue 14): decode + extraction >= 400
 // images/s. Note the load average printed before and after: the numbers mean something on a quiet machine only.
 // The CPU time per image of decoding and of int8 inference (process CPU, every thread) is printed too, and with it
@@ -146,7 +146,7 @@ async function main(): Promise<void> {
   const ortInfer: Infer = (input, batch) => session.run(input, batch);
 
   const { value: { timings: decodeTimings, decoded }, ms: decodeCpu } = await cpuMs(() => timeDecode(batches));
-  const rows: Array<[string, Timings]> = [['decode + resize (sharp)', decodeTimings]];
+  const rows: Array<[string, Timings]> = [['decode + resize', decodeTimings]];
   await ortInfer(decoded[0], sizes[0]);
   rows.push(['ORT inference', await timeInference(ortInfer, decoded, sizes)]);
   rows.push(['ORT decode, then inference', await timePipeline(ortInfer, batches, false)]);
