@@ -2,9 +2,10 @@
 // size (288; --size 224 for the backbone's own): ONNX Runtime (converted with @graft/inference) against TF.js on the
 // wasm backend, on real dogs-vs-cats images.
 // Decoding + resizing (decodeImage with the training filter) is timed on its own, and together with inference as a
-// pipeline in which the next batch is decoded while the current one runs; the same for the int8 model (quantizeOnnx, calibrated min-max on
-// the first 64 images), with how far its features lie from fp32's. Target (issue 14): decode + extraction >= 400
-// images/s. Note the load average printed before and after: the numbers mean something on a quiet machine only.
+// pipeline in which the next batch is decoded while the current one runs; the same for the int8 model (quantizeOnnx,
+// calibrated min-max on the first 64 images), with how far its features lie from fp32's. Target (issue 14): decode +
+// extraction >= 400 images/s. Note the load average printed before and after: the numbers mean something on a quiet
+// machine only.
 // The CPU time per image of decoding and of int8 inference (process CPU, every thread) is printed too, and with it
 // the most decode + int8 extraction can give on this machine with every core busy on nothing else.
 //
