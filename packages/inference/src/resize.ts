@@ -56,11 +56,17 @@ interface Kernel {
   columns(mid: number, width: number, out: number, outWidth: number, height: number, first: number, count: number, weights: number, maxTaps: number): void;
 }
 
+let module: WebAssembly.Module | null = null;
 let kernel: Kernel | null = null;
+/**
+ * Memory an instance keeps between calls (WebAssembly memory never shrinks): after an image that needed more (a
+ * very long, thin one), the instance is dropped and the next call starts a fresh one.
+ */
+const RETAINED_BYTES = 64 * 1024 * 1024;
 
 function loadKernel(): Kernel {
   if (kernel) return kernel;
-  const module = new WebAssembly.Module(readFileSync(new URL('./resize/triangle.wasm', import.meta.url)));
+  module ??= new WebAssembly.Module(readFileSync(new URL('./resize/triangle.wasm', import.meta.url)));
   const e = new WebAssembly.Instance(module, {}).exports as Record<string, unknown>;
   kernel = {
     memory: e.memory as WebAssembly.Memory,
@@ -69,6 +75,11 @@ function loadKernel(): Kernel {
     columns: e.columns as Kernel['columns'],
   };
   return kernel;
+}
+
+/** Bytes of WebAssembly memory the resize of this thread holds now. */
+export function triangleMemoryBytes(): number {
+  return kernel?.memory.buffer.byteLength ?? 0;
 }
 
 /** Taps of recent size pairs (images of a dataset come in a few sizes). */
@@ -117,5 +128,7 @@ export function triangleResize(src: Uint8Array, width: number, height: number, o
   }
   k.rows(srcAt, width, midAt, outHeight, yAt[0], yAt[1], yAt[2], ty.maxTaps, accAt);
   k.columns(midAt, width, outAt, outWidth, outHeight, xAt[0], xAt[1], xAt[2], tx.maxTaps);
-  return new Uint8Array(buffer, outAt, outBytes).slice();
+  const out = new Uint8Array(buffer, outAt, outBytes).slice();
+  if (buffer.byteLength > RETAINED_BYTES) kernel = null;
+  return out;
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { triangleResize, triangleTaps } from '../src/resize';
+import { triangleMemoryBytes, triangleResize, triangleTaps } from '../src/resize';
 
 function noise(w: number, h: number, seed: number): Uint8Array {
   const px = new Uint8Array(w * h * 3);
@@ -99,6 +99,21 @@ describe('triangleResize', () => {
     triangleResize(noise(900, 700, 3), 900, 700, 64);
     expect(Buffer.compare(Buffer.from(triangleResize(small, 50, 40, 64)), Buffer.from(first))).toBe(0);
     expect(() => triangleResize(small, 51, 40, 64)).toThrow(/expected 51x40x3/);
+  });
+
+  it('does not keep the memory a very long, thin image needed', () => {
+    triangleResize(noise(50, 40, 9), 50, 40, 288);
+    const usual = triangleMemoryBytes();
+    expect(usual).toBeGreaterThan(0);
+    expect(usual).toBeLessThan(8 * 1024 * 1024);
+    // 40,000 x 100 enlarged to 288 rows: 69 MB of 16-bit intermediate rows.
+    const long = new Uint8Array(40_000 * 100 * 3).fill(7);
+    expect(new Set(triangleResize(long, 40_000, 100, 288))).toEqual(new Set([7]));
+    expect(triangleMemoryBytes()).toBe(0);
+    const again = triangleResize(noise(50, 40, 9), 50, 40, 288);
+    expect(triangleMemoryBytes()).toBeGreaterThan(0);
+    expect(triangleMemoryBytes()).toBeLessThanOrEqual(usual);
+    expect(again.length).toBe(288 * 288 * 3);
   });
 
   const clang = (() => {
