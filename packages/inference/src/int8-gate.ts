@@ -14,7 +14,7 @@
 // then run in fp32 to confirm they are this model's, and only int8 runs over the rest.
 import { checkManifest, type ClassifierManifest } from './classifier';
 import { normalizedBatches, pixelTransform, resizeKernelOf, type NormalizedBatch, type PixelTransform, type ResizeKernel } from './image';
-import { quantizeOnnx, type QuantizeOptions, type QuantizeReport } from './quantize';
+import { quantizeOnnx, type Calibrated, type QuantizeOptions, type QuantizeReport } from './quantize';
 import { createSession, type OrtModel } from './session';
 
 /**
@@ -147,6 +147,8 @@ interface Check {
   kernel: ResizeKernel;
   clock: CheckClock;
   fp32Classes: Fp32Classes;
+  /** The ranges the first rung measured: later rungs quantize a subset of its activations and reuse them. */
+  calibrated?: Calibrated;
 }
 
 /** One rung: quantize with `opts.int8Stride`, then compare with fp32 on the validation images. */
@@ -158,12 +160,13 @@ async function attempt(
   check: Check,
 ): Promise<{ model: Uint8Array | null; decision: Int8Decision }> {
   const { clock } = check;
-  let quantized: { model: Uint8Array; report: QuantizeReport };
+  let quantized: { model: Uint8Array; report: QuantizeReport; calibrated: Calibrated };
   try {
     const t = performance.now();
     const decodeBefore = clock.seconds.decode;
     const calibration = clock.decoding(inputBatches(data.calibration, check, opts.batch ?? 16));
-    quantized = await quantizeOnnx(fp32, calibration, checkQuantization(opts));
+    quantized = await quantizeOnnx(fp32, calibration, { ...checkQuantization(opts), calibrated: check.calibrated });
+    check.calibrated = quantized.calibrated;
     clock.add('quantize', clock.since(t) - (clock.seconds.decode - decodeBefore));
   } catch (err) {
     return { model: null, decision: { ...base, reason: `quantization failed: ${(err as Error).message}` } };

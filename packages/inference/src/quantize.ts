@@ -54,6 +54,21 @@ export interface QuantizeOptions {
   int8Stride?: number;
   /** ORT intra-op threads for calibration (default 1). */
   threads?: number;
+  /**
+   * What an earlier quantizeOnnx of the same fp32 model (same calibration batches and method) measured: its ranges
+   * are used instead of calibrating again, where they cover every activation this plan quantizes (a larger
+   * int8Stride quantizes a subset). The calibration batches are then not read; the model is the same bytes.
+   */
+  calibrated?: Calibrated;
+}
+
+/** Activation ranges measured on calibration batches, and the batches kept for bias correction. */
+export interface Calibrated {
+  readonly method: CalibrationMethod;
+  readonly percentile: number;
+  readonly ranges: ReadonlyMap<string, Range>;
+  readonly samples: number;
+  readonly kept: readonly CalibrationBatch[];
 }
 
 export interface QuantizeReport {
@@ -92,7 +107,7 @@ export async function quantizeOnnx(
   fp32: Uint8Array,
   calibration: Iterable<CalibrationBatch> | AsyncIterable<CalibrationBatch>,
   opts: QuantizeOptions = {},
-): Promise<{ model: Uint8Array; report: QuantizeReport }> {
+): Promise<{ model: Uint8Array; report: QuantizeReport; calibrated: Calibrated }> {
   const method = opts.method ?? 'minmax';
   const percentile = opts.percentile ?? 99.99;
   const weightBits = opts.weightBits ?? 8;
@@ -106,9 +121,12 @@ export async function quantizeOnnx(
   const plan = planQuantization(model, opts.gemm ?? false, opts.quantizeOutputs ?? false, new Set([...(opts.fp32Nodes ?? []), ...wide]));
   if (plan.nodes.length === 0) throw new Error('the model has no Conv or Gemm with constant weights to quantize');
   const threads = opts.threads ?? 1;
-  const { ranges, samples, kept } = await calibrate(model, plan.activations, calibration, method, percentile, threads);
+  const earlier = opts.calibrated;
+  const reusable = earlier && earlier.method === method && earlier.percentile === percentile && plan.activations.every((a) => earlier.ranges.has(a));
+  const calibrated: Calibrated = reusable ? earlier : { method, percentile, ...(await calibrate(model, plan.activations, calibration, method, percentile, threads)) };
+  const { ranges, samples, kept } = calibrated;
   rewrite(model, plan, ranges, weightBits);
-  if (opts.biasCorrection ?? true) await correctBiases(decodeModel(fp32), model, plan, kept, threads);
+  if (opts.biasCorrection ?? true) await correctBiases(decodeModel(fp32), model, plan, [...kept], threads);
   const report: QuantizeReport = {
     method,
     percentile: method === 'percentile' ? percentile : null,
@@ -120,7 +138,7 @@ export async function quantizeOnnx(
     biasCorrection: opts.biasCorrection ?? true,
   };
   model.metadata_props.push({ key: 'graft.quantization', value: JSON.stringify(report) });
-  return { model: encodeModel(model), report };
+  return { model: encodeModel(model), report, calibrated };
 }
 
 interface Plan {
@@ -199,7 +217,7 @@ function plainGemm(node: OnnxNode): boolean {
   return node.attribute.every((a) => (a.name === 'transA' || a.name === 'transB' ? !a.i : a.name !== 'alpha' && a.name !== 'beta'));
 }
 
-interface Range {
+export interface Range {
   lo: number;
   hi: number;
 }
@@ -403,7 +421,7 @@ function tensor(name: string, dims: number[], dataType: number, data: ArrayBuffe
   return { name, dims, data_type: dataType, raw_data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
 
-function rewrite(model: OnnxModel, plan: Plan, ranges: Map<string, Range>, weightBits: number): void {
+function rewrite(model: OnnxModel, plan: Plan, ranges: ReadonlyMap<string, Range>, weightBits: number): void {
   const g = model.graph;
   const inits = new Map(g.initializer.map((t) => [t.name, t]));
   const added: OnnxNode[] = [];

@@ -174,6 +174,24 @@ describe('quantizeOnnx', () => {
     await expect(quantizeOnnx(fp32, calib, { int8Stride: 0 })).rejects.toThrow(/int8Stride/);
   }, 120_000);
 
+  it('reuses the ranges an earlier quantization measured where they cover the plan: same bytes, batches not read', async () => {
+    const calib = [await batchOf(calibration.slice(0, 4))];
+    const unread = {
+      [Symbol.iterator]: (): Iterator<never> => {
+        throw new Error('the calibration batches were read');
+      },
+    };
+    const all = await quantizeOnnx(fp32, calib, { int8Stride: 1 });
+    const fresh = await quantizeOnnx(fp32, calib, { int8Stride: 16 });
+    const reused = await quantizeOnnx(fp32, unread, { int8Stride: 16, calibrated: all.calibrated });
+    expect(Buffer.compare(Buffer.from(reused.model), Buffer.from(fresh.model))).toBe(0);
+    expect(reused.report).toEqual(fresh.report);
+    expect(reused.calibrated).toBe(all.calibrated);
+    // Ranges that do not cover the plan (stride 16's, for every convolution), or of another method: calibrated again.
+    await expect(quantizeOnnx(fp32, unread, { int8Stride: 1, calibrated: fresh.calibrated })).rejects.toThrow(/calibration batches were read/);
+    await expect(quantizeOnnx(fp32, unread, { int8Stride: 16, method: 'percentile', calibrated: all.calibrated })).rejects.toThrow(/calibration batches were read/);
+  }, 120_000);
+
   it('refuses a model without Conv or Gemm weights, and bad options', async () => {
     await expect(quantizeOnnx(fp32, [], { weightBits: 9 })).rejects.toThrow(/weightBits/);
     await expect(quantizeOnnx(fp32, [], { method: 'entropy' as never })).rejects.toThrow(/calibration method/);
