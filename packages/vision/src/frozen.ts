@@ -175,8 +175,8 @@ async function onnxRuntimeModel(
 type Host = InstanceType<Inference['SessionHost']>;
 
 /**
- * Opens ONNX bytes of `model` in ONNX Runtime: in a worker thread where one starts, else on this thread. `host`, the
- * worker thread of a model opened before: the session opens there and disposing it leaves the thread running.
+ * Opens ONNX bytes of `model` in ONNX Runtime: in a worker thread where one starts, else on this thread. `shared`, the
+ * worker thread of a model opened before: the session opens there, and disposing it leaves that thread running.
  */
 async function openOnnx(
   inference: Inference,
