@@ -4,16 +4,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { randomInput } from '../../../test/support/random';
 import { triangleMemoryBytes, triangleResize, triangleTaps } from '../src/resize';
 
+/** w x h RGB bytes of deterministic noise over the whole 0-255 range. */
 function noise(w: number, h: number, seed: number): Uint8Array {
-  const px = new Uint8Array(w * h * 3);
-  let s = seed;
-  for (let i = 0; i < px.length; i++) {
-    s = (s * 1103515245 + 12345) & 0x7fffffff;
-    px[i] = s >> 23;
-  }
-  return px;
+  return Uint8Array.from(randomInput(w * h * 3, seed, 0, 256), Math.floor);
 }
 
 /** The filter's float weights of output `o` (Pillow's precompute_coeffs for BILINEAR), as [input index, weight]. */
