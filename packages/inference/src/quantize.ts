@@ -126,7 +126,7 @@ export async function quantizeOnnx(
   const calibrated: Calibrated = reusable ? earlier : { method, percentile, ...(await calibrate(model, plan.activations, calibration, method, percentile, threads)) };
   const { ranges, samples, kept } = calibrated;
   rewrite(model, plan, ranges, weightBits);
-  if (opts.biasCorrection ?? true) await correctBiases(decodeModel(fp32), model, plan, [...kept], threads);
+  if (opts.biasCorrection ?? true) await correctBiases(decodeModel(fp32), model, plan, kept, threads);
   const report: QuantizeReport = {
     method,
     percentile: method === 'percentile' ? percentile : null,
@@ -311,7 +311,7 @@ async function calibrate(
 }
 
 /** Per channel (axis 1), the mean of each tensor over `batches`. */
-async function channelMeans(model: OnnxModel, tensors: Map<string, number>, batches: CalibrationBatch[], threads: number): Promise<Map<string, Float64Array>> {
+async function channelMeans(model: OnnxModel, tensors: Map<string, number>, batches: readonly CalibrationBatch[], threads: number): Promise<Map<string, Float64Array>> {
   const probe = await probeSession(model, [...tensors.keys()], threads, 'channelMeans');
   const sums = new Map([...tensors].map(([name, channels]) => [name, new Float64Array(channels)]));
   const counts = new Map<string, number>();
@@ -336,7 +336,7 @@ async function channelMeans(model: OnnxModel, tensors: Map<string, number>, batc
  * Moves each quantized node's int32 bias by the mean shift its rounded weights cause per channel: beside each node,
  * a float twin with the original weights reads the same input, and both outputs' channel means are compared.
  */
-async function correctBiases(fp32: OnnxModel, int8: OnnxModel, plan: Plan, batches: CalibrationBatch[], threads: number): Promise<void> {
+async function correctBiases(fp32: OnnxModel, int8: OnnxModel, plan: Plan, batches: readonly CalibrationBatch[], threads: number): Promise<void> {
   const originals = new Map(fp32.graph.initializer.map((t) => [t.name, t]));
   const inits = new Map(int8.graph.initializer.map((t) => [t.name, t]));
   const biased = plan.nodes.filter(({ node }) => node.input[2]);
