@@ -6,6 +6,7 @@
 // trains and predicts on its pixels (packages/vision/src/preprocess.ts re-exports it).
 import type { ErrorCode } from '@graft/contract';
 import sharp from 'sharp';
+import { withPixelKernels } from './pixel-wasm';
 import { triangleResize } from './resize';
 
 // One libvips thread per image, and no libvips operation cache, for every sharp pipeline of the process: images are
@@ -173,14 +174,23 @@ export function pixelTransform(p: PixelPreprocessing): PixelTransform {
   return { bgr, sub: mean, mul: [1 / std[0], 1 / std[1], 1 / std[2]] };
 }
 
+/** Below this many values the JavaScript loop is as quick as copying in and out of WebAssembly. */
+const WASM_NORMALIZE_VALUES = 3 * 1024;
+
 /**
- * Normalises RGB pixels (0..255, channels last, any number of pixels) into `out` from `offset`. `out` may be
- * `src` itself (offset 0). The one normalisation of Graft: @graft/vision's normalizePixels is this.
+ * Normalises RGB pixels (0..255, channels last, any number of pixels) into `out` from `offset`: each value
+ * (pixel - sub) * mul in float64, rounded to float32. `out` may be `src` itself (offset 0). The one normalisation of
+ * Graft: @graft/vision's normalizePixels is this. Bytes and float32 pixels of an image's size go through
+ * WebAssembly (wasm/normalize.c), which gives the same bits as the loop here.
  */
 export function normalizeInto(src: ArrayLike<number>, t: PixelTransform, out: Float32Array, offset = 0): void {
   const n = src.length;
   if (n % 3 !== 0) throw new RangeError(`${n} values are not whole RGB pixels`);
   if (offset + n > out.length) throw new RangeError(`${n} values do not fit at ${offset} in ${out.length}`);
+  if (n >= WASM_NORMALIZE_VALUES && (src instanceof Uint8Array || src instanceof Float32Array)) {
+    normalizeWasm(src, t, out.subarray(offset, offset + n));
+    return;
+  }
   const { bgr } = t;
   const [m0, m1, m2] = t.sub;
   const [s0, s1, s2] = t.mul;
@@ -193,4 +203,18 @@ export function normalizeInto(src: ArrayLike<number>, t: PixelTransform, out: Fl
     out[o + 1] = (g - m1) * s1;
     out[o + 2] = ((bgr ? r : b) - m2) * s2;
   }
+}
+
+function normalizeWasm(src: Uint8Array | Float32Array, t: PixelTransform, out: Float32Array): void {
+  withPixelKernels((k, scratch) => {
+    const floats = src instanceof Float32Array;
+    const srcAt = scratch.take(src.byteLength + 16); // normalize_u8 reads up to 4 bytes past the last pixel
+    const outAt = scratch.take(out.byteLength);
+    const normAt = scratch.take(6 * 8);
+    const buffer = scratch.ready();
+    (floats ? new Float32Array(buffer, srcAt, src.length) : new Uint8Array(buffer, srcAt, src.length)).set(src);
+    new Float64Array(buffer, normAt, 6).set([...t.sub, ...t.mul]);
+    (floats ? k.normalize_f32 : k.normalize_u8)(srcAt, outAt, src.length / 3, normAt, t.bgr ? 1 : 0);
+    out.set(new Float32Array(buffer, outAt, out.length));
+  });
 }

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import * as vision from '@graft/vision/preprocess';
 import { decodeAll, decodeImage, InvalidImageError, normalizedBatches, normalizeInto, pixelTransform, RESIZE_KERNELS, resizeKernelOf, TRAINING_RESIZE_KERNEL } from '../src/image';
 import { triangleResize } from '../src/resize';
+import { randomInput } from '../../../test/support/random';
 
 /** A noisy RGB(A) test card, w x h. */
 function card(w: number, h: number, channels: 3 | 4, seed: number): Buffer {
@@ -128,6 +129,33 @@ describe('normalizeInto', () => {
       normalizeInto(pixels, pixelTransform(p), out, 3);
       expect(Array.from(out.subarray(3, 3 + pixels.length)), p.mode).toEqual(Array.from(inPlace));
       expect([out[0], out[out.length - 1]]).toEqual([-7, -7]);
+    }
+  });
+
+  it('gives each value as (pixel - sub) * mul in float64 rounded to float32, for bytes and floats of an image, in place and at an offset', () => {
+    // 61 x 47 pixels: past the size where WebAssembly takes over, and not a whole number of 4-pixel groups.
+    const n = 61 * 47 * 3;
+    const bytes = Uint8Array.from(randomInput(n, 5, 0, 256), Math.floor);
+    const floats = randomInput(n, 6, -20, 280);
+    const transforms = [...Object.values(vision.PREPROCESSING), { channelOrder: 'bgr' as const, scale: [1 / 255, 2, 0.5], offset: [-1, 3, 0.25] }];
+    for (const p of transforms) {
+      const t = pixelTransform(p);
+      for (const src of [bytes, floats]) {
+        const expected = Float32Array.from(src, (_, i) => {
+          const c = i % 3;
+          const source = t.bgr ? i - c + (2 - c) : i;
+          return (src[source]! - t.sub[c]!) * t.mul[c]!;
+        });
+        const out = new Float32Array(n + 6).fill(-7);
+        normalizeInto(src, t, out, 3);
+        expect(Buffer.compare(Buffer.from(out.buffer, 12, n * 4), Buffer.from(expected.buffer)), `${src.constructor.name} ${JSON.stringify(p)}`).toBe(0);
+        expect([out[0], out[2], out[n + 3], out[n + 5]]).toEqual([-7, -7, -7, -7]);
+        if (src instanceof Float32Array) {
+          const inPlace = Float32Array.from(src);
+          normalizeInto(inPlace, t, inPlace);
+          expect(Buffer.compare(Buffer.from(inPlace.buffer), Buffer.from(expected.buffer))).toBe(0);
+        }
+      }
     }
   });
 

@@ -1,0 +1,73 @@
+// Graft's pixel arithmetic in WebAssembly with SIMD: the triangle resize (wasm/triangle.c) and the normalisation
+// (wasm/normalize.c), built into wasm/pixels.wasm by scripts/build-wasm.sh (npm run build:wasm; the .wasm is
+// committed). One instance per thread, on the calling thread; its memory is scratch space for one call at a time.
+import { readFileSync } from 'node:fs';
+
+/** The functions of pixels.wasm (pointers are byte offsets into its memory). */
+export interface PixelKernels {
+  rows(src: number, width: number, mid: number, outHeight: number, first: number, count: number, weights: number, maxTaps: number, acc: number): void;
+  columns(mid: number, width: number, out: number, outWidth: number, height: number, first: number, count: number, weights: number, maxTaps: number): void;
+  normalize_u8(src: number, out: number, pixels: number, norm: number, bgr: number): void;
+  normalize_f32(src: number, out: number, pixels: number, norm: number, bgr: number): void;
+}
+
+/** Room in the instance's memory for one call: `take` lays out blocks, `ready` grows the memory to hold them. */
+export interface Scratch {
+  /** The offset of a new block of `bytes` (16-byte aligned). */
+  take(bytes: number): number;
+  /** The memory's buffer, grown to hold every block taken (views made before a later `take` may be detached). */
+  ready(): ArrayBuffer;
+}
+
+interface Instance {
+  exports: PixelKernels;
+  memory: WebAssembly.Memory;
+  heapBase: number;
+}
+
+let module: WebAssembly.Module | null = null;
+let instance: Instance | null = null;
+/**
+ * Memory an instance keeps between calls (WebAssembly memory never shrinks): after a call that needed more (a very
+ * long, thin image), the instance is dropped and the next call starts a fresh one.
+ */
+const RETAINED_BYTES = 64 * 1024 * 1024;
+
+function load(): Instance {
+  if (instance) return instance;
+  module ??= new WebAssembly.Module(readFileSync(new URL('./wasm/pixels.wasm', import.meta.url)));
+  const e = new WebAssembly.Instance(module, {}).exports as Record<string, unknown>;
+  instance = {
+    exports: e as unknown as PixelKernels,
+    memory: e.memory as WebAssembly.Memory,
+    heapBase: (e.__heap_base as WebAssembly.Global).value as number,
+  };
+  return instance;
+}
+
+/** Runs `fn` with this thread's instance and empty scratch space. */
+export function withPixelKernels<T>(fn: (k: PixelKernels, scratch: Scratch) => T): T {
+  const { exports, memory, heapBase } = load();
+  let end = (heapBase + 15) & ~15;
+  const scratch: Scratch = {
+    take(bytes) {
+      const at = end;
+      end = (end + bytes + 15) & ~15;
+      return at;
+    },
+    ready() {
+      if (end > memory.buffer.byteLength) memory.grow(Math.ceil((end - memory.buffer.byteLength) / 65536));
+      return memory.buffer;
+    },
+  };
+  try {
+    return fn(exports, scratch);
+  } finally {
+    if (memory.buffer.byteLength > RETAINED_BYTES) instance = null;
+  }
+}
+
+/** Bytes of WebAssembly memory the pixel arithmetic of this thread holds now. */
+export function pixelMemoryBytes(): number {
+  return instance?.memory.buffer.byteLength ?? 0;
+}
