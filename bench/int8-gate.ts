@@ -3,10 +3,11 @@
 // does after a job (calibration on 256 training images, min-max; int8 against fp32 on every validation image).
 // Prints the decision (agreement, both accuracies, whether int8 would be kept) and how long the check took.
 //
-// --variants compares quantization choices on the same model: default (what training does), outputs (the last
-// convolution's output quantized too), first-fp32 (the first convolution left in fp32), percentile, no-bias-correction.
+// --variants compares quantization choices on the same model: default (what training does, the last convolution's
+// output quantized too), float-outputs (that output left in float), first-fp32 (the first convolution left in fp32),
+// percentile, no-bias-correction.
 //
-//   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--variants default,outputs]
+//   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--variants default,float-outputs]
 //
 // --model runs the check on a trained model folder instead (model.onnx and graft.json; with --given-predictions,
 // predictions.json's classes are given to the check as fp32's, as the worker does where the frozen base ran in fp32
@@ -120,7 +121,7 @@ function variantOptions(fp32: Uint8Array): Record<string, Int8GateOptions> {
   const firstConv = decodeModel(fp32).graph.node.find((n) => n.op_type === 'Conv')!.name;
   return {
     default: { method: 'minmax' },
-    outputs: { method: 'minmax', quantizeOutputs: true },
+    'float-outputs': { method: 'minmax', quantizeOutputs: false },
     'first-fp32': { method: 'minmax', fp32Nodes: [firstConv] },
     percentile: { method: 'percentile' },
     'no-bias-correction': { method: 'minmax', biasCorrection: false },
