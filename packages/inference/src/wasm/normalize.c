@@ -7,14 +7,19 @@
 #include <wasm_simd128.h>
 
 
-// Converts 12 values (as int32 or float32 in three vectors a, b, c) and stores them at o.
-static inline void store12(float *o, v128_t a0, v128_t a1, v128_t b0, v128_t b1, v128_t c0, v128_t c1,
-                           const v128_t *sub, const v128_t *mul) {
-  v128_t r[6] = {a0, a1, b0, b1, c0, c1};
-  for (int k = 0; k < 6; k++) r[k] = wasm_f32x4_demote_f64x2_zero(wasm_f64x2_mul(wasm_f64x2_sub(r[k], sub[k % 3]), mul[k % 3]));
-  wasm_v128_store(o, wasm_i32x4_shuffle(r[0], r[1], 0, 1, 4, 5));
-  wasm_v128_store(o + 4, wasm_i32x4_shuffle(r[2], r[3], 0, 1, 4, 5));
-  wasm_v128_store(o + 8, wasm_i32x4_shuffle(r[4], r[5], 0, 1, 4, 5));
+// Normalises 12 values, held as int32 (floats = 0) or float32 (floats = 1) in three vectors, and stores them at o.
+static inline void store12(float *o, v128_t a, v128_t b, v128_t c, int floats, const v128_t *sub, const v128_t *mul) {
+  const v128_t v[3] = {a, b, c};
+  for (int k = 0; k < 3; k++) {
+    const v128_t high = wasm_i32x4_shuffle(v[k], v[k], 2, 3, 0, 1);
+    v128_t pair[2] = {floats ? wasm_f64x2_promote_low_f32x4(v[k]) : wasm_f64x2_convert_low_i32x4(v[k]),
+                      floats ? wasm_f64x2_promote_low_f32x4(high) : wasm_f64x2_convert_low_i32x4(high)};
+    for (int h = 0; h < 2; h++) {
+      const int j = (2 * k + h) % 3;
+      pair[h] = wasm_f32x4_demote_f64x2_zero(wasm_f64x2_mul(wasm_f64x2_sub(pair[h], sub[j]), mul[j]));
+    }
+    wasm_v128_store(o + 4 * k, wasm_i32x4_shuffle(pair[0], pair[1], 0, 1, 4, 5));
+  }
 }
 
 static void constants(const double *sub, const double *mul, v128_t *s, v128_t *m) {
@@ -44,10 +49,7 @@ void normalize_u8(const uint8_t *src, float *out, int32_t pixels, const double *
     if (bgr) v = wasm_i8x16_shuffle(v, v, 2, 1, 0, 5, 4, 3, 8, 7, 6, 11, 10, 9, 12, 13, 14, 15);
     const v128_t lo = wasm_u16x8_extend_low_u8x16(v), hi = wasm_u16x8_extend_high_u8x16(v);
     const v128_t a = wasm_u32x4_extend_low_u16x8(lo), b = wasm_u32x4_extend_high_u16x8(lo), c = wasm_u32x4_extend_low_u16x8(hi);
-    store12(out + p * 3,
-            wasm_f64x2_convert_low_i32x4(a), wasm_f64x2_convert_low_i32x4(wasm_i32x4_shuffle(a, a, 2, 3, 0, 1)),
-            wasm_f64x2_convert_low_i32x4(b), wasm_f64x2_convert_low_i32x4(wasm_i32x4_shuffle(b, b, 2, 3, 0, 1)),
-            wasm_f64x2_convert_low_i32x4(c), wasm_f64x2_convert_low_i32x4(wasm_i32x4_shuffle(c, c, 2, 3, 0, 1)), sub, mul);
+    store12(out + p * 3, a, b, c, 0, sub, mul);
   }
   for (; p < pixels; p++) {
     const uint8_t *s = src + p * 3;
@@ -71,10 +73,7 @@ void normalize_f32(const float *src, float *out, int32_t pixels, const double *n
       b = wasm_i32x4_shuffle(t, c, 0, 1, 4, 3);
       c = nc;
     }
-    store12(out + p * 3,
-            wasm_f64x2_promote_low_f32x4(a), wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(a, a, 2, 3, 0, 1)),
-            wasm_f64x2_promote_low_f32x4(b), wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(b, b, 2, 3, 0, 1)),
-            wasm_f64x2_promote_low_f32x4(c), wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(c, c, 2, 3, 0, 1)), sub, mul);
+    store12(out + p * 3, a, b, c, 1, sub, mul);
   }
   for (; p < pixels; p++) {
     const float *s = src + p * 3;
