@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <wasm_simd128.h>
 
-
 // Normalises 12 values, held as int32 (floats = 0) or float32 (floats = 1) in three vectors, and stores them at o.
 static inline void store12(float *o, v128_t a, v128_t b, v128_t c, int floats, const v128_t *sub, const v128_t *mul) {
   const v128_t v[3] = {a, b, c};
