@@ -205,16 +205,23 @@ export function normalizeInto(src: ArrayLike<number>, t: PixelTransform, out: Fl
   }
 }
 
+/** Pixels normalised per WebAssembly call: a batch of any size goes through in pieces of at most 3 MB (float32 in and out). */
+const WASM_NORMALIZE_CHUNK = 1 << 18;
+
 function normalizeWasm(src: Uint8Array | Float32Array, t: PixelTransform, out: Float32Array): void {
-  withPixelKernels((k, scratch) => {
-    const floats = src instanceof Float32Array;
-    const srcAt = scratch.take(src.byteLength + 16); // normalize_u8 reads up to 4 bytes past the last pixel
-    const outAt = scratch.take(out.byteLength);
-    const normAt = scratch.take(6 * 8);
-    const buffer = scratch.ready();
-    (floats ? new Float32Array(buffer, srcAt, src.length) : new Uint8Array(buffer, srcAt, src.length)).set(src);
-    new Float64Array(buffer, normAt, 6).set([...t.sub, ...t.mul]);
-    (floats ? k.normalize_f32 : k.normalize_u8)(srcAt, outAt, src.length / 3, normAt, t.bgr ? 1 : 0);
-    out.set(new Float32Array(buffer, outAt, out.length));
-  });
+  const floats = src instanceof Float32Array;
+  const norm = [...t.sub, ...t.mul];
+  for (let start = 0; start < src.length; start += 3 * WASM_NORMALIZE_CHUNK) {
+    const part = src.subarray(start, start + 3 * WASM_NORMALIZE_CHUNK);
+    withPixelKernels((k, scratch) => {
+      const srcAt = scratch.take(part.byteLength + 16); // normalize_u8 reads up to 4 bytes past the last pixel
+      const outAt = scratch.take(part.length * 4);
+      const normAt = scratch.take(6 * 8);
+      const buffer = scratch.ready();
+      (floats ? new Float32Array(buffer, srcAt, part.length) : new Uint8Array(buffer, srcAt, part.length)).set(part);
+      new Float64Array(buffer, normAt, 6).set(norm);
+      (floats ? k.normalize_f32 : k.normalize_u8)(srcAt, outAt, part.length / 3, normAt, t.bgr ? 1 : 0);
+      out.set(new Float32Array(buffer, outAt, part.length), start);
+    });
+  }
 }

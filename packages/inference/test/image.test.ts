@@ -132,9 +132,13 @@ describe('normalizeInto', () => {
     }
   });
 
-  it('gives each value as (pixel - sub) * mul in float64 rounded to float32, for bytes and floats of an image, in place and at an offset', () => {
-    // 61 x 47 pixels: past the size where WebAssembly takes over, and not a whole number of 4-pixel groups.
-    const n = 61 * 47 * 3;
+  it.each([
+    // Past the size where WebAssembly takes over, and not a whole number of 4-pixel groups.
+    ['61 x 47 pixels', 61 * 47],
+    // More than one WebAssembly call's worth (2^18 pixels), as a batch of images is.
+    ['a batch of 4 images of 288 x 288', 4 * 288 * 288],
+  ])('gives each value as (pixel - sub) * mul in float64 rounded to float32, for bytes and floats, in place and at an offset: %s', (_, pixels) => {
+    const n = pixels * 3;
     const bytes = Uint8Array.from(randomInput(n, 5, 0, 256), Math.floor);
     const floats = randomInput(n, 6, -20, 280);
     const transforms = [...Object.values(vision.PREPROCESSING), { channelOrder: 'bgr' as const, scale: [1 / 255, 2, 0.5], offset: [-1, 3, 0.25] }];
