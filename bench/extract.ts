@@ -19,7 +19,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { resolveConfig } from '@graft/contract';
 import { setTopologyInputSize, trainingInputSize } from '@graft/vision';
 import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeOnnx, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
-import { coreScaling, describeScaling } from './machine';
+import { coreScaling, describeScaling, targetLine } from './machine';
 
 const SHARED = join(import.meta.dirname, '../../shared');
 const MODEL_DIR = join(SHARED, 'models/mobilenet_v1_0.75_224');
@@ -241,7 +241,7 @@ async function main(): Promise<void> {
       `${availableParallelism()} cores busy on nothing else give at most ${ceiling.toFixed(0)} images/s of decode + int8 extraction`,
   );
   console.log(`load average after the run: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  console.log(`target decode + extraction >= 400 images/s: ${int8Rate >= 400 ? 'met' : 'NOT met'} (int8 ${int8Rate.toFixed(1)}, fp32 ${fp32Rate.toFixed(1)} images/s)`);
+  console.log(targetLine('decode + extraction >= 400 images/s', int8Rate >= 400, `int8 ${int8Rate.toFixed(1)}, fp32 ${fp32Rate.toFixed(1)} images/s`));
 }
 
 await main();

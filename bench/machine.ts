@@ -63,3 +63,8 @@ export function describeScaling(s: CoreScaling): string {
 if (import.meta.url === `file://${process.argv[1]}`) {
   console.log(describeScaling(await coreScaling()));
 }
+
+/** One of issue 14's targets as the benches print it: `target <what>: met|NOT met (<measured>)`. */
+export function targetLine(what: string, met: boolean, measured: string): string {
+  return `target ${what}: ${met ? 'met' : 'NOT met'} (${measured})`;
+}
