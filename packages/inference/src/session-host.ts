@@ -77,7 +77,7 @@ export class SessionHost implements SessionHostLike {
     );
     const failed = opened.find((o): o is PromiseRejectedResult => o.status === 'rejected');
     if (failed) {
-      opened.forEach((o, i) => o.status === 'fulfilled' && threads[i]!.post({ type: 'close', session: o.value.session }));
+      await Promise.all(opened.map((o, i) => (o.status === 'fulfilled' ? closeSession(threads[i]!, o.value.session) : null)));
       throw failed.reason;
     }
     const sessions = (opened as PromiseFulfilledResult<Opened>[]).map((o, i) => ({ thread: threads[i]!, session: o.value.session }));
@@ -126,6 +126,15 @@ class PooledSession implements HostedSession {
   async dispose(): Promise<void> {
     if (this.disposed) return;
     this.disposed = true;
-    for (const s of this.sessions) s.thread.post({ type: 'close', session: s.session });
+    await Promise.all(this.sessions.map((s) => closeSession(s.thread, s.session)));
   }
+}
+
+/**
+ * Releases a session in its worker thread, as a request: the thread's close() then lets the release finish instead of
+ * stopping the thread in the middle of it (a native call cut off mid-way aborts the process). A thread that has
+ * failed or closed has released it already.
+ */
+async function closeSession(thread: HostThread, session: number): Promise<void> {
+  await thread.request({ type: 'close', session }).catch(() => {});
 }

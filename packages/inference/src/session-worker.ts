@@ -5,9 +5,9 @@
 // It also converts TF.js layers models to ONNX, which takes a while for a large model.
 //
 // In: {type: 'convert', id, modelJson, weights}; {type: 'open', id, onnx, threads, transform};
-// {type: 'run', id, session, input, batch}; {type: 'close', session}.
+// {type: 'run', id, session, input, batch}; {type: 'close', id, session}.
 // Out: {type: 'ready'} once; then per request {type: 'converted', id, onnx}, {type: 'opened', id, session, provider,
-// inputShape, outputShape} or {type: 'result', id, output}; or {type: 'error', id, name, message}.
+// inputShape, outputShape}, {type: 'result', id, output} or {type: 'closed', id}; or {type: 'error', id, name, message}.
 import { parentPort } from 'node:worker_threads';
 import { createSession, type OrtModel } from './session';
 import { normalizeInto, type PixelTransform } from './image';
@@ -17,7 +17,7 @@ export type HostRequest =
   | { type: 'convert'; id: number; modelJson: object; weights: Uint8Array }
   | { type: 'open'; id: number; onnx: Uint8Array; threads: number; transform: PixelTransform | null }
   | { type: 'run'; id: number; session: number; input: Uint8Array | Float32Array; batch: number }
-  | { type: 'close'; session: number };
+  | { type: 'close'; id: number; session: number };
 
 export type HostReply =
   | { type: 'ready' }
@@ -32,6 +32,7 @@ export type HostReply =
     }
   | { type: 'converted'; id: number; onnx: Uint8Array }
   | { type: 'result'; id: number; output: Float32Array }
+  | { type: 'closed'; id: number }
   | { type: 'error'; id: number; name: string; message: string };
 
 const port = parentPort!;
@@ -69,9 +70,11 @@ async function handle(msg: HostRequest): Promise<void> {
     return;
   }
   if (msg.type === 'close') {
+    // Answered once the session is released, so that the thread is not stopped in the middle of it (close()).
     const s = sessions.get(msg.session);
     sessions.delete(msg.session);
     await s?.model.dispose().catch(() => {});
+    post({ type: 'closed', id: msg.id });
     return;
   }
   try {

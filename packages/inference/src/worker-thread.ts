@@ -149,11 +149,6 @@ export class WorkerRpc<Req extends { type: string; id?: number }> {
     });
   }
 
-  /** Posts a message that has no reply. */
-  post(msg: Without<Req, 'id'>): void {
-    if (!this.failed) this.worker.postMessage(msg);
-  }
-
   private fail(err: Error): void {
     this.failed ??= err;
     for (const p of this.pending.values()) p.reject(err);

@@ -96,6 +96,21 @@ describe('SessionHost', () => {
     expect(err.message).toMatch(/UpSampling2D/);
   });
 
+  it('releases a session in its worker thread before dispose() resolves, and close() right after waits for it', async () => {
+    // Stopping a thread in the middle of ONNX Runtime's release (a native call) aborts the process: close() lets
+    // requests in progress finish, so the release must be one.
+    const host = new SessionHost({ workers: 2, threads: 1 });
+    const session = await host.open(onnx);
+    let released = false;
+    const disposed = session.dispose().then(() => (released = true));
+    for (let i = 0; i < 5; i++) await Promise.resolve();
+    expect(released).toBe(false); // waiting for both worker threads' answers
+    await host.close();
+    await disposed;
+    expect(released).toBe(true);
+    expect(session.alive).toBe(false);
+  });
+
   it('rejects what cannot run, and stops its workers on close', async () => {
     const host = new SessionHost({ workers: 1, threads: 1 });
     await expect(host.open(new Uint8Array([1, 2, 3]))).rejects.toThrow();
