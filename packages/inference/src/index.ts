@@ -12,7 +12,6 @@ export { decodeModel } from './onnx-proto';
 export { quantizeOnnx, type Calibrated, type CalibrationBatch, type CalibrationMethod, type QuantizeOptions, type QuantizeReport } from './quantize';
 export {
   quantizeClassifier,
-  checkQuantization,
   INT8_MAX_ACCURACY_DROP,
   INT8_MIN_AGREEMENT,
   INT8_STRIDES,

@@ -18,10 +18,9 @@ import { quantizeOnnx, type Calibrated, type QuantizeOptions, type QuantizeRepor
 import { createSession, type OrtModel } from './session';
 
 /**
- * The check's quantization: quantizeOnnx's options, except that `quantizeOutputs` defaults to true here. A served
- * classifier's last convolution then runs as an integer kernel (on MobileNet v1 at 288 px it was the one float
- * convolution left, about a sixth of int8's time) and its output is rounded to 8 bits before the head pools it; the
- * check below decides whether the predictions keep.
+ * The check's quantization is quantizeOnnx's (its options below): a served classifier's last convolution runs as an
+ * integer kernel too and its output is rounded to 8 bits before the head pools it; the check decides whether the
+ * predictions keep.
  */
 export interface Int8GateOptions extends QuantizeOptions {
   /** Least share of validation images on which int8 and fp32 predict the same class (default 0.995). */
@@ -165,7 +164,7 @@ async function attempt(
     const t = performance.now();
     const decodeBefore = clock.seconds.decode;
     const calibration = clock.decoding(inputBatches(data.calibration, check, opts.batch ?? 16));
-    quantized = await quantizeOnnx(fp32, calibration, { ...checkQuantization(opts), calibrated: check.calibrated });
+    quantized = await quantizeOnnx(fp32, calibration, { ...opts, calibrated: check.calibrated });
     check.calibrated = quantized.calibrated;
     clock.add('quantize', clock.since(t) - (clock.seconds.decode - decodeBefore));
   } catch (err) {
