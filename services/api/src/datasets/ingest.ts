@@ -158,10 +158,8 @@ export async function ingestArchive(file: string, format: ArchiveFormat, opts: I
   }
 }
 
-interface Accepted {
-  order: number;
-  image: IngestedImage;
-}
+type Rejection = { order: number; path: string; reason: string; label: string };
+type CrossDuplicate = { path: string; split: Split; label: string; first: string };
 
 async function ingest(
   file: string,
@@ -170,11 +168,56 @@ async function ingest(
   written: StoredImageKey[],
 ): Promise<IngestResult> {
   const limits = resolveLimits(opts.limits);
-  const { signal } = opts;
-  const wanted = Math.floor(opts.concurrency ?? DEFAULT_INGEST_CONCURRENCY);
-  const concurrency = Number.isFinite(wanted) ? Math.max(1, Math.min(32, wanted)) : DEFAULT_INGEST_CONCURRENCY;
+  const { plan, strays } = await planArchive(file, format, limits, opts.signal);
+  const stored = await storeImages(file, format, plan, limits, opts, written);
+  const { images, rejected } = stored;
+  if (images.length === 0) {
+    const example = rejected[0] ? ` (e.g. '${rejected[0].path}': ${rejected[0].reason})` : '';
+    throw new IngestError('NO_IMAGES', `the archive contains no usable images; ${rejected.length} were rejected${example}`, {
+      rejected: rejected.slice(0, 20).map(({ path, reason }) => ({ path, reason })),
+    });
+  }
+  const splits = countSplits(images, plan.classes);
+  const train = splits.train ?? {};
+  const empty = plan.classes.filter((c) => !train[c]);
+  if (empty.length > 0) {
+    const bad = rejected.find((r) => r.label === empty[0]);
+    throw new IngestError(
+      'EMPTY_CLASS',
+      `class '${empty[0]}' has no usable training images` + (bad ? ` (e.g. '${bad.path}': ${bad.reason})` : ''),
+      { classes: empty },
+    );
+  }
+  const storedPaths = new Set(images.map((im) => im.path));
+  return {
+    classes: plan.classes,
+    splits,
+    images,
+    imageCount: images.length,
+    bytes: images.reduce((sum, image) => sum + image.bytes, 0),
+    rejected: rejected.slice(0, MAX_LISTED_REJECTIONS).map(({ path, reason }) => ({ path, reason })),
+    duplicates: stored.duplicates,
+    copies: stored.crossDuplicates
+      .filter((d) => storedPaths.has(d.first))
+      .slice(0, MAX_LISTED_REJECTIONS)
+      .map(({ path, split, label, first }) => ({ path, split, label, firstPath: first })),
+    warnings: datasetWarnings(plan, strays, splits, stored.crossDuplicates, rejected.length),
+  };
+}
 
-  // Pass 1: names only.
+type LayoutPlan = ReturnType<typeof planLayout>;
+
+/**
+ * The first pass: names and declared sizes only. Refuses the upload for a layout with fewer than two classes, an
+ * image over the per-file limit or images over the total; returns the layout and the files in class folders that
+ * are not images by name.
+ */
+async function planArchive(
+  file: string,
+  format: ArchiveFormat,
+  limits: IngestLimits,
+  signal: AbortSignal | undefined,
+): Promise<{ plan: LayoutPlan; strays: LayoutFile[] }> {
   const candidates: (LayoutFile & { size: number })[] = [];
   const others: LayoutFile[] = [];
   await walkArchive(file, format, { limits, signal }, async (entry) => {
@@ -208,15 +251,40 @@ async function ingest(
       limit: limits.maxTotalBytes,
     });
   }
-  const strays = others.filter((f) => plan.place(f.segments));
+  return { plan, strays: others.filter((f) => plan.place(f.segments)) };
+}
 
-  // Pass 2: read, hash, decode, store.
+interface Stored {
+  /** Accepted unique images, in archive order. */
+  images: IngestedImage[];
+  /** Refused files, in archive order. */
+  rejected: Rejection[];
+  duplicates: number;
+  crossDuplicates: CrossDuplicate[];
+}
+
+/**
+ * The second pass: reads each placed image file, hashes it, skips repeats, decodes it (`concurrency` at a time,
+ * reading ahead while every decoder is busy) and hands the accepted ones to `put`, recording each key in `written`
+ * first. Waits for every task to end before it returns or throws.
+ */
+async function storeImages(
+  file: string,
+  format: ArchiveFormat,
+  plan: LayoutPlan,
+  limits: IngestLimits,
+  opts: IngestOptions,
+  written: StoredImageKey[],
+): Promise<Stored> {
+  const { signal } = opts;
+  const wanted = Math.floor(opts.concurrency ?? DEFAULT_INGEST_CONCURRENCY);
+  const concurrency = Number.isFinite(wanted) ? Math.max(1, Math.min(32, wanted)) : DEFAULT_INGEST_CONCURRENCY;
   const inspector = new ImageInspector({ maxImagePixels: limits.maxImagePixels });
   const pool = new TaskPool(concurrency, concurrency, READ_AHEAD_BYTES);
-  const accepted: Accepted[] = [];
-  const rejected: { order: number; path: string; reason: string; label: string }[] = [];
+  const accepted: { order: number; image: IngestedImage }[] = [];
+  const rejected: Rejection[] = [];
   const seen = new Map<string, Placement & { path: string }>();
-  const crossDuplicates: { path: string; split: Split; label: string; first: string }[] = [];
+  const crossDuplicates: CrossDuplicate[] = [];
   let duplicates = 0;
   let order = 0;
   let stopping = false;
@@ -237,19 +305,10 @@ async function ingest(
       const message = err instanceof Error ? err.message : String(err);
       throw new IngestError('STORAGE_FAILED', `storing '${path}' failed: ${message}`, { path }, { cause: err });
     }
+    const { width, height, fingerprint } = inspected;
     accepted.push({
       order: n,
-      image: {
-        id: imageIdOf(sha256),
-        ...placement,
-        path,
-        sha256,
-        format: inspected.format,
-        width: inspected.width,
-        height: inspected.height,
-        bytes: data.length,
-        fingerprint: inspected.fingerprint,
-      },
+      image: { id: imageIdOf(sha256), ...placement, path, sha256, format: inspected.format, width, height, bytes: data.length, fingerprint },
     });
   };
 
@@ -286,39 +345,37 @@ async function ingest(
   }
   await pool.drain();
   if (pool.failure) throw pool.failure.error;
-
   accepted.sort((a, b) => a.order - b.order);
   rejected.sort((a, b) => a.order - b.order);
-  const images = accepted.map((a) => a.image);
-  const storedPaths = new Set(images.map((im) => im.path));
+  return { images: accepted.map((a) => a.image), rejected, duplicates, crossDuplicates };
+}
 
-  if (images.length === 0) {
-    const example = rejected[0] ? ` (e.g. '${rejected[0].path}': ${rejected[0].reason})` : '';
-    throw new IngestError('NO_IMAGES', `the archive contains no usable images; ${rejected.length} were rejected${example}`, {
-      rejected: rejected.slice(0, 20).map(({ path, reason }) => ({ path, reason })),
-    });
-  }
-
+/** Accepted images per split and class (classes sorted); train lists every class of the layout, even at 0. */
+function countSplits(images: readonly IngestedImage[], classes: readonly string[]): Record<string, Record<string, number>> {
   const splits: Record<string, Record<string, number>> = {};
   for (const split of ['train', 'validation', 'test'] as const) {
     const counts: Record<string, number> = {};
-    if (split === 'train') for (const c of plan.classes) counts[c] = 0;
+    if (split === 'train') for (const c of classes) counts[c] = 0;
     for (const image of images) if (image.split === split) counts[image.label] = (counts[image.label] ?? 0) + 1;
     if (Object.values(counts).some((n) => n > 0)) {
       splits[split] = Object.fromEntries(Object.entries(counts).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
     }
   }
-  const train = splits.train ?? {};
-  const empty = plan.classes.filter((c) => !train[c]);
-  if (empty.length > 0) {
-    const bad = rejected.find((r) => r.label === empty[0]);
-    throw new IngestError(
-      'EMPTY_CLASS',
-      `class '${empty[0]}' has no usable training images` + (bad ? ` (e.g. '${bad.path}': ${bad.reason})` : ''),
-      { classes: empty },
-    );
-  }
+  return splits;
+}
 
+/**
+ * What the upload is told besides its counts: the layout's warnings, then ignored files, small and imbalanced
+ * classes, splits missing a class, copies under another class or split, and a list of rejections cut short.
+ */
+function datasetWarnings(
+  plan: LayoutPlan,
+  strays: readonly LayoutFile[],
+  splits: Record<string, Record<string, number>>,
+  crossDuplicates: readonly CrossDuplicate[],
+  rejectedCount: number,
+): string[] {
+  const train = splits.train ?? {};
   const warnings = [...plan.warnings];
   if (strays.length > 0) {
     warnings.push(
@@ -352,22 +409,8 @@ async function ingest(
         `or split (e.g. '${d.path}' repeats '${d.first}'); each was kept once, at its first path`,
     );
   }
-  if (rejected.length > MAX_LISTED_REJECTIONS) {
-    warnings.push(`${rejected.length} files were rejected; only the first ${MAX_LISTED_REJECTIONS} are listed`);
+  if (rejectedCount > MAX_LISTED_REJECTIONS) {
+    warnings.push(`${rejectedCount} files were rejected; only the first ${MAX_LISTED_REJECTIONS} are listed`);
   }
-
-  return {
-    classes: plan.classes,
-    splits,
-    images,
-    imageCount: images.length,
-    bytes: images.reduce((sum, image) => sum + image.bytes, 0),
-    rejected: rejected.slice(0, MAX_LISTED_REJECTIONS).map(({ path, reason }) => ({ path, reason })),
-    duplicates,
-    copies: crossDuplicates
-      .filter((d) => storedPaths.has(d.first))
-      .slice(0, MAX_LISTED_REJECTIONS)
-      .map(({ path, split, label, first }) => ({ path, split, label, firstPath: first })),
-    warnings,
-  };
+  return warnings;
 }
