@@ -108,11 +108,13 @@ function labelIssuesFile(issues: LabelIssues, labels: string[], index: DatasetIn
   };
 }
 
-async function run({ payload, attempt, config }: StartMessage) {
-  const log = createLogger(config.logLevel, 'graft-train').child({ jobId: payload.jobId, attempt });
-  // Storage outages are waited through (GRAFT_OUTAGE_TOLERANCE) at whatever point they come; an abort ends the wait.
+type Log = ReturnType<typeof createLogger>;
+type Splits = Record<'train' | 'validation' | 'test', ImageRef[]>;
+
+/** Object storage whose outages training waits through (GRAFT_OUTAGE_TOLERANCE) wherever they come; an abort ends the wait. */
+function patientStorage(config: StartMessage['config'], log: Log): Storage {
   let waitingSince: number | null = null;
-  const storage = new Storage(config.s3).withPatience({
+  return new Storage(config.s3).withPatience({
     toleranceMs: config.outageToleranceMs,
     signal: controller.signal,
     onWaiting: ({ downMs, err }) => {
@@ -126,6 +128,94 @@ async function run({ payload, attempt, config }: StartMessage) {
       log.info({ downMs }, 'object storage is back: training goes on');
     },
   });
+}
+
+/**
+ * The job's dataset from storage: its index, its classes (as labels) and its images by split, leaked images left
+ * out where the config asks, near-copies tagged with their group (a validation split carved out of train keeps each
+ * group whole). Throws a DatasetError where the dataset is gone, incomplete or has fewer than two training classes.
+ */
+async function loadDataset(
+  storage: Storage,
+  payload: StartMessage['payload'],
+  log: Log,
+): Promise<{ index: DatasetIndex; labels: string[]; splits: Splits }> {
+  const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
+  if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
+  const index = await storage.getJsonOrNull<DatasetIndex>(keys.datasetIndex(payload.tenant, payload.datasetId));
+  if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
+  const labels = [...manifest.classes];
+  const labelOf = new Map(labels.map((l, i) => [l, i]));
+  const leaked = new Set(payload.config.dropLeaked ? (index.leakedImageIds ?? []) : []);
+  const groupOf = new Map((index.nearDuplicateGroups ?? []).flatMap((ids) => ids.map((id) => [id, ids[0]!] as const)));
+  const splits: Splits = { train: [], validation: [], test: [] };
+  let droppedLeaked = 0;
+  for (const im of index.images) {
+    const label = labelOf.get(im.label);
+    if (label === undefined) continue;
+    if (im.id !== undefined && leaked.has(im.id)) {
+      droppedLeaked++;
+      continue;
+    }
+    const group = im.id === undefined ? undefined : groupOf.get(im.id);
+    splits[im.split].push(group === undefined ? { key: im.key, label } : { key: im.key, label, group });
+  }
+  if (payload.config.dropLeaked) log.info({ dropped: droppedLeaked }, 'left out leaked validation and test images');
+  send({ type: 'dataset', dropped: { leaked: droppedLeaked } });
+  if (new Set(splits.train.map((s) => s.label)).size < 2) {
+    throw new DatasetError('TOO_FEW_CLASSES', 'the training split needs images of at least two classes');
+  }
+  return { index, labels, splits };
+}
+
+/**
+ * Publishes what training made as the job's model: its files, model.onnx where the converter can express it,
+ * model.int8.onnx where the int8 check keeps it (graft.json says why either way), metrics.json and the per-image
+ * predictions. Returns the model's id.
+ */
+async function publishTrained(
+  storage: Storage,
+  { payload, config }: StartMessage,
+  result: TrainResult,
+  dataset: { index: DatasetIndex; splits: Splits },
+  log: Log,
+): Promise<string> {
+  const modelId = modelIdFor(payload.jobId);
+  const artifacts: Record<string, Uint8Array | string> = { ...result.artifacts };
+  const onnx = toOnnx(result.artifacts, log);
+  if (onnx) artifacts['model.onnx'] = onnx;
+  let int8: Int8Decision | null = null;
+  if (onnx && config.int8.enabled) {
+    const started = performance.now();
+    const q = await int8Model(onnx, result.artifacts['graft.json']!, int8Splits(dataset.splits, result), (key) => storage.getBuffer(key), config.int8);
+    int8 = q.decision;
+    if (q.model) artifacts['model.int8.onnx'] = q.model;
+    const graftJson = JSON.parse(Buffer.from(result.artifacts['graft.json']!).toString('utf8'));
+    artifacts['graft.json'] = JSON.stringify({ ...graftJson, int8 }, null, 2);
+    // int8.seconds says where the check's time went; secondsWithReads adds reading its images from storage.
+    log.info({ ...int8, secondsWithReads: +((performance.now() - started) / 1000).toFixed(1) }, int8.used ? 'int8 model kept' : 'int8 model left out: fp32 serves');
+  }
+  const metrics = { test: result.test, validation: result.validation, history: result.history, ...(int8 ? { int8 } : {}) };
+  artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
+  artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, dataset.index));
+  await publishModel(storage, payload.tenant, artifacts, {
+    id: modelId,
+    jobId: payload.jobId,
+    datasetId: payload.datasetId,
+    labels: result.labels,
+    backbone: payload.config.method === 'scratch' ? null : payload.config.backbone,
+    method: payload.config.method,
+    inputSize: result.graft.inputSize,
+    metrics: { test: result.test, validation: result.validation },
+    createdAt: new Date().toISOString(),
+  });
+  return modelId;
+}
+
+async function run(start: StartMessage) {
+  const { payload, attempt, config } = start;
+  const log = createLogger(config.logLevel, 'graft-train').child({ jobId: payload.jobId, attempt });
+  const storage = patientStorage(config, log);
   try {
     const backend = await initBackend({
       prefer: config.training.tfBackend ?? undefined,
@@ -133,36 +223,8 @@ async function run({ payload, attempt, config }: StartMessage) {
       log: (obj, msg) => log.info(obj, msg),
     });
     send({ type: 'backend', backend });
-    const manifest = await storage.getJsonOrNull<DatasetManifest>(payload.manifestKey);
-    if (!manifest) throw new DatasetError('DATASET_NOT_FOUND', `dataset '${payload.datasetId}' no longer exists; upload it again and start a new job`);
-    const index = await storage.getJsonOrNull<DatasetIndex>(keys.datasetIndex(payload.tenant, payload.datasetId));
-    if (!index) throw new DatasetError('DATASET_CORRUPT', `dataset '${payload.datasetId}' is incomplete in storage (its image index is missing); upload it again`);
-
-    // Trained as the job record shows it: resolved when the job was accepted, never filled in again here.
-    const config_ = payload.config;
-    const labels = [...manifest.classes];
-    const labelOf = new Map(labels.map((l, i) => [l, i]));
-    const leaked = new Set(config_.dropLeaked ? (index.leakedImageIds ?? []) : []);
-    // Near-copies share a group: a validation split carved out of train keeps each group whole.
-    const groupOf = new Map((index.nearDuplicateGroups ?? []).flatMap((ids) => ids.map((id) => [id, ids[0]!] as const)));
-    const splits = { train: [], validation: [], test: [] } as Record<'train' | 'validation' | 'test', ImageRef[]>;
-    let droppedLeaked = 0;
-    for (const im of index.images) {
-      const label = labelOf.get(im.label);
-      if (label === undefined) continue;
-      if (im.id !== undefined && leaked.has(im.id)) {
-        droppedLeaked++;
-        continue;
-      }
-      const group = im.id === undefined ? undefined : groupOf.get(im.id);
-      splits[im.split].push(group === undefined ? { key: im.key, label } : { key: im.key, label, group });
-    }
-    if (config_.dropLeaked) log.info({ dropped: droppedLeaked }, 'left out leaked validation and test images');
-    send({ type: 'dataset', dropped: { leaked: droppedLeaked } });
-    const trainClasses = new Set(splits.train.map((s) => s.label));
-    if (trainClasses.size < 2) {
-      throw new DatasetError('TOO_FEW_CLASSES', 'the training split needs images of at least two classes');
-    }
+    const dataset = await loadDataset(storage, payload, log);
+    const { index, labels, splits } = dataset;
 
     const ckptPrefix = keys.checkpoint(payload.tenant, payload.jobId);
     const checkpoints = jobCheckpoints(storage, ckptPrefix, log);
@@ -176,7 +238,8 @@ async function run({ payload, attempt, config }: StartMessage) {
     const saveLabelIssues = (issues: LabelIssues) =>
       storage.putVerified(labelIssuesKey, JSON.stringify(labelIssuesFile(issues, labels, index)), 'application/json');
     const result = await train({
-      config: config_,
+      // Trained as the job record shows it: resolved when the job was accepted, never filled in again here.
+      config: payload.config,
       labels,
       splits,
       readImage: (key) => storage.getBuffer(key),
@@ -196,35 +259,7 @@ async function run({ payload, attempt, config }: StartMessage) {
 
     // A run resumed in fine-tuning keeps the label issues an earlier attempt stored.
     if (!result.labelIssues.available && !result.labelIssues.resumed) await saveLabelIssues(result.labelIssues);
-    const modelId = modelIdFor(payload.jobId);
-    const artifacts: Record<string, Uint8Array | string> = { ...result.artifacts };
-    const onnx = toOnnx(result.artifacts, log);
-    if (onnx) artifacts['model.onnx'] = onnx;
-    let int8: Int8Decision | null = null;
-    if (onnx && config.int8.enabled) {
-      const started = performance.now();
-      const q = await int8Model(onnx, result.artifacts['graft.json']!, int8Splits(splits, result), (key) => storage.getBuffer(key), config.int8);
-      int8 = q.decision;
-      if (q.model) artifacts['model.int8.onnx'] = q.model;
-      const graftJson = JSON.parse(Buffer.from(result.artifacts['graft.json']!).toString('utf8'));
-      artifacts['graft.json'] = JSON.stringify({ ...graftJson, int8 }, null, 2);
-      // int8.seconds says where the check's time went; secondsWithReads adds reading its images from storage.
-      log.info({ ...int8, secondsWithReads: +((performance.now() - started) / 1000).toFixed(1) }, int8.used ? 'int8 model kept' : 'int8 model left out: fp32 serves');
-    }
-    const metrics = { test: result.test, validation: result.validation, history: result.history, ...(int8 ? { int8 } : {}) };
-    artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
-    artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, index));
-    await publishModel(storage, payload.tenant, artifacts, {
-      id: modelId,
-      jobId: payload.jobId,
-      datasetId: payload.datasetId,
-      labels: result.labels,
-      backbone: config_.method === 'scratch' ? null : config_.backbone,
-      method: config_.method,
-      inputSize: result.graft.inputSize,
-      metrics: { test: result.test, validation: result.validation },
-      createdAt: new Date().toISOString(),
-    });
+    const modelId = await publishTrained(storage, start, result, dataset, log);
     await jobCheckpoints(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).drop().catch(() => {});
     send({
       type: 'done',
