@@ -24,7 +24,7 @@ export const AugmentationSchema = Type.Object(
       Type.Integer({
         minimum: 1,
         maximum: 50,
-        default: 2,
+        default: 3,
         description: 'augmented copies of each training image whose features are computed once (cached mode)',
       }),
     ),
