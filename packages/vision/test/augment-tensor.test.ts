@@ -124,7 +124,7 @@ describe('feature extraction with augmentation on the backend', () => {
           return [values];
         },
       });
-      return { values: store.samples.map((s) => s[0]!), seen };
+      return { values: Array.from({ length: store.count }, (_, i) => store.sample(i)), seen };
     };
     const before = tf.memory().numTensors;
     const here = await run(false);

@@ -50,12 +50,12 @@ export async function findLabelIssues(ctx: TrainContext, p: Plan, x: Extracted):
   const started = performance.now();
   const val = x.headVal;
   const cv = await crossValidate({
-    vectors: train.samples.map((s) => s[0]!),
+    vectors: Array.from({ length: train.count }, (_, i) => train.sample(i)),
     labels: train.labels,
     groups: train.sampleGroups,
     numClasses: ctx.numClasses,
     seed: ctx.cfg.seed,
-    others: val ? val.samples.map((s) => s[0]!) : [],
+    others: val ? Array.from({ length: val.count }, (_, i) => val.sample(i)) : [],
     signal: ctx.signal,
   });
   const thresholds = classThresholds(cv.probabilities, cv.labels, ctx.numClasses);

@@ -2,7 +2,7 @@
 // the training process and wall-clock time. Deliberately simple and on the generous side for time (a fast machine)
 // so that only configs that cannot fit are refused; memory follows what the trainer keeps (packages/vision/train):
 // every image decoded once at the input size, cached features of each training image and its augmented copies
-// (pooled for the head, and the lower part's full maps when fine-tuning), the trained weights with their
+// (pooled for the head, and the lower part's full maps in float16 when fine-tuning), the trained weights with their
 // gradients and optimizer slots, and one batch's activations.
 import type { TrainingConfig } from '@graft/contract';
 import { FINE_TUNING_STEP_COST } from '@graft/vision';
@@ -30,6 +30,8 @@ export interface JobEstimate {
 }
 
 const F32 = 4;
+/** The full maps fine-tuning reads are kept in float16 (packages/vision/src/train/extract.ts). */
+const F16 = 2;
 /** Weights, gradients and two optimizer slots, float32. */
 const BYTES_PER_TRAINED_PARAM = 16;
 /** Activations of one image in a batch, forward and backward, per input pixel (MobileNet at 224: about 10 MB). */
@@ -68,7 +70,7 @@ export function estimateJob(cfg: TrainingConfig, data: DatasetCounts, base: Base
     const pooled = cfg.head.pooling === 'flatten' ? h * w * c : c;
     const headParams = cfg.head.units > 0 ? pooled * cfg.head.units + cfg.head.units * outputs : pooled * outputs;
     const cachedSamples = cached ? data.train * (1 + copies) + data.validation : 0;
-    memory.features = cachedSamples * pooled * F32 + (fineTuning && cached ? cachedSamples * h * w * c * F32 : 0);
+    memory.features = cachedSamples * pooled * F32 + (fineTuning && cached ? cachedSamples * h * w * c * F16 : 0);
     memory.weights = (headParams + (fineTuning ? base.params * 0.3 : 0)) * BYTES_PER_TRAINED_PARAM + base.params * F32 * 2;
 
     const pass = SECONDS_PER_BASE_PASS_224 * (pixels / (224 * 224));
