@@ -35,6 +35,40 @@ describe('float16', () => {
     expect(Math.abs(got[8]! + 3.14159)).toBeLessThan(2 ** -9);
   });
 
+  it('picks the nearest half (the even one on a tie) for any float32 in range', () => {
+    // Random bit patterns from the subnormal halves to past the largest, both signs, and exact ties.
+    const bits = new Uint32Array(200_000);
+    let seed = 12345;
+    const rand = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0);
+    for (let i = 0; i < bits.length; i++) {
+      const exp = 100 + (rand() % 45); // 2^-27 .. 2^17
+      const mant = i % 4 === 0 ? (rand() & 0x7fe000) | 0x1000 : rand() & 0x7fffff; // every 4th a tie in [1, 2) terms
+      bits[i] = ((rand() & 1) << 31) | (exp << 23) | mant;
+    }
+    const x = new Float32Array(bits.buffer);
+    const h = toHalf(x);
+    const got = back(h);
+    const neighbour = new Uint16Array(2);
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      if (Math.abs(v) >= 65520) {
+        // Past the largest half by half a step or more: infinity, as IEEE rounding gives.
+        expect(got[i]).toBe(Math.sign(v) * Infinity);
+        continue;
+      }
+      const err = Math.abs(got[i]! - v);
+      neighbour[0] = h[i]! - 1;
+      neighbour[1] = h[i]! + 1;
+      const [down, up] = back(neighbour);
+      for (const n of [down!, up!]) {
+        if (!Number.isFinite(n) || Math.sign(n) !== Math.sign(v)) continue;
+        const other = Math.abs(n - v);
+        const ok = err < other || (err === other && (h[i]! & 1) === 0);
+        if (!ok) throw new Error(`${v} went to ${got[i]} (half ${h[i]!.toString(16)}), ${n} is at least as near`);
+      }
+    }
+  });
+
   it("stays within half a step of float16 for a network's activations (relative error under 2^-11)", () => {
     const x = new Float32Array(10_000).map((_, i) => ((i * 7919) % 10_000) * 0.0006 + 1e-3);
     const got = back(toHalf(x));
