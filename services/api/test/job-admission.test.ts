@@ -135,8 +135,10 @@ describe('job estimate', () => {
   });
 
   it('grows with what the trainer keeps: copies, flatten pooling, input size', () => {
-    const base = estimateJob(resolveConfig({}), counts, mobilenet(288), 288).memoryBytes;
-    expect(estimateJob(resolveConfig({ augmentation: { copies: 20 } }), counts, mobilenet(288), 288).memoryBytes).toBeGreaterThan(base * 2);
+    const base = estimateJob(resolveConfig({}), counts, mobilenet(288), 288);
+    const copies = estimateJob(resolveConfig({ augmentation: { copies: 20 } }), counts, mobilenet(288), 288);
+    expect(copies.memory.features).toBeGreaterThan(base.memory.features! * 4);
+    expect(copies.memoryBytes - base.memoryBytes).toBe(copies.memory.features! - base.memory.features!);
     const fe = (pooling: 'avg' | 'flatten') =>
       estimateJob(resolveConfig({ method: 'feature_extraction', head: { pooling } }), counts, mobilenet(288), 288).memory.features!;
     // 9 x 9 x 768 features kept per sample instead of 768.

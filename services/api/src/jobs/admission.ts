@@ -10,6 +10,7 @@ import { estimateJob, formatBytes, type BaseShape, type DatasetCounts, type JobE
 const FIELD_OF_PART: Record<string, string> = {
   images: 'config.inputSize',
   batch: 'config.batchSize',
+  sessions: 'config.inputSize',
   features: 'config.augmentation.copies',
   weights: 'config.head.units',
   runtime: 'config',
