@@ -42,6 +42,9 @@ export type Sampling = 'all' | 'one_per_group';
  */
 export type StorePrecision = 'float32' | 'float16';
 
+/** Bytes a store keeps per value. */
+export const BYTES_PER_VALUE: Readonly<Record<StorePrecision, number>> = { float32: 4, float16: 2 };
+
 /**
  * Per-sample arrays (one per model input) kept in memory, served as shuffled batches. Samples may be grouped
  * (an image and its augmented copies): with sampling 'one_per_group' a training epoch serves one sample of each
@@ -82,11 +85,11 @@ export class FeatureStore implements BatchSource {
   }
 
   /**
-   * Adds a sample; `group` (default: a group of its own) ties augmented copies of one image together. A float32 store
-   * keeps the arrays given; a float16 one keeps a rounded copy.
+   * Adds a sample; `group` (default: a group of its own) ties augmented copies of one image together. The store keeps
+   * its own copy of `values` (rounded to halves in float16), so they may be views on a larger buffer.
    */
   add(values: Float32Array[], label: number, group?: number): void {
-    this.rows.push(this.precision === 'float16' ? values.map(toHalf) : values);
+    this.rows.push(values.map((v) => (this.precision === 'float16' ? toHalf(v) : v.slice())));
     this.labels.push(label);
     this.groupOf.push(group ?? -1 - this.labels.length);
     this.groups = null;
@@ -395,8 +398,7 @@ export async function extractFeatures(o: ExtractOptions): Promise<number> {
         const values = store.shapes.map((shape) => {
           const arr = arrays[a++]!;
           const sz = sizeOf(shape);
-          // A float16 store copies what it keeps.
-          return store.precision === 'float16' ? arr.subarray(j * sz, (j + 1) * sz) : arr.slice(j * sz, (j + 1) * sz);
+          return arr.subarray(j * sz, (j + 1) * sz);
         });
         store.add(values, it.label, it.image + (o.groupOffset ?? 0));
       }

@@ -44,6 +44,8 @@ export { createFrozenModel, type FrozenModel, type FrozenModelOptions, type Froz
 export { carveSplits, spread, type ImageRef, type Splits, type SplitConfig } from './split';
 export { train, type TrainOptions, type TrainResult } from './train';
 export { FINE_TUNING_STEP_COST } from './train/resources';
+export { LOWER_MAP_BYTES } from './train/extract';
+export { INFERENCE_BATCH } from './train/types';
 export type { ImagePrediction } from './train/types';
 export type { LabelIssue, LabelIssues } from './train/label-issues';
 export { rankLabelIssues, classThresholds, type RankedLabelIssue } from './label-issues';

@@ -2,7 +2,7 @@
 // augmentation, every training image and `copies` augmented copies of it: pooled vectors for the head, the lower
 // part's outputs for fine-tuning. Always the validation images (no augmentation). With end-to-end augmentation
 // the training images go through the frozen part every epoch instead (head.ts, fine-tune.ts).
-import { extractFeatures, FeatureStore, ImageSource, type ExtractItem, type FrozenStage, type PendingImage, type Sampling, type StorePrecision } from '../features';
+import { BYTES_PER_VALUE, extractFeatures, FeatureStore, ImageSource, type ExtractItem, type FrozenStage, type PendingImage, type Sampling, type StorePrecision } from '../features';
 import { backendOnGpu } from '../backend';
 import type { Prepared, Sets } from './prepare';
 import type { Plan } from './plan';
@@ -36,6 +36,9 @@ export function featureStore(
  * float16: they are most of a job's memory (249 KB a view at 288 in float32).
  */
 const LOWER_PRECISION: StorePrecision = 'float16';
+
+/** Bytes a cached map value below the fine-tuned block takes (the job admission's estimate reads it). */
+export const LOWER_MAP_BYTES = BYTES_PER_VALUE[LOWER_PRECISION];
 
 /**
  * Whether images are augmented and normalised on the TensorFlow.js backend: where it and the frozen base run on

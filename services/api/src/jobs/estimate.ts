@@ -2,10 +2,11 @@
 // the training process and wall-clock time. Deliberately simple and on the generous side for time (a fast machine)
 // so that only configs that cannot fit are refused; memory follows what the trainer keeps (packages/vision/train):
 // every image decoded once at the input size, cached features of each training image and its augmented copies
-// (pooled for the head, and the lower part's full maps in float16 when fine-tuning), the trained weights with their
-// gradients and optimizer slots, one batch's activations, and ONNX Runtime's arenas in the frozen base's sessions.
+// (pooled for the head, and the lower part's full maps, LOWER_MAP_BYTES a value, when fine-tuning), the trained
+// weights with their gradients and optimizer slots, one batch's activations, and ONNX Runtime's arenas in the frozen
+// base's sessions.
 import type { TrainingConfig } from '@graft/contract';
-import { FINE_TUNING_STEP_COST } from '@graft/vision';
+import { FINE_TUNING_STEP_COST, INFERENCE_BATCH, LOWER_MAP_BYTES } from '@graft/vision';
 
 export interface DatasetCounts {
   train: number;
@@ -30,20 +31,17 @@ export interface JobEstimate {
 }
 
 const F32 = 4;
-/** The full maps fine-tuning reads are kept in float16 (packages/vision/src/train/extract.ts). */
-const F16 = 2;
 /** Weights, gradients and two optimizer slots, float32. */
 const BYTES_PER_TRAINED_PARAM = 16;
 /** Activations of one image in a batch, forward and backward, per input pixel (MobileNet at 224: about 10 MB). */
 const ACTIVATION_BYTES_PER_PIXEL = 200;
 /**
- * ONNX Runtime's arenas in the sessions that run the frozen base's batches of 32 (its parts in fp32 and int8, and the
- * int8 check's), per input pixel of each image. Measured (2026-12-06): the training process of the default job on 244
- * images peaked at 1.21, 1.86 and 2.75 GiB at 160, 224 and 288 px, about 0.52 GiB plus 27 KB a pixel beyond its
- * images and features; the activations above account for 6.4 KB of those.
+ * ONNX Runtime's arenas in the sessions that run the frozen base's batches of INFERENCE_BATCH images (its parts in
+ * fp32 and int8, and the int8 check's), per input pixel of each image. Measured (2026-12-06): the training process of
+ * the default job on 244 images peaked at 1.21, 1.86 and 2.75 GiB at 160, 224 and 288 px, about 0.52 GiB plus 27 KB
+ * a pixel beyond its images and features; the activations above account for 6.4 KB of those.
  */
 const SESSION_BYTES_PER_PIXEL = 650;
-const FROZEN_BATCH = 32;
 /** TF.js, ONNX Runtime and the process itself (the same measurement's intercept). */
 const RUNTIME_BYTES = 512 * 1024 ** 2;
 /** One image through a MobileNet-sized base at 224, on a fast machine. */
@@ -72,14 +70,14 @@ export function estimateJob(cfg: TrainingConfig, data: DatasetCounts, base: Base
     seconds = headEpochs * (data.train + data.validation) * SECONDS_PER_SCRATCH_PASS_96 * (pixels / (96 * 96));
   } else {
     const [h, w, c] = base.featureShape;
-    memory.sessions = FROZEN_BATCH * pixels * SESSION_BYTES_PER_PIXEL;
+    memory.sessions = INFERENCE_BATCH * pixels * SESSION_BYTES_PER_PIXEL;
     const cached = cfg.augmentation === false || cfg.augmentation.mode === 'cached';
     const copies = cfg.augmentation !== false && cached ? cfg.augmentation.copies : 0;
     const fineTuning = cfg.method === 'fine_tuning';
     const pooled = cfg.head.pooling === 'flatten' ? h * w * c : c;
     const headParams = cfg.head.units > 0 ? pooled * cfg.head.units + cfg.head.units * outputs : pooled * outputs;
     const cachedSamples = cached ? data.train * (1 + copies) + data.validation : 0;
-    memory.features = cachedSamples * pooled * F32 + (fineTuning && cached ? cachedSamples * h * w * c * F16 : 0);
+    memory.features = cachedSamples * pooled * F32 + (fineTuning && cached ? cachedSamples * h * w * c * LOWER_MAP_BYTES : 0);
     memory.weights = (headParams + (fineTuning ? base.params * 0.3 : 0)) * BYTES_PER_TRAINED_PARAM + base.params * F32 * 2;
 
     const pass = SECONDS_PER_BASE_PASS_224 * (pixels / (224 * 224));
