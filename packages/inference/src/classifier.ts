@@ -167,11 +167,20 @@ class OnnxClassifier implements ImageClassifier {
     this.temperature = manifestTemperature(manifest);
     const per = size * size * 3;
     const stride = this.width + this.featureSize;
+    // Batch inputs lent to the session and given back (RunOptions.giveBack), one per batch that may run at once:
+    // allocated per batch, they drove the main thread's collector through several full collections a second under load.
+    const spare: Uint8Array[] = [];
+    const giveBack = (input: Uint8Array | Float32Array) => {
+      if (spare.length < session.parallelism) spare.push(new Uint8Array(input.buffer));
+    };
     this.batcher = new DynamicBatcher(
       async (pixels) => {
-        const input = new Uint8Array(pixels.length * per);
+        const bytes = pixels.length * per;
+        let buf = spare.pop();
+        if (!buf || buf.length < bytes) buf = new Uint8Array(Math.max(bytes, this.batcher.maxBatch * per));
+        const input = buf.subarray(0, bytes);
         pixels.forEach((p, i) => input.set(p, i * per));
-        const output = await this.session.run(input, pixels.length);
+        const output = await this.session.run(input, pixels.length, { giveBack });
         if (output.length !== pixels.length * stride) {
           throw new Error(`ONNX Runtime returned ${output.length} values for ${pixels.length} images of ${stride}`);
         }

@@ -2,6 +2,17 @@
 // calling thread (local-host.ts).
 import type { PixelTransform } from './image';
 
+export interface RunOptions {
+  /** Whether a whole input buffer may be moved to the worker thread instead of copied (default true). */
+  transfer?: boolean;
+  /**
+   * Called with the input (the same view) before the run resolves, once nothing reads it any more, so that the
+   * caller can fill its buffer again instead of allocating one per run: the whole buffer goes to the worker thread,
+   * even where the input is a view on part of it, and comes back with the output. Not called where the run fails.
+   */
+  giveBack?(input: Uint8Array | Float32Array): void;
+}
+
 export interface HostedSession {
   readonly provider: string;
   /** One sample's input shape (no batch dimension). */
@@ -18,7 +29,7 @@ export interface HostedSession {
    * transferred to the worker (do not use it afterwards) unless `transfer` is false, when it is copied.
    * Runs are computed in the order they were asked for.
    */
-  run(input: Uint8Array | Float32Array, batch: number, opts?: { transfer?: boolean }): Promise<Float32Array>;
+  run(input: Uint8Array | Float32Array, batch: number, opts?: RunOptions): Promise<Float32Array>;
   /** Closes the session in every worker. May be called more than once. */
   dispose(): Promise<void>;
 }

@@ -23,7 +23,7 @@ export class LocalSessionHost implements SessionHostLike {
       outputShape: model.outputShape,
       parallelism: 1,
       alive: true,
-      async run(input, batch) {
+      async run(input, batch, opts) {
         let x: Float32Array;
         if (input instanceof Float32Array) x = input;
         else {
@@ -31,7 +31,9 @@ export class LocalSessionHost implements SessionHostLike {
           x = new Float32Array(input.length);
           normalizeInto(input, transform, x);
         }
-        return model.run(x, batch);
+        const output = await model.run(x, batch);
+        opts?.giveBack?.(input);
+        return output;
       },
       dispose: () => model.dispose(),
     };

@@ -4,7 +4,7 @@
 // opened in every worker of the pool, and each run goes to the least busy worker. With one worker the runs of all
 // models are serialised, which on a machine with few cores is what keeps ORT's intra-op threads from fighting.
 import { WorkerRpc } from './worker-thread';
-import type { HostedSession, SessionHostLike } from './host';
+import type { HostedSession, RunOptions, SessionHostLike } from './host';
 import type { PixelTransform } from './image';
 import type { HostReply, HostRequest } from './session-worker';
 
@@ -111,15 +111,19 @@ class PooledSession implements HostedSession {
     return this.sessions.every((s) => !s.thread.failure);
   }
 
-  async run(input: Uint8Array | Float32Array, batch: number, opts: { transfer?: boolean } = {}): Promise<Float32Array> {
+  async run(input: Uint8Array | Float32Array, batch: number, opts: RunOptions = {}): Promise<Float32Array> {
     if (this.disposed) throw new Error('the ONNX Runtime session has been disposed');
     let best = this.sessions[0]!;
     for (const s of this.sessions) if (s.thread.load < best.thread.load) best = s;
-    const whole = input.byteOffset === 0 && input.byteLength === input.buffer.byteLength && input.buffer instanceof ArrayBuffer;
-    const reply = await best.thread.request<{ output: Float32Array }>(
-      { type: 'run', session: best.session, input, batch },
-      whole && opts.transfer !== false ? [input.buffer as ArrayBuffer] : [],
+    const movable = input.buffer instanceof ArrayBuffer;
+    const whole = movable && input.byteOffset === 0 && input.byteLength === input.buffer.byteLength;
+    // A buffer lent (giveBack) goes whole, whatever part of it the input views, and comes back with the output.
+    const lent = movable && opts.giveBack !== undefined;
+    const reply = await best.thread.request<{ output: Float32Array; input?: Uint8Array | Float32Array }>(
+      { type: 'run', session: best.session, input, batch, giveBack: lent },
+      lent || (whole && opts.transfer !== false) ? [input.buffer as ArrayBuffer] : [],
     );
+    opts.giveBack?.(reply.input ?? input);
     return reply.output;
   }
 

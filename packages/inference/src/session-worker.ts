@@ -16,7 +16,7 @@ import { exportOnnx } from './onnx-export';
 export type HostRequest =
   | { type: 'convert'; id: number; modelJson: object; weights: Uint8Array }
   | { type: 'open'; id: number; onnx: Uint8Array; threads: number; transform: PixelTransform | null }
-  | { type: 'run'; id: number; session: number; input: Uint8Array | Float32Array; batch: number }
+  | { type: 'run'; id: number; session: number; input: Uint8Array | Float32Array; batch: number; giveBack?: boolean }
   | { type: 'close'; id: number; session: number };
 
 export type HostReply =
@@ -31,7 +31,7 @@ export type HostReply =
       outputShape: number[];
     }
   | { type: 'converted'; id: number; onnx: Uint8Array }
-  | { type: 'result'; id: number; output: Float32Array }
+  | { type: 'result'; id: number; output: Float32Array; input?: Uint8Array | Float32Array }
   | { type: 'closed'; id: number }
   | { type: 'error'; id: number; name: string; message: string };
 
@@ -40,6 +40,9 @@ const sessions = new Map<number, { model: OrtModel; transform: PixelTransform | 
 let nextSession = 1;
 // Requests are served one after another in arrival order.
 let chain: Promise<void> = Promise.resolve();
+// Pixels are normalised into this, kept from run to run (one run at a time here): a batch of 16 at 288 px is 16 MB
+// of float32, which allocated per run kept the collector and the kernel's page zeroing busy.
+let normalized = new Float32Array(0);
 
 async function handle(msg: HostRequest): Promise<void> {
   if (msg.type === 'convert') {
@@ -85,13 +88,17 @@ async function handle(msg: HostRequest): Promise<void> {
       input = msg.input;
     } else {
       if (!s.transform) throw new Error('the session takes float32 input');
-      input = new Float32Array(msg.input.length);
+      if (normalized.length < msg.input.length) normalized = new Float32Array(msg.input.length);
+      input = normalized.subarray(0, msg.input.length);
       normalizeInto(msg.input, s.transform, input);
     }
     const output = await s.model.run(input, msg.batch);
     // The output may be a view on a larger buffer: send exactly its values.
     const own = output.byteOffset === 0 && output.byteLength === output.buffer.byteLength ? output : output.slice();
-    port.postMessage({ type: 'result', id: msg.id, output: own } satisfies HostReply, [own.buffer as ArrayBuffer]);
+    // A lent input goes back with the output (its whole buffer) for the caller to fill again.
+    const back = msg.giveBack ? msg.input : undefined;
+    const transfer = [own.buffer as ArrayBuffer, ...(back ? [back.buffer as ArrayBuffer] : [])];
+    port.postMessage({ type: 'result', id: msg.id, output: own, input: back } satisfies HostReply, transfer);
   } catch (err) {
     fail(msg.id, err);
   }

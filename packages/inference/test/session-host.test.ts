@@ -86,6 +86,42 @@ describe('SessionHost', () => {
     await expect(session.run(pixels(1, 1), 1)).rejects.toThrow(/disposed/);
   });
 
+  it('lends a whole buffer for a run and gives it back with the output, the pixels normalised anew each time', async () => {
+    const host = new SessionHost({ workers: 1, threads: 1 });
+    hosts.push(host);
+    const transform = pixelTransform({ mean: [127.5, 127.5, 127.5], std: [127.5, 127.5, 127.5] });
+    const session = await host.open(onnx, { transform });
+    // One buffer of 4 images, filled with batches of 3, 1 and 2 in turn (the worker's float input is reused from run
+    // to run: a stale value from a larger batch would change an answer).
+    let buffer = new Uint8Array(4 * PER).buffer;
+    for (const [batch, seed] of [
+      [3, 11],
+      [1, 12],
+      [2, 13],
+    ] as const) {
+      const px = pixels(batch, seed);
+      const input = new Uint8Array(buffer, 0, batch * PER);
+      input.set(px);
+      const given: (Uint8Array | Float32Array)[] = [];
+      const run = session.run(input, batch, { giveBack: (x) => given.push(x) });
+      expect(buffer.byteLength).toBe(0); // the whole buffer went to the worker, though the input views part of it
+      const out = await run;
+      const want = await reference(px, batch, transform);
+      out.forEach((v, j) => expect(v).toBeCloseTo(want[j]!, 6));
+      expect(given).toHaveLength(1);
+      expect(given[0]).toBeInstanceOf(Uint8Array);
+      expect(given[0]!.byteOffset).toBe(0);
+      expect(given[0]!.length).toBe(batch * PER);
+      expect(given[0]!.buffer.byteLength).toBe(4 * PER);
+      expect(Array.from(given[0]!)).toEqual(Array.from(px));
+      buffer = given[0]!.buffer as ArrayBuffer;
+    }
+    // A failed run gives nothing back.
+    const given: unknown[] = [];
+    await expect(session.run(new Float32Array(5), 1, { giveBack: (x) => given.push(x) })).rejects.toThrow(/needs 192/);
+    expect(given).toEqual([]);
+  });
+
   it('converts TF.js models in a worker, keeping the UnsupportedLayerError name for what it cannot express', async () => {
     const host = new SessionHost({ workers: 1, threads: 1 });
     hosts.push(host);
@@ -133,8 +169,11 @@ describe('LocalSessionHost', () => {
     const session = await host.open(await host.convert(saved.modelJson, saved.weights), { transform });
     const px = pixels(2, 9);
     const expected = await reference(px, 2, transform);
-    const out = await session.run(px, 2);
+    const given: (Uint8Array | Float32Array)[] = [];
+    const out = await session.run(px, 2, { giveBack: (x) => given.push(x) });
     out.forEach((v, j) => expect(v).toBeCloseTo(expected[j]!, 6));
+    expect(given).toEqual([px]);
+    expect(given[0]).toBe(px);
     await session.dispose();
   });
 });

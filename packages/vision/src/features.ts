@@ -31,7 +31,7 @@ export type NetworkInput = Float32Array | tf.Tensor4D;
  * A frozen forward pass on arrays: `batch` network inputs in, one array per output out (samples one after the
  * other). It may take ownership of `input`.
  */
-export type ArrayForward = (input: NetworkInput, batch: number, opts?: Pick<FrozenRunOptions, 'fp32'>) => Promise<Float32Array[]>;
+export type ArrayForward = (input: NetworkInput, batch: number, opts?: Pick<FrozenRunOptions, 'fp32' | 'giveBack'>) => Promise<Float32Array[]>;
 
 /** How a shuffled epoch draws from a store whose samples are grouped (an image and its augmented copies). */
 export type Sampling = 'all' | 'one_per_group';
@@ -357,6 +357,12 @@ export async function extractFeatures(o: ExtractOptions): Promise<number> {
   const starts: number[] = [];
   for (let s = 0; s < o.items.length; s += o.batchSize) starts.push(s);
   type Sent = { items: ExtractItem[]; arrays: Float32Array[] };
+  // Batch inputs given back by forward once it has read them (FrozenRunOptions.giveBack), filled again: a batch of 32
+  // at 288 px is 32 MB, which allocated per batch cost a full collection about every batch.
+  const spare: Float32Array[] = [];
+  const giveBack = (input: Float32Array) => {
+    if (spare.length <= IN_FLIGHT) spare.push(new Float32Array(input.buffer));
+  };
   const send = async (k: number): Promise<Sent> => {
     const batch = o.items.slice(starts[k]!, starts[k]! + o.batchSize);
     const images = await Promise.all(batch.map((it) => o.images[it.image]!));
@@ -367,13 +373,15 @@ export async function extractFeatures(o: ExtractOptions): Promise<number> {
       const input = inputsOnBackend(o, decoded, items.map((it) => itemTransform(o, it)));
       return { items, arrays: await o.forward(input, items.length) };
     }
-    const buf = new Float32Array(items.length * per);
+    let whole = spare.pop();
+    if (!whole || whole.length < items.length * per) whole = new Float32Array(o.batchSize * per);
+    const buf = whole.subarray(0, items.length * per);
     let j = 0;
     batch.forEach((it, b) => {
       const image = images[b];
       if (image instanceof Uint8Array) itemInput(o, it, image, buf.subarray(j * per, ++j * per));
     });
-    return { items, arrays: await o.forward(buf, items.length) };
+    return { items, arrays: await o.forward(buf, items.length, { giveBack }) };
   };
   const inFlight: Promise<Sent>[] = [];
   let sent = 0;

@@ -44,6 +44,12 @@ export interface FrozenModel {
 export interface FrozenRunOptions {
   transfer?: boolean;
   fp32?: boolean;
+  /**
+   * Called with the input array once the run no longer reads it, where the run went to ONNX Runtime (in a worker
+   * thread its whole buffer travels there and back, @graft/inference's RunOptions.giveBack), so that the caller can
+   * fill it again instead of allocating the next batch's.
+   */
+  giveBack?(input: Float32Array): void;
 }
 
 export interface FrozenModelOptions {
@@ -212,7 +218,8 @@ async function openOnnx(
           outputShapes: [outputShape],
           run: async (input, batch, o) => {
             if (disposed) throw new Error('the ONNX Runtime session has been disposed');
-            return check(await session.run(await inputValues(input), batch, { transfer: o?.transfer ?? false }), batch);
+            const giveBack = o?.giveBack && ((x: Uint8Array | Float32Array) => o.giveBack!(x as Float32Array));
+            return check(await session.run(await inputValues(input), batch, { transfer: o?.transfer ?? false, giveBack }), batch);
           },
           async dispose() {
             if (disposed) return;
@@ -238,7 +245,12 @@ async function openOnnx(
       threaded: false,
       inputShape,
       outputShapes: [outputShape],
-      run: async (input, batch) => check(await session.run(await inputValues(input), batch), batch),
+      run: async (input, batch, o) => {
+        const values = await inputValues(input);
+        const out = check(await session.run(values, batch), batch);
+        o?.giveBack?.(values);
+        return out;
+      },
       async dispose() {
         if (disposed) return;
         disposed = true;

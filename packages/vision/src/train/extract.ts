@@ -99,12 +99,12 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
       stores,
       augmentOnBackend: augmentOnBackend(t),
       signal: ctx.signal,
-      forward: async (input, n) => {
-        const o = { fp32 };
+      forward: async (input, n, given) => {
+        const o = { fp32, giveBack: given?.giveBack };
         if (!t.parts) return t.headFeatures(input, n, o);
         const lowers = await t.lowerOutputs(input, n, o);
         const outs = lower ? [...lowers] : [];
-        if (head) outs.push(await t.headFromLower(lowers, n, o));
+        if (head) outs.push(await t.headFromLower(lowers, n, { fp32 }));
         return outs;
       },
       onProgress: (done) => res.progress.update('extracting', (offset + done) / totalItems),

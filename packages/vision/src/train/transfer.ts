@@ -70,7 +70,7 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
   };
   const headFeatures: ArrayForward = async (input, n, o) => {
     const outs = await base.run(input, n, { ...o, transfer: true });
-    return [parts ? await headFromLower(outs, n, o) : await pool(outs[0]!, n)];
+    return [parts ? await headFromLower(outs, n, { fp32: o?.fp32 }) : await pool(outs[0]!, n)];
   };
   const lowerOutputs: ArrayForward = (input, n, o) => base.run(input, n, { ...o, transfer: true });
   return { backbone, head, featureShape, pooledShape: [head.pooledSize], parts, lowerShapes, base, upper, headFeatures, headFromLower, lowerOutputs };

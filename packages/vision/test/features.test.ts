@@ -1,0 +1,61 @@
+// Feature extraction's batch inputs (src/features.ts extractFeatures): the frozen model gives each one back once it
+// has read it (FrozenRunOptions.giveBack), and extraction fills it again for a later batch instead of allocating one.
+import { describe, expect, it } from 'vitest';
+import { extractFeatures, FeatureStore, type ArrayForward, type ExtractItem } from '../src/features';
+import { PREPROCESSING } from '../src/preprocess';
+
+const SIZE = 6;
+const PER = SIZE * SIZE * 3;
+
+function decoded(n: number): Uint8Array[] {
+  return Array.from({ length: n }, (_, i) => Uint8Array.from({ length: PER }, (_, k) => (i * 41 + k * 7) & 0xff));
+}
+
+/** Extracts each of 13 images and an augmented copy of each in batches of 4 (7 batches): the stored features and the buffers forward saw. */
+async function extract(giveBack: boolean) {
+  const images = decoded(13);
+  const items: ExtractItem[] = images.flatMap((_, i) => [0, 1].map((copy) => ({ image: i, copy, label: i % 2 })));
+  const store = new FeatureStore([[2]], 'binary', 2, 4, 1);
+  const buffers = new Set<ArrayBufferLike>();
+  // A frozen model that reads its input later (as a worker thread does): per sample, the sum and the first value.
+  const forward: ArrayForward = async (input, n, opts) => {
+    if (!(input instanceof Float32Array)) throw new Error('expected an array');
+    buffers.add(input.buffer);
+    await new Promise((r) => setImmediate(r));
+    const out = new Float32Array(n * 2);
+    for (let s = 0; s < n; s++) {
+      const x = input.subarray(s * PER, (s + 1) * PER);
+      out[s * 2] = x.reduce((a, b) => a + b, 0);
+      out[s * 2 + 1] = x[0]!;
+    }
+    // Whatever the caller does with its buffer from now on must not change what was computed.
+    if (giveBack) opts?.giveBack?.(input);
+    return [out];
+  };
+  await extractFeatures({
+    images,
+    items,
+    size: SIZE,
+    preprocessing: PREPROCESSING.tf,
+    augmentation: { rotationRange: 30, zoomRange: 0.2, horizontalFlip: true, fillMode: 'nearest' },
+    seed: 3,
+    batchSize: 4,
+    stores: [store],
+    forward,
+  });
+  return { features: Array.from({ length: store.count }, (_, i) => Array.from(store.sample(i))), buffers: buffers.size, count: store.count };
+}
+
+describe('extractFeatures', () => {
+  it('fills the batch inputs forward gives back again, with the features of fresh ones', async () => {
+    const fresh = await extract(false);
+    const reused = await extract(true);
+    expect(fresh.count).toBe(26);
+    expect(fresh.buffers).toBe(7); // a new input for each of the 7 batches
+    // At most one being filled while two are in flight.
+    expect(reused.buffers).toBeLessThanOrEqual(3);
+    expect(reused.features).toEqual(fresh.features);
+    // The copies are augmented (so each batch's values differ and a stale input would show).
+    expect(fresh.features[1]).not.toEqual(fresh.features[0]);
+  });
+});
