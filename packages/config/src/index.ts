@@ -26,6 +26,8 @@ export interface GraftConfig {
   apiKeys: { tenant: string; key: string }[];
   workerConcurrency: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** How far the JavaScript heap grows past what a full collection kept, in percent (heap.ts); 0: V8 chooses. */
+  heapGrowthPercent: number;
   limits: {
     uploadBytes: number;
     archiveEntries: number;
@@ -173,6 +175,7 @@ export function loadConfig(env: Env = process.env): GraftConfig {
     apiKeys: apiKeys(r),
     workerConcurrency: r.int('WORKER_CONCURRENCY', 1, 1, 64),
     logLevel: r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
+    heapGrowthPercent: r.int('GRAFT_HEAP_GROWTH_PERCENT', 100, 0, 1000),
     limits: limits(r),
     http: {
       headersTimeoutMs: r.int('GRAFT_HEADERS_TIMEOUT_MS', 15_000, 100, 600_000),

@@ -1,11 +1,13 @@
 // Starts the API: configuration, clients, listen, graceful close on SIGTERM/SIGINT.
 import { loadConfigOrExit, createLogger } from '@graft/config';
+import { setHeapGrowth } from '@graft/config/heap';
 import { initBackend } from '@graft/vision';
 import { createDeps } from './deps';
 import { buildApp } from './app';
 
 async function main() {
   const config = loadConfigOrExit();
+  setHeapGrowth(config.heapGrowthPercent);
   const log = createLogger(config.logLevel, 'graft-api');
   const deps = createDeps(config);
   await deps.storage.ensureBucket().catch((err) => log.warn({ err: err.message }, 'could not ensure the bucket yet'));

@@ -2,6 +2,7 @@
 // cancellations from any API process, and on SIGTERM checkpoints and releases its jobs before exiting. While object
 // storage or Redis is down it takes no new jobs; the jobs it runs wait for the dependency to come back.
 import { loadConfigOrExit, createLogger } from '@graft/config';
+import { setHeapGrowth } from '@graft/config/heap';
 import { Storage } from '@graft/storage';
 import { JobStore, TRAIN_QUEUE, TenantSlots, Worker, createRedis, trainWorkerOptions, withTenantLimits } from '@graft/queue';
 import { createProcessor } from './processor';
@@ -13,6 +14,7 @@ const CANCEL_CHECK_MS = 2_000;
 
 async function main() {
   const config = loadConfigOrExit();
+  setHeapGrowth(config.heapGrowthPercent);
   const log = createLogger(config.logLevel, 'graft-worker');
   const connection = createRedis(config.redisUrl);
   const subscriber = createRedis(config.redisUrl);

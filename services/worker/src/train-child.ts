@@ -6,6 +6,7 @@ import { LABEL_ISSUES_FILE, PREDICTIONS_FILE, type EvaluatedImages, type LabelIs
 import { initBackend, isPermanent, train, type ImagePrediction, type ImageRef, type LabelIssues, type TrainEvent, type TrainResult } from '@graft/vision';
 import { isErrorCode, type DatasetIndex, type DatasetManifest, type ErrorCode } from '@graft/contract';
 import { createLogger } from '@graft/config';
+import { setHeapGrowth } from '@graft/config/heap';
 import { exportOnnx, readBank, UnsupportedLayerError, withOodOutput, type Int8Decision, type OodManifest } from '@graft/inference';
 import type { ChildMessage, ParentMessage, StartMessage } from './messages';
 import { modelIdFor } from './model-id';
@@ -214,6 +215,7 @@ async function publishTrained(
 
 async function run(start: StartMessage) {
   const { payload, attempt, config } = start;
+  setHeapGrowth(config.heapGrowthPercent);
   const log = createLogger(config.logLevel, 'graft-train').child({ jobId: payload.jobId, attempt });
   const storage = patientStorage(config, log);
   try {
