@@ -49,6 +49,10 @@ const files = (split: string) =>
     : [];
 
 async function main() {
+  if (files(evalSplit).length === 0) {
+    console.error(`${path.join(folder, evalSplit)} holds no images: --eval names the split whose images /predict is scored and loaded with`);
+    process.exit(2);
+  }
   const t0 = Date.now();
   const modelId = givenModel || (await trainModel(t0));
   await evaluate(modelId, t0);
