@@ -1,6 +1,6 @@
-// Graft's pixel arithmetic in WebAssembly with SIMD: the triangle resize (wasm/triangle.c) and the normalisation
-// (wasm/normalize.c), built into wasm/pixels.wasm by scripts/build-wasm.sh (npm run build:wasm; the .wasm is
-// committed). One instance per thread, on the calling thread; its memory is scratch space for one call at a time.
+// Graft's pixel arithmetic in WebAssembly with SIMD: the triangle resize (wasm/triangle.c), the normalisation
+// (wasm/normalize.c) and the augmentation's resampling (wasm/affine.c), built into wasm/pixels.wasm by
+// scripts/build-wasm.sh (npm run build:wasm; the .wasm is committed). One instance per thread, on the calling thread; its memory is scratch space for one call at a time.
 import { readFileSync } from 'node:fs';
 
 /** The functions of pixels.wasm (pointers are byte offsets into its memory). */
@@ -9,6 +9,7 @@ export interface PixelKernels {
   columns(mid: number, width: number, out: number, outWidth: number, height: number, first: number, count: number, weights: number, maxTaps: number): void;
   normalize_u8(src: number, out: number, pixels: number, norm: number, bgr: number): void;
   normalize_f32(src: number, out: number, pixels: number, norm: number, bgr: number): void;
+  affine_u8(src: number, height: number, width: number, out: number, m: number, mode: number, cval: number, bilinear: number): void;
 }
 
 /** Room in the instance's memory for one call: `take` lays out blocks, `ready` grows the memory to hold them. */

@@ -4,10 +4,12 @@
 // fraction of the size (or pixels where the range is >= 1), shear in degrees, zoom drawn independently per axis
 // from [1 - z, 1 + z], random flips. It is composed into one affine map about the image centre like
 // `apply_affine_transform` (rotation · shift · shear · zoom, mapping output coordinates to input coordinates), then
-// the flips are applied, and the image is resampled once with bilinear interpolation (Keras: spline order 1).
+// the flips are applied, and the image is resampled once with bilinear interpolation (Keras: spline order 1); 8-bit
+// RGB images in WebAssembly (@graft/inference affine.ts), the same arithmetic as the loop here.
 // Two deliberate differences from Keras: the centre is the exact pixel centre ((n-1)/2; Keras uses n/2 + 0.5,
 // which shifts every transform by one pixel), and the height shift moves rows and the width shift columns
 // (Keras, after its axis swap, applies the height-range shift along the columns).
+import { affineRgb } from '@graft/inference/affine';
 import type { Rng } from './random';
 import { uniform } from './random';
 
@@ -190,7 +192,13 @@ export function applyTransform(
   const mode = opts.fillMode ?? 'nearest';
   const cval = opts.cval ?? 0;
   const bilinear = (opts.interpolation ?? 'bilinear') === 'bilinear';
-  const [a, b, c, d, e, f] = transformMatrix(t, height, width) as unknown as [number, number, number, number, number, number];
+  const m = transformMatrix(t, height, width);
+  if (channels === 3 && src instanceof Uint8Array) {
+    // Decoded images, what training augments: the same arithmetic in WebAssembly, the same bits.
+    affineRgb(src, height, width, m, { fillMode: mode, cval, bilinear }, out);
+    return out;
+  }
+  const [a, b, c, d, e, f] = m as unknown as [number, number, number, number, number, number];
   const C = channels;
   let o = 0;
   for (let y = 0; y < height; y++) {

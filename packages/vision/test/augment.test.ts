@@ -172,3 +172,45 @@ describe('sampleTransform / augmentImage', () => {
     expect(s).toEqual(IDENTITY_TRANSFORM);
   });
 });
+
+describe('applyTransform on 8-bit RGB images (WebAssembly)', () => {
+  it('gives the bits of the JavaScript loop for every fill mode and interpolation', () => {
+    const [h, w] = [13, 17];
+    const bytes = Uint8Array.from({ length: h * w * 3 }, (_, i) => (i * 37 + (i % 3) * 91 + (i % 7 === 0 ? 200 : 0)) & 0xff);
+    const plain = Array.from(bytes); // not a Uint8Array: the JavaScript loop
+    const rng = createRng(21);
+    const drawn = Array.from({ length: 12 }, () =>
+      sampleTransform({ rotationRange: 180, widthShiftRange: 0.6, heightShiftRange: 0.6, shearRange: 30, zoomRange: 0.6, horizontalFlip: true, verticalFlip: true }, h, w, rng),
+    );
+    // And transforms that land exactly on pixel centres and on halves (ties of the nearest pixel, the EPS snap).
+    const exact = [
+      t({ theta: Math.PI / 2 }),
+      t({ theta: Math.PI }),
+      t({ shiftX: 0.5, shiftY: -0.5 }),
+      t({ shiftX: 3, shiftY: -2, flipHorizontal: true }),
+      t({ zoomX: 2, zoomY: 0.5 }),
+      t({ shiftX: -1.5, zoomX: 1.5, flipVertical: true }),
+    ];
+    let compared = 0;
+    for (const fillMode of ['nearest', 'constant', 'reflect', 'wrap'] as const) {
+      for (const interpolation of ['bilinear', 'nearest'] as const) {
+        for (const tr of [...drawn, ...exact]) {
+          const opts = { fillMode, cval: 7.25, interpolation };
+          const wasm = applyTransform(bytes, h, w, 3, tr, opts);
+          const js = applyTransform(plain, h, w, 3, tr, opts);
+          expect(Array.from(wasm), `${fillMode} ${interpolation} ${JSON.stringify(tr)}`).toEqual(Array.from(js));
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBe(8 * 18);
+  });
+
+  it('writes into the buffer given and refuses sizes that do not match', () => {
+    const bytes = Uint8Array.from({ length: 4 * 5 * 3 }, (_, i) => i);
+    const out = new Float32Array(4 * 5 * 3);
+    expect(applyTransform(bytes, 4, 5, 3, t({ flipHorizontal: true }), { out })).toBe(out);
+    expect(out[0]).toBe(12); // pixel (0, 4)'s red
+    expect(() => applyTransform(bytes, 5, 5, 3, t({ flipHorizontal: true }))).toThrow(RangeError);
+  });
+});

@@ -1,0 +1,91 @@
+// The arithmetic of Graft's augmentation resampling (applyTransform in @graft/vision's augment.ts) for 8-bit RGB
+// images: each output pixel (x, y) reads the input at (a*x + b*y + c, d*x + e*y + f), bilinearly or at the nearest
+// pixel, coordinates outside the image mapped back by the fill mode. The same float64 operations in the same order as
+// the JavaScript, rounded to float32 at the end, so both give the same bits.
+#include <stdint.h>
+
+#define EPS 1e-6
+enum { FILL_NEAREST = 0, FILL_REFLECT = 1, FILL_WRAP = 2, FILL_CONSTANT = 3 };
+
+static int map_index(int i, int n, int mode) {
+  if (i >= 0 && i < n) return i;
+  if (mode == FILL_WRAP) return ((i % n) + n) % n;
+  if (mode == FILL_REFLECT) {
+    const int p = 2 * n;
+    int k = ((i % p) + p) % p;
+    if (k >= n) k = p - 1 - k;
+    return k;
+  }
+  return i < 0 ? 0 : n - 1;
+}
+
+// JavaScript's Math.round: the nearest integer, halves up.
+static double js_round(double x) {
+  double r = __builtin_floor(x);
+  if (x - r >= 0.5) r += 1;
+  return r;
+}
+
+// `m`: the six float64 coefficients a, b, c, d, e, f. `out`: height * width * 3 float32.
+__attribute__((export_name("affine_u8")))
+void affine_u8(const uint8_t *src, int height, int width, float *out, const double *m, int mode, double cval, int bilinear) {
+  const double a = m[0], b = m[1], c = m[2], d = m[3], e = m[4], f = m[5];
+  float *o = out;
+  for (int y = 0; y < height; y++) {
+    double xi = b * y + c;
+    double yi = e * y + f;
+    for (int x = 0; x < width; x++, xi += a, yi += d, o += 3) {
+      if (mode == FILL_CONSTANT && (xi < -EPS || xi > width - 1 + EPS || yi < -EPS || yi > height - 1 + EPS)) {
+        o[0] = o[1] = o[2] = (float)cval;
+        continue;
+      }
+      if (!bilinear) {
+        const int px = map_index((int)js_round(xi), width, mode);
+        const int py = map_index((int)js_round(yi), height, mode);
+        const uint8_t *s = src + (py * width + px) * 3;
+        o[0] = s[0];
+        o[1] = s[1];
+        o[2] = s[2];
+        continue;
+      }
+      double fx0 = __builtin_floor(xi);
+      double fy0 = __builtin_floor(yi);
+      int x0 = (int)fx0;
+      int y0 = (int)fy0;
+      double fx = xi - fx0;
+      double fy = yi - fy0;
+      if (fx < EPS) fx = 0;
+      else if (fx > 1 - EPS) {
+        fx = 0;
+        x0 += 1;
+      }
+      if (fy < EPS) fy = 0;
+      else if (fy > 1 - EPS) {
+        fy = 0;
+        y0 += 1;
+      }
+      int s00, s01, s10, s11;
+      if (x0 >= 0 && x0 < width - 1 && y0 >= 0 && y0 < height - 1) {
+        s00 = (y0 * width + x0) * 3;
+        s01 = s00 + 3;
+        s10 = s00 + width * 3;
+        s11 = s10 + 3;
+      } else {
+        const int cm = mode == FILL_CONSTANT ? FILL_NEAREST : mode;
+        const int xa = map_index(x0, width, cm), xb = map_index(x0 + 1, width, cm);
+        const int ya = map_index(y0, height, cm), yb = map_index(y0 + 1, height, cm);
+        s00 = (ya * width + xa) * 3;
+        s01 = (ya * width + xb) * 3;
+        s10 = (yb * width + xa) * 3;
+        s11 = (yb * width + xb) * 3;
+      }
+      const double w00 = (1 - fx) * (1 - fy);
+      const double w01 = fx * (1 - fy);
+      const double w10 = (1 - fx) * fy;
+      const double w11 = fx * fy;
+      for (int k = 0; k < 3; k++) {
+        o[k] = (float)(w00 * src[s00 + k] + w01 * src[s01 + k] + w10 * src[s10 + k] + w11 * src[s11 + k]);
+      }
+    }
+  }
+}
