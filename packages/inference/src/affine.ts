@@ -14,6 +14,24 @@ export interface AffineOptions {
   bilinear: boolean;
 }
 
+/** Coordinates past this are beyond affine.c's 32-bit integer pixel indices. */
+const REACH = 2 ** 28;
+
+/**
+ * Whether every coordinate the transform reads lies within reach of affine.c's integer indices (an augmentation's
+ * transforms read within a few image sizes; a corner of the output image is where a coordinate is largest).
+ */
+export function affineInReach(m: ArrayLike<number>, height: number, width: number): boolean {
+  for (const x of [0, width - 1]) {
+    for (const y of [0, height - 1]) {
+      const xi = m[0]! * x + m[1]! * y + m[2]!;
+      const yi = m[3]! * x + m[4]! * y + m[5]!;
+      if (!(Math.abs(xi) < REACH && Math.abs(yi) < REACH)) return false;
+    }
+  }
+  return true;
+}
+
 /**
  * Resamples `src` (height x width x 3 bytes, row-major) into `out` (as many float32 values): output pixel (x, y) reads
  * the input at (m[0]·x + m[1]·y + m[2], m[3]·x + m[4]·y + m[5]).
@@ -24,6 +42,7 @@ export function affineRgb(src: Uint8Array, height: number, width: number, m: Arr
   if (m.length !== 6) throw new RangeError(`expected 6 coefficients, got ${m.length}`);
   const mode = FILL_MODES.indexOf(o.fillMode);
   if (mode < 0) throw new RangeError(`unknown fill mode ${o.fillMode}`);
+  if (!affineInReach(m, height, width)) throw new RangeError('the transform maps the image too far for 32-bit pixel indices');
   withPixelKernels((k, scratch) => {
     const srcAt = scratch.take(n);
     const outAt = scratch.take(n * 4);

@@ -1,6 +1,7 @@
 // Graft's pixel arithmetic in WebAssembly with SIMD: the triangle resize (wasm/triangle.c), the normalisation
 // (wasm/normalize.c) and the augmentation's resampling (wasm/affine.c), built into wasm/pixels.wasm by
-// scripts/build-wasm.sh (npm run build:wasm; the .wasm is committed). One instance per thread, on the calling thread; its memory is scratch space for one call at a time.
+// scripts/build-wasm.sh (npm run build:wasm; the .wasm is committed). One instance per thread, on the calling
+// thread; its memory is scratch space for one call at a time.
 import { readFileSync } from 'node:fs';
 
 /** The functions of pixels.wasm (pointers are byte offsets into its memory). */

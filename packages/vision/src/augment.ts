@@ -9,7 +9,7 @@
 // Two deliberate differences from Keras: the centre is the exact pixel centre ((n-1)/2; Keras uses n/2 + 0.5,
 // which shifts every transform by one pixel), and the height shift moves rows and the width shift columns
 // (Keras, after its axis swap, applies the height-range shift along the columns).
-import { affineRgb } from '@graft/inference/affine';
+import { affineInReach, affineRgb } from '@graft/inference/affine';
 import type { Rng } from './random';
 import { uniform } from './random';
 
@@ -193,7 +193,7 @@ export function applyTransform(
   const cval = opts.cval ?? 0;
   const bilinear = (opts.interpolation ?? 'bilinear') === 'bilinear';
   const m = transformMatrix(t, height, width);
-  if (channels === 3 && src instanceof Uint8Array) {
+  if (channels === 3 && src instanceof Uint8Array && affineInReach(m, height, width)) {
     // Decoded images, what training augments: the same arithmetic in WebAssembly, the same bits.
     affineRgb(src, height, width, m, { fillMode: mode, cval, bilinear }, out);
     return out;

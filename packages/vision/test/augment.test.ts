@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { applyTransform, augmentImage, IDENTITY_TRANSFORM, sampleTransform, type AffineTransform } from '../src/augment';
 import { createRng } from '../src/random';
+import { affineInReach } from '@graft/inference/affine';
 
 /** A 1-channel H x W image whose pixel (r, c) holds r * 100 + c (distinct values). */
 function coords(h: number, w: number): Float32Array {
@@ -212,5 +213,10 @@ describe('applyTransform on 8-bit RGB images (WebAssembly)', () => {
     expect(applyTransform(bytes, 4, 5, 3, t({ flipHorizontal: true }), { out })).toBe(out);
     expect(out[0]).toBe(12); // pixel (0, 4)'s red
     expect(() => applyTransform(bytes, 5, 5, 3, t({ flipHorizontal: true }))).toThrow(RangeError);
+    // A shift beyond 32-bit pixel indices is left to the JavaScript loop (nearest: the edge pixels).
+    const far = applyTransform(bytes, 4, 5, 3, t({ shiftX: 1e12 }));
+    expect(Array.from(far)).toEqual(Array.from(applyTransform(Array.from(bytes), 4, 5, 3, t({ shiftX: 1e12 }))));
+    expect(affineInReach([1, 0, 1e12, 0, 1, 0], 4, 5)).toBe(false);
+    expect(affineInReach([1, 0, 3, 0, 1, -2], 4, 5)).toBe(true);
   });
 });
