@@ -17,9 +17,12 @@ import { initBackend, train, type ImageRef } from '@graft/vision';
 import { PhaseTimes } from './phase-times';
 import { resolveConfig, type TrainingConfigInput } from '@graft/contract';
 import { loadConfigOrExit } from '@graft/config';
+import { setHeapGrowth } from '@graft/config/heap';
 
-// GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them.
-const { training } = loadConfigOrExit();
+// GRAFT_TF_BACKEND, GRAFT_TRAIN_THREADS and GRAFT_FROZEN_ENGINE, checked as the services check them; the heap's
+// growth set as a training process sets it (GRAFT_HEAP_GROWTH_PERCENT).
+const { training, heapGrowthPercent } = loadConfigOrExit();
+setHeapGrowth(heapGrowthPercent);
 
 const { values: args } = parseArgs({
   options: {
