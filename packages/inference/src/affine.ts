@@ -49,7 +49,7 @@ export function affineRgb(src: Uint8Array, height: number, width: number, m: Arr
     const mAt = scratch.take(6 * 8);
     const buffer = scratch.ready();
     new Uint8Array(buffer, srcAt, n).set(src);
-    new Float64Array(buffer, mAt, 6).set(Array.from(m));
+    new Float64Array(buffer, mAt, 6).set(m);
     k.affine_u8(srcAt, height, width, outAt, mAt, mode, o.cval, o.bilinear ? 1 : 0);
     out.set(new Float32Array(buffer, outAt, n));
   });

@@ -8,7 +8,7 @@ import { DynamicBatcher } from './batcher';
 import { applyTemperature } from './calibration';
 import { checkOodManifest, type OodManifest } from './ood';
 import { decodeAll, pixelTransform, resizeKernelOf, type PixelPreprocessing, type ResizeKernel } from './image';
-import type { HostedSession, SessionHostLike } from './host';
+import { LentBuffers, type HostedSession, type SessionHostLike } from './host';
 
 /** The parts of graft.json that say how a classifier is applied. */
 export interface ClassifierManifest {
@@ -167,20 +167,14 @@ class OnnxClassifier implements ImageClassifier {
     this.temperature = manifestTemperature(manifest);
     const per = size * size * 3;
     const stride = this.width + this.featureSize;
-    // Batch inputs lent to the session and given back (RunOptions.giveBack), one per batch that may run at once:
-    // allocated per batch, they drove the main thread's collector through several full collections a second under load.
-    const spare: Uint8Array[] = [];
-    const giveBack = (input: Uint8Array | Float32Array) => {
-      if (spare.length < session.parallelism) spare.push(new Uint8Array(input.buffer));
-    };
+    // Batch inputs lent to the session and given back, one per batch that may run at once: allocated per batch, they
+    // drove the main thread's collector through several full collections a second under load.
+    const buffers = new LentBuffers(Uint8Array, session.parallelism);
     this.batcher = new DynamicBatcher(
       async (pixels) => {
-        const bytes = pixels.length * per;
-        let buf = spare.pop();
-        if (!buf || buf.length < bytes) buf = new Uint8Array(Math.max(bytes, this.batcher.maxBatch * per));
-        const input = buf.subarray(0, bytes);
+        const input = buffers.take(pixels.length * per, this.batcher.maxBatch * per);
         pixels.forEach((p, i) => input.set(p, i * per));
-        const output = await this.session.run(input, pixels.length, { giveBack });
+        const output = await this.session.run(input, pixels.length, { giveBack: buffers.giveBack });
         if (output.length !== pixels.length * stride) {
           throw new Error(`ONNX Runtime returned ${output.length} values for ${pixels.length} images of ${stride}`);
         }

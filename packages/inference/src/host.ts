@@ -13,6 +13,31 @@ export interface RunOptions {
   giveBack?(input: Uint8Array | Float32Array): void;
 }
 
+/**
+ * Batch inputs filled, lent to runs (RunOptions.giveBack) and filled again: the one pool of /predict's batcher and of
+ * feature extraction. At most `keep` buffers wait between runs; a run that fails keeps its buffer.
+ */
+export class LentBuffers<T extends Uint8Array | Float32Array> {
+  private readonly spare: T[] = [];
+
+  constructor(
+    private readonly type: { new (length: number): T; new (buffer: ArrayBuffer): T },
+    private readonly keep: number,
+  ) {}
+
+  /** `length` values on a buffer given back before, or on a new one of `capacity` values (at least `length`). */
+  take(length: number, capacity: number): T {
+    let whole = this.spare.pop();
+    if (!whole || whole.length < length) whole = new this.type(Math.max(length, capacity));
+    return whole.subarray(0, length) as T;
+  }
+
+  /** For RunOptions.giveBack: keeps the whole buffer of an input for a later take. */
+  readonly giveBack = (input: Uint8Array | Float32Array): void => {
+    if (this.spare.length < this.keep) this.spare.push(new this.type(input.buffer as ArrayBuffer));
+  };
+}
+
 export interface HostedSession {
   readonly provider: string;
   /** One sample's input shape (no batch dimension). */

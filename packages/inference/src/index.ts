@@ -41,7 +41,7 @@ export {
 } from './image';
 export { SessionHost, type SessionHostOptions } from './session-host';
 export { LocalSessionHost } from './local-host';
-export type { HostedSession, RunOptions, SessionHostLike } from './host';
+export { LentBuffers, type HostedSession, type RunOptions, type SessionHostLike } from './host';
 export {
   loadOnnxClassifier,
   tfjsClassifier,

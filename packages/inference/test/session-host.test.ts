@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { normalizeInto, pixelTransform } from '../src/image';
+import { LentBuffers } from '../src/host';
 import { LocalSessionHost } from '../src/local-host';
 import { exportOnnx } from '../src/onnx-export';
 import { createSession } from '../src/session';
@@ -175,5 +176,25 @@ describe('LocalSessionHost', () => {
     expect(given).toEqual([px]);
     expect(given[0]).toBe(px);
     await session.dispose();
+  });
+});
+
+describe('LentBuffers', () => {
+  it('fills a buffer given back again, keeps at most as many as asked, and allocates where none is large enough', () => {
+    const buffers = new LentBuffers(Float32Array, 2);
+    const a = buffers.take(3, 8);
+    expect(a.length).toBe(3);
+    expect(a.buffer.byteLength).toBe(8 * 4);
+    const [b, c] = [buffers.take(8, 8), buffers.take(2, 8)];
+    [a, b, c].forEach((x) => buffers.giveBack(x));
+    // Two kept (a's and b's; c's is dropped), the last kept first: b's buffer, then a's, then a new one.
+    expect(buffers.take(5, 8).buffer).toBe(b.buffer);
+    expect(buffers.take(8, 8).buffer).toBe(a.buffer);
+    expect([a.buffer, b.buffer, c.buffer]).not.toContain(buffers.take(1, 8).buffer);
+    // A kept buffer too small for what is asked is not used.
+    buffers.giveBack(new Float32Array(4));
+    const big = buffers.take(6, 6);
+    expect(big.length).toBe(6);
+    expect(big.buffer.byteLength).toBe(6 * 4);
   });
 });

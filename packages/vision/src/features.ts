@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import { applyTransform, sampleTransform, type AugmentationOptions, type AffineTransform } from './augment';
 import { normalizeBatch, transformBatch } from './augment-tensor';
 import { throwIfAborted } from './errors';
+import { LentBuffers } from '@graft/inference/host';
 import { fromHalf, toHalf } from './half';
 import type { FrozenRunOptions } from './frozen';
 import type { Batch, BatchSource, LossKind } from './fit';
@@ -359,10 +360,7 @@ export async function extractFeatures(o: ExtractOptions): Promise<number> {
   type Sent = { items: ExtractItem[]; arrays: Float32Array[] };
   // Batch inputs given back by forward once it has read them (FrozenRunOptions.giveBack), filled again: a batch of 32
   // at 288 px is 32 MB, which allocated per batch cost a full collection about every batch.
-  const spare: Float32Array[] = [];
-  const giveBack = (input: Float32Array) => {
-    if (spare.length <= IN_FLIGHT) spare.push(new Float32Array(input.buffer));
-  };
+  const buffers = new LentBuffers(Float32Array, IN_FLIGHT + 1);
   const send = async (k: number): Promise<Sent> => {
     const batch = o.items.slice(starts[k]!, starts[k]! + o.batchSize);
     const images = await Promise.all(batch.map((it) => o.images[it.image]!));
@@ -373,15 +371,13 @@ export async function extractFeatures(o: ExtractOptions): Promise<number> {
       const input = inputsOnBackend(o, decoded, items.map((it) => itemTransform(o, it)));
       return { items, arrays: await o.forward(input, items.length) };
     }
-    let whole = spare.pop();
-    if (!whole || whole.length < items.length * per) whole = new Float32Array(o.batchSize * per);
-    const buf = whole.subarray(0, items.length * per);
+    const buf = buffers.take(items.length * per, o.batchSize * per);
     let j = 0;
     batch.forEach((it, b) => {
       const image = images[b];
       if (image instanceof Uint8Array) itemInput(o, it, image, buf.subarray(j * per, ++j * per));
     });
-    return { items, arrays: await o.forward(buf, items.length, { giveBack }) };
+    return { items, arrays: await o.forward(buf, items.length, { giveBack: buffers.giveBack }) };
   };
   const inFlight: Promise<Sent>[] = [];
   let sent = 0;

@@ -218,8 +218,7 @@ async function openOnnx(
           outputShapes: [outputShape],
           run: async (input, batch, o) => {
             if (disposed) throw new Error('the ONNX Runtime session has been disposed');
-            const giveBack = o?.giveBack && ((x: Uint8Array | Float32Array) => o.giveBack!(x as Float32Array));
-            return check(await session.run(await inputValues(input), batch, { transfer: o?.transfer ?? false, giveBack }), batch);
+            return check(await session.run(await inputValues(input), batch, { transfer: o?.transfer ?? false, giveBack: o?.giveBack }), batch);
           },
           async dispose() {
             if (disposed) return;
