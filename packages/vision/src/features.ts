@@ -80,6 +80,16 @@ export class FeatureStore implements BatchSource {
     return this.labels.length;
   }
 
+  /** The index of every sample held, in order. */
+  indices(): number[] {
+    return [...this.labels.keys()];
+  }
+
+  /** The first input of every sample held, in order (floats; halves widened). */
+  samples(): Float32Array[] {
+    return Array.from({ length: this.count }, (_, i) => this.sample(i));
+  }
+
   /** The group of each sample (an image and its augmented copies share one). */
   get sampleGroups(): readonly number[] {
     return this.groupOf;
@@ -111,7 +121,7 @@ export class FeatureStore implements BatchSource {
 
   /** The sample indices of a training epoch (before shuffling). */
   epochSamples(epoch: number): number[] {
-    if (this.sampling === 'all') return [...this.labels.keys()];
+    if (this.sampling === 'all') return this.indices();
     const out: number[] = [];
     for (const [g, members] of this.groupMap()) {
       const k = members.length;
@@ -150,7 +160,7 @@ export class FeatureStore implements BatchSource {
   }
 
   async *batches(epoch: number, shuffle: boolean, signal?: AbortSignal): AsyncGenerator<Batch> {
-    const picked = shuffle ? this.epochSamples(epoch) : [...this.labels.keys()];
+    const picked = shuffle ? this.epochSamples(epoch) : this.indices();
     const order = shuffle ? permutation(picked.length, createRng(deriveSeed(this.seed, 'shuffle', epoch))).map((i) => picked[i]!) : picked;
     for (let start = 0; start < order.length; start += this.batchSize) {
       throwIfAborted(signal);

@@ -89,6 +89,9 @@ describe('FeatureStore in float16', () => {
     expect(f16!.sample(3)).toEqual(rounded[3]);
     expect(f16!.sample(3)).not.toEqual(samples[3]);
     expect(f16!.gather([7, 2])[0]).toEqual(Float32Array.from([...rounded[7]!, ...rounded[2]!]));
+    expect(f16!.indices()).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(f16!.samples()).toEqual(rounded);
+    expect(f32!.samples()).toEqual(samples);
     const order = (s: FeatureStore) => {
       const out: number[][] = [];
       return (async () => {

@@ -58,7 +58,7 @@ export async function evaluate(
   if ('transfer' in path && features?.validation) {
     // Through the trained part once: the pooled features serve the out-of-distribution bank too.
     const store = features.validation;
-    validationFeatures = await features.trained.ofStored(store, [...Array(store.count).keys()], ctx.signal);
+    validationFeatures = await features.trained.ofStored(store, store.indices(), ctx.signal);
     const out = await classifyPooled(path.transfer, validationFeatures, features.trained.size, ctx.signal);
     v = { probabilities: toClassProbabilities(out, store.count, ctx.numClasses), labels: [...store.labels] };
   } else if (trained.validation) {
@@ -115,7 +115,7 @@ async function transferProbabilities(
     forward: features.ofInputs,
     onProgress,
   });
-  const [pooled] = store.gather([...Array(store.count).keys()]);
+  const [pooled] = store.gather(store.indices());
   return toClassProbabilities(await classifyPooled(t, pooled!, features.size, ctx.signal), store.count, ctx.numClasses);
 }
 

@@ -50,12 +50,12 @@ export async function findLabelIssues(ctx: TrainContext, p: Plan, x: Extracted):
   const started = performance.now();
   const val = x.headVal;
   const cv = await crossValidate({
-    vectors: Array.from({ length: train.count }, (_, i) => train.sample(i)),
+    vectors: train.samples(),
     labels: train.labels,
     groups: train.sampleGroups,
     numClasses: ctx.numClasses,
     seed: ctx.cfg.seed,
-    others: val ? Array.from({ length: val.count }, (_, i) => val.sample(i)) : [],
+    others: val ? val.samples() : [],
     signal: ctx.signal,
   });
   const thresholds = classThresholds(cv.probabilities, cv.labels, ctx.numClasses);
