@@ -69,6 +69,13 @@ describe('float16', () => {
     }
   });
 
+  it('refuses to decode past the end of the output', () => {
+    const out = new Float32Array(5);
+    fromHalf(new Uint16Array([0x3c00, 0x4000]), out, 3);
+    expect([...out]).toEqual([0, 0, 0, 1, 2]);
+    expect(() => fromHalf(new Uint16Array(4), out, 2)).toThrow(RangeError);
+  });
+
   it("stays within half a step of float16 for a network's activations (relative error under 2^-11)", () => {
     const x = new Float32Array(10_000).map((_, i) => ((i * 7919) % 10_000) * 0.0006 + 1e-3);
     const got = back(toHalf(x));
