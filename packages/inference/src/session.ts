@@ -84,6 +84,15 @@ function dimsOf(meta: Ort.InferenceSession.ValueMetadata | undefined, what: stri
   return meta.shape.slice(1).map((d) => (typeof d === 'number' ? d : -1));
 }
 
+/**
+ * ONNX Runtime's graph optimizers that Graft's sessions leave out, as session option `extra` entries.
+ * WeightBiasQuantization (ONNX Runtime 1.20 on) rounds, per tensor, the float weights of a Conv or Gemm that reads a
+ * DequantizeLinear and feeds a QuantizeLinear: a node quantizeOnnx leaves in fp32 between int8 ones would run in int8
+ * with one scale for all its channels (a depthwise filter's channels differ by orders of magnitude: MobileNet's output
+ * then kept a cosine of 0.35 with fp32's where the model as written keeps 0.99).
+ */
+export const KEEP_AS_WRITTEN = { optimization: { disable_specified_optimizers: 'WeightBiasQuantization' } } as const;
+
 /** Opens an ONNX model (bytes as produced by exportOnnx) in ONNX Runtime. */
 export async function createSession(onnxBytes: Uint8Array, opts: SessionOptions = {}): Promise<OrtModel> {
   const ort = await loadOrt();
@@ -94,7 +103,7 @@ export async function createSession(onnxBytes: Uint8Array, opts: SessionOptions 
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
-    extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' } } },
+    extra: { session: { intra_op: { allow_spinning: opts.spinning ? '1' : '0' } }, ...KEEP_AS_WRITTEN },
   };
   const wanted = opts.executionProvider ?? 'auto';
   let session: Ort.InferenceSession | undefined;
