@@ -143,6 +143,9 @@ describe('end to end', () => {
     expect(graft.int8.used).toBe(graft.int8.reason === null);
     expect(files.includes('model.int8.onnx')).toBe(graft.int8.used);
     expect((await get(`/v1/models/${job.modelId}/artifacts/metrics.json`)).int8).toEqual(graft.int8);
+    // The record says it too, without the quantization's details.
+    const { used, reason, agreement, accuracyFp32, accuracyInt8, images } = graft.int8;
+    expect(model.int8).toEqual({ used, reason, agreement, accuracyFp32, accuracyInt8, images });
 
     // Each validation image as the model classifies it, making up the validation confusion matrix.
     const perImage = await get(`/v1/jobs/${jobId}/predictions?split=validation`);

@@ -3,6 +3,20 @@ import { Type, type Static } from '@sinclair/typebox';
 import { ID_PATTERN, List, Nullable } from './common';
 import { EvalMetricsSchema } from './jobs';
 
+/** The int8 check after training, as the model's record shows it (graft.json and metrics.json hold it whole). */
+export const Int8CheckSchema = Type.Object(
+  {
+    used: Type.Boolean({ description: '`/predict` serves model.int8.onnx (false: model.onnx, in fp32)' }),
+    reason: Nullable(Type.String({ description: 'why int8 is not served (null where it is)' })),
+    agreement: Nullable(Type.Number({ description: 'share of the validation images compared on which int8 and fp32 predict the same class' })),
+    accuracyFp32: Nullable(Type.Number()),
+    accuracyInt8: Nullable(Type.Number()),
+    images: Type.Integer({ description: 'validation images compared' }),
+  },
+  { title: 'Int8Check' },
+);
+export type Int8Check = Static<typeof Int8CheckSchema>;
+
 /** A model as the API serves it; stored as record.json, written last. */
 export const ModelRecordSchema = Type.Object(
   {
@@ -15,6 +29,12 @@ export const ModelRecordSchema = Type.Object(
     inputSize: Type.Integer(),
     metrics: Type.Object({ test: Type.Optional(Nullable(EvalMetricsSchema)), validation: Type.Optional(Nullable(EvalMetricsSchema)) }),
     artifacts: Type.Array(Type.String()),
+    int8: Type.Optional(
+      Nullable(
+        Int8CheckSchema,
+        'whether `/predict` serves the int8 model, and why not: null where no check ran (GRAFT_INT8=false, or no ONNX model); absent from models made before it was recorded here',
+      ),
+    ),
     createdAt: Type.String({ format: 'date-time' }),
   },
   { title: 'Model' },

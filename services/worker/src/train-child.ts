@@ -208,6 +208,7 @@ async function publishTrained(
     method: payload.config.method,
     inputSize: result.graft.inputSize,
     metrics: { test: result.test, validation: result.validation },
+    int8: int8 && { used: int8.used, reason: int8.reason, agreement: int8.agreement, accuracyFp32: int8.accuracyFp32, accuracyInt8: int8.accuracyInt8, images: int8.images },
     createdAt: new Date().toISOString(),
   });
   return modelId;
