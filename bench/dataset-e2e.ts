@@ -102,6 +102,15 @@ async function trainModel(t0: number): Promise<string> {
 
 /** /predict's accuracy on the eval split's images, one at a time, then the load with each client count. */
 async function evaluate(modelId: string, t0: number): Promise<void> {
+  // What /predict serves: the int8 model, or fp32 and why (models made before the record said so: unknown).
+  const { int8 } = await (await fetch(`${url}/v1/models/${modelId}`, { headers: H })).json();
+  console.log(
+    int8 === undefined
+      ? '/predict serves: not recorded (a model made before the record said it)'
+      : int8 === null
+        ? '/predict serves: fp32 (no int8 check ran)'
+        : `/predict serves: ${int8.used ? 'int8' : `fp32 (${int8.reason})`}; int8 agreement ${int8.agreement} on ${int8.images} validation images, accuracy fp32 ${int8.accuracyFp32}, int8 ${int8.accuracyInt8}`,
+  );
   const evalFiles = files(evalSplit);
   let right = 0;
   const lat: number[] = [];
