@@ -86,10 +86,11 @@ function dimsOf(meta: Ort.InferenceSession.ValueMetadata | undefined, what: stri
 
 /**
  * ONNX Runtime's graph optimizers that Graft's sessions leave out, as session option `extra` entries.
- * WeightBiasQuantization (in onnxruntime-node 1.30, at every optimization level from basic) rounds, per tensor, the float weights of a Conv or Gemm that reads a
- * DequantizeLinear and feeds a QuantizeLinear: a node quantizeOnnx leaves in fp32 between int8 ones would run in int8
- * with one scale for all its channels (a depthwise filter's channels differ by orders of magnitude: MobileNet's output
- * then kept a cosine of 0.35 with fp32's where the model as written keeps 0.99).
+ * WeightBiasQuantization (onnxruntime-node 1.30, every optimization level from basic) rounds, per tensor, the float
+ * weights of a Conv or Gemm that reads a DequantizeLinear and feeds a QuantizeLinear: a node quantizeOnnx leaves in
+ * fp32 between int8 ones would run in int8 with one scale for all its channels (a depthwise filter's channels differ
+ * by orders of magnitude: MobileNet's output then kept a cosine of 0.35 with fp32's where the model as written keeps
+ * 0.99).
  */
 export const KEEP_AS_WRITTEN = { optimization: { disable_specified_optimizers: 'WeightBiasQuantization' } } as const;
 
