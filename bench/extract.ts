@@ -19,6 +19,7 @@ import '@tensorflow/tfjs-backend-wasm';
 import { resolveConfig } from '@graft/contract';
 import { setTopologyInputSize, trainingInputSize } from '@graft/vision';
 import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeOnnx, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
+import { cosineSimilarity } from '@graft/inference/similarity';
 import { coreScaling, describeScaling, targetLine } from './machine';
 
 const SHARED = join(import.meta.dirname, '../../shared');
@@ -168,15 +169,7 @@ async function main(): Promise<void> {
   const int8Infer: Infer = (input, batch) => session8.run(input, batch);
   const last = decoded.length - 1;
   const [f32, f8] = [await ortInfer(decoded[last], sizes[last]), await int8Infer(decoded[last], sizes[last])];
-  let dot = 0;
-  let n32 = 0;
-  let n8 = 0;
-  for (let i = 0; i < f32.length; i++) {
-    dot += f32[i] * f8[i];
-    n32 += f32[i] * f32[i];
-    n8 += f8[i] * f8[i];
-  }
-  console.log(`int8 against fp32 features on the last batch (not calibrated on): cosine ${(dot / Math.sqrt(n32 * n8)).toFixed(4)}`);
+  console.log(`int8 against fp32 features on the last batch (not calibrated on): cosine ${cosineSimilarity(f32, f8).toFixed(4)}`);
   const { value: int8Timings, ms: int8Cpu } = await cpuMs(() => timeInference(int8Infer, decoded, sizes));
   rows.push(['ORT int8 inference', int8Timings]);
   // Batch by batch in turn, so that other work on the machine weighs on both alike.

@@ -42,6 +42,7 @@ export {
 export { SessionHost, type SessionHostOptions } from './session-host';
 export { LocalSessionHost } from './local-host';
 export { LentBuffers, type HostedSession, type RunOptions, type SessionHostLike } from './host';
+export { Cosine, cosineSimilarity } from './similarity';
 export {
   loadOnnxClassifier,
   tfjsClassifier,

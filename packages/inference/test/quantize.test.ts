@@ -16,6 +16,7 @@ import {
   quantizeOnnx,
   type ClassifierManifest,
 } from '../src/index';
+import { cosineSimilarity } from '../src/similarity';
 import { loadModelDir, MODELS_DIR } from './helpers';
 
 const DATA = join(MODELS_DIR, '../datasets/dogs-vs-cats');
@@ -155,15 +156,10 @@ describe('quantizeOnnx', () => {
         }
       }),
     );
-    const cosine = (a: Float32Array, b: Float32Array) => {
-      let [d, na, nb] = [0, 0, 0];
-      for (let i = 0; i < a.length; i++) [d, na, nb] = [d + a[i]! * b[i]!, na + a[i]! ** 2, nb + b[i]! ** 2];
-      return d / Math.sqrt(na * nb);
-    };
     const [o32, o8, oMixed] = outputs as [Float32Array, Float32Array, Float32Array];
     // One convolution fewer in int8 is no further from fp32 than all of them (within rounding's luck).
-    expect(cosine(o32, oMixed)).toBeGreaterThan(cosine(o32, o8) - 0.002);
-    expect(cosine(o32, oMixed)).toBeGreaterThan(0.97);
+    expect(cosineSimilarity(o32, oMixed)).toBeGreaterThan(cosineSimilarity(o32, o8) - 0.002);
+    expect(cosineSimilarity(o32, oMixed)).toBeGreaterThan(0.97);
   }, 120_000);
 
   it('corrects each quantized bias for the mean shift of its rounded weights, unless told not to', async () => {

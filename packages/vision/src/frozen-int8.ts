@@ -4,6 +4,7 @@
 // where its outputs keep a cosine similarity of at least `minCosine` with fp32's; otherwise fp32 goes on serving and
 // the log says why. Runs keep the order they were asked in: the switch waits for the fp32 runs asked before it.
 import * as tf from '@tensorflow/tfjs';
+import { Cosine } from '@graft/inference/similarity';
 import type { LogFn } from './backend';
 import type { FrozenModel } from './frozen';
 
@@ -52,19 +53,12 @@ export function int8FrozenModel(
       int8 = await open(bytes);
       lap('open', t);
       t = performance.now();
-      let dot = 0;
-      let n32 = 0;
-      let n8 = 0;
+      const similarity = new Cosine();
       for (const [i, k] of kept.entries()) {
         const [y] = await int8.run(k.input, k.batch);
-        const want = outputs[i]!;
-        for (let j = 0; j < want.length; j++) {
-          dot += want[j]! * y![j]!;
-          n32 += want[j]! * want[j]!;
-          n8 += y![j]! * y![j]!;
-        }
+        similarity.add(outputs[i]!, y!);
       }
-      const cosine = n32 > 0 && n8 > 0 ? dot / Math.sqrt(n32 * n8) : 0;
+      const cosine = similarity.value;
       lap('check', t);
       const seconds = { total: +((performance.now() - started) / 1000).toFixed(2), ...part };
       if (cosine >= minCosine) {

@@ -5,6 +5,7 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cosineSimilarity } from '@graft/inference/similarity';
 import { initBackend } from '../src/backend';
 import { loadBackbone } from '../src/backbones';
 import { prepareFineTuning } from '../src/fine-tune';
@@ -92,13 +93,6 @@ describe('frozen models on ONNX Runtime', () => {
   it('in int8: calibrate on the first inputs, then run int8 close to fp32; stay fp32, saying why, where int8 is too far', async () => {
     const m = await loadBackbone(TINY_BACKBONE, tiny.source);
     const ref = await createFrozenModel(m, { engine: 'tfjs' });
-    const cosine = (a: Float32Array, b: Float32Array) => {
-      let dot = 0;
-      let na = 0;
-      let nb = 0;
-      for (let i = 0; i < a.length; i++) [dot, na, nb] = [dot + a[i]! * b[i]!, na + a[i]! * a[i]!, nb + b[i]! * b[i]!];
-      return dot / Math.sqrt(na * nb);
-    };
     for (const minCosine of [0.9, 1.5]) {
       const logged: Logged = [];
       const q = (await createFrozenModel(m, { log: logger(logged), precision: 'int8', int8: { calibrationSamples: 8, minCosine } })) as FrozenModel & { precision: string };
@@ -113,7 +107,7 @@ describe('frozen models on ONNX Runtime', () => {
           expect(q.precision).toBe('int8');
           expect(logged).toContainEqual(expect.objectContaining({ obj: expect.objectContaining({ precision: 'int8', samples: 8 }) }));
           expect(maxAbsDiff(got!, want!)).toBeGreaterThan(1e-4);
-          expect(cosine(got!, want!)).toBeGreaterThan(0.9);
+          expect(cosineSimilarity(got!, want!)).toBeGreaterThan(0.9);
           // The last convolution runs as an integer kernel too: its outputs are 8-bit values, one scale for all.
           expect(new Set(got!).size).toBeLessThanOrEqual(256);
           expect(new Set(want!).size).toBeGreaterThan(256);
