@@ -26,6 +26,7 @@ export { DynamicBatcher, BatcherClosedError, type BatchInfo, type Batched, type 
 export { ModelCache, type Loaded, type ModelCacheOptions } from './model-cache';
 export {
   decodeImage,
+  decodeWithSharp,
   decodeAll,
   resizeKernelOf,
   RESIZE_KERNELS,

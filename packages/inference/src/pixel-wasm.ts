@@ -1,6 +1,6 @@
 // Graft's pixel arithmetic in WebAssembly with SIMD: the triangle resize (wasm/triangle.c), the normalisation
 // (wasm/normalize.c), the augmentation's resampling (wasm/affine.c) and the float16 conversions of the feature cache
-// (wasm/half.c, through @graft/vision's half.ts), built into wasm/pixels.wasm by
+// (wasm/half.c, through @graft/vision's half.ts) and the JPEG decoder of the common case (wasm/jpeg.c, through jpeg.ts), built into wasm/pixels.wasm by
 // scripts/build-wasm.sh (npm run build:wasm; the .wasm is committed). One instance per thread, on the calling
 // thread; its memory is scratch space for one call at a time.
 import { readFileSync } from 'node:fs';
@@ -14,6 +14,8 @@ export interface PixelKernels {
   affine_u8(src: number, height: number, width: number, out: number, m: number, mode: number, cval: number, bilinear: number): void;
   to_half(src: number, out: number, n: number): void;
   from_half(src: number, out: number, n: number): void;
+  jpeg_header(src: number, length: number, info: number): number;
+  jpeg_decode(src: number, length: number, work: number, out: number): number;
 }
 
 /** Room in the instance's memory for one call: `take` lays out blocks, `ready` grows the memory to hold them. */
