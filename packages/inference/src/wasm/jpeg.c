@@ -16,6 +16,7 @@ typedef struct {
   int32_t valptr[17];    // index into values of the first code of each length
   int32_t mincode[17];
   uint8_t values[256];
+  int32_t count;      // symbols
   int32_t fast[512];  // AC only: a whole coefficient within 9 bits (see decodeBlock), 0 where not
   uint8_t present;
 } Huffman;
@@ -50,18 +51,20 @@ static inline uint8_t clamp255(int32_t v) { return v < 0 ? 0 : v > 255 ? 255 : (
 static int32_t buildHuffman(Huffman *t, const uint8_t *counts, const uint8_t *values, int32_t n) {
   for (int32_t i = 0; i < 512; i++) t->lookup[i] = 0;
   for (int32_t i = 0; i < n; i++) t->values[i] = values[i];
+  t->count = n;
   int32_t code = 0, k = 0;
   for (int32_t len = 1; len <= 16; len++) {
     t->valptr[len] = k;
     t->mincode[len] = code;
     for (int32_t i = 0; i < counts[len - 1]; i++, k++, code++) {
+      if (code >= (1 << len)) return NOT_HANDLED;  // more codes than the length allows
       if (len <= 9) {
         int32_t shift = 9 - len;
         for (int32_t j = 0; j < (1 << shift); j++) t->lookup[(code << shift) | j] = (uint16_t)((len << 8) | values[k]);
       }
     }
     t->maxcode[len] = counts[len - 1] ? code - 1 : -1;
-    if (code > (1 << len)) return NOT_HANDLED;  // more codes than the length allows
+    if (code >= (1 << len)) return NOT_HANDLED;  // libjpeg's JERR_BAD_HUFF_TABLE: no all-ones code
     code <<= 1;
   }
   t->maxcode[17] = 0x7fffffff;
@@ -182,6 +185,10 @@ static int32_t readHeaders(const uint8_t *src, int32_t len) {
         J.c[i].td = p[2 + 2 * i] >> 4;
         J.c[i].ta = p[2 + 2 * i] & 15;
         if (J.c[i].td > 3 || J.c[i].ta > 3 || !J.dc[J.c[i].td].present || !J.ac[J.c[i].ta].present) return NOT_HANDLED;
+        // libjpeg refuses a DC table the scan uses with a symbol above 15.
+        const Huffman *dc = &J.dc[J.c[i].td];
+        for (int32_t k = 0; k < dc->count; k++)
+          if (dc->values[k] > 15) return NOT_HANDLED;
         if (!J.quantPresent[J.c[i].tq]) return NOT_HANDLED;
       }
       if (p[7] != 0 || p[8] != 63 || p[9] != 0) return NOT_HANDLED;
@@ -629,7 +636,8 @@ int32_t jpeg_header(const uint8_t *src, int32_t len, int32_t *info) {
   int64_t planes = 0;
   for (int32_t i = 0; i < 3; i++) planes += (int64_t)J.c[i].stride * J.c[i].rows;
   int64_t work = planes + 2 * (int64_t)J.mcusx * J.hmax * 8 + 64;  // and two upsampled chroma rows
-  if (work > 0x40000000) return NOT_HANDLED;
+  // sharp's limitInputPixels (0x3FFF * 0x3FFF) refuses larger images; memory for this one stays under 1 GiB.
+  if ((int64_t)J.width * J.height > 0x3FFF * 0x3FFF || work + (int64_t)J.width * J.height * 3 > 0x40000000) return NOT_HANDLED;
   info[0] = J.width;
   info[1] = J.height;
   info[2] = (int32_t)work;
