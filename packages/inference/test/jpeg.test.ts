@@ -110,6 +110,21 @@ describe('decodeJpeg', () => {
     await expectSharpPixels(withOrientation(await sharp(photo64, raw).jpeg().toBuffer(), 1));
   });
 
+  it('declines Huffman tables libjpeg refuses, which sharp then refuses', async () => {
+    const whole = await jpeg(40, 30, 9, { quality: 80 });
+    // The first DHT segment replaced by one DC table whose two 1-bit codes include the all-ones code "1".
+    const at = whole.indexOf(Buffer.from([0xff, 0xc4]));
+    const end = at + 2 + whole.readUInt16BE(at + 2);
+    const counts = Buffer.alloc(16);
+    counts[0] = 2;
+    const table = Buffer.concat([Buffer.from([0x00]), counts, Buffer.from([0, 1])]);
+    const header = Buffer.from([0xff, 0xc4, 0, 0]);
+    header.writeUInt16BE(table.length + 2, 2);
+    const bad = Buffer.concat([whole.subarray(0, at), header, table, whole.subarray(end)]);
+    expect(decodeJpeg(bad)).toBeNull();
+    await expect(decodeWithSharp(bad, 32, 'triangle')).rejects.toThrow();
+  });
+
   it('declines a truncated stream, which sharp then decodes or refuses as before', async () => {
     const whole = await jpeg(80, 60, 3, { quality: 90 });
     for (const cut of [whole.length - 2, Math.floor(whole.length * 0.7), 400, 20]) {
