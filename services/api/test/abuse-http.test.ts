@@ -297,6 +297,15 @@ describe('requests in flight per tenant', () => {
   });
 });
 
+/**
+ * Waits for the next minute where less than 10 s of this one are left: the limits count in fixed per-minute windows
+ * (Date.now() / 60 s), and a window turning over between the requests of a test would split their count.
+ */
+async function clearOfMinuteTurn(): Promise<void> {
+  const left = 60_000 - (Date.now() % 60_000);
+  if (left < 10_000) await new Promise((r) => setTimeout(r, left + 50));
+}
+
 const limiterReady = (d: ApiDeps) =>
   new Promise<void>((resolve) => (d.limiterRedis.status === 'ready' ? resolve() : d.limiterRedis.once('ready', () => resolve())));
 
@@ -310,6 +319,7 @@ describe('rate limits shared through Redis', () => {
     const apps = [await buildApp(first), await buildApp(second)];
     // The limits are skipped while Redis cannot be reached; here it can, once connected.
     await Promise.all([first, second].map((d) => limiterReady(d)));
+    await clearOfMinuteTurn();
     try {
       const wrong = { authorization: 'Bearer not-the-key-000000' };
       const attacker = '10.9.9.9';
@@ -346,6 +356,7 @@ describe('rate limits shared through Redis', () => {
     const deps = createDeps(testConfig({ GRAFT_API_KEYS: `abuser:${KEY}`, GRAFT_AUTH_FAILURE_LIMIT: '2', GRAFT_TRUST_PROXY: '127.0.0.1' }));
     const app = await buildApp(deps);
     await limiterReady(deps);
+    await clearOfMinuteTurn();
     try {
       const wrong = (client: string) =>
         app.inject({ url: '/v1/datasets', headers: { authorization: 'Bearer wrong-key-00000000', 'x-forwarded-for': client }, remoteAddress: '127.0.0.1' });
