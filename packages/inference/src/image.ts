@@ -7,6 +7,7 @@
 // decodeImage is the one decoder of Graft: @graft/vision trains and predicts on its pixels
 // (packages/vision/src/preprocess.ts re-exports it).
 import type { ErrorCode } from '@graft/contract';
+import { setImmediate } from 'node:timers/promises';
 import sharp from 'sharp';
 import { decodeJpeg } from './jpeg';
 import { withPixelKernels } from './pixel-wasm';
@@ -93,10 +94,23 @@ export function resizeKernelOf(p: { resizeKernel?: unknown }): ResizeKernel {
  */
 export async function decodeImage(bytes: Uint8Array, size: number, kernel: ResizeKernel): Promise<Uint8Array> {
   if (kernel === 'triangle') {
+    await loopTurn();
     const jpeg = decodeJpeg(bytes, (width, height) => width <= size || height <= size);
     if (jpeg) return triangleResize(jpeg.pixels, jpeg.width, jpeg.height, size);
   }
   return decodeWithSharp(bytes, size, kernel);
+}
+
+/**
+ * Resolves in a later turn of the event loop than every earlier call's: the WebAssembly decodes of a request's images
+ * (or a batch's) each get a turn of their own, with I/O in between, as sharp's decodes on the thread pool leave the
+ * event loop free. A /predict of 64 small photos is about 90 ms of decoding here; other requests go on meanwhile.
+ */
+let lastTurn: Promise<void> = Promise.resolve();
+function loopTurn(): Promise<void> {
+  const turn = lastTurn.then(() => setImmediate());
+  lastTurn = turn;
+  return turn;
 }
 
 /** decodeImage with sharp for every image (the reference of the WebAssembly JPEG path, and the path of the rest). */

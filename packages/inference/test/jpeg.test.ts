@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import sharp, { type JpegOptions } from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { randomInput } from '../../../test/support/random';
-import { decodeImage, decodeWithSharp } from '../src/image';
+import { decodeAll, decodeImage, decodeWithSharp } from '../src/image';
 import { decodeJpeg } from '../src/jpeg';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures/jpeg');
@@ -156,6 +156,23 @@ describe('decodeJpeg', () => {
     for (const bytes of [small, large]) {
       expect(Buffer.from(await decodeImage(bytes, 288, 'triangle')).equals(Buffer.from(await decodeWithSharp(bytes, 288, 'triangle')))).toBe(true);
     }
+  });
+});
+
+describe('decodeAll with the WebAssembly decoder', () => {
+  it('gives the event loop a turn between images, as sharp on the thread pool does', async () => {
+    const images = await Promise.all(Array.from({ length: 12 }, (_, i) => jpeg(48, 40, 30 + i, { quality: 85 })));
+    let turns = 0;
+    let running = true;
+    const spin = () => {
+      turns++;
+      if (running) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const decoded = await decodeAll(images, 64, 'triangle'); // not larger than 64 px: all through WebAssembly
+    running = false;
+    expect(decoded).toHaveLength(12);
+    expect(turns).toBeGreaterThanOrEqual(images.length);
   });
 });
 
