@@ -104,7 +104,88 @@ static int32_t exifOrientation(const uint8_t *p, int32_t n) {
 #undef R32
 }
 
-// Reads the markers up to the first scan. OK where the image is one this decoder handles.
+// DQT: quantization tables, kept in natural order.
+static int32_t readQuantTables(const uint8_t *p, int32_t n) {
+  while (n > 0) {
+    int32_t pq = p[0] >> 4, tq = p[0] & 15, bytes = pq ? 128 : 64;
+    if (tq > 3 || pq > 1 || n < 1 + bytes) return NOT_HANDLED;
+    for (int32_t k = 0; k < 64; k++) {
+      int32_t q = pq ? u16(p + 1 + 2 * k) : p[1 + k];
+      if (q == 0 || q > 32767) return NOT_HANDLED;  // libjpeg multiplies by it as a short
+      J.quant[tq][ZIGZAG[k]] = (uint16_t)q;
+    }
+    J.quantPresent[tq] = 1;
+    p += 1 + bytes;
+    n -= 1 + bytes;
+  }
+  return OK;
+}
+
+// DHT: Huffman tables.
+static int32_t readHuffmanTables(const uint8_t *p, int32_t n) {
+  while (n > 0) {
+    if (n < 17) return NOT_HANDLED;
+    int32_t tc = p[0] >> 4, th = p[0] & 15, total = 0;
+    for (int32_t i = 1; i <= 16; i++) total += p[i];
+    if (tc > 1 || th > 3 || total > 256 || n < 17 + total) return NOT_HANDLED;
+    if (buildHuffman(tc ? &J.ac[th] : &J.dc[th], p + 1, p + 17, total) != OK) return NOT_HANDLED;
+    p += 17 + total;
+    n -= 17 + total;
+  }
+  return OK;
+}
+
+// SOF0/SOF1: 8-bit, three components, YCbCr with the luma at 1x1, 2x1 or 2x2 and the chroma at 1x1.
+static int32_t readFrame(const uint8_t *p, int32_t n) {
+  if (J.width || n < 6 + 9 || p[0] != 8 || p[5] != 3) return NOT_HANDLED;
+  J.height = u16(p + 1);
+  J.width = u16(p + 3);
+  if (J.width == 0 || J.height == 0) return NOT_HANDLED;
+  for (int32_t i = 0; i < 3; i++) {
+    Component *c = &J.c[i];
+    c->id = p[6 + 3 * i];
+    c->h = p[7 + 3 * i] >> 4;
+    c->v = p[7 + 3 * i] & 15;
+    c->tq = p[8 + 3 * i];
+    if (c->tq > 3) return NOT_HANDLED;
+  }
+  // libjpeg reads ids R, G, B as RGB and 1, 0x22, 0x23 as big-gamut YCC: not YCbCr.
+  if (J.c[0].id == 'R' && J.c[1].id == 'G' && J.c[2].id == 'B') return NOT_HANDLED;
+  if (J.c[0].id == 1 && J.c[1].id == 0x22 && J.c[2].id == 0x23) return NOT_HANDLED;
+  if (J.c[1].h != 1 || J.c[1].v != 1 || J.c[2].h != 1 || J.c[2].v != 1) return NOT_HANDLED;
+  int32_t h = J.c[0].h, v = J.c[0].v;
+  if (!((h == 1 && v == 1) || (h == 2 && v == 1) || (h == 2 && v == 2))) return NOT_HANDLED;
+  return OK;
+}
+
+// SOS: one interleaved scan of the three components in frame order, the whole spectrum at once.
+static int32_t readScan(const uint8_t *p, int32_t n) {
+  if (!J.width || n < 1 + 6 + 3 || p[0] != 3) return NOT_HANDLED;
+  for (int32_t i = 0; i < 3; i++) {
+    Component *c = &J.c[i];
+    if (p[1 + 2 * i] != c->id) return NOT_HANDLED;
+    c->td = p[2 + 2 * i] >> 4;
+    c->ta = p[2 + 2 * i] & 15;
+    if (c->td > 3 || c->ta > 3 || !J.dc[c->td].present || !J.ac[c->ta].present || !J.quantPresent[c->tq]) return NOT_HANDLED;
+    // libjpeg refuses a DC table the scan uses with a symbol above 15.
+    const Huffman *dc = &J.dc[c->td];
+    for (int32_t k = 0; k < dc->count; k++)
+      if (dc->values[k] > 15) return NOT_HANDLED;
+  }
+  return p[7] == 0 && p[8] == 63 && p[9] == 0 ? OK : NOT_HANDLED;
+}
+
+// APP1 EXIF with a rotation, APP2 ICC profile, APP14 Adobe: sharp would turn or convert the pixels.
+static int32_t readApp(int32_t m, const uint8_t *p, int32_t n) {
+  if (m == 0xE1 && n >= 6 && p[0] == 'E' && p[1] == 'x' && p[2] == 'i' && p[3] == 'f' && p[4] == 0 && p[5] == 0)
+    return exifOrientation(p + 6, n - 6) == 1 ? OK : NOT_HANDLED;
+  if (m == 0xE2 && n >= 12 && p[0] == 'I' && p[1] == 'C' && p[2] == 'C' && p[3] == '_') return NOT_HANDLED;
+  if (m == 0xEE && n >= 5 && p[0] == 'A' && p[1] == 'd' && p[2] == 'o' && p[3] == 'b' && p[4] == 'e') return NOT_HANDLED;
+  return OK;
+}
+
+// Reads the markers up to the first scan, then lays out the component planes. OK where the image is one this
+// decoder handles.
 static int32_t readHeaders(const uint8_t *src, int32_t len) {
   J.src = src;
   J.len = len;
@@ -112,8 +193,7 @@ static int32_t readHeaders(const uint8_t *src, int32_t len) {
   J.width = 0;
   for (int32_t i = 0; i < 4; i++) J.quantPresent[i] = J.dc[i].present = J.ac[i].present = 0;
   if (len < 4 || src[0] != 0xFF || src[1] != 0xD8) return NOT_HANDLED;
-  int32_t pos = 2;
-  for (;;) {
+  for (int32_t pos = 2;;) {
     if (pos + 4 > len || src[pos] != 0xFF) return NOT_HANDLED;
     while (pos < len && src[pos] == 0xFF) pos++;
     if (pos + 3 > len) return NOT_HANDLED;
@@ -121,82 +201,20 @@ static int32_t readHeaders(const uint8_t *src, int32_t len) {
     int32_t size = u16(src + pos);
     if (size < 2 || pos + size > len) return NOT_HANDLED;
     const uint8_t *p = src + pos + 2;
-    int32_t n = size - 2;
-    if (m == 0xDB) {  // DQT
-      while (n > 0) {
-        int32_t pq = p[0] >> 4, tq = p[0] & 15, bytes = pq ? 128 : 64;
-        if (tq > 3 || pq > 1 || n < 1 + bytes) return NOT_HANDLED;
-        for (int32_t k = 0; k < 64; k++) {
-          int32_t q = pq ? u16(p + 1 + 2 * k) : p[1 + k];
-          if (q == 0 || q > 32767) return NOT_HANDLED;  // libjpeg multiplies by it as a short
-          J.quant[tq][ZIGZAG[k]] = (uint16_t)q;
-        }
-        J.quantPresent[tq] = 1;
-        p += 1 + bytes;
-        n -= 1 + bytes;
-      }
-    } else if (m == 0xC4) {  // DHT
-      while (n > 0) {
-        if (n < 17) return NOT_HANDLED;
-        int32_t tc = p[0] >> 4, th = p[0] & 15, total = 0;
-        for (int32_t i = 1; i <= 16; i++) total += p[i];
-        if (tc > 1 || th > 3 || total > 256 || n < 17 + total) return NOT_HANDLED;
-        if (buildHuffman(tc ? &J.ac[th] : &J.dc[th], p + 1, p + 17, total) != OK) return NOT_HANDLED;
-        p += 17 + total;
-        n -= 17 + total;
-      }
-    } else if (m == 0xC0 || m == 0xC1) {  // baseline / extended sequential, Huffman
-      if (J.width || n < 6 || p[0] != 8 || p[5] != 3 || n < 6 + 9) return NOT_HANDLED;
-      J.height = u16(p + 1);
-      J.width = u16(p + 3);
-      if (J.width == 0 || J.height == 0) return NOT_HANDLED;
-      for (int32_t i = 0; i < 3; i++) {
-        Component *c = &J.c[i];
-        c->id = p[6 + 3 * i];
-        c->h = p[7 + 3 * i] >> 4;
-        c->v = p[7 + 3 * i] & 15;
-        c->tq = p[8 + 3 * i];
-        if (c->tq > 3) return NOT_HANDLED;
-      }
-      // libjpeg reads ids R, G, B as RGB and 1, 0x22, 0x23 as big-gamut YCC: not YCbCr.
-      if (J.c[0].id == 'R' && J.c[1].id == 'G' && J.c[2].id == 'B') return NOT_HANDLED;
-      if (J.c[0].id == 1 && J.c[1].id == 0x22 && J.c[2].id == 0x23) return NOT_HANDLED;
-      if (J.c[1].h != 1 || J.c[1].v != 1 || J.c[2].h != 1 || J.c[2].v != 1) return NOT_HANDLED;
-      int32_t h = J.c[0].h, v = J.c[0].v;
-      if (!((h == 1 && v == 1) || (h == 2 && v == 1) || (h == 2 && v == 2))) return NOT_HANDLED;
-    } else if ((m >= 0xC2 && m <= 0xCF) && m != 0xC4 && m != 0xC8 && m != 0xCC) {
-      return NOT_HANDLED;  // progressive, lossless, arithmetic coding
-    } else if (m == 0xDD) {  // DRI
-      if (n < 2) return NOT_HANDLED;
-      J.restart = u16(p);
-    } else if (m == 0xE1) {
-      if (n >= 6 && p[0] == 'E' && p[1] == 'x' && p[2] == 'i' && p[3] == 'f' && p[4] == 0 && p[5] == 0 &&
-          exifOrientation(p + 6, n - 6) != 1)
-        return NOT_HANDLED;
-    } else if (m == 0xE2) {
-      if (n >= 12 && p[0] == 'I' && p[1] == 'C' && p[2] == 'C' && p[3] == '_') return NOT_HANDLED;
-    } else if (m == 0xEE) {
-      if (n >= 5 && p[0] == 'A' && p[1] == 'd' && p[2] == 'o' && p[3] == 'b' && p[4] == 'e') return NOT_HANDLED;
-    } else if (m == 0xDA) {  // SOS
-      if (!J.width || n < 1 || p[0] != 3 || n < 1 + 6 + 3) return NOT_HANDLED;
-      for (int32_t i = 0; i < 3; i++) {
-        // One interleaved scan in frame order.
-        if (p[1 + 2 * i] != J.c[i].id) return NOT_HANDLED;
-        J.c[i].td = p[2 + 2 * i] >> 4;
-        J.c[i].ta = p[2 + 2 * i] & 15;
-        if (J.c[i].td > 3 || J.c[i].ta > 3 || !J.dc[J.c[i].td].present || !J.ac[J.c[i].ta].present) return NOT_HANDLED;
-        // libjpeg refuses a DC table the scan uses with a symbol above 15.
-        const Huffman *dc = &J.dc[J.c[i].td];
-        for (int32_t k = 0; k < dc->count; k++)
-          if (dc->values[k] > 15) return NOT_HANDLED;
-        if (!J.quantPresent[J.c[i].tq]) return NOT_HANDLED;
-      }
-      if (p[7] != 0 || p[8] != 63 || p[9] != 0) return NOT_HANDLED;
+    int32_t n = size - 2, r = OK;
+    if (m == 0xDB) r = readQuantTables(p, n);
+    else if (m == 0xC4) r = readHuffmanTables(p, n);
+    else if (m == 0xC0 || m == 0xC1) r = readFrame(p, n);  // baseline / extended sequential, Huffman
+    else if (m >= 0xC2 && m <= 0xCF && m != 0xC8 && m != 0xCC) r = NOT_HANDLED;  // progressive, lossless, arithmetic
+    else if (m == 0xDD) r = n < 2 ? NOT_HANDLED : (J.restart = u16(p), OK);  // DRI
+    else if (m >= 0xE0 && m <= 0xEF) r = readApp(m, p, n);
+    else if (m == 0xD8 || m == 0xD9 || m == 0xDC || (m >= 0xD0 && m <= 0xD7)) r = NOT_HANDLED;
+    else if (m == 0xDA) {
+      if (readScan(p, n) != OK) return NOT_HANDLED;
       J.scan = pos + size;
       break;
-    } else if (m == 0xD9 || m == 0xDC || (m >= 0xD0 && m <= 0xD7) || m == 0xD8) {
-      return NOT_HANDLED;
     }
+    if (r != OK) return NOT_HANDLED;
     pos += size;
   }
   J.hmax = J.c[0].h;
@@ -529,44 +547,24 @@ static int32_t decodeScan(void) {
 
 // ---- jdsample.c's fancy upsampling and jdcolor.c's YCbCr -> RGB ----
 
-// One output row of a chroma plane at full width (jdsample.c's h2v1 / h2v2 fancy, or box where it is 2 wide or less).
-static void upsampleRow(const Component *c, int32_t y, uint8_t *out) {
-  const uint8_t *p = c->plane;
-  int32_t w = c->width;
-  if (J.hmax == 1) {
-    const uint8_t *row = p + (size_t)y * c->stride;
-    for (int32_t x = 0; x < w; x++) out[x] = row[x];
-    return;
+// jdsample.c's h2v1_fancy_upsample of one row (w > 2 samples).
+static void h2v1Row(const uint8_t *in, int32_t w, uint8_t *out) {
+  int32_t v = in[0];
+  out[0] = (uint8_t)v;
+  out[1] = (uint8_t)((v * 3 + in[1] + 2) >> 2);
+  for (int32_t x = 1; x < w - 1; x++) {
+    v = in[x] * 3;
+    out[2 * x] = (uint8_t)((v + in[x - 1] + 1) >> 2);
+    out[2 * x + 1] = (uint8_t)((v + in[x + 1] + 2) >> 2);
   }
-  if (J.vmax == 1) {
-    const uint8_t *in = p + (size_t)y * c->stride;
-    if (w <= 2) {
-      for (int32_t x = 0; x < w; x++) out[2 * x] = out[2 * x + 1] = in[x];
-      return;
-    }
-    int32_t v = in[0];
-    out[0] = (uint8_t)v;
-    out[1] = (uint8_t)((v * 3 + in[1] + 2) >> 2);
-    for (int32_t x = 1; x < w - 1; x++) {
-      v = in[x] * 3;
-      out[2 * x] = (uint8_t)((v + in[x - 1] + 1) >> 2);
-      out[2 * x + 1] = (uint8_t)((v + in[x + 1] + 2) >> 2);
-    }
-    v = in[w - 1];
-    out[2 * (w - 1)] = (uint8_t)((v * 3 + in[w - 2] + 1) >> 2);
-    out[2 * (w - 1) + 1] = (uint8_t)v;
-    return;
-  }
-  int32_t inrow = y >> 1;
-  const uint8_t *in0 = p + (size_t)inrow * c->stride;
-  if (w <= 2) {
-    for (int32_t x = 0; x < w; x++) out[2 * x] = out[2 * x + 1] = in0[x];
-    return;
-  }
-  int32_t near = (y & 1) ? inrow + 1 : inrow - 1;
-  if (near < 0) near = 0;
-  if (near > c->height - 1) near = c->height - 1;
-  const uint8_t *in1 = p + (size_t)near * c->stride;
+  v = in[w - 1];
+  out[2 * (w - 1)] = (uint8_t)((v * 3 + in[w - 2] + 1) >> 2);
+  out[2 * (w - 1) + 1] = (uint8_t)v;
+}
+
+// jdsample.c's h2v2_fancy_upsample of one output row (w > 2 samples): in0 the nearest input row, in1 the next
+// nearest (above for an even output row, below for an odd one).
+static void h2v2Row(const uint8_t *in0, const uint8_t *in1, int32_t w, uint8_t *out) {
   int32_t this = in0[0] * 3 + in1[0], nxt = in0[1] * 3 + in1[1], last;
   out[0] = (uint8_t)((this * 4 + 8) >> 4);
   out[1] = (uint8_t)((this * 3 + nxt + 7) >> 4);
@@ -593,6 +591,26 @@ static void upsampleRow(const Component *c, int32_t y, uint8_t *out) {
   }
   out[2 * (w - 1)] = (uint8_t)((this * 3 + last + 8) >> 4);
   out[2 * (w - 1) + 1] = (uint8_t)((this * 4 + 7) >> 4);
+}
+
+// One output row of a chroma plane at full width: h2v1 / h2v2 fancy, or box (each sample twice) where the plane is
+// 2 samples wide or less, as jdsample.c chooses.
+static void upsampleRow(const Component *c, int32_t y, uint8_t *out) {
+  int32_t w = c->width;
+  int32_t inrow = J.vmax == 2 ? y >> 1 : y;
+  const uint8_t *in = c->plane + (size_t)inrow * c->stride;
+  if (J.hmax == 1) {
+    for (int32_t x = 0; x < w; x++) out[x] = in[x];
+  } else if (w <= 2) {
+    for (int32_t x = 0; x < w; x++) out[2 * x] = out[2 * x + 1] = in[x];
+  } else if (J.vmax == 1) {
+    h2v1Row(in, w, out);
+  } else {
+    int32_t near = (y & 1) ? inrow + 1 : inrow - 1;  // edge rows repeat (jdmainct.c's context rows)
+    if (near < 0) near = 0;
+    if (near > c->height - 1) near = c->height - 1;
+    h2v2Row(in, c->plane + (size_t)near * c->stride, w, out);
+  }
 }
 
 
