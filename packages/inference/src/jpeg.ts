@@ -29,7 +29,7 @@ export function decodeJpeg(bytes: Uint8Array, wanted: (width: number, height: nu
     const workAt = scratch.take(work);
     const outAt = scratch.take(width * height * 3);
     const buffer = scratch.ready();
-    if (k.jpeg_decode(srcAt, bytes.length, workAt, outAt) === NOT_HANDLED) return null;
+    if (k.jpeg_decode(workAt, outAt) === NOT_HANDLED) return null;
     return { pixels: new Uint8Array(buffer, outAt, width * height * 3).slice(), width, height };
   });
 }

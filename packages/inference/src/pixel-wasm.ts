@@ -15,7 +15,8 @@ export interface PixelKernels {
   to_half(src: number, out: number, n: number): void;
   from_half(src: number, out: number, n: number): void;
   jpeg_header(src: number, length: number, info: number): number;
-  jpeg_decode(src: number, length: number, work: number, out: number): number;
+  /** Decodes the image jpeg_header has just read; its bytes must still be where they were. */
+  jpeg_decode(work: number, out: number): number;
 }
 
 /** Room in the instance's memory for one call: `take` lays out blocks, `ready` grows the memory to hold them. */

@@ -12,7 +12,7 @@ enum { OK = 0, NOT_HANDLED = 1 };
 
 typedef struct {
   uint16_t lookup[512];  // 9-bit lookahead: (length << 8) | value, 0 where the code is longer
-  int32_t maxcode[18];   // largest code of each length, -1 where none
+  int32_t maxcode[17];   // largest code of each length, -1 where none
   int32_t valptr[17];    // index into values of the first code of each length
   int32_t mincode[17];
   uint8_t values[256];
@@ -35,6 +35,7 @@ static struct {
   int32_t width, height, restart;
   int32_t hmax, vmax, mcusx, mcusy;
   int32_t scan;  // offset of the entropy-coded data
+  int32_t read;  // jpeg_header read an image that jpeg_decode may decode
   Component c[3];
   uint16_t quant[4][64];  // natural order
   uint8_t quantPresent[4];
@@ -67,7 +68,6 @@ static int32_t buildHuffman(Huffman *t, const uint8_t *counts, const uint8_t *va
     if (code >= (1 << len)) return NOT_HANDLED;  // libjpeg's JERR_BAD_HUFF_TABLE: no all-ones code
     code <<= 1;
   }
-  t->maxcode[17] = 0x7fffffff;
   t->present = 1;
   // Fast AC entries: run/size symbols with s > 0 whose code and value bits fit in the 9 looked at.
   for (int32_t i = 0; i < 512; i++) {
@@ -317,6 +317,7 @@ INLINE int32_t decodeBlock(Bits *b, Component *c, int16_t *coef) {
   int32_t s = decodeSymbol(b, &J.dc[c->td]);
   if (s < 0 || s > 11) return -1;
   if (s) c->dc += extend(getBits(b, s), s);
+  for (int32_t i = 1; i < 64; i++) coef[i] = 0;
   const Huffman *ac = &J.ac[c->ta];
   int32_t k = 1;
   for (; k < 64;) {
@@ -324,7 +325,6 @@ INLINE int32_t decodeBlock(Bits *b, Component *c, int16_t *coef) {
     int32_t f = ac->fast[b->bits >> 55];
     if (f) {
       // Code and value bits within the next 9: run in bits 4-7, length in 0-3 (+1), value above.
-      if (k == 1) for (int32_t i = 1; i < 64; i++) coef[i] = 0;
       k += (f >> 4) & 15;
       if (k > 63) return -1;
       int32_t used = (f & 15) + 1;
@@ -339,14 +339,12 @@ INLINE int32_t decodeBlock(Bits *b, Component *c, int16_t *coef) {
     int32_t r = rs >> 4;
     s = rs & 15;
     if (s) {
-      if (k == 1) for (int32_t i = 1; i < 64; i++) coef[i] = 0;
       k += r;
       if (k > 63) return -1;
       coef[ZIGZAG[k]] = (int16_t)extend(getBits(b, s), s);
       k++;
     } else {
       if (r != 15) break;
-      if (k == 1) for (int32_t i = 1; i < 64; i++) coef[i] = 0;
       k += 16;
     }
   }
@@ -647,33 +645,40 @@ INLINE void colour16(const uint8_t *yp, const uint8_t *cbp, const uint8_t *crp, 
 }
 
 
+// One upsampled chroma row: whole MCUs wide, with room for the 16-byte stores past its end.
+static int32_t chromaRowBytes(void) { return J.mcusx * J.hmax * 8 + 32; }
+
 // The image's size, or NOT_HANDLED: info[0] width, info[1] height, info[2] bytes of `work` jpeg_decode needs.
 __attribute__((export_name("jpeg_header")))
 int32_t jpeg_header(const uint8_t *src, int32_t len, int32_t *info) {
+  J.read = 0;
   if (readHeaders(src, len) != OK) return NOT_HANDLED;
   int64_t planes = 0;
   for (int32_t i = 0; i < 3; i++) planes += (int64_t)J.c[i].stride * J.c[i].rows;
-  int64_t work = planes + 2 * (int64_t)J.mcusx * J.hmax * 8 + 64;  // and two upsampled chroma rows
+  int64_t work = planes + 2 * (int64_t)chromaRowBytes();  // and two upsampled chroma rows
   // sharp's limitInputPixels (0x3FFF * 0x3FFF) refuses larger images; memory for this one stays under 1 GiB.
   if ((int64_t)J.width * J.height > 0x3FFF * 0x3FFF || work + (int64_t)J.width * J.height * 3 > 0x40000000) return NOT_HANDLED;
   info[0] = J.width;
   info[1] = J.height;
   info[2] = (int32_t)work;
+  J.read = 1;
   return OK;
 }
 
-// Decodes into `out` (width x height x 3 RGB bytes) with `work` as jpeg_header asked. OK, or NOT_HANDLED for a
-// stream this decoder does not take (then `out` holds nothing of use).
+// Decodes the image jpeg_header has just read (its bytes still where they were) into `out` (width x height x 3 RGB
+// bytes), with `work` as jpeg_header asked. OK, or NOT_HANDLED for a stream this decoder does not take (then `out`
+// holds nothing of use).
 __attribute__((export_name("jpeg_decode")))
-int32_t jpeg_decode(const uint8_t *src, int32_t len, uint8_t *work, uint8_t *out) {
-  if (readHeaders(src, len) != OK) return NOT_HANDLED;
+int32_t jpeg_decode(uint8_t *work, uint8_t *out) {
+  if (!J.read) return NOT_HANDLED;
+  J.read = 0;
   uint8_t *at = work;
   for (int32_t i = 0; i < 3; i++) {
     J.c[i].plane = at;
     at += (size_t)J.c[i].stride * J.c[i].rows;
   }
   if (decodeScan() != OK) return NOT_HANDLED;
-  uint8_t *cb = at, *cr = at + J.mcusx * J.hmax * 8 + 32;
+  uint8_t *cb = at, *cr = at + chromaRowBytes();
   const Component *Y = &J.c[0];
   for (int32_t y = 0; y < J.height; y++) {
     upsampleRow(&J.c[1], y, cb);
