@@ -9,7 +9,7 @@ export {
 } from './onnx-export';
 export { createSession, isOnnxRuntimeAvailable, type ExecutionProvider, type OrtModel, type SessionOptions } from './session';
 export { decodeModel } from './onnx-proto';
-export { quantizeOnnx, type Calibrated, type CalibrationBatch, type CalibrationMethod, type QuantizeOptions, type QuantizeReport } from './quantize';
+export { pixelGrid, quantizeOnnx, type Calibrated, type CalibrationBatch, type CalibrationMethod, type QuantizeOptions, type QuantizeReport } from './quantize';
 export {
   quantizeClassifier,
   INT8_MAX_ACCURACY_DROP,

@@ -164,7 +164,7 @@ async function attempt(
     const t = performance.now();
     const decodeBefore = clock.seconds.decode;
     const calibration = clock.decoding(inputBatches(data.calibration, check, opts.batch ?? 16));
-    quantized = await quantizeOnnx(fp32, calibration, { ...opts, calibrated: check.calibrated });
+    quantized = await quantizeOnnx(fp32, calibration, { inputPixels: check.transform, ...opts, calibrated: check.calibrated });
     check.calibrated = quantized.calibrated;
     clock.add('quantize', clock.since(t) - (clock.seconds.decode - decodeBefore));
   } catch (err) {

@@ -18,6 +18,7 @@
 // int8 weights are near their ends; image pixels fill the whole uint8 range, and with 8-bit weights that first
 // convolution alone took agreement with fp32 from 99% to 89%. 7 bits keep every pair inside int16.
 import { AttributeType, decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
+import type { PixelTransform } from './image';
 import { KEEP_AS_WRITTEN, loadOrt } from './session';
 
 export type CalibrationMethod = 'minmax' | 'percentile';
@@ -54,6 +55,15 @@ export interface QuantizeOptions {
    * all); those on larger feature maps stay fp32. Widths are followed through Conv, pooling and layout nodes.
    */
   int8Stride?: number;
+  /**
+   * The model's input is 8-bit pixels normalised by this transform (normalizeInto: (pixel - sub) * mul): the input's
+   * quantization then steps by `mul` from a pixel value, so that each of the 256 pixel values is a level of its own
+   * (see pixelGrid), where the calibrated range would put them half a step off the levels (MobileNet's [-1, 1] has
+   * 255 steps between its ends, and half the pixel values would round to a neighbour's level). Used where `mul` is one
+   * value and `sub` one value for all channels (Keras's 'tf' and 'unit' modes); other transforms keep the calibrated
+   * range.
+   */
+  inputPixels?: PixelTransform;
   /** ORT intra-op threads for calibration (default 1). */
   threads?: number;
   /**
@@ -86,6 +96,8 @@ export interface QuantizeReport {
   /** Activations given a QuantizeLinear/DequantizeLinear pair. */
   activations: number;
   biasCorrection: boolean;
+  /** Whether the input was quantized on its pixel grid (QuantizeOptions inputPixels). */
+  pixelGrid: boolean;
 }
 
 /** Calibration input: batches of the model's input, samples one after the other. */
@@ -127,8 +139,9 @@ export async function quantizeOnnx(
   const reusable = earlier && earlier.method === method && earlier.percentile === percentile && plan.activations.every((a) => earlier.ranges.has(a));
   const calibrated: Calibrated = reusable ? earlier : { method, percentile, ...(await calibrate(model, plan.activations, calibration, method, percentile, threads)) };
   const { ranges, samples, kept } = calibrated;
-  rewrite(model, plan, ranges, weightBits);
-  if (opts.biasCorrection ?? true) await correctBiases(decodeModel(fp32), model, plan, kept, threads);
+  const grid = opts.inputPixels && plan.input ? pixelGrid(opts.inputPixels) : null;
+  const shiftedBiases = rewrite(model, plan, ranges, weightBits, grid);
+  if (opts.biasCorrection ?? true) await correctBiases(decodeModel(fp32), model, plan, kept, threads, shiftedBiases);
   const report: QuantizeReport = {
     method,
     percentile: method === 'percentile' ? percentile : null,
@@ -138,6 +151,7 @@ export async function quantizeOnnx(
     fp32Leading: wide.length,
     activations: plan.activations.length,
     biasCorrection: opts.biasCorrection ?? true,
+    pixelGrid: grid !== null,
   };
   model.metadata_props.push({ key: 'graft.quantization', value: JSON.stringify(report) });
   return { model: encodeModel(model), report, calibrated };
@@ -148,6 +162,11 @@ interface Plan {
   nodes: { node: OnnxNode; axis: number; readsInput: boolean }[];
   /** Activation tensors that get a Q/DQ pair. */
   activations: string[];
+  /**
+   * Which of them is the model's input (or only a reordering of it), where one is and only quantized nodes with
+   * biases read it (what pixelGrid's shift needs).
+   */
+  input: string | null;
 }
 
 function planQuantization(model: OnnxModel, gemm: boolean, quantizeOutputs: boolean, fp32Nodes: ReadonlySet<string>): Plan {
@@ -180,7 +199,9 @@ function planQuantization(model: OnnxModel, gemm: boolean, quantizeOutputs: bool
     if (next?.length === 1 && ACTIVATIONS.has(next[0]!.op_type)) out = next[0]!.output[0]!;
     activations.add(out);
   }
-  return { nodes, activations: [...activations] };
+  const input = [...activations].find((a) => modelInputs.has(a));
+  const biasedReaders = input !== undefined && (readers.get(input) ?? []).every((r) => nodes.some((n) => n.node === r && r.input[2]));
+  return { nodes, activations: [...activations], input: biasedReaders ? input : null };
 }
 
 /**
@@ -336,9 +357,17 @@ async function channelMeans(model: OnnxModel, tensors: Map<string, number>, batc
 
 /**
  * Moves each quantized node's int32 bias by the mean shift its rounded weights cause per channel: beside each node,
- * a float twin with the original weights reads the same input, and both outputs' channel means are compared.
+ * a float twin with the original weights reads the same input, and both outputs' channel means are compared. A
+ * node reading a shifted input (pixelGrid) has a twin with its bias as `shifted` gives it, the shift taken back.
  */
-async function correctBiases(fp32: OnnxModel, int8: OnnxModel, plan: Plan, batches: readonly CalibrationBatch[], threads: number): Promise<void> {
+async function correctBiases(
+  fp32: OnnxModel,
+  int8: OnnxModel,
+  plan: Plan,
+  batches: readonly CalibrationBatch[],
+  threads: number,
+  shifted: ReadonlyMap<string, Float32Array>,
+): Promise<void> {
   const originals = new Map(fp32.graph.initializer.map((t) => [t.name, t]));
   const inits = new Map(int8.graph.initializer.map((t) => [t.name, t]));
   const biased = plan.nodes.filter(({ node }) => node.input[2]);
@@ -347,7 +376,12 @@ async function correctBiases(fp32: OnnxModel, int8: OnnxModel, plan: Plan, batch
   for (const { node } of biased) {
     const [weight, bias] = [undequantized(node.input[1]!), originalBias(node)];
     const twin = `${node.output[0]}/fp32_twin`;
-    probe.graph.initializer.push({ ...originals.get(weight)!, name: `${weight}/fp32_twin` }, { ...originals.get(bias)!, name: `${bias}/fp32_twin` });
+    const twinBias = shifted.get(bias);
+    const originalBiasTensor = originals.get(bias)!;
+    probe.graph.initializer.push(
+      { ...originals.get(weight)!, name: `${weight}/fp32_twin` },
+      twinBias ? tensor(`${bias}/fp32_twin`, originalBiasTensor.dims, DT.FLOAT, twinBias) : { ...originalBiasTensor, name: `${bias}/fp32_twin` },
+    );
     probe.graph.node.push({ ...node, name: `${node.name}/fp32_twin`, input: [node.input[0]!, `${weight}/fp32_twin`, `${bias}/fp32_twin`], output: [twin] });
     const channels = inits.get(`${bias}/b_scale`)!.dims[0]!;
     outputs.set(node.output[0]!, channels).set(twin, channels);
@@ -423,23 +457,56 @@ function tensor(name: string, dims: number[], dataType: number, data: ArrayBuffe
   return { name, dims, data_type: dataType, raw_data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
 }
 
-function rewrite(model: OnnxModel, plan: Plan, ranges: ReadonlyMap<string, Range>, weightBits: number): void {
+/**
+ * The quantization of an input of 8-bit pixels normalised by `t` that gives every pixel value a level of its own:
+ * the scale is the step between pixel values, the zero point the integer part of `sub`, and `shift` (what is left of
+ * `sub`, in input units) is added before rounding, so that pixel v lands on level v exactly. Dequantized, the input
+ * is then `shift` above the normalised pixel, which the biases of the nodes reading it take back (where a
+ * convolution pads the image, its border reads zeros that stand for `shift` below: half a pixel step for 'tf').
+ * Null where the channels differ in `mul` or `sub`.
+ */
+export function pixelGrid(t: PixelTransform): { scale: number; zero: number; shift: number } | null {
+  const [mul, sub] = [t.mul[0], t.sub[0]];
+  if (!t.mul.every((m) => m === mul) || !t.sub.every((v) => v === sub) || !(mul > 0)) return null;
+  const zero = Math.floor(sub);
+  if (zero < 0 || zero > 255) return null;
+  return { scale: mul, zero, shift: (sub - zero) * mul };
+}
+
+type PixelGrid = NonNullable<ReturnType<typeof pixelGrid>>;
+
+/**
+ * Rewrites the model in QDQ form. Returns the float biases of the nodes that read a shifted input (pixelGrid), with
+ * the shift taken back, by the original bias's name.
+ */
+function rewrite(model: OnnxModel, plan: Plan, ranges: ReadonlyMap<string, Range>, weightBits: number, grid: PixelGrid | null): Map<string, Float32Array> {
+  const shiftedBiases = new Map<string, Float32Array>();
   const g = model.graph;
   const inits = new Map(g.initializer.map((t) => [t.name, t]));
   const added: OnnxNode[] = [];
   const scales = new Map<string, number>();
+  // What a dequantized input is above the value it stands for (pixelGrid), by the DQ output's name.
+  const shifts = new Map<string, number>();
   // Activations: x -> Q -> DQ, every reader of x then reads the DQ output.
   const renamed = new Map<string, string>();
   for (const name of plan.activations) {
     const range = ranges.get(name);
     if (!range) throw new Error(`no calibration range for ${name}`);
-    const { scale, zero } = activationParams(range);
+    const onGrid = grid && name === plan.input ? grid : null;
+    const { scale, zero } = onGrid ?? activationParams(range);
     scales.set(name, scale);
     g.initializer.push(tensor(`${name}/q_scale`, [], DT.FLOAT, Float32Array.of(scale)));
     g.initializer.push(tensor(`${name}/q_zero`, [], DT.UINT8, Uint8Array.of(zero)));
     const q = `${name}/quantized`;
     const dq = `${name}/dequantized`;
-    added.push({ op_type: 'QuantizeLinear', name: `${name}/QuantizeLinear`, input: [name, `${name}/q_scale`, `${name}/q_zero`], output: [q], attribute: [] });
+    let quantizing = name;
+    if (onGrid?.shift) {
+      quantizing = `${name}/on_grid`;
+      g.initializer.push(tensor(`${name}/grid_shift`, [], DT.FLOAT, Float32Array.of(onGrid.shift)));
+      added.push({ op_type: 'Add', name: `${name}/GridShift`, input: [name, `${name}/grid_shift`], output: [quantizing], attribute: [] });
+      shifts.set(dq, onGrid.shift);
+    }
+    added.push({ op_type: 'QuantizeLinear', name: `${name}/QuantizeLinear`, input: [quantizing, `${name}/q_scale`, `${name}/q_zero`], output: [q], attribute: [] });
     added.push({ op_type: 'DequantizeLinear', name: `${name}/DequantizeLinear`, input: [q, `${name}/q_scale`, `${name}/q_zero`], output: [dq], attribute: [] });
     renamed.set(name, dq);
   }
@@ -472,6 +539,12 @@ function rewrite(model: OnnxModel, plan: Plan, ranges: ReadonlyMap<string, Range
     if (b) {
       const bias = inits.get(b)!;
       const bv = floatsOf(bias);
+      // A shifted input: each output channel's bias takes back its weights' sum times the shift.
+      const shift = shifts.get(x!) ?? 0;
+      if (shift) {
+        for (let i = 0; i < values.length; i++) bv[Math.floor(i / inner) % channels] -= values[i]! * shift;
+        shiftedBiases.set(b, bv);
+      }
       const xScale = scales.get(originalOf(x!, renamed))!;
       const bScale = Float32Array.from(wScale, (s) => s * xScale);
       const bq = Int32Array.from(bv, (v, c) => clampInt32(Math.round(v / bScale[c]!)));
@@ -483,6 +556,7 @@ function rewrite(model: OnnxModel, plan: Plan, ranges: ReadonlyMap<string, Range
   }
   // Nodes in an order where each reads only what is computed before it: the new ones go right after their input.
   g.node = topologicalOrder([...g.node, ...added], new Set([...g.initializer.map((t) => t.name), ...g.input.map((i) => i.name)]));
+  return shiftedBiases;
 }
 
 /** Adds a DequantizeLinear with one scale per slice along `axis`; returns its output's name. */

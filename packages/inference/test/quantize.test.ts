@@ -14,6 +14,7 @@ import {
   quantizeClassifier,
   INT8_STRIDES,
   quantizeOnnx,
+  pixelGrid,
   type ClassifierManifest,
 } from '../src/index';
 import { cosineSimilarity } from '../src/similarity';
@@ -216,6 +217,46 @@ describe('quantizeOnnx', () => {
     // Ranges that do not cover the plan (stride 16's, for every convolution), or of another method: calibrated again.
     await expect(quantizeOnnx(fp32, unread, { int8Stride: 1, calibrated: fresh.calibrated })).rejects.toThrow(/calibration batches were read/);
     await expect(quantizeOnnx(fp32, unread, { int8Stride: 16, method: 'percentile', calibrated: all.calibrated })).rejects.toThrow(/calibration batches were read/);
+  }, 120_000);
+
+  it('quantizes an input of pixels on their own grid, each pixel value a level, where the transform allows', () => {
+    const tf = pixelGrid(pixelTransform(PREPROCESSING))!;
+    expect(tf.scale).toBeCloseTo(1 / 127.5, 12);
+    expect(tf.zero).toBe(127);
+    expect(tf.shift).toBeCloseTo(0.5 / 127.5, 12);
+    expect(pixelGrid(pixelTransform({ mean: [0, 0, 0], std: [255, 255, 255] }))).toEqual({ scale: 1 / 255, zero: 0, shift: 0 });
+    // Channels that differ (caffe's means, torch's deviations): no single grid.
+    expect(pixelGrid(pixelTransform({ mean: [103.939, 116.779, 123.68], std: [1, 1, 1] }))).toBeNull();
+    expect(pixelGrid(pixelTransform({ mean: [124, 116, 104], std: [58.4, 57.1, 57.4] }))).toBeNull();
+  });
+
+  it('with inputPixels, the first convolution reads every pixel value exactly and lands closer to fp32', async () => {
+    const saved = await loadModelDir(join(MODELS_DIR, 'mobilenet_v1_0.25_224'));
+    const conv1 = exportOnnx(saved.modelJson, saved.weights, { outputLayer: 'conv1_relu' });
+    const calib = [await batchOf(calibration.slice(0, 8))];
+    // The convolution's output left in float: what differs from fp32 is the rounding of its input and weights.
+    const [plain, grid] = [
+      await quantizeOnnx(conv1, calib, { quantizeOutputs: false }),
+      await quantizeOnnx(conv1, calib, { quantizeOutputs: false, inputPixels: pixelTransform(PREPROCESSING) }),
+    ];
+    expect([plain.report.pixelGrid, grid.report.pixelGrid]).toEqual([false, true]);
+    const proto = decodeModel(grid.model);
+    const producers = new Map(proto.graph.node.flatMap((n) => n.output.map((o) => [o, n] as const)));
+    const q = proto.graph.node.find((n) => n.op_type === 'QuantizeLinear')!;
+    expect(producers.get(q.input[0]!)?.op_type).toBe('Add');
+    expect(proto.graph.initializer.find((t) => t.name === q.input[2])!.raw_data[0]).toBe(127);
+
+    const x = await batchOf(validation.images.slice(0, 8));
+    const run = async (m: Uint8Array) => {
+      const s = await createSession(m, { threads: 1 });
+      const out = await s.run(x.input, x.batch);
+      await s.dispose();
+      return out;
+    };
+    const [o32, oPlain, oGrid] = [await run(conv1), await run(plain.model), await run(grid.model)];
+    const meanError = (o: Float32Array) => o.reduce((sum, v, i) => sum + Math.abs(v - o32[i]!), 0) / o.length;
+    // Half the pixel values of [-1, 1] in 255 steps round to a neighbour's level; on the grid none do.
+    expect(meanError(oGrid)).toBeLessThan(0.8 * meanError(oPlain));
   }, 120_000);
 
   it('refuses a model without Conv or Gemm weights, and bad options', async () => {

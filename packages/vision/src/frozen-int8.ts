@@ -4,6 +4,7 @@
 // where its outputs keep a cosine similarity of at least `minCosine` with fp32's; otherwise fp32 goes on serving and
 // the log says why. Runs keep the order they were asked in: the switch waits for the fp32 runs asked before it.
 import * as tf from '@tensorflow/tfjs';
+import type { PixelTransform } from '@graft/inference/image';
 import { Cosine } from '@graft/inference/similarity';
 import type { LogFn } from './backend';
 import type { FrozenModel } from './frozen';
@@ -13,6 +14,8 @@ export interface FrozenInt8Options {
   calibrationSamples?: number;
   /** Least cosine similarity between int8 and fp32 outputs on the calibration samples (default 0.98). */
   minCosine?: number;
+  /** The model's input is pixels normalised so (a backbone's, not a part above it): quantizeOnnx's inputPixels. */
+  inputPixels?: PixelTransform;
 }
 
 export type Quantize = (onnx: Uint8Array, batches: { input: Float32Array; batch: number }[]) => Promise<Uint8Array>;

@@ -172,7 +172,7 @@ async function onnxRuntimeModel(
   // quantizeOnnx rounds the last convolution's output too, so it runs as an integer kernel (the outputs of both frozen
   // parts are 8-bit values then).
   const quantize = async (bytes: Uint8Array, batches: { input: Float32Array; batch: number }[]) =>
-    (await inference.quantizeOnnx(bytes, batches, { method: 'minmax', threads })).model;
+    (await inference.quantizeOnnx(bytes, batches, { method: 'minmax', threads, inputPixels: int8.inputPixels })).model;
   // The int8 session opens beside the fp32 one (in its worker thread where it has one), not in a thread of its own.
   const reopen = async (bytes: Uint8Array) => (await openOnnx(inference, model, bytes, threads, opened.host !== null, log, what, opened.host)).model;
   return { provider: opened.provider, model: int8FrozenModel(opened.model, onnx, quantize, reopen, log, what, int8) };

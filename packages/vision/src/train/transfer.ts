@@ -8,6 +8,7 @@ import { throwIfAborted } from '../errors';
 import type { ArrayForward } from '../features';
 import { applyUpper, prepareFineTuning, type FineTuneParts } from '../fine-tune';
 import { createFrozenModel, type FrozenModel, type FrozenRunOptions } from '../frozen';
+import { pixelTransform } from '@graft/inference/image';
 import { disposeWeights } from '../graph';
 import { Head } from '../head';
 import type { Plan } from './plan';
@@ -52,7 +53,13 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
   const lowerShapes = parts ? parts.lower.outputs.map((t) => (t.shape as number[]).slice(1)) : [];
 
   const base = res.own(
-    await createFrozenModel(parts ? parts.lower : backbone, { log, engine: ctx.opts.frozenEngine, precision: ctx.opts.frozenPrecision, what: parts ? `${spec.name} below ${fromLayer}` : spec.name }),
+    await createFrozenModel(parts ? parts.lower : backbone, {
+      log,
+      engine: ctx.opts.frozenEngine,
+      precision: ctx.opts.frozenPrecision,
+      what: parts ? `${spec.name} below ${fromLayer}` : spec.name,
+      int8: { inputPixels: pixelTransform(p.preprocessing) },
+    }),
     (f) => f.dispose(),
     'frozen base',
   );
