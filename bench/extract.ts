@@ -163,7 +163,7 @@ async function main(): Promise<void> {
 
   t = performance.now();
   const calibration = decoded.slice(0, Math.max(1, Math.ceil(64 / batchSize))).map((input, i) => ({ input, batch: sizes[i] }));
-  const int8 = (await quantizeOnnx(onnx, calibration, { method: 'minmax', threads })).model;
+  const int8 = (await quantizeOnnx(onnx, calibration, { method: 'minmax', threads, inputPixels: TO_UNIT })).model;
   console.log(`int8 quantization (calibrated on ${calibration.reduce((a, c) => a + c.batch, 0)} images) ${((performance.now() - t) / 1000).toFixed(2)} s (${(int8.length / 1e6).toFixed(1)} MB)`);
   const session8 = await createSession(int8, { threads });
   const int8Infer: Infer = (input, batch) => session8.run(input, batch);

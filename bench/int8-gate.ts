@@ -4,8 +4,8 @@
 // Prints the decision (agreement, both accuracies, whether int8 would be kept) and how long the check took.
 //
 // --variants compares quantization choices on the same model: default (what training does, the last convolution's
-// output quantized too), float-outputs (that output left in float), first-fp32 (the first convolution left in fp32),
-// percentile, no-bias-correction.
+// output quantized too, the image on its pixel grid), float-outputs (that output left in float), first-fp32 (the first
+// convolution left in fp32), percentile, no-bias-correction, calibrated-input (the image's range calibrated instead).
 //
 //   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--variants default,float-outputs]
 //
@@ -124,6 +124,8 @@ function variantOptions(fp32: Uint8Array): Record<string, Int8GateOptions> {
     'float-outputs': { method: 'minmax', quantizeOutputs: false },
     'first-fp32': { method: 'minmax', fp32Nodes: [firstConv] },
     percentile: { method: 'percentile' },
+    // The image's quantization calibrated like any activation's instead of on its pixel grid.
+    'calibrated-input': { method: 'minmax', inputPixels: undefined },
     'no-bias-correction': { method: 'minmax', biasCorrection: false },
   };
 }
@@ -213,7 +215,7 @@ async function checkTrained(
   if (first.done || first.value.batch !== 16) throw new Error('the first 16 validation images do not all decode');
   const pixels = first.value.input;
   // Not kept: the int8 model the check made last, for its speed.
-  const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], { ...options, int8Stride: d.int8Stride ?? 1 })).model;
+  const int8 = model ?? (await quantizeOnnx(fp32, [{ input: pixels, batch: 16 }], { inputPixels: t, ...options, int8Stride: d.int8Stride ?? 1 })).model;
   console.log(`\n| model | images/s batch 1 | images/s batch 16 | load |\n| --- | --- | --- | --- |`);
   for (let round = 0; round < 2; round++) {
     console.log(`| fp32 | ${await speed(fp32, pixels, threads)} | ${load()} |`);

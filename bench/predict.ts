@@ -81,7 +81,7 @@ async function buildClassifier(): Promise<Record<string, Uint8Array>> {
   const bank = oodBank();
   const served = args.ood ? withOodOutput(json, files['weights.bin']!, oodParts().outOfDistribution, bank) : { modelJson: json, weights: files['weights.bin']! };
   files['model.onnx'] = exportOnnx(served.modelJson, served.weights);
-  files['model.int8.onnx'] = (await quantizeOnnx(files['model.onnx'], await calibrationBatches(manifest), { method: 'minmax' })).model;
+  files['model.int8.onnx'] = (await quantizeOnnx(files['model.onnx'], await calibrationBatches(manifest), { method: 'minmax', inputPixels: pixelTransform(manifest.preprocessing) })).model;
   if (args.ood) files[OOD_BANK_FILE] = new Uint8Array(bank.buffer);
   return files;
 }
