@@ -283,6 +283,8 @@ describe('quantizeClassifier (the int8 gate)', () => {
     expect(model).not.toBeNull();
     // The served model's last convolutions run as integer kernels: their outputs are rounded too.
     expect(roundedTensors(model!)).toEqual(expect.arrayContaining(['conv_pw_13_relu/relu6', 'conv_preds']));
+    // The image on its pixel grid: the check quantizes with the manifest's preprocessing.
+    expect(decision.quantization!.pixelGrid).toBe(true);
     const s8 = await createSession(model!, { threads: 1 });
     expect(s8.outputShape).toEqual([2]);
     await s8.dispose();
