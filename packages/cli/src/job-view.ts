@@ -69,7 +69,7 @@ export class JobView {
     const laterPhaseRunning = (i: number) =>
       order.slice(i + 1).some((p) => this.job.history.some((r) => r.phase === p)) ||
       currentIdx > i ||
-      (current !== null && currentIdx < 0 && ['evaluating', 'exporting'].includes(current));
+      (current !== null && currentIdx < 0 && ['refitting', 'evaluating', 'exporting'].includes(current));
     return order.map((phase, i) => {
       const rows = this.job.history.filter((r) => r.phase === phase);
       const planned = this.plannedEpochs(phase);

@@ -87,6 +87,7 @@ const PHASES: Record<string, string> = {
   extracting: 'extracting features',
   training_head: 'training the head',
   fine_tuning: 'fine-tuning',
+  refitting: 'refitting on all images',
   evaluating: 'evaluating',
   exporting: 'exporting',
 };

@@ -224,6 +224,18 @@ describe('job view', () => {
     expect(phaseInfo(v.phases()[1]!, false)).toBe('0/3 not run');
   });
 
+  it('shows both training phases done while the job refits, fine-tuning stopped early', () => {
+    const v = new JobView(job({}));
+    for (let e = 1; e <= 4; e++) v.apply({ event: 'epoch', data: row('training_head', e) });
+    v.apply({ event: 'epoch', data: row('fine_tuning', 1) });
+    expect(v.phases().map((p) => p.status)).toEqual(['done', 'running']);
+    v.apply({ event: 'progress', data: { phase: 'refitting', epoch: 1, epochs: 4 } });
+    expect(v.phases().map((p) => [p.status, p.stoppedEarly])).toEqual([
+      ['done', false],
+      ['done', true],
+    ]);
+  });
+
   it('shows one phase for feature extraction and takes a snapshot with history', () => {
     const config = acceptConfig({ method: 'feature_extraction', featureExtraction: { epochs: 2 } }, 224);
     const v = new JobView(job({ config }));

@@ -9,7 +9,7 @@ export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'can
 export const isTerminal = (state: JobState): boolean => TERMINAL_STATES.includes(state);
 
 /** The phases a running job goes through, in order. */
-export const JOB_PHASES = ['preparing', 'extracting', 'training_head', 'fine_tuning', 'evaluating', 'exporting'] as const;
+export const JOB_PHASES = ['preparing', 'extracting', 'training_head', 'fine_tuning', 'refitting', 'evaluating', 'exporting'] as const;
 export type JobPhase = (typeof JOB_PHASES)[number];
 
 /** The phases that train epochs, as a history row names them. */

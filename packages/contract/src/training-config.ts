@@ -124,6 +124,13 @@ export const TrainingConfigSchema = Type.Object(
         description: 'score every training image by k-fold cross-validation over the cached features and rank likely label errors (GET /v1/jobs/:id/label-issues)',
       }),
     ),
+    refit: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description:
+          "once early stopping has chosen the epochs on the validation images, train the model again from its start on the training and validation images together for those epochs (transfer learning with cached augmentation); the validation metrics reported stay those of the model chosen, on images it did not train on",
+      }),
+    ),
   },
   { title: 'TrainingConfig', additionalProperties: false },
 );
@@ -151,6 +158,7 @@ export const ResolvedTrainingConfigSchema = Type.Object(
     seed: Given.seed,
     dropLeaked: Given.dropLeaked,
     labelIssues: Given.labelIssues,
+    refit: Given.refit,
   },
   { title: 'ResolvedTrainingConfig' },
 );
@@ -166,7 +174,7 @@ export const DEFAULT_AUGMENTATION: Augmentation = fill(AugmentationSchema, {});
 
 /** Fills in every default. The input must already satisfy TrainingConfigSchema. */
 export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
-  const c = fill<TrainingConfigInput & Pick<TrainingConfig, 'method' | 'backbone' | 'batchSize' | 'seed' | 'dropLeaked' | 'labelIssues'>>(TrainingConfigSchema, input);
+  const c = fill<TrainingConfigInput & Pick<TrainingConfig, 'method' | 'backbone' | 'batchSize' | 'seed' | 'dropLeaked' | 'labelIssues' | 'refit'>>(TrainingConfigSchema, input);
   return {
     method: c.method,
     backbone: c.backbone,
@@ -181,6 +189,7 @@ export function resolveConfig(input: TrainingConfigInput = {}): TrainingConfig {
     seed: c.seed,
     dropLeaked: c.dropLeaked,
     labelIssues: c.labelIssues,
+    refit: c.refit,
   };
 }
 
@@ -212,6 +221,8 @@ const ADDED_FIELDS: Array<{ field: string; fill(config: TrainingConfigInput): Tr
         ? { ...c, earlyStopping: { ...c.earlyStopping, fineTuningPatience: c.earlyStopping.patience } }
         : c,
   },
+  // Before it, the model chosen on validation was the model trained.
+  { field: 'refit', fill: (c) => (c.refit === undefined ? { ...c, refit: false } : c) },
 ];
 
 /** `config` with the fields added since it may have been accepted filled in as it was trained then (ADDED_FIELDS). */

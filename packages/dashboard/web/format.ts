@@ -59,6 +59,7 @@ export const PHASE_NAMES: Record<string, string> = {
   extracting: 'Extracting features',
   training_head: 'Training the head',
   fine_tuning: 'Fine-tuning',
+  refitting: 'Refitting on all images',
   training: 'Training',
   evaluating: 'Evaluating',
   exporting: 'Exporting',

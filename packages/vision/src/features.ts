@@ -75,6 +75,11 @@ export class FeatureStore implements BatchSource {
     return this.sampling === 'one_per_group' ? this.groupMap().size : this.labels.length;
   }
 
+  /** Groups held (an image with its augmented copies is one). */
+  get groupCount(): number {
+    return this.groupMap().size;
+  }
+
   /** Samples held. */
   get count(): number {
     return this.labels.length;
@@ -104,6 +109,28 @@ export class FeatureStore implements BatchSource {
     this.labels.push(label);
     this.groupOf.push(group ?? -1 - this.labels.length);
     this.groups = null;
+  }
+
+  /**
+   * Adds every sample of `other` (same shapes and precision), sharing its values rather than copying them; its groups
+   * are shifted by `groupOffset` to stay apart from this store's (a sample of no group stays in one of its own).
+   */
+  addAll(other: FeatureStore, groupOffset: number): void {
+    if (other.precision !== this.precision || JSON.stringify(other.shapes) !== JSON.stringify(this.shapes)) {
+      throw new Error('the stores hold samples of other shapes or precision');
+    }
+    other.rows.forEach((row, i) => {
+      this.rows.push(row);
+      this.labels.push(other.labels[i]!);
+      const g = other.groupOf[i]!;
+      this.groupOf.push(g >= 0 ? g + groupOffset : -1 - this.labels.length);
+    });
+    this.groups = null;
+  }
+
+  /** A new store like this one (shapes, labels' kind, batch size, seed, sampling, precision), empty. */
+  emptyLike(): FeatureStore {
+    return new FeatureStore(this.shapes, this.kind, this.numClasses, this.batchSize, this.seed, this.sampling, this.precision);
   }
 
   private groupMap(): Map<number, number[]> {

@@ -7,6 +7,8 @@
 //              label errors (before the head sees the labels)
 //   head       train the new head on the frozen features
 //   fine-tune  train the backbone's top block together with the head
+//   refit      train the head (and the top block) again from their start on training and validation images
+//              together, for the epochs early stopping chose (cached augmentation with validation images)
 //   evaluate   validation loss and accuracy, test metrics, the calibration temperature fitted on validation,
 //              the out-of-distribution feature bank and threshold
 //   export     one TensorFlow.js model and its graft.json
@@ -38,6 +40,7 @@ import { fineTune } from './train/fine-tune';
 import { trainHead } from './train/head';
 import { findLabelIssues, labelIssuesUnavailable, type LabelIssues } from './train/label-issues';
 import { plan } from './train/plan';
+import { refit, saveWeights, type Refit, type SavedWeights } from './train/refit';
 import { prepare, type Sets } from './train/prepare';
 import { FINE_TUNING_STEP_COST, plannedWork, RunResources } from './train/resources';
 import { stepsOnOnnxRuntime } from './train/epochs';
@@ -64,6 +67,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     let sets: Sets;
     let extracted: Extracted | null = null;
     let labelIssues: LabelIssues;
+    let refitted: Refit | null = null;
+    let chosen: SavedWeights | null = null;
     if (p.method === 'scratch') {
       sets = await prepared.sets();
       const scratch = await trainScratch(ctx, p, res, sets);
@@ -76,8 +81,14 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       sets = extracted.sets;
       labelIssues = await findLabelIssues(ctx, p, extracted);
       if (labelIssues.available) await ctx.opts.onLabelIssues?.(labelIssues);
+      const start = p.refit ? await saveWeights(transfer) : null;
       trained = await trainHead(ctx, p, res, transfer, extracted);
       if (transfer.parts) trained = await fineTune(ctx, p, res, transfer, extracted);
+      if (start) {
+        chosen = await saveWeights(transfer);
+        refitted = await refit(ctx, p, res, transfer, extracted, start);
+        if (!refitted) chosen = null;
+      }
       network = { transfer };
     }
     let features: TrainedFeatures | null = null;
@@ -85,7 +96,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       features = res.own(await trainedFeatures(ctx, network.transfer), (f) => f.dispose(), 'trained features');
     }
     const validationStore = extracted && 'transfer' in network ? trainedPartStores(network.transfer, extracted).validation : null;
-    const evaluation = await evaluate(ctx, p, res, trained, sets, network, features && { trained: features, validation: validationStore });
+    const evaluation = await evaluate(ctx, p, res, trained, sets, network, features && { trained: features, validation: validationStore, chosen });
     const { validation, test, calibration, predictions } = evaluation;
     const ood =
       'transfer' in network && extracted && features
@@ -99,6 +110,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       validation,
       predictions,
       labelIssues,
+      refit: refitted,
       labels: ctx.labels,
       graft,
       counts: { train: sets.train.images.length, validation: sets.validation.images.length, test: sets.test.images.length, skipped: sets.skipped },

@@ -9,6 +9,7 @@ import { Checkpoints, type Checkpoint } from '../src/checkpoint';
 import { classificationMetrics } from '../src/evaluate';
 import { preprocessImage, TRAINING_RESIZE_KERNEL, type Preprocessing } from '../src/preprocess';
 import { train, type TrainEvent, type TrainOptions, type TrainResult } from '../src/train';
+import { chosenEpochs } from '../src/train/refit';
 import { createTinyBackboneSource, memoryCheckpointStore, syntheticSet, TINY_BACKBONE, type SyntheticSet } from './fixtures';
 
 let backbones: { source: string; cleanup(): void };
@@ -71,11 +72,14 @@ async function expectBankOfTrainingImages(result: TrainResult, set: SyntheticSet
   }
 }
 
-/** Training's validation and test predictions are the exported model's (calibrated) probabilities, image by image. */
+/**
+ * Training's test predictions (and validation predictions, where the run did not refit: after a refit they are the
+ * chosen model's) are the exported model's (calibrated) probabilities, image by image.
+ */
 async function expectExportedModelPredictions(result: TrainResult, set: SyntheticSet): Promise<void> {
   const clf = await loadClassifier(result.artifacts);
   try {
-    for (const split of ['validation', 'test'] as const) {
+    for (const split of result.refit ? (['test'] as const) : (['validation', 'test'] as const)) {
       const served = await clf.probabilities(set.splits[split].map((r) => set.images.get(r.key)!));
       expect(result.predictions[split]!.map((p) => p.key)).toEqual(set.splits[split].map((r) => r.key));
       result.predictions[split]!.forEach((p, i) => p.probabilities.forEach((q, k) => expect(q).toBeCloseTo(served[i]![k]!, 4)));
@@ -95,7 +99,7 @@ describe('train', () => {
     const result = await train(options(twoClass, { ...fastHead, method: 'feature_extraction' }, { onEvent: (e) => events.push(e) }));
 
     const phases = events.filter((e) => e.type === 'phase').map((e) => (e as { phase: string }).phase);
-    expect(phases).toEqual(['preparing', 'extracting', 'training_head', 'evaluating', 'exporting']);
+    expect(phases).toEqual(['preparing', 'extracting', 'training_head', 'refitting', 'evaluating', 'exporting']);
     const progress = events.filter((e) => e.type === 'progress').map((e) => (e as { progress: number }).progress);
     expect(progress.every((p, i) => p >= 0 && p <= 1 && (i === 0 || p >= progress[i - 1]! - 1e-9))).toBe(true);
     expect(progress.at(-1)).toBeCloseTo(1, 5);
@@ -104,6 +108,9 @@ describe('train', () => {
     expect(result.history.map((r) => r.epoch)).toEqual([...Array(12).keys()].map((i) => i + 1));
     expect(result.history.every((r) => r.phase === 'training_head' && r.attempt === 1 && r.valLoss !== null)).toBe(true);
     expect(events.filter((e) => e.type === 'epoch')).toHaveLength(12);
+    // Without early stopping the head's epoch of lowest validation loss is the one kept, and the refit trains that many.
+    const best = result.history.reduce((a, r) => (r.valLoss! < a.valLoss! ? r : a));
+    expect(result.refit).toEqual({ headEpochs: best.epoch, fineTuningEpochs: 0, images: result.counts.train + result.counts.validation });
 
     expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.9);
     expect(result.test!.accuracy).toBeGreaterThanOrEqual(0.9);
@@ -321,9 +328,51 @@ describe('train', () => {
     );
     expect(result.counts).toEqual({ train: 20, validation: 10, test: 10, skipped: 2 });
     expect(logged.filter((l) => l.startsWith('skipping an image that cannot be decoded'))).toHaveLength(2);
-    // 20 training images and one augmented copy of each went through the frozen part, and 10 for validation.
-    expect(logged.find((l) => l.startsWith('features extracted'))).toMatch(/"images":50,/);
+    // 20 training images and one augmented copy of each went through the frozen part, and 10 validation images and
+    // one copy of each (for the refit).
+    expect(logged.find((l) => l.startsWith('features extracted'))).toMatch(/"images":60,/);
     expect(result.validation!.accuracy).toBeGreaterThanOrEqual(0.9);
+  });
+
+  it('refits: the chosen epochs again on training and validation images, with the chosen model reported on validation', async () => {
+    const config: TrainingConfigInput = {
+      ...fastHead,
+      method: 'fine_tuning',
+      featureExtraction: { epochs: 4, optimizer: 'adam', learningRate: 0.01 },
+      fineTuning: { epochs: 3, optimizer: 'adam', learningRate: 0.001 },
+    };
+    const chosen = await train(options(twoClass, { ...config, refit: false }));
+    const events: TrainEvent[] = [];
+    const refitted = await train(options(twoClass, config, { onEvent: (e) => events.push(e) }));
+    expect(chosen.refit).toBeNull();
+    const epochs = chosenEpochs(chosen.history);
+    expect(refitted.refit).toEqual({ headEpochs: epochs.head, fineTuningEpochs: epochs.fineTuning, images: 30 });
+    // Both phases refit (fine-tuning beat the head on this set).
+    expect(epochs.head).toBeGreaterThan(0);
+    expect(epochs.fineTuning).toBeGreaterThan(0);
+    // The selection is the same run: its history, and what is reported of the validation images (metrics,
+    // predictions, the temperature fitted on them) are the chosen model's.
+    const epochsOf = (r: TrainResult) => r.history.map(({ seconds: _, ...row }) => row);
+    expect(epochsOf(refitted)).toEqual(epochsOf(chosen));
+    expect(events.filter((e) => e.type === 'epoch')).toHaveLength(chosen.history.length);
+    expect(refitted.validation).toEqual(chosen.validation);
+    expect(refitted.predictions.validation).toEqual(chosen.predictions.validation);
+    expect(refitted.graft.calibration).toEqual(chosen.graft.calibration);
+    // The model exported is another one, trained on the validation images too, and the test metrics are its own.
+    const testProbabilities = (r: TrainResult) => r.predictions.test!.flatMap((p) => p.probabilities);
+    expect(testProbabilities(refitted)).not.toEqual(testProbabilities(chosen));
+    await expectExportedModelPredictions(refitted, twoClass);
+    const phases = events.filter((e) => e.type === 'phase').map((e) => (e as { phase: string }).phase);
+    expect(phases.indexOf('refitting')).toBe(phases.indexOf('evaluating') - 1);
+  });
+
+  it('chosenEpochs: the epoch of lowest validation loss of the head, and of fine-tuning where it beats the head', () => {
+    const row = (phase: 'training_head' | 'fine_tuning', epoch: number, valLoss: number | null) => ({ phase, epoch, attempt: 1, loss: 1, accuracy: 0.5, valLoss, valAccuracy: null, seconds: 1 });
+    const head = [row('training_head', 1, 0.5), row('training_head', 2, 0.3), row('training_head', 3, 0.4)];
+    expect(chosenEpochs(head)).toEqual({ head: 2, fineTuning: 0 });
+    expect(chosenEpochs([...head, row('fine_tuning', 1, 0.35), row('fine_tuning', 2, 0.31)])).toEqual({ head: 2, fineTuning: 0 });
+    expect(chosenEpochs([...head, row('fine_tuning', 1, 0.29), row('fine_tuning', 2, 0.2), row('fine_tuning', 3, 0.25)])).toEqual({ head: 2, fineTuning: 2 });
+    expect(chosenEpochs([row('training_head', 1, null)])).toEqual({ head: 0, fineTuning: 0 });
   });
 
   it('rejects a training set with a single class', async () => {

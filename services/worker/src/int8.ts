@@ -23,13 +23,15 @@ interface Evaluated extends Sample {
  * are carved out of train where the dataset has no validation split, and calibrates on the training images left.
  * fp32's predictions of the evaluated images come along, so that the check need not compute them again: training
  * runs validation images through the fp32 frozen base even where the training images went through int8, so the
- * evaluation's classes are model.onnx's (the check confirms them on its first batch).
+ * evaluation's classes are model.onnx's (the check confirms them on its first batch). After a refit they are the
+ * classes of the model chosen before it, not model.onnx's, so the check computes fp32's itself.
  */
 export function int8Splits(
   splits: { train: Sample[]; validation: Sample[] },
-  result: { predictions: { validation: readonly Evaluated[] | null } },
+  result: { predictions: { validation: readonly Evaluated[] | null }; refit: object | null },
 ): { train: Sample[]; validation: Evaluated[] } {
-  const validation = result.predictions.validation?.map(({ key, label, predicted }) => ({ key, label, predicted })) ?? splits.validation;
+  const evaluated = result.predictions.validation;
+  const validation = evaluated?.map(({ key, label, predicted }) => (result.refit ? { key, label } : { key, label, predicted })) ?? splits.validation;
   const held = new Set(validation.map((s) => s.key));
   return { train: splits.train.filter((s) => !held.has(s.key)), validation };
 }

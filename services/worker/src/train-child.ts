@@ -196,7 +196,7 @@ async function publishTrained(
     // int8.seconds says where the check's time went; secondsWithReads adds reading its images from storage.
     log.info({ ...int8, secondsWithReads: +((performance.now() - started) / 1000).toFixed(1) }, int8.used ? 'int8 model kept' : 'int8 model left out: fp32 serves');
   }
-  const metrics = { test: result.test, validation: result.validation, history: result.history, ...(int8 ? { int8 } : {}) };
+  const metrics = { test: result.test, validation: result.validation, history: result.history, refit: result.refit, ...(int8 ? { int8 } : {}) };
   artifacts['metrics.json'] = JSON.stringify(metrics, null, 2);
   artifacts[PREDICTIONS_FILE] = JSON.stringify(imagePredictions(result.predictions, result.labels, dataset.index));
   await publishModel(storage, payload.tenant, artifacts, {

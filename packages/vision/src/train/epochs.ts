@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { checkpointState, checkpointWeights, makeCheckpoint } from '../checkpoint';
 import { fit, newPhaseState, phaseDone, readWeights, writeWeights, type BatchSource, type Forward, type HistoryRow, type PhaseState } from '../fit';
 import { GradientReplicas, trainThreads, type ReplicaSpec } from '../replicas';
+import type { Phase } from '../progress';
 import type { GradientEngine } from '../step-engine';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
@@ -37,16 +38,27 @@ export interface EpochsOptions {
    * until an epoch validates lower, so a phase that only makes the model worse leaves it as it found it.
    */
   startingValLoss?: number | null;
+  /** Where the epochs' progress shows (default: the phase itself, from 0 to 1). */
+  progress?: { phase: Phase; from: number; to: number };
+  /**
+   * Whether the epochs are the phase's own (default true): their rows go into the run's history and out as epoch
+   * events, each ends with a checkpoint, and a checkpoint of the phase is resumed from. false: a refit's epochs
+   * (train/refit.ts), which start anew every time and leave no rows.
+   */
+  record?: boolean;
 }
 
 export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o: EpochsOptions): Promise<void> {
   const { phase, settings } = o;
-  const state = restore(ctx, p, phase, o.variables);
+  const record = o.record ?? true;
+  const state = record ? restore(ctx, p, phase, o.variables) : newPhaseState();
   if (state.epoch === 0 && o.validation && o.startingValLoss != null && Number.isFinite(o.startingValLoss)) {
     state.bestValLoss = o.startingValLoss;
     state.best = await readWeights(o.variables);
   }
-  res.progress.phase(phase);
+  const shown = o.progress ?? { phase, from: 0, to: 1 };
+  const at = (epochs: number) => shown.from + ((shown.to - shown.from) * epochs) / settings.epochs;
+  if (!o.progress) res.progress.phase(phase);
   const optimizer = res.own(makeOptimizer(settings.optimizer, settings.learningRate), (x) => x.dispose(), 'optimizer');
   const todo = !phaseDone(state, settings.epochs);
   // On backends that compute on the CPU, ONNX Runtime computes the steps' gradients where it can (step-engine.ts).
@@ -72,11 +84,12 @@ export async function runEpochs(ctx: TrainContext, p: Plan, res: RunResources, o
     validation: o.validation,
     patience: o.validation ? (phase === 'fine_tuning' ? p.fineTuningPatience : p.patience) : null,
     state,
-    history: p.history,
+    history: record ? p.history : [],
     signal: ctx.signal,
-    onBatch: (epoch, fraction) => res.progress.update(phase, (epoch + fraction) / settings.epochs, { epoch: epoch + 1, epochs: settings.epochs }),
+    onBatch: (epoch, fraction) => res.progress.update(shown.phase, at(epoch + fraction), { epoch: epoch + 1, epochs: settings.epochs }),
     onEpoch: async (row, s) => {
-      res.progress.update(phase, s.epoch / settings.epochs, { epoch: row.epoch, epochs: settings.epochs }, true);
+      res.progress.update(shown.phase, at(s.epoch), { epoch: row.epoch, epochs: settings.epochs }, true);
+      if (!record) return ctx.log({ ...row }, `epoch ${row.epoch} of ${phase} (refit) done`);
       ctx.emit({ type: 'epoch', row });
       ctx.log({ ...row }, `epoch ${row.epoch} of ${phase} done`);
       if (ctx.opts.onCheckpoint) {

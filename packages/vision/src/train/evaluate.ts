@@ -2,20 +2,23 @@
 // test images. For transfer learning the validation images' cached features go through the trained part once
 // (trained-features.ts: the trained top block on ONNX Runtime where it runs there), and the pooled features that
 // come out serve the out-of-distribution bank too; the test images go through the frozen part once and then the
-// trained part, as in training. A scratch model classifies the decoded images directly.
+// trained part, as in training. A scratch model classifies the decoded images directly. After a refit
+// (train/refit.ts) the validation metrics, the calibration fitted on them and the validation predictions are those
+// of the model chosen on those images, which never trained on them; the test metrics are the refit model's.
 import { applyTemperature, calibrationReport, fitTemperature } from '@graft/inference';
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted } from '../errors';
 import type { GraftManifest } from '../export';
 import { classificationMetrics, toClassProbabilities, type TestMetrics } from '../evaluate';
 import { extractFeatures, type FeatureStore } from '../features';
-import { disposeBatch, type BatchSource, type Forward } from '../fit';
+import { disposeBatch, readWeights, writeWeights, type BatchSource, type Forward } from '../fit';
 import { normalizePixels, type Preprocessing } from '../preprocess';
 import { featureStore } from './extract';
 import type { Plan } from './plan';
 import type { Sets } from './prepare';
 import type { RunResources } from './resources';
-import { classifyPooled, type TrainedFeatures } from './trained-features';
+import type { SavedWeights } from './refit';
+import { classifyPooled, trainedFeatures, type TrainedFeatures } from './trained-features';
 import { readAndDispose, type Network, type Transfer } from './transfer';
 import { INFERENCE_BATCH, type ImagePrediction, type ImageSet, type TrainContext, type Trained } from './types';
 
@@ -37,7 +40,12 @@ export async function evaluate(
   trained: Trained,
   sets: Sets,
   path: Network,
-  features: { trained: TrainedFeatures; validation: FeatureStore | null } | null,
+  features: {
+    trained: TrainedFeatures;
+    validation: FeatureStore | null;
+    /** After a refit: the weights of the model chosen on the validation images, which the validation metrics are of. */
+    chosen?: SavedWeights | null;
+  } | null,
 ): Promise<Evaluation> {
   res.progress.phase('evaluating');
   const test = sets.test;
@@ -59,7 +67,9 @@ export async function evaluate(
     // Through the trained part once: the pooled features serve the out-of-distribution bank too.
     const store = features.validation;
     validationFeatures = await features.trained.ofStored(store, store.indices(), ctx.signal);
-    const out = await classifyPooled(path.transfer, validationFeatures, features.trained.size, ctx.signal);
+    const out = features.chosen
+      ? await chosenProbabilities(ctx, path.transfer, features.chosen, store)
+      : await classifyPooled(path.transfer, validationFeatures, features.trained.size, ctx.signal);
     v = { probabilities: toClassProbabilities(out, store.count, ctx.numClasses), labels: [...store.labels] };
   } else if (trained.validation) {
     v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
@@ -81,6 +91,22 @@ export async function evaluate(
     test: probabilities ? perImage(test, probabilities, temperature) : null,
   };
   return { validation, test: metrics, calibration, predictions, validationFeatures };
+}
+
+/**
+ * The head's outputs for a store's samples through the model chosen on the validation images: its weights are put
+ * back for the pass (its top block on ONNX Runtime as trainedFeatures makes it), then the refit's again.
+ */
+async function chosenProbabilities(ctx: TrainContext, t: Transfer, chosen: SavedWeights, store: FeatureStore): Promise<Float32Array> {
+  const refitted = await readWeights(chosen.variables);
+  writeWeights(chosen.variables, chosen.values);
+  const f = await trainedFeatures(ctx, t);
+  try {
+    return await classifyPooled(t, await f.ofStored(store, store.indices(), ctx.signal), f.size, ctx.signal);
+  } finally {
+    await f.dispose();
+    writeWeights(chosen.variables, refitted);
+  }
 }
 
 /** Each image of a split with its calibrated probabilities (in the split's order); null if they do not line up. */

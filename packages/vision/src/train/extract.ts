@@ -4,6 +4,7 @@
 // the training images go through the frozen part every epoch instead (head.ts, fine-tune.ts).
 import { BYTES_PER_VALUE, extractFeatures, FeatureStore, ImageSource, type ExtractItem, type FrozenStage, type PendingImage, type Sampling, type StorePrecision } from '../features';
 import { backendOnGpu } from '../backend';
+import { deriveSeed } from '../random';
 import type { Prepared, Sets } from './prepare';
 import type { Plan } from './plan';
 import { FINE_TUNING_SAMPLING, HEAD_SAMPLING, type RunResources } from './resources';
@@ -18,6 +19,12 @@ export interface Extracted {
   lowerTrain: FeatureStore | null;
   headVal: FeatureStore | null;
   lowerVal: FeatureStore | null;
+  /**
+   * Where the run refits (Plan.refit): the augmented copies of the validation images (not the images themselves,
+   * which headVal and lowerVal hold), for the head and for fine-tuning; null otherwise.
+   */
+  headRefit: FeatureStore | null;
+  lowerRefit: FeatureStore | null;
 }
 
 /** A store of features of the given shapes with this run's labels and seed. */
@@ -71,8 +78,9 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
   const headTrain = needHead && p.cachedMode ? featureStore(ctx, [t.pooledShape], cfg.batchSize, HEAD_SAMPLING) : null;
   const lowerTrain = t.parts && p.cachedMode ? featureStore(ctx, t.lowerShapes, cfg.batchSize, FINE_TUNING_SAMPLING, LOWER_PRECISION) : null;
   const nTrain = p.splits.train.length;
+  const nVal = p.splits.validation.length;
   const trainItems = p.cachedMode ? nTrain * (1 + p.copies) : 0;
-  const totalItems = trainItems + p.splits.validation.length;
+  const totalItems = trainItems + nVal * (1 + (p.refit ? p.copies : 0));
   const started = performance.now();
   let count = 0;
 
@@ -81,12 +89,20 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
    * in fp32 where the frozen part runs in int8: the validation images, so that early stopping, the evaluation and the
    * predictions reported are those of the fp32 model exported (model.onnx), which the int8 check then compares with.
    */
-  const run = async (images: PendingImage[], labels: number[], nCopies: number, lower: FeatureStore | null, head: FeatureStore | null, offset: number, fp32: boolean) => {
+  const run = async (
+    images: PendingImage[],
+    labels: number[],
+    copies: { first: number; last: number; seed: number },
+    lower: FeatureStore | null,
+    head: FeatureStore | null,
+    offset: number,
+    fp32: boolean,
+  ) => {
     const stores = [lower, head].filter((s): s is FeatureStore => s !== null);
     if (!stores.length) return;
     const items: ExtractItem[] = [];
     images.forEach((_, i) => {
-      for (let c = 0; c <= nCopies; c++) items.push({ image: i, copy: c, label: labels[i]! });
+      for (let c = copies.first; c <= copies.last; c++) items.push({ image: i, copy: c, label: labels[i]! });
     });
     count += await extractFeatures({
       images,
@@ -94,7 +110,7 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
       size: p.size,
       preprocessing: p.preprocessing,
       augmentation: p.augmentation,
-      seed: cfg.seed,
+      seed: copies.seed,
       batchSize: INFERENCE_BATCH,
       stores,
       augmentOnBackend: augmentOnBackend(t),
@@ -112,15 +128,22 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
   };
 
   // The training images are taken as they decode (prepare.ts), so decoding overlaps with the frozen passes.
-  if (p.cachedMode) await run(prepared.trainPending, p.splits.train.map((r) => r.label), p.copies, lowerTrain, headTrain, 0, false);
+  if (p.cachedMode) await run(prepared.trainPending, p.splits.train.map((r) => r.label), { first: 0, last: p.copies, seed: cfg.seed }, lowerTrain, headTrain, 0, false);
   const sets = await prepared.sets();
   const hasVal = sets.validation.images.length > 0;
   const headVal = needHead && hasVal ? featureStore(ctx, [t.pooledShape], INFERENCE_BATCH) : null;
   const lowerVal = t.parts && hasVal ? featureStore(ctx, t.lowerShapes, INFERENCE_BATCH, 'all', LOWER_PRECISION) : null;
-  await run(sets.validation.images, sets.validation.labels, 0, lowerVal, headVal, trainItems, true);
+  await run(sets.validation.images, sets.validation.labels, { first: 0, last: 0, seed: cfg.seed }, lowerVal, headVal, trainItems, true);
+  // The validation images' copies for the refit, as the training images' are made (through int8 where the frozen part
+  // runs in int8), drawn from a seed of their own: image i of validation is not image i of train.
+  const refitting = p.refit && hasVal && p.copies > 0;
+  const headRefit = refitting && headTrain ? featureStore(ctx, [t.pooledShape], cfg.batchSize, HEAD_SAMPLING) : null;
+  const lowerRefit = refitting && lowerTrain ? featureStore(ctx, t.lowerShapes, cfg.batchSize, FINE_TUNING_SAMPLING, LOWER_PRECISION) : null;
+  const refitCopies = { first: 1, last: p.copies, seed: deriveSeed(cfg.seed, 'refit') };
+  await run(sets.validation.images, sets.validation.labels, refitCopies, lowerRefit, headRefit, trainItems + sets.validation.images.length, false);
   const seconds = (performance.now() - started) / 1000;
   if (count) {
     ctx.log({ images: count, seconds: +seconds.toFixed(1), imagesPerSecond: +(count / seconds).toFixed(1), engine: t.base.engine, augmentedOn: augmentOnBackend(t) ? 'backend' : 'thread' }, 'features extracted');
   }
-  return { sets, headTrain, lowerTrain, headVal, lowerVal };
+  return { sets, headTrain, lowerTrain, headVal, lowerVal, headRefit, lowerRefit };
 }

@@ -8,7 +8,7 @@ import { readWeights, type BatchSource, type HistoryRow } from '../fit';
 import { variableRefs, type ReplicaSpec } from '../replicas';
 import { createStepEngine } from '../step-engine';
 import { augmentedTrainSource, type Extracted } from './extract';
-import { runEpochs } from './epochs';
+import { runEpochs, type EpochsOptions } from './epochs';
 import type { Plan } from './plan';
 import type { RunResources } from './resources';
 import type { Transfer } from './transfer';
@@ -21,10 +21,17 @@ function bestValLoss(p: Plan, phase: HistoryRow['phase']): number | null {
 }
 
 export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted): Promise<Trained> {
+  const train: BatchSource = x.lowerTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.lowerOutputs, shapes: t.lowerShapes }, t);
+  const epochs = fineTuningEpochs(ctx, t, train, x.lowerVal);
+  await runEpochs(ctx, p, res, { ...epochs, startingValLoss: bestValLoss(p, 'training_head') });
+  return { forward: epochs.forward, validation: x.lowerVal };
+}
+
+/** The top block's and the head's epochs on `train`, validated on `validation` (also the refit's, train/refit.ts). */
+export function fineTuningEpochs(ctx: TrainContext, t: Transfer, train: BatchSource, validation: BatchSource | null): EpochsOptions {
   const { cfg } = ctx;
   const parts = t.parts!;
   const forward = fineTuneForward(parts, t.head);
-  const train: BatchSource = x.lowerTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.lowerOutputs, shapes: t.lowerShapes }, t);
   const variables = [...parts.blockWeights, ...t.head.trainableWeights];
   const replicaSpec = async (): Promise<ReplicaSpec> => ({
     topology: parts.upper.toJSON(null, false) as object,
@@ -35,20 +42,18 @@ export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t:
     variables: variableRefs(parts.upper, t.head.layers, variables),
     backend: ctx.backend,
   });
-  await runEpochs(ctx, p, res, {
+  return {
     phase: 'fine_tuning',
     settings: cfg.fineTuning,
     variables,
     forward,
     train,
-    validation: x.lowerVal,
-    startingValLoss: bestValLoss(p, 'training_head'),
+    validation,
     extraLoss: parts.regularization,
     replicaSpec,
     gradientEngine: async (optimizer) =>
       t.lowerShapes.length === 1
         ? createStepEngine({ block: parts.upper.layers, head: t.head, inputShape: t.lowerShapes[0]!, loss: ctx.kind, variables, optimizer, seed: cfg.seed, engine: ctx.opts.trainEngine, log: ctx.log, what: 'fine-tuning' })
         : null,
-  });
-  return { forward, validation: x.lowerVal };
+  };
 }

@@ -33,6 +33,11 @@ export interface Plan {
   patience: number | null;
   /** Fine-tuning's early-stopping patience, counted from the head's best validation loss; null: none. */
   fineTuningPatience: number | null;
+  /**
+   * The trained parts are trained again on the training and validation images together once the epochs are chosen
+   * (train/refit.ts): transfer learning with cached augmentation, where there are validation images.
+   */
+  refit: boolean;
 }
 
 export function plan(ctx: TrainContext): Plan {
@@ -75,6 +80,7 @@ export function plan(ctx: TrainContext): Plan {
     skipHead: !!resume && resume.meta.phase === 'fine_tuning',
     patience: cfg.earlyStopping === false ? null : cfg.earlyStopping.patience,
     fineTuningPatience: cfg.earlyStopping === false ? null : cfg.earlyStopping.fineTuningPatience,
+    refit: cfg.refit && method !== 'scratch' && cachedMode && splits.validation.length > 0,
   };
   log(
     {
@@ -86,6 +92,7 @@ export function plan(ctx: TrainContext): Plan {
       validation: splits.validation.length,
       test: splits.test.length,
       carved: splits.carved,
+      refit: p.refit,
       resumeFrom: resume ? { phase: resume.meta.phase, epoch: resume.meta.epoch } : null,
     },
     'training started',

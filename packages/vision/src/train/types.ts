@@ -10,6 +10,7 @@ import type { BatchSource, Forward, HistoryRow, LossKind } from '../fit';
 import type { TrainEvent } from '../progress';
 import type { ImageRef } from '../split';
 import type { LabelIssues } from './label-issues';
+import type { Refit } from './refit';
 
 export interface TrainOptions {
   /** From resolveConfig(); inputSize null means the backbone's training size (150 for scratch). */
@@ -55,6 +56,11 @@ export interface TrainResult {
   graft: GraftManifest;
   /** Likely label errors of the training and validation images, or why the run has none. */
   labelIssues: LabelIssues;
+  /**
+   * What the refit trained (train/refit.ts), null where the model is the one chosen on the validation images: after
+   * a refit, `validation` and `predictions.validation` are that chosen model's, the artifacts the refit model's.
+   */
+  refit: Refit | null;
   /** Images per split after carving and after dropping undecodable ones. */
   counts: { train: number; validation: number; test: number; skipped: number };
 }

@@ -76,16 +76,20 @@ export function estimateJob(cfg: TrainingConfig, data: DatasetCounts, base: Base
     const fineTuning = cfg.method === 'fine_tuning';
     const pooled = cfg.head.pooling === 'flatten' ? h * w * c : c;
     const headParams = cfg.head.units > 0 ? pooled * cfg.head.units + cfg.head.units * outputs : pooled * outputs;
-    const cachedSamples = cached ? data.train * (1 + copies) + data.validation : 0;
+    // A refit keeps the validation images' augmented copies too, and trains the chosen epochs again on every image.
+    const refit = cfg.refit && cached && data.validation > 0;
+    const cachedSamples = cached ? data.train * (1 + copies) + data.validation * (1 + (refit ? copies : 0)) : 0;
     memory.features = cachedSamples * pooled * F32 + (fineTuning && cached ? cachedSamples * h * w * c * LOWER_MAP_BYTES : 0);
     memory.weights = (headParams + (fineTuning ? base.params * 0.3 : 0)) * BYTES_PER_TRAINED_PARAM + base.params * F32 * 2;
 
     const pass = SECONDS_PER_BASE_PASS_224 * (pixels / (224 * 224));
     const basePasses = cached
-      ? data.train * (1 + copies) + data.validation + data.test
+      ? cachedSamples + data.test
       : headEpochs * (data.train + data.validation) + data.test;
-    const ftPasses = fineTuning ? cfg.fineTuning.epochs * data.train * (cached ? FINE_TUNING_STEP_COST.onnxruntime : 2.5) : 0;
-    const headSamples = headEpochs * (cached ? cachedSamples : data.train + data.validation);
+    // At most the configured epochs again, on training and validation images.
+    const refitShare = refit ? 1 + (data.train + data.validation) / Math.max(1, data.train) : 1;
+    const ftPasses = fineTuning ? refitShare * cfg.fineTuning.epochs * data.train * (cached ? FINE_TUNING_STEP_COST.onnxruntime : 2.5) : 0;
+    const headSamples = refitShare * headEpochs * (cached ? cachedSamples : data.train + data.validation);
     seconds = (basePasses + ftPasses) * pass + (headSamples * headParams * 6) / HEAD_FLOPS;
   }
   const memoryBytes = Object.values(memory).reduce((a, b) => a + b, 0);
