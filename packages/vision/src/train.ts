@@ -109,6 +109,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       test,
       validation,
       predictions,
+      exportedValidationClasses: evaluation.exportedValidationClasses,
       labelIssues,
       refit: refitted,
       labels: ctx.labels,

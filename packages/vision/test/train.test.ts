@@ -84,6 +84,9 @@ async function expectExportedModelPredictions(result: TrainResult, set: Syntheti
       expect(result.predictions[split]!.map((p) => p.key)).toEqual(set.splits[split].map((r) => r.key));
       result.predictions[split]!.forEach((p, i) => p.probabilities.forEach((q, k) => expect(q).toBeCloseTo(served[i]![k]!, 4)));
     }
+    // The classes the int8 check compares with are the exported model's, refit or not.
+    const served = await clf.probabilities(set.splits.validation.map((r) => set.images.get(r.key)!));
+    expect(result.exportedValidationClasses).toEqual(served.map((p) => p.indexOf(Math.max(...p))));
   } finally {
     clf.dispose();
   }

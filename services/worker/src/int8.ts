@@ -23,15 +23,15 @@ interface Evaluated extends Sample {
  * are carved out of train where the dataset has no validation split, and calibrates on the training images left.
  * fp32's predictions of the evaluated images come along, so that the check need not compute them again: training
  * runs validation images through the fp32 frozen base even where the training images went through int8, so the
- * evaluation's classes are model.onnx's (the check confirms them on its first batch). After a refit they are the
- * classes of the model chosen before it, not model.onnx's, so the check computes fp32's itself.
+ * evaluation's classes are model.onnx's (the check confirms them on its first batch; after a refit,
+ * exportedValidationClasses, where the predictions are the chosen model's).
  */
 export function int8Splits(
   splits: { train: Sample[]; validation: Sample[] },
-  result: { predictions: { validation: readonly Evaluated[] | null }; refit: object | null },
+  result: { predictions: { validation: readonly Sample[] | null }; exportedValidationClasses: readonly number[] | null },
 ): { train: Sample[]; validation: Evaluated[] } {
-  const evaluated = result.predictions.validation;
-  const validation = evaluated?.map(({ key, label, predicted }) => (result.refit ? { key, label } : { key, label, predicted })) ?? splits.validation;
+  const classes = result.exportedValidationClasses;
+  const validation = result.predictions.validation?.map(({ key, label }, i) => ({ key, label, predicted: classes?.[i] })) ?? splits.validation;
   const held = new Set(validation.map((s) => s.key));
   return { train: splits.train.filter((s) => !held.has(s.key)), validation };
 }

@@ -25,22 +25,22 @@ describe('int8Splits (which images the int8 check compares and calibrates on)', 
       { key: 'train/a/2.jpg', label: 0, predicted: 0, probabilities: [0.9, 0.1] },
       { key: 'train/b/1.jpg', label: 1, predicted: 0, probabilities: [0.6, 0.4] },
     ];
-    const s = int8Splits({ train, validation: [] }, { predictions: { validation: carved }, refit: null });
+    const s = int8Splits({ train, validation: [] }, { predictions: { validation: carved }, exportedValidationClasses: [0, 0] });
     expect(s.validation).toEqual([
       { key: 'train/a/2.jpg', label: 0, predicted: 0 },
       { key: 'train/b/1.jpg', label: 1, predicted: 0 },
     ]);
     expect(s.train.map((x) => x.key)).toEqual(['train/a/1.jpg', 'train/b/2.jpg']);
-    // After a refit the evaluated classes are the chosen model's, not model.onnx's: the check computes its own.
-    const refitted = int8Splits({ train, validation: [] }, { predictions: { validation: carved }, refit: { headEpochs: 3, fineTuningEpochs: 0, images: 4 } });
+    // After a refit the evaluated predictions are the chosen model's: the classes compared with are model.onnx's.
+    const refitted = int8Splits({ train, validation: [] }, { predictions: { validation: carved }, exportedValidationClasses: [0, 1] });
     expect(refitted.validation).toEqual([
-      { key: 'train/a/2.jpg', label: 0 },
-      { key: 'train/b/1.jpg', label: 1 },
+      { key: 'train/a/2.jpg', label: 0, predicted: 0 },
+      { key: 'train/b/1.jpg', label: 1, predicted: 1 },
     ]);
     expect(refitted.train).toEqual(s.train);
   });
   it("keeps the dataset's own splits where training evaluated no validation images", () => {
     const validation = [{ key: 'validation/a/1.jpg', label: 0 }];
-    expect(int8Splits({ train, validation }, { predictions: { validation: null }, refit: null })).toEqual({ train, validation });
+    expect(int8Splits({ train, validation }, { predictions: { validation: null }, exportedValidationClasses: null })).toEqual({ train, validation });
   });
 });

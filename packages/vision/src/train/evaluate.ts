@@ -31,6 +31,11 @@ export interface Evaluation {
   predictions: { validation: ImagePrediction[] | null; test: ImagePrediction[] | null };
   /** The validation images' pooled features (the head's input), where the network has a head. */
   validationFeatures: Float32Array | null;
+  /**
+   * The exported model's class of each validation image, in predictions.validation's order: after a refit the refit
+   * model's (predictions.validation holds the chosen model's), else the same classes as predictions.validation.
+   */
+  exportedValidationClasses: number[] | null;
 }
 
 export async function evaluate(
@@ -63,14 +68,15 @@ export async function evaluate(
   let calibration: Evaluation['calibration'] = null;
   let v: { probabilities: Float32Array[]; labels: number[] } | null = null;
   let validationFeatures: Float32Array | null = null;
+  let refitClasses: number[] | null = null;
   if ('transfer' in path && features?.validation) {
     // Through the trained part once: the pooled features serve the out-of-distribution bank too.
     const store = features.validation;
     validationFeatures = await features.trained.ofStored(store, store.indices(), ctx.signal);
-    const out = features.chosen
-      ? await chosenProbabilities(ctx, path.transfer, features.chosen, store)
-      : await classifyPooled(path.transfer, validationFeatures, features.trained.size, ctx.signal);
+    const exported = await classifyPooled(path.transfer, validationFeatures, features.trained.size, ctx.signal);
+    const out = features.chosen ? await chosenProbabilities(ctx, path.transfer, features.chosen, store) : exported;
     v = { probabilities: toClassProbabilities(out, store.count, ctx.numClasses), labels: [...store.labels] };
+    if (features.chosen) refitClasses = toClassProbabilities(exported, store.count, ctx.numClasses).map(argMax);
   } else if (trained.validation) {
     v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
   }
@@ -90,8 +96,11 @@ export async function evaluate(
     validation: v ? perImage(sets.validation, v.probabilities, temperature) : null,
     test: probabilities ? perImage(test, probabilities, temperature) : null,
   };
-  return { validation, test: metrics, calibration, predictions, validationFeatures };
+  const exportedValidationClasses = refitClasses ?? predictions.validation?.map((p) => p.predicted) ?? null;
+  return { validation, test: metrics, calibration, predictions, validationFeatures, exportedValidationClasses };
 }
+
+const argMax = (p: Float32Array): number => p.indexOf(Math.max(...p));
 
 /**
  * The head's outputs for a store's samples through the model chosen on the validation images: its weights are put

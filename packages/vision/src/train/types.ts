@@ -52,6 +52,11 @@ export interface TrainResult {
   validation: TestMetrics | null;
   /** Each evaluated image of the validation and test splits (null where the split has none). */
   predictions: { validation: ImagePrediction[] | null; test: ImagePrediction[] | null };
+  /**
+   * The exported model's class of each validation image, in predictions.validation's order (after a refit the refit
+   * model's, where predictions.validation holds the chosen model's); null without validation predictions.
+   */
+  exportedValidationClasses: number[] | null;
   labels: string[];
   graft: GraftManifest;
   /** Likely label errors of the training and validation images, or why the run has none. */
