@@ -5,7 +5,8 @@
 //
 // --variants compares quantization choices on the same model: default (what training does, the last convolution's
 // output quantized too, the image on its pixel grid), float-outputs (that output left in float), first-fp32 (the first
-// convolution left in fp32), percentile, no-bias-correction, calibrated-input (the image's range calibrated instead).
+// convolution left in fp32), early-fp32 (it and the first depthwise one), depthwise-fp32 (it and every depthwise one),
+// percentile, no-bias-correction, calibrated-input (the image's range calibrated instead).
 //
 //   npx tsx bench/int8-gate.ts [--train 600] [--validation 1000] [--calibration 256] [--variants default,float-outputs]
 //
@@ -118,11 +119,17 @@ async function main(): Promise<void> {
 
 /** The quantization choices --variants names, for the fp32 model given. */
 function variantOptions(fp32: Uint8Array): Record<string, Int8GateOptions> {
-  const firstConv = decodeModel(fp32).graph.node.find((n) => n.op_type === 'Conv')!.name;
+  const convs = decodeModel(fp32).graph.node.filter((n) => n.op_type === 'Conv');
+  const firstConv = convs[0]!.name;
+  const depthwise = convs.filter((n) => (n.attribute ?? []).some((a) => a.name === 'group' && Number(a.i) > 1)).map((n) => n.name);
   return {
     default: { method: 'minmax' },
     'float-outputs': { method: 'minmax', quantizeOutputs: false },
     'first-fp32': { method: 'minmax', fp32Nodes: [firstConv] },
+    // The first convolution and the first depthwise one in fp32 (the input then stays fp32).
+    'early-fp32': { method: 'minmax', fp32Nodes: [firstConv, depthwise[0]!] },
+    // The first convolution and every depthwise one in fp32.
+    'depthwise-fp32': { method: 'minmax', fp32Nodes: [firstConv, ...depthwise] },
     percentile: { method: 'percentile' },
     // The image's quantization calibrated like any activation's instead of on its pixel grid.
     'calibrated-input': { method: 'minmax', inputPixels: undefined },
