@@ -457,6 +457,10 @@ describe('train', () => {
     // the head phase was not run again
     expect(events.some((e) => e.type === 'phase' && e.phase === 'training_head')).toBe(false);
     expect(later.map((c) => c.meta.epoch)).toEqual([2, 3]);
+    // but the refit was, as in a run never stopped: the chosen epochs of both phases, the head's features made anew
+    const chosen = chosenEpochs(result.history);
+    expect(result.refit).toEqual({ headEpochs: chosen.head, fineTuningEpochs: chosen.fineTuning, images: 30 });
+    expect(events.some((e) => e.type === 'phase' && e.phase === 'refitting')).toBe(true);
   });
 
   it('resuming a head-phase checkpoint continues that phase', async () => {

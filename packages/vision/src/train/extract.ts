@@ -74,7 +74,8 @@ export function augmentedTrainSource(ctx: TrainContext, p: Plan, x: Extracted, f
 export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, prepared: Prepared): Promise<Extracted> {
   const { cfg } = ctx;
   res.progress.phase('extracting');
-  const needHead = !p.skipHead;
+  // The head's features: for the head phase, and for the refit's (also where a resumed run skips the head phase).
+  const needHead = !p.skipHead || p.refit;
   const headTrain = needHead && p.cachedMode ? featureStore(ctx, [t.pooledShape], cfg.batchSize, HEAD_SAMPLING) : null;
   const lowerTrain = t.parts && p.cachedMode ? featureStore(ctx, t.lowerShapes, cfg.batchSize, FINE_TUNING_SAMPLING, LOWER_PRECISION) : null;
   const nTrain = p.splits.train.length;

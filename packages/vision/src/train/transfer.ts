@@ -28,7 +28,7 @@ export interface Transfer {
   lowerShapes: number[][];
   /** The frozen part: the backbone, or the part below the fine-tuned block. */
   base: FrozenModel;
-  /** The top block as it is before fine-tuning, on ONNX Runtime, for the head phase; null where not needed. */
+  /** The top block as it is before fine-tuning, on ONNX Runtime, for the head's features; null where not needed. */
   upper: FrozenModel | null;
   /** Pooled head features of network inputs. */
   headFeatures: ArrayForward;
@@ -63,7 +63,7 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
     (f) => f.dispose(),
     'frozen base',
   );
-  const upperNeeded = parts && !p.skipHead && lowerShapes.length === 1;
+  const upperNeeded = parts && (!p.skipHead || p.refit) && lowerShapes.length === 1;
   const upper = upperNeeded ? res.own(await createFrozenModel(parts.upper, { log, engine: ctx.opts.frozenEngine, precision: ctx.opts.frozenPrecision, what: `${spec.name} from ${fromLayer}` }), (f) => f.dispose(), 'frozen top block') : null;
   throwIfAborted(ctx.signal);
 

@@ -77,7 +77,8 @@ export function estimateJob(cfg: TrainingConfig, data: DatasetCounts, base: Base
     const pooled = cfg.head.pooling === 'flatten' ? h * w * c : c;
     const headParams = cfg.head.units > 0 ? pooled * cfg.head.units + cfg.head.units * outputs : pooled * outputs;
     // A refit keeps the validation images' augmented copies too, and trains the chosen epochs again on every image.
-    const refit = cfg.refit && cached && data.validation > 0;
+    // (A dataset without a validation split has one carved out of train: its images are counted as training images.)
+    const refit = cfg.refit && cached && (data.validation > 0 || cfg.split.validation > 0);
     const cachedSamples = cached ? data.train * (1 + copies) + data.validation * (1 + (refit ? copies : 0)) : 0;
     memory.features = cachedSamples * pooled * F32 + (fineTuning && cached ? cachedSamples * h * w * c * LOWER_MAP_BYTES : 0);
     memory.weights = (headParams + (fineTuning ? base.params * 0.3 : 0)) * BYTES_PER_TRAINED_PARAM + base.params * F32 * 2;
