@@ -117,6 +117,10 @@ describe('end to end', () => {
     expect(job.history[0]).toMatchObject({ phase: 'training_head', epoch: 1, attempt: 1 });
     expect(job.history[0].valAccuracy).not.toBeNull();
     expect(job.modelId).toMatch(/^mdl_/);
+    // The model served was refit on training and validation images for the epochs the head chose.
+    const best = job.history.reduce((a: any, r: any) => (r.valLoss < a.valLoss ? r : a));
+    expect(job.refit).toEqual({ headEpochs: best.epoch, fineTuningEpochs: 0, images: expect.any(Number) });
+    expect(events.some((e) => e.event === 'progress' && e.data.phase === 'refitting')).toBe(true);
     // The leaked validation images the dataset's health report names are the ones the job left out.
     const health = await get(`/v1/datasets/${datasetId}/health`);
     const leakedPaths = health.leakage.map((l: any) => l.images[1].path);

@@ -72,6 +72,17 @@ export type DetailedMetrics = EvalMetrics & Required<Pick<EvalMetrics, 'confusio
 
 export const JobErrorSchema = Type.Object({ code: Type.String({ description: 'a code of the error catalogue' }), message: Type.String() });
 
+/** What a job's refit trained (config.refit): the model served is that one; `validation` is the model chosen before it. */
+export const RefitSchema = Type.Object(
+  {
+    headEpochs: Type.Integer({ minimum: 1, description: "the head's epochs, as early stopping chose them" }),
+    fineTuningEpochs: Type.Integer({ minimum: 0, description: "fine-tuning's epochs after the head's (0: the head's model was chosen)" }),
+    images: Type.Integer({ minimum: 0, description: 'training and validation images trained on, each with its augmented copies' }),
+  },
+  { title: 'Refit' },
+);
+export type Refit = Static<typeof RefitSchema>;
+
 /** A job as the API serves it. */
 export const JobSchema = Type.Object(
   {
@@ -92,6 +103,7 @@ export const JobSchema = Type.Object(
     attempts: Type.Integer({ minimum: 0 }),
     backend: Nullable(Type.String({ description: 'the TensorFlow.js backend that trained it' })),
     dropped: Type.Optional(Nullable(Type.Object({ leaked: Type.Integer() }, { description: 'images left out with config.dropLeaked' }))),
+    refit: Type.Optional(Nullable(RefitSchema)),
     createdAt: Type.String({ format: 'date-time' }),
     startedAt: Nullable(Type.String({ format: 'date-time' })),
     finishedAt: Nullable(Type.String({ format: 'date-time' })),

@@ -22,6 +22,7 @@ export function queuedJobRecord(job: Pick<JobRecord, 'id' | 'tenant' | 'datasetI
     attempts: 0,
     backend: null,
     dropped: null,
+    refit: null,
     cancelRequested: false,
     createdAt: now.toISOString(),
     startedAt: null,

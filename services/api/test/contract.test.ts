@@ -143,7 +143,7 @@ describe('answers serialized by their schemas', () => {
     const id = created.json().id;
     const store = deps.queue.jobs;
     await store.appendHistory(id, { phase: 'training_head', epoch: 1, attempt: 1, loss: 0.5, accuracy: 0.75, valLoss: 0.4, valAccuracy: null, seconds: 1.5 });
-    await store.update(id, { state: 'succeeded', phase: null, backend: 'cpu', dropped: { leaked: 2 }, test: METRICS, validation: METRICS, modelId: 'mdl_contract', error: { code: 'TRAINING_FAILED', message: 'an earlier attempt' }, startedAt: new Date().toISOString(), finishedAt: new Date().toISOString() });
+    await store.update(id, { state: 'succeeded', phase: null, backend: 'cpu', dropped: { leaked: 2 }, refit: { headEpochs: 3, fineTuningEpochs: 1, images: 40 }, test: METRICS, validation: METRICS, modelId: 'mdl_contract', error: { code: 'TRAINING_FAILED', message: 'an earlier attempt' }, startedAt: new Date().toISOString(), finishedAt: new Date().toISOString() });
     const { tenant: _t, cancelRequested: _c, ...rec } = (await store.get(id))!;
     const served = (await app.inject({ url: `/v1/jobs/${id}`, headers: H })).json();
     expect(missing(rec, served)).toEqual([]);

@@ -1,6 +1,6 @@
 // Messages between the worker process and the training child it forks for each job.
 import type { GraftConfig } from '@graft/config';
-import type { ErrorCode, EvalMetrics, HistoryRow } from '@graft/contract';
+import type { ErrorCode, EvalMetrics, HistoryRow, Refit } from '@graft/contract';
 import type { TrainJobPayload } from '@graft/queue';
 import type { TrainEvent } from '@graft/vision';
 
@@ -20,6 +20,7 @@ export interface TrainedModel {
   modelId: string;
   test: EvalMetrics | null;
   validation: EvalMetrics | null;
+  refit: Refit | null;
   backend: string;
 }
 

@@ -89,6 +89,7 @@ export function createProcessor(deps: ProcessorDeps) {
         modelId: m.modelId,
         test: m.test,
         validation: m.validation,
+        refit: m.refit,
         finishedAt: new Date().toISOString(),
       });
       jobLog.info({ modelId: m.modelId, test: m.test?.accuracy }, 'training succeeded');

@@ -266,7 +266,7 @@ async function run(start: StartMessage) {
     await jobCheckpoints(storage.withPatience({ toleranceMs: 0 }), ckptPrefix).drop().catch(() => {});
     send({
       type: 'done',
-      model: { modelId, test: result.test, validation: result.validation, backend },
+      model: { modelId, test: result.test, validation: result.validation, refit: result.refit, backend },
     });
   } catch (caught: any) {
     const err = findDependencyUnavailable(caught) ?? caught;

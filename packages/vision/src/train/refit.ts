@@ -8,6 +8,7 @@
 //
 // Evaluation then reports the model chosen on the validation images (train/evaluate.ts: the weights before the
 // refit), which never trained on them, and the refit model on the test images.
+import type { Refit } from '@graft/contract';
 import { readWeights, writeWeights, type HistoryRow } from '../fit';
 import type { FeatureStore } from '../features';
 import { runEpochs } from './epochs';
@@ -20,14 +21,8 @@ import type { Transfer } from './transfer';
 import type { TrainContext } from './types';
 import type * as tf from '@tensorflow/tfjs';
 
-/** What the refit trained. */
-export interface Refit {
-  /** Epochs of the head, then of the top block with the head (0: the head's model was chosen). */
-  headEpochs: number;
-  fineTuningEpochs: number;
-  /** Training and validation images trained on (each with its augmented copies). */
-  images: number;
-}
+/** What the refit trained (the job record's `refit`). */
+export type { Refit } from '@graft/contract';
 
 /** The trained parts' weights (the top block's and the head's) and their values at one point of the run. */
 export interface SavedWeights {
