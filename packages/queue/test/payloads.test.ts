@@ -34,4 +34,11 @@ describe('parseTrainJobPayload', () => {
     const { dropout: _dropout, ...head } = accepted.head;
     expect(() => parseTrainJobPayload({ ...ids, config: { ...before, head } })).toThrow(/\(head\.dropout left to defaults\)/);
   });
+
+  it('takes a config accepted before the refit existed, training it as then: without one', () => {
+    const { refit: _refit, ...before } = accepted;
+    expect(accepted.refit).toBe(true);
+    expect(parseTrainJobPayload({ ...ids, config: before }).config.refit).toBe(false);
+    expect(parseTrainJobPayload({ ...ids, config: accepted }).config.refit).toBe(true);
+  });
 });
