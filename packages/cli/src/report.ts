@@ -45,6 +45,14 @@ export function restoredEpoch(history: readonly HistoryRow[]): { best: HistoryRo
   return best && best.epoch !== last.epoch ? { best, last } : null;
 }
 
+/** What a job's refit trained, in words; null where the model served is the one chosen on validation. */
+export function refitText(refit: Job['refit']): string | null {
+  if (!refit) return null;
+  const epochs = (n: number) => `${n} epoch${n === 1 ? '' : 's'}`;
+  const what = refit.fineTuningEpochs > 0 ? `the head's ${epochs(refit.headEpochs)} and fine-tuning's ${epochs(refit.fineTuningEpochs)}` : `the head's ${epochs(refit.headEpochs)}`;
+  return `${what} again on ${refit.images} training and validation images: the model served; the validation figures are the model chosen before it`;
+}
+
 /** How a finished (or detached) job ended, with its metrics and what to do next. */
 export function printOutcome(io: Out, job: Job): void {
   const o = io.out;
@@ -56,10 +64,12 @@ export function printOutcome(io: Out, job: Job): void {
   const kept = job.state === 'succeeded' ? restoredEpoch(job.history ?? []) : null;
   if (kept) {
     o.write(
-      `the model keeps the weights of ${phaseName(kept.best.phase).toLowerCase()} epoch ${kept.best.epoch} (lowest validation loss ${num(kept.best.valLoss)}, ` +
-        `accuracy ${pct(kept.best.valAccuracy)}), not of the last epoch ${kept.last.epoch} (accuracy ${pct(kept.last.valAccuracy)})\n`,
+      `${job.refit ? 'validation chose' : 'the model keeps the weights of'} ${phaseName(kept.best.phase).toLowerCase()} epoch ${kept.best.epoch} (lowest validation loss ${num(kept.best.valLoss)}, ` +
+        `accuracy ${pct(kept.best.valAccuracy)}), not ${job.refit ? '' : 'of '}the last epoch ${kept.last.epoch} (accuracy ${pct(kept.last.valAccuracy)})\n`,
     );
   }
+  const refit = refitText(job.refit);
+  if (refit) o.write(`refit: ${refit}\n`);
   if (job.modelId) {
     o.write(`\nmodel ${job.modelId}\n`);
     o.write(`  ${cli()} predict ${job.modelId} <images…>\n  ${cli()} models pull ${job.modelId} ./model\n`);
@@ -84,6 +94,8 @@ export function printJob(io: Out, job: Job): void {
   if (job.startedAt) lines.push(['started', when(job.startedAt)]);
   if (job.finishedAt) lines.push(['finished', `${when(job.finishedAt)} (${duration(elapsed(job))})`]);
   if (job.modelId) lines.push(['model', job.modelId]);
+  const refit = refitText(job.refit);
+  if (refit) lines.push(['refit', refit]);
   if (job.error) lines.push(['error', `${job.error.code}: ${job.error.message}`]);
   const w = Math.max(...lines.map(([k]) => k.length));
   for (const [k, v] of lines) o.write(`${k.padEnd(w)}  ${v}\n`);

@@ -14,7 +14,7 @@ import { JobView } from '../src/job-view';
 import { jobInfo, phaseInfo } from '../src/progress';
 import { buildConfig } from '../src/commands/jobs';
 import { bytes, cli, duration, table } from '../src/output';
-import { metricsText, restoredEpoch } from '../src/report';
+import { metricsText, refitText, restoredEpoch } from '../src/report';
 import { CliError } from '../src/errors';
 
 let dir: string;
@@ -275,6 +275,17 @@ describe('metricsText', () => {
     const m = { accuracy: 0.979, loss: 0.0594, calibration: { temperature: 0.7263, ece: 0.0142, calibratedEce: 0.0089, calibratedLoss: 0.05, reliability: [], calibratedReliability: [] } };
     expect(metricsText('test', m)).toBe('test: accuracy 97.9%  loss 0.0594\n  calibration error 1.4% as trained, 0.9% calibrated (temperature 0.726)\n');
     expect(metricsText('validation', { accuracy: 0.5, loss: 0.7 })).toBe('validation: accuracy 50.0%  loss 0.7000\n');
+  });
+});
+
+describe('refitText', () => {
+  it("says which epochs the refit trained again, and that validation figures are the chosen model's", () => {
+    expect(refitText({ headEpochs: 13, fineTuningEpochs: 3, images: 2494 })).toBe(
+      "the head's 13 epochs and fine-tuning's 3 epochs again on 2494 training and validation images: the model served; the validation figures are the model chosen before it",
+    );
+    expect(refitText({ headEpochs: 1, fineTuningEpochs: 0, images: 30 })).toMatch(/^the head's 1 epoch again on 30 training/);
+    expect(refitText(null)).toBeNull();
+    expect(refitText(undefined)).toBeNull();
   });
 });
 
