@@ -68,17 +68,19 @@ export async function evaluate(
   let calibration: Evaluation['calibration'] = null;
   let v: { probabilities: Float32Array[]; labels: number[] } | null = null;
   let validationFeatures: Float32Array | null = null;
-  let refitClasses: number[] | null = null;
+  // The exported model's probabilities of the validation images: v's, except after a refit.
+  let exported: Float32Array[] | null = null;
   if ('transfer' in path && features?.validation) {
     // Through the trained part once: the pooled features serve the out-of-distribution bank too.
     const store = features.validation;
     validationFeatures = await features.trained.ofStored(store, store.indices(), ctx.signal);
-    const exported = await classifyPooled(path.transfer, validationFeatures, features.trained.size, ctx.signal);
-    const out = features.chosen ? await chosenProbabilities(ctx, path.transfer, features.chosen, store) : exported;
-    v = { probabilities: toClassProbabilities(out, store.count, ctx.numClasses), labels: [...store.labels] };
-    if (features.chosen) refitClasses = toClassProbabilities(exported, store.count, ctx.numClasses).map(argMax);
+    const probabilitiesOf = (out: Float32Array) => toClassProbabilities(out, store.count, ctx.numClasses);
+    exported = probabilitiesOf(await classifyPooled(path.transfer, validationFeatures, features.trained.size, ctx.signal));
+    const chosen = features.chosen ? probabilitiesOf(await chosenProbabilities(ctx, path.transfer, features.chosen, store)) : exported;
+    v = { probabilities: chosen, labels: [...store.labels] };
   } else if (trained.validation) {
     v = await sourceProbabilities(trained.forward, trained.validation, ctx.numClasses, ctx.signal);
+    exported = v.probabilities;
   }
   if (v) {
     const temperature = fitTemperature(v.probabilities, v.labels);
@@ -96,11 +98,10 @@ export async function evaluate(
     validation: v ? perImage(sets.validation, v.probabilities, temperature) : null,
     test: probabilities ? perImage(test, probabilities, temperature) : null,
   };
-  const exportedValidationClasses = refitClasses ?? predictions.validation?.map((p) => p.predicted) ?? null;
-  return { validation, test: metrics, calibration, predictions, validationFeatures, exportedValidationClasses };
+  return { validation, test: metrics, calibration, predictions, validationFeatures, exportedValidationClasses: exported?.map(argMax) ?? null };
 }
 
-const argMax = (p: Float32Array): number => p.indexOf(Math.max(...p));
+const argMax = (p: Float32Array | number[]): number => p.indexOf(Math.max(...p));
 
 /**
  * The head's outputs for a store's samples through the model chosen on the validation images: its weights are put
@@ -123,7 +124,7 @@ function perImage(set: ImageSet, probabilities: Float32Array[], temperature: num
   if (probabilities.length !== set.keys.length) return null;
   return probabilities.map((raw, i) => {
     const p = Array.from(applyTemperature(raw, temperature));
-    return { key: set.keys[i]!, label: set.labels[i]!, predicted: p.indexOf(Math.max(...p)), probabilities: p };
+    return { key: set.keys[i]!, label: set.labels[i]!, predicted: argMax(p), probabilities: p };
   });
 }
 

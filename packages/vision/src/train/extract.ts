@@ -86,7 +86,8 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
   let count = 0;
 
   /**
-   * Runs images (and nCopies augmented copies of each) through the frozen part into the stores given; with `fp32`,
+   * Runs copies `first` to `last` of each image (0: the image itself; augmented copies drawn from `seed`) through
+   * the frozen part into the stores given, `offset` items into the phase's progress; with `fp32`,
    * in fp32 where the frozen part runs in int8: the validation images, so that early stopping, the evaluation and the
    * predictions reported are those of the fp32 model exported (model.onnx), which the int8 check then compares with.
    */

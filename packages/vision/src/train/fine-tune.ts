@@ -4,7 +4,7 @@
 // best validation loss is the mark to beat: where no fine-tuning epoch validates lower, the model stays as the head
 // phase left it.
 import { fineTuneForward } from '../fine-tune';
-import { readWeights, type BatchSource, type HistoryRow } from '../fit';
+import { bestRow, readWeights, type BatchSource } from '../fit';
 import { variableRefs, type ReplicaSpec } from '../replicas';
 import { createStepEngine } from '../step-engine';
 import { augmentedTrainSource, type Extracted } from './extract';
@@ -14,16 +14,10 @@ import type { RunResources } from './resources';
 import type { Transfer } from './transfer';
 import type { TrainContext, Trained } from './types';
 
-/** The lowest validation loss of a phase's epochs so far, null where none has one. */
-function bestValLoss(p: Plan, phase: HistoryRow['phase']): number | null {
-  const losses = p.history.filter((r) => r.phase === phase && r.valLoss !== null && Number.isFinite(r.valLoss)).map((r) => r.valLoss!);
-  return losses.length ? Math.min(...losses) : null;
-}
-
 export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted): Promise<Trained> {
   const train: BatchSource = x.lowerTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.lowerOutputs, shapes: t.lowerShapes }, t);
   const epochs = fineTuningEpochs(ctx, t, train, x.lowerVal);
-  await runEpochs(ctx, p, res, { ...epochs, startingValLoss: bestValLoss(p, 'training_head') });
+  await runEpochs(ctx, p, res, { ...epochs, startingValLoss: bestRow(p.history, 'training_head')?.valLoss ?? null });
   return { forward: epochs.forward, validation: x.lowerVal };
 }
 

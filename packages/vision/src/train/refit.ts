@@ -9,7 +9,7 @@
 // Evaluation then reports the model chosen on the validation images (train/evaluate.ts: the weights before the
 // refit), which never trained on them, and the refit model on the test images.
 import type { Refit } from '@graft/contract';
-import { readWeights, writeWeights, type HistoryRow } from '../fit';
+import { bestRow, readWeights, writeWeights, type HistoryRow } from '../fit';
 import type { FeatureStore } from '../features';
 import { runEpochs } from './epochs';
 import type { Extracted } from './extract';
@@ -30,14 +30,9 @@ export interface SavedWeights {
   values: Float32Array[];
 }
 
-/** The variables a refit starts again: the top block's where the run fine-tunes, and the head's. */
-export function refitVariables(t: Transfer): tf.LayerVariable[] {
-  return [...(t.parts?.blockWeights ?? []), ...t.head.trainableWeights];
-}
-
-/** The trained parts' weights as they are now. */
+/** The trained parts' weights as they are now: the top block's where the run fine-tunes, and the head's. */
 export async function saveWeights(t: Transfer): Promise<SavedWeights> {
-  const variables = refitVariables(t);
+  const variables = [...(t.parts?.blockWeights ?? []), ...t.head.trainableWeights];
   return { variables, values: await readWeights(variables) };
 }
 
@@ -46,15 +41,8 @@ export async function saveWeights(t: Transfer): Promise<SavedWeights> {
  * fine-tuning's where it is lower than the head's best (0 otherwise: the head's model was kept).
  */
 export function chosenEpochs(history: readonly HistoryRow[]): { head: number; fineTuning: number } {
-  const best = (phase: HistoryRow['phase']) => {
-    let row: HistoryRow | null = null;
-    for (const r of history) {
-      if (r.phase === phase && r.valLoss !== null && Number.isFinite(r.valLoss) && (!row || r.valLoss < row.valLoss!)) row = r;
-    }
-    return row;
-  };
-  const head = best('training_head');
-  const fineTuning = best('fine_tuning');
+  const head = bestRow(history, 'training_head');
+  const fineTuning = bestRow(history, 'fine_tuning');
   return { head: head?.epoch ?? 0, fineTuning: fineTuning && head && fineTuning.valLoss! < head.valLoss! ? fineTuning.epoch : 0 };
 }
 
@@ -70,7 +58,7 @@ function joined(train: FeatureStore, validation: FeatureStore, copies: FeatureSt
 /** Trains the chosen epochs again from `start` on training and validation images; null where the run has none to. */
 export async function refit(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted, start: SavedWeights): Promise<Refit | null> {
   const epochs = chosenEpochs(p.history);
-  if (!p.refit || epochs.head < 1 || !x.headTrain || !x.headVal) return null;
+  if (epochs.head < 1 || !x.headTrain || !x.headVal) return null;
   const fineTunes = epochs.fineTuning > 0 && !!t.parts && !!x.lowerTrain && !!x.lowerVal;
   res.progress.phase('refitting');
   writeWeights(start.variables, start.values);
