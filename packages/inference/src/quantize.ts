@@ -255,7 +255,14 @@ const KEPT_SAMPLES = 64;
  */
 type ProbeReduction = 'values' | 'range' | 'channelMeans';
 
-/** An ORT session of `model` that also outputs `tensors`, reduced as asked (graph optimisations that would hide them are off). */
+/**
+ * An ORT session of `model` that also outputs `tensors`, reduced as asked. No graph optimisation removes or fuses
+ * away a node whose output the graph gives, and WeightBiasQuantization is off (KEEP_AS_WRITTEN). Ranges are taken
+ * at level 'all', whose layout and fusion passes run the convolutions as a served model runs them (the same ranges
+ * as at 'basic', in half the time: 0.46 s against about 0.9 for 32 images through MobileNet v1 0.75 below its top
+ * block at 288 px); the channel means of bias correction at 'basic', where the float sums keep their order, so that a
+ * model quantizes to the same bytes as before ('all' moved 15 of 6,672 int32 biases by up to 4 steps).
+ */
 async function probeSession(model: OnnxModel, tensors: string[], threads: number, reduction: ProbeReduction) {
   const ort = await loadOrt();
   const probe: OnnxModel = structuredClone(model);
@@ -263,13 +270,18 @@ async function probeSession(model: OnnxModel, tensors: string[], threads: number
   const existing = new Set(probe.graph.output.map((o) => o.name));
   const outputs = new Map<string, string[]>();
   const output = (name: string) => probe.graph.output.push({ name, type: { tensor_type: { elem_type: DT.FLOAT } } } as never);
+  const nonNegative = reduction === 'range' ? nonNegativeTensors(probe) : new Set<string>();
   for (const t of tensors) {
     if (reduction === 'values' || (reduction === 'channelMeans' && !fourD(probe, t))) {
       if (t !== inputName && !existing.has(t)) output(t);
       outputs.set(t, [t]);
       continue;
     }
-    const reduced = reduction === 'range' ? [['ReduceMin', `${t}/probe_min`], ['ReduceMax', `${t}/probe_max`]] : [['GlobalAveragePool', `${t}/probe_mean`]];
+    // A range's low end only matters below 0 (activationParams): a ReLU's output needs its maximum alone.
+    const reduced =
+      reduction === 'channelMeans'
+        ? [['GlobalAveragePool', `${t}/probe_mean`]]
+        : [...(nonNegative.has(t) ? [] : [['ReduceMin', `${t}/probe_min`]]), ['ReduceMax', `${t}/probe_max`]];
     for (const [op, out] of reduced) {
       const attribute = op === 'GlobalAveragePool' ? [] : [{ name: 'keepdims', type: AttributeType.INT, i: 0 }];
       probe.graph.node.push({ op_type: op!, name: out!, input: [t], output: [out!], attribute });
@@ -277,19 +289,34 @@ async function probeSession(model: OnnxModel, tensors: string[], threads: number
     }
     outputs.set(t, reduced.map(([, out]) => out!));
   }
-  const session = await ort.InferenceSession.create(encodeModel(probe), { intraOpNumThreads: threads, graphOptimizationLevel: 'basic', executionProviders: ['cpu'], extra: KEEP_AS_WRITTEN });
+  const session = await ort.InferenceSession.create(encodeModel(probe), { intraOpNumThreads: threads, graphOptimizationLevel: reduction === 'channelMeans' ? 'basic' : 'all', executionProviders: ['cpu'], extra: KEEP_AS_WRITTEN });
   const inputShape = probe.graph.input[0]!.type.tensor_type.shape.dim.slice(1).map((d) => Number(d.dim_value));
   const wanted = [...new Set([...outputs.values()].flat())].filter((t) => t !== inputName);
   return {
-    /** The tensors' values (reduced as asked) for one batch. */
+    /** The tensors' values (reduced as asked) for one batch; a non-negative tensor's range is [0, its maximum]. */
     async run({ input, batch }: CalibrationBatch, use: (name: string, values: Float32Array) => void): Promise<void> {
       const results = await session.run({ [inputName]: new ort.Tensor('float32', input, [batch, ...inputShape]) }, wanted);
       const valueOf = (name: string) => (name === inputName ? input : (results[name]!.data as Float32Array));
-      for (const [t, outs] of outputs) use(t, outs.length === 1 ? valueOf(outs[0]!) : Float32Array.from(outs.flatMap((o) => [...valueOf(o)])));
+      for (const [t, outs] of outputs) {
+        if (outs.length === 1 && reduction !== 'range') use(t, valueOf(outs[0]!));
+        else use(t, Float32Array.from([...(nonNegative.has(t) ? [0] : []), ...outs.flatMap((o) => [...valueOf(o)])]));
+      }
       for (const r of Object.values(results)) r.dispose();
     },
     release: () => session.release(),
   };
+}
+
+/** Tensors that cannot be negative: the outputs of Relu, and of Clip with a constant lower bound of at least 0. */
+function nonNegativeTensors(model: OnnxModel): Set<string> {
+  const inits = new Map(model.graph.initializer.map((t) => [t.name, t]));
+  const out = new Set<string>();
+  for (const n of model.graph.node) {
+    const lower = n.op_type === 'Clip' && n.input[1] ? inits.get(n.input[1]) : undefined;
+    const bound = lower?.data_type === DT.FLOAT ? floatsOf(lower) : null;
+    if (n.op_type === 'Relu' || (bound?.length === 1 && bound[0]! >= 0)) out.add(n.output[0]!);
+  }
+  return out;
 }
 
 /** Whether `tensor` is a Conv's output or a 4-D graph input (what GlobalAveragePool takes). */

@@ -17,6 +17,7 @@ import {
   pixelGrid,
   type ClassifierManifest,
 } from '../src/index';
+import { encodeModel } from '../src/onnx-proto';
 import { cosineSimilarity } from '../src/similarity';
 import { loadModelDir, MODELS_DIR } from './helpers';
 
@@ -217,6 +218,35 @@ describe('quantizeOnnx', () => {
     // Ranges that do not cover the plan (stride 16's, for every convolution), or of another method: calibrated again.
     await expect(quantizeOnnx(fp32, unread, { int8Stride: 1, calibrated: fresh.calibrated })).rejects.toThrow(/calibration batches were read/);
     await expect(quantizeOnnx(fp32, unread, { int8Stride: 16, method: 'percentile', calibrated: all.calibrated })).rejects.toThrow(/calibration batches were read/);
+  }, 120_000);
+
+  it("calibrates each activation's range to what fp32 gives it: the maximum, and the minimum where it can be negative", async () => {
+    const calib = [await batchOf(calibration.slice(0, 4))];
+    const { calibrated } = await quantizeOnnx(fp32, calib);
+    // The same tensors as outputs of the fp32 model, their extremes taken here.
+    const proto = decodeModel(fp32);
+    const names = [...calibrated.ranges.keys()];
+    const inputName = proto.graph.input[0]!.name;
+    for (const name of names) proto.graph.output.push({ name, type: { tensor_type: { elem_type: 1 } } } as never);
+    const ort = await import('onnxruntime-node');
+    const session = await ort.InferenceSession.create(encodeModel(proto), { graphOptimizationLevel: 'basic' });
+    const shape = proto.graph.input[0]!.type.tensor_type.shape.dim.map((d, i) => (i === 0 ? calib[0]!.batch : Number(d.dim_value)));
+    const results = await session.run({ [inputName]: new ort.Tensor('float32', calib[0]!.input, shape) }, names.filter((n) => n !== inputName));
+    const valuesOf = (name: string) => (name === inputName || !results[name] ? calib[0]!.input : (results[name]!.data as Float32Array));
+    let negative = 0;
+    for (const name of names) {
+      const values = valuesOf(name);
+      const [lo, hi] = values.reduce(([a, b], v) => [Math.min(a, v), Math.max(b, v)], [Infinity, -Infinity]);
+      const range = calibrated.ranges.get(name)!;
+      expect(range.hi).toBeCloseTo(hi, 4);
+      // A ReLU's output (never negative) is calibrated on its maximum alone: its range starts at 0.
+      if (lo < 0) negative++;
+      expect(range.lo).toBeCloseTo(lo < 0 ? lo : 0, 4);
+    }
+    // The image input, scaled to [-1, 1], is the one activation below 0.
+    expect(negative).toBeGreaterThan(0);
+    expect(names.length).toBeGreaterThan(20);
+    await session.release();
   }, 120_000);
 
   it('quantizes an input of pixels on their own grid, each pixel value a level, where the transform allows', () => {
