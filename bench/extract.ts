@@ -3,8 +3,12 @@
 // wasm backend, on real dogs-vs-cats images.
 // Decoding + resizing (decodeImage with the training filter) is timed on its own, and together with inference as a
 // pipeline in which the next batch is decoded while the current one runs; the same for the int8 model (quantizeOnnx,
-// calibrated min-max on the first 64 images), with how far its features lie from fp32's. Target (issue 14): decode +
-// extraction >= 400 images/s. Note the load average printed before and after: the numbers mean something on a quiet
+// calibrated min-max on the first 64 images), with how far its features lie from fp32's. onnxruntime-node computes a
+// run on the thread that calls it, so in those rows decoding waits while a batch runs on the main thread; a job runs
+// its frozen model in a worker thread instead (SessionHost, as createFrozenModel opens it) and decodes meanwhile. The
+// last row is that pipeline itself: the images decoded as a job decodes them (decodeInOrder), sent through the int8
+// model in a worker thread by a job's extraction loop (extractFeatures). Target (issue 14): decode + extraction >= 400
+// images/s, read off that row. Note the load average printed before and after: the numbers mean something on a quiet
 // machine only.
 // The CPU time per image of decoding and of int8 inference (process CPU, every thread) is printed too, and with it
 // the most decode + int8 extraction can give on this machine with every core busy on nothing else.
@@ -18,7 +22,9 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { resolveConfig } from '@graft/contract';
 import { setTopologyInputSize, trainingInputSize } from '@graft/vision';
-import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeOnnx, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
+import { extractFeatures, FeatureStore, type ExtractItem } from '@graft/vision/features';
+import { decodeInOrder, PREPROCESSING } from '@graft/vision/preprocess';
+import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeOnnx, SessionHost, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
 import { cosineSimilarity } from '@graft/inference/similarity';
 import { coreScaling, describeScaling, targetLine } from './machine';
 
@@ -126,6 +132,37 @@ async function timePipeline(infer: Infer, batches: string[][], overlap: boolean)
   return timings;
 }
 
+/**
+ * Decode + extraction as a job runs it on images that are not augmented (the validation images, a refit's originals):
+ * decodeInOrder reads and decodes them (prepare.ts), extractFeatures normalises each as it decodes and sends batches to
+ * the session in a worker thread, two in flight, their buffers lent and given back, and keeps every image's features
+ * in a FeatureStore. Seconds for all the files.
+ */
+async function timeGraftExtraction(host: SessionHost, model: Uint8Array, files: string[]): Promise<number> {
+  const session = await host.open(model);
+  try {
+    const t = performance.now();
+    const images = decodeInOrder(files.length, (i) => readFile(files[i]!), SIZE, { kernel: TRAINING_RESIZE_KERNEL });
+    const items: ExtractItem[] = files.map((_, i) => ({ image: i, copy: 0, label: 0 }));
+    const store = new FeatureStore([session.outputShape as number[]], 'categorical', 2, batchSize, 1);
+    await extractFeatures({
+      images,
+      items,
+      size: SIZE,
+      preprocessing: PREPROCESSING.tf,
+      augmentation: null,
+      seed: 1,
+      batchSize,
+      stores: [store],
+      forward: async (input, n, given) => [await session.run(input as Float32Array, n, { giveBack: given?.giveBack as ((i: Uint8Array | Float32Array) => void) | undefined })],
+    });
+    if (store.count !== files.length) throw new Error(`extracted ${store.count} of ${files.length} images`);
+    return (performance.now() - t) / 1000;
+  } finally {
+    await session.dispose();
+  }
+}
+
 async function main(): Promise<void> {
   const modelJson = JSON.parse(await readFile(join(MODEL_DIR, 'model.json'), 'utf8')) as { modelTopology: object; weightsManifest: WeightsManifestGroup[] };
   const shards = await Promise.all(modelJson.weightsManifest.flatMap((g) => g.paths).map((p) => readFile(join(MODEL_DIR, p))));
@@ -147,6 +184,7 @@ async function main(): Promise<void> {
   console.log(`conversion ${convertSeconds.toFixed(2)} s (${(onnx.length / 1e6).toFixed(1)} MB), session start ${sessionSeconds.toFixed(2)} s on ${session.executionProvider}`);
   const ortInfer: Infer = (input, batch) => session.run(input, batch);
 
+  await decodeBatch(batches[0]!); // the decoders' first calls (WebAssembly instantiation, sharp's pool) are not timed
   const { value: { timings: decodeTimings, decoded }, ms: decodeCpu } = await cpuMs(() => timeDecode(batches));
   const rows: Array<[string, Timings]> = [['decode + resize', decodeTimings]];
   await ortInfer(decoded[0], sizes[0]);
@@ -187,6 +225,10 @@ async function main(): Promise<void> {
   console.log(`interleaved, batch by batch: fp32 ${perImage(fp32Turns).toFixed(1)} images/s, int8 ${perImage(int8Turns).toFixed(1)} images/s`);
   rows.push(['ORT int8 decode overlapping inference', await timePipeline(int8Infer, batches, true)]);
   await session8.dispose();
+  const host = new SessionHost({ workers: 1, threads });
+  await timeGraftExtraction(host, int8, files.slice(0, batchSize)); // the worker thread's start and first run
+  const graftSeconds = await timeGraftExtraction(host, int8, files);
+  await host.close();
 
   if (!args['skip-tfjs']) {
     await tf.setBackend('wasm');
@@ -224,6 +266,8 @@ async function main(): Promise<void> {
     const best = Math.max(...timings.map((t, i) => sizes[i] / t));
     console.log(`${label(name)}${seconds.toFixed(2).padStart(9)}${(files.length / seconds).toFixed(1).padStart(10)}${best.toFixed(1).padStart(18)}`);
   }
+  const graftRate = files.length / graftSeconds;
+  console.log(`${label('Graft: decode + int8 in a worker thread')}${graftSeconds.toFixed(2).padStart(9)}${graftRate.toFixed(1).padStart(10)}`);
   const rate = (name: string) => files.length / rows.find(([n]) => n === name)![1].reduce((a, b) => a + b, 0);
   const fp32Rate = rate('ORT decode overlapping inference');
   const int8Rate = rate('ORT int8 decode overlapping inference');
@@ -234,7 +278,9 @@ async function main(): Promise<void> {
       `${availableParallelism()} cores busy on nothing else give at most ${ceiling.toFixed(0)} images/s of decode + int8 extraction`,
   );
   console.log(`load average after the run: ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  console.log(targetLine('decode + extraction >= 400 images/s', int8Rate >= 400, `int8 ${int8Rate.toFixed(1)}, fp32 ${fp32Rate.toFixed(1)} images/s`));
+  console.log(
+    targetLine('decode + extraction >= 400 images/s', graftRate >= 400, `${graftRate.toFixed(1)} images/s as a job extracts (int8 in a worker thread); on this thread int8 ${int8Rate.toFixed(1)}, fp32 ${fp32Rate.toFixed(1)}`),
+  );
 }
 
 await main();
