@@ -136,9 +136,20 @@ describe.skipIf(!!missing)(`dashboard in Chromium${missing ? ` (skipped: ${missi
       expect(await colouredPixels(b, canvas, '#ea580c'), `${metric}: validation line`).toBeGreaterThan(250);
     }
 
-    // With no test split the evaluation card shows the validation images, as the job recorded them.
+    // The job trained its chosen epochs again on the training and validation images before evaluating (config
+    // `refit`, on by default): a step of its own, done, and what it trained among the job's figures.
+    expect(job.refit).toMatchObject({ headEpochs: job.history.reduce((b: any, r: any) => (r.valLoss < b.valLoss ? r : b)).epoch, fineTuningEpochs: 0 });
+    expect(await page.locator('.steps .step').allTextContents()).toEqual(['Preparing', 'Extracting features', 'Training the head', 'Refitting on all images', 'Evaluating', 'Exporting']);
+    expect(await page.locator('.steps .step.done').count()).toBe(6);
+    const refitStat = page.locator('.progress-card .stat', { hasText: 'Refit' });
+    expect(await refitStat.locator('.stat-value').textContent()).toBe(`${job.refit.images} images`);
+    expect(await refitStat.locator('.stat-hint').textContent()).toBe(`head ${job.refit.headEpochs} epoch${job.refit.headEpochs === 1 ? '' : 's'}`);
+
+    // With no test split the evaluation card shows the validation images, as the job recorded them: the figures of
+    // the model chosen on them, before the refit.
     const evaluation = page.locator('.evaluation');
     await evaluation.getByRole('heading', { name: 'Validation set' }).waitFor();
+    expect(await evaluation.locator('.card-actions').textContent()).toContain('before the refit');
     expect(await evaluation.locator('.stat').first().textContent()).toContain(`${(job.validation.accuracy * 100).toFixed(1)}%`);
     await assertMatrix(page, job.validation);
     // The reliability diagram, and a cell of the matrix opening the gallery of its images.

@@ -34,8 +34,26 @@ function plannedEpochs(job: Job): number | null {
   return head + (c.method === 'fine_tuning' ? Number(c.fineTuning?.epochs) || 0 : 0);
 }
 
-function Steps({ job }: { job: Job }) {
+/**
+ * The phases of a job, in order: a transfer-learning job with `refit` (the default) trains again on the training and
+ * validation images before evaluating; a finished one shows that step where it did.
+ */
+function stepsOf(job: Job): string[] {
   const steps = STEPS[job.config?.method as string] ?? STEPS.fine_tuning!;
+  const refits = job.state === 'succeeded' ? !!job.refit : job.config?.method !== 'scratch' && job.config?.refit !== false;
+  if (!refits) return steps;
+  const at = steps.indexOf('evaluating');
+  return [...steps.slice(0, at), 'refitting', ...steps.slice(at)];
+}
+
+/** What the refit trained, in words (the CLI's report says the same). */
+function refitHint(refit: NonNullable<Job['refit']>): string {
+  const epochs = (n: number) => `${n} epoch${n === 1 ? '' : 's'}`;
+  return refit.fineTuningEpochs > 0 ? `head ${epochs(refit.headEpochs)}, fine-tuning ${epochs(refit.fineTuningEpochs)}` : `head ${epochs(refit.headEpochs)}`;
+}
+
+function Steps({ job }: { job: Job }) {
+  const steps = stepsOf(job);
   // A job that stopped has no phase any more; its history tells how far it got.
   const reached = job.phase ?? (job.state === 'succeeded' ? null : (curveData(job.history ?? []).rows.at(-1)?.phase ?? null));
   const at = reached ? steps.indexOf(reached) : -1;
@@ -149,7 +167,15 @@ function Evaluation({ metrics, split, job }: { metrics: EvalMetrics; split: 'tes
   return (
     <Card
       title={split === 'test' ? 'Test set' : 'Validation set'}
-      actions={<span class="muted small">{split === 'test' ? 'images held out from training' : 'the dataset has no test split; these are the validation images'}</span>}
+      actions={
+        <span class="muted small">
+          {split === 'test'
+            ? 'images held out from training'
+            : job.refit
+              ? 'the dataset has no test split; these are the validation images, scored by the model chosen on them before the refit (the model served trained on them too)'
+              : 'the dataset has no test split; these are the validation images'}
+        </span>
+      }
       class="evaluation"
     >
       <div class="stats">
@@ -199,6 +225,7 @@ function ConfigSummary({ job }: { job: Job }) {
     rows.push(['Fine-tuning', `${c.fineTuning.epochs} epochs, ${c.fineTuning.optimizer} @ ${c.fineTuning.learningRate}, from ${c.fineTuning.fromLayer ?? 'the top block'}`]);
   }
   rows.push(['Augmentation', c.augmentation === false ? 'off' : 'on']);
+  if (c.method !== 'scratch') rows.push(['Refit', c.refit === false ? 'off' : 'on: the chosen epochs again on training and validation images']);
   rows.push(['Early stopping', c.earlyStopping === false || !c.earlyStopping ? 'off' : `patience ${c.earlyStopping.patience}`]);
   return (
     <Card title="Configuration">
@@ -364,6 +391,7 @@ export function JobPage({ id }: { id: string }) {
           <Stat label={live ? 'ETA' : 'Took'} value={live ? duration(job.etaSeconds) : elapsed(job.startedAt, job.finishedAt)} hint={job.finishedAt ? dateTime(job.finishedAt) : undefined} />
           <Stat label="Attempts" value={job.attempts} hint={job.backend ? `backend: ${job.backend}` : undefined} />
           {job.config.dropLeaked && job.dropped && <Stat label="Left out" value={job.dropped.leaked} hint="leaked validation and test images" />}
+          {job.refit && <Stat label="Refit" value={`${job.refit.images} images`} hint={refitHint(job.refit)} />}
         </div>
       </Card>
 
