@@ -102,7 +102,8 @@ export function int8FrozenModel(
       if (!calibrating) return run;
       const out = await run;
       kept.push({ input: copy!, batch });
-      outputs.push(out[0]!);
+      // A copy: the caller may lend the output's buffer to another thread (transfer.ts headFromLower).
+      outputs.push(out[0]!.slice());
       samples += batch;
       if (samples >= wanted && !switching) switching = switchOver();
       return out;

@@ -121,9 +121,8 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
         const o = { fp32, giveBack: given?.giveBack };
         if (!t.parts) return t.headFeatures(input, n, o);
         const lowers = await t.lowerOutputs(input, n, o);
-        const outs = lower ? [...lowers] : [];
-        if (head) outs.push(await t.headFromLower(lowers, n, { fp32 }));
-        return outs;
+        const pooled = head ? await t.headFromLower(lowers, n, { fp32 }) : null;
+        return [...(lower ? lowers : []), ...(pooled ? [pooled] : [])];
       },
       onProgress: (done) => res.progress.update('extracting', (offset + done) / totalItems),
     });

@@ -35,6 +35,8 @@ export interface Transfer {
   /**
    * Pooled head features from the lower part's outputs (through the top block before fine-tuning). With `fp32`,
    * here and in the other two, frozen parts that run in int8 run these samples in fp32 (validation and test images).
+   * The first output's buffer may travel to a worker thread and back: `lowers[0]` is then the array that came back
+   * (the same values), and an array taken from it before the call is detached.
    */
   headFromLower(lowers: Float32Array[], n: number, opts?: Pick<FrozenRunOptions, 'fp32'>): Promise<Float32Array>;
   /** What the trained part of fine-tuning takes: the lower part's outputs. */
@@ -64,15 +66,34 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
     'frozen base',
   );
   const upperNeeded = parts && (!p.skipHead || p.refit) && lowerShapes.length === 1;
-  const upper = upperNeeded ? res.own(await createFrozenModel(parts.upper, { log, engine: ctx.opts.frozenEngine, precision: ctx.opts.frozenPrecision, what: `${spec.name} from ${fromLayer}` }), (f) => f.dispose(), 'frozen top block') : null;
+  // The head's global pooling, where it pools: the frozen top block ends with it, so that a batch's features leave
+  // its worker thread as vectors (768 values an image for MobileNet v1 0.75) instead of maps (9x9x768 at 288 px),
+  // and this thread, which decodes and augments meanwhile, does not pool them.
+  const pooling = head.pool && cfg.head.pooling !== 'flatten' ? cfg.head.pooling : null;
+  const upper = upperNeeded
+    ? res.own(
+        await createFrozenModel(pooling ? withPooling(parts.upper, pooling) : parts.upper, {
+          log,
+          engine: ctx.opts.frozenEngine,
+          precision: ctx.opts.frozenPrecision,
+          what: `${spec.name} from ${fromLayer}`,
+        }),
+        (f) => f.dispose(),
+        'frozen top block',
+      )
+    : null;
   throwIfAborted(ctx.signal);
 
   const pool = async (maps: Float32Array, n: number): Promise<Float32Array> => {
-    if (!head.pool || cfg.head.pooling === 'flatten') return maps;
+    if (!pooling) return maps;
     return readAndDispose(tf.tidy(() => head.pooled(tf.tensor(maps, [n, ...featureShape]))));
   };
   const headFromLower: Transfer['headFromLower'] = async (lowers, n, o) => {
-    if (upper) return pool((await upper.run(lowers[0]!, n, o))[0]!, n);
+    if (upper) {
+      // The maps' buffer is lent to the top block's worker thread rather than copied there (8 MB a batch of 32).
+      const [pooled] = await upper.run(lowers[0]!, n, { ...o, giveBack: (back) => (lowers[0] = back) });
+      return pooled!;
+    }
     return readAndDispose(tf.tidy(() => head.pooled(applyUpper(parts!.upper, lowers.map((a, i) => tf.tensor(a, [n, ...lowerShapes[i]!]))))));
   };
   const headFeatures: ArrayForward = async (input, n, o) => {
@@ -81,6 +102,12 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
   };
   const lowerOutputs: ArrayForward = (input, n, o) => base.run(input, n, { ...o, transfer: true });
   return { backbone, head, featureShape, pooledShape: [head.pooledSize], parts, lowerShapes, base, upper, headFeatures, headFromLower, lowerOutputs };
+}
+
+/** `model` with a global pooling layer (average or maximum over height and width) after its output. */
+function withPooling(model: tf.LayersModel, pooling: 'avg' | 'max'): tf.LayersModel {
+  const layer = pooling === 'avg' ? tf.layers.globalAveragePooling2d({}) : tf.layers.globalMaxPooling2d({});
+  return tf.model({ inputs: model.inputs, outputs: layer.apply(model.outputs[0]!) as tf.SymbolicTensor, name: `${model.name}_pooled` });
 }
 
 /** The network a run trained: the backbone with the head (transfer learning), or a whole model (scratch). */
