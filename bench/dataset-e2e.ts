@@ -1,14 +1,15 @@
 // Trains on a folder of <split>/<class>/*.jpg through a running Graft service, as a user would, and reports
 // the job's timing and the accuracy of /predict on a split's images.
 // Usage: tsx bench/dataset-e2e.ts <dataset folder> [--url http://127.0.0.1:8080] [--config '{"method":…}']
-//        [--upload train,validation] [--eval validation] [--key API_KEY] [--clients 1,8,32] [--seconds 15]
+//        [--upload train,validation] [--eval validation] [--key API_KEY] [--clients 1,8,32] [--seconds 15] [--tta flip]
 // With --clients, /predict of the trained model is then loaded by that many concurrent clients in turn (one image a
 // request, the eval split's images round and round) for --seconds each: images/s and latency p50/p99. The clients
 // post with node:http over kept-alive connections, a light load generator as wrk or hey are: they share the two cores
 // with the service, and fetch() took about a tenth of the images/s away (8 clients: 130 against 147 images/s).
 // A client refused with 429 waits as long as its Retry-After says before its next request, as a well-behaved client
 // does. --fetch posts with fetch() instead. --model mdl_… skips the upload and the job: the eval split's accuracy and the
-// load are measured on that model (to compare builds of the service on one trained model).
+// load are measured on that model (to compare builds of the service on one trained model). --tta flip asks /predict for
+// test-time augmentation (each image averaged with its mirror) in both.
 // It prints the targets of issue 14 it can judge: the job within 4 minutes (with the default config), /predict p50 at
 // most 10 ms with 1 client and at least 200 images/s with 8.
 import fs from 'node:fs';
@@ -37,6 +38,9 @@ const uploadSplits = opt('upload', 'train,validation').split(',');
 const evalSplit = opt('eval', 'validation');
 const clientCounts = opt('clients', '').split(',').filter(Boolean).map(Number);
 const seconds = Number(opt('seconds', '15'));
+const tta = opt('tta', '');
+/** /predict's query: the top class, and test-time augmentation where asked. */
+const predictQuery = `?topK=1${tta ? `&tta=${encodeURIComponent(tta)}` : ''}`;
 const H: Record<string, string> = key ? { authorization: `Bearer ${key}` } : {};
 const useFetch = args.includes('--fetch');
 const givenModel = opt('model', '');
@@ -116,7 +120,7 @@ async function evaluate(modelId: string, t0: number): Promise<void> {
   const lat: number[] = [];
   for (const f of evalFiles) {
     const s = performance.now();
-    const r = await fetch(`${url}/v1/models/${modelId}/predict?topK=1`, {
+    const r = await fetch(`${url}/v1/models/${modelId}/predict${predictQuery}`, {
       method: 'POST',
       headers: { ...H, 'content-type': 'image/jpeg' },
       body: new Uint8Array(fs.readFileSync(f.file)),
@@ -127,7 +131,7 @@ async function evaluate(modelId: string, t0: number): Promise<void> {
   }
   lat.sort((a, b) => a - b);
   console.log(
-    `predict on ${evalFiles.length} ${evalSplit} images: accuracy ${(right / evalFiles.length * 100).toFixed(2)}% ` +
+    `predict${tta ? ` (tta ${tta})` : ''} on ${evalFiles.length} ${evalSplit} images: accuracy ${(right / evalFiles.length * 100).toFixed(2)}% ` +
       `(p50 ${lat[Math.floor(lat.length / 2)]?.toFixed(1)} ms); total ${((Date.now() - t0) / 1000).toFixed(0)} s`,
   );
   const bodies = evalFiles.map((f) => new Uint8Array(fs.readFileSync(f.file)) as Uint8Array<ArrayBuffer>);
@@ -144,7 +148,7 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
   const until = performance.now() + seconds * 1000;
   const started = performance.now();
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
-  const target = new URL(`${url}/v1/models/${modelId}/predict?topK=1`);
+  const target = new URL(`${url}/v1/models/${modelId}/predict${predictQuery}`);
   /** A Retry-After header in seconds (1 where absent or not a number). */
   const after = (v: string | null | undefined) => Number(v ?? 1) || 1;
   /** One request: its status code, and the Retry-After of a 429 in seconds. */
