@@ -9,6 +9,13 @@ export type TestMetrics = DetailedMetrics;
 
 const EPSILON = 1e-7;
 
+/** The index of the largest of `values` (the first where several are), as a prediction's class. */
+export function argMax(values: ArrayLike<number>): number {
+  let best = 0;
+  for (let c = 1; c < values.length; c++) if (values[c]! > values[best]!) best = c;
+  return best;
+}
+
 /**
  * Metrics of probabilities (one row of `labels.length` class probabilities per sample) against true class
  * indices.
@@ -20,8 +27,7 @@ export function classificationMetrics(probabilities: Float32Array[] | number[][]
   let correct = 0;
   truth.forEach((t, i) => {
     const p = probabilities[i]!;
-    let best = 0;
-    for (let c = 1; c < k; c++) if (p[c]! > p[best]!) best = c;
+    const best = argMax(p);
     cm[t]![best]! += 1;
     if (best === t) correct++;
     lossSum += -Math.log(Math.min(1 - EPSILON, Math.max(EPSILON, p[t]!)));

@@ -10,6 +10,7 @@ import sharp from 'sharp';
 import { initBackend, type LogFn } from './backend';
 import { createFrozenModel, type FrozenModel } from './frozen';
 import { ImageDecodeError } from './errors';
+import { argMax } from './evaluate';
 import { MANIFEST_FILE, type GraftManifest } from './export';
 import { memoryReader, parseJsonFile, readerHandler } from './model-files';
 import { decodeImage, normalizePixels, resizeKernelOf } from './preprocess';
@@ -81,7 +82,7 @@ export async function loadExplainer(
       try {
         const out = (await probsT.data()) as Float32Array;
         const probs = Array.from(applyTemperature(out.length === 1 ? Float32Array.of(1 - out[0]!, out[0]!) : out, temperature));
-        const c = label === undefined ? probs.indexOf(Math.max(...probs)) : labels.indexOf(label);
+        const c = label === undefined ? argMax(probs) : labels.indexOf(label);
         if (c < 0) throw new RangeError(`label ${JSON.stringify(label)} is not one of the model's: ${labels.join(', ')}`);
         const cam = tf.tidy(() => {
           const score = (m: tf.Tensor) => {

@@ -9,7 +9,7 @@ import { applyTemperature, calibrationReport, fitTemperature } from '@graft/infe
 import * as tf from '@tensorflow/tfjs';
 import { throwIfAborted } from '../errors';
 import type { GraftManifest } from '../export';
-import { classificationMetrics, toClassProbabilities, type TestMetrics } from '../evaluate';
+import { argMax, classificationMetrics, toClassProbabilities, type TestMetrics } from '../evaluate';
 import { extractFeatures, type FeatureStore } from '../features';
 import { disposeBatch, readWeights, writeWeights, type BatchSource, type Forward } from '../fit';
 import { normalizePixels, type Preprocessing } from '../preprocess';
@@ -100,8 +100,6 @@ export async function evaluate(
   };
   return { validation, test: metrics, calibration, predictions, validationFeatures, exportedValidationClasses: exported?.map(argMax) ?? null };
 }
-
-const argMax = (p: Float32Array | number[]): number => p.indexOf(Math.max(...p));
 
 /**
  * The head's outputs for a store's samples through the model chosen on the validation images: its weights are put
