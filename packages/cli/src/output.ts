@@ -71,6 +71,9 @@ export function duration(seconds: number | null | undefined): string {
   return `${Math.floor(s / 3600)}h ${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+/** `n` things, the word in the plural where n is not 1 ("1 epoch", "3 epochs"). */
+export const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+
 export const pct = (v: number | null | undefined, digits = 1) =>
   v === null || v === undefined || !Number.isFinite(v) ? '-' : `${(v * 100).toFixed(digits)}%`;
 

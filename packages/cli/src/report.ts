@@ -1,6 +1,6 @@
 // Jobs, metrics and datasets printed for people.
 import type { Dataset, DatasetHealth, EvalMetrics, HistoryRow, Job } from './client';
-import { bytes, cli, duration, num, type Out, paintState, pct, phaseName, table, when } from './output';
+import { bytes, cli, duration, num, type Out, paintState, pct, phaseName, plural, table, when } from './output';
 
 const elapsed = (job: Job) =>
   job.startedAt ? (Date.parse(job.finishedAt ?? new Date().toISOString()) - Date.parse(job.startedAt)) / 1000 : null;
@@ -48,8 +48,8 @@ export function restoredEpoch(history: readonly HistoryRow[]): { best: HistoryRo
 /** What a job's refit trained, in words; null where the model served is the one chosen on validation. */
 export function refitText(refit: Job['refit']): string | null {
   if (!refit) return null;
-  const epochs = (n: number) => `${n} epoch${n === 1 ? '' : 's'}`;
-  const what = refit.fineTuningEpochs > 0 ? `the head's ${epochs(refit.headEpochs)} and fine-tuning's ${epochs(refit.fineTuningEpochs)}` : `the head's ${epochs(refit.headEpochs)}`;
+  const head = `the head's ${plural(refit.headEpochs, 'epoch')}`;
+  const what = refit.fineTuningEpochs > 0 ? `${head} and fine-tuning's ${plural(refit.fineTuningEpochs, 'epoch')}` : head;
   return `${what} again on ${refit.images} training and validation images: the model served; the validation figures are the model chosen before it`;
 }
 
@@ -126,7 +126,7 @@ export function printDataset(io: Out, ds: Dataset): void {
   o.write(`id       ${ds.id}\nname     ${ds.name}\nstatus   ${ds.status}\nimages   ${ds.imageCount} (${bytes(ds.bytes)})\ncreated  ${when(ds.createdAt)}\n\n`);
   o.write(splitsText(ds));
   if (ds.rejected?.length) {
-    o.write(`\n${ds.rejected.length} file${ds.rejected.length === 1 ? '' : 's'} rejected:\n`);
+    o.write(`\n${plural(ds.rejected.length, 'file')} rejected:\n`);
     for (const r of ds.rejected.slice(0, 10)) o.write(`  ${r.path}: ${r.reason}\n`);
     if (ds.rejected.length > 10) o.write(`  … and ${ds.rejected.length - 10} more (see --json)\n`);
   }
@@ -134,8 +134,8 @@ export function printDataset(io: Out, ds: Dataset): void {
   const h = ds.health;
   if (h && (h.leakagePairs || h.nearDuplicateGroups)) {
     o.write(
-      `health: ${h.leakedImages} validation/test image${h.leakedImages === 1 ? '' : 's'} leaked from an earlier split, ` +
-        `${h.nearDuplicateImages} near-identical images in ${h.nearDuplicateGroups} group${h.nearDuplicateGroups === 1 ? '' : 's'}; ` +
+      `health: ${plural(h.leakedImages, 'validation/test image')} leaked from an earlier split, ` +
+        `${h.nearDuplicateImages} near-identical images in ${plural(h.nearDuplicateGroups, 'group')}; ` +
         `see ${cli()} datasets health ${ds.name}\n`,
     );
   }

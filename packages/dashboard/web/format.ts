@@ -6,6 +6,9 @@ export const pct = (x: number | null | undefined, digits = 1) =>
 export const num = (x: number | null | undefined, digits = 3) =>
   x === null || x === undefined || Number.isNaN(x) ? '–' : x.toFixed(digits);
 
+/** `n` things, the word in the plural where n is not 1 ("1 epoch", "3 epochs"). */
+export const plural = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
+
 export function bytes(n: number): string {
   if (n < 1024) return `${n} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];

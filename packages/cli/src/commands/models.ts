@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { ApiError, type GraftClient, type ImageFile, type Model, type OutOfDistribution, type PredictOptions, type Prediction } from '../client';
 import { contextOf, intArg } from '../context';
 import { CliError } from '../errors';
-import { bytes, cli, json, num, pct, table, when } from '../output';
+import { bytes, cli, json, num, pct, plural, table, when } from '../output';
 import { byteProgress } from '../progress';
 import { metricsText } from '../report';
 import { listFiles } from '../archive';
@@ -170,12 +170,12 @@ it) the row says "${NONE_OF_ITS_CLASSES}": the image looks unlike every class th
           { align: ['left', 'left', 'right', 'left', 'left'] },
         ),
       );
-      if (failed.length) io.err.write(`${failed.length} of ${results.length} image${results.length === 1 ? '' : 's'} could not be classified\n`);
+      if (failed.length) io.err.write(`${failed.length} of ${plural(results.length, 'image')} could not be classified\n`);
       const flagged = results.filter((r) => r.outOfDistribution?.flagged).length;
       if (flagged) {
         const threshold = opts.oodThreshold ?? (await modelThreshold(client, model.id));
         io.err.write(
-          `${flagged} of ${results.length} image${results.length === 1 ? '' : 's'} look${flagged === 1 ? 's' : ''} like none of the model's classes ` +
+          `${flagged} of ${plural(results.length, 'image')} look${flagged === 1 ? 's' : ''} like none of the model's classes ` +
             `(OOD score above ${threshold === null ? 'the threshold' : num(threshold, 3)}${opts.oodThreshold === undefined ? ", the model's threshold; --ood-threshold sets another" : ''})\n`,
         );
       }

@@ -3,6 +3,7 @@
 import { get } from '../api';
 import { useResource } from '../use-resource';
 import type { Dataset, DatasetHealth, ImageRef } from '../types';
+import { plural } from '../format';
 import { Card, Empty, ErrorBox, Loading, Mono } from '../components/ui';
 import { Thumbnail } from '../components/thumbnail';
 
@@ -25,7 +26,6 @@ function ImageCard({ datasetId, image, note }: { datasetId: string; image: Image
   );
 }
 
-const count = (n: number, one: string) => `${n} ${one}${n === 1 ? '' : 's'}`;
 const more = (n: number) => (n > SHOWN ? <p class="muted small">and {n - SHOWN} more (GET /v1/datasets/:id/health lists them all)</p> : null);
 
 export function HealthCard({ d }: { d: Dataset }) {
@@ -47,7 +47,7 @@ export function HealthCard({ d }: { d: Dataset }) {
         )}
       </Card>
       {h.leakage.length > 0 && (
-        <Card title={`Leakage between splits (${count(h.summary.leakagePairs, 'pair')})`} actions={<span class="muted small">the same photo in two splits</span>}>
+        <Card title={`Leakage between splits (${plural(h.summary.leakagePairs, 'pair')})`} actions={<span class="muted small">the same photo in two splits</span>}>
           <div class="dup-groups">
             {h.leakage.slice(0, SHOWN).map((l) => (
               <div class="dup-group leak-pair" data-similarity={l.similarity}>
@@ -60,7 +60,7 @@ export function HealthCard({ d }: { d: Dataset }) {
         </Card>
       )}
       {h.nearDuplicates.length > 0 && (
-        <Card title={`Near-identical images within a split (${count(h.summary.nearDuplicateGroups, 'group')})`}>
+        <Card title={`Near-identical images within a split (${plural(h.summary.nearDuplicateGroups, 'group')})`}>
           <div class="dup-groups">
             {h.nearDuplicates.slice(0, SHOWN).map((g) => (
               <div class={`dup-group${g.mixedLabels ? ' mixed-labels' : ''}`} data-split={g.split}>

@@ -5,7 +5,7 @@ import { useResource } from '../use-resource';
 import { applyEvent, isTerminal, useJobEvents } from '../live';
 import { curveData } from '../curves';
 import { Link, paths } from '../router';
-import { ago, dateTime, duration, elapsed, methodName, num, pct, phaseName } from '../format';
+import { ago, dateTime, duration, elapsed, methodName, num, pct, phaseName, plural } from '../format';
 import type { Dataset, DetailedMetrics, EvalMetrics, EvaluatedImage, Job } from '../types';
 import { CurvesChart, TRAIN_COLOR, VAL_COLOR } from '../components/curves-chart';
 import { ConfusionMatrix, PerClassTable, ReliabilityDiagram } from '../components/metrics';
@@ -48,8 +48,8 @@ function stepsOf(job: Job): string[] {
 
 /** What the refit trained, in words (the CLI's report says the same). */
 function refitHint(refit: NonNullable<Job['refit']>): string {
-  const epochs = (n: number) => `${n} epoch${n === 1 ? '' : 's'}`;
-  return refit.fineTuningEpochs > 0 ? `head ${epochs(refit.headEpochs)}, fine-tuning ${epochs(refit.fineTuningEpochs)}` : `head ${epochs(refit.headEpochs)}`;
+  const head = `head ${plural(refit.headEpochs, 'epoch')}`;
+  return refit.fineTuningEpochs > 0 ? `${head}, fine-tuning ${plural(refit.fineTuningEpochs, 'epoch')}` : head;
 }
 
 function Steps({ job }: { job: Job }) {
@@ -130,7 +130,7 @@ function Gallery({ job, split, label, predicted }: { job: Job; split: 'test' | '
   return (
     <div class="gallery" data-label={label} data-predicted={predicted}>
       <h3>
-        True {label}, predicted {predicted}: {cell.length} image{cell.length === 1 ? '' : 's'}
+        True {label}, predicted {predicted}: {plural(cell.length, 'image')}
       </h3>
       {job.modelId && cell.length > 0 && (
         <p class="muted small">Explain shows where the model looks in an image (Grad-CAM) for the class it predicted{label === predicted ? '' : ' and for the true class'}.</p>
