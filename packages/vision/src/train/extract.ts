@@ -6,7 +6,7 @@ import { BYTES_PER_VALUE, extractFeatures, FeatureStore, ImageSource, type Extra
 import { backendOnGpu } from '../backend';
 import { deriveSeed } from '../random';
 import type { Prepared, Sets } from './prepare';
-import type { Plan } from './plan';
+import { extractionItems, type Plan } from './plan';
 import { FINE_TUNING_SAMPLING, HEAD_SAMPLING, type RunResources } from './resources';
 import type { Transfer } from './transfer';
 import { INFERENCE_BATCH, type TrainContext } from './types';
@@ -78,10 +78,7 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
   const needHead = !p.skipHead || p.refit;
   const headTrain = needHead && p.cachedMode ? featureStore(ctx, [t.pooledShape], cfg.batchSize, HEAD_SAMPLING) : null;
   const lowerTrain = t.parts && p.cachedMode ? featureStore(ctx, t.lowerShapes, cfg.batchSize, FINE_TUNING_SAMPLING, LOWER_PRECISION) : null;
-  const nTrain = p.splits.train.length;
-  const nVal = p.splits.validation.length;
-  const trainItems = p.cachedMode ? nTrain * (1 + p.copies) : 0;
-  const totalItems = trainItems + nVal * (1 + (p.refit ? p.copies : 0));
+  const { train: trainItems, total: totalItems } = extractionItems(p);
   const started = performance.now();
   let count = 0;
 

@@ -40,6 +40,15 @@ export interface Plan {
   refit: boolean;
 }
 
+/**
+ * What extraction sends through the frozen part: with cached augmentation every training image and its copies
+ * (`train`), and in all (`total`) the validation images too, with their copies where the run refits.
+ */
+export function extractionItems(p: Plan): { train: number; total: number } {
+  const train = p.cachedMode ? p.splits.train.length * (1 + p.copies) : 0;
+  return { train, total: train + p.splits.validation.length * (1 + (p.refit ? p.copies : 0)) };
+}
+
 export function plan(ctx: TrainContext): Plan {
   const { cfg, numClasses, log } = ctx;
   for (const [name, refs] of Object.entries(ctx.opts.splits)) {

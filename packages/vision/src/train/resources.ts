@@ -3,7 +3,7 @@
 // Phases register what they create with own(); dispose() frees it all, the last registered first.
 import { ProgressTracker, type Phase, type TrainEvent } from '../progress';
 import { OOD_BANK_MAX } from './ood';
-import type { Plan } from './plan';
+import { extractionItems, type Plan } from './plan';
 
 /**
  * How a training epoch draws from cached features of images and their augmented copies. The head trains on
@@ -42,7 +42,7 @@ export function plannedWork(p: Plan, cfg: { headEpochs: number; fineTuningEpochs
   const refitHead = cfg.headEpochs * (nTrain + nVal) * headCopies * HEAD_STEP_COST;
   return {
     preparing: p.cachedMode ? 1 : nAll * 0.05,
-    extracting: (p.cachedMode ? nTrain * (1 + p.copies) : 0) + nVal * (1 + (p.refit ? p.copies : 0)),
+    extracting: extractionItems(p).total,
     training_head: p.skipHead ? 0 : cfg.headEpochs * (p.cachedMode ? (nTrain * headCopies + nVal) * HEAD_STEP_COST : nTrain),
     fine_tuning: fineTuning,
     refitting: p.refit && nTrain ? REFIT_EPOCHS_SHARE * (refitHead + (fineTuning * (nTrain + nVal)) / nTrain) : 0,
