@@ -59,9 +59,9 @@ describe('decodeImage', () => {
     expect(out[2]).toBeInstanceOf(Uint8Array);
   });
 
-  it('decodes ahead in order, a promise per image, at most `concurrency` reads at once', async () => {
+  it('decodes ahead in order, a promise per image, reading at most `readAhead` images ahead', async () => {
     const good = new Uint8Array(await halves(8, 8));
-    const list = [good, good, new Uint8Array([9, 9, 9]), good, good];
+    const list = [good, good, new Uint8Array([9, 9, 9]), good, good, good, good, good, good, good];
     let reading = 0;
     let most = 0;
     const started: number[] = [];
@@ -72,15 +72,17 @@ describe('decodeImage', () => {
       reading--;
       return list[i]!;
     };
-    const promises = decodeInOrder(list.length, read, 4, { concurrency: 2, kernel: 'lanczos3' });
-    expect(promises).toHaveLength(5);
+    const promises = decodeInOrder(list.length, read, 4, { concurrency: 1, readAhead: 4, kernel: 'lanczos3' });
+    expect(promises).toHaveLength(10);
+    // One image decodes at a time while the next ones are read: 4 reads at once, never more.
+    expect(started).toEqual([0, 1, 2, 3]);
     // Nobody awaited anything yet: the last image is decoded anyway.
-    expect(await promises[4]).toBeInstanceOf(Uint8Array);
+    expect(await promises[9]).toBeInstanceOf(Uint8Array);
     const out = await Promise.all(promises);
-    expect(started).toEqual([0, 1, 2, 3, 4]);
-    expect(most).toBe(2);
+    expect(started).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(most).toBe(4);
     expect(out[2]).toBeInstanceOf(ImageDecodeError);
-    expect(out.filter((o) => o instanceof Uint8Array)).toHaveLength(4);
+    expect(out.filter((o) => o instanceof Uint8Array)).toHaveLength(9);
   });
 
   it('rejects the image whose bytes cannot be read, and those not started after it', async () => {

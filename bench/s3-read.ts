@@ -1,0 +1,100 @@
+// Reading and decoding a dataset's images from object storage as a job does (decodeInOrder over Storage.getBuffer),
+// with the latency of a store across a network: the embedded S3 server (npm start's) behind an HTTP proxy that holds
+// every request for --latency milliseconds. Each row reads and decodes the same images at the training input size
+// with decodeInOrder's default read-ahead, and with reads only as deep as decoding (readAhead = concurrency, how it
+// read before the read-ahead): images/s, and the CPU milliseconds an image of this process (reading through the AWS SDK,
+// decoding, and the proxy) and of the storage server.
+//
+//   npx tsx bench/s3-read.ts [--images 400] [--latency 0,5,20,50] [--dataset ../shared/datasets/dogs-vs-cats]
+import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { resolveConfig } from '@graft/contract';
+import { startEmbeddedS3 } from '@graft/devservers';
+import { TRAINING_RESIZE_KERNEL } from '@graft/inference';
+import { Storage } from '@graft/storage';
+import { trainingInputSize } from '@graft/vision';
+import { DEFAULT_DECODE_CONCURRENCY, DEFAULT_READ_AHEAD, decodeInOrder, mapConcurrent } from '@graft/vision/preprocess';
+
+const { values: args } = parseArgs({
+  options: {
+    images: { type: 'string', default: '400' },
+    latency: { type: 'string', default: '0,5,20,50' },
+    dataset: { type: 'string', default: join(import.meta.dirname, '../../shared/datasets/dogs-vs-cats') },
+  },
+});
+const SIZE = trainingInputSize(resolveConfig({}));
+
+function listImages(root: string, n: number): string[] {
+  const dir = join(root, 'train');
+  const perClass = readdirSync(dir).sort().map((c) => readdirSync(join(dir, c)).sort().map((f) => join(dir, c, f)));
+  const files: string[] = [];
+  for (let i = 0; files.length < n && perClass.some((l) => i < l.length); i++) for (const l of perClass) if (i < l.length && files.length < n) files.push(l[i]!);
+  return files;
+}
+
+/** An HTTP proxy to `port` that holds each request `latency` ms before passing it on. */
+async function delayingProxy(port: number, latency: () => number): Promise<{ port: number; close(): void }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const server = http.createServer((req, res) => {
+    setTimeout(() => {
+      const upstream = http.request({ host: '127.0.0.1', port, path: req.url, method: req.method, headers: req.headers, agent }, (r) => {
+        res.writeHead(r.statusCode!, r.headers);
+        r.pipe(res);
+      });
+      upstream.on('error', (err) => res.destroy(err));
+      req.pipe(upstream);
+    }, latency());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    close: () => {
+      server.close();
+      agent.destroy();
+    },
+  };
+}
+
+/** CPU milliseconds (user + system) of a process so far, from /proc. */
+function processCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+async function main(): Promise<void> {
+  const files = listImages(args.dataset, Number(args.images));
+  const dir = await mkdtemp(join(tmpdir(), 'graft-s3-read-'));
+  const s3 = await startEmbeddedS3({ dir });
+  let latency = 0;
+  const proxy = await delayingProxy(s3.port, () => latency);
+  try {
+    const storage = new Storage({ endpoint: `http://127.0.0.1:${proxy.port}`, bucket: 'graft', region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
+    await storage.ensureBucket();
+    await mapConcurrent(files, 16, async (f, i) => storage.put(`images/${i}`, await readFile(f), 'image/jpeg'));
+    const warm = Math.min(files.length, 16); // the decoders' first calls are not timed
+    await Promise.all(decodeInOrder(warm, (i) => storage.getBuffer(`images/${i}`), SIZE, { kernel: TRAINING_RESIZE_KERNEL }));
+    console.log(`${files.length} images of ${args.dataset} read from the embedded S3 server through a delaying proxy and decoded to ${SIZE} px; decoding ${DEFAULT_DECODE_CONCURRENCY} at a time`);
+    console.log('\n| latency | reads ahead | images/s | CPU ms an image (this process, the proxy included) | CPU ms an image (storage server) |\n| --- | --- | --- | --- | --- |');
+    for (const ms of args.latency.split(',').map(Number)) {
+      latency = ms;
+      for (const readAhead of [DEFAULT_READ_AHEAD, DEFAULT_DECODE_CONCURRENCY]) {
+        const [cpu, server, t] = [process.cpuUsage(), processCpuMs(s3.process.pid!), performance.now()];
+        await Promise.all(decodeInOrder(files.length, (i) => storage.getBuffer(`images/${i}`), SIZE, { kernel: TRAINING_RESIZE_KERNEL, readAhead }));
+        const seconds = (performance.now() - t) / 1000;
+        const own = process.cpuUsage(cpu);
+        const perImage = (msTotal: number) => (msTotal / files.length).toFixed(2);
+        console.log(`| ${ms} ms | ${readAhead} | ${(files.length / seconds).toFixed(0)} | ${perImage((own.user + own.system) / 1000)} | ${perImage(processCpuMs(s3.process.pid!) - server)} |`);
+      }
+    }
+  } finally {
+    proxy.close();
+    await s3.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
