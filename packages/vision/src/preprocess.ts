@@ -36,8 +36,8 @@ export const DEFAULT_DECODE_CONCURRENCY = 4;
 
 /**
  * How many images' bytes decodeInOrder reads ahead of the image it decodes. Reading from object storage is mostly
- * waiting: with 20 ms a request, reading only as deep as decoding (4) gave 225 images/s, reading 32 ahead 359; with 50
- * ms, 119 against 368 (bench/s3-read.ts).
+ * waiting: with 20 ms a request, reading only as deep as decoding (4) gave 236 images/s, reading 32 ahead 341; with 50
+ * ms, 122 against 339 (bench/s3-read.ts).
  */
 export const DEFAULT_READ_AHEAD = 32;
 
@@ -138,7 +138,11 @@ export function decodeInOrder(
   const readUpTo = (end: number) => {
     for (; nextRead < Math.min(end, count) && !opts.signal?.aborted; nextRead++) {
       const i = nextRead;
-      reads[i] = read(i);
+      try {
+        reads[i] = read(i);
+      } catch (err) {
+        reads[i] = Promise.reject(err); // thrown where image i is awaited, as a rejection would be
+      }
       reads[i]!.catch(() => {});
     }
   };
