@@ -94,6 +94,14 @@ describe('decodeImage', () => {
     expect(await promises[0]).toBeInstanceOf(Uint8Array);
     await expect(promises[1]).rejects.toThrow('storage is down');
     await expect(promises[3]).rejects.toThrow('storage is down');
+    // A read that throws at once, read ahead while image 0 decodes, fails image 1 too, not image 0.
+    const thrown = decodeInOrder(4, (i) => {
+      if (i === 1) throw new Error('bad key');
+      return Promise.resolve(good);
+    }, 4, { concurrency: 1, kernel: 'lanczos3' });
+    expect(await thrown[0]).toBeInstanceOf(Uint8Array);
+    await expect(thrown[1]).rejects.toThrow('bad key');
+    await expect(thrown[2]).rejects.toThrow('bad key');
   });
 });
 
