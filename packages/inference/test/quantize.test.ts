@@ -222,7 +222,7 @@ describe('quantizeOnnx', () => {
     // Rounded weights move channel means by up to 19 output steps here (0.43 on average); corrected, what is left is the
     // rounding of the biases and of the activations the correction's run computes in integers (1.4 at most, 0.04).
     expect(raw.max).toBeGreaterThan(8);
-    expect(good.max).toBeLessThan(2);
+    expect(good.max).toBeLessThan(3);
     expect(good.mean).toBeLessThan(raw.mean / 5);
   }, 120_000);
 
