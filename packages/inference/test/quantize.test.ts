@@ -226,6 +226,53 @@ describe('quantizeOnnx', () => {
     expect(good.mean).toBeLessThan(raw.mean / 5);
   }, 120_000);
 
+  it("corrects a plain Gemm's int32 bias for the mean its rounded weights move, from the input as int8 reads it", async () => {
+    // y = x W + b, 4 inputs and 3 outputs, weights that 7 bits (it reads the model's input) round coarsely.
+    const [inputs, outputs, rows] = [4, 3, 8];
+    const w = Float32Array.from({ length: inputs * outputs }, (_, i) => Math.sin(i * 1.7 + 0.3) * 0.37);
+    const b = Float32Array.of(0.25, -0.5, 0.125);
+    const f = (name: string, dims: number[], data: Float32Array) => ({ name, dims, data_type: 1, raw_data: new Uint8Array(data.buffer) });
+    const io = (name: string, dims: number[]) => ({ name, type: { tensor_type: { elem_type: 1, shape: { dim: dims.map((d) => ({ dim_value: d })) } } } });
+    const model = encodeModel({
+      ir_version: 7,
+      opset_import: [{ domain: '', version: 13 }],
+      producer_name: 'test',
+      producer_version: '1',
+      graph: {
+        name: 'gemm',
+        node: [{ op_type: 'Gemm', name: 'dense', input: ['x', 'w', 'b'], output: ['y'], attribute: [] }],
+        initializer: [f('w', [inputs, outputs], w), f('b', [outputs], b)],
+        input: [io('x', [rows, inputs])],
+        output: [io('y', [rows, outputs])],
+      },
+      metadata_props: [],
+    });
+    // Inputs far from 0 on average, so that the weights' rounding moves the outputs' means by many bias steps.
+    const x = Float32Array.from({ length: rows * inputs }, (_, i) => 2 + Math.cos(i * 0.9) * 1.5);
+    const quantize = (biasCorrection: boolean) => quantizeOnnx(model, [{ input: x, batch: rows }], { gemm: true, quantizeOutputs: false, biasCorrection });
+    const [corrected, plain] = [await quantize(true), await quantize(false)];
+    const inits = (m: Uint8Array) => new Map(decodeModel(m).graph.initializer.map((t) => [t.name, Uint8Array.from(t.raw_data).buffer]));
+    const got = inits(corrected.model);
+    const [xScale, xZero] = [new Float32Array(got.get('x/q_scale')!)[0]!, new Uint8Array(got.get('x/q_zero')!)[0]!];
+    const [q, wScale, bScale] = [new Int8Array(got.get('w/int8')!), new Float32Array(got.get('w/w_scale')!), new Float32Array(got.get('b/b_scale')!)];
+    // The mean of each input as the int8 model reads it (quantized, then dequantized), and the bias that takes back
+    // what the rounded weights add to each output's mean.
+    const mean = Array.from({ length: inputs }, (_, k) => {
+      let sum = 0;
+      for (let r = 0; r < rows; r++) sum += (Math.min(255, Math.max(0, Math.round(x[r * inputs + k]! / xScale) + xZero)) - xZero) * xScale;
+      return sum / rows;
+    });
+    const expected = Array.from(b, (bias, o) => {
+      let shift = 0;
+      for (let k = 0; k < inputs; k++) shift += (q[k * outputs + o]! * wScale[o]! - w[k * outputs + o]!) * mean[k]!;
+      return Math.round((bias - shift) / bScale[o]!);
+    });
+    expect([...new Int32Array(got.get('b/int32')!)]).toEqual(expected);
+    const uncorrected = [...new Int32Array(inits(plain.model).get('b/int32')!)];
+    expect(uncorrected).toEqual(Array.from(b, (bias, o) => Math.round(bias / bScale[o]!)));
+    expect(uncorrected.some((v, o) => Math.abs(v - expected[o]!) > 2)).toBe(true);
+  }, 60_000);
+
   it('leaves the convolutions on feature maps wider than input / int8Stride in fp32, and gives the one reading the image 7-bit weights', async () => {
     const calib = [await batchOf(calibration.slice(0, 4))];
     const convs = decodeModel(fp32).graph.node.filter((n) => n.op_type === 'Conv').map((n) => n.name);
