@@ -65,7 +65,8 @@ async function main() {
 /** Uploads the dataset and trains on it with the config: the model's id. */
 async function trainModel(t0: number): Promise<string> {
   const zip = new yazl.ZipFile();
-  for (const s of uploadSplits) for (const f of files(s)) zip.addFile(f.file, `${f.split}/${f.cls}/${path.basename(f.file)}`);
+  // Entries stored, as `graft datasets push` zips a folder: photos are compressed already.
+  for (const s of uploadSplits) for (const f of files(s)) zip.addFile(f.file, `${f.split}/${f.cls}/${path.basename(f.file)}`, { compress: false });
   zip.end();
   const body = await buffer(zip.outputStream as unknown as Readable);
   const up = await fetch(`${url}/v1/datasets?name=${encodeURIComponent(path.basename(folder))}`, {
