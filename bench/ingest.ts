@@ -1,26 +1,55 @@
-// Dataset ingestion speed: a zip and a tar.gz of ../shared/datasets/dogs-vs-cats, every image decoded.
-// Usage: tsx bench/ingest.ts [dataset folder]
+// Dataset ingestion speed: a zip and a tar.gz of ../shared/datasets/dogs-vs-cats, every image decoded, first with
+// nothing stored, then (--latency, milliseconds, comma-separated) from the zip with every image stored in the embedded
+// S3 server (npm start's) behind an HTTP proxy that holds each request that long: the latency of a store across a
+// network.
+// Usage: tsx bench/ingest.ts [dataset folder] [--latency 0,20,50]
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { ingestArchive, type ArchiveFormat } from '../services/api/src/datasets/ingest';
+import { parseArgs } from 'node:util';
+import { startEmbeddedS3 } from '@graft/devservers';
+import { Storage } from '@graft/storage';
+import { ingestArchive, type ArchiveFormat, type IngestOptions } from '../services/api/src/datasets/ingest';
+import { delayingProxy } from './delaying-proxy';
 
-const folder = path.resolve(process.argv[2] ?? path.join(import.meta.dirname, '../../shared/datasets/dogs-vs-cats'));
+const { values: args, positionals } = parseArgs({ options: { latency: { type: 'string', default: '' } }, allowPositionals: true });
+const folder = path.resolve(positionals[0] ?? path.join(import.meta.dirname, '../../shared/datasets/dogs-vs-cats'));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'graft-bench-ingest-'));
 const zip = path.join(tmp, 'd.zip');
 const tgz = path.join(tmp, 'd.tar.gz');
 execFileSync('zip', ['-qr', zip, '.'], { cwd: folder });
 execFileSync('tar', ['-czf', tgz, '.'], { cwd: folder });
 
-const runs: [string, ArchiveFormat, number][] = [[zip, 'zip', 4], [zip, 'zip', 2], [tgz, 'tar.gz', 4]];
-console.log('| archive | concurrency | images | seconds | images/s | RSS MiB |');
-console.log('| --- | --- | --- | --- | --- | --- |');
-for (const [file, fmt, concurrency] of runs) {
+async function row(label: string, file: string, fmt: ArchiveFormat, concurrency: number, put: IngestOptions['put']): Promise<void> {
   const t0 = performance.now();
-  const r = await ingestArchive(file, fmt, { put: async () => {}, concurrency });
+  const r = await ingestArchive(file, fmt, { put, concurrency });
   const s = (performance.now() - t0) / 1000;
   const rss = process.memoryUsage().rss / 2 ** 20;
-  console.log(`| ${fmt} | ${concurrency} | ${r.imageCount} | ${s.toFixed(1)} | ${(r.imageCount / s).toFixed(0)} | ${rss.toFixed(0)} |`);
+  console.log(`| ${fmt} | ${concurrency} | ${label} | ${r.imageCount} | ${s.toFixed(1)} | ${(r.imageCount / s).toFixed(0)} | ${rss.toFixed(0)} |`);
+}
+
+console.log('| archive | concurrency | stored | images | seconds | images/s | RSS MiB |');
+console.log('| --- | --- | --- | --- | --- | --- | --- |');
+const nowhere = async () => {};
+for (const [file, fmt, concurrency] of [[zip, 'zip', 4], [zip, 'zip', 2], [tgz, 'tar.gz', 4]] as const) await row('nowhere', file, fmt, concurrency, nowhere);
+const latencies = args.latency.split(',').filter(Boolean).map(Number);
+if (latencies.length) {
+  const s3Dir = path.join(tmp, 's3');
+  const s3 = await startEmbeddedS3({ dir: s3Dir });
+  let latency = 0;
+  const proxy = await delayingProxy(s3.port, () => latency);
+  try {
+    const storage = new Storage({ endpoint: `http://127.0.0.1:${proxy.port}`, bucket: 'graft', region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
+    await storage.ensureBucket();
+    for (const ms of latencies) {
+      latency = ms;
+      const prefix = `${ms}ms/`;
+      await row(`S3, ${ms} ms a request`, zip, 'zip', 4, (key, data) => storage.put(`${prefix}${key.sha256}.${key.format}`, data, `image/${key.format}`));
+    }
+  } finally {
+    proxy.close();
+    await s3.stop();
+  }
 }
 fs.rmSync(tmp, { recursive: true, force: true });

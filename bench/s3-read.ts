@@ -8,7 +8,6 @@
 //   npx tsx bench/s3-read.ts [--images 400] [--latency 0,5,20,50] [--dataset ../shared/datasets/dogs-vs-cats]
 import { readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -18,6 +17,7 @@ import { TRAINING_RESIZE_KERNEL } from '@graft/inference';
 import { Storage } from '@graft/storage';
 import { trainingInputSize } from '@graft/vision';
 import { DEFAULT_DECODE_CONCURRENCY, DEFAULT_READ_AHEAD, decodeInOrder, mapConcurrent } from '@graft/vision/preprocess';
+import { delayingProxy } from './delaying-proxy';
 
 const { values: args } = parseArgs({
   options: {
@@ -34,29 +34,6 @@ function listImages(root: string, n: number): string[] {
   const files: string[] = [];
   for (let i = 0; files.length < n && perClass.some((l) => i < l.length); i++) for (const l of perClass) if (i < l.length && files.length < n) files.push(l[i]!);
   return files;
-}
-
-/** An HTTP proxy to `port` that holds each request `latency` ms before passing it on. */
-async function delayingProxy(port: number, latency: () => number): Promise<{ port: number; close(): void }> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-  const server = http.createServer((req, res) => {
-    setTimeout(() => {
-      const upstream = http.request({ host: '127.0.0.1', port, path: req.url, method: req.method, headers: req.headers, agent }, (r) => {
-        res.writeHead(r.statusCode!, r.headers);
-        r.pipe(res);
-      });
-      upstream.on('error', (err) => res.destroy(err));
-      req.pipe(upstream);
-    }, latency());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as { port: number }).port,
-    close: () => {
-      server.close();
-      agent.destroy();
-    },
-  };
 }
 
 /** CPU milliseconds (user + system) of a process so far, from /proc. */

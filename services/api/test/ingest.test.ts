@@ -12,6 +12,7 @@ import {
   detectArchiveFileFormat,
   detectArchiveFormat,
   ingestArchive,
+  PUTS_AT_ONCE,
   type ArchiveFormat,
   type IngestResult,
   type StoredImageKey,
@@ -513,6 +514,29 @@ describe('limits', () => {
       const { error } = await ingestError(await archiveOf(format, items), format, { limits: { maxTotalBytes: total - 1 } });
       expect(error.code).toBe('ARCHIVE_TOO_LARGE');
     }
+  });
+});
+
+describe('storing', () => {
+  it('stores images apart from the decoders, so that a slow store holds none of them', async () => {
+    const items = [...(await images('cats', 12, 0)), ...(await images('dogs', 12, 20))];
+    let inFlight = 0;
+    let most = 0;
+    const stored = new Set<string>();
+    const result = await ingestArchive(await save(await zipOf(items)), 'zip', {
+      concurrency: 2,
+      put: async (key) => {
+        most = Math.max(most, ++inFlight);
+        await new Promise((r) => setTimeout(r, 30));
+        stored.add(key.sha256);
+        inFlight--;
+      },
+    });
+    expect(result.imageCount).toBe(24);
+    expect(stored.size).toBe(24);
+    // Two decoders, and more puts than that at once (at most PUTS_AT_ONCE).
+    expect(most).toBeGreaterThan(2);
+    expect(most).toBeLessThanOrEqual(PUTS_AT_ONCE);
   });
 });
 
