@@ -1,7 +1,8 @@
 // Dataset ingestion speed: a zip and a tar.gz of ../shared/datasets/dogs-vs-cats, every image decoded, first with
 // nothing stored, then (--latency, milliseconds, comma-separated) from the zip with every image stored in the embedded
 // S3 server (npm start's) behind an HTTP proxy that holds each request that long: the latency of a store across a
-// network.
+// network. At each latency too, how fast POST /v1/datasets/import downloads the same images from an S3 prefix and
+// packs them into the tar it then ingests (packPrefix).
 // Usage: tsx bench/ingest.ts [dataset folder] [--latency 0,20,50]
 import fs from 'node:fs';
 import os from 'node:os';
@@ -11,6 +12,7 @@ import { parseArgs } from 'node:util';
 import { startEmbeddedS3 } from '@graft/devservers';
 import { Storage } from '@graft/storage';
 import { ingestArchive, type ArchiveFormat, type IngestOptions } from '../services/api/src/datasets/ingest';
+import { packPrefix } from '../services/api/src/datasets/import';
 import { delayingProxy } from './delaying-proxy';
 
 const { values: args, positionals } = parseArgs({ options: { latency: { type: 'string', default: '' } }, allowPositionals: true });
@@ -46,6 +48,18 @@ if (latencies.length) {
       latency = ms;
       const prefix = `${ms}ms/`;
       await row(`S3, ${ms} ms a request`, zip, 'zip', 4, (key, data) => storage.put(`${prefix}${key.sha256}.${key.format}`, data, `image/${key.format}`));
+    }
+    console.log('\n| import from an S3 prefix | images | seconds | images/s |\n| --- | --- | --- | --- |');
+    const prefix = `${latencies[0]}ms/`;
+    let stored = 0;
+    for await (const _ of storage.listObjects(prefix)) stored++;
+    for (const ms of latencies) {
+      latency = ms;
+      const t0 = performance.now();
+      const packed = await packPrefix(storage, 'graft', prefix, { entries: 100_000, bytes: 1e10, objectBytes: 1e8 });
+      packed.cleanup();
+      const s = (performance.now() - t0) / 1000;
+      console.log(`| ${ms} ms a request | ${stored} | ${s.toFixed(1)} | ${(stored / s).toFixed(0)} |`);
     }
   } finally {
     proxy.close();

@@ -6,6 +6,10 @@ import { createDeps, type ApiDeps } from '../src/deps';
 import { parseTrainJobPayload } from '@graft/queue';
 import { testConfig, uniqueName } from '../../../test/support/services';
 import { patternDataset, zipOf, tarOf } from '../../../test/support/images';
+import { createReadStream } from 'node:fs';
+import { extract as tarExtract } from 'tar-stream';
+import type { Storage } from '@graft/storage';
+import { IMPORT_READS_AT_ONCE, packPrefix } from '../src/datasets/import';
 
 const A = 'key-tenant-a-0123456789';
 const B = 'key-tenant-b-0123456789';
@@ -260,6 +264,57 @@ describe('dataset import from S3', () => {
       }
     } finally {
       await app.close();
+      await deps.close();
+    }
+  });
+
+  it('downloads several objects at once and packs them in listing order', async () => {
+    const bucket = uniqueName('graft-test');
+    const deps = createDeps(testConfig({ S3_BUCKET: bucket }));
+    await deps.storage.ensureBucket();
+    try {
+      const entries = await patternDataset({ train: 10 }, 7);
+      for (const e of entries) await deps.storage.put(`in/${e.path}`, e.data);
+      // The real store, each read held 20 ms: how many are under way at once.
+      const source = deps.storage.forBucket(bucket);
+      let reading = 0;
+      let most = 0;
+      const slow = Object.assign(Object.create(source) as Storage, {
+        getBuffer: async (key: string) => {
+          most = Math.max(most, ++reading);
+          await new Promise((r) => setTimeout(r, 20));
+          try {
+            return await source.getBuffer(key);
+          } finally {
+            reading--;
+          }
+        },
+      });
+      const storage = { forBucket: () => slow } as unknown as Storage;
+      const packed = await packPrefix(storage, bucket, 'in/', { entries: 100, bytes: 1e9, objectBytes: 1e7 });
+      try {
+        const names: string[] = [];
+        const same: boolean[] = [];
+        const byPath = new Map(entries.map((e) => [e.path, e.data]));
+        const extract = tarExtract();
+        extract.on('entry', (header, stream, next) => {
+          const chunks: Buffer[] = [];
+          stream.on('data', (c: unknown) => chunks.push(c as Buffer));
+          stream.on('end', () => {
+            names.push(header.name);
+            same.push(Buffer.concat(chunks).equals(byPath.get(header.name)!));
+            next();
+          });
+        });
+        await new Promise<void>((resolve, reject) => createReadStream(packed.file).pipe(extract).on('finish', resolve).on('error', reject));
+        expect(names).toEqual(entries.map((e) => e.path).sort());
+        expect(same.every(Boolean)).toBe(true);
+        expect(most).toBeGreaterThan(1);
+        expect(most).toBeLessThanOrEqual(IMPORT_READS_AT_ONCE);
+      } finally {
+        packed.cleanup();
+      }
+    } finally {
       await deps.close();
     }
   });
