@@ -588,6 +588,26 @@ describe('failures after storing began', () => {
     expect(error.details?.written).toHaveLength(store.calls);
     expect(store.calls).toBeLessThan(12);
   });
+
+  it('ends as ABORTED when the abort comes after the archive was read, while images are still being stored', async () => {
+    const items = [...(await images('cats', 6, 0)), ...(await images('dogs', 6, 10))];
+    const controller = new AbortController();
+    let puts = 0;
+    const error = await ingestArchive(await save(await zipOf(items)), 'zip', {
+      signal: controller.signal,
+      put: async () => {
+        // Slow puts: every image is read and decoded long before the second put ends.
+        await new Promise((r) => setTimeout(r, 40));
+        if (++puts === 2) controller.abort();
+      },
+    }).then(
+      () => expect.unreachable('the ingest should fail'),
+      (e: unknown) => e as IngestError,
+    );
+    expect(error).toBeInstanceOf(IngestError);
+    expect(error.code).toBe('ABORTED');
+    expect(error.details?.written?.length).toBeGreaterThanOrEqual(puts);
+  });
 });
 
 describe('archive format', () => {

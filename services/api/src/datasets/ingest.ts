@@ -360,6 +360,8 @@ async function storeImages(
   await puts.drain();
   if (pool.failure) throw pool.failure.error;
   if (puts.failure) throw puts.failure.error;
+  // An abort after the archive was read leaves the puts still queued undone: the ingest is not complete.
+  signal?.throwIfAborted();
   accepted.sort((a, b) => a.order - b.order);
   rejected.sort((a, b) => a.order - b.order);
   return { images: accepted.map((a) => a.image), rejected, duplicates, crossDuplicates };
