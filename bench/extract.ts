@@ -15,7 +15,7 @@
 // of the last row (what the pipeline spends beyond those two is the difference).
 //
 //   npx tsx bench/extract.ts [--images 320] [--batch 32] [--threads <cores>] [--size 288] [--skip-tfjs]
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -30,6 +30,7 @@ import { decodeInOrder, PREPROCESSING } from '@graft/vision/preprocess';
 import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeOnnx, SessionHost, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
 import { cosineSimilarity } from '@graft/inference/similarity';
 import { coreScaling, describeScaling, targetLine } from './machine';
+import { interleavedFiles } from './splits';
 
 // The heap's growth set as a training process sets it (GRAFT_HEAP_GROWTH_PERCENT): the last row is extraction as a job
 // runs it, and with V8's own growth its many large buffers made it 10% slower (full collections).
@@ -56,18 +57,6 @@ const PIXELS = SIZE * SIZE * 3;
 const imageCount = Number(args.images);
 const batchSize = Number(args.batch);
 const threads = Number(args.threads);
-
-async function listImages(n: number): Promise<string[]> {
-  const classes = (await readdir(IMAGES_DIR)).sort();
-  const perClass = await Promise.all(classes.map(async (c) => (await readdir(join(IMAGES_DIR, c))).sort().map((f) => join(IMAGES_DIR, c, f))));
-  const files: string[] = [];
-  for (let i = 0; files.length < n; i++) {
-    const before = files.length;
-    for (const list of perClass) if (i < list.length && files.length < n) files.push(list[i]);
-    if (files.length === before) break;
-  }
-  return files;
-}
 
 /**
  * Decodes and resizes a batch of JPEGs as training does (decodeImage with the training resize filter) into one NHWC
@@ -175,7 +164,7 @@ async function main(): Promise<void> {
   const shards = await Promise.all(modelJson.weightsManifest.flatMap((g) => g.paths).map((p) => readFile(join(MODEL_DIR, p))));
   const weights = Buffer.concat(shards);
 
-  const files = await listImages(imageCount);
+  const files = interleavedFiles(IMAGES_DIR, imageCount);
   const batches = batchesOf(files, batchSize);
   const sizes = batches.map((b) => b.length);
   setTopologyInputSize(modelJson.modelTopology, SIZE);

@@ -9,11 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { startEmbeddedS3 } from '@graft/devservers';
-import { Storage } from '@graft/storage';
 import { ingestArchive, type ArchiveFormat, type IngestOptions } from '../services/api/src/datasets/ingest';
 import { packPrefix } from '../services/api/src/datasets/import';
-import { delayingProxy } from './delaying-proxy';
+import { slowEmbeddedS3 } from './delaying-proxy';
 
 const { values: args, positionals } = parseArgs({ options: { latency: { type: 'string', default: '' } }, allowPositionals: true });
 const folder = path.resolve(positionals[0] ?? path.join(import.meta.dirname, '../../shared/datasets/dogs-vs-cats'));
@@ -37,15 +35,10 @@ const nowhere = async () => {};
 for (const [file, fmt, concurrency] of [[zip, 'zip', 4], [zip, 'zip', 2], [tgz, 'tar.gz', 4]] as const) await row('nowhere', file, fmt, concurrency, nowhere);
 const latencies = args.latency.split(',').filter(Boolean).map(Number);
 if (latencies.length) {
-  const s3Dir = path.join(tmp, 's3');
-  const s3 = await startEmbeddedS3({ dir: s3Dir });
-  let latency = 0;
-  const proxy = await delayingProxy(s3.port, () => latency);
+  const { storage, setLatency, close } = await slowEmbeddedS3(path.join(tmp, 's3'));
   try {
-    const storage = new Storage({ endpoint: `http://127.0.0.1:${proxy.port}`, bucket: 'graft', region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
-    await storage.ensureBucket();
     for (const ms of latencies) {
-      latency = ms;
+      setLatency(ms);
       const prefix = `${ms}ms/`;
       await row(`S3, ${ms} ms a request`, zip, 'zip', 4, (key, data) => storage.put(`${prefix}${key.sha256}.${key.format}`, data, `image/${key.format}`));
     }
@@ -54,7 +47,7 @@ if (latencies.length) {
     let stored = 0;
     for await (const _ of storage.listObjects(prefix)) stored++;
     for (const ms of latencies) {
-      latency = ms;
+      setLatency(ms);
       const t0 = performance.now();
       const packed = await packPrefix(storage, 'graft', prefix, { entries: 100_000, bytes: 1e10, objectBytes: 1e8 });
       packed.cleanup();
@@ -62,8 +55,7 @@ if (latencies.length) {
       console.log(`| ${ms} ms a request | ${stored} | ${s.toFixed(1)} | ${(stored / s).toFixed(0)} |`);
     }
   } finally {
-    proxy.close();
-    await s3.stop();
+    await close();
   }
 }
 fs.rmSync(tmp, { recursive: true, force: true });

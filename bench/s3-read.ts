@@ -6,18 +6,17 @@
 // decoding, and the proxy) and of the storage server.
 //
 //   npx tsx bench/s3-read.ts [--images 400] [--latency 0,5,20,50] [--dataset ../shared/datasets/dogs-vs-cats]
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { resolveConfig } from '@graft/contract';
-import { startEmbeddedS3 } from '@graft/devservers';
 import { TRAINING_RESIZE_KERNEL } from '@graft/inference';
-import { Storage } from '@graft/storage';
 import { trainingInputSize } from '@graft/vision';
 import { DEFAULT_DECODE_CONCURRENCY, DEFAULT_READ_AHEAD, decodeInOrder, mapConcurrent } from '@graft/vision/preprocess';
-import { delayingProxy } from './delaying-proxy';
+import { slowEmbeddedS3 } from './delaying-proxy';
+import { interleavedFiles } from './splits';
 
 const { values: args } = parseArgs({
   options: {
@@ -28,14 +27,6 @@ const { values: args } = parseArgs({
 });
 const SIZE = trainingInputSize(resolveConfig({}));
 
-function listImages(root: string, n: number): string[] {
-  const dir = join(root, 'train');
-  const perClass = readdirSync(dir).sort().map((c) => readdirSync(join(dir, c)).sort().map((f) => join(dir, c, f)));
-  const files: string[] = [];
-  for (let i = 0; files.length < n && perClass.some((l) => i < l.length); i++) for (const l of perClass) if (i < l.length && files.length < n) files.push(l[i]!);
-  return files;
-}
-
 /** CPU milliseconds (user + system) of a process so far, from /proc. */
 function processCpuMs(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
@@ -43,33 +34,28 @@ function processCpuMs(pid: number): number {
 }
 
 async function main(): Promise<void> {
-  const files = listImages(args.dataset, Number(args.images));
+  const files = interleavedFiles(join(args.dataset, 'train'), Number(args.images));
   const dir = await mkdtemp(join(tmpdir(), 'graft-s3-read-'));
-  const s3 = await startEmbeddedS3({ dir });
-  let latency = 0;
-  const proxy = await delayingProxy(s3.port, () => latency);
+  const { storage, server, setLatency, close } = await slowEmbeddedS3(dir);
   try {
-    const storage = new Storage({ endpoint: `http://127.0.0.1:${proxy.port}`, bucket: 'graft', region: 'us-east-1', accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER', forcePathStyle: true });
-    await storage.ensureBucket();
     await mapConcurrent(files, 16, async (f, i) => storage.put(`images/${i}`, await readFile(f), 'image/jpeg'));
     const warm = Math.min(files.length, 16); // the decoders' first calls are not timed
     await Promise.all(decodeInOrder(warm, (i) => storage.getBuffer(`images/${i}`), SIZE, { kernel: TRAINING_RESIZE_KERNEL }));
     console.log(`${files.length} images of ${args.dataset} read from the embedded S3 server through a delaying proxy and decoded to ${SIZE} px; decoding ${DEFAULT_DECODE_CONCURRENCY} at a time`);
     console.log('\n| latency | reads ahead | images/s | CPU ms an image (this process, the proxy included) | CPU ms an image (storage server) |\n| --- | --- | --- | --- | --- |');
     for (const ms of args.latency.split(',').map(Number)) {
-      latency = ms;
+      setLatency(ms);
       for (const readAhead of [DEFAULT_READ_AHEAD, DEFAULT_DECODE_CONCURRENCY]) {
-        const [cpu, server, t] = [process.cpuUsage(), processCpuMs(s3.process.pid!), performance.now()];
+        const [cpu, serverCpu, t] = [process.cpuUsage(), processCpuMs(server.process.pid!), performance.now()];
         await Promise.all(decodeInOrder(files.length, (i) => storage.getBuffer(`images/${i}`), SIZE, { kernel: TRAINING_RESIZE_KERNEL, readAhead }));
         const seconds = (performance.now() - t) / 1000;
         const own = process.cpuUsage(cpu);
         const perImage = (msTotal: number) => (msTotal / files.length).toFixed(2);
-        console.log(`| ${ms} ms | ${readAhead} | ${(files.length / seconds).toFixed(0)} | ${perImage((own.user + own.system) / 1000)} | ${perImage(processCpuMs(s3.process.pid!) - server)} |`);
+        console.log(`| ${ms} ms | ${readAhead} | ${(files.length / seconds).toFixed(0)} | ${perImage((own.user + own.system) / 1000)} | ${perImage(processCpuMs(server.process.pid!) - serverCpu)} |`);
       }
     }
   } finally {
-    proxy.close();
-    await s3.stop();
+    await close();
     await rm(dir, { recursive: true, force: true });
   }
 }

@@ -19,6 +19,14 @@ export function listSplit(dir: string, labels: string[]): ImageRef[] {
   return refs;
 }
 
+/** The first `n` files of a class-per-folder directory, the classes taken in turn (each sorted by name). */
+export function interleavedFiles(dir: string, n: number): string[] {
+  const perClass = readdirSync(dir).sort().map((c) => readdirSync(join(dir, c)).sort().map((f) => join(dir, c, f)));
+  const files: string[] = [];
+  for (let i = 0; files.length < n && perClass.some((l) => i < l.length); i++) for (const l of perClass) if (i < l.length && files.length < n) files.push(l[i]!);
+  return files;
+}
+
 /**
  * What train() takes for a dataset folder besides the config, labels, splits and callbacks: images read by path,
  * the backbones from `models`, and the training settings of the environment as the worker takes them.
