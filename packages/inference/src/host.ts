@@ -1,6 +1,7 @@
 // What serving needs of ONNX Runtime sessions, wherever they run: in worker threads (session-host.ts) or on the
 // calling thread (local-host.ts).
 import type { PixelTransform } from './image';
+import type { InputType } from './session';
 
 export interface RunOptions {
   /** Whether a whole input buffer may be moved to the worker thread instead of copied (default true). */
@@ -42,6 +43,11 @@ export interface HostedSession {
   readonly provider: string;
   /** One sample's input shape (no batch dimension). */
   readonly inputShape: readonly number[];
+  /**
+   * What the opened model reads: 'uint8' where it reads 8-bit pixels as they are (a model quantized on the pixel grid
+   * of the transform given to open(), pixel-input.ts), else 'float32'.
+   */
+  readonly inputType: InputType;
   /** One sample's output shape (no batch dimension; -1 where only known at run time). */
   readonly outputShape: readonly number[];
   /** Worker threads the session is open in: how many runs can go at once. */
@@ -50,7 +56,8 @@ export interface HostedSession {
   readonly alive: boolean;
   /**
    * Runs `batch` samples laid out one after the other. A Uint8Array holds RGB pixels, normalised in the worker
-   * per the transform given to open(); a Float32Array is the model input itself. The input buffer is
+   * per the transform given to open() (or read as they are, inputType 'uint8'); a Float32Array is the network input
+   * (put back on the pixel grid for a model that reads pixels). The input buffer is
    * transferred to the worker (do not use it afterwards) unless `transfer` is false, when it is copied.
    * Runs are computed in the order they were asked for.
    */

@@ -1,8 +1,8 @@
 // The SessionHost interface served on the calling thread, for where worker threads cannot start: ONNX Runtime still
 // answers, but each run blocks the caller's event loop while it computes.
-import { normalizeInto, type PixelTransform } from './image';
+import type { PixelTransform } from './image';
 import { exportOnnx } from './onnx-export';
-import { createSession } from './session';
+import { openForPixels, SessionInput } from './pixel-input';
 import type { HostedSession, SessionHostLike } from './host';
 
 export class LocalSessionHost implements SessionHostLike {
@@ -15,23 +15,19 @@ export class LocalSessionHost implements SessionHostLike {
   }
 
   async open(onnx: Uint8Array, opts: { transform?: PixelTransform } = {}): Promise<HostedSession> {
-    const model = await createSession(onnx, { threads: this.intraOpThreads });
     const transform = opts.transform ?? null;
+    const model = await openForPixels(onnx, this.intraOpThreads, transform);
+    // Runs may overlap here: each converts into a buffer of its own.
+    const inputs = new SessionInput(model, transform, false);
     return {
       provider: model.executionProvider,
+      inputType: model.inputType,
       inputShape: model.inputShape,
       outputShape: model.outputShape,
       parallelism: 1,
       alive: true,
       async run(input, batch, opts) {
-        let x: Float32Array;
-        if (input instanceof Float32Array) x = input;
-        else {
-          if (!transform) throw new Error('the session takes float32 input');
-          x = new Float32Array(input.length);
-          normalizeInto(input, transform, x);
-        }
-        const output = await model.run(x, batch);
+        const output = await model.run(inputs.of(input), batch);
         opts?.giveBack?.(input);
         return output;
       },

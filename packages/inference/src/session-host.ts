@@ -6,6 +6,7 @@
 import { WorkerRpc } from './worker-thread';
 import type { HostedSession, RunOptions, SessionHostLike } from './host';
 import type { PixelTransform } from './image';
+import type { InputType } from './session';
 import type { HostReply, HostRequest } from './session-worker';
 
 export interface SessionHostOptions {
@@ -68,7 +69,10 @@ export class SessionHost implements SessionHostLike {
     return reply.onnx;
   }
 
-  /** Opens an ONNX model in every worker; `transform` normalises RGB pixel input. */
+  /**
+   * Opens an ONNX model in every worker; `transform` normalises RGB pixel input, and a model quantized on its pixel
+   * grid opens to read the pixels as they are (pixel-input.ts).
+   */
   async open(onnx: Uint8Array, opts: { transform?: PixelTransform } = {}): Promise<HostedSession> {
     const threads = await this.pool();
     type Opened = Extract<HostReply, { type: 'opened' }>;
@@ -82,7 +86,7 @@ export class SessionHost implements SessionHostLike {
     }
     const sessions = (opened as PromiseFulfilledResult<Opened>[]).map((o, i) => ({ thread: threads[i]!, session: o.value.session }));
     const first = (opened[0] as PromiseFulfilledResult<Opened>).value;
-    return new PooledSession(sessions, first.provider, first.inputShape, first.outputShape);
+    return new PooledSession(sessions, first.provider, first.inputType, first.inputShape, first.outputShape);
   }
 
   /** Stops the worker threads; sessions opened in them stop working. May be called more than once. */
@@ -101,6 +105,7 @@ class PooledSession implements HostedSession {
   constructor(
     private readonly sessions: { thread: HostThread; session: number }[],
     readonly provider: string,
+    readonly inputType: InputType,
     readonly inputShape: readonly number[],
     readonly outputShape: readonly number[],
   ) {

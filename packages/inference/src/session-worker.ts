@@ -1,17 +1,19 @@
 // The worker thread behind session-host.ts: it owns ONNX Runtime sessions and runs them. onnxruntime-node runs a
 // session synchronously on the thread that calls run(), so here it blocks this thread instead of the event loop
-// of the server that asked. Pixels arrive as 8-bit RGB and are normalised here, off the main thread too.
+// of the server that asked. Pixels arrive as 8-bit RGB and are normalised here, off the main thread too, or read as
+// they are by a model quantized on their grid (pixel-input.ts).
 //
 // It also converts TF.js layers models to ONNX, which takes a while for a large model.
 //
 // In: {type: 'convert', id, modelJson, weights}; {type: 'open', id, onnx, threads, transform};
 // {type: 'run', id, session, input, batch}; {type: 'close', id, session}.
-// Out: {type: 'ready'} once; then per request {type: 'converted', id, onnx}, {type: 'opened', id, session, provider,
+// Out: {type: 'ready'} once; then per request {type: 'converted', id, onnx}, {type: 'opened', id, session, provider, inputType,
 // inputShape, outputShape}, {type: 'result', id, output} or {type: 'closed', id}; or {type: 'error', id, name, message}.
 import { parentPort } from 'node:worker_threads';
-import { createSession, type OrtModel } from './session';
-import { normalizeInto, type PixelTransform } from './image';
+import type { PixelTransform } from './image';
 import { exportOnnx } from './onnx-export';
+import { openForPixels, SessionInput } from './pixel-input';
+import type { InputType, OrtModel } from './session';
 
 export type HostRequest =
   | { type: 'convert'; id: number; modelJson: object; weights: Uint8Array }
@@ -27,6 +29,7 @@ export type HostReply =
       id: number;
       session: number;
       provider: string;
+      inputType: InputType;
       inputShape: number[];
       outputShape: number[];
     }
@@ -36,13 +39,10 @@ export type HostReply =
   | { type: 'error'; id: number; name: string; message: string };
 
 const port = parentPort!;
-const sessions = new Map<number, { model: OrtModel; transform: PixelTransform | null }>();
+const sessions = new Map<number, { model: OrtModel; input: SessionInput }>();
 let nextSession = 1;
 // Requests are served one after another in arrival order.
 let chain: Promise<void> = Promise.resolve();
-// Pixels are normalised into this, kept from run to run (one run at a time here): a batch of 16 at 288 px is 16 MB
-// of float32, which allocated per run kept the collector and the kernel's page zeroing busy.
-let normalized = new Float32Array(0);
 
 async function handle(msg: HostRequest): Promise<void> {
   if (msg.type === 'convert') {
@@ -56,14 +56,17 @@ async function handle(msg: HostRequest): Promise<void> {
   }
   if (msg.type === 'open') {
     try {
-      const model = await createSession(msg.onnx, { threads: msg.threads });
+      const model = await openForPixels(msg.onnx, msg.threads, msg.transform);
       const session = nextSession++;
-      sessions.set(session, { model, transform: msg.transform });
+      // Pixels are normalised into one buffer kept from run to run (one run at a time here): a batch of 16 at 288 px is
+      // 16 MB of float32, which allocated per run kept the collector and the kernel's page zeroing busy.
+      sessions.set(session, { model, input: new SessionInput(model, msg.transform, true) });
       post({
         type: 'opened',
         id: msg.id,
         session,
         provider: model.executionProvider,
+        inputType: model.inputType,
         inputShape: [...model.inputShape],
         outputShape: [...model.outputShape],
       });
@@ -83,16 +86,7 @@ async function handle(msg: HostRequest): Promise<void> {
   try {
     const s = sessions.get(msg.session);
     if (!s) throw new Error('the ONNX Runtime session is closed');
-    let input: Float32Array;
-    if (msg.input instanceof Float32Array) {
-      input = msg.input;
-    } else {
-      if (!s.transform) throw new Error('the session takes float32 input');
-      if (normalized.length < msg.input.length) normalized = new Float32Array(msg.input.length);
-      input = normalized.subarray(0, msg.input.length);
-      normalizeInto(msg.input, s.transform, input);
-    }
-    const output = await s.model.run(input, msg.batch);
+    const output = await s.model.run(s.input.of(msg.input), msg.batch);
     // The output may be a view on a larger buffer: send exactly its values.
     const own = output.byteOffset === 0 && output.byteLength === output.buffer.byteLength ? output : output.slice();
     // A lent input goes back with the output (its whole buffer) for the caller to fill again.

@@ -8,6 +8,7 @@ import type * as Ort from 'onnxruntime-node';
 
 type OrtModule = typeof Ort;
 export type ExecutionProvider = 'cuda' | 'cpu';
+export type InputType = 'float32' | 'uint8';
 
 export interface SessionOptions {
   /** Intra-op threads; default: the number of cores. */
@@ -28,12 +29,17 @@ export interface OrtModel {
   readonly executionProvider: ExecutionProvider;
   readonly inputName: string;
   readonly outputName: string;
+  /** What the input holds: float32 values, or uint8 pixels (a model rewritten by pixelInputModel). */
+  readonly inputType: InputType;
   /** Input shape of one sample (without the batch dimension), NHWC for converted convnets. */
   readonly inputShape: readonly number[];
   /** Output shape of one sample (without the batch dimension); entries may be -1 when only known at run time. */
   readonly outputShape: readonly number[];
-  /** Runs `batch` samples laid out one after the other in `input`; returns the outputs in the same order. */
-  run(input: Float32Array, batch: number): Promise<Float32Array>;
+  /**
+   * Runs `batch` samples laid out one after the other in `input` (a Float32Array or a Uint8Array as inputType says);
+   * returns the outputs in the same order.
+   */
+  run(input: Float32Array | Uint8Array, batch: number): Promise<Float32Array>;
   /** Releases the native session; later runs reject. May be called more than once. */
   dispose(): Promise<void>;
 }
@@ -78,9 +84,9 @@ function cudaUsable(ort: OrtModule): boolean {
   }
 }
 
-function dimsOf(meta: Ort.InferenceSession.ValueMetadata | undefined, what: string): number[] {
+function dimsOf(meta: Ort.InferenceSession.ValueMetadata | undefined, what: string, types: readonly string[] = ['float32']): number[] {
   if (!meta || !meta.isTensor) throw new Error(`the model's ${what} is not a tensor`);
-  if (meta.type !== 'float32') throw new Error(`the model's ${what} is ${meta.type}, expected float32`);
+  if (!types.includes(meta.type)) throw new Error(`the model's ${what} is ${meta.type}, expected ${types.join(' or ')}`);
   return meta.shape.slice(1).map((d) => (typeof d === 'number' ? d : -1));
 }
 
@@ -126,6 +132,7 @@ class OrtSessionModel implements OrtModel {
   readonly outputName: string;
   readonly inputShape: readonly number[];
   readonly outputShape: readonly number[];
+  readonly inputType: InputType;
   private readonly sampleSize: number;
   private disposed = false;
 
@@ -139,19 +146,23 @@ class OrtSessionModel implements OrtModel {
     }
     this.inputName = session.inputNames[0];
     this.outputName = session.outputNames[0];
-    this.inputShape = dimsOf(session.inputMetadata[0], 'input');
+    this.inputShape = dimsOf(session.inputMetadata[0], 'input', ['float32', 'uint8']);
+    this.inputType = (session.inputMetadata[0] as { type: InputType }).type;
     this.outputShape = dimsOf(session.outputMetadata[0], 'output');
     if (this.inputShape.some((d) => d < 0)) throw new Error(`the model's input shape [${this.inputShape}] is not fixed`);
     this.sampleSize = this.inputShape.reduce((a, b) => a * b, 1);
   }
 
-  async run(input: Float32Array, batch: number): Promise<Float32Array> {
+  async run(input: Float32Array | Uint8Array, batch: number): Promise<Float32Array> {
     if (this.disposed) throw new Error('the ONNX Runtime session has been disposed');
+    if ((input instanceof Uint8Array ? 'uint8' : 'float32') !== this.inputType) {
+      throw new TypeError(`the model takes ${this.inputType === 'uint8' ? '8-bit pixels (a Uint8Array)' : 'float32 values'}`);
+    }
     if (!Number.isInteger(batch) || batch < 1) throw new RangeError(`batch must be a positive integer, got ${batch}`);
     if (input.length !== batch * this.sampleSize) {
       throw new RangeError(`input has ${input.length} values; batch ${batch} of [${this.inputShape}] needs ${batch * this.sampleSize}`);
     }
-    const tensor = new this.ort.Tensor('float32', input, [batch, ...this.inputShape]);
+    const tensor = input instanceof Uint8Array ? new this.ort.Tensor('uint8', input, [batch, ...this.inputShape]) : new this.ort.Tensor('float32', input, [batch, ...this.inputShape]);
     const results = await this.session.run({ [this.inputName]: tensor });
     const output = results[this.outputName];
     const data = output.data as Float32Array;
