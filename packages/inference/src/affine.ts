@@ -33,24 +33,34 @@ export function affineInReach(m: ArrayLike<number>, height: number, width: numbe
 }
 
 /**
- * Resamples `src` (height x width x 3 bytes, row-major) into `out` (as many float32 values): output pixel (x, y) reads
- * the input at (m[0]·x + m[1]·y + m[2], m[3]·x + m[4]·y + m[5]).
+ * Resamples `src` (height x width x 3 bytes, row-major) into `out` (as many values): output pixel (x, y) reads the
+ * input at (m[0]·x + m[1]·y + m[2], m[3]·x + m[4]·y + m[5]). Into bytes, each float32 value is rounded as pixelByte
+ * rounds it.
  */
-export function affineRgb(src: Uint8Array, height: number, width: number, m: ArrayLike<number>, o: AffineOptions, out: Float32Array): void {
+export function affineRgb(src: Uint8Array, height: number, width: number, m: ArrayLike<number>, o: AffineOptions, out: Float32Array | Uint8Array): void {
   const n = height * width * 3;
   if (src.length !== n || out.length !== n) throw new RangeError(`expected ${height}x${width}x3 = ${n} values, got ${src.length} in and ${out.length} out`);
   if (m.length !== 6) throw new RangeError(`expected 6 coefficients, got ${m.length}`);
   const mode = FILL_MODES.indexOf(o.fillMode);
   if (mode < 0) throw new RangeError(`unknown fill mode ${o.fillMode}`);
   if (!affineInReach(m, height, width)) throw new RangeError('the transform maps the image too far for 32-bit pixel indices');
+  const bytes = out instanceof Uint8Array;
   withPixelKernels((k, scratch) => {
     const srcAt = scratch.take(n);
-    const outAt = scratch.take(n * 4);
+    const outAt = scratch.take(n * out.BYTES_PER_ELEMENT);
     const mAt = scratch.take(6 * 8);
     const buffer = scratch.ready();
     new Uint8Array(buffer, srcAt, n).set(src);
     new Float64Array(buffer, mAt, 6).set(m);
-    k.affine_u8(srcAt, height, width, outAt, mAt, mode, o.cval, o.bilinear ? 1 : 0);
-    out.set(new Float32Array(buffer, outAt, n));
+    (bytes ? k.affine_u8_u8 : k.affine_u8)(srcAt, height, width, outAt, mAt, mode, o.cval, o.bilinear ? 1 : 0);
+    out.set(bytes ? new Uint8Array(buffer, outAt, n) : new Float32Array(buffer, outAt, n));
   });
+}
+
+/** A resampled value as a pixel: the float32 value rounded to the nearest integer, halves to even, clamped to 0..255. */
+export function pixelByte(v: number): number {
+  const f = Math.fround(v);
+  let r = Math.round(f);
+  if (r - f === 0.5 && r % 2 !== 0) r -= 1;
+  return r <= 0 ? 0 : r > 255 ? 255 : r;
 }

@@ -12,6 +12,8 @@ export interface PixelKernels {
   normalize_u8(src: number, out: number, pixels: number, norm: number, bgr: number): void;
   normalize_f32(src: number, out: number, pixels: number, norm: number, bgr: number): void;
   affine_u8(src: number, height: number, width: number, out: number, m: number, mode: number, cval: number, bilinear: number): void;
+  /** affine_u8 into bytes (each value rounded half to even, clamped to 0..255). */
+  affine_u8_u8(src: number, height: number, width: number, out: number, m: number, mode: number, cval: number, bilinear: number): void;
   to_half(src: number, out: number, n: number): void;
   from_half(src: number, out: number, n: number): void;
   jpeg_header(src: number, length: number, info: number): number;

@@ -9,7 +9,7 @@
 // Two deliberate differences from Keras: the centre is the exact pixel centre ((n-1)/2; Keras uses n/2 + 0.5,
 // which shifts every transform by one pixel), and the height shift moves rows and the width shift columns
 // (Keras, after its axis swap, applies the height-range shift along the columns).
-import { affineInReach, affineRgb } from '@graft/inference/affine';
+import { affineInReach, affineRgb, pixelByte } from '@graft/inference/affine';
 import type { Rng } from './random';
 import { uniform } from './random';
 
@@ -173,6 +173,30 @@ export interface ApplyOptions {
   out?: Float32Array;
 }
 
+function affineOptions(opts: ApplyOptions): { fillMode: FillMode; cval: number; bilinear: boolean } {
+  return { fillMode: opts.fillMode ?? 'nearest', cval: opts.cval ?? 0, bilinear: (opts.interpolation ?? 'bilinear') === 'bilinear' };
+}
+
+/**
+ * applyTransform of an 8-bit RGB image into 8-bit pixels (what a frozen model in int8 reads, FrozenModel.pixels):
+ * each resampled value rounded to the nearest integer, halves to even (pixelByte of @graft/inference affine.ts).
+ */
+export function applyTransformToPixels(src: Uint8Array, height: number, width: number, t: AffineTransform, opts: Omit<ApplyOptions, 'out'>, out: Uint8Array): void {
+  const n = height * width * 3;
+  if (src.length !== n || out.length !== n) throw new RangeError(`expected ${height}x${width}x3 = ${n} values, got ${src.length} in and ${out.length} out`);
+  if (isIdentity(t)) {
+    out.set(src);
+    return;
+  }
+  const m = transformMatrix(t, height, width);
+  if (affineInReach(m, height, width)) {
+    affineRgb(src, height, width, m, affineOptions(opts), out);
+    return;
+  }
+  const values = applyTransform(src, height, width, 3, t, opts);
+  for (let i = 0; i < n; i++) out[i] = pixelByte(values[i]!);
+}
+
 /** Resamples an HxWxC image (channels last) under transform t. */
 export function applyTransform(
   src: ArrayLike<number>,
@@ -189,9 +213,7 @@ export function applyTransform(
     for (let i = 0; i < n; i++) out[i] = src[i]!;
     return out;
   }
-  const mode = opts.fillMode ?? 'nearest';
-  const cval = opts.cval ?? 0;
-  const bilinear = (opts.interpolation ?? 'bilinear') === 'bilinear';
+  const { fillMode: mode, cval, bilinear } = affineOptions(opts);
   const m = transformMatrix(t, height, width);
   if (channels === 3 && src instanceof Uint8Array && affineInReach(m, height, width)) {
     // Decoded images, what training augments: the same arithmetic in WebAssembly, the same bits.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { applyTransform, augmentImage, IDENTITY_TRANSFORM, sampleTransform, type AffineTransform } from '../src/augment';
+import { applyTransform, applyTransformToPixels, augmentImage, IDENTITY_TRANSFORM, sampleTransform, type AffineTransform } from '../src/augment';
 import { createRng } from '../src/random';
-import { affineInReach } from '@graft/inference/affine';
+import { affineInReach, pixelByte } from '@graft/inference/affine';
 
 /** A 1-channel H x W image whose pixel (r, c) holds r * 100 + c (distinct values). */
 function coords(h: number, w: number): Float32Array {
@@ -218,5 +218,35 @@ describe('applyTransform on 8-bit RGB images (WebAssembly)', () => {
     expect(Array.from(far)).toEqual(Array.from(applyTransform(Array.from(bytes), 4, 5, 3, t({ shiftX: 1e12 }))));
     expect(affineInReach([1, 0, 1e12, 0, 1, 0], 4, 5)).toBe(false);
     expect(affineInReach([1, 0, 3, 0, 1, -2], 4, 5)).toBe(true);
+  });
+});
+
+describe('applyTransformToPixels', () => {
+  it('gives each float value of applyTransform rounded to the nearest pixel value, halves to even, clamped to 0..255', () => {
+    const [h, w] = [11, 14];
+    const bytes = Uint8Array.from({ length: h * w * 3 }, (_, i) => (i * 53 + (i % 5) * 71) & 0xff);
+    const rng = createRng(5);
+    const drawn = Array.from({ length: 10 }, () => sampleTransform({ rotationRange: 90, widthShiftRange: 0.4, shearRange: 20, zoomRange: 0.4, horizontalFlip: true }, h, w, rng));
+    // Half-pixel shifts average two neighbours: values that end in .5 (ties); a far shift goes through the JavaScript loop.
+    const transforms = [...drawn, t({ shiftX: 0.5 }), t({ shiftY: -0.5, flipVertical: true }), t({ shiftX: 1e12 }), IDENTITY_TRANSFORM];
+    let ties = 0;
+    for (const fillMode of ['nearest', 'constant', 'reflect'] as const) {
+      for (const interpolation of ['bilinear', 'nearest'] as const) {
+        // cval past both ends: clamped.
+        for (const cval of [300, -4]) {
+          for (const tr of transforms) {
+            const opts = { fillMode, cval, interpolation };
+            const values = applyTransform(bytes, h, w, 3, tr, opts);
+            const out = new Uint8Array(values.length);
+            applyTransformToPixels(bytes, h, w, tr, opts, out);
+            expect(Array.from(out), `${fillMode} ${interpolation} ${cval} ${JSON.stringify(tr)}`).toEqual(Array.from(values, pixelByte));
+            ties += values.filter((v) => v % 1 === 0.5).length;
+          }
+        }
+      }
+    }
+    expect(ties).toBeGreaterThan(100);
+    expect([pixelByte(2.5), pixelByte(3.5), pixelByte(254.7), pixelByte(300), pixelByte(-0.4), pixelByte(-3)]).toEqual([2, 4, 255, 255, 0, 0]);
+    expect(() => applyTransformToPixels(bytes, h, w, IDENTITY_TRANSFORM, {}, new Uint8Array(5))).toThrow(RangeError);
   });
 });

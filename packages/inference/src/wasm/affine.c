@@ -1,7 +1,8 @@
 // The arithmetic of Graft's augmentation resampling (applyTransform in @graft/vision's augment.ts) for 8-bit RGB
 // images: each output pixel (x, y) reads the input at (a*x + b*y + c, d*x + e*y + f), bilinearly or at the nearest
 // pixel, coordinates outside the image mapped back by the fill mode. The same float64 operations in the same order as
-// the JavaScript, rounded to float32 at the end, so both give the same bits.
+// the JavaScript, rounded to float32 at the end, so both give the same bits. affine_u8_u8 writes bytes instead: each
+// float32 value rounded to the nearest integer, halves to even, clamped to 0..255 (the pixels a model in int8 reads).
 #include <stdint.h>
 
 #define EPS 1e-6
@@ -26,26 +27,37 @@ static double js_round(double x) {
   return r;
 }
 
-// `m`: the six float64 coefficients a, b, c, d, e, f. `out`: height * width * 3 float32.
-__attribute__((export_name("affine_u8")))
-void affine_u8(const uint8_t *src, int height, int width, float *out, const double *m, int mode, double cval, int bilinear) {
+// Value i of the output: float32, or (bytes) the float32 value rounded half to even and clamped to 0..255.
+static inline __attribute__((always_inline)) void put(void *out, int i, double v, int bytes) {
+  const float f = (float)v;
+  if (!bytes) {
+    ((float *)out)[i] = f;
+    return;
+  }
+  // Clamped, then rounded by adding 1.5 * 2^23: the sum's low mantissa bits are the integer, rounded half to even as
+  // every float32 addition rounds (without a float-to-int conversion, whose range checks cost more than the rest).
+  const float c = f < 0.0f ? 0.0f : f > 255.0f ? 255.0f : f;
+  const union { float f; int32_t i; } r = {c + 12582912.0f};
+  ((uint8_t *)out)[i] = (uint8_t)(r.i - 0x4B400000);
+}
+
+// `m`: the six float64 coefficients a, b, c, d, e, f. `out`: height * width * 3 float32 values, or bytes.
+static inline __attribute__((always_inline)) void affine(const uint8_t *src, int height, int width, void *out, const double *m, int mode, double cval, int bilinear, int bytes) {
   const double a = m[0], b = m[1], c = m[2], d = m[3], e = m[4], f = m[5];
-  float *o = out;
+  int o = 0;
   for (int y = 0; y < height; y++) {
     double xi = b * y + c;
     double yi = e * y + f;
     for (int x = 0; x < width; x++, xi += a, yi += d, o += 3) {
       if (mode == FILL_CONSTANT && (xi < -EPS || xi > width - 1 + EPS || yi < -EPS || yi > height - 1 + EPS)) {
-        o[0] = o[1] = o[2] = (float)cval;
+        for (int k = 0; k < 3; k++) put(out, o + k, cval, bytes);
         continue;
       }
       if (!bilinear) {
         const int px = map_index((int)js_round(xi), width, mode);
         const int py = map_index((int)js_round(yi), height, mode);
         const uint8_t *s = src + (py * width + px) * 3;
-        o[0] = s[0];
-        o[1] = s[1];
-        o[2] = s[2];
+        for (int k = 0; k < 3; k++) put(out, o + k, s[k], bytes);
         continue;
       }
       double fx0 = __builtin_floor(xi);
@@ -84,8 +96,18 @@ void affine_u8(const uint8_t *src, int height, int width, float *out, const doub
       const double w10 = (1 - fx) * fy;
       const double w11 = fx * fy;
       for (int k = 0; k < 3; k++) {
-        o[k] = (float)(w00 * src[s00 + k] + w01 * src[s01 + k] + w10 * src[s10 + k] + w11 * src[s11 + k]);
+        put(out, o + k, w00 * src[s00 + k] + w01 * src[s01 + k] + w10 * src[s10 + k] + w11 * src[s11 + k], bytes);
       }
     }
   }
+}
+
+__attribute__((export_name("affine_u8")))
+void affine_u8(const uint8_t *src, int height, int width, float *out, const double *m, int mode, double cval, int bilinear) {
+  affine(src, height, width, out, m, mode, cval, bilinear, 0);
+}
+
+__attribute__((export_name("affine_u8_u8")))
+void affine_u8_u8(const uint8_t *src, int height, int width, uint8_t *out, const double *m, int mode, double cval, int bilinear) {
+  affine(src, height, width, out, m, mode, cval, bilinear, 1);
 }
