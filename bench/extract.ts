@@ -3,14 +3,15 @@
 // wasm backend, on real dogs-vs-cats images.
 // Decoding + resizing (decodeImage with the training filter) is timed on its own, and together with inference as a
 // pipeline in which the next batch is decoded while the current one runs; the same for the int8 model (quantizeOnnx,
-// calibrated min-max on the first 64 images), with how far its features lie from fp32's. onnxruntime-node computes a
+// calibrated min-max on the first 64 images, and that model reading 8-bit pixels as a job's frozen base does,
+// pixelInputModel), with how far its features lie from fp32's. onnxruntime-node computes a
 // run on the thread that calls it, so in those rows decoding waits while a batch runs on the main thread; a job runs
 // its frozen model in a worker thread instead (SessionHost, as createFrozenModel opens it) and decodes meanwhile. The
 // last row is that pipeline itself: the images decoded as a job decodes them (decodeInOrder), sent through the int8
 // model in a worker thread by a job's extraction loop (extractFeatures). Target (issue 14): decode + extraction >= 400
 // images/s, read off that row. Note the load average printed before and after: the numbers mean something on a quiet
 // machine only.
-// The CPU time per image of decoding and of int8 inference (process CPU, every thread) is printed too, with the most
+// The CPU time per image of decoding and of int8 inference on pixels (process CPU, every thread) is printed too, with the most
 // decode + int8 extraction can give on this machine with every core busy on nothing else, and the CPU time an image
 // of the last row (what the pipeline spends beyond those two is the difference).
 //
@@ -28,6 +29,7 @@ import { setTopologyInputSize, trainingInputSize } from '@graft/vision';
 import { extractFeatures, FeatureStore, type ExtractItem } from '@graft/vision/features';
 import { decodeInOrder, PREPROCESSING } from '@graft/vision/preprocess';
 import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeOnnx, SessionHost, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
+import { pixelInputModel, toPixelGrid } from '@graft/inference/pixel-input';
 import { cosineSimilarity } from '@graft/inference/similarity';
 import { coreScaling, describeScaling, targetLine } from './machine';
 import { interleavedFiles } from './splits';
@@ -135,7 +137,8 @@ async function timePipeline(infer: Infer, batches: string[][], overlap: boolean)
  * in a FeatureStore. Seconds for all the files.
  */
 async function timeGraftExtraction(host: SessionHost, model: Uint8Array, files: string[]): Promise<number> {
-  const session = await host.open(model);
+  // Pixels in, as a job sends them to its frozen base: the int8 model reads them as they are (pixelInputModel).
+  const session = await host.open(model, { transform: TO_UNIT });
   try {
     const t = performance.now();
     const images = decodeInOrder(files.length, (i) => readFile(files[i]!), SIZE, { kernel: TRAINING_RESIZE_KERNEL });
@@ -150,7 +153,8 @@ async function timeGraftExtraction(host: SessionHost, model: Uint8Array, files: 
       seed: 1,
       batchSize,
       stores: [store],
-      forward: async (input, n, given) => [await session.run(input as Float32Array, n, { giveBack: given?.giveBack as ((i: Uint8Array | Float32Array) => void) | undefined })],
+      pixels: true,
+      forward: async (input, n, given) => [await session.run(input as Uint8Array, n, { giveBack: given?.giveBack })],
     });
     if (store.count !== files.length) throw new Error(`extracted ${store.count} of ${files.length} images`);
     return (performance.now() - t) / 1000;
@@ -204,8 +208,27 @@ async function main(): Promise<void> {
   const last = decoded.length - 1;
   const [f32, f8] = [await ortInfer(decoded[last], sizes[last]), await int8Infer(decoded[last], sizes[last])];
   console.log(`int8 against fp32 features on the last batch (not calibrated on): cosine ${cosineSimilarity(f32, f8).toFixed(4)}`);
-  const { value: int8Timings, ms: int8Cpu } = await cpuMs(() => timeInference(int8Infer, decoded, sizes));
-  rows.push(['ORT int8 inference', int8Timings]);
+  rows.push(['ORT int8 inference', await timeInference(int8Infer, decoded, sizes)]);
+  // The same model reading 8-bit pixels (what a job's frozen base runs): the batches put back on the pixel grid.
+  const sessionPixels = await createSession(pixelInputModel(int8, TO_UNIT)!, { threads });
+  const pixelBatches = decoded.map((d) => {
+    const out = new Uint8Array(d.length);
+    toPixelGrid(d, TO_UNIT, out);
+    return out;
+  });
+  const pixelInfer = (i: number) => sessionPixels.run(pixelBatches[i]!, sizes[i]!);
+  await pixelInfer(0);
+  const { value: int8Timings, ms: int8Cpu } = await cpuMs(async () => {
+    const timings: Timings = [];
+    for (let i = 0; i < pixelBatches.length; i++) {
+      const t0 = performance.now();
+      await pixelInfer(i);
+      timings.push((performance.now() - t0) / 1000);
+    }
+    return timings;
+  });
+  rows.push(['ORT int8 inference, 8-bit pixels in', int8Timings]);
+  await sessionPixels.dispose();
   // Batch by batch in turn, so that other work on the machine weighs on both alike.
   const [fp32Turns, int8Turns] = [[], []] as [Timings, Timings];
   for (let r = 0; r < 2; r++) {

@@ -7,7 +7,7 @@
 // and sent, while the frozen model computes the current one. Where the frozen model runs on a GPU backend, the
 // decoded bytes are sent instead and augmented and normalised there (augmentOnBackend), as a tensor.
 import * as tf from '@tensorflow/tfjs';
-import { applyTransform, sampleTransform, type AugmentationOptions, type AffineTransform } from './augment';
+import { applyTransform, applyTransformToPixels, sampleTransform, type AugmentationOptions, type AffineTransform } from './augment';
 import { normalizeBatch, transformBatch } from './augment-tensor';
 import { throwIfAborted } from './errors';
 import { LentBuffers } from '@graft/inference/host';
@@ -24,9 +24,10 @@ export function sizeOf(shape: number[]): number {
 
 /**
  * Network inputs of a batch: normalised values laid out one sample after the other, or a tensor of them already
- * on the backend (augmentOnBackend below), which the callee disposes.
+ * on the backend (augmentOnBackend below), which the callee disposes, or 8-bit RGB pixels where the callee takes
+ * them (ExtractOptions.pixels).
  */
-export type NetworkInput = Float32Array | tf.Tensor4D;
+export type NetworkInput = Float32Array | Uint8Array | tf.Tensor4D;
 
 /**
  * A frozen forward pass on arrays: `batch` network inputs in, one array per output out (samples one after the
@@ -209,6 +210,8 @@ export class FeatureStore implements BatchSource {
 export interface FrozenStage {
   forward: ArrayForward;
   shapes: number[][];
+  /** Whether forward takes 8-bit RGB pixels (ExtractOptions.pixels). */
+  pixels?: boolean;
 }
 
 export interface ImageSourceOptions {
@@ -254,17 +257,8 @@ export class ImageSource implements BatchSource {
       return inputsOnBackend(this.o, idx.map((i) => images[i]!), idx.map((i) => this.transform(i, epoch, augment)));
     }
     const per = size * size * 3;
-    const buf = new Float32Array(idx.length * per);
-    idx.forEach((i, j) => {
-      const out = buf.subarray(j * per, (j + 1) * per);
-      const t = this.transform(i, epoch, augment);
-      if (t && this.o.augmentation) {
-        augmentInto(images[i]!, size, this.o.augmentation, t, out);
-        normalizePixels(out, this.o.preprocessing, out);
-      } else {
-        normalizePixels(images[i]!, this.o.preprocessing, out);
-      }
-    });
+    const buf = this.o.frozen?.pixels ? new Uint8Array(idx.length * per) : new Float32Array(idx.length * per);
+    idx.forEach((i, j) => inputOf(this.o, images[i]!, this.transform(i, epoch, augment), buf.subarray(j * per, (j + 1) * per)));
     return buf;
   }
 
@@ -303,9 +297,7 @@ export class ImageSource implements BatchSource {
   }
 }
 
-function augmentInto(src: Uint8Array, size: number, opts: AugmentationOptions, t: AffineTransform, out: Float32Array): void {
-  applyTransform(src, size, size, 3, t, { fillMode: opts.fillMode, cval: opts.cval, interpolation: opts.interpolation, out });
-}
+const augmentOptions = (opts: AugmentationOptions) => ({ fillMode: opts.fillMode, cval: opts.cval, interpolation: opts.interpolation });
 
 /** One image to send through the frozen model: copy 0 is the image itself, copy k > 0 an augmented version. */
 export interface ExtractItem {
@@ -335,6 +327,12 @@ export interface ExtractOptions {
    * backend and the frozen model run on a GPU, which resamples far faster than this thread.
    */
   augmentOnBackend?: boolean;
+  /**
+   * forward takes 8-bit RGB pixels (FrozenModel.pixels): items go as pixels (an augmented copy's values rounded to the
+   * nearest pixel value, applyTransformToPixels), and forward normalises them, or its model in int8 reads them as they
+   * are. Otherwise items go normalised.
+   */
+  pixels?: boolean;
   /** Group of an item in the stores (default: its image index plus this offset). */
   groupOffset?: number;
   signal?: AbortSignal;
@@ -353,11 +351,22 @@ function itemTransform(o: ItemOptions, it: ExtractItem): AffineTransform | null 
   return sampleTransform(o.augmentation, o.size, o.size, rng);
 }
 
-/** The normalised network input of one item: the image, or its copy-th augmented version. */
-export function itemInput(o: ItemOptions, it: ExtractItem, image: Uint8Array, out: Float32Array): void {
-  const t = itemTransform(o, it);
-  if (t && o.augmentation) {
-    augmentInto(image, o.size, o.augmentation, t, out);
+/**
+ * The network input of one item, the image or its copy-th augmented version: normalised into floats, or as 8-bit
+ * pixels into bytes (ExtractOptions.pixels).
+ */
+export function itemInput(o: ItemOptions, it: ExtractItem, image: Uint8Array, out: Float32Array | Uint8Array): void {
+  inputOf(o, image, itemTransform(o, it), out);
+}
+
+/** The network input of an image resampled under `t` (null: as it is): normalised into floats, or pixels into bytes. */
+function inputOf(o: Pick<ItemOptions, 'size' | 'preprocessing' | 'augmentation'>, image: Uint8Array, t: AffineTransform | null, out: Float32Array | Uint8Array): void {
+  const resample = t && o.augmentation ? augmentOptions(o.augmentation) : null;
+  if (out instanceof Uint8Array) {
+    if (resample) applyTransformToPixels(image, o.size, o.size, t!, resample, out);
+    else out.set(image);
+  } else if (resample) {
+    applyTransform(image, o.size, o.size, 3, t!, { ...resample, out });
     normalizePixels(out, o.preprocessing, out);
   } else {
     normalizePixels(image, o.preprocessing, out);
@@ -397,7 +406,7 @@ export async function extractFeatures(o: ExtractOptions): Promise<number> {
   type Sent = { items: ExtractItem[]; arrays: Float32Array[] };
   // Batch inputs given back by forward once it has read them (FrozenRunOptions.giveBack), filled again: a batch of 32
   // at 288 px is 32 MB, which allocated per batch cost a full collection about every batch.
-  const buffers = new LentBuffers(Float32Array, IN_FLIGHT + 1);
+  const buffers = o.pixels ? new LentBuffers(Uint8Array, IN_FLIGHT + 1) : new LentBuffers(Float32Array, IN_FLIGHT + 1);
   const send = async (k: number): Promise<Sent> => {
     const batch = o.items.slice(starts[k]!, starts[k]! + o.batchSize);
     const images = await Promise.all(batch.map((it) => o.images[it.image]!));

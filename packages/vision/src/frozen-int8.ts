@@ -4,21 +4,19 @@
 // where its outputs keep a cosine similarity of at least `minCosine` with fp32's; otherwise fp32 goes on serving and
 // the log says why. Runs keep the order they were asked in: the switch waits for the fp32 runs asked before it.
 import * as tf from '@tensorflow/tfjs';
-import type { PixelTransform } from '@graft/inference/image';
 import { Cosine } from '@graft/inference/similarity';
 import type { LogFn } from './backend';
-import type { FrozenModel } from './frozen';
+import type { FrozenInput, FrozenModel } from './frozen';
 
 export interface FrozenInt8Options {
   /** Samples calibrated on before the switch (default 32: as many as the int8 check of a trained model). */
   calibrationSamples?: number;
   /** Least cosine similarity between int8 and fp32 outputs on the calibration samples (default 0.98). */
   minCosine?: number;
-  /** The model's input is pixels normalised so (a backbone's, not a part above it): quantizeOnnx's inputPixels. */
-  inputPixels?: PixelTransform;
 }
 
-export type Quantize = (onnx: Uint8Array, batches: { input: Float32Array; batch: number }[]) => Promise<Uint8Array>;
+/** The calibration batches as the runs gave them: network inputs, or 8-bit pixels (FrozenModel.pixels). */
+export type Quantize = (onnx: Uint8Array, batches: { input: Float32Array | Uint8Array; batch: number }[]) => Promise<Uint8Array>;
 
 /** Wraps an fp32 ONNX Runtime frozen model; `open` opens ONNX bytes the way the fp32 model was opened. */
 export function int8FrozenModel(
@@ -32,7 +30,7 @@ export function int8FrozenModel(
 ): FrozenModel & { readonly precision: 'fp32' | 'int8' } {
   const wanted = opts.calibrationSamples ?? 32;
   const minCosine = opts.minCosine ?? 0.98;
-  const kept: { input: Float32Array; batch: number }[] = [];
+  const kept: { input: Float32Array | Uint8Array; batch: number }[] = [];
   const outputs: Float32Array[] = [];
   let samples = 0;
   // Samples of the calibrating runs asked so far: runs asked while earlier ones compute are kept only up to `wanted`.
@@ -84,6 +82,7 @@ export function int8FrozenModel(
   return {
     engine: fp32.engine,
     threaded: fp32.threaded,
+    pixels: fp32.pixels,
     inputShape: fp32.inputShape,
     outputShapes: fp32.outputShapes,
     get precision() {
@@ -117,7 +116,7 @@ export function int8FrozenModel(
 }
 
 /** The values of a frozen run's input: a tensor (the input where images were augmented on the backend) is read and disposed. */
-export async function inputValues(input: Float32Array | tf.Tensor): Promise<Float32Array> {
+export async function inputValues(input: FrozenInput): Promise<Float32Array | Uint8Array> {
   if (!(input instanceof tf.Tensor)) return input;
   try {
     return (await input.data()) as Float32Array;

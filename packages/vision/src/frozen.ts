@@ -15,6 +15,8 @@
 import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import type { FrozenEngineSetting } from '@graft/config/engines';
+import type { HostedSession } from '@graft/inference/host';
+import type { PixelTransform } from '@graft/inference/image';
 import { backendOnGpu, type LogFn } from './backend';
 import { VisionError } from './errors';
 import { inputValues, int8FrozenModel, type FrozenInt8Options } from './frozen-int8';
@@ -26,6 +28,11 @@ export interface FrozenModel {
   readonly engine: FrozenEngine;
   /** Whether runs happen on another thread (the caller's thread is free meanwhile). */
   readonly threaded: boolean;
+  /**
+   * Whether runs may be given 8-bit RGB pixels (a Uint8Array, FrozenModelOptions.pixels): normalised in the session's
+   * worker thread, or read as they are by a model in int8.
+   */
+  readonly pixels: boolean;
   /** Shape of one input sample (NHWC without the batch dimension). */
   readonly inputShape: number[];
   /** Shape of one output sample, per output. */
@@ -36,10 +43,13 @@ export interface FrozenModel {
    * With `transfer`, the input's buffer may be handed to the worker thread (it is then unusable here). With `fp32`,
    * an int8 model (frozen-int8.ts) runs this batch on its fp32 original; every other model is fp32 anyway.
    */
-  run(input: Float32Array | tf.Tensor, batch: number, opts?: FrozenRunOptions): Promise<Float32Array[]>;
+  run(input: FrozenInput, batch: number, opts?: FrozenRunOptions): Promise<Float32Array[]>;
   /** Frees the session (the TF.js model itself stays with its owner). May be called more than once. */
   dispose(): Promise<void>;
 }
+
+/** A frozen run's input: network inputs, as values or a tensor of them, or 8-bit RGB pixels where the model takes them. */
+export type FrozenInput = Float32Array | Uint8Array | tf.Tensor;
 
 export interface FrozenRunOptions {
   transfer?: boolean;
@@ -49,7 +59,7 @@ export interface FrozenRunOptions {
    * thread its whole buffer travels there and back, @graft/inference's RunOptions.giveBack), so that the caller can
    * fill it again instead of allocating the next batch's.
    */
-  giveBack?(input: Float32Array): void;
+  giveBack?(input: Float32Array | Uint8Array): void;
 }
 
 export interface FrozenModelOptions {
@@ -64,6 +74,12 @@ export interface FrozenModelOptions {
   /** 'fp32' (default) or 'int8' (ONNX Runtime only: calibrated on the first runs' inputs, kept where close to fp32). */
   precision?: 'fp32' | 'int8';
   int8?: FrozenInt8Options;
+  /**
+   * The model's input is 8-bit RGB pixels normalised so (a backbone's, or the part of one below a block; not a part
+   * above it): on ONNX Runtime runs may then be given the pixels (FrozenModel.pixels), and its int8 model is quantized
+   * on their grid (quantizeOnnx's inputPixels) and reads them as they are.
+   */
+  pixels?: PixelTransform;
 }
 
 const shapeOf = (t: tf.SymbolicTensor) => (t.shape as (number | null)[]).slice(1) as number[];
@@ -90,7 +106,7 @@ export async function createFrozenModel(model: tf.LayersModel, opts: FrozenModel
   if (wanted !== 'tfjs') {
     const started = performance.now();
     try {
-      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what, precision === 'int8' ? (opts.int8 ?? {}) : null);
+      const ort = await onnxRuntimeModel(model, opts.threads ?? availableParallelism(), opts.worker ?? true, log, what, opts.pixels ?? null, precision === 'int8' ? (opts.int8 ?? {}) : null);
       log(
         {
           model: what,
@@ -121,9 +137,11 @@ function tfjsModel(model: tf.LayersModel): FrozenModel {
   return {
     engine: 'tfjs',
     threaded: false,
+    pixels: false,
     inputShape,
     outputShapes,
     async run(input, batch) {
+      if (input instanceof Uint8Array) throw new Error('pixels given to a model that takes no pixels');
       const outs = tf.tidy(() => {
         const x = input instanceof tf.Tensor ? input : tf.tensor(input, [batch, ...inputShape]);
         const y = model.predict(x) as tf.Tensor | tf.Tensor[];
@@ -155,6 +173,7 @@ async function onnxRuntimeModel(
   useWorker: boolean,
   log: LogFn,
   what: string,
+  pixels: PixelTransform | null,
   int8: FrozenInt8Options | null,
 ): Promise<{ model: FrozenModel; provider: string }> {
   if (model.inputs.length !== 1) throw new Error(`the model has ${model.inputs.length} inputs; ONNX Runtime is used for one`);
@@ -167,15 +186,25 @@ async function onnxRuntimeModel(
   }
   if (!(await inference.isOnnxRuntimeAvailable())) throw new Error('onnxruntime-node does not load on this machine');
   const onnx = await toOnnx(inference, model);
-  const opened = await openOnnx(inference, model, onnx, threads, useWorker, log, what);
+  const opened = await openOnnx(inference, model, onnx, threads, useWorker, log, what, pixels);
   if (!int8) return opened;
   // quantizeOnnx rounds the last convolution's output too, so it runs as an integer kernel (the outputs of both frozen
-  // parts are 8-bit values then).
-  const quantize = async (bytes: Uint8Array, batches: { input: Float32Array; batch: number }[]) =>
-    (await inference.quantizeOnnx(bytes, batches, { method: 'minmax', threads, inputPixels: int8.inputPixels })).model;
+  // parts are 8-bit values then). Calibration batches given as pixels are normalised for it; the int8 model, quantized
+  // on their grid, then reads pixels as they are (@graft/inference pixelInputModel, applied where the session opens).
+  const quantize = async (bytes: Uint8Array, batches: { input: Float32Array | Uint8Array; batch: number }[]) => {
+    const calibration = batches.map((b) => ({ batch: b.batch, input: b.input instanceof Float32Array ? b.input : normalized(inference, b.input, pixels) }));
+    return (await inference.quantizeOnnx(bytes, calibration, { method: 'minmax', threads, inputPixels: pixels ?? undefined })).model;
+  };
   // The int8 session opens beside the fp32 one (in its worker thread where it has one), not in a thread of its own.
-  const reopen = async (bytes: Uint8Array) => (await openOnnx(inference, model, bytes, threads, opened.host !== null, log, what, opened.host)).model;
+  const reopen = async (bytes: Uint8Array) => (await openOnnx(inference, model, bytes, threads, opened.host !== null, log, what, pixels, opened.host)).model;
   return { provider: opened.provider, model: int8FrozenModel(opened.model, onnx, quantize, reopen, log, what, int8) };
+}
+
+function normalized(inference: Inference, pixels: Uint8Array, t: PixelTransform | null): Float32Array {
+  if (!t) throw new Error('pixels given to a model that takes no pixels');
+  const out = new Float32Array(pixels.length);
+  inference.normalizeInto(pixels, t, out);
+  return out;
 }
 
 type Host = InstanceType<Inference['SessionHost']>;
@@ -183,6 +212,8 @@ type Host = InstanceType<Inference['SessionHost']>;
 /**
  * Opens ONNX bytes of `model` in ONNX Runtime: in a worker thread where one starts, else on this thread. `shared`, the
  * worker thread of a model opened before: the session opens there, and disposing it leaves that thread running.
+ * `pixels`: runs may be given 8-bit RGB pixels, which the session normalises so (or reads as they are, a model
+ * quantized on their grid).
  */
 async function openOnnx(
   inference: Inference,
@@ -192,68 +223,52 @@ async function openOnnx(
   useWorker: boolean,
   log: LogFn,
   what: string,
+  pixels: PixelTransform | null,
   shared: Host | null = null,
 ): Promise<{ model: FrozenModel; provider: string; host: Host | null }> {
   const inputShape = shapeOf(model.inputs[0]!);
   const outputShape = shapeOf(model.outputs[0]!);
   const per = sizeOf(outputShape);
-  const check = (out: Float32Array, batch: number) => {
-    if (out.length !== batch * per) throw new Error(`ONNX Runtime returned ${out.length} values for ${batch} samples of [${outputShape}]`);
-    return [out];
-  };
+  const transform = pixels ? { transform: pixels } : {};
+  let host: Host | null = null;
+  let session: HostedSession | null = null;
   if (useWorker) {
     // The session host of @graft/inference with one worker thread: runs are computed there in the order asked.
-    const host = shared ?? new inference.SessionHost({ workers: 1, threads });
-    const release = () => (shared ? Promise.resolve() : host.close());
+    host = shared ?? new inference.SessionHost({ workers: 1, threads });
     try {
-      const session = await host.open(onnx);
-      let disposed = false;
-      return {
-        provider: session.provider,
-        host,
-        model: {
-          engine: 'onnxruntime',
-          threaded: true,
-          inputShape,
-          outputShapes: [outputShape],
-          run: async (input, batch, o) => {
-            if (disposed) throw new Error('the ONNX Runtime session has been disposed');
-            return check(await session.run(await inputValues(input), batch, { transfer: o?.transfer ?? false, giveBack: o?.giveBack }), batch);
-          },
-          async dispose() {
-            if (disposed) return;
-            disposed = true;
-            await session.dispose();
-            await release();
-          },
-        },
-      };
+      session = await host.open(onnx, transform);
     } catch (err) {
-      await release();
       if (shared) throw err;
+      await host.close();
+      host = null;
       log({ model: what, reason: (err as Error).message }, `ONNX Runtime session for ${what} runs on the main thread: no worker thread`);
     }
   }
-  const session = await inference.createSession(onnx, { threads });
+  session ??= await new inference.LocalSessionHost(threads).open(onnx, transform);
+  const owned = host && !shared ? host : null;
+  const hosted = session;
   let disposed = false;
   return {
-    provider: session.executionProvider,
-    host: null,
+    provider: hosted.provider,
+    host,
     model: {
       engine: 'onnxruntime',
-      threaded: false,
+      threaded: host !== null,
+      pixels: pixels !== null,
       inputShape,
       outputShapes: [outputShape],
       run: async (input, batch, o) => {
+        if (disposed) throw new Error('the ONNX Runtime session has been disposed');
         const values = await inputValues(input);
-        const out = check(await session.run(values, batch), batch);
-        o?.giveBack?.(values);
-        return out;
+        const out = await hosted.run(values, batch, { transfer: o?.transfer ?? false, giveBack: o?.giveBack });
+        if (out.length !== batch * per) throw new Error(`ONNX Runtime returned ${out.length} values for ${batch} samples of [${outputShape}]`);
+        return [out];
       },
       async dispose() {
         if (disposed) return;
         disposed = true;
-        await session.dispose();
+        await hosted.dispose();
+        await owned?.close();
       },
     },
   };

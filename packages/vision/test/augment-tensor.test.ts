@@ -118,7 +118,8 @@ describe('feature extraction with augmentation on the backend', () => {
         augmentOnBackend,
         forward: async (input: NetworkInput) => {
           seen.push(input instanceof tf.Tensor ? 'tensor' : 'array');
-          if (!(input instanceof tf.Tensor)) return [input.slice()];
+          if (input instanceof Float32Array) return [input.slice()];
+          if (!(input instanceof tf.Tensor)) throw new Error('pixels were not asked for');
           const values = (await input.data()) as Float32Array;
           input.dispose();
           return [values];

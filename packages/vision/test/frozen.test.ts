@@ -9,6 +9,7 @@ import { cosineSimilarity } from '@graft/inference/similarity';
 import { initBackend } from '../src/backend';
 import { loadBackbone } from '../src/backbones';
 import { prepareFineTuning } from '../src/fine-tune';
+import { pixelTransform } from '@graft/inference/image';
 import { createFrozenModel, type FrozenModel } from '../src/frozen';
 import { decodeImages, normalizePixels, PREPROCESSING } from '../src/preprocess';
 import { createTinyBackboneSource, TINY_BACKBONE } from './fixtures';
@@ -126,6 +127,39 @@ describe('frozen models on ONNX Runtime', () => {
     }
     await ref.dispose();
     m.dispose();
+  });
+
+  it('given pixels: fp32 normalises them in its worker thread; int8, quantized on their grid, reads them as the values they stand for', async () => {
+    const m = await loadBackbone(TINY_BACKBONE, tiny.source);
+    const ref = await createFrozenModel(m, { engine: 'tfjs' });
+    const tf = PREPROCESSING.tf;
+    const logged: Logged = [];
+    const q = (await createFrozenModel(m, { log: logger(logged), precision: 'int8', int8: { calibrationSamples: 8, minCosine: 0.9 }, pixels: pixelTransform(tf) })) as FrozenModel & {
+      precision: string;
+    };
+    const pixels = (n: number, seed: number) => Uint8Array.from({ length: n * 32 * 32 * 3 }, (_, i) => (i * 73 + seed * 131 + ((i * i) % 29)) & 0xff);
+    try {
+      expect([q.pixels, ref.pixels]).toEqual([true, false]);
+      // fp32 (calibrating): the pixels normalised give what their values give TensorFlow.js.
+      const first = pixels(4, 1);
+      const [want] = await ref.run(normalizePixels(first, tf), 4);
+      const [got] = await q.run(first.slice(), 4);
+      expect(maxAbsDiff(got!, want!)).toBeLessThan(1e-4);
+      await q.run(pixels(4, 2), 4);
+      const x = pixels(6, 3);
+      const [fromPixels] = await q.run(x.slice(), 6);
+      expect(q.precision, JSON.stringify(logged.at(-1))).toBe('int8');
+      const [fromValues] = await q.run(normalizePixels(x, tf), 6);
+      expect(Array.from(fromPixels!)).toEqual(Array.from(fromValues!));
+      const [fp32] = await ref.run(normalizePixels(x, tf), 6);
+      expect(maxAbsDiff(fromPixels!, fp32!)).toBeGreaterThan(1e-4);
+      expect(cosineSimilarity(fromPixels!, fp32!)).toBeGreaterThan(0.9);
+      await expect(ref.run(x, 6)).rejects.toThrow(/takes no pixels/);
+    } finally {
+      await q.dispose();
+      await ref.dispose();
+      m.dispose();
+    }
   });
 
   it('fall back to TensorFlow.js, saying why, for a layer the converter cannot express or several outputs', async () => {

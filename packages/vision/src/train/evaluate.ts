@@ -146,6 +146,7 @@ async function transferProbabilities(
     batchSize: INFERENCE_BATCH,
     stores: [store],
     signal: ctx.signal,
+    pixels: t.base.pixels,
     forward: features.ofInputs,
     onProgress,
   });

@@ -113,6 +113,7 @@ export async function extract(ctx: TrainContext, p: Plan, res: RunResources, t: 
       batchSize: INFERENCE_BATCH,
       stores,
       augmentOnBackend: augmentOnBackend(t),
+      pixels: t.base.pixels,
       signal: ctx.signal,
       forward: async (input, n, given) => {
         const o = { fp32, giveBack: given?.giveBack };

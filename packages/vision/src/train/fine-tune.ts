@@ -15,7 +15,7 @@ import type { Transfer } from './transfer';
 import type { TrainContext, Trained } from './types';
 
 export async function fineTune(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted): Promise<Trained> {
-  const train: BatchSource = x.lowerTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.lowerOutputs, shapes: t.lowerShapes }, t);
+  const train: BatchSource = x.lowerTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.lowerOutputs, shapes: t.lowerShapes, pixels: t.base.pixels }, t);
   const epochs = fineTuningEpochs(ctx, t, train, x.lowerVal);
   await runEpochs(ctx, p, res, { ...epochs, startingValLoss: bestRow(p.history, 'training_head')?.valLoss ?? null });
   return { forward: epochs.forward, validation: x.lowerVal };

@@ -23,7 +23,7 @@ const headForward = (t: Transfer): Forward => (xs, training) => t.head.classify(
 
 export async function trainHead(ctx: TrainContext, p: Plan, res: RunResources, t: Transfer, x: Extracted): Promise<Trained> {
   if (!p.skipHead) {
-    const train: BatchSource = x.headTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.headFeatures, shapes: [t.pooledShape] }, t);
+    const train: BatchSource = x.headTrain ?? augmentedTrainSource(ctx, p, x, { forward: t.headFeatures, shapes: [t.pooledShape], pixels: t.base.pixels }, t);
     await runEpochs(ctx, p, res, headEpochs(ctx, t, train, x.headVal));
   }
   // The top block's copy from before fine-tuning is not needed any more.

@@ -53,8 +53,9 @@ async function featuresOfImages(ctx: TrainContext, p: Plan, features: TrainedFea
   for (let start = 0; start < images.length; start += INFERENCE_BATCH) {
     throwIfAborted(ctx.signal);
     const batch = images.slice(start, start + INFERENCE_BATCH);
-    const buf = new Float32Array(batch.length * per);
-    batch.forEach((img, j) => normalizePixels(img, p.preprocessing, buf.subarray(j * per, (j + 1) * per)));
+    // Pixels where the frozen part takes them (its worker thread normalises them), else normalised here.
+    const buf = features.pixels ? new Uint8Array(batch.length * per) : new Float32Array(batch.length * per);
+    batch.forEach((img, j) => (buf instanceof Uint8Array ? buf.set(img, j * per) : normalizePixels(img, p.preprocessing, buf.subarray(j * per, (j + 1) * per))));
     const [pooled] = await features.ofInputs(buf, batch.length);
     out.set(pooled!, start * features.size);
   }

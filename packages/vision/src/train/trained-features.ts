@@ -21,6 +21,8 @@ export interface TrainedFeatures {
   ofStored(store: FeatureStore, samples: readonly number[], signal?: AbortSignal): Promise<Float32Array>;
   /** Pooled features of network inputs, through the frozen part and then the trained one. */
   readonly ofInputs: ArrayForward;
+  /** Whether ofInputs takes 8-bit RGB pixels (the frozen part's FrozenModel.pixels). */
+  readonly pixels: boolean;
   dispose(): Promise<void>;
 }
 
@@ -57,6 +59,7 @@ export async function trainedFeatures(ctx: TrainContext, t: Transfer): Promise<T
       return out;
     },
     // Test images: in fp32 where the frozen part runs in int8, as the validation images (extract.ts).
+    pixels: t.base.pixels,
     ofInputs: parts ? async (input, n) => [await fromTrainedInputs(await t.lowerOutputs(input, n, FP32), n)] : (input, n) => t.headFeatures(input, n, FP32),
     dispose: async () => upper?.dispose(),
   };

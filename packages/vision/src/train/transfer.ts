@@ -60,7 +60,7 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
       engine: ctx.opts.frozenEngine,
       precision: ctx.opts.frozenPrecision,
       what: parts ? `${spec.name} below ${fromLayer}` : spec.name,
-      int8: { inputPixels: pixelTransform(p.preprocessing) },
+      pixels: pixelTransform(p.preprocessing),
     }),
     (f) => f.dispose(),
     'frozen base',
@@ -91,7 +91,8 @@ export async function setUpTransfer(ctx: TrainContext, p: Plan, res: RunResource
   const headFromLower: Transfer['headFromLower'] = async (lowers, n, o) => {
     if (upper) {
       // The maps' buffer is lent to the top block's worker thread rather than copied there (8 MB a batch of 32).
-      const [pooled] = await upper.run(lowers[0]!, n, { ...o, giveBack: (back) => (lowers[0] = back) });
+      // What comes back is the maps' Float32Array (the top block takes no pixels).
+      const [pooled] = await upper.run(lowers[0]!, n, { ...o, giveBack: (back) => (lowers[0] = back as Float32Array) });
       return pooled!;
     }
     return readAndDispose(tf.tidy(() => head.pooled(applyUpper(parts!.upper, lowers.map((a, i) => tf.tensor(a, [n, ...lowerShapes[i]!]))))));
