@@ -258,7 +258,7 @@ export class ImageSource implements BatchSource {
     }
     const per = size * size * 3;
     const buf = this.o.frozen?.pixels ? new Uint8Array(idx.length * per) : new Float32Array(idx.length * per);
-    idx.forEach((i, j) => inputOf(this.o, images[i]!, this.transform(i, epoch, augment), buf.subarray(j * per, (j + 1) * per)));
+    idx.forEach((i, j) => networkInput(this.o, images[i]!, this.transform(i, epoch, augment), buf.subarray(j * per, (j + 1) * per)));
     return buf;
   }
 
@@ -356,11 +356,11 @@ function itemTransform(o: ItemOptions, it: ExtractItem): AffineTransform | null 
  * pixels into bytes (ExtractOptions.pixels).
  */
 export function itemInput(o: ItemOptions, it: ExtractItem, image: Uint8Array, out: Float32Array | Uint8Array): void {
-  inputOf(o, image, itemTransform(o, it), out);
+  networkInput(o, image, itemTransform(o, it), out);
 }
 
 /** The network input of an image resampled under `t` (null: as it is): normalised into floats, or pixels into bytes. */
-function inputOf(o: Pick<ItemOptions, 'size' | 'preprocessing' | 'augmentation'>, image: Uint8Array, t: AffineTransform | null, out: Float32Array | Uint8Array): void {
+export function networkInput(o: Pick<ItemOptions, 'size' | 'preprocessing' | 'augmentation'>, image: Uint8Array, t: AffineTransform | null, out: Float32Array | Uint8Array): void {
   const resample = t && o.augmentation ? augmentOptions(o.augmentation) : null;
   if (out instanceof Uint8Array) {
     if (resample) applyTransformToPixels(image, o.size, o.size, t!, resample, out);

@@ -8,8 +8,7 @@
 // images' features are the ones evaluation computed.
 import { normalizeRows, oodScore, OOD_BANK_FILE, OOD_NEIGHBOURS, thresholdFor, type OodManifest } from '@graft/inference';
 import { throwIfAborted } from '../errors';
-import type { FeatureStore } from '../features';
-import { normalizePixels } from '../preprocess';
+import { networkInput, type FeatureStore } from '../features';
 import { spread } from '../split';
 import type { Extracted } from './extract';
 import type { Plan } from './plan';
@@ -55,7 +54,7 @@ async function featuresOfImages(ctx: TrainContext, p: Plan, features: TrainedFea
     const batch = images.slice(start, start + INFERENCE_BATCH);
     // Pixels where the frozen part takes them (its worker thread normalises them), else normalised here.
     const buf = features.pixels ? new Uint8Array(batch.length * per) : new Float32Array(batch.length * per);
-    batch.forEach((img, j) => (buf instanceof Uint8Array ? buf.set(img, j * per) : normalizePixels(img, p.preprocessing, buf.subarray(j * per, (j + 1) * per))));
+    batch.forEach((img, j) => networkInput(p, img, null, buf.subarray(j * per, (j + 1) * per)));
     const [pooled] = await features.ofInputs(buf, batch.length);
     out.set(pooled!, start * features.size);
   }
