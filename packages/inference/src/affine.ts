@@ -1,6 +1,7 @@
 // Graft's augmentation resampling of 8-bit RGB images in WebAssembly (wasm/affine.c, through pixel-wasm.ts), on the
 // calling thread: @graft/vision's applyTransform hands it every 3-channel byte image, and its JavaScript loop, which
 // gives the same bits, serves the rest. A 288 px image took 3.0-3.4 ms in JavaScript.
+import { roundHalfEven } from './image';
 import { withPixelKernels } from './pixel-wasm';
 
 /** The fill modes in affine.c's order. */
@@ -59,8 +60,6 @@ export function affineRgb(src: Uint8Array, height: number, width: number, m: Arr
 
 /** A resampled value as a pixel: the float32 value rounded to the nearest integer, halves to even, clamped to 0..255. */
 export function pixelByte(v: number): number {
-  const f = Math.fround(v);
-  let r = Math.round(f);
-  if (r - f === 0.5 && r % 2 !== 0) r -= 1;
+  const r = roundHalfEven(Math.fround(v));
   return r <= 0 ? 0 : r > 255 ? 255 : r;
 }

@@ -189,6 +189,12 @@ function triple(v: number | readonly number[] | undefined, def: number, what: st
   return t as [number, number, number];
 }
 
+/** The nearest integer to `v`, halves to even (as float-to-integer rounding and ONNX's QuantizeLinear round). */
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return r - v === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
 /** Reads a manifest's preprocessing into (pixel - sub) * mul form. */
 export function pixelTransform(p: PixelPreprocessing): PixelTransform {
   const bgr = p.channelOrder === 'bgr';

@@ -8,7 +8,7 @@
 //
 // A session of such a model given float values (pixels normalised, or resampled between pixels by augmentation)
 // puts them back on the pixel grid first (toPixelGrid): what the QuantizeLinear did.
-import { normalizeInto, type PixelTransform } from './image';
+import { normalizeInto, roundHalfEven, type PixelTransform } from './image';
 import { decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode } from './onnx-proto';
 import { pixelGrid } from './quantize';
 import { createSession, type OrtModel } from './session';
@@ -74,10 +74,7 @@ export function toPixelGrid(values: Float32Array, t: PixelTransform, out: Uint8A
   const shift = Math.fround(grid.shift);
   const scale = Math.fround(grid.scale);
   for (let i = 0; i < values.length; i++) {
-    const v = Math.fround(Math.fround(values[i]! + shift) / scale);
-    let r = Math.round(v);
-    if (r - v === 0.5 && r % 2 !== 0) r -= 1;
-    r += grid.zero;
+    const r = roundHalfEven(Math.fround(Math.fround(values[i]! + shift) / scale)) + grid.zero;
     out[i] = r < 0 ? 0 : r > 255 ? 255 : r;
   }
 }
