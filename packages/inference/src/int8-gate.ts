@@ -8,8 +8,8 @@
 // model and the CPU: on x86 CPUs with VNNI a fine-tuned MobileNet at 288 px keeps 99.7% agreement with every
 // convolution in int8 (Dogs vs Cats) where flowers needs its early blocks in fp32 (from input / 4, the three
 // convolutions on 144 px maps in fp32, it kept 99.54% and ran at 262-275 images/s, against 216-239 from input / 8);
-// without VNNI the early blocks' rounding flips far more. A rung stops as soon as more images disagree than the threshold allows, so the ones that
-// fail cost little.
+// without VNNI the early blocks' rounding flips far more. A rung stops as soon as more images disagree than the
+// threshold allows, so the ones that fail cost little.
 //
 // fp32's predictions may come with the images (training's evaluation of the same model.onnx): the first batch is
 // then run in fp32 to confirm they are this model's, and only int8 runs over the rest.
