@@ -59,11 +59,14 @@ export class InvalidImageError extends Error {
  * The filter of the resize. A model is trained and served with one: graft.json's `preprocessing.resizeKernel`,
  * 'lanczos3' where it names none (models made before it did).
  * - 'triangle' (what training uses now, TRAINING_RESIZE_KERNEL): Pillow's BILINEAR filter, in WebAssembly
- *   (resize.ts); an image larger than the input size on both sides is first reduced by libvips ('linear', aspect
- *   ratio kept) until its shorter side is the input size, so that a large JPEG is shrunk while it is decoded. Dogs
- *   vs Cats photos (at most 320 px a side) decoded and resized to 288 px: 3.5-4.0 ms of CPU an image against
- *   6.6-7.5 with libvips's 'linear', which enlarges through its affine transform, not its SIMD reducers; a
- *   4032x3024 JPEG takes about as long either way (15-23 ms against 14-20).
+ *   (resize.ts), from the decoded pixels; an image at least twice the input size on both sides (wholeResize) is
+ *   first reduced by libvips ('linear', aspect ratio kept) until its shorter side is the input size, so that a large
+ *   JPEG is shrunk while it is decoded (libjpeg's scaled decoding starts at half the size). Dogs vs Cats photos (at
+ *   most 320 px a side) decoded and resized to 288 px: 3.5-4.0 ms of CPU an image against 6.6-7.5 with libvips's
+ *   'linear', which enlarges through its affine transform, not its SIMD reducers; a 4032x3024 JPEG takes about as
+ *   long either way (15-23 ms against 14-20). Until 2026-12-07 libvips also reduced the images larger than the
+ *   input size on both sides but less than twice it (12% of Dogs vs Cats photos at 288, 72% at 224): the filter
+ *   now reads their pixels directly, as Pillow's resize does.
  * - 'linear' and 'lanczos3': libvips's resize with that kernel (antialiased: it widens with the reduction), what
  *   models made before 'triangle' were trained with.
  */
@@ -88,14 +91,14 @@ export function resizeKernelOf(p: { resizeKernel?: unknown }): ResizeKernel {
  * every caller so that no model is served pixels resized otherwise than it was trained on. Throws on bytes that
  * are not a decodable image.
  *
- * With 'triangle', a JPEG of the common kind (jpeg.ts: baseline YCbCr, no rotation, no ICC profile) that is not
- * larger than the input size on both sides is decoded in WebAssembly on the calling thread, to the same pixels as
- * sharp's (decodeWithSharp), in about a third of sharp's CPU time; every other image goes through sharp.
+ * With 'triangle', a JPEG of the common kind (jpeg.ts: baseline YCbCr, no rotation, no ICC profile) that the filter
+ * resizes whole (wholeResize) is decoded in WebAssembly on the calling thread, to the same pixels as sharp's
+ * (decodeWithSharp), in about a third of sharp's CPU time; every other image goes through sharp.
  */
 export async function decodeImage(bytes: Uint8Array, size: number, kernel: ResizeKernel): Promise<Uint8Array> {
   if (kernel === 'triangle') {
     await loopTurn();
-    const jpeg = decodeJpeg(bytes, (width, height) => width <= size || height <= size);
+    const jpeg = decodeJpeg(bytes, (width, height) => wholeResize(width, height, size));
     if (jpeg) return triangleResize(jpeg.pixels, jpeg.width, jpeg.height, size);
   }
   return decodeWithSharp(bytes, size, kernel);
@@ -113,6 +116,14 @@ function loopTurn(): Promise<void> {
   return turn;
 }
 
+/**
+ * Whether 'triangle' resizes an image of this size from all its decoded pixels: unless it is at least twice the input
+ * size on both sides, where libvips shrinks it first (a JPEG while decoding it). Either way round (EXIF orientation).
+ */
+export function wholeResize(width: number, height: number, size: number): boolean {
+  return Math.min(width, height) < 2 * size;
+}
+
 /** decodeImage with sharp for every image (the reference of the WebAssembly JPEG path, and the path of the rest). */
 export async function decodeWithSharp(bytes: Uint8Array, size: number, kernel: ResizeKernel): Promise<Uint8Array> {
   const image = sharp(bytes, { failOn: 'error' })
@@ -120,8 +131,9 @@ export async function decodeWithSharp(bytes: Uint8Array, size: number, kernel: R
     .removeAlpha()
     .toColourspace('srgb');
   if (kernel === 'triangle') {
-    // Only an image larger than the input size on both sides: libvips shrinks a large JPEG while decoding it.
-    image.resize(size, size, { fit: 'outside', withoutEnlargement: true, kernel: 'linear' });
+    const { width, height } = await image.metadata();
+    if (width === undefined || height === undefined) throw new Error('the image has no size');
+    if (!wholeResize(width, height, size)) image.resize(size, size, { fit: 'outside', kernel: 'linear' });
   } else {
     image.resize(size, size, { fit: 'fill', kernel });
   }

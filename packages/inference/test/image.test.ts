@@ -2,7 +2,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import * as vision from '@graft/vision/preprocess';
-import { decodeAll, decodeImage, InvalidImageError, normalizedBatches, normalizeInto, pixelTransform, RESIZE_KERNELS, resizeKernelOf, TRAINING_RESIZE_KERNEL } from '../src/image';
+import { decodeAll, decodeImage, InvalidImageError, normalizedBatches, normalizeInto, pixelTransform, RESIZE_KERNELS, resizeKernelOf, TRAINING_RESIZE_KERNEL, wholeResize } from '../src/image';
 import { triangleResize } from '../src/resize';
 import { randomInput } from '../../../test/support/random';
 
@@ -64,7 +64,7 @@ describe('decodeImage', () => {
     expect(() => resizeKernelOf({ resizeKernel: 'cubic' })).toThrow(/resizeKernel must be one of lanczos3, linear, triangle, got "cubic"/);
   });
 
-  it("resizes with 'triangle' (what training uses) in WebAssembly, after libvips has shrunk an image larger than the size on both sides", async () => {
+  it("resizes with 'triangle' (what training uses) in WebAssembly, after libvips has shrunk an image at least twice the size on both sides", async () => {
     expect(TRAINING_RESIZE_KERNEL).toBe('triangle');
     // An image of the input size comes out as it went in (a PNG: no lossy step).
     const raw = card(40, 40, 3, 4);
@@ -74,8 +74,12 @@ describe('decodeImage', () => {
     const { jpeg, 'large jpeg': large } = await samples();
     const decoded = await sharp(jpeg).raw().toBuffer();
     expect(Buffer.compare(Buffer.from(await decodeImage(jpeg, 52, 'triangle')), Buffer.from(triangleResize(decoded, 61, 47, 52)))).toBe(0);
-    // Larger on both sides (640x480 at 100): libvips takes it to 100 px high first, its aspect ratio kept; the picture
-    // is libvips's 'linear' one within a little per pixel.
+    // Larger on both sides but less than twice (640x480 at 300): the triangle filter alone, from all its pixels.
+    const whole = await sharp(large).raw().toBuffer();
+    expect(wholeResize(640, 480, 300) && wholeResize(480, 640, 300) && !wholeResize(640, 480, 240)).toBe(true);
+    expect(Buffer.compare(Buffer.from(await decodeImage(large, 300, 'triangle')), Buffer.from(triangleResize(whole, 640, 480, 300)))).toBe(0);
+    // At least twice on both sides (640x480 at 100): libvips takes it to 100 px high first, its aspect ratio kept; the
+    // picture is libvips's 'linear' one within a little per pixel.
     const shrunk = await sharp(large).resize(100, 100, { fit: 'outside', kernel: 'linear' }).raw().toBuffer({ resolveWithObject: true });
     expect([shrunk.info.width, shrunk.info.height]).toEqual([133, 100]);
     const triangle = await decodeImage(large, 100, 'triangle');

@@ -152,8 +152,9 @@ describe('decodeJpeg', () => {
 
   it('is what decodeImage uses for the training filter, with the same bytes as decodeWithSharp', async () => {
     const small = await jpeg(300, 200, 5, { quality: 90 }); // not larger than 288 on both sides: WebAssembly
-    const large = await jpeg(400, 320, 6, { quality: 90 }); // larger on both sides: sharp shrinks it first
-    for (const bytes of [small, large]) {
+    const larger = await jpeg(400, 320, 6, { quality: 90 }); // larger on both sides, less than twice: WebAssembly too
+    const large = await jpeg(640, 580, 7, { quality: 90 }); // at least twice on both sides: sharp shrinks it first
+    for (const bytes of [small, larger, large]) {
       expect(Buffer.from(await decodeImage(bytes, 288, 'triangle')).equals(Buffer.from(await decodeWithSharp(bytes, 288, 'triangle')))).toBe(true);
     }
   });
