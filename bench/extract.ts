@@ -4,7 +4,7 @@
 // Decoding + resizing (decodeImage with the training filter) is timed on its own, and together with inference as a
 // pipeline in which the next batch is decoded while the current one runs; the same for the int8 model (quantizeOnnx,
 // calibrated min-max on the first 64 images, and that model reading 8-bit pixels as a job's frozen base does,
-// pixelInputModel), with how far its features lie from fp32's. onnxruntime-node computes a
+// openForPixels), with how far its features lie from fp32's. onnxruntime-node computes a
 // run on the thread that calls it, so in those rows decoding waits while a batch runs on the main thread; a job runs
 // its frozen model in a worker thread instead (SessionHost, as createFrozenModel opens it) and decodes meanwhile. The
 // last row is that pipeline itself: the images decoded as a job decodes them (decodeInOrder), sent through the int8
@@ -29,7 +29,7 @@ import { setTopologyInputSize, trainingInputSize } from '@graft/vision';
 import { extractFeatures, FeatureStore, type ExtractItem } from '@graft/vision/features';
 import { decodeInOrder, PREPROCESSING } from '@graft/vision/preprocess';
 import { createSession, decodeImage, exportOnnx, normalizeInto, pixelTransform, quantizeOnnx, SessionHost, TRAINING_RESIZE_KERNEL, type WeightsManifestGroup } from '@graft/inference';
-import { pixelInputModel, toPixelGrid } from '@graft/inference/pixel-input';
+import { openForPixels, SessionInput, toPixelGrid } from '@graft/inference/pixel-input';
 import { cosineSimilarity } from '@graft/inference/similarity';
 import { coreScaling, describeScaling, targetLine } from './machine';
 import { interleavedFiles } from './splits';
@@ -137,7 +137,7 @@ async function timePipeline(infer: Infer, batches: string[][], overlap: boolean)
  * in a FeatureStore. Seconds for all the files.
  */
 async function timeGraftExtraction(host: SessionHost, model: Uint8Array, files: string[]): Promise<number> {
-  // Pixels in, as a job sends them to its frozen base: the int8 model reads them as they are (pixelInputModel).
+  // Pixels in, as a job sends them to its frozen base: the int8 model reads them as they are (openForPixels).
   const session = await host.open(model, { transform: TO_UNIT });
   try {
     const t = performance.now();
@@ -213,14 +213,17 @@ async function main(): Promise<void> {
   const [f32, f8] = [await ortInfer(decoded[last], sizes[last]), await int8Infer(decoded[last], sizes[last])];
   console.log(`int8 against fp32 features on the last batch (not calibrated on): cosine ${cosineSimilarity(f32, f8).toFixed(4)}`);
   rows.push(['ORT int8 inference', await timeInference(int8Infer, decoded, sizes)]);
-  // The same model reading 8-bit pixels (what a job's frozen base runs): the batches put back on the pixel grid.
-  const sessionPixels = await createSession(pixelInputModel(int8, TO_UNIT)!, { threads });
+  // The same model reading 8-bit pixels, opened as a job's frozen base opens it (openForPixels: its first convolution
+  // widened to RGBX, the pixels widened as its runs are given them): the batches put back on the pixel grid.
+  const opened = await openForPixels(int8, threads, TO_UNIT);
+  const sessionPixels = opened.model;
+  const pixelInput = new SessionInput(opened, TO_UNIT, true);
   const pixelBatches = decoded.map((d) => {
     const out = new Uint8Array(d.length);
     toPixelGrid(d, TO_UNIT, out);
     return out;
   });
-  const pixelInfer = (i: number) => sessionPixels.run(pixelBatches[i]!, sizes[i]!);
+  const pixelInfer = (i: number) => sessionPixels.run(pixelInput.of(pixelBatches[i]!), sizes[i]!);
   await pixelInfer(0);
   const { value: int8Timings, ms: int8Cpu } = await cpuMs(async () => {
     const timings: Timings = [];

@@ -16,13 +16,14 @@ export class LocalSessionHost implements SessionHostLike {
 
   async open(onnx: Uint8Array, opts: { transform?: PixelTransform } = {}): Promise<HostedSession> {
     const transform = opts.transform ?? null;
-    const model = await openForPixels(onnx, this.intraOpThreads, transform);
+    const opened = await openForPixels(onnx, this.intraOpThreads, transform);
+    const model = opened.model;
     // Runs may overlap here: each converts into a buffer of its own.
-    const inputs = new SessionInput(model, transform, false);
+    const inputs = new SessionInput(opened, transform, false);
     return {
       provider: model.executionProvider,
       inputType: model.inputType,
-      inputShape: model.inputShape,
+      inputShape: inputs.inputShape,
       outputShape: model.outputShape,
       parallelism: 1,
       alive: true,

@@ -8,6 +8,12 @@
 //
 // A session of such a model given float values (pixels normalised, or resampled between pixels by augmentation)
 // puts them back on the pixel grid first (toPixelGrid): what the QuantizeLinear did.
+//
+// Where a session opens such a model (openForPixels), its first convolution, when in int8, is also widened to read
+// four channels, the fourth with zero weights (widenToFourChannels): ONNX Runtime's int8 convolutions take their
+// fast path (MLAS's symmetric, indirect convolution) only where the input channels are a multiple of four; with
+// three, the image's convolution was the slowest node of MobileNet's int8 pass. The session then widens the RGB
+// pixels it is given to RGBX (SessionInput); the outputs are the same bit for bit.
 import { normalizeInto, roundHalfEven, type PixelTransform } from './image';
 import { decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode } from './onnx-proto';
 import { pixelGrid } from './quantize';
@@ -20,6 +26,12 @@ const QUANTIZE = 'QuantizeLinear';
  * pixel grid of `t`; null where it is not (a float model, another quantization, channels reordered to BGR).
  */
 export function pixelInputModel(onnx: Uint8Array, t: PixelTransform): Uint8Array | null {
+  const model = readingPixels(onnx, t);
+  return model && encodeModel(model);
+}
+
+/** pixelInputModel's rewrite, decoded. */
+function readingPixels(onnx: Uint8Array, t: PixelTransform): OnnxModel | null {
   // A float model has no QuantizeLinear: most models opened are, and need not be decoded.
   if (!Buffer.from(onnx.buffer, onnx.byteOffset, onnx.byteLength).includes(QUANTIZE)) return null;
   const grid = t.bgr ? null : pixelGrid(t);
@@ -49,8 +61,76 @@ export function pixelInputModel(onnx: Uint8Array, t: PixelTransform): Uint8Array
   const used = new Set(g.node.flatMap((n) => n.input));
   g.initializer = g.initializer.filter((i) => used.has(i.name));
   g.input[0]!.type.tensor_type.elem_type = TensorDataType.UINT8;
-  return encodeModel(model);
+  return model;
 }
+
+/**
+ * Widens a model that reads 8-bit RGB pixels (readingPixels) to read RGBX, where what reads them is an NHWC-to-NCHW
+ * Transpose, then a DequantizeLinear, then only an int8 convolution over all three channels (group 1, its weights a
+ * DequantizeLinear of int8 values): the input's last dimension becomes 4 and the weights get a fourth input channel
+ * of zeros. Whatever the fourth channel holds, the outputs are the RGB model's. False (the model untouched) where the
+ * model is not of that shape.
+ */
+export function widenToFourChannels(model: OnnxModel): boolean {
+  const g = model.graph;
+  const input = g.input[0]!;
+  const dims = input.type.tensor_type.shape.dim;
+  if (input.type.tensor_type.elem_type !== TensorDataType.UINT8 || dims.length !== 4 || dims[3]!.dim_value !== 3) return false;
+  const readers = (name: string) => g.node.filter((n) => n.input.includes(name));
+  const only = (name: string, op: string): OnnxNode | null => {
+    const r = readers(name);
+    return r.length === 1 && r[0]!.op_type === op && !r[0]!.domain ? r[0]! : null;
+  };
+  const transpose = only(input.name, 'Transpose');
+  const perm = transpose?.attribute.find((a) => a.name === 'perm')?.ints?.map(Number);
+  if (!transpose || perm?.join() !== '0,3,1,2') return false;
+  const dequantize = only(transpose.output[0]!, 'DequantizeLinear');
+  // One scale for all channels (a per-channel one would need a fourth).
+  if (!dequantize || g.initializer.find((t) => t.name === dequantize.input[1])?.dims.length !== 0) return false;
+  const conv = only(dequantize.output[0]!, 'Conv');
+  if (!conv || conv.input[0] !== dequantize.output[0] || Number(conv.attribute.find((a) => a.name === 'group')?.i ?? 1) !== 1) return false;
+  const weightsDq = g.node.find((n) => n.output[0] === conv.input[1] && n.op_type === 'DequantizeLinear');
+  const weights = weightsDq && g.initializer.find((t) => t.name === weightsDq.input[0]);
+  if (!weights || weights.data_type !== TensorDataType.INT8 || weights.dims.length !== 4 || Number(weights.dims[1]) !== 3) return false;
+  if (readers(weights.name).length !== 1) return false;
+  const [out, , kh, kw] = weights.dims.map(Number) as [number, number, number, number];
+  const taps = kh * kw;
+  const wide = new Uint8Array(out * 4 * taps);
+  for (let o = 0; o < out; o++) wide.set(weights.raw_data.subarray(o * 3 * taps, (o + 1) * 3 * taps), o * 4 * taps);
+  weights.raw_data = wide;
+  weights.dims = [out, 4, kh, kw];
+  dims[3] = { dim_value: 4 };
+  return true;
+}
+
+/** RGB pixels (3 bytes each) written as RGBX (4 bytes each, the fourth 0) into `out`. */
+export function widenPixels(rgb: Uint8Array, out: Uint8Array): void {
+  const n = rgb.length / 3;
+  if (!Number.isInteger(n) || out.length < 4 * n) throw new RangeError(`${rgb.length} bytes are not RGB pixels that fit in ${out.length}`);
+  let p = 0;
+  if (out.byteOffset % 4 === 0 && rgb.byteOffset % 4 === 0 && LITTLE_ENDIAN) {
+    // Four pixels at a time: three words in (R0 G0 B0 R1 | G1 B1 R2 G2 | B2 R3 G3 B3), four out.
+    const quads = n >> 2;
+    const from = new Uint32Array(rgb.buffer, rgb.byteOffset, quads * 3);
+    const to = new Uint32Array(out.buffer, out.byteOffset, quads * 4);
+    for (let q = 0, i = 0, o = 0; q < quads; q++, i += 3, o += 4) {
+      const a = from[i]!, b = from[i + 1]!, c = from[i + 2]!;
+      to[o] = a & 0xffffff;
+      to[o + 1] = (a >>> 24) | ((b & 0xffff) << 8);
+      to[o + 2] = (b >>> 16) | ((c & 0xff) << 16);
+      to[o + 3] = c >>> 8;
+    }
+    p = quads * 4;
+  }
+  for (let i = p * 3; p < n; p++, i += 3) {
+    out[4 * p] = rgb[i]!;
+    out[4 * p + 1] = rgb[i + 1]!;
+    out[4 * p + 2] = rgb[i + 2]!;
+    out[4 * p + 3] = 0;
+  }
+}
+
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 /** A scalar initializer's value (float32 or uint8 as `type` says), or NaN where `name` is not one. */
 function scalar(model: OnnxModel, name: string, type: 'float' | 'uint8'): number {
@@ -79,38 +159,65 @@ export function toPixelGrid(values: Float32Array, t: PixelTransform, out: Uint8A
   }
 }
 
+/** A session opened by openForPixels: the model, and whether it reads RGBX where its runs are given RGB. */
+export interface PixelSession {
+  model: OrtModel;
+  widened: boolean;
+}
+
 /**
  * A session for a host (session-worker.ts, local-host.ts) that takes RGB pixels normalised by `transform`: where the
- * model is quantized on that transform's pixel grid, it is opened to read the pixels as they are (pixelInputModel).
+ * model is quantized on that transform's pixel grid, it is opened to read the pixels as they are (pixelInputModel),
+ * widened to RGBX where its first convolution is in int8 (widenToFourChannels).
  */
-export async function openForPixels(onnx: Uint8Array, threads: number, transform: PixelTransform | null): Promise<OrtModel> {
-  return createSession((transform && pixelInputModel(onnx, transform)) ?? onnx, { threads });
+export async function openForPixels(onnx: Uint8Array, threads: number, transform: PixelTransform | null): Promise<PixelSession> {
+  const model = transform && readingPixels(onnx, transform);
+  if (!model) return { model: await createSession(onnx, { threads }), widened: false };
+  const widened = widenToFourChannels(model);
+  return { model: await createSession(encodeModel(model), { threads }), widened };
 }
 
 /**
  * What a hosted session's model takes from what a run was given (HostedSession.run): pixels (Uint8Array) as they are
- * for a model that reads pixels, normalised by the transform for a float model; values (Float32Array) as they are for
- * a float model, put on the pixel grid for a model that reads pixels. With `reuse`, the converted values are written
- * into one buffer kept from run to run (where runs go one at a time).
+ * for a model that reads pixels (widened to RGBX for a widened one), normalised by the transform for a float model;
+ * values (Float32Array) as they are for a float model, put on the pixel grid for a model that reads pixels. With
+ * `reuse`, the converted values are written into buffers kept from run to run (where runs go one at a time).
  */
 export class SessionInput {
   private floats = new Float32Array(0);
   private pixels = new Uint8Array(0);
+  private rgbx = new Uint8Array(0);
+  private readonly model: OrtModel;
+  private readonly widened: boolean;
+  /** One sample's shape as runs give it: the model's, with 3 channels where the model reads RGBX. */
+  readonly inputShape: readonly number[];
 
   constructor(
-    private readonly model: OrtModel,
+    opened: PixelSession,
     private readonly transform: PixelTransform | null,
     private readonly reuse: boolean,
-  ) {}
+  ) {
+    this.model = opened.model;
+    this.widened = opened.widened;
+    this.inputShape = this.widened ? [...this.model.inputShape.slice(0, -1), 3] : this.model.inputShape;
+  }
 
   of(input: Uint8Array | Float32Array): Uint8Array | Float32Array {
     const n = input.length;
     if (this.model.inputType === 'uint8') {
-      if (input instanceof Uint8Array) return input;
-      if (!this.transform) throw new Error('the session takes 8-bit pixels');
-      if (!this.reuse || this.pixels.length < n) this.pixels = new Uint8Array(n);
-      const out = this.pixels.subarray(0, n);
-      toPixelGrid(input, this.transform, out);
+      let pixels: Uint8Array;
+      if (input instanceof Uint8Array) pixels = input;
+      else {
+        if (!this.transform) throw new Error('the session takes 8-bit pixels');
+        if (!this.reuse || this.pixels.length < n) this.pixels = new Uint8Array(n);
+        pixels = this.pixels.subarray(0, n);
+        toPixelGrid(input, this.transform, pixels);
+      }
+      if (!this.widened) return pixels;
+      const wide = (n / 3) * 4;
+      if (!this.reuse || this.rgbx.length < wide) this.rgbx = new Uint8Array(wide);
+      const out = this.rgbx.subarray(0, wide);
+      widenPixels(pixels, out);
       return out;
     }
     if (input instanceof Float32Array) return input;

@@ -56,18 +56,20 @@ async function handle(msg: HostRequest): Promise<void> {
   }
   if (msg.type === 'open') {
     try {
-      const model = await openForPixels(msg.onnx, msg.threads, msg.transform);
+      const opened = await openForPixels(msg.onnx, msg.threads, msg.transform);
+      const model = opened.model;
       const session = nextSession++;
       // Pixels are normalised into one buffer kept from run to run (one run at a time here): a batch of 16 at 288 px is
       // 16 MB of float32, which allocated per run kept the collector and the kernel's page zeroing busy.
-      sessions.set(session, { model, input: new SessionInput(model, msg.transform, true) });
+      const input = new SessionInput(opened, msg.transform, true);
+      sessions.set(session, { model, input });
       post({
         type: 'opened',
         id: msg.id,
         session,
         provider: model.executionProvider,
         inputType: model.inputType,
-        inputShape: [...model.inputShape],
+        inputShape: [...input.inputShape],
         outputShape: [...model.outputShape],
       });
     } catch (err) {

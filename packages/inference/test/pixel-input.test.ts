@@ -8,7 +8,7 @@ import { decodeImage, normalizeInto, pixelTransform, type PixelTransform } from 
 import { LocalSessionHost } from '../src/local-host';
 import { exportOnnx } from '../src/onnx-export';
 import { decodeModel, encodeModel, TensorDataType } from '../src/onnx-proto';
-import { pixelInputModel, toPixelGrid } from '../src/pixel-input';
+import { openForPixels, pixelInputModel, toPixelGrid, widenPixels, widenToFourChannels } from '../src/pixel-input';
 import { pixelGrid, quantizeOnnx } from '../src/quantize';
 import { createSession, loadOrt } from '../src/session';
 import { SessionHost } from '../src/session-host';
@@ -83,6 +83,69 @@ describe('pixelInputModel', () => {
   }, 120_000);
 });
 
+describe('widenToFourChannels', () => {
+  it("gives the image's int8 convolution a fourth input channel of zero weights: RGBX in, the RGB model's outputs bit for bit", async () => {
+    const model = decodeModel(pixelInputModel(int8, TO_UNIT)!);
+    const weightsOf = (m: typeof model) => m.graph.initializer.find((t) => t.name === 'conv1/kernel/int8')!;
+    const rgbWeights = weightsOf(model).raw_data.slice();
+    expect(widenToFourChannels(model)).toBe(true);
+    expect(model.graph.input[0]!.type.tensor_type.shape.dim.map((d) => d.dim_value ?? d.dim_param)).toEqual(['batch', SIZE, SIZE, 4]);
+    const w = weightsOf(model);
+    const [out, , kh, kw] = w.dims.map(Number) as [number, number, number, number];
+    expect(w.dims.map(Number)).toEqual([out, 4, kh, kw]);
+    const taps = kh * kw;
+    for (let o = 0; o < out; o++) {
+      expect(Array.from(w.raw_data.subarray(o * 4 * taps, o * 4 * taps + 3 * taps))).toEqual(Array.from(rgbWeights.subarray(o * 3 * taps, (o + 1) * 3 * taps)));
+      expect(w.raw_data.subarray(o * 4 * taps + 3 * taps, (o + 1) * 4 * taps).every((v) => v === 0)).toBe(true);
+    }
+    // A model widened once is not widened again.
+    expect(widenToFourChannels(model)).toBe(false);
+
+    const [rgb, rgbx] = [await createSession(pixelInputModel(int8, TO_UNIT)!, { threads: 1 }), await createSession(encodeModel(model), { threads: 1 })];
+    try {
+      const wide = new Uint8Array((pixels.length / 3) * 4);
+      widenPixels(pixels, wide);
+      const want = await rgb.run(pixels, BATCH);
+      expect(Array.from(await rgbx.run(wide, BATCH))).toEqual(Array.from(want));
+      // Whatever the fourth channel holds.
+      for (let p = 3; p < wide.length; p += 4) wide[p] = (p * 37) & 255;
+      expect(Array.from(await rgbx.run(wide, BATCH))).toEqual(Array.from(want));
+    } finally {
+      await Promise.all([rgb.dispose(), rgbx.dispose()]);
+    }
+  }, 120_000);
+
+  it('leaves alone a model that does not read pixels: float input, or its first convolution in fp32', async () => {
+    expect(widenToFourChannels(decodeModel(int8))).toBe(false);
+    // From input / 4, the convolutions on 48 px maps and larger stay fp32, the image among them.
+    const firstFp32 = (await quantizeOnnx(fp32, [{ input: values, batch: BATCH }], { inputPixels: TO_UNIT, int8Stride: 4 })).model;
+    const opened = await openForPixels(firstFp32, 1, TO_UNIT);
+    try {
+      expect([opened.widened, opened.model.inputType, opened.model.inputShape]).toEqual([false, 'float32', [SIZE, SIZE, 3]]);
+    } finally {
+      await opened.model.dispose();
+    }
+    const widened = await openForPixels(int8, 1, TO_UNIT);
+    try {
+      expect([widened.widened, widened.model.inputType, widened.model.inputShape]).toEqual([true, 'uint8', [SIZE, SIZE, 4]]);
+    } finally {
+      await widened.model.dispose();
+    }
+  }, 120_000);
+
+  it('widenPixels writes RGBX, into any offset', () => {
+    const rgb = Uint8Array.from({ length: 3 * 1001 }, (_, i) => (i * 7 + 3) & 255);
+    const want = Uint8Array.from({ length: 4 * 1001 }, (_, i) => (i % 4 === 3 ? 0 : rgb[Math.floor(i / 4) * 3 + (i % 4)]!));
+    const aligned = new Uint8Array(4 * 1001).fill(9);
+    widenPixels(rgb, aligned);
+    expect(Array.from(aligned)).toEqual(Array.from(want));
+    const unaligned = new Uint8Array(4 * 1001 + 1).fill(9).subarray(1);
+    widenPixels(rgb, unaligned);
+    expect(Array.from(unaligned)).toEqual(Array.from(want));
+    expect(() => widenPixels(rgb.subarray(1), aligned)).toThrow(/not RGB pixels/);
+  });
+});
+
 describe('toPixelGrid', () => {
   it("puts values where the input's Add and QuantizeLinear put them, ties and values beyond 0..255 included", async () => {
     // Every pixel value normalised, the points halfway between them, values between, and values past both ends.
@@ -139,6 +202,8 @@ describe('session hosts', () => {
       const plain = await host.open(int8);
       try {
         expect([session.inputType, plain.inputType]).toEqual(['uint8', 'float32']);
+        // The session reads RGBX (its first convolution widened) and is given RGB, as its inputShape says.
+        expect([session.inputShape, plain.inputShape]).toEqual([[SIZE, SIZE, 3], [SIZE, SIZE, 3]]);
         expect(Array.from(await session.run(pixels.slice(), BATCH))).toEqual(Array.from(want));
         expect(Array.from(await session.run(values.slice(), BATCH))).toEqual(Array.from(want));
         expect(Array.from(await plain.run(values.slice(), BATCH))).toEqual(Array.from(want));
