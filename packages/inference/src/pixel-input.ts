@@ -90,7 +90,12 @@ export function widenToFourChannels(model: OnnxModel): boolean {
   const conv = only(dequantize.output[0]!, 'Conv');
   if (!conv || conv.input[0] !== dequantize.output[0] || Number(conv.attribute.find((a) => a.name === 'group')?.i ?? 1) !== 1) return false;
   const weightsDq = g.node.find((n) => n.output[0] === conv.input[1] && n.op_type === 'DequantizeLinear');
-  const weights = weightsDq && g.initializer.find((t) => t.name === weightsDq.input[0]);
+  if (!weightsDq) return false;
+  // One scale for all, or one per output channel (axis 0; ONNX's default is 1): one per input channel would need a
+  // fourth.
+  const scales = g.initializer.find((t) => t.name === weightsDq.input[1]);
+  if (!scales || (scales.dims.length !== 0 && Number(weightsDq.attribute.find((a) => a.name === 'axis')?.i ?? 1) !== 0)) return false;
+  const weights = g.initializer.find((t) => t.name === weightsDq.input[0]);
   if (!weights || weights.data_type !== TensorDataType.INT8 || weights.dims.length !== 4 || Number(weights.dims[1]) !== 3) return false;
   if (readers(weights.name).length !== 1) return false;
   const [out, , kh, kw] = weights.dims.map(Number) as [number, number, number, number];
