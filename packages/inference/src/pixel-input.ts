@@ -94,7 +94,8 @@ export function widenToFourChannels(model: OnnxModel): boolean {
   // One scale for all, or one per output channel (axis 0; ONNX's default is 1): one per input channel would need a
   // fourth.
   const scales = g.initializer.find((t) => t.name === weightsDq.input[1]);
-  if (!scales || (scales.dims.length !== 0 && Number(weightsDq.attribute.find((a) => a.name === 'axis')?.i ?? 1) !== 0)) return false;
+  const axis = weightsDq.attribute.find((a) => a.name === 'axis');
+  if (!scales || (scales.dims.length !== 0 && (axis ? Number(axis.i ?? 0) : 1) !== 0)) return false; // i: absent when 0
   const weights = g.initializer.find((t) => t.name === weightsDq.input[0]);
   if (!weights || weights.data_type !== TensorDataType.INT8 || weights.dims.length !== 4 || Number(weights.dims[1]) !== 3) return false;
   if (readers(weights.name).length !== 1) return false;

@@ -115,8 +115,11 @@ describe('widenToFourChannels', () => {
     }
   }, 120_000);
 
-  it('leaves alone a model that does not read pixels: float input, or its first convolution in fp32', async () => {
+  it('leaves alone a model that does not read pixels (float input, or its first convolution in fp32), or scales its weights by input channel', async () => {
     expect(widenToFourChannels(decodeModel(int8))).toBe(false);
+    const byInput = decodeModel(pixelInputModel(int8, TO_UNIT)!);
+    byInput.graph.node.find((n) => n.name === 'conv1/kernel/DequantizeLinear')!.attribute.find((a) => a.name === 'axis')!.i = 1;
+    expect(widenToFourChannels(byInput)).toBe(false);
     // From input / 4, the convolutions on 48 px maps and larger stay fp32, the image among them.
     const firstFp32 = (await quantizeOnnx(fp32, [{ input: values, batch: BATCH }], { inputPixels: TO_UNIT, int8Stride: 4 })).model;
     const opened = await openForPixels(firstFp32, 1, TO_UNIT);
