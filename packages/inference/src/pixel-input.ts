@@ -14,6 +14,7 @@
 // fast path (MLAS's symmetric, indirect convolution) only where the input channels are a multiple of four; with
 // three, the image's convolution was the slowest node of MobileNet's int8 pass. The session then widens the RGB
 // pixels it is given to RGBX (SessionInput); the outputs are the same bit for bit.
+import { padDepthwise } from './depthwise-pad';
 import { normalizeInto, roundHalfEven, type PixelTransform } from './image';
 import { decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode } from './onnx-proto';
 import { pixelGrid } from './quantize';
@@ -174,12 +175,14 @@ export interface PixelSession {
 /**
  * A session for a host (session-worker.ts, local-host.ts) that takes RGB pixels normalised by `transform`: where the
  * model is quantized on that transform's pixel grid, it is opened to read the pixels as they are (pixelInputModel),
- * widened to RGBX where its first convolution is in int8 (widenToFourChannels).
+ * widened to RGBX where its first convolution is in int8 (widenToFourChannels), its depthwise convolutions padded to
+ * ONNX Runtime's fast kernels (padDepthwise).
  */
 export async function openForPixels(onnx: Uint8Array, threads: number, transform: PixelTransform | null): Promise<PixelSession> {
   const model = transform && readingPixels(onnx, transform);
   if (!model) return { model: await createSession(onnx, { threads }), widened: false };
   const widened = widenToFourChannels(model);
+  padDepthwise(model);
   return { model: await createSession(encodeModel(model), { threads }), widened };
 }
 
