@@ -31,7 +31,9 @@ interface QuantizedConv {
 
 function padOne(model: OnnxModel, dw: OnnxNode): boolean {
   const g = model.graph;
-  const readers = (name: string) => g.node.filter((n) => n.input.includes(name));
+  const outputs = new Set(g.output.map((o) => o.name));
+  // A tensor whose channels change: read by nothing else, and not an output of the model.
+  const readers = (name: string) => (outputs.has(name) ? [] : g.node.filter((n) => n.input.includes(name)));
   const writer = (name: string) => g.node.find((n) => n.output.includes(name));
   const depthwise = quantizedConv(model, dw);
   const channels = depthwise ? Number(depthwise.weights.dims[0]) : 0;

@@ -77,6 +77,12 @@ describe('padDepthwise', () => {
     }
   }, 120_000);
 
+  it('leaves alone a depthwise convolution whose input is also an output of the model', () => {
+    const model = decodeModel(int8);
+    model.graph.output.push({ ...model.graph.output[0]!, name: 'conv1_relu/relu6/dequantized' });
+    expect(padDepthwise(model)).toBe(0);
+  });
+
   it('leaves a float model alone', () => {
     const model = decodeModel(fp32);
     expect(padDepthwise(model)).toBe(0);
