@@ -5,7 +5,7 @@
 // multiply-add of its third, 96 channels). Padded, the convolution before it gets output channels of zero weights and
 // zero bias, the depthwise one as many channels of zero weights, and the convolution after it input channels of zero
 // weights: the extra channels hold zeros all the way, and the outputs are the same bit for bit.
-import { TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
+import { intAttribute, scalarValue, TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
 
 /** The channel count MLAS's fast int8 depthwise kernels need a multiple of. */
 const GROUP_ALIGN = 16;
@@ -37,19 +37,19 @@ function padOne(model: OnnxModel, dw: OnnxNode): boolean {
   const writer = (name: string) => g.node.find((n) => n.output.includes(name));
   const depthwise = quantizedConv(model, dw);
   const channels = depthwise ? Number(depthwise.weights.dims[0]) : 0;
-  if (!depthwise || attr(dw, 'group', 1) !== channels || channels % GROUP_ALIGN === 0 || Number(depthwise.weights.dims[1]) !== 1) return false;
+  if (!depthwise || intAttribute(dw, 'group', 1) !== channels || channels % GROUP_ALIGN === 0 || Number(depthwise.weights.dims[1]) !== 1) return false;
   // Before it: a group-1 int8 Conv, then only per-tensor elementwise steps (Clip, QuantizeLinear, DequantizeLinear).
   let name = dw.input[0]!;
   let node = writer(name);
   while (node && node.op_type !== 'Conv' && elementwise(model, node) && readers(name).length === 1) node = writer((name = node.input[0]!));
   const before = node && node.op_type === 'Conv' && readers(name).length === 1 ? quantizedConv(model, node) : null;
-  if (!before || attr(before.node, 'group', 1) !== 1 || Number(before.weights.dims[0]) !== channels) return false;
+  if (!before || intAttribute(before.node, 'group', 1) !== 1 || Number(before.weights.dims[0]) !== channels) return false;
   // After it: the same steps, then a group-1 int8 Conv, its only reader.
   name = dw.output[0]!;
   let next = readers(name);
   while (next.length === 1 && next[0]!.op_type !== 'Conv' && elementwise(model, next[0]!)) next = readers((name = next[0]!.output[0]!));
   const after = next.length === 1 && next[0]!.op_type === 'Conv' && next[0]!.input[0] === name ? quantizedConv(model, next[0]!) : null;
-  if (!after || attr(after.node, 'group', 1) !== 1 || Number(after.weights.dims[1]) !== channels) return false;
+  if (!after || intAttribute(after.node, 'group', 1) !== 1 || Number(after.weights.dims[1]) !== channels) return false;
 
   const to = Math.ceil(channels / GROUP_ALIGN) * GROUP_ALIGN;
   for (const c of [before, depthwise]) {
@@ -76,7 +76,7 @@ function quantizedConv(model: OnnxModel, node: OnnxNode): QuantizedConv | null {
     const dq = name === undefined ? undefined : g.node.find((n) => n.output[0] === name && n.op_type === 'DequantizeLinear');
     if (!dq || g.node.filter((n) => n.input.includes(name!)).length !== 1) return null;
     const [values, scales, zeros] = [init(dq.input[0]), init(dq.input[1]), init(dq.input[2])];
-    if (!values || !scales || !zeros || attr(dq, 'axis', 1) !== 0 || scales.dims.length !== 1) return null;
+    if (!values || !scales || !zeros || intAttribute(dq, 'axis', 1) !== 0 || scales.dims.length !== 1) return null;
     if (g.node.some((n) => n !== dq && n.input.some((i) => i === values.name || i === scales.name || i === zeros.name))) return null;
     return { values, scales, zeros };
   };
@@ -85,7 +85,7 @@ function quantizedConv(model: OnnxModel, node: OnnxNode): QuantizedConv | null {
   const b = node.input[2] === undefined ? null : dequantized(node.input[2]);
   if (node.input[2] !== undefined && (!b || b.values.data_type !== TensorDataType.INT32)) return null;
   const input = g.node.find((n) => n.output[0] === node.input[0] && n.op_type === 'DequantizeLinear');
-  const inputScale = input ? scalarFloat(init(input.input[1])) : NaN;
+  const inputScale = input ? scalarValue(init(input.input[1]), TensorDataType.FLOAT) : NaN;
   if (!Number.isFinite(inputScale)) return null;
   return { node, weights: w.values, weightScales: w.scales, weightZeros: w.zeros, bias: b?.values ?? null, biasScales: b?.scales ?? null, biasZeros: b?.zeros ?? null, inputScale };
 }
@@ -96,17 +96,6 @@ function elementwise(model: OnnxModel, node: OnnxNode): boolean {
   if (node.op_type === 'Clip' || node.op_type === 'Relu') return true;
   if (node.op_type !== 'QuantizeLinear' && node.op_type !== 'DequantizeLinear') return false;
   return model.graph.initializer.find((t) => t.name === node.input[1])?.dims.length === 0;
-}
-
-/** An integer attribute (a decoded attribute leaves out `i` where it is 0), or `absent` where the node has none. */
-function attr(node: OnnxNode, name: string, absent: number): number {
-  const a = node.attribute.find((x) => x.name === name);
-  return a ? Number(a.i ?? 0) : absent;
-}
-
-function scalarFloat(t: OnnxTensor | undefined): number {
-  if (!t || t.data_type !== TensorDataType.FLOAT || t.dims.length !== 0 || t.raw_data.length !== 4) return NaN;
-  return new DataView(t.raw_data.buffer, t.raw_data.byteOffset, 4).getFloat32(0, true);
 }
 
 const ELEMENT_BYTES: Record<number, number> = { [TensorDataType.FLOAT]: 4, [TensorDataType.INT8]: 1, [TensorDataType.UINT8]: 1, [TensorDataType.INT32]: 4 };

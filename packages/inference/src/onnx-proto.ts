@@ -205,6 +205,26 @@ export interface OnnxModel {
   metadata_props: Array<{ key: string; value: string }>;
 }
 
+/** An integer attribute of `node`, or `absent` where the node has none (a decoded attribute leaves out `i` where it is 0). */
+export function intAttribute(node: OnnxNode, name: string, absent: number): number {
+  const a = node.attribute.find((x) => x.name === name);
+  return a ? Number(a.i ?? 0) : absent;
+}
+
+/** The value of a scalar initializer of `type` (FLOAT or UINT8), or NaN where `t` is missing or not one. */
+export function scalarValue(t: OnnxTensor | undefined, type: typeof TensorDataType.FLOAT | typeof TensorDataType.UINT8): number {
+  if (!t || t.data_type !== type || t.dims.length !== 0) return NaN;
+  const raw = t.raw_data;
+  if (type === TensorDataType.UINT8) return raw.length === 1 ? raw[0]! : NaN;
+  return raw.length === 4 ? new DataView(raw.buffer, raw.byteOffset, 4).getFloat32(0, true) : NaN;
+}
+
+/** The only node of `graph` that reads `name`, where it is an `op` of the default (ONNX) set; else null. */
+export function soleReader(graph: OnnxModel['graph'], name: string, op: string): OnnxNode | null {
+  const r = graph.node.filter((n) => n.input.includes(name));
+  return r.length === 1 && r[0]!.op_type === op && !r[0]!.domain ? r[0]! : null;
+}
+
 /** Serialises a ModelProto. */
 export function encodeModel(model: OnnxModel): Uint8Array {
   return ModelProtoType.encode(ModelProtoType.fromObject(model)).finish();

@@ -16,7 +16,7 @@
 // pixels it is given to RGBX (SessionInput); the outputs are the same bit for bit.
 import { padDepthwise } from './depthwise-pad';
 import { normalizeInto, roundHalfEven, type PixelTransform } from './image';
-import { decodeModel, encodeModel, TensorDataType, type OnnxModel, type OnnxNode } from './onnx-proto';
+import { decodeModel, encodeModel, intAttribute, scalarValue, soleReader, TensorDataType, type OnnxModel } from './onnx-proto';
 import { pixelGrid } from './quantize';
 import { createSession, type OrtModel } from './session';
 
@@ -40,22 +40,19 @@ function readingPixels(onnx: Uint8Array, t: PixelTransform): OnnxModel | null {
   const model = decodeModel(onnx);
   const g = model.graph;
   if (g.input.length !== 1 || g.input[0]!.type.tensor_type.elem_type !== TensorDataType.FLOAT) return null;
-  const readersOf = (name: string) => g.node.filter((n) => n.input.includes(name));
-  const only = (name: string, op: string): OnnxNode | null => {
-    const r = readersOf(name);
-    return r.length === 1 && r[0]!.op_type === op && !r[0]!.domain ? r[0]! : null;
-  };
+  const only = (name: string, op: string) => soleReader(g, name, op);
+  const scalar = (name: string, type: typeof TensorDataType.FLOAT | typeof TensorDataType.UINT8) => scalarValue(initializer(model, name), type);
   // The pixels' tensor in the graph: the input, or the Transpose that reorders it.
   const input = g.input[0]!.name;
   const pixels = only(input, 'Transpose')?.output[0] ?? input;
   const shiftAdd = grid.shift ? only(pixels, 'Add') : null;
   if (grid.shift && !shiftAdd) return null;
-  if (shiftAdd && !(shiftAdd.input[0] === pixels && scalar(model, shiftAdd.input[1]!, 'float') === Math.fround(grid.shift))) return null;
+  if (shiftAdd && !(shiftAdd.input[0] === pixels && scalar(shiftAdd.input[1]!, TensorDataType.FLOAT) === Math.fround(grid.shift))) return null;
   const quantize = only(shiftAdd ? shiftAdd.output[0]! : pixels, QUANTIZE);
   if (!quantize) return null;
   const [, scale, zero] = quantize.input;
   if (scale === undefined || zero === undefined) return null;
-  if (scalar(model, scale, 'float') !== Math.fround(grid.scale) || scalar(model, zero, 'uint8') !== grid.zero) return null;
+  if (scalar(scale, TensorDataType.FLOAT) !== Math.fround(grid.scale) || scalar(zero, TensorDataType.UINT8) !== grid.zero) return null;
   const levels = quantize.output[0]!;
   g.node = g.node.filter((n) => n !== quantize && n !== shiftAdd);
   for (const n of g.node) n.input = n.input.map((i) => (i === levels ? pixels : i));
@@ -77,29 +74,24 @@ export function widenToFourChannels(model: OnnxModel): boolean {
   const input = g.input[0]!;
   const dims = input.type.tensor_type.shape.dim;
   if (input.type.tensor_type.elem_type !== TensorDataType.UINT8 || dims.length !== 4 || dims[3]!.dim_value !== 3) return false;
-  const readers = (name: string) => g.node.filter((n) => n.input.includes(name));
-  const only = (name: string, op: string): OnnxNode | null => {
-    const r = readers(name);
-    return r.length === 1 && r[0]!.op_type === op && !r[0]!.domain ? r[0]! : null;
-  };
+  const only = (name: string, op: string) => soleReader(g, name, op);
   const transpose = only(input.name, 'Transpose');
   const perm = transpose?.attribute.find((a) => a.name === 'perm')?.ints?.map(Number);
   if (!transpose || perm?.join() !== '0,3,1,2') return false;
   const dequantize = only(transpose.output[0]!, 'DequantizeLinear');
   // One scale for all channels (a per-channel one would need a fourth).
-  if (!dequantize || g.initializer.find((t) => t.name === dequantize.input[1])?.dims.length !== 0) return false;
+  if (!dequantize || initializer(model, dequantize.input[1])?.dims.length !== 0) return false;
   const conv = only(dequantize.output[0]!, 'Conv');
-  if (!conv || conv.input[0] !== dequantize.output[0] || Number(conv.attribute.find((a) => a.name === 'group')?.i ?? 1) !== 1) return false;
+  if (!conv || conv.input[0] !== dequantize.output[0] || intAttribute(conv, 'group', 1) !== 1) return false;
   const weightsDq = g.node.find((n) => n.output[0] === conv.input[1] && n.op_type === 'DequantizeLinear');
   if (!weightsDq) return false;
   // One scale for all, or one per output channel (axis 0; ONNX's default is 1): one per input channel would need a
   // fourth.
-  const scales = g.initializer.find((t) => t.name === weightsDq.input[1]);
-  const axis = weightsDq.attribute.find((a) => a.name === 'axis');
-  if (!scales || (scales.dims.length !== 0 && (axis ? Number(axis.i ?? 0) : 1) !== 0)) return false; // i: absent when 0
-  const weights = g.initializer.find((t) => t.name === weightsDq.input[0]);
+  const scales = initializer(model, weightsDq.input[1]);
+  if (!scales || (scales.dims.length !== 0 && intAttribute(weightsDq, 'axis', 1) !== 0)) return false;
+  const weights = initializer(model, weightsDq.input[0]);
   if (!weights || weights.data_type !== TensorDataType.INT8 || weights.dims.length !== 4 || Number(weights.dims[1]) !== 3) return false;
-  if (readers(weights.name).length !== 1) return false;
+  if (soleReader(g, weights.name, 'DequantizeLinear') !== weightsDq) return false;
   const [out, , kh, kw] = weights.dims.map(Number) as [number, number, number, number];
   const taps = kh * kw;
   const wide = new Uint8Array(out * 4 * taps);
@@ -139,15 +131,7 @@ export function widenPixels(rgb: Uint8Array, out: Uint8Array): void {
 
 const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
-/** A scalar initializer's value (float32 or uint8 as `type` says), or NaN where `name` is not one. */
-function scalar(model: OnnxModel, name: string, type: 'float' | 'uint8'): number {
-  const t = model.graph.initializer.find((i) => i.name === name);
-  const want = type === 'float' ? TensorDataType.FLOAT : TensorDataType.UINT8;
-  if (!t || t.data_type !== want || t.dims.length !== 0) return NaN;
-  const raw = t.raw_data;
-  if (type === 'uint8') return raw.length === 1 ? raw[0]! : NaN;
-  return raw.length === 4 ? new DataView(raw.buffer, raw.byteOffset, 4).getFloat32(0, true) : NaN;
-}
+const initializer = (model: OnnxModel, name: string | undefined) => (name === undefined ? undefined : model.graph.initializer.find((t) => t.name === name));
 
 /**
  * Float model inputs (`t`'s normalisation of pixels, or values between pixels) put on the pixel grid of `t` into
