@@ -9,9 +9,9 @@
 // its frozen model in a worker thread instead (SessionHost, as createFrozenModel opens it) and decodes meanwhile. The
 // last row is that pipeline itself: the images decoded as a job decodes them (decodeInOrder), sent through the int8
 // model in a worker thread by a job's extraction loop (extractFeatures), the session opened and run once before (a
-// job opens its frozen base once for thousands of items; the session's opening and first runs are not timed). Target (issue 14): decode + extraction >= 400
-// images/s, read off that row. Note the load average printed before and after: the numbers mean something on a quiet
-// machine only.
+// job opens its frozen base once for thousands of items; the session's opening and first runs are not timed).
+// Target (issue 14): decode + extraction >= 400 images/s, read off that row. Note the load average printed before and
+// after: the numbers mean something on a quiet machine only.
 // The CPU time per image of decoding and of int8 inference on pixels (process CPU, every thread) is printed too, with the most
 // decode + int8 extraction can give on this machine with every core busy on nothing else, and the CPU time an image
 // of the last row (what the pipeline spends beyond those two is the difference).
