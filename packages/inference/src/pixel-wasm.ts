@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 /** The functions of pixels.wasm (pointers are byte offsets into its memory). */
 export interface PixelKernels {
   rows(src: number, width: number, mid: number, outHeight: number, first: number, count: number, weights: number, maxTaps: number): void;
-  columns(mid: number, width: number, out: number, outWidth: number, height: number, first: number, count: number, weights: number, maxTaps: number, pairs: number): void;
+  columns(mid: number, width: number, out: number, outWidth: number, height: number, first: number, count: number, weights: number, maxTaps: number, columnWeights: number): void;
   normalize_u8(src: number, out: number, pixels: number, norm: number, bgr: number): void;
   normalize_f32(src: number, out: number, pixels: number, norm: number, bgr: number): void;
   affine_u8(src: number, height: number, width: number, out: number, m: number, mode: number, cval: number, bilinear: number): void;

@@ -70,10 +70,10 @@ export function triangleResize(src: Uint8Array, width: number, height: number, o
   const tx = cachedTaps(width, outWidth);
   return withPixelKernels((k, scratch) => {
     const srcAt = scratch.take(src.length);
-    const midAt = scratch.take(width * 3 * outHeight * 2 + 16); // spare int16s (columns reads up to 5 past the last pixel)
+    const midAt = scratch.take((width * 3 * outHeight + 3 * tx.maxTaps + 8) * 2); // spare int16s: columns reads past the last pixel
     const outBytes = outWidth * outHeight * 3;
     const outAt = scratch.take(outBytes + 1); // one spare byte (columns writes one past each pixel)
-    const pairsAt = scratch.take(outWidth * ((tx.maxTaps + 1) >> 1) * 16);
+    const columnWeightsAt = scratch.take(outWidth * tx.maxTaps * 16);
     const yAt = [scratch.take(outHeight * 4), scratch.take(outHeight * 4), scratch.take(ty.weights.byteLength)] as const;
     const xAt = [scratch.take(outWidth * 4), scratch.take(outWidth * 4), scratch.take(tx.weights.byteLength)] as const;
     const buffer = scratch.ready();
@@ -87,7 +87,7 @@ export function triangleResize(src: Uint8Array, width: number, height: number, o
       new Int16Array(buffer, at[2], t.weights.length).set(t.weights);
     }
     k.rows(srcAt, width, midAt, outHeight, yAt[0], yAt[1], yAt[2], ty.maxTaps);
-    k.columns(midAt, width, outAt, outWidth, outHeight, xAt[0], xAt[1], xAt[2], tx.maxTaps, pairsAt);
+    k.columns(midAt, width, outAt, outWidth, outHeight, xAt[0], xAt[1], xAt[2], tx.maxTaps, columnWeightsAt);
     return new Uint8Array(buffer, outAt, outBytes).slice();
   });
 }
