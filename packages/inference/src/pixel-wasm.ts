@@ -1,8 +1,9 @@
 // Graft's pixel arithmetic in WebAssembly with SIMD: the triangle resize (wasm/triangle.c), the normalisation
-// (wasm/normalize.c), the augmentation's resampling (wasm/affine.c) and the float16 conversions of the feature cache
-// (wasm/half.c, through @graft/vision's half.ts) and the JPEG decoder of the common case (wasm/jpeg.c, through jpeg.ts), built into wasm/pixels.wasm by
-// scripts/build-wasm.sh (npm run build:wasm; the .wasm is committed). One instance per thread, on the calling
-// thread; its memory is scratch space for one call at a time.
+// (wasm/normalize.c), the augmentation's resampling (wasm/affine.c), the float16 conversions of the feature cache
+// (wasm/half.c, through @graft/vision's half.ts), the JPEG decoder of the common case (wasm/jpeg.c, through jpeg.ts)
+// and RGB to RGBX (wasm/widen.c, through pixel-input.ts), built into wasm/pixels.wasm by scripts/build-wasm.sh (npm
+// run build:wasm; the .wasm is committed). One instance per thread, on the calling thread; its memory is scratch
+// space for one call at a time.
 import { readFileSync } from 'node:fs';
 
 /** The functions of pixels.wasm (pointers are byte offsets into its memory). */
@@ -19,6 +20,8 @@ export interface PixelKernels {
   jpeg_header(src: number, length: number, info: number): number;
   /** Decodes the image jpeg_header has just read; its bytes must still be where they were. */
   jpeg_decode(work: number, out: number): number;
+  /** RGB pixels to RGBX (widen.c). */
+  widen_rgbx(src: number, out: number, pixels: number): void;
 }
 
 /** Room in the instance's memory for one call: `take` lays out blocks, `ready` grows the memory to hold them. */
