@@ -40,8 +40,10 @@ static double js_round(double x) {
   return r;
 }
 
-// Value i of the output: float32, or (bytes) the float32 value rounded half to even and clamped to 0..255.
-static inline __attribute__((always_inline)) void put(void *out, int i, double v, int bytes) {
+// Value i of the output: float32, or (bytes) the float32 value rounded half to even and clamped to 0..255. `clamp` 0
+// where v is known to lie in 0..255 already (a bilinear sum of bytes: weights that are not negative and sum to 1
+// within float64's rounding), which leaves out two comparisons V8 makes costly (a fifth of the resampling's time).
+static inline __attribute__((always_inline)) void putValue(void *out, int i, double v, int bytes, int clamp) {
   const float f = (float)v;
   if (!bytes) {
     ((float *)out)[i] = f;
@@ -49,10 +51,12 @@ static inline __attribute__((always_inline)) void put(void *out, int i, double v
   }
   // Clamped, then rounded by adding 1.5 * 2^23: the sum's low mantissa bits are the integer, rounded half to even as
   // every float32 addition rounds (without a float-to-int conversion, whose range checks cost more than the rest).
-  const float c = f < 0.0f ? 0.0f : f > 255.0f ? 255.0f : f;
+  const float c = !clamp ? f : f < 0.0f ? 0.0f : f > 255.0f ? 255.0f : f;
   const union { float f; int32_t i; } r = {c + 12582912.0f};
   ((uint8_t *)out)[i] = (uint8_t)(r.i - 0x4B400000);
 }
+
+static inline __attribute__((always_inline)) void put(void *out, int i, double v, int bytes) { putValue(out, i, v, bytes, 1); }
 
 // `m`: the six float64 coefficients a, b, c, d, e, f. `out`: height * width * 3 float32 values, or bytes.
 static inline __attribute__((always_inline)) void affine(const uint8_t *src, int height, int width, void *out, const double *m, int mode, double cval, int bilinear, int bytes) {
@@ -109,7 +113,7 @@ static inline __attribute__((always_inline)) void affine(const uint8_t *src, int
       const double w10 = (1 - fx) * fy;
       const double w11 = fx * fy;
       for (int k = 0; k < 3; k++) {
-        put(out, o + k, w00 * D[src[s00 + k]] + w01 * D[src[s01 + k]] + w10 * D[src[s10 + k]] + w11 * D[src[s11 + k]], bytes);
+        putValue(out, o + k, w00 * D[src[s00 + k]] + w01 * D[src[s01 + k]] + w10 * D[src[s10 + k]] + w11 * D[src[s11 + k]], bytes, 0);
       }
     }
   }
