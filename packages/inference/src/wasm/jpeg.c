@@ -270,6 +270,17 @@ static __attribute__((noinline)) void fillSlow(Bits *b) {
 }
 
 INLINE void fillBits(Bits *b) {
+  // Four bytes at once where none of them is 0xFF (a byte of ~w is zero: the bit trick finds a zero byte).
+  if (b->count <= 32 && b->pos + 4 <= b->len && !b->marker) {
+    uint32_t w;
+    __builtin_memcpy(&w, b->src + b->pos, 4);
+    const uint32_t x = ~w;
+    if (!((x - 0x01010101u) & ~x & 0x80808080u)) {
+      b->bits |= (uint64_t)__builtin_bswap32(w) << (32 - b->count);
+      b->count += 32;
+      b->pos += 4;
+    }
+  }
   // Whole bytes while none of them is 0xFF (a stuffed byte or a marker): the slow path takes those.
   while (b->count <= 56 && b->pos < b->len) {
     uint32_t byte = b->src[b->pos];
