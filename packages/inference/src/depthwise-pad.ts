@@ -5,7 +5,7 @@
 // multiply-add of its third, 96 channels). Padded, the convolution before it gets output channels of zero weights and
 // zero bias, the depthwise one as many channels of zero weights, and the convolution after it input channels of zero
 // weights: the extra channels hold zeros all the way, and the outputs are the same bit for bit.
-import { intAttribute, scalarValue, TensorDataType, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
+import { initializerNamed, intAttribute, scalarValue, TensorDataType, writerOf, type OnnxModel, type OnnxNode, type OnnxTensor } from './onnx-proto';
 
 /** The channel count MLAS's fast int8 depthwise kernels need a multiple of. */
 const GROUP_ALIGN = 16;
@@ -71,11 +71,10 @@ function padOne(model: OnnxModel, dw: OnnxNode): boolean {
 /** A Conv whose weights (int8, one scale per output channel) and bias (int32, if any) are DequantizeLinear of initializers. */
 function quantizedConv(model: OnnxModel, node: OnnxNode): QuantizedConv | null {
   const g = model.graph;
-  const init = (name: string | undefined) => (name === undefined ? undefined : g.initializer.find((t) => t.name === name));
   const dequantized = (name: string | undefined) => {
-    const dq = name === undefined ? undefined : g.node.find((n) => n.output[0] === name && n.op_type === 'DequantizeLinear');
+    const dq = writerOf(g, name, 'DequantizeLinear');
     if (!dq || g.node.filter((n) => n.input.includes(name!)).length !== 1) return null;
-    const [values, scales, zeros] = [init(dq.input[0]), init(dq.input[1]), init(dq.input[2])];
+    const [values, scales, zeros] = [initializerNamed(g, dq.input[0]), initializerNamed(g, dq.input[1]), initializerNamed(g, dq.input[2])];
     if (!values || !scales || !zeros || intAttribute(dq, 'axis', 1) !== 0 || scales.dims.length !== 1) return null;
     if (g.node.some((n) => n !== dq && n.input.some((i) => i === values.name || i === scales.name || i === zeros.name))) return null;
     return { values, scales, zeros };
@@ -84,8 +83,8 @@ function quantizedConv(model: OnnxModel, node: OnnxNode): QuantizedConv | null {
   if (!w || w.values.data_type !== TensorDataType.INT8 || w.values.dims.length !== 4) return null;
   const b = node.input[2] === undefined ? null : dequantized(node.input[2]);
   if (node.input[2] !== undefined && (!b || b.values.data_type !== TensorDataType.INT32)) return null;
-  const input = g.node.find((n) => n.output[0] === node.input[0] && n.op_type === 'DequantizeLinear');
-  const inputScale = input ? scalarValue(init(input.input[1]), TensorDataType.FLOAT) : NaN;
+  const input = writerOf(g, node.input[0], 'DequantizeLinear');
+  const inputScale = input ? scalarValue(initializerNamed(g, input.input[1]), TensorDataType.FLOAT) : NaN;
   if (!Number.isFinite(inputScale)) return null;
   return { node, weights: w.values, weightScales: w.scales, weightZeros: w.zeros, bias: b?.values ?? null, biasScales: b?.scales ?? null, biasZeros: b?.zeros ?? null, inputScale };
 }
@@ -95,7 +94,7 @@ function elementwise(model: OnnxModel, node: OnnxNode): boolean {
   if (node.domain) return false;
   if (node.op_type === 'Clip' || node.op_type === 'Relu') return true;
   if (node.op_type !== 'QuantizeLinear' && node.op_type !== 'DequantizeLinear') return false;
-  return model.graph.initializer.find((t) => t.name === node.input[1])?.dims.length === 0;
+  return initializerNamed(model.graph, node.input[1])?.dims.length === 0;
 }
 
 const ELEMENT_BYTES: Record<number, number> = { [TensorDataType.FLOAT]: 4, [TensorDataType.INT8]: 1, [TensorDataType.UINT8]: 1, [TensorDataType.INT32]: 4 };

@@ -219,6 +219,16 @@ export function scalarValue(t: OnnxTensor | undefined, type: typeof TensorDataTy
   return raw.length === 4 ? new DataView(raw.buffer, raw.byteOffset, 4).getFloat32(0, true) : NaN;
 }
 
+/** The initializer of `graph` named `name`, if any. */
+export function initializerNamed(graph: OnnxModel['graph'], name: string | undefined): OnnxTensor | undefined {
+  return name === undefined ? undefined : graph.initializer.find((t) => t.name === name);
+}
+
+/** The `op` node of `graph` whose first output is `name`, if any. */
+export function writerOf(graph: OnnxModel['graph'], name: string | undefined, op: string): OnnxNode | undefined {
+  return name === undefined ? undefined : graph.node.find((n) => n.output[0] === name && n.op_type === op);
+}
+
 /** The only node of `graph` that reads `name`, where it is an `op` of the default (ONNX) set; else null. */
 export function soleReader(graph: OnnxModel['graph'], name: string, op: string): OnnxNode | null {
   const r = graph.node.filter((n) => n.input.includes(name));

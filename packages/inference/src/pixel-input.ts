@@ -16,7 +16,7 @@
 // pixels it is given to RGBX (SessionInput); the outputs are the same bit for bit.
 import { padDepthwise } from './depthwise-pad';
 import { normalizeInto, roundHalfEven, type PixelTransform } from './image';
-import { decodeModel, encodeModel, intAttribute, scalarValue, soleReader, TensorDataType, type OnnxModel } from './onnx-proto';
+import { decodeModel, encodeModel, initializerNamed, intAttribute, scalarValue, soleReader, TensorDataType, writerOf, type OnnxModel } from './onnx-proto';
 import { withPixelKernels } from './pixel-wasm';
 import { pixelGrid } from './quantize';
 import { createSession, type OrtModel } from './session';
@@ -42,7 +42,7 @@ function readingPixels(onnx: Uint8Array, t: PixelTransform): OnnxModel | null {
   const g = model.graph;
   if (g.input.length !== 1 || g.input[0]!.type.tensor_type.elem_type !== TensorDataType.FLOAT) return null;
   const only = (name: string, op: string) => soleReader(g, name, op);
-  const scalar = (name: string, type: typeof TensorDataType.FLOAT | typeof TensorDataType.UINT8) => scalarValue(initializer(model, name), type);
+  const scalar = (name: string, type: typeof TensorDataType.FLOAT | typeof TensorDataType.UINT8) => scalarValue(initializerNamed(g, name), type);
   // The pixels' tensor in the graph: the input, or the Transpose that reorders it.
   const input = g.input[0]!.name;
   const pixels = only(input, 'Transpose')?.output[0] ?? input;
@@ -81,16 +81,16 @@ export function widenToFourChannels(model: OnnxModel): boolean {
   if (!transpose || perm?.join() !== '0,3,1,2') return false;
   const dequantize = only(transpose.output[0]!, 'DequantizeLinear');
   // One scale for all channels (a per-channel one would need a fourth).
-  if (!dequantize || initializer(model, dequantize.input[1])?.dims.length !== 0) return false;
+  if (!dequantize || initializerNamed(g, dequantize.input[1])?.dims.length !== 0) return false;
   const conv = only(dequantize.output[0]!, 'Conv');
   if (!conv || conv.input[0] !== dequantize.output[0] || intAttribute(conv, 'group', 1) !== 1) return false;
-  const weightsDq = g.node.find((n) => n.output[0] === conv.input[1] && n.op_type === 'DequantizeLinear');
+  const weightsDq = writerOf(g, conv.input[1], 'DequantizeLinear');
   if (!weightsDq) return false;
   // One scale for all, or one per output channel (axis 0; ONNX's default is 1): one per input channel would need a
   // fourth.
-  const scales = initializer(model, weightsDq.input[1]);
+  const scales = initializerNamed(g, weightsDq.input[1]);
   if (!scales || (scales.dims.length !== 0 && intAttribute(weightsDq, 'axis', 1) !== 0)) return false;
-  const weights = initializer(model, weightsDq.input[0]);
+  const weights = initializerNamed(g, weightsDq.input[0]);
   if (!weights || weights.data_type !== TensorDataType.INT8 || weights.dims.length !== 4 || Number(weights.dims[1]) !== 3) return false;
   if (soleReader(g, weights.name, 'DequantizeLinear') !== weightsDq) return false;
   const [out, , kh, kw] = weights.dims.map(Number) as [number, number, number, number];
@@ -120,8 +120,6 @@ export function widenPixels(rgb: Uint8Array, out: Uint8Array): void {
     out.set(new Uint8Array(buffer, outAt, 4 * n));
   });
 }
-
-const initializer = (model: OnnxModel, name: string | undefined) => (name === undefined ? undefined : model.graph.initializer.find((t) => t.name === name));
 
 /**
  * Float model inputs (`t`'s normalisation of pixels, or values between pixels) put on the pixel grid of `t` into
