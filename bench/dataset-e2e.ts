@@ -5,7 +5,9 @@
 // With --clients, /predict of the trained model is then loaded by that many concurrent clients in turn (one image a
 // request, the eval split's images round and round) for --seconds each: images/s and latency p50/p99. The clients
 // post with node:http over kept-alive connections, a light load generator as wrk or hey are: they share the two cores
-// with the service, and fetch() took about a tenth of the images/s away (8 clients: 130 against 147 images/s).
+// with the service, and fetch() took about a tenth of the images/s away (8 clients: 130 against 147 images/s). Each
+// load also prints the medians of the service's own `timing` (total, decode, queue, inference, batch size) and how much
+// CPU the clients took: on a small machine their share is part of what the images/s measure.
 // A client refused with 429 waits as long as its Retry-After says before its next request, as a well-behaved client
 // does. --fetch posts with fetch() instead. --model mdl_… skips the upload and the job: the eval split's accuracy and the
 // load are measured on that model (to compare builds of the service on one trained model). --tta flip asks /predict for
@@ -140,29 +142,41 @@ async function evaluate(modelId: string, t0: number): Promise<void> {
   for (const clients of clientCounts) await loadPredict(modelId, bodies, clients);
 }
 
+/** What /predict's answer says of its own time (`timing`). */
+interface ServerTiming {
+  totalMs: number;
+  /** null where the engine decodes by itself (TensorFlow.js). */
+  decodeMs: number | null;
+  queueMs: number;
+  inferenceMs: number;
+  batchSize: number;
+}
+
 /** `clients` concurrent clients posting one image each, round and round, for `seconds`: images/s, p50, p99. */
 async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], clients: number): Promise<void> {
   const lat: number[] = [];
   let next = 0;
   let failed = 0;
   let refused = 0;
+  const served: ServerTiming[] = [];
   const until = performance.now() + seconds * 1000;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
   const target = new URL(`${url}/v1/models/${modelId}/predict${predictQuery}`);
   /** A Retry-After header in seconds (1 where absent or not a number). */
   const after = (v: string | null | undefined) => Number(v ?? 1) || 1;
-  /** One request: its status code, and the Retry-After of a 429 in seconds. */
-  const post = async (body: Uint8Array<ArrayBuffer>): Promise<{ status: number; retryAfter: number }> => {
+  /** One request: its status code, its answer's body, and the Retry-After of a 429 in seconds. */
+  const post = async (body: Uint8Array<ArrayBuffer>): Promise<{ status: number; text: string; retryAfter: number }> => {
     if (useFetch) {
       const r = await fetch(target, { method: 'POST', headers: { ...H, 'content-type': 'image/jpeg' }, body });
-      await r.arrayBuffer();
-      return { status: r.status, retryAfter: after(r.headers.get('retry-after')) };
+      return { status: r.status, text: await r.text(), retryAfter: after(r.headers.get('retry-after')) };
     }
     return new Promise((resolve, reject) => {
       const req = http.request(target, { method: 'POST', agent, headers: { ...H, 'content-type': 'image/jpeg', 'content-length': body.byteLength } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: after(res.headers['retry-after']) }));
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString(), retryAfter: after(res.headers['retry-after']) }));
         res.on('error', reject);
       });
       req.on('error', reject);
@@ -174,9 +188,11 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
       while (performance.now() < until) {
         const body = bodies[next++ % bodies.length]!;
         const s = performance.now();
-        const { status, retryAfter } = await post(body);
-        if (status === 200) lat.push(performance.now() - s);
-        else if (status === 429) {
+        const { status, text, retryAfter } = await post(body);
+        if (status === 200) {
+          lat.push(performance.now() - s);
+          served.push((JSON.parse(text) as { timing: ServerTiming }).timing);
+        } else if (status === 429) {
           // As a well-behaved client does: wait as long as the service asks before the next request.
           refused++;
           await new Promise((r) => setTimeout(r, Math.min(retryAfter * 1000, Math.max(0, until - performance.now()))));
@@ -186,11 +202,21 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
   );
   agent.destroy();
   const wall = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
   lat.sort((a, b) => a - b);
   const quantile = (f: number) => lat[Math.min(lat.length - 1, Math.floor(lat.length * f))];
   const q = (f: number) => quantile(f)?.toFixed(1);
   const rate = lat.length / wall;
   console.log(`/predict, ${clients} clients: ${rate.toFixed(1)} images/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${failed} failed, ${refused} refused (429)`);
+  const median = (pick: (t: ServerTiming) => number | null) => {
+    const v = served.map(pick).filter((x): x is number => x !== null).sort((a, b) => a - b);
+    return v.length ? v[Math.floor(v.length / 2)]! : NaN;
+  };
+  console.log(
+    `  the service's own timing, medians: total ${median((t) => t.totalMs).toFixed(1)} ms, decode ${median((t) => t.decodeMs).toFixed(1)}, ` +
+      `queue ${median((t) => t.queueMs).toFixed(1)}, inference ${median((t) => t.inferenceMs).toFixed(1)}, batch ${median((t) => t.batchSize)}; ` +
+      `the clients themselves used ${(((used.user + used.system) / 1e6 / wall) * 100).toFixed(0)}% of a core`,
+  );
   const p50 = quantile(0.5) ?? Infinity;
   if (clients === 1) console.log(targetLine('/predict p50 <= 10 ms with 1 client', p50 <= 10, `${p50.toFixed(1)} ms`));
   if (clients === 8) console.log(targetLine('/predict >= 200 images/s with 8 clients', rate >= 200, `${rate.toFixed(1)} images/s`));
