@@ -20,6 +20,7 @@ import path from 'node:path';
 import yazl from 'yazl';
 import { buffer } from 'node:stream/consumers';
 import type { Readable } from 'node:stream';
+import type { PredictResponse } from '@graft/contract';
 import { coreScaling, describeScaling, targetLine } from './machine';
 
 const args = process.argv.slice(2);
@@ -142,23 +143,13 @@ async function evaluate(modelId: string, t0: number): Promise<void> {
   for (const clients of clientCounts) await loadPredict(modelId, bodies, clients);
 }
 
-/** What /predict's answer says of its own time (`timing`). */
-interface ServerTiming {
-  totalMs: number;
-  /** null where the engine decodes by itself (TensorFlow.js). */
-  decodeMs: number | null;
-  queueMs: number;
-  inferenceMs: number;
-  batchSize: number;
-}
-
 /** `clients` concurrent clients posting one image each, round and round, for `seconds`: images/s, p50, p99. */
 async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], clients: number): Promise<void> {
   const lat: number[] = [];
   let next = 0;
   let failed = 0;
   let refused = 0;
-  const served: ServerTiming[] = [];
+  const served: PredictResponse['timing'][] = [];
   const until = performance.now() + seconds * 1000;
   const started = performance.now();
   const cpu = process.cpuUsage();
@@ -191,7 +182,7 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
         const { status, text, retryAfter } = await post(body);
         if (status === 200) {
           lat.push(performance.now() - s);
-          served.push((JSON.parse(text) as { timing: ServerTiming }).timing);
+          served.push((JSON.parse(text) as PredictResponse).timing);
         } else if (status === 429) {
           // As a well-behaved client does: wait as long as the service asks before the next request.
           refused++;
@@ -208,7 +199,7 @@ async function loadPredict(modelId: string, bodies: Uint8Array<ArrayBuffer>[], c
   const q = (f: number) => quantile(f)?.toFixed(1);
   const rate = lat.length / wall;
   console.log(`/predict, ${clients} clients: ${rate.toFixed(1)} images/s, p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, ${failed} failed, ${refused} refused (429)`);
-  const median = (pick: (t: ServerTiming) => number | null) => {
+  const median = (pick: (t: PredictResponse['timing']) => number | null) => {
     const v = served.map(pick).filter((x): x is number => x !== null).sort((a, b) => a - b);
     return v.length ? v[Math.floor(v.length / 2)]! : NaN;
   };
