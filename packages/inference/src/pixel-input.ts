@@ -112,7 +112,7 @@ export function widenPixels(rgb: Uint8Array, out: Uint8Array): void {
   const n = rgb.length / 3;
   if (!Number.isInteger(n) || out.length < 4 * n) throw new RangeError(`${rgb.length} bytes are not RGB pixels that fit in ${out.length}`);
   withPixelKernels((k, scratch) => {
-    const srcAt = scratch.take(rgb.length + 16); // widen_rgbx reads up to 4 bytes past the last pixel
+    const srcAt = scratch.take(rgb.length + 4); // widen_rgbx reads up to 4 bytes past the last pixel
     const outAt = scratch.take(4 * n);
     const buffer = scratch.ready();
     new Uint8Array(buffer, srcAt, rgb.length).set(rgb);
