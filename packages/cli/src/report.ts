@@ -1,4 +1,5 @@
 // Jobs, metrics and datasets printed for people.
+import { keptRow } from '@graft/contract';
 import type { Dataset, DatasetHealth, EvalMetrics, HistoryRow, Job } from './client';
 import { bytes, cli, duration, num, type Out, paintState, pct, phaseName, plural, table, when } from './output';
 
@@ -31,18 +32,13 @@ const indent = (s: string, n: number) =>
     .join('\n');
 
 /**
- * The epoch whose weights the model kept: training restores the weights of the lowest validation loss of its last
- * phase. Null when that is the last epoch (nothing to explain) or there was no validation.
+ * The epoch whose weights the model kept (keptRow: the head's best, or fine-tuning's where it beat the head), with the
+ * last epoch run; null where that is the kept one (nothing to explain) or there was no validation.
  */
 export function restoredEpoch(history: readonly HistoryRow[]): { best: HistoryRow; last: HistoryRow } | null {
   const last = history.at(-1);
-  if (!last) return null;
-  let best: HistoryRow | null = null;
-  for (const r of history) {
-    if (r.phase !== last.phase || r.valLoss === null || r.valLoss === undefined) continue;
-    if (!best || r.valLoss < best.valLoss!) best = r;
-  }
-  return best && best.epoch !== last.epoch ? { best, last } : null;
+  const best = keptRow(history);
+  return last && best && best !== last ? { best, last } : null;
 }
 
 /** What a job's refit trained, in words; null where the model served is the one chosen on validation. */
@@ -63,9 +59,11 @@ export function printOutcome(io: Out, job: Job): void {
   if (job.test) o.write(metricsText('test', job.test));
   const kept = job.state === 'succeeded' ? restoredEpoch(job.history ?? []) : null;
   if (kept) {
+    const epoch = (r: HistoryRow) =>
+      r.phase === 'fine_tuning' ? `fine-tuning's epoch ${r.epoch}` : job.config?.method === 'scratch' ? `epoch ${r.epoch}` : `the head's epoch ${r.epoch}`;
     o.write(
-      `${job.refit ? 'validation chose' : 'the model keeps the weights of'} ${phaseName(kept.best.phase).toLowerCase()} epoch ${kept.best.epoch} (lowest validation loss ${num(kept.best.valLoss)}, ` +
-        `accuracy ${pct(kept.best.valAccuracy)}), not ${job.refit ? '' : 'of '}the last epoch ${kept.last.epoch} (accuracy ${pct(kept.last.valAccuracy)})\n`,
+      `${job.refit ? 'validation chose' : 'the model keeps the weights of'} ${epoch(kept.best)} (lowest validation loss ${num(kept.best.valLoss)}, ` +
+        `accuracy ${pct(kept.best.valAccuracy)}), not ${job.refit ? '' : 'of '}the last, ${epoch(kept.last)} (accuracy ${pct(kept.last.valAccuracy)})\n`,
     );
   }
   const refit = refitText(job.refit);

@@ -5,6 +5,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
 import { buffer } from 'node:stream/consumers';
 import yauzl from 'yauzl';
 import { openSource, zipFolder } from '../src/archive';
@@ -14,7 +15,7 @@ import { JobView } from '../src/job-view';
 import { jobInfo, phaseInfo } from '../src/progress';
 import { buildConfig } from '../src/commands/jobs';
 import { bytes, cli, duration, table } from '../src/output';
-import { metricsText, refitText, restoredEpoch } from '../src/report';
+import { metricsText, printOutcome, refitText, restoredEpoch } from '../src/report';
 import { CliError } from '../src/errors';
 
 let dir: string;
@@ -292,16 +293,35 @@ describe('refitText', () => {
 describe('restoredEpoch', () => {
   const row = (phase: HistoryRow['phase'], epoch: number, valLoss: number | null, valAccuracy: number | null): HistoryRow =>
     ({ phase, epoch, attempt: 1, loss: 0.5, accuracy: 0.8, valLoss, valAccuracy, seconds: 1 });
+  const head = [row('training_head', 1, 0.4, 0.85), row('training_head', 2, 0.25, 0.9), row('training_head', 3, 0.3, 0.88)];
 
-  it('names the epoch of the lowest validation loss of the last phase when it is not the last epoch', () => {
-    const history = [row('training_head', 1, 0.2, 0.9), row('fine_tuning', 1, 0.4, 0.85), row('fine_tuning', 2, 0.3, 0.915), row('fine_tuning', 3, 0.35, 0.902)];
-    expect(restoredEpoch(history)).toEqual({ best: history[2], last: history[3] });
+  it("names fine-tuning's epoch of lowest validation loss where it beat the head's best", () => {
+    const history = [...head, row('fine_tuning', 1, 0.24, 0.91), row('fine_tuning', 2, 0.2, 0.915), row('fine_tuning', 3, 0.22, 0.902)];
+    expect(restoredEpoch(history)).toEqual({ best: history[4], last: history[5] });
   });
 
-  it('says nothing when the last epoch is the best one, or there was no validation', () => {
+  it("names the head's best epoch where no fine-tuning epoch beat it: the model stays as the head left it", () => {
+    const history = [...head, row('fine_tuning', 1, 0.26, 0.91), row('fine_tuning', 2, 0.25, 0.93)];
+    expect(restoredEpoch(history)).toEqual({ best: history[1], last: history[4] });
+    expect(restoredEpoch(head)).toEqual({ best: head[1], last: head[2] });
+  });
+
+  it('says nothing when the last epoch is the one kept, or there was no validation', () => {
     expect(restoredEpoch([row('training_head', 1, 0.4, 0.8), row('training_head', 2, 0.3, 0.9)])).toBeNull();
+    expect(restoredEpoch([...head.slice(0, 2), row('fine_tuning', 1, 0.2, 0.95)])).toBeNull();
     expect(restoredEpoch([row('training_head', 1, null, null), row('training_head', 2, null, null)])).toBeNull();
     expect(restoredEpoch([])).toBeNull();
+  });
+
+  it('is what the outcome of a finished job says', async () => {
+    let text = '';
+    const sink = new PassThrough();
+    sink.on('data', (c: Buffer) => (text += c.toString()));
+    const history = [...head, row('fine_tuning', 1, 0.26, 0.91), row('fine_tuning', 2, 0.27, 0.93)];
+    printOutcome({ out: sink, err: sink }, job({ state: 'succeeded', history, refit: { headEpochs: 2, fineTuningEpochs: 0, images: 50 } }));
+    await new Promise((r) => setImmediate(r));
+    expect(text).toContain("validation chose the head's epoch 2 (lowest validation loss 0.2500, accuracy 90.0%), not the last, fine-tuning's epoch 2 (accuracy 93.0%)");
+    expect(text).toContain("refit: the head's 2 epochs again on 50 training");
   });
 });
 

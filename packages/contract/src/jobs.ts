@@ -22,6 +22,26 @@ export const HistoryRowSchema = Type.Object(
 );
 export type HistoryRow = Static<typeof HistoryRowSchema>;
 
+/** The row of a phase's epoch of lowest validation loss (the first of equals); null where no row of it has one. */
+export function bestRow(history: readonly HistoryRow[], phase: HistoryRow['phase']): HistoryRow | null {
+  let row: HistoryRow | null = null;
+  for (const r of history) {
+    if (r.phase === phase && r.valLoss !== null && Number.isFinite(r.valLoss) && (!row || r.valLoss < row.valLoss!)) row = r;
+  }
+  return row;
+}
+
+/**
+ * The epoch whose weights a model kept: the head's (or the scratch network's) epoch of lowest validation loss, or
+ * fine-tuning's where it validated lower than the head's best (fine-tuning has to beat the head; where none of its
+ * epochs did, the model stays as the head left it). Null where no epoch was validated.
+ */
+export function keptRow(history: readonly HistoryRow[]): HistoryRow | null {
+  const head = bestRow(history, 'training_head');
+  const fineTuning = bestRow(history, 'fine_tuning');
+  return fineTuning && (!head || fineTuning.valLoss! < head.valLoss!) ? fineTuning : head;
+}
+
 export const ClassMetricsSchema = Type.Object({ precision: Type.Number(), recall: Type.Number(), f1: Type.Number(), support: Type.Integer() }, { title: 'ClassMetrics' });
 export type ClassMetrics = Static<typeof ClassMetricsSchema>;
 

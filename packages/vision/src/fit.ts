@@ -141,15 +141,6 @@ export interface PhaseState {
   best: Float32Array[] | null;
 }
 
-/** The row of a phase's epoch of lowest validation loss in a history (the first of equals), null where none has one. */
-export function bestRow(history: readonly HistoryRow[], phase: HistoryRow['phase']): HistoryRow | null {
-  let row: HistoryRow | null = null;
-  for (const r of history) {
-    if (r.phase === phase && r.valLoss !== null && Number.isFinite(r.valLoss) && (!row || r.valLoss < row.valLoss!)) row = r;
-  }
-  return row;
-}
-
 export function newPhaseState(): PhaseState {
   return { epoch: 0, bestValLoss: null, bestEpoch: 0, wait: 0, stopped: false, best: null };
 }

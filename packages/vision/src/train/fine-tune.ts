@@ -4,7 +4,8 @@
 // best validation loss is the mark to beat: where no fine-tuning epoch validates lower, the model stays as the head
 // phase left it.
 import { fineTuneForward } from '../fine-tune';
-import { bestRow, readWeights, type BatchSource } from '../fit';
+import { bestRow } from '@graft/contract';
+import { readWeights, type BatchSource } from '../fit';
 import { variableRefs, type ReplicaSpec } from '../replicas';
 import { createStepEngine } from '../step-engine';
 import { augmentedTrainSource, type Extracted } from './extract';

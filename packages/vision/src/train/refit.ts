@@ -8,8 +8,8 @@
 //
 // Evaluation then reports the model chosen on the validation images (train/evaluate.ts: the weights before the
 // refit), which never trained on them, and the refit model on the test images.
-import type { Refit } from '@graft/contract';
-import { bestRow, readWeights, writeWeights, type HistoryRow } from '../fit';
+import { bestRow, keptRow, type Refit } from '@graft/contract';
+import { readWeights, writeWeights, type HistoryRow } from '../fit';
 import type { FeatureStore } from '../features';
 import { runEpochs } from './epochs';
 import type { Extracted } from './extract';
@@ -42,8 +42,8 @@ export async function saveWeights(t: Transfer): Promise<SavedWeights> {
  */
 export function chosenEpochs(history: readonly HistoryRow[]): { head: number; fineTuning: number } {
   const head = bestRow(history, 'training_head');
-  const fineTuning = bestRow(history, 'fine_tuning');
-  return { head: head?.epoch ?? 0, fineTuning: fineTuning && head && fineTuning.valLoss! < head.valLoss! ? fineTuning.epoch : 0 };
+  const kept = keptRow(history);
+  return { head: head?.epoch ?? 0, fineTuning: head && kept?.phase === 'fine_tuning' ? kept.epoch : 0 };
 }
 
 /** One store of the training images' samples, the validation images' and their copies', in groups of an image each. */
