@@ -337,9 +337,12 @@ describe('graft CLI', () => {
     expect(f.stderr).toMatch(/^error INVALID_SOURCE: '.*flat': images must be inside class folders/);
   });
 
-  it('pulls every file of the model into a folder', async () => {
+  it('pulls every file of the model into a folder, the model named by its id or its job', async () => {
     const target = path.join(dir, 'pulled', 'model');
-    const r = await graft(['models', 'pull', modelId, target]);
+    // The job that trained it names the same model, as for predict and explain.
+    const jobId = await jobIdOf(modelId);
+    expect(JSON.parse((await graft(['models', 'show', jobId, '--json'])).stdout).id).toBe(modelId);
+    const r = await graft(['models', 'pull', jobId, target]);
     expect(r.code, logs(r)).toBe(0);
     const files = fs.readdirSync(target).sort();
     expect(files).toEqual(expect.arrayContaining(['graft.json', 'model.json']));
@@ -354,6 +357,11 @@ describe('graft CLI', () => {
     for (const f of listed.files) expect(fs.statSync(path.join(target, f.name)).size).toBe(f.bytes);
     const ls = await graft(['models', 'ls']);
     expect(ls.stdout).toMatch(new RegExp(`${modelId}\\s+dots, stripes\\s+mobilenet_v1_0.25_224\\s+96px`));
+    // Deleting takes the model's own id only: a job or a dataset is refused before anything is asked of the service.
+    const rm = await graft(['models', 'rm', jobId]);
+    expect(rm.code).toBe(1);
+    expect(rm.stderr).toMatch(new RegExp(`^error INVALID_ARGUMENT: '${jobId}' is not a model id: rm takes a model's own id \\(mdl_…\\)`));
+    expect(JSON.parse((await graft(['models', 'show', modelId, '--json'])).stdout).id).toBe(modelId);
   });
 
   it('prints API errors as "error CODE: message" with exit code 1', async () => {

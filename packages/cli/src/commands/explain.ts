@@ -5,7 +5,7 @@ import path from 'node:path';
 import { contextOf } from '../context';
 import { CliError } from '../errors';
 import { json, pct } from '../output';
-import { readImageFile, resolveModel } from './models';
+import { MODEL_REF, readImageFile, resolveModel } from './models';
 
 const PNG_DATA_URL = /^data:image\/png;base64,/;
 
@@ -16,7 +16,7 @@ export const defaultOverlayPath = (image: string, label: string) =>
 export function explainCommand(): Command {
   return new Command('explain')
     .description('where a model looks for a class in an image (Grad-CAM), written as a PNG of the heatmap over the image')
-    .argument('<model>', 'model id, job id, or dataset name or id (its newest model)')
+    .argument('<model>', MODEL_REF)
     .argument('<image>', 'a .jpg, .png or .webp image')
     .option('--label <class>', "the class to explain (default: the model's top class for the image)")
     .option('-o, --out <file>', 'where to write the overlay PNG (default: <name>.<label>.png in the current folder, <name> being the image file name without its extension)')

@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { ID_PATTERN } from '@graft/contract';
 import { ApiError, type GraftClient, type ImageFile, type Model, type OutOfDistribution, type PredictOptions, type Prediction } from '../client';
 import { contextOf, intArg } from '../context';
 import { CliError } from '../errors';
@@ -42,10 +43,15 @@ const modelAccuracy = (m: Model) => {
   return acc === undefined ? '-' : `${pct(acc)} ${which}`;
 };
 
+const MODEL_ID = new RegExp(ID_PATTERN.mdl);
+
+/** What a command that reads a model takes to name it (resolveModel). */
+export const MODEL_REF = 'model id, job id, or dataset name or id (its newest model)';
+
 /** A model id, the id of the job that trained it, or a dataset's id or name (its newest model). */
 export async function resolveModel(client: GraftClient, ref: string): Promise<Model> {
-  if (/^mdl_[a-z0-9]+$/.test(ref)) return client.getModel(ref);
-  if (/^job_[a-z0-9]+$/.test(ref)) {
+  if (MODEL_ID.test(ref)) return client.getModel(ref);
+  if (new RegExp(ID_PATTERN.job).test(ref)) {
     const job = await client.getJob(ref);
     if (!job.modelId) throw new CliError('NO_MODEL', `job ${ref} has no model (it is ${job.state}); follow it with: ${cli()} jobs show ${ref} --follow`);
     return client.getModel(job.modelId);
@@ -130,7 +136,7 @@ interface PredictFlags {
 export function predictCommand(): Command {
   return new Command('predict')
     .description('classify images with a trained model, and say which look like none of its classes')
-    .argument('<model>', 'model id, job id, or dataset name or id (its newest model)')
+    .argument('<model>', MODEL_REF)
     .argument('<images...>', 'image files or folders of images')
     .option('-k, --top-k <n>', 'classes to show per image', intArg('--top-k'), 3)
     .option('--batch <n>', 'images per request', intArg('--batch'), 16)
@@ -213,11 +219,12 @@ export function modelsCommand(): Command {
   cmd
     .command('show')
     .description('a model: labels, backbone, metrics, files')
-    .argument('<model>', 'model id')
+    .argument('<model>', MODEL_REF)
     .option('--json', 'print JSON')
-    .action(async (id: string, opts: { json?: boolean }, command: Command) => {
+    .action(async (ref: string, opts: { json?: boolean }, command: Command) => {
       const { client, io } = contextOf(command);
-      const [m, files] = await Promise.all([client.getModel(id), client.listArtifacts(id)]);
+      const m = await resolveModel(client, ref);
+      const files = await client.listArtifacts(m.id);
       if (opts.json) return json(io, { ...m, files: files.items });
       const o = io.out;
       o.write(
@@ -232,10 +239,11 @@ export function modelsCommand(): Command {
   cmd
     .command('pull')
     .description("download every file of a model (model.json, weights, graft.json, …) into a folder")
-    .argument('<model>', 'model id')
+    .argument('<model>', MODEL_REF)
     .argument('<folder>', 'where to put the files (created if missing)')
-    .action(async (id: string, folder: string, _opts: unknown, command: Command) => {
+    .action(async (ref: string, folder: string, _opts: unknown, command: Command) => {
       const { client, io } = contextOf(command);
+      const { id } = await resolveModel(client, ref);
       const listed = (await client.listArtifacts(id)).items;
       // Only plain file names can be fetched (and written) one by one; anything else is named and left out.
       const items = listed.filter((f) => SAFE_NAME.test(f.name));
@@ -269,9 +277,10 @@ export function modelsCommand(): Command {
   cmd
     .command('rm')
     .description('delete a model')
-    .argument('<model>', 'model id')
+    .argument('<model>', 'model id (mdl_…): only a model is deleted by its id')
     .action(async (id: string, _opts: unknown, command: Command) => {
       const { client, io } = contextOf(command);
+      if (!MODEL_ID.test(id)) throw new CliError('INVALID_ARGUMENT', `'${id}' is not a model id: rm takes a model's own id (mdl_…), never a job's or a dataset's; see ${cli()} models ls`);
       await client.deleteModel(id);
       io.out.write(`deleted ${id}\n`);
     });
