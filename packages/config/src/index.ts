@@ -92,6 +92,10 @@ export interface GraftConfig {
     cacheBytes: number;
     /** What runs /predict: ONNX Runtime with TF.js as the fallback ('auto'), or one of them alone. */
     engine: 'auto' | 'onnx' | 'tfjs';
+    /** ONNX Runtime worker threads that run /predict's batches, one batch each at a time. */
+    workers: number;
+    /** ONNX Runtime intra-op threads of each worker's session; null: the cores divided among the workers. */
+    threads: number | null;
   };
   /**
    * int8 models (GRAFT_INT8): training quantizes each model it exports to ONNX and keeps model.int8.onnx where it
@@ -195,6 +199,8 @@ export function loadConfig(env: Env = process.env): GraftConfig {
       maxWaitMs: r.int('GRAFT_PREDICT_MAX_WAIT_MS', 3, 0, 1000),
       cacheBytes: r.int('GRAFT_MODEL_CACHE_BYTES', 1024 ** 3, 1024 ** 2),
       engine: r.oneOf('GRAFT_PREDICT_ENGINE', 'auto', PREDICT_ENGINES),
+      workers: r.int('GRAFT_PREDICT_WORKERS', 1, 1, 256),
+      threads: r.raw('GRAFT_PREDICT_THREADS') === undefined ? null : r.int('GRAFT_PREDICT_THREADS', 1, 1, 1024),
     },
     int8: {
       enabled: r.bool('GRAFT_INT8', true),

@@ -38,6 +38,13 @@ describe('loadConfig', () => {
     expect(problems).not.toContain('short');
   });
 
+  it("reads /predict's ONNX Runtime workers and threads, the threads left to the cores where unset", () => {
+    expect(loadConfig({}).predict).toMatchObject({ workers: 1, threads: null });
+    expect(loadConfig({ GRAFT_PREDICT_WORKERS: '2', GRAFT_PREDICT_THREADS: '1' }).predict).toMatchObject({ workers: 2, threads: 1 });
+    expect(() => loadConfig({ GRAFT_PREDICT_WORKERS: '0' })).toThrow(/GRAFT_PREDICT_WORKERS="0": expected an integer from 1/);
+    expect(() => loadConfig({ GRAFT_PREDICT_THREADS: 'all' })).toThrow(/GRAFT_PREDICT_THREADS="all"/);
+  });
+
   it('keeps an s3:// backbone source as given, without a trailing slash', () => {
     expect(loadConfig({ GRAFT_BACKBONES: 's3://models-bucket/team/backbones/' }).backbones).toBe('s3://models-bucket/team/backbones');
   });

@@ -202,6 +202,7 @@ export class Predictor {
       const host = new SessionHost({ workers, threads });
       try {
         await host.start();
+        this.log.info({ workers, threads }, `ONNX Runtime runs /predict's batches in ${workers} worker thread${workers === 1 ? '' : 's'} of ${threads} intra-op thread${threads === 1 ? '' : 's'}`);
         return host;
       } catch (err) {
         this.log.warn(

@@ -248,6 +248,15 @@ describe('Predictor on ONNX Runtime', () => {
     expect(sizes.reduce((a, b) => a + b, 0)).toBe(requests.flat().length);
   });
 
+  it('runs batches in as many worker threads as it is given, with the same answers', async () => {
+    const files = await classifierFiles(3, 5);
+    const { p, logs } = predictor({ workers: 2, threads: 1 });
+    const expected = await tfjsProbabilities(files, imgs);
+    const results = await Promise.all(imgs.map((img) => p.predict('m2w', source(files).src, [img], 3)));
+    expect(maxAbsDiff(results.map((r) => r.probabilities[0]!), expected)).toBeLessThan(1e-4);
+    expect(logs.find((l) => /worker thread/.test(l.msg))?.obj).toEqual({ workers: 2, threads: 1 });
+  });
+
   it("fails a request with an undecodable image by that image's index, and no other request", async () => {
     const files = await classifierFiles(3, 4);
     const { p } = predictor();

@@ -32,12 +32,14 @@ const IMAGE_ERRORS = ['MODEL_NOT_FOUND', 'INVALID_IMAGE', 'IMAGE_TOO_LARGE', 'TO
 const modelRoutes: FastifyPluginAsyncTypebox<{ deps: ApiDeps; models: ModelService; predictor: Predictor }> = async (app, opts) => {
   const { deps, models, predictor } = opts;
   const limits = deps.config.limits;
-  // The engine and batching come from configuration; each inference batch's size goes to /metrics.
+  // The engine, batching and ONNX Runtime's threads come from configuration; each inference batch's size goes to /metrics.
   predictor.configure({
     engine: deps.config.predict.engine,
     int8: deps.config.int8.enabled,
     maxBatch: deps.config.predict.maxBatch,
     maxWaitMs: deps.config.predict.maxWaitMs,
+    workers: deps.config.predict.workers,
+    threads: deps.config.predict.threads ?? undefined,
     log: { info: (obj, msg) => app.log.info(obj, msg), warn: (obj, msg) => app.log.warn(obj, msg) },
     onBatch: (size) => app.metrics.predictBatchSize.observe(size),
   });
