@@ -23,6 +23,11 @@ export const ID_PATTERN = {
   img: '^img_[0-9a-f]{20}$',
 } as const;
 
+const ID_REGEX = Object.fromEntries(Object.entries(ID_PATTERN).map(([kind, pattern]) => [kind, new RegExp(pattern)])) as Record<keyof typeof ID_PATTERN, RegExp>;
+
+/** Whether `s` is an id of that kind (ID_PATTERN). */
+export const isId = (kind: keyof typeof ID_PATTERN, s: string): boolean => ID_REGEX[kind].test(s);
+
 export const IdParams = (kind: keyof typeof ID_PATTERN) => Type.Object({ id: Type.String({ pattern: ID_PATTERN[kind] }) });
 
 export const Pagination = Type.Object({

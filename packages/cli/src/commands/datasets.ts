@@ -1,6 +1,6 @@
 // graft datasets push|ls|show|rm
 import { Command } from 'commander';
-import { ID_PATTERN } from '@graft/contract';
+import { isId } from '@graft/contract';
 import { pipeline } from 'node:stream';
 import { counting, openSource } from '../archive';
 import { ApiError, type GraftClient, type Dataset } from '../client';
@@ -12,7 +12,7 @@ import { printDataset, printHealth } from '../report';
 
 /** A dataset id, or the name of one (the newest of that name). */
 export async function resolveDataset(client: GraftClient, ref: string): Promise<Dataset> {
-  if (new RegExp(ID_PATTERN.ds).test(ref)) return client.getDataset(ref);
+  if (isId('ds', ref)) return client.getDataset(ref);
   const { items } = await client.listDatasets();
   const named = items.filter((d) => d.name === ref).sort((a, b) => b.createdAt.localeCompare(a.createdAt));
   if (!named.length) throw new ApiError('DATASET_NOT_FOUND', `no dataset with id or name '${ref}'; see ${cli()} datasets ls`, 404);

@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import fs from 'node:fs';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { ID_PATTERN } from '@graft/contract';
+import { isId } from '@graft/contract';
 import { ApiError, type GraftClient, type ImageFile, type Model, type OutOfDistribution, type PredictOptions, type Prediction } from '../client';
 import { contextOf, intArg } from '../context';
 import { CliError } from '../errors';
@@ -43,15 +43,13 @@ const modelAccuracy = (m: Model) => {
   return acc === undefined ? '-' : `${pct(acc)} ${which}`;
 };
 
-const MODEL_ID = new RegExp(ID_PATTERN.mdl);
-
 /** What a command that reads a model takes to name it (resolveModel). */
 export const MODEL_REF = 'model id, job id, or dataset name or id (its newest model)';
 
 /** A model id, the id of the job that trained it, or a dataset's id or name (its newest model). */
 export async function resolveModel(client: GraftClient, ref: string): Promise<Model> {
-  if (MODEL_ID.test(ref)) return client.getModel(ref);
-  if (new RegExp(ID_PATTERN.job).test(ref)) {
+  if (isId('mdl', ref)) return client.getModel(ref);
+  if (isId('job', ref)) {
     const job = await client.getJob(ref);
     if (!job.modelId) throw new CliError('NO_MODEL', `job ${ref} has no model (it is ${job.state}); follow it with: ${cli()} jobs show ${ref} --follow`);
     return client.getModel(job.modelId);
@@ -280,7 +278,7 @@ export function modelsCommand(): Command {
     .argument('<model>', 'model id (mdl_…): only a model is deleted by its id')
     .action(async (id: string, _opts: unknown, command: Command) => {
       const { client, io } = contextOf(command);
-      if (!MODEL_ID.test(id)) throw new CliError('INVALID_ARGUMENT', `'${id}' is not a model id: rm takes a model's own id (mdl_…), never a job's or a dataset's; see ${cli()} models ls`);
+      if (!isId('mdl', id)) throw new CliError('INVALID_ARGUMENT', `'${id}' is not a model id: rm takes a model's own id (mdl_…), never a job's or a dataset's; see ${cli()} models ls`);
       await client.deleteModel(id);
       io.out.write(`deleted ${id}\n`);
     });

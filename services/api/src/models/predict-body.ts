@@ -4,7 +4,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { GraftConfig } from '@graft/config';
 import { ApiError, notFound } from '../errors';
-import { ID_PATTERN } from '@graft/contract';
+import { isId } from '@graft/contract';
 import type { ModelRecord, ModelService } from './service';
 import { checkPredictImages } from './predict-images';
 
@@ -85,7 +85,6 @@ export function predictBody(models: ModelService, limits: GraftConfig['limits'])
   };
 
   const modelOfRequest = new WeakMap<FastifyRequest, ModelRecord>();
-  const mdlPattern = new RegExp(ID_PATTERN.mdl);
   /**
    * Runs before the body is read (after authentication): a body declared over the limit, or one for a model
    * that does not exist, is refused without reading it.
@@ -98,7 +97,7 @@ export function predictBody(models: ModelService, limits: GraftConfig['limits'])
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limits.predictBodyBytes) throw tooLarge();
     const { id } = req.params as { id: string };
-    if (!mdlPattern.test(id)) return; // the params schema answers
+    if (!isId('mdl', id)) return; // the params schema answers
     const model = await models.getCached(req.tenant, id);
     if (!model) throw notFound('model', id);
     modelOfRequest.set(req, model);
